@@ -1,0 +1,129 @@
+"""The master key (key-encryption key): loading it, generating a development one, checking it.
+
+The master key never leaves memory: only domain keys wrapped under it are stored, and the
+database keeps a *check value* (an HMAC of a fixed label under the master key) so that a wrong
+master key is reported clearly instead of failing on the first unwrap.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from keys._secret import Secret
+from tiers.errors import ConfigurationError, KeyUnavailable
+
+__all__ = ["DEVELOPMENT_MARKER", "MASTER_KEY_BYTES", "MasterKey", "write_development_key"]
+
+MASTER_KEY_BYTES = 32
+DEVELOPMENT_MARKER = "# tiers DEVELOPMENT master key: never use it in production"
+_CHECK_LABEL = b"tiers master key check value v1"
+
+
+class MasterKey:
+    """A 256-bit key-encryption key. ``repr`` shows only where it came from."""
+
+    __slots__ = ("_secret", "development", "source")
+
+    def __init__(self, material: bytes, *, source: str, development: bool = False) -> None:
+        if len(material) != MASTER_KEY_BYTES:
+            raise KeyUnavailable(
+                f"the master key from {source} must be {MASTER_KEY_BYTES} bytes",
+                code="bad_master_key",
+            )
+        self._secret = Secret(material, label="master key")
+        self.source = source
+        self.development = development
+
+    @classmethod
+    def from_base64(cls, text: str, *, source: str = "TIERS_MASTER_KEY") -> MasterKey:
+        """Parse a base64 master key. Raises :class:`KeyUnavailable` (never echoing the text)."""
+        try:
+            material = base64.b64decode(text.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise KeyUnavailable(
+                f"the master key from {source} is not valid base64", code="bad_master_key"
+            ) from None
+        return cls(material, source=source)
+
+    @classmethod
+    def from_file(cls, path: Path) -> MasterKey:
+        """Read a master key file: one base64 line, ``#`` comment lines allowed.
+
+        Raises :class:`KeyUnavailable` when the file is missing, unreadable, readable by group
+        or others, or does not hold a 32-byte base64 key. A file that carries the development
+        marker yields a key flagged ``development``.
+        """
+        source = f"file {path}"
+        try:
+            mode = path.stat().st_mode
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise KeyUnavailable(f"no master key {source}", code="no_master_key") from None
+        except (OSError, UnicodeDecodeError):
+            raise KeyUnavailable(
+                f"cannot read the master key {source}", code="no_master_key"
+            ) from None
+        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise KeyUnavailable(
+                f"the master key {source} is readable by other users; run chmod 600 on it",
+                code="master_key_permissions",
+            )
+        lines = [line.strip() for line in text.splitlines()]
+        development = DEVELOPMENT_MARKER in lines
+        payload = [line for line in lines if line and not line.startswith("#")]
+        if len(payload) != 1:
+            raise KeyUnavailable(
+                f"the master key {source} must hold exactly one base64 line", code="bad_master_key"
+            )
+        key = cls.from_base64(payload[0], source=source)
+        key.development = development
+        return key
+
+    def material(self) -> bytes:
+        """The raw key, for the wrapping cipher only."""
+        return self._secret.reveal()
+
+    def check_value(self) -> str:
+        """A public value that identifies this key without revealing it (stored in the database)."""
+        tag = hmac.new(self._secret.reveal(), _CHECK_LABEL, hashlib.sha256).hexdigest()
+        return f"hmac-sha256:{tag[:32]}"
+
+    def matches(self, check_value: str) -> bool:
+        return hmac.compare_digest(self.check_value(), check_value)
+
+    def __repr__(self) -> str:
+        flag = ", development" if self.development else ""
+        return f"<MasterKey from {self.source}{flag} (redacted)>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[()]:
+        raise TypeError("MasterKey cannot be pickled")
+
+
+def write_development_key(path: Path) -> MasterKey:
+    """Create a new random development master key file with mode 0600.
+
+    Refuses to overwrite an existing file (that would orphan every key wrapped under it).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    material = secrets.token_bytes(MASTER_KEY_BYTES)
+    body = f"{DEVELOPMENT_MARKER}\n{base64.b64encode(material).decode('ascii')}\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigurationError(
+            f"{path} already exists; refusing to overwrite a master key", code="already_exists"
+        ) from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(body)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return MasterKey(material, source=f"file {path}", development=True)

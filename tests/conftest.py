@@ -1,0 +1,183 @@
+"""Shared fixtures: a fresh home per test, on SQLite and on the real PostgreSQL of CI."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner, Result
+
+from tiers.admin import initialise
+from tiers.cli import app
+from tiers.deployment import Deployment
+from tiers.settings import Settings
+
+hypothesis_settings.register_profile(
+    "tiers",
+    deadline=None,
+    max_examples=100,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile("tiers")
+
+POSTGRES_URL = os.environ.get("TIERS_TEST_POSTGRES_URL")
+REQUIRE_POSTGRES = os.environ.get("TIERS_REQUIRE_POSTGRES") == "1"
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if REQUIRE_POSTGRES and not POSTGRES_URL:
+        raise pytest.UsageError("TIERS_REQUIRE_POSTGRES=1 but TIERS_TEST_POSTGRES_URL is not set")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No TIERS_* setting of the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("TIERS_") and name not in (
+            "TIERS_TEST_POSTGRES_URL",
+            "TIERS_REQUIRE_POSTGRES",
+        ):
+            monkeypatch.delenv(name)
+
+
+@dataclass
+class Database:
+    """One empty database for one test: SQLite in the home, or a fresh PostgreSQL schema."""
+
+    backend: str
+    home: Path
+    url: str | None = None
+    schema: str | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {"TIERS_HOME": str(self.home)}
+        if self.url:
+            env["TIERS_DATABASE_URL"] = self.url
+        return env
+
+    def settings(self, **overrides: object) -> Settings:
+        return Settings(home=self.home, database_url=self.url, **overrides)  # type: ignore[arg-type]
+
+    def rows(self) -> dict[str, list[tuple[object, ...]]]:
+        """Every row of every table, sorted: a logical snapshot to show that nothing changed."""
+        engine = create_engine(self.url or f"sqlite:///{self.home / 'tiers.db'}")
+        try:
+            with engine.connect() as connection:
+                return {
+                    table: sorted(
+                        (
+                            tuple(row)
+                            for row in connection.execute(text(f'SELECT * FROM "{table}"'))  # noqa: S608
+                        ),
+                        key=repr,
+                    )
+                    for table in inspect(connection).get_table_names()
+                }
+        finally:
+            engine.dispose()
+
+    def stored_bytes(self) -> bytes:
+        """Everything the database holds, as bytes, to search for values that must not be there."""
+        if self.backend == "sqlite":
+            return b"".join(
+                path.read_bytes() for path in sorted(self.home.glob("tiers.db*")) if path.is_file()
+            )
+        assert self.url is not None
+        engine = create_engine(self.url)
+        chunks: list[bytes] = []
+        try:
+            with engine.connect() as connection:
+                for table in inspect(connection).get_table_names():
+                    query = text(f'SELECT * FROM "{table}"')  # noqa: S608 - names from the catalogue
+                    for row in connection.execute(query):
+                        for value in row:
+                            chunks.append(
+                                value if isinstance(value, bytes) else str(value).encode()
+                            )
+        finally:
+            engine.dispose()
+        return b"\n".join(chunks)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    home = tmp_path / "var"
+    if request.param == "sqlite":
+        yield Database("sqlite", home)
+        return
+    if not POSTGRES_URL:
+        pytest.skip("set TIERS_TEST_POSTGRES_URL to run the PostgreSQL tests")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin_engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin_engine.connect() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield Database("postgresql", home, url.render_as_string(hide_password=False), schema)
+    finally:
+        with admin_engine.connect() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin_engine.dispose()
+
+
+@pytest.fixture
+def settings(database: Database) -> Settings:
+    return database.settings()
+
+
+@pytest.fixture
+def deployment(settings: Settings) -> Iterator[Deployment]:
+    initialise(settings, now=NOW)
+    opened = Deployment.open(settings)
+    yield opened
+    opened.close()
+
+
+@dataclass
+class Cli:
+    """Runs the real ``tiers`` command line in process, against the test's database."""
+
+    database: Database
+    runner: CliRunner = field(default_factory=CliRunner)
+
+    def __call__(self, *args: str, input: str | bytes | None = None, **env: str) -> Result:
+        return self.runner.invoke(
+            app, list(args), input=input, env={**self.database.env(), **env}, catch_exceptions=False
+        )
+
+    def ok(self, *args: str, input: str | bytes | None = None) -> Result:
+        result = self(*args, input=input)
+        assert result.exit_code == 0, result.stderr + result.stdout
+        return result
+
+
+@pytest.fixture
+def cli(database: Database) -> Cli:
+    return Cli(database)
+
+
+@pytest.fixture
+def initialised_cli(cli: Cli) -> Cli:
+    cli.ok("init")
+    cli.ok("domain", "add", "casino", "--role", "partner")
+    cli.ok("domain", "add", "sncf", "--role", "partner")
+    cli.ok("domain", "add", "hub", "--role", "hub")
+    return cli
+
+
+def assert_absent(haystack: bytes, needles: Sequence[str], where: str) -> None:
+    """None of ``needles`` (clear identifiers) appears in ``haystack``, in any usual encoding."""
+    for needle in needles:
+        for form in {needle, needle.lower(), needle.upper()}:
+            for encoded in (form.encode("utf-8"), form.encode("utf-16-le")):
+                assert encoded not in haystack, f"a clear identifier was found in {where}"

@@ -1,0 +1,249 @@
+from __future__ import annotations
+
+import base64
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli, Database, assert_absent
+
+PSEUDONYM = re.compile(r"[a-z][a-z0-9-]{1,31}\.v[0-9]+\.[a-z2-7]{32}")
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_init_generates_a_development_key_and_warns_loudly(cli: Cli, database: Database) -> None:
+    result = cli.ok("init")
+    assert "WARNING" in result.stderr and "DEVELOPMENT" in result.stderr
+    assert (database.home / "master.key").exists()
+    assert "tiers is initialised" in cli.ok("init").stdout
+
+
+def test_domain_add_and_list(initialised_cli: Cli) -> None:
+    listing = initialised_cli.ok("domain", "list").stdout
+    for name in ("casino", "sncf", "hub"):
+        assert name in listing
+
+
+def test_pseudonymise_prints_one_line_per_value_in_order(initialised_cli: Cli) -> None:
+    result = initialised_cli(
+        "pseudonymise",
+        "--domain",
+        "casino",
+        "--kind",
+        "card",
+        "4970 1012-3456",
+        "4970101234 56",
+        "x",
+        "",
+        "12345678",
+    )
+    lines = result.stdout.splitlines()
+    assert result.exit_code == 2
+    assert len(lines) == 5
+    assert PSEUDONYM.fullmatch(lines[0]) and lines[0] == lines[1]
+    assert lines[2:4] == ["error:bad_character", "error:empty"]
+    assert lines[0].startswith("casino.v1.") and lines[4] != lines[0]
+
+
+def test_pseudonymise_reads_stdin_and_separates_domains(initialised_cli: Cli) -> None:
+    stdin = "jeanne@example.fr\r\nJEANNE@example.FR\n"
+    casino = initialised_cli.ok(
+        "pseudonymise", "--domain", "casino", "--kind", "email", input=stdin
+    )
+    sncf = initialised_cli.ok("pseudonymise", "--domain", "sncf", "--kind", "email", input=stdin)
+    c, s = casino.stdout.splitlines(), sncf.stdout.splitlines()
+    assert c[0] == c[1] and s[0] == s[1] and c[0] != s[0]
+    assert c[0].startswith("casino.v1.") and s[0].startswith("sncf.v1.")
+
+
+def test_undecodable_stdin_line_is_reported_not_dropped(initialised_cli: Cli) -> None:
+    result = initialised_cli(
+        "pseudonymise",
+        "--domain",
+        "casino",
+        "--kind",
+        "card",
+        input=b"12345678\n\xff\xfe\n87654321\n",
+    )
+    lines = result.stdout.splitlines()
+    assert result.exit_code == 2
+    assert len(lines) == 3 and lines[1].startswith("error:")
+
+
+def test_key_rotate_list_destroy(initialised_cli: Cli) -> None:
+    before = initialised_cli.ok(
+        "pseudonymise", "--domain", "casino", "--kind", "card", "12345678"
+    ).stdout
+    assert "1 pseudonyms re-derived" in initialised_cli.ok("key", "rotate", "casino").stdout
+    after = initialised_cli.ok(
+        "pseudonymise", "--domain", "casino", "--kind", "card", "12345678"
+    ).stdout
+    assert before.startswith("casino.v1.") and after.startswith("casino.v2.")
+    listing = initialised_cli.ok("key", "list", "casino").stdout
+    assert "verify-only" in listing and "active" in listing
+    refused = initialised_cli("key", "destroy", "casino", "--version", "1")
+    assert refused.exit_code == 1 and "not_confirmed" in one_error_line(refused.stderr)
+    initialised_cli.ok("key", "destroy", "casino", "--version", "1", "--yes")
+    assert "destroyed" in initialised_cli.ok("key", "list", "casino").stdout
+    again = initialised_cli("key", "destroy", "casino", "--version", "1", "--yes")
+    assert again.exit_code == 1 and "[key_destroyed]" in one_error_line(again.stderr)
+
+
+def test_tokenise_file_exit_codes_and_files(
+    initialised_cli: Cli, database: Database, tmp_path: Path
+) -> None:
+    source = tmp_path / "customers.csv"
+    source.write_text("card,email,name\n4970 1012 3456,lea.roux@example.fr,Léa Roux\nbad,x,y\n")
+    out = tmp_path / "out.csv"
+    result = initialised_cli(
+        "tokenise-file",
+        str(source),
+        "-o",
+        str(out),
+        "--domain",
+        "casino",
+        "--column",
+        "card=card",
+        "--column",
+        "email=email",
+    )
+    assert result.exit_code == 2
+    assert "line 3: column card: bad_character" in result.stderr
+    assert "line 3: column email: bad_format" in result.stderr
+    assert out.read_text().splitlines()[0] == "card,email"
+    clean = tmp_path / "clean.csv"
+    clean.write_text("card,email,name\n4970 1012 3456,lea.roux@example.fr,Léa Roux\n")
+    initialised_cli.ok(
+        "tokenise-file",
+        str(clean),
+        "-o",
+        str(tmp_path / "o2.csv"),
+        "--domain",
+        "casino",
+        "--column",
+        "card=card",
+        "--keep",
+        "name",
+        "--rejects",
+        str(tmp_path / "r2.csv"),
+    )
+    assert (tmp_path / "r2.csv").read_text().splitlines() == ["line,column,code"]
+    assert "Léa Roux" in (tmp_path / "o2.csv").read_text()
+    leaks = (
+        database.stored_bytes() + out.read_bytes() + (tmp_path / "out.csv.rejects.csv").read_bytes()
+    )
+    assert_absent(
+        leaks,
+        ["4970 1012 3456", "497010123456", "lea.roux@example.fr", "Léa Roux"],
+        "the database or the outputs",
+    )
+    assert_absent(
+        result.stdout.encode() + result.stderr.encode(),
+        ["4970 1012 3456", "lea.roux@example.fr", "bad,x"],
+        "the command output",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["domain", "add", "Bad_Name", "--role", "partner"], "bad_name"),
+        (["domain", "add", "casino", "--role", "partner"], "already_exists"),
+        (["domain", "add", "shop", "--role", "king"], "bad_role"),
+        (["pseudonymise", "--domain", "nowhere", "--kind", "card", "12345678"], "unknown_domain"),
+        (["pseudonymise", "--domain", "casino", "--kind", "iris", "12345678"], "unknown_kind"),
+        (["key", "rotate", "nowhere"], "unknown_domain"),
+        (["key", "destroy", "casino", "--version", "1", "--yes"], "active_key"),
+        (["key", "destroy", "casino", "--version", "9", "--yes"], "unknown_key_version"),
+    ],
+)
+def test_bad_commands_give_one_error_line_and_change_nothing(
+    initialised_cli: Cli, database: Database, args: list[str], code: str
+) -> None:
+    before = database.rows()
+    result = initialised_cli(*args)
+    assert result.exit_code == 1
+    assert f"[{code}]" in one_error_line(result.stderr)
+    assert result.stdout == ""
+    assert before == database.rows()
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "code"),
+    [
+        (b"", [], "empty_file"),
+        (b"card,email\n", [], "no_rows"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00", [], "not_csv"),
+        (b"card,email\n12345678,a@b.fr\n", ["--column", "iban=card"], "unknown_column"),
+        (b"card,email\n12345678,a@b.fr\n", ["--column", "email=iris"], "unknown_kind"),
+        (b"card,email\n12345678,a@b.fr\n", ["--column", "nokind"], "bad_column_spec"),
+    ],
+)
+def test_bad_files_give_one_error_line_and_change_nothing(
+    initialised_cli: Cli,
+    database: Database,
+    tmp_path: Path,
+    content: bytes,
+    extra: list[str],
+    code: str,
+) -> None:
+    source = tmp_path / "in.csv"
+    source.write_bytes(content)
+    before = database.rows()
+    result = initialised_cli(
+        "tokenise-file",
+        str(source),
+        "-o",
+        str(tmp_path / "out.csv"),
+        "--domain",
+        "casino",
+        "--column",
+        "card=card",
+        *extra,
+    )
+    assert result.exit_code == 1
+    assert f"[{code}]" in one_error_line(result.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "var"]
+    assert before == database.rows()
+
+
+def test_missing_input_file_is_one_clear_error(initialised_cli: Cli, tmp_path: Path) -> None:
+    result = initialised_cli(
+        "tokenise-file",
+        str(tmp_path / "none.csv"),
+        "-o",
+        str(tmp_path / "o.csv"),
+        "--domain",
+        "casino",
+        "--column",
+        "card=card",
+    )
+    assert result.exit_code == 1 and "[no_such_file]" in one_error_line(result.stderr)
+
+
+def test_wrong_master_key_is_one_clear_error(initialised_cli: Cli, database: Database) -> None:
+    before = database.rows()
+    wrong = base64.b64encode(os.urandom(32)).decode()
+    result = initialised_cli(
+        "pseudonymise", "--domain", "casino", "--kind", "card", "12345678", TIERS_MASTER_KEY=wrong
+    )
+    assert result.exit_code == 1
+    line = one_error_line(result.stderr)
+    assert "[wrong_master_key]" in line and wrong not in line
+    assert result.stdout == ""
+    assert before == database.rows()
+
+
+def test_commands_before_init_say_so(cli: Cli) -> None:
+    result = cli("domain", "list")
+    assert result.exit_code == 1
+    line = one_error_line(result.stderr)
+    assert "[no_master_key]" in line and "tiers init" in line

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from tiers.errors import InvalidIdentifier
+from tiers.identifiers import KINDS, NormalisationOptions, luhn_valid, normalise
+
+LUHN = NormalisationOptions(card_luhn=True)
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "expected"),
+    [
+        ("card", " 4970 1012-3456 ", "497010123456"),
+        ("card", "4970101234 56", "497010123456"),
+        ("email", "  Jean.Dupont@Example.FR ", "jean.dupont@example.fr"),
+        ("email", "ｊｅａｎ@ｅｘａｍｐｌｅ.ｆｒ", "jean@example.fr"),  # NFKC folds full-width forms
+        ("phone", "06 12 34 56 78", "+33612345678"),
+        ("phone", "+33 (0)6 12 34 56 78", "+33612345678"),
+        ("phone", "+44 20 7946 0958", "+442079460958"),
+        ("person", " Dupont | Jean | 1970-01-31 | 75 001", "DUPONT|JEAN|1970-01-31|75001"),
+        (
+            "person",
+            "Lætitia-Hélène|Zoë  Marie|2001-02-28|69002",
+            "LAETITIA-HELENE|ZOE MARIE|2001-02-28|69002",
+        ),
+        ("person", "d’Artagnan|Charles|1900-12-01|32000", "D'ARTAGNAN|CHARLES|1900-12-01|32000"),
+    ],
+)
+def test_normalisers_give_the_documented_canonical_form(kind: str, raw: str, expected: str) -> None:
+    assert expected == normalise(kind, raw)
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "code"),
+    [
+        ("card", "", "empty"),
+        ("card", "   ", "empty"),
+        ("card", "1234567", "bad_length"),
+        ("card", "1" * 20, "bad_length"),
+        ("card", "4970 1012 345A", "bad_character"),
+        ("card", "４９７０１０１２３４５６", "bad_character"),
+        ("email", "no-at-sign.fr", "bad_format"),
+        ("email", "two@@at.fr", "bad_format"),
+        ("email", "a@b@c.fr", "bad_format"),
+        ("email", "a@localhost", "bad_format"),
+        ("email", "a@example..fr", "bad_format"),
+        ("email", "@example.fr", "bad_format"),
+        ("email", "jean dupont@example.fr", "bad_character"),
+        ("email", "a" * 250 + "@b.fr", "bad_length"),
+        ("phone", "call me maybe", "bad_format"),
+        ("phone", "+33 1", "bad_format"),
+        ("person", "Dupont|Jean|1970-02-30|75001", "bad_date"),
+        ("person", "Dupont|Jean|31/01/1970|75001", "bad_date"),
+        ("person", "Dupont|Jean|1870-01-01|75001", "bad_date"),
+        ("person", "Dupont|Jean|1970-01-31", "bad_format"),
+        ("person", "Dup0nt|Jean|1970-01-31|75001", "bad_character"),
+        ("person", "Dupont| |1970-01-31|75001", "empty"),
+        ("person", "Dupont|Jean|1970-01-31|75-001", "bad_format"),
+        ("card", "1" * 2000, "too_long"),
+        ("fingerprint", "x", "unknown_kind"),
+    ],
+)
+def test_invalid_identifiers_have_stable_codes_and_never_echo(
+    kind: str, raw: str, code: str
+) -> None:
+    with pytest.raises(InvalidIdentifier) as caught:
+        normalise(kind, raw)
+    assert code == caught.value.code
+    if raw.strip() and kind != "fingerprint":
+        assert raw.strip() not in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_luhn_check_is_applied_only_when_the_domain_turns_it_on() -> None:
+    valid = "79927398713"  # the classic Luhn example
+    invalid = "79927398710"
+    assert valid == normalise("card", valid, LUHN)
+    assert invalid == normalise("card", invalid)
+    with pytest.raises(InvalidIdentifier) as caught:
+        normalise("card", invalid, LUHN)
+    assert caught.value.code == "bad_checksum"
+
+
+@given(digits=st.text(alphabet="0123456789", min_size=1, max_size=30))
+def test_luhn_accepts_exactly_one_check_digit(digits: str) -> None:
+    assert sum(luhn_valid(digits + d) for d in "0123456789") == 1
+
+
+@given(kind=st.sampled_from(sorted(KINDS)), raw=st.text(max_size=80))
+def test_normalisers_are_idempotent(kind: str, raw: str) -> None:
+    try:
+        once = normalise(kind, raw)
+    except InvalidIdentifier:
+        return
+    assert once == normalise(kind, once)
+
+
+@given(
+    digits=st.text(alphabet="0123456789", min_size=8, max_size=19),
+    separators=st.lists(st.sampled_from(["", " ", "-", "  ", " - "]), min_size=20, max_size=20),
+)
+def test_card_spacing_and_hyphens_do_not_matter(digits: str, separators: list[str]) -> None:
+    spaced = "".join(d + s for d, s in zip(digits, separators, strict=False))
+    assert normalise("card", digits) == normalise("card", f"  {spaced} ")
+
+
+@given(
+    local=st.from_regex(r"[a-z0-9._%+\-]{1,20}", fullmatch=True),
+    domain=st.from_regex(r"[a-z0-9\-]{1,15}\.[a-z]{2,6}", fullmatch=True),
+    upper=st.lists(st.booleans(), min_size=50, max_size=50),
+)
+def test_email_case_and_surrounding_space_do_not_matter(
+    local: str, domain: str, upper: list[bool]
+) -> None:
+    address = f"{local}@{domain}"
+    shuffled = "".join(c.upper() if u else c for c, u in zip(address, upper, strict=False))
+    shuffled += address[len(upper) :]
+    assert normalise("email", address) == normalise("email", f" {shuffled}\t")
+
+
+@given(raw=st.text(max_size=60))
+def test_no_error_message_contains_the_value(raw: str) -> None:
+    assume(len(raw.strip()) >= 4)
+    for kind in KINDS:
+        try:
+            normalise(kind, raw)
+        except InvalidIdentifier as error:
+            assert raw.strip() not in error.message

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from tests.conftest import NOW
+from tiers.admin import add_domain
+from tiers.deployment import Deployment
+from tiers.storage import migrate, subjects
+from tiers.storage.tables import metadata
+from tiers.tokenisation import pseudonymise_values
+
+
+def test_migrations_build_exactly_the_declared_schema(deployment: Deployment) -> None:
+    with deployment.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+
+
+def test_migrating_twice_changes_nothing(deployment: Deployment) -> None:
+    migrate(deployment.engine)
+    with deployment.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+
+
+def test_no_table_has_a_column_for_clear_identifiers(deployment: Deployment) -> None:
+    allowed = {
+        "meta": {"name", "value"},
+        "domains": {"id", "name", "role", "card_luhn", "created_at"},
+        "keys": {
+            "id",
+            "owner",
+            "purpose",
+            "version",
+            "state",
+            "wrapped",
+            "created_at",
+            "state_changed_at",
+        },
+        "subjects": {"base", "created_at"},
+        "pseudonym_index": {"domain_id", "version", "value", "subject", "created_at"},
+    }
+    with deployment.engine.connect() as connection:
+        inspector = inspect(connection)
+        tables = set(inspector.get_table_names()) - {"alembic_version"}
+        assert set(allowed) == tables
+        for table in tables:
+            assert allowed[table] == {c["name"] for c in inspector.get_columns(table)}
+
+
+def test_reverse_lookup_uses_the_primary_key_index(deployment: Deployment) -> None:
+    with deployment.engine.connect() as connection:
+        pk = inspect(connection).get_pk_constraint("pseudonym_index")
+    assert pk["constrained_columns"] == ["domain_id", "version", "value"]
+
+
+def test_registering_twice_keeps_one_subject(deployment: Deployment) -> None:
+    add_domain(deployment, name="casino", role="partner", now=NOW)
+    for _ in range(2):
+        pseudonymise_values(
+            deployment,
+            domain="casino",
+            kind="card",
+            values=["12345678", "1234 5678", "87654321"],
+            now=NOW,
+        )
+    with deployment.engine.connect() as connection:
+        domain = deployment.domain(connection, "casino")
+        assert subjects.count_index(connection, domain_id=domain.id) == 2

@@ -1,0 +1,31 @@
+"""The ``tiers`` command line (Typer + Rich). Each command calls one core function."""
+
+from __future__ import annotations
+
+import typer
+
+from tiers.cli.admin import domain_app, init, key_app
+from tiers.cli.data import pseudonymise, tokenise_file_command
+from tiers.cli.serve import serve
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tiers",
+    help="Trusted-third-party pseudonymisation for loyalty coalitions.",
+    no_args_is_help=True,
+    # Rich tracebacks with locals would print identifiers and keys held in variables.
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+app.command("init")(init)
+app.add_typer(domain_app, name="domain")
+app.add_typer(key_app, name="key")
+app.command("pseudonymise")(pseudonymise)
+app.command("tokenise-file")(tokenise_file_command)
+app.command("serve")(serve)
+
+
+def main() -> None:
+    app()

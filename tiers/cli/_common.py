@@ -1,0 +1,110 @@
+"""What every CLI command shares: settings, the deployment, the clock, error reporting."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from tiers.deployment import Deployment
+from tiers.errors import TiersError
+from tiers.settings import Settings
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERNAL",
+    "EXIT_REJECTS",
+    "deployment",
+    "err_console",
+    "handles_errors",
+    "load_settings",
+    "now",
+    "out_console",
+    "warn_development_key",
+]
+
+EXIT_ERROR = 1
+EXIT_REJECTS = 2
+EXIT_INTERNAL = 70
+
+out_console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        # Name the settings that are wrong, never their values.
+        names = ", ".join(
+            "TIERS_" + str(error["loc"][0]).upper() for error in exc.errors() if error["loc"]
+        )
+        raise typer.Exit(
+            _fail(f"invalid settings: {names or 'unknown'}", "configuration")
+        ) from None
+
+
+def _fail(message: str, code: str) -> int:
+    err_console.print(f"error: {message} [{code}]", markup=False)
+    return EXIT_ERROR
+
+
+def handles_errors(function: Callable[P, R]) -> Callable[P, R]:
+    """Turn core errors into one ``error: … [code]`` line on stderr and exit status 1.
+
+    Anything unexpected is reported by its type only (its message could quote data); set
+    ``TIERS_DEBUG=1`` to see the traceback.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        except TiersError as error:
+            raise typer.Exit(_fail(error.message, error.code)) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as error:  # noqa: BLE001 - the last line of defence of the CLI
+            if os.environ.get("TIERS_DEBUG") == "1":
+                traceback.print_exc(file=sys.stderr)
+            err_console.print(
+                f"error: internal error ({type(error).__name__}); nothing was completed. "
+                "Set TIERS_DEBUG=1 for the traceback [internal]",
+                markup=False,
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper
+
+
+@contextmanager
+def deployment() -> Iterator[Deployment]:
+    opened = Deployment.open(load_settings())
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def warn_development_key(source: str) -> None:
+    err_console.print(
+        "[bold red]WARNING: using a DEVELOPMENT master key[/] "
+        f"({source}).\nIt is stored in clear next to the data it protects. Never use it for real "
+        "customer data: set TIERS_MASTER_KEY_FILE to a key kept apart (see README).",
+    )

@@ -1,0 +1,118 @@
+"""Operator commands: ``init``, ``domain …`` and ``key …``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tiers import admin
+from tiers.cli._common import (
+    deployment,
+    handles_errors,
+    load_settings,
+    now,
+    out_console,
+    warn_development_key,
+)
+from tiers.errors import InvalidRequest
+
+__all__ = ["domain_app", "init", "key_app"]
+
+domain_app = typer.Typer(
+    help="Pseudonymisation domains (one per partner, one for the hub).", no_args_is_help=True
+)
+key_app = typer.Typer(help="Domain keys: versions, rotation, destruction.", no_args_is_help=True)
+
+
+@handles_errors
+def init() -> None:
+    """Create or check the home, the database schema, the master key and the base key."""
+    report = admin.initialise(load_settings(), now=now())
+    if report.generated_development_key:
+        out_console.print(f"generated a development master key in {report.home}")
+    if report.development_key:
+        warn_development_key(report.master_key_source)
+    out_console.print(f"database: {report.database}", markup=False)
+    out_console.print("base key: " + ("created" if report.created_base_key else "present"))
+    out_console.print("tiers is initialised")
+
+
+@domain_app.command("add")
+@handles_errors
+def domain_add(
+    name: Annotated[str, typer.Argument(help="[a-z][a-z0-9-]{1,31}")],
+    role: Annotated[str, typer.Option(help="partner, hub or audit")],
+    luhn: Annotated[
+        bool, typer.Option("--luhn", help="require a valid Luhn check on cards")
+    ] = False,
+) -> None:
+    """Create a domain and its first key."""
+    with deployment() as dep:
+        record = admin.add_domain(dep, name=name, role=role, card_luhn=luhn, now=now())
+    out_console.print(f"added domain {record.name} ({record.role}), key version 1 active")
+
+
+@domain_app.command("list")
+@handles_errors
+def domain_list() -> None:
+    """List the domains."""
+    with deployment() as dep:
+        records = admin.list_domains(dep)
+    table = Table("name", "role", "luhn", "created")
+    for record in records:
+        table.add_row(
+            record.name,
+            record.role,
+            "yes" if record.card_luhn else "no",
+            record.created_at.isoformat(timespec="seconds"),
+        )
+    out_console.print(table)
+
+
+@key_app.command("rotate")
+@handles_errors
+def key_rotate(domain: str) -> None:
+    """New active key version; stored pseudonyms are re-derived; the old one stays verify-only."""
+    with deployment() as dep:
+        rotation = admin.rotate_key(dep, domain=domain, now=now())
+    out_console.print(
+        f"{rotation.domain}: version {rotation.new_version} active, version "
+        f"{rotation.old_version} verify-only; {rotation.reindexed} pseudonyms re-derived"
+    )
+
+
+@key_app.command("list")
+@handles_errors
+def key_list(domain: str) -> None:
+    """Versions, states and dates of a domain's keys (never the keys)."""
+    with deployment() as dep:
+        versions = admin.list_keys(dep, domain=domain)
+    table = Table("version", "state", "created", "state since")
+    for version in versions:
+        table.add_row(
+            str(version.version),
+            version.state.value,
+            version.created_at.isoformat(timespec="seconds"),
+            version.state_changed_at.isoformat(timespec="seconds"),
+        )
+    out_console.print(table)
+
+
+@key_app.command("destroy")
+@handles_errors
+def key_destroy(
+    domain: str,
+    version: Annotated[int, typer.Option(help="the key version to destroy")],
+    yes: Annotated[bool, typer.Option("--yes", help="confirm: this cannot be undone")] = False,
+) -> None:
+    """Crypto-shred one key version: its pseudonyms become permanently unlinkable."""
+    if not yes:
+        raise InvalidRequest("destroying a key cannot be undone; add --yes", code="not_confirmed")
+    with deployment() as dep:
+        result = admin.destroy_key(dep, domain=domain, version=version, now=now())
+    out_console.print(
+        f"{result.domain}: version {result.version} destroyed; "
+        f"{result.unlinked} pseudonyms unlinked for good"
+    )

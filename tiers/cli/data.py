@@ -1,0 +1,119 @@
+"""Data commands: ``pseudonymise`` and ``tokenise-file``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+from tiers.cli._common import EXIT_REJECTS, deployment, err_console, handles_errors, now
+from tiers.errors import InvalidIdentifier
+from tiers.files import parse_column_spec, tokenise_file
+from tiers.identifiers import get_kind
+from tiers.tokenisation import pseudonymise_values
+
+__all__ = ["pseudonymise", "tokenise_file_command"]
+
+_CHUNK = 10_000
+
+
+def _stdin_values() -> Iterator[str]:
+    """One value per line of standard input, undecodable lines kept as a marker string."""
+    for raw in sys.stdin.buffer:
+        line = raw.rstrip(b"\n").rstrip(b"\r")
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError:
+            # A lone surrogate never normalises, so the line is reported, not dropped.
+            yield "\udcff"
+
+
+@handles_errors
+def pseudonymise(
+    values: Annotated[
+        list[str] | None, typer.Argument(help="values; none: one per line on stdin")
+    ] = None,
+    domain: Annotated[str, typer.Option(help="the domain to pseudonymise into")] = ...,  # type: ignore[assignment]
+    kind: Annotated[str, typer.Option(help="card, email, phone or person")] = ...,  # type: ignore[assignment]
+    register: Annotated[bool, typer.Option(help="register the subjects")] = True,
+) -> None:
+    """One pseudonym per line, in order; an invalid value prints error:<code> and exit status 2."""
+    get_kind(kind)
+    source: Iterator[str] = iter(values) if values else _stdin_values()
+    failed = False
+    with deployment() as dep:
+        while chunk := list(islice(source, _CHUNK)):
+            results = pseudonymise_values(
+                dep, domain=domain, kind=kind, values=chunk, register=register, now=now()
+            )
+            lines = []
+            for result in results:
+                if isinstance(result, InvalidIdentifier):
+                    failed = True
+                    lines.append(f"error:{result.code}")
+                else:
+                    lines.append(result)
+            sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.flush()
+    if failed:
+        raise typer.Exit(EXIT_REJECTS)
+
+
+@handles_errors
+def tokenise_file_command(
+    source: Annotated[Path, typer.Argument(metavar="IN.csv", help="the CSV file to tokenise")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="the tokenised CSV to write")],
+    domain: Annotated[str, typer.Option(help="the partner domain")],
+    column: Annotated[list[str], typer.Option(help="NAME=KIND, once per identifier column")],
+    keep: Annotated[str, typer.Option(help="other columns to keep, comma-separated")] = "",
+    rejects: Annotated[Path | None, typer.Option(help="default: OUT.rejects.csv")] = None,
+    register: Annotated[bool, typer.Option(help="register the subjects")] = True,
+    delimiter: Annotated[str, typer.Option(help="field delimiter")] = ",",
+) -> None:
+    """Replace identifier columns by pseudonyms, streaming; rejected rows go to the rejects file."""
+    specs = [parse_column_spec(text) for text in column]
+    kept = [name for name in (part.strip() for part in keep.split(",")) if name]
+    show_progress = err_console.is_terminal
+    with (
+        deployment() as dep,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            disable=not show_progress,
+            transient=True,
+        ) as bar,
+    ):
+        task = bar.add_task(source.name, total=None)
+        report = tokenise_file(
+            dep,
+            source=source,
+            output=output,
+            domain=domain,
+            columns=specs,
+            keep=kept,
+            rejects=rejects,
+            register=register,
+            delimiter=delimiter,
+            now=now(),
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    err_console.print(
+        f"{report.rows_in} rows read, {report.rows_out} written to {report.output}, "
+        f"{report.rows_rejected} rejected (see {report.rejects})",
+        markup=False,
+    )
+    for reject in report.first_rejects:
+        where = f"column {reject.column}" if reject.column else "row"
+        err_console.print(f"  line {reject.line}: {where}: {reject.code}", markup=False)
+    if report.rows_rejected > len(report.first_rejects):
+        err_console.print(f"  … see {report.rejects} for every rejected row", markup=False)
+    if report.rows_rejected:
+        raise typer.Exit(EXIT_REJECTS)

@@ -1,0 +1,158 @@
+"""The one exception tree of `tiers`: every error the service raises on purpose.
+
+Every class carries a stable machine ``code`` (used by the CLI, the API and the audit
+log) and a message that never contains a clear identifier or key material.
+
+::
+
+    TiersError                          (never raised itself)
+    ├── InvalidIdentifier   (ValueError) an identifier that does not normalise
+    ├── InvalidPseudonym    (ValueError) a string that is not a pseudonym
+    ├── DomainMismatch                   a pseudonym of another domain
+    ├── UnknownKeyVersion                a pseudonym of a version that never existed
+    ├── KeyUnavailable                   the master key is missing or wrong, a key
+    │   │                                record cannot be unwrapped
+    │   └── KeyDestroyed                 the key version was crypto-shredded
+    ├── KeyStateError                    a key operation the key's state forbids
+    ├── NotFound                         an unknown domain, kind, client, job, ...
+    ├── AlreadyExists                    creating something that exists
+    ├── InvalidRequest      (ValueError) a malformed name, option or argument
+    ├── InvalidFile         (ValueError) an input file that cannot be processed at all
+    ├── NotInitialised                   the home or database has not been set up
+    ├── ConfigurationError               settings that are missing or unsafe
+    ├── PolicyViolation                  a request an attachment rule refuses
+    └── AuditIntegrityError              the access log failed verification
+
+This module imports nothing from the rest of the project, so every package
+(``keys``, ``policy``, ``audit``) may share the vocabulary without a cycle.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExists",
+    "AuditIntegrityError",
+    "ConfigurationError",
+    "DomainMismatch",
+    "InvalidFile",
+    "InvalidIdentifier",
+    "InvalidPseudonym",
+    "InvalidRequest",
+    "KeyDestroyed",
+    "KeyStateError",
+    "KeyUnavailable",
+    "NotFound",
+    "NotInitialised",
+    "PolicyViolation",
+    "TiersError",
+    "UnknownKeyVersion",
+]
+
+
+class TiersError(Exception):
+    """Root of every deliberate `tiers` error. Never raised itself."""
+
+    code: str = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+
+class InvalidIdentifier(TiersError, ValueError):
+    """An identifier that does not normalise. The message never echoes the value.
+
+    Codes: ``empty``, ``bad_length``, ``bad_checksum``, ``bad_format``,
+    ``bad_character``, ``bad_date``, ``unknown_kind``.
+    """
+
+    code = "bad_format"
+
+
+class InvalidPseudonym(TiersError, ValueError):
+    """A string that is not a well-formed pseudonym."""
+
+    code = "bad_pseudonym"
+
+
+class DomainMismatch(TiersError):
+    """A pseudonym of one domain presented where another domain is expected."""
+
+    code = "domain_mismatch"
+
+
+class UnknownKeyVersion(TiersError):
+    """A pseudonym or request naming a key version that does not exist."""
+
+    code = "unknown_key_version"
+
+
+class KeyUnavailable(TiersError):
+    """Key material cannot be used: no master key, a wrong one, or a damaged record."""
+
+    code = "key_unavailable"
+
+
+class KeyDestroyed(KeyUnavailable):
+    """The key version was destroyed: its pseudonyms are permanently unlinkable."""
+
+    code = "key_destroyed"
+
+
+class KeyStateError(TiersError):
+    """A key operation that the key's current state forbids (e.g. destroying the active key)."""
+
+    code = "key_state"
+
+
+class NotFound(TiersError):
+    """Something named in a request does not exist (or may not be seen by the caller)."""
+
+    code = "not_found"
+
+
+class AlreadyExists(TiersError):
+    """Creating something that already exists."""
+
+    code = "already_exists"
+
+
+class InvalidRequest(TiersError, ValueError):
+    """A malformed name, option or argument."""
+
+    code = "invalid_request"
+
+
+class InvalidFile(TiersError, ValueError):
+    """An input file that cannot be processed at all (not CSV, empty, bad header)."""
+
+    code = "invalid_file"
+
+
+class NotInitialised(TiersError):
+    """The home, database or base key has not been set up: run ``tiers init``."""
+
+    code = "not_initialised"
+
+
+class ConfigurationError(TiersError):
+    """Settings that are missing, malformed or unsafe for the environment."""
+
+    code = "configuration"
+
+
+class PolicyViolation(TiersError):
+    """A request that an attachment rule refuses; ``code`` is the rule's name."""
+
+    code = "policy_violation"
+
+
+class AuditIntegrityError(TiersError):
+    """The access log or an exported bundle failed verification."""
+
+    code = "audit_integrity"

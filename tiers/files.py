@@ -1,0 +1,352 @@
+"""Streaming tokenisation of CSV customer files.
+
+The file is read row by row (memory does not grow with its size). Identifier columns are replaced
+by their pseudonyms under the same header; other columns pass only if listed in ``keep``. A row
+with any problem is left out of the output and reported in the rejects file as
+``line,column,code`` (never the value). Outputs are written to temporary files beside their
+targets and renamed into place only when the whole file succeeded, so an interrupted run never
+leaves a complete-looking output.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from tiers.deployment import Deployment
+from tiers.errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
+from tiers.identifiers import IdentifierKind, get_kind
+from tiers.tokenisation import Registrar, Tokeniser
+
+__all__ = [
+    "ColumnSpec",
+    "FileReport",
+    "Reject",
+    "atomic_output",
+    "parse_column_spec",
+    "tokenise_file",
+]
+
+ProgressCallback = Callable[[int, int], None]
+FIELD_SIZE_LIMIT = 1 << 20
+_PROGRESS_EVERY = 8192
+_COLUMN_SPEC = re.compile(r"(?P<name>[^=]+)=(?P<kind>[a-z]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSpec:
+    """``--column NAME=KIND``: the column ``name`` holds identifiers of ``kind``."""
+
+    name: str
+    kind: str
+
+
+def parse_column_spec(text: str) -> ColumnSpec:
+    """Parse ``NAME=KIND``; raises :class:`InvalidRequest` or, for the kind, InvalidIdentifier."""
+    match = _COLUMN_SPEC.fullmatch(text)
+    if match is None:
+        raise InvalidRequest(f"--column expects NAME=KIND, got {text!r}", code="bad_column_spec")
+    get_kind(match["kind"])
+    return ColumnSpec(match["name"], match["kind"])
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    line: int
+    column: str
+    code: str
+
+
+@dataclass(slots=True)
+class FileReport:
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_rejected: int = 0
+    registered: int = 0
+    first_rejects: list[Reject] = field(default_factory=list)
+    output: str = ""
+    rejects: str = ""
+
+
+@contextmanager
+def atomic_output(target: Path) -> Iterator[IO[str]]:
+    """A text file that appears at ``target`` only if the block succeeds (temp file + rename).
+
+    The temporary file is created beside the target with mode 0600 and removed on failure.
+    """
+    target = target.resolve()
+    descriptor, temp_name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".part"
+    )
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(target.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - not every platform opens directories
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Which input positions go out, and which of them are identifiers of which kind."""
+
+    header: list[str]
+    output_positions: list[int]
+    identifier_positions: list[tuple[int, IdentifierKind]]
+    keep_positions: list[int]
+    # Input position of each identifier column -> its index among a row's tokens.
+    identifier_slots: dict[int, int]
+
+
+def _plan(header: list[str], columns: Sequence[ColumnSpec], keep: Sequence[str]) -> _Plan:
+    if len(set(header)) != len(header):
+        raise InvalidFile("the header names a column twice", code="duplicate_column")
+    position = {name: i for i, name in enumerate(header)}
+    identifier_names = [spec.name for spec in columns]
+    if not columns:
+        raise InvalidRequest(
+            "name at least one identifier column (--column NAME=KIND)", code="no_identifier_column"
+        )
+    if len(set(identifier_names)) != len(identifier_names):
+        raise InvalidRequest("an identifier column is named twice", code="duplicate_column")
+    overlap = set(identifier_names) & set(keep)
+    if overlap:
+        raise InvalidRequest(
+            f"column {sorted(overlap)[0]!r} is both an identifier and kept as is",
+            code="duplicate_column",
+        )
+    for name in [*identifier_names, *keep]:
+        if name not in position:
+            raise NotFound(f"the file has no column {name!r}", code="unknown_column")
+    wanted = set(identifier_names) | set(keep)
+    kinds = {spec.name: get_kind(spec.kind) for spec in columns}
+    return _Plan(
+        header=[name for name in header if name in wanted],
+        output_positions=[i for i, name in enumerate(header) if name in wanted],
+        identifier_positions=[(position[spec.name], kinds[spec.name]) for spec in columns],
+        keep_positions=[position[name] for name in keep],
+        identifier_slots={position[spec.name]: i for i, spec in enumerate(columns)},
+    )
+
+
+def _open_source(source: Path) -> tuple[IO[bytes], IO[str], int]:
+    try:
+        raw = open(source, "rb")  # noqa: SIM115 - closed by the caller's ExitStack
+    except FileNotFoundError:
+        raise NotFound(f"no such file: {source}", code="no_such_file") from None
+    except OSError as exc:
+        raise InvalidFile(f"cannot read {source}: {exc.strerror}", code="unreadable") from None
+    size = os.fstat(raw.fileno()).st_size
+    # surrogateescape keeps undecodable bytes in the row so that the row, not the file, is
+    # rejected (code bad_encoding); utf-8-sig drops a leading byte-order mark.
+    text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    return raw, text, size
+
+
+def _undecodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _row_problems(
+    row: list[str], plan: _Plan, width: int, tokeniser: Tokeniser
+) -> tuple[list[tuple[str, str]], list[tuple[bytes, bytes, str]]]:
+    """The ``(column, code)`` problems of one row, and its tokens when it has none."""
+    if len(row) != width:
+        return [("", "field_count")], []
+    problems: list[tuple[str, str]] = []
+    tokens: list[tuple[bytes, bytes, str]] = []
+    for position, kind in plan.identifier_positions:
+        value = row[position]
+        if _undecodable(value):
+            problems.append((_column_name(plan, position), "bad_encoding"))
+            continue
+        try:
+            tokens.append(tokeniser.tokenise(kind, value))
+        except InvalidIdentifier as error:
+            problems.append((_column_name(plan, position), error.code))
+    for position in plan.keep_positions:
+        value = row[position]
+        if _undecodable(value):
+            problems.append((_column_name(plan, position), "bad_encoding"))
+        elif "\x00" in value:
+            problems.append((_column_name(plan, position), "bad_character"))
+    return problems, tokens
+
+
+def _column_name(plan: _Plan, position: int) -> str:
+    return plan.header[plan.output_positions.index(position)]
+
+
+def _check_options(source: Path, output: Path, rejects: Path, delimiter: str) -> None:
+    for path in (output, rejects):
+        if path.resolve() == source.resolve():
+            raise InvalidRequest("an output file cannot be the input file", code="same_file")
+    if output.resolve() == rejects.resolve():
+        raise InvalidRequest("the output and rejects files must differ", code="same_file")
+    if len(delimiter) != 1 or delimiter in '"\r\n':
+        raise InvalidRequest(
+            "the delimiter must be one character other than a quote or newline",
+            code="bad_delimiter",
+        )
+
+
+def _read_header(reader: Iterator[list[str]]) -> list[str]:
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise InvalidFile("the file is empty (no header line)", code="empty_file") from None
+    except (csv.Error, UnicodeError):
+        raise InvalidFile(
+            "the file is not a CSV file (unreadable header)", code="not_csv"
+        ) from None
+    if any(_undecodable(name) or "\x00" in name for name in header):
+        raise InvalidFile("the file is not a UTF-8 CSV file (bad header)", code="not_csv")
+    return header
+
+
+def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """``(first line number, fields)`` of each record after the header; blank lines skipped."""
+    last_line = reader.line_num
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # its messages name the problem, never the data
+            raise InvalidFile(
+                f"line {last_line + 1}: not valid CSV ({exc})", code="bad_csv"
+            ) from None
+        line = last_line + 1
+        last_line = reader.line_num
+        if row:
+            yield line, row
+
+
+@dataclass(slots=True)
+class _Sink:
+    """Where each processed record goes: the output, the rejects file, the registrar."""
+
+    plan: _Plan
+    output: Any
+    rejects: Any
+    registrar: Registrar | None
+    report: FileReport
+    max_listed_rejects: int
+
+    def __post_init__(self) -> None:
+        self.output.writerow(self.plan.header)
+        self.rejects.writerow(["line", "column", "code"])
+
+    def reject(self, line: int, problems: list[tuple[str, str]]) -> None:
+        self.report.rows_rejected += 1
+        for column, code in problems:
+            self.rejects.writerow([line, column, code])
+            if len(self.report.first_rejects) < self.max_listed_rejects:
+                self.report.first_rejects.append(Reject(line, column, code))
+
+    def accept(self, row: list[str], tokens: list[tuple[bytes, bytes, str]]) -> None:
+        slots = self.plan.identifier_slots
+        self.output.writerow(
+            [
+                row[pos] if (slot := slots.get(pos)) is None else tokens[slot][2]
+                for pos in self.plan.output_positions
+            ]
+        )
+        self.report.rows_out += 1
+        if self.registrar is not None:
+            for base, mac, _ in tokens:
+                self.registrar.add(base, mac)
+
+
+def tokenise_file(
+    deployment: Deployment,
+    *,
+    source: Path,
+    output: Path,
+    domain: str,
+    columns: Sequence[ColumnSpec],
+    keep: Sequence[str] = (),
+    rejects: Path | None = None,
+    register: bool = True,
+    delimiter: str = ",",
+    now: datetime,
+    progress: ProgressCallback | None = None,
+    max_listed_rejects: int = 10,
+) -> FileReport:
+    """Tokenise the CSV ``source`` into ``output`` (see the module docstring).
+
+    ``rejects`` defaults to ``<output>.rejects.csv`` and is always written (header only when no
+    row was rejected). Raises, before writing anything: :class:`NotFound` (file, domain,
+    column), :class:`InvalidRequest` (options), :class:`InvalidFile` (empty file, header only,
+    not CSV, undecodable header, broken quoting). Subjects are registered in one transaction,
+    committed only when the whole file was read, before the outputs are renamed into place.
+    """
+    rejects = rejects or output.with_name(output.name + ".rejects.csv")
+    _check_options(source, output, rejects, delimiter)
+    csv.field_size_limit(FIELD_SIZE_LIMIT)
+    report = FileReport(output=str(output), rejects=str(rejects))
+    with ExitStack() as stack:
+        raw, text, size = _open_source(source)
+        stack.callback(raw.close)
+        reader = csv.reader(text, delimiter=delimiter, strict=False)
+        header = _read_header(reader)
+        plan = _plan(header, columns, keep)
+        # Entered last, so left first: the subjects are committed before the outputs appear.
+        out_handle = stack.enter_context(atomic_output(output))
+        rej_handle = stack.enter_context(atomic_output(rejects))
+        connection = stack.enter_context(deployment.transaction())
+        tokeniser = Tokeniser.open(deployment, connection, domain)
+        registrar = Registrar(connection, tokeniser.domain.id, tokeniser.domain_key.version, now)
+        sink = _Sink(
+            plan,
+            csv.writer(out_handle, delimiter=delimiter),
+            csv.writer(rej_handle),
+            registrar if register else None,
+            report,
+            max_listed_rejects,
+        )
+        for line, row in _records(reader):
+            report.rows_in += 1
+            problems, tokens = _row_problems(row, plan, len(header), tokeniser)
+            if problems:
+                sink.reject(line, problems)
+            else:
+                sink.accept(row, tokens)
+            if progress is not None and report.rows_in % _PROGRESS_EVERY == 0:
+                progress(raw.tell(), size)
+        if report.rows_in == 0:
+            raise InvalidFile("the file has a header but no data rows", code="no_rows")
+        registrar.flush()
+        report.registered = registrar.registered
+        if progress is not None:
+            progress(size, size)
+    return report

@@ -1,0 +1,94 @@
+"""The two-layer pseudonym scheme (pure functions, no I/O).
+
+- Base pseudonym ``B = HMAC-SHA256(K_base, len‖kind ‖ len‖normalised)`` (32 bytes). ``B`` is
+  internal: it is never returned to anyone.
+- Domain pseudonym ``P = HMAC-SHA256(K_domain_v, B)`` truncated to its first 160 bits.
+- Text form ``<domain>.v<version>.<base32 of P>``, lower-case, no padding: exactly 32 characters
+  of base32. 160 bits keeps more than half of the hash and more than 128 bits (FIPS 198-1, §5);
+  for a billion pseudonyms in one domain the chance of any collision is below 10⁻³⁰.
+
+Parsing is exact: only the canonical text of some pseudonym parses, and it parses back to it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+
+from keys import DomainKey, Keyring, length_prefixed
+from tiers.errors import DomainMismatch, InvalidPseudonym
+
+__all__ = [
+    "BASE_BYTES",
+    "DOMAIN_NAME",
+    "PSEUDONYM_BYTES",
+    "Pseudonym",
+    "base_pseudonym",
+    "domain_pseudonym",
+    "parse_for_domain",
+]
+
+BASE_BYTES = 32
+PSEUDONYM_BYTES = 20
+DOMAIN_NAME = re.compile(r"[a-z][a-z0-9-]{1,31}")
+_TEXT = re.compile(r"([a-z][a-z0-9-]{1,31})\.v([1-9][0-9]{0,8})\.([a-z2-7]{32})")
+
+
+@dataclass(frozen=True, slots=True)
+class Pseudonym:
+    """A domain pseudonym: its domain, key version and 160-bit value."""
+
+    domain: str
+    version: int
+    value: bytes
+
+    def __post_init__(self) -> None:
+        if not DOMAIN_NAME.fullmatch(self.domain):
+            raise InvalidPseudonym("pseudonym domain is not a valid domain name")
+        if not 1 <= self.version < 10**9:
+            raise InvalidPseudonym("pseudonym version out of range")
+        if len(self.value) != PSEUDONYM_BYTES:
+            raise InvalidPseudonym(f"pseudonym value must be {PSEUDONYM_BYTES} bytes")
+
+    def __str__(self) -> str:
+        encoded = base64.b32encode(self.value).decode("ascii").lower()
+        return f"{self.domain}.v{self.version}.{encoded}"
+
+    @classmethod
+    def parse(cls, text: str) -> Pseudonym:
+        """Parse the canonical text form; raises :class:`InvalidPseudonym` on anything else."""
+        match = _TEXT.fullmatch(text)
+        if match is None:
+            raise InvalidPseudonym("not a pseudonym (expected <domain>.v<version>.<32 base32>)")
+        domain, version, encoded = match.groups()
+        try:
+            value = base64.b32decode(encoded.upper())
+        except binascii.Error:  # pragma: no cover - the pattern admits only valid base32
+            raise InvalidPseudonym("not a pseudonym") from None
+        return cls(domain, int(version), value)
+
+
+def base_pseudonym(base_key: DomainKey, kind: str, normalised: str) -> bytes:
+    """``B`` for an already normalised identifier (see :mod:`tiers.identifiers`)."""
+    return base_key.mac(length_prefixed(kind.encode("utf-8"), normalised.encode("utf-8")))
+
+
+def domain_pseudonym(domain_key: DomainKey, domain: str, base: bytes) -> Pseudonym:
+    """``P`` of ``base`` in ``domain`` under ``domain_key`` (its version goes into the text)."""
+    return Pseudonym(domain, domain_key.version, domain_key.mac(base)[:PSEUDONYM_BYTES])
+
+
+def parse_for_domain(text: str, *, domain: str, keyring: Keyring) -> Pseudonym:
+    """Parse ``text`` as a pseudonym of ``domain`` whose key version can still be used.
+
+    Raises :class:`InvalidPseudonym` (malformed), :class:`DomainMismatch` (another domain's),
+    :class:`~tiers.errors.UnknownKeyVersion` (no such version) or
+    :class:`~tiers.errors.KeyDestroyed` (its version was crypto-shredded).
+    """
+    pseudonym = Pseudonym.parse(text)
+    if pseudonym.domain != domain:
+        raise DomainMismatch(f"expected a pseudonym of domain {domain}")
+    keyring.key(pseudonym.version)
+    return pseudonym

@@ -1,0 +1,85 @@
+"""Settings: one pydantic-settings class read from ``TIERS_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from keys import MasterKey
+from tiers.errors import ConfigurationError, KeyUnavailable
+
+__all__ = ["Settings", "redact_url"]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing at all
+        return "<unparsable database URL>"
+
+
+class Settings(BaseSettings):
+    """Configuration of one `tiers` deployment.
+
+    ``TIERS_HOME`` (default ``./var``) holds the embedded SQLite database and, in development,
+    the generated master key. ``TIERS_DATABASE_URL`` selects another database
+    (``postgresql+psycopg://user:pass@host/db`` in production). The master key comes from
+    ``TIERS_MASTER_KEY_FILE`` or ``TIERS_MASTER_KEY`` (base64 of 32 bytes), not both; without
+    either, ``$TIERS_HOME/master.key`` is used. ``TIERS_ENV=production`` refuses a development
+    master key.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TIERS_", extra="ignore")
+
+    home: Path = Path("var")
+    database_url: str | None = None
+    master_key_file: Path | None = None
+    master_key: SecretStr | None = None
+    env: Literal["development", "production"] = "development"
+    phone_region: str = "FR"
+
+    @property
+    def default_master_key_path(self) -> Path:
+        return self.home / "master.key"
+
+    @property
+    def database_path(self) -> Path:
+        return self.home / "tiers.db"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.database_path.resolve()}"
+
+    def master_key_configured(self) -> bool:
+        return bool(self.master_key or self.master_key_file)
+
+    def load_master_key(self) -> MasterKey:
+        """The configured master key.
+
+        Raises :class:`ConfigurationError` when both sources are set or a development key is
+        used in production, :class:`~tiers.errors.KeyUnavailable` when it cannot be read.
+        """
+        if self.master_key is not None and self.master_key_file is not None:
+            raise ConfigurationError("set TIERS_MASTER_KEY or TIERS_MASTER_KEY_FILE, not both")
+        if self.master_key is not None:
+            key = MasterKey.from_base64(self.master_key.get_secret_value())
+        elif self.master_key_file is None and not self.default_master_key_path.exists():
+            raise KeyUnavailable(
+                "no master key: set TIERS_MASTER_KEY_FILE (or TIERS_MASTER_KEY), or run "
+                "`tiers init` to generate a development one",
+                code="no_master_key",
+            )
+        else:
+            key = MasterKey.from_file(self.master_key_file or self.default_master_key_path)
+        if key.development and self.env == "production":
+            raise ConfigurationError(
+                "refusing a development master key with TIERS_ENV=production",
+                code="development_key_in_production",
+            )
+        return key

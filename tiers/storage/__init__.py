@@ -1,0 +1,7 @@
+"""Persistence: the schema, engines and migrations, and the repository modules."""
+
+from __future__ import annotations
+
+from tiers.storage.database import check_schema, make_engine, migrate, scrub_deleted, transaction
+
+__all__ = ["check_schema", "make_engine", "migrate", "scrub_deleted", "transaction"]

@@ -1,0 +1,114 @@
+"""Engines, sessions and migrations for the embedded SQLite and the production PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from tiers import migrations
+from tiers.errors import ConfigurationError, NotInitialised
+from tiers.settings import redact_url
+
+__all__ = [
+    "alembic_config",
+    "check_schema",
+    "make_engine",
+    "migrate",
+    "scrub_deleted",
+    "transaction",
+]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted content (destroyed keys, dropped index rows) is overwritten, not left in free pages.
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; raises :class:`ConfigurationError` for an unusable URL."""
+    try:
+        parsed = make_url(url)
+    except SQLAlchemyError:
+        raise ConfigurationError("TIERS_DATABASE_URL is not a database URL") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigurationError(f"unsupported database {backend!r}: use sqlite or postgresql")
+    try:
+        engine = create_engine(parsed, pool_pre_ping=backend == "postgresql")
+    except (SQLAlchemyError, ImportError) as exc:
+        raise ConfigurationError(
+            f"cannot use database {redact_url(url)}: {type(exc).__name__}"
+        ) from None
+    if backend == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration (idempotent)."""
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "head")
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise :class:`NotInitialised` unless the schema is at the newest migration."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    try:
+        with engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+    except SQLAlchemyError as exc:
+        raise NotInitialised(
+            f"cannot open the database {redact_url(engine.url.render_as_string())}: "
+            f"{type(exc).__name__}; run `tiers init`"
+        ) from None
+    if current is None:
+        raise NotInitialised("the database has no tiers schema; run `tiers init`")
+    if current != head:
+        raise NotInitialised(f"the database schema is at {current}, not {head}; run `tiers init`")
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One database transaction: committed on success, rolled back on any exception."""
+    with engine.begin() as connection:
+        yield connection
+
+
+def scrub_deleted(engine: Engine, *tables: str) -> None:
+    """Push deleted rows out of the storage files after a crypto-shred (best effort).
+
+    SQLite (with ``secure_delete``) zeroes freed pages; the write-ahead log still holds old page
+    images until it is checkpointed and truncated. PostgreSQL keeps dead tuples until VACUUM.
+    Backups taken before the shred still hold the old rows: see SECURITY.md.
+    """
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    else:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            for table in tables:
+                connection.exec_driver_sql(f"VACUUM {table}")

@@ -1,0 +1,84 @@
+"""Repository of wrapped keys: rows in, rows out. Wrapping and unwrapping is the caller's job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select, update
+
+from tiers.storage.tables import keys
+
+__all__ = ["KeyRecord", "insert_version", "load", "set_state"]
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class KeyRecord:
+    owner: str
+    purpose: str
+    version: int
+    state: str
+    wrapped: bytes | None
+    created_at: datetime
+    state_changed_at: datetime
+
+    def __repr__(self) -> str:  # the wrapped bytes are not secret, but they are noise
+        return f"<KeyRecord {self.purpose} {self.owner} v{self.version} {self.state}>"
+
+
+def load(connection: Connection, *, owner: str, purpose: str) -> list[KeyRecord]:
+    rows = connection.execute(
+        select(keys)
+        .where(keys.c.owner == owner, keys.c.purpose == purpose)
+        .order_by(keys.c.version)
+    ).all()
+    return [
+        KeyRecord(
+            r.owner, r.purpose, r.version, r.state, r.wrapped, r.created_at, r.state_changed_at
+        )
+        for r in rows
+    ]
+
+
+def insert_version(
+    connection: Connection,
+    *,
+    owner: str,
+    purpose: str,
+    version: int,
+    state: str,
+    wrapped: bytes,
+    now: datetime,
+) -> None:
+    connection.execute(
+        insert(keys).values(
+            owner=owner,
+            purpose=purpose,
+            version=version,
+            state=state,
+            wrapped=wrapped,
+            created_at=now,
+            state_changed_at=now,
+        )
+    )
+
+
+def set_state(
+    connection: Connection,
+    *,
+    owner: str,
+    purpose: str,
+    version: int,
+    state: str,
+    now: datetime,
+    erase: bool = False,
+) -> None:
+    """Change a version's state; ``erase`` overwrites its wrapped material with NULL for good."""
+    values: dict[str, object] = {"state": state, "state_changed_at": now}
+    if erase:
+        values["wrapped"] = None
+    connection.execute(
+        update(keys)
+        .where(keys.c.owner == owner, keys.c.purpose == purpose, keys.c.version == version)
+        .values(**values)
+    )

@@ -1,0 +1,128 @@
+"""Repository of subjects (base pseudonyms) and of the domain-pseudonym index."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, func, select
+
+from tiers.storage._dialect import insert_ignoring_duplicates
+from tiers.storage.tables import pseudonym_index, subjects
+
+__all__ = ["count_index", "delete_version", "lookup", "register", "reindex"]
+
+_REINDEX_BATCH = 10_000
+
+
+def register(
+    connection: Connection,
+    *,
+    domain_id: int,
+    version: int,
+    pairs: Sequence[tuple[bytes, bytes]],
+    now: datetime,
+) -> None:
+    """Record each ``(base, pseudonym value)``: the subject and its index entry (idempotent)."""
+    if not pairs:
+        return
+    connection.execute(
+        insert_ignoring_duplicates(connection, subjects),
+        [{"base": base, "created_at": now} for base, _ in pairs],
+    )
+    connection.execute(
+        insert_ignoring_duplicates(connection, pseudonym_index),
+        [
+            {
+                "domain_id": domain_id,
+                "version": version,
+                "value": value,
+                "subject": base,
+                "created_at": now,
+            }
+            for base, value in pairs
+        ],
+    )
+
+
+def lookup(connection: Connection, *, domain_id: int, version: int, value: bytes) -> bytes | None:
+    """The base pseudonym behind a domain pseudonym, or ``None``."""
+    return connection.execute(
+        select(pseudonym_index.c.subject).where(
+            pseudonym_index.c.domain_id == domain_id,
+            pseudonym_index.c.version == version,
+            pseudonym_index.c.value == value,
+        )
+    ).scalar_one_or_none()
+
+
+def count_index(connection: Connection, *, domain_id: int, version: int | None = None) -> int:
+    query = (
+        select(func.count())
+        .select_from(pseudonym_index)
+        .where(pseudonym_index.c.domain_id == domain_id)
+    )
+    if version is not None:
+        query = query.where(pseudonym_index.c.version == version)
+    return int(connection.execute(query).scalar_one())
+
+
+def _subjects_of(connection: Connection, *, domain_id: int, version: int) -> Iterable[list[bytes]]:
+    """The subjects indexed under ``version``, in batches, by key order (restartable scan)."""
+    last: bytes | None = None
+    while True:
+        query = (
+            select(pseudonym_index.c.subject)
+            .where(pseudonym_index.c.domain_id == domain_id, pseudonym_index.c.version == version)
+            .order_by(pseudonym_index.c.subject)
+            .limit(_REINDEX_BATCH)
+        )
+        if last is not None:
+            query = query.where(pseudonym_index.c.subject > last)
+        batch = list(connection.execute(query).scalars())
+        if not batch:
+            return
+        yield batch
+        last = batch[-1]
+
+
+def reindex(
+    connection: Connection,
+    *,
+    domain_id: int,
+    from_version: int,
+    to_version: int,
+    derive: Callable[[bytes], bytes],
+    now: datetime,
+) -> int:
+    """Index every subject of ``from_version`` under ``to_version`` too; returns the count.
+
+    ``derive`` maps a base pseudonym to its new pseudonym value: no clear identifier is needed.
+    """
+    total = 0
+    for batch in _subjects_of(connection, domain_id=domain_id, version=from_version):
+        connection.execute(
+            insert_ignoring_duplicates(connection, pseudonym_index),
+            [
+                {
+                    "domain_id": domain_id,
+                    "version": to_version,
+                    "value": derive(base),
+                    "subject": base,
+                    "created_at": now,
+                }
+                for base in batch
+            ],
+        )
+        total += len(batch)
+    return total
+
+
+def delete_version(connection: Connection, *, domain_id: int, version: int) -> int:
+    """Drop every index entry of a destroyed key version; returns how many."""
+    result = connection.execute(
+        delete(pseudonym_index).where(
+            pseudonym_index.c.domain_id == domain_id, pseudonym_index.c.version == version
+        )
+    )
+    return int(result.rowcount or 0)

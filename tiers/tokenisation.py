@@ -1,0 +1,132 @@
+"""Turning identifiers into domain pseudonyms: one value, a batch, and registering subjects."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from keys import DomainKey, length_prefixed
+from tiers.deployment import Deployment
+from tiers.errors import InvalidIdentifier, InvalidRequest
+from tiers.identifiers import IdentifierKind, NormalisationOptions, get_kind
+from tiers.pseudonyms import PSEUDONYM_BYTES
+from tiers.storage import subjects
+from tiers.storage.domains import DomainRecord
+
+__all__ = ["REGISTER_BATCH", "Registrar", "Tokeniser", "pseudonymise_values"]
+
+REGISTER_BATCH = 10_000
+
+
+@dataclass(slots=True, repr=False)
+class Tokeniser:
+    """Everything needed to pseudonymise into one domain, prepared once per request or file."""
+
+    domain: DomainRecord
+    base_key: DomainKey
+    domain_key: DomainKey
+    options: NormalisationOptions
+    _prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._prefix = f"{self.domain.name}.v{self.domain_key.version}."
+
+    @classmethod
+    def open(cls, deployment: Deployment, connection: Connection, domain: str) -> Tokeniser:
+        """Raises :class:`~tiers.errors.NotFound` for an unknown domain and
+        :class:`InvalidRequest` for an audit domain (its pseudonyms only ever go to the log)."""
+        record = deployment.domain(connection, domain)
+        if record.role == "audit":
+            raise InvalidRequest(
+                f"domain {domain!r} is an audit domain: it does not issue pseudonyms",
+                code="wrong_role",
+            )
+        return cls(
+            record,
+            deployment.base_keyring(connection).active,
+            deployment.domain_keyring(connection, record).active,
+            deployment.normalisation(record),
+        )
+
+    def tokenise(self, kind: IdentifierKind, value: str) -> tuple[bytes, bytes, str]:
+        """``(B, P value, P text)`` for a clear ``value``; raises :class:`InvalidIdentifier`.
+
+        Same result as :func:`tiers.pseudonyms.base_pseudonym` then
+        :func:`~tiers.pseudonyms.domain_pseudonym`, without building intermediate objects.
+        """
+        normalised = kind.normaliser(value, self.options)
+        base = self.base_key.mac(
+            length_prefixed(kind.name.encode("utf-8"), normalised.encode("utf-8"))
+        )
+        mac = self.domain_key.mac(base)[:PSEUDONYM_BYTES]
+        return base, mac, self._prefix + base64.b32encode(mac).decode("ascii").lower()
+
+    def __repr__(self) -> str:
+        return f"<Tokeniser {self.domain.name} v{self.domain_key.version} (keys redacted)>"
+
+
+@dataclass(slots=True)
+class Registrar:
+    """Collects ``(B, P)`` pairs and writes them in batches on one connection."""
+
+    connection: Connection
+    domain_id: int
+    version: int
+    now: datetime
+    batch: int = REGISTER_BATCH
+    _pending: dict[bytes, bytes] = field(default_factory=dict)
+    registered: int = 0
+
+    def add(self, base: bytes, value: bytes) -> None:
+        self._pending[base] = value
+        if len(self._pending) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        subjects.register(
+            self.connection,
+            domain_id=self.domain_id,
+            version=self.version,
+            pairs=list(self._pending.items()),
+            now=self.now,
+        )
+        self.registered += len(self._pending)
+        self._pending.clear()
+
+
+def pseudonymise_values(
+    deployment: Deployment,
+    *,
+    domain: str,
+    kind: str,
+    values: Iterable[str],
+    register: bool = True,
+    now: datetime,
+) -> list[str | InvalidIdentifier]:
+    """Pseudonyms of ``values`` in order; an invalid value gives its error in its place.
+
+    Raises (for the whole request) :class:`~tiers.errors.NotFound` for an unknown domain and
+    :class:`InvalidIdentifier` with code ``unknown_kind`` for an unknown kind.
+    """
+    identifier_kind = get_kind(kind)
+    results: list[str | InvalidIdentifier] = []
+    with deployment.transaction() as connection:
+        tokeniser = Tokeniser.open(deployment, connection, domain)
+        registrar = Registrar(connection, tokeniser.domain.id, tokeniser.domain_key.version, now)
+        for value in values:
+            try:
+                base, mac, text = tokeniser.tokenise(identifier_kind, value)
+            except InvalidIdentifier as error:
+                results.append(error)
+                continue
+            results.append(text)
+            if register:
+                registrar.add(base, mac)
+        registrar.flush()
+    return results
