@@ -16,7 +16,9 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
+from audit import AuditEntry, parse_entry
 from tiers.admin import initialise
+from tiers.auditing import Access
 from tiers.cli import app
 from tiers.deployment import Deployment
 from tiers.settings import Settings
@@ -32,6 +34,7 @@ hypothesis_settings.load_profile("tiers")
 POSTGRES_URL = os.environ.get("TIERS_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("TIERS_REQUIRE_POSTGRES") == "1"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+ACCESS = Access(actor="operator:test", role="operator", purpose="test", now=NOW, request_id="t-1")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -69,7 +72,8 @@ class Database:
         return Settings(home=self.home, database_url=self.url, **overrides)  # type: ignore[arg-type]
 
     def rows(self) -> dict[str, list[tuple[object, ...]]]:
-        """Every row of every table, sorted: a logical snapshot to show that nothing changed."""
+        """Every row of every table but the access log's, sorted: a logical snapshot to show
+        that nothing changed (a refused operation still adds its access-log entry)."""
         engine = create_engine(self.url or f"sqlite:///{self.home / 'tiers.db'}")
         try:
             with engine.connect() as connection:
@@ -82,7 +86,18 @@ class Database:
                         key=repr,
                     )
                     for table in inspect(connection).get_table_names()
+                    if not table.startswith("audit_")
                 }
+        finally:
+            engine.dispose()
+
+    def audit_entries(self) -> list[AuditEntry]:
+        """The access log, parsed, in sequence order."""
+        engine = create_engine(self.url or f"sqlite:///{self.home / 'tiers.db'}")
+        try:
+            with engine.connect() as connection:
+                rows = connection.execute(text("SELECT entry FROM audit_entries ORDER BY seq"))
+                return [parse_entry(row[0].encode("ascii")) for row in rows]
         finally:
             engine.dispose()
 
@@ -137,7 +152,7 @@ def settings(database: Database) -> Settings:
 
 @pytest.fixture
 def deployment(settings: Settings) -> Iterator[Deployment]:
-    initialise(settings, now=NOW)
+    initialise(settings, access=ACCESS)
     opened = Deployment.open(settings)
     yield opened
     opened.close()

@@ -1,20 +1,30 @@
 """Operator operations: initialise a home, manage domains and their keys.
 
-Each function is the one core implementation that the CLI (and later the API) calls.
+Each function is the one core implementation that the CLI (and the API) calls, and each records
+exactly one access-log entry.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from keys import KeyVersion, write_development_key
+from audit import Counts
+from keys import KeyVersion, MasterKey, write_development_key
 from tiers import keyrings
+from tiers.auditing import AUDIT_DOMAIN, Access, audited
 from tiers.deployment import MASTER_CHECK, Deployment
-from tiers.errors import AlreadyExists, InvalidRequest, KeyUnavailable, NotInitialised
+from tiers.errors import (
+    AlreadyExists,
+    ConfigurationError,
+    InvalidRequest,
+    KeyUnavailable,
+    NotFound,
+    NotInitialised,
+)
 from tiers.pseudonyms import DOMAIN_NAME, domain_pseudonym
 from tiers.settings import Settings
 from tiers.storage import domains, make_engine, migrate, scrub_deleted, subjects
@@ -44,15 +54,54 @@ class InitReport:
     master_key_source: str
     generated_development_key: bool
     development_key: bool
-    created_base_key: bool
+    created: tuple[str, ...]
 
 
-def initialise(settings: Settings, *, now: datetime) -> InitReport:
-    """Create (or check) the home, the schema, the master key check value and the base key.
+def _ensure_keyring(
+    connection: Connection, master: MasterKey, *, owner: str, purpose: str, access: Access
+) -> bool:
+    try:
+        keyrings.load_keyring(connection, master, owner=owner, purpose=purpose)
+    except (NotFound, NotInitialised):
+        keyrings.create_keyring(connection, master, owner=owner, purpose=purpose, now=access.now)
+        return True
+    return False
 
-    Idempotent. Generates a development master key in the home only when no master key is
-    configured and none is there yet. Raises :class:`KeyUnavailable` when the database was
-    initialised under another master key.
+
+def _ensure_audit_domain(connection: Connection, master: MasterKey, access: Access) -> bool:
+    existing = domains.get(connection, name=AUDIT_DOMAIN)
+    if existing is not None and existing.role != "audit":
+        raise ConfigurationError(
+            f"domain {AUDIT_DOMAIN!r} exists with role {existing.role}; it is reserved for the "
+            "access log's subject references",
+            code="audit_domain_taken",
+        )
+    if existing is None:
+        domains.add(connection, name=AUDIT_DOMAIN, role="audit", card_luhn=False, now=access.now)
+    return _ensure_keyring(
+        connection, master, owner=AUDIT_DOMAIN, purpose=keyrings.PSEUDONYM_PURPOSE, access=access
+    )
+
+
+def _check_master(connection: Connection, master: MasterKey) -> None:
+    check = meta_repo.get(connection, name=MASTER_CHECK)
+    if check is None:
+        meta_repo.put(connection, name=MASTER_CHECK, value=master.check_value())
+    elif not master.matches(check):
+        raise KeyUnavailable(
+            f"the master key from {master.source} is not the one this database was "
+            "initialised with",
+            code="wrong_master_key",
+        )
+
+
+def initialise(settings: Settings, *, access: Access) -> InitReport:
+    """Create (or check) the home, the schema, the master key check value and the service keys
+    (base, checkpoint signing, audit domain). Idempotent; logged as ``init``.
+
+    Generates a development master key in the home only when no master key is configured and
+    none is there yet. Raises :class:`KeyUnavailable` when the database was initialised under
+    another master key.
     """
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     generated = False
@@ -67,30 +116,25 @@ def initialise(settings: Settings, *, now: datetime) -> InitReport:
     engine = make_engine(settings.resolved_database_url())
     try:
         migrate(engine)
-        created_base = False
         with engine.begin() as connection:
-            check = meta_repo.get(connection, name=MASTER_CHECK)
-            if check is None:
-                meta_repo.put(connection, name=MASTER_CHECK, value=master.check_value())
-            elif not master.matches(check):
-                raise KeyUnavailable(
-                    f"the master key from {master.source} is not the one this database was "
-                    "initialised with",
-                    code="wrong_master_key",
+            _check_master(connection, master)
+            created = [
+                name
+                for name, purpose, owner in (
+                    ("base key", keyrings.BASE_PURPOSE, keyrings.SERVICE_OWNER),
+                    ("checkpoint signing key", keyrings.SIGNING_PURPOSE, keyrings.SERVICE_OWNER),
                 )
-            try:
-                keyrings.load_keyring(
-                    connection, master, owner=keyrings.SERVICE_OWNER, purpose=keyrings.BASE_PURPOSE
-                )
-            except NotInitialised:
-                keyrings.create_keyring(
-                    connection,
-                    master,
-                    owner=keyrings.SERVICE_OWNER,
-                    purpose=keyrings.BASE_PURPOSE,
-                    now=now,
-                )
-                created_base = True
+                if _ensure_keyring(connection, master, owner=owner, purpose=purpose, access=access)
+            ]
+            if _ensure_audit_domain(connection, master, access):
+                created.append("audit domain")
+            deployment = Deployment(settings, engine, master)
+            deployment.record(
+                connection,
+                access,
+                action="init",
+                detail={"created": ", ".join(created) or "nothing"},
+            )
         url = engine.url.render_as_string(hide_password=True)
     finally:
         engine.dispose()
@@ -100,12 +144,13 @@ def initialise(settings: Settings, *, now: datetime) -> InitReport:
         master_key_source=master.source,
         generated_development_key=generated,
         development_key=master.development,
-        created_base_key=created_base,
+        created=tuple(created),
     )
 
 
+@audited("domain_add", domain_arg="name")
 def add_domain(
-    deployment: Deployment, *, name: str, role: str, card_luhn: bool = False, now: datetime
+    deployment: Deployment, *, access: Access, name: str, role: str, card_luhn: bool = False
 ) -> DomainRecord:
     """Create a domain and its first key. Raises :class:`InvalidRequest`, :class:`AlreadyExists`."""
     if not DOMAIN_NAME.fullmatch(name):
@@ -119,29 +164,52 @@ def add_domain(
         with deployment.transaction() as connection:
             if domains.get(connection, name=name) is not None:
                 raise AlreadyExists(f"domain {name!r} already exists")
-            record = domains.add(connection, name=name, role=role, card_luhn=card_luhn, now=now)
+            record_ = domains.add(
+                connection, name=name, role=role, card_luhn=card_luhn, now=access.now
+            )
             keyrings.create_keyring(
                 connection,
                 deployment.master,
                 owner=name,
                 purpose=keyrings.PSEUDONYM_PURPOSE,
-                now=now,
+                now=access.now,
+            )
+            deployment.record(
+                connection,
+                access,
+                action="domain_add",
+                domains=[name],
+                detail={"role": role, "luhn": int(card_luhn)},
             )
     except IntegrityError:  # a concurrent add of the same name won the race
         raise AlreadyExists(f"domain {name!r} already exists") from None
-    return record
+    return record_
 
 
-def list_domains(deployment: Deployment) -> list[DomainRecord]:
-    with deployment.engine.connect() as connection:
-        return domains.list_all(connection)
+@audited("domain_list", domain_arg=None)
+def list_domains(deployment: Deployment, *, access: Access) -> list[DomainRecord]:
+    with deployment.transaction() as connection:
+        found = domains.list_all(connection)
+        deployment.record(
+            connection, access, action="domain_list", counts=Counts(records_out=len(found))
+        )
+    return found
 
 
-def list_keys(deployment: Deployment, *, domain: str) -> list[KeyVersion]:
+@audited("key_list")
+def list_keys(deployment: Deployment, *, access: Access, domain: str) -> list[KeyVersion]:
     """Versions, states and dates of a domain's keys (never material)."""
-    with deployment.engine.connect() as connection:
-        record = deployment.domain(connection, domain)
-        return list(deployment.domain_keyring(connection, record))
+    with deployment.transaction() as connection:
+        record_ = deployment.domain(connection, domain)
+        versions = list(deployment.domain_keyring(connection, record_))
+        deployment.record(
+            connection,
+            access,
+            action="key_list",
+            domains=[domain],
+            counts=Counts(records_out=len(versions)),
+        )
+    return versions
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,16 +220,17 @@ class KeyRotation:
     reindexed: int
 
 
-def rotate_key(deployment: Deployment, *, domain: str, now: datetime) -> KeyRotation:
+@audited("key_rotate")
+def rotate_key(deployment: Deployment, *, access: Access, domain: str) -> KeyRotation:
     """New active version for ``domain``; every stored pseudonym is re-derived from its base.
 
     One transaction: either the new version exists with a complete index, or nothing changed.
     """
     with deployment.transaction() as connection:
-        record = deployment.domain(connection, domain)
-        keyring = deployment.domain_keyring(connection, record)
+        record_ = deployment.domain(connection, domain)
+        keyring = deployment.domain_keyring(connection, record_)
         old = keyring.active_version
-        rotated = keyrings.rotate_keyring(connection, deployment.master, keyring, now=now)
+        rotated = keyrings.rotate_keyring(connection, deployment.master, keyring, now=access.now)
         new_key = rotated.active
 
         def derive(base: bytes) -> bytes:
@@ -169,11 +238,19 @@ def rotate_key(deployment: Deployment, *, domain: str, now: datetime) -> KeyRota
 
         count = subjects.reindex(
             connection,
-            domain_id=record.id,
+            domain_id=record_.id,
             from_version=old,
             to_version=new_key.version,
             derive=derive,
-            now=now,
+            now=access.now,
+        )
+        deployment.record(
+            connection,
+            access,
+            action="key_rotate",
+            domains=[domain],
+            counts=Counts(records_in=count, records_out=count),
+            detail={"old_version": old, "new_version": new_key.version},
         )
     return KeyRotation(domain, old, new_key.version, count)
 
@@ -185,8 +262,9 @@ class KeyDestruction:
     unlinked: int
 
 
+@audited("key_destroy")
 def destroy_key(
-    deployment: Deployment, *, domain: str, version: int, now: datetime
+    deployment: Deployment, *, access: Access, domain: str, version: int
 ) -> KeyDestruction:
     """Crypto-shred one version: erase its wrapped key and every index entry made with it.
 
@@ -194,9 +272,17 @@ def destroy_key(
     (already destroyed) and :class:`~tiers.errors.KeyStateError` (the active version).
     """
     with deployment.transaction() as connection:
-        record = deployment.domain(connection, domain)
-        keyring = deployment.domain_keyring(connection, record)
-        keyrings.destroy_version(connection, keyring, version=version, now=now)
-        unlinked = subjects.delete_version(connection, domain_id=record.id, version=version)
+        record_ = deployment.domain(connection, domain)
+        keyring = deployment.domain_keyring(connection, record_)
+        keyrings.destroy_version(connection, keyring, version=version, now=access.now)
+        unlinked = subjects.delete_version(connection, domain_id=record_.id, version=version)
+        deployment.record(
+            connection,
+            access,
+            action="key_destroy",
+            domains=[domain],
+            counts=Counts(records_in=unlinked),
+            detail={"version": version},
+        )
     scrub_deleted(deployment.engine, "keys", "pseudonym_index")
     return KeyDestruction(domain, version, unlinked)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine
 
+from audit import AuditEntry, CheckpointSigner, Counts
 from keys import Keyring, MasterKey
-from tiers import keyrings
-from tiers.errors import KeyUnavailable, NotFound, NotInitialised
+from tiers import auditing, keyrings
+from tiers.auditing import AUDIT_DOMAIN, Access
+from tiers.errors import KeyUnavailable, NotFound, NotInitialised, TiersError
 from tiers.identifiers import NormalisationOptions
+from tiers.pseudonyms import domain_pseudonym
 from tiers.settings import Settings
 from tiers.storage import check_schema, domains, make_engine
 from tiers.storage import meta as meta_repo
@@ -29,6 +32,7 @@ class Deployment:
     settings: Settings
     engine: Engine
     master: MasterKey
+    _signer: CheckpointSigner | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Deployment:
@@ -57,6 +61,26 @@ class Deployment:
             raise
         return cls(settings, engine, master)
 
+    @classmethod
+    def open_for(cls, settings: Settings, access: Access, *, action: str) -> Deployment:
+        """:meth:`open`, recording a refusal in the access log when the database is there but
+        the deployment cannot be opened (a wrong master key, say)."""
+        try:
+            return cls.open(settings)
+        except TiersError as error:
+            try:
+                engine = make_engine(settings.resolved_database_url())
+            except TiersError:
+                raise error from None
+            try:
+                check_schema(engine)
+                auditing.record_failure(engine, access, action=action, error=error)
+            except TiersError:
+                pass
+            finally:
+                engine.dispose()
+            raise
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -84,4 +108,53 @@ class Deployment:
     def normalisation(self, domain: DomainRecord) -> NormalisationOptions:
         return NormalisationOptions(
             card_luhn=domain.card_luhn, phone_region=self.settings.phone_region
+        )
+
+    def signer(self, connection: Connection) -> CheckpointSigner:
+        """The checkpoint signing key (unwrapped once per deployment)."""
+        if self._signer is None:
+            ring = self.keyring(
+                connection, owner=keyrings.SERVICE_OWNER, purpose=keyrings.SIGNING_PURPOSE
+            )
+            self._signer = CheckpointSigner(ring.active.secret.reveal())
+        return self._signer
+
+    def audit_keyring(self, connection: Connection) -> Keyring:
+        return self.keyring(connection, owner=AUDIT_DOMAIN, purpose=keyrings.PSEUDONYM_PURPOSE)
+
+    def subject_reference(self, connection: Connection, base: bytes) -> str:
+        """The audit log's name for a customer: ``HMAC(K_audit, B)`` as an audit pseudonym."""
+        return str(domain_pseudonym(self.audit_keyring(connection).active, AUDIT_DOMAIN, base))
+
+    def subject_references(self, connection: Connection, base: bytes) -> list[str]:
+        """The customer's reference under every live audit key version (for look-ups)."""
+        ring = self.audit_keyring(connection)
+        return [
+            str(domain_pseudonym(ring.key(v.version), AUDIT_DOMAIN, base))
+            for v in ring
+            if v.state.value != "destroyed"
+        ]
+
+    def record(
+        self,
+        connection: Connection,
+        access: Access,
+        *,
+        action: str,
+        domains: Sequence[str] = (),
+        counts: Counts | None = None,
+        subject: str | None = None,
+        detail: Mapping[str, str | int] | None = None,
+    ) -> AuditEntry:
+        """Record a successful operation in the caller's transaction (see tiers.auditing)."""
+        return auditing.record(
+            connection,
+            access,
+            action=action,
+            signer=self.signer(connection),
+            checkpoint_every=self.settings.audit_checkpoint_every,
+            domains=domains,
+            counts=counts,
+            subject=subject,
+            detail=detail,
         )

@@ -21,7 +21,8 @@ log) and a message that never contains a clear identifier or key material.
     ├── NotInitialised                   the home or database has not been set up
     ├── ConfigurationError               settings that are missing or unsafe
     ├── PolicyViolation                  a request an attachment rule refuses
-    └── AuditIntegrityError              the access log failed verification
+    ├── AuditIntegrityError              the access log failed verification
+    └── AuditUnavailable                 the access log cannot be written (fail closed)
 
 This module imports nothing from the rest of the project, so every package
 (``keys``, ``policy``, ``audit``) may share the vocabulary without a cycle.
@@ -32,6 +33,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExists",
     "AuditIntegrityError",
+    "AuditUnavailable",
     "ConfigurationError",
     "DomainMismatch",
     "InvalidFile",
@@ -153,6 +155,19 @@ class PolicyViolation(TiersError):
 
 
 class AuditIntegrityError(TiersError):
-    """The access log or an exported bundle failed verification."""
+    """The access log or an exported bundle failed verification.
+
+    ``seq`` is the sequence number of the first entry found bad, when one can be named.
+    """
 
     code = "audit_integrity"
+
+    def __init__(self, message: str, *, code: str | None = None, seq: int | None = None) -> None:
+        super().__init__(message, code=code)
+        self.seq = seq
+
+
+class AuditUnavailable(TiersError):
+    """The access log cannot be written: the operation it would describe is not carried out."""
+
+    code = "audit_unavailable"

@@ -18,10 +18,11 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from audit import Counts
+from tiers.auditing import Access, audited
 from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
 from tiers.identifiers import IdentifierKind, get_kind
@@ -287,9 +288,11 @@ class _Sink:
                 self.registrar.add(base, mac)
 
 
+@audited("tokenise_file")
 def tokenise_file(
     deployment: Deployment,
     *,
+    access: Access,
     source: Path,
     output: Path,
     domain: str,
@@ -298,7 +301,6 @@ def tokenise_file(
     rejects: Path | None = None,
     register: bool = True,
     delimiter: str = ",",
-    now: datetime,
     progress: ProgressCallback | None = None,
     max_listed_rejects: int = 10,
 ) -> FileReport:
@@ -325,7 +327,9 @@ def tokenise_file(
         rej_handle = stack.enter_context(atomic_output(rejects))
         connection = stack.enter_context(deployment.transaction())
         tokeniser = Tokeniser.open(deployment, connection, domain)
-        registrar = Registrar(connection, tokeniser.domain.id, tokeniser.domain_key.version, now)
+        registrar = Registrar(
+            connection, tokeniser.domain.id, tokeniser.domain_key.version, access.now
+        )
         sink = _Sink(
             plan,
             csv.writer(out_handle, delimiter=delimiter),
@@ -347,6 +351,14 @@ def tokenise_file(
             raise InvalidFile("the file has a header but no data rows", code="no_rows")
         registrar.flush()
         report.registered = registrar.registered
+        deployment.record(
+            connection,
+            access,
+            action="tokenise_file",
+            domains=[domain],
+            counts=Counts(report.rows_in, report.rows_out, report.rows_rejected),
+            detail={"registered": report.registered, "columns": len(columns), "kept": len(keep)},
+        )
         if progress is not None:
             progress(size, size)
     return report

@@ -24,6 +24,7 @@ __all__ = [
     "BASE_PURPOSE",
     "PSEUDONYM_PURPOSE",
     "SERVICE_OWNER",
+    "SIGNING_PURPOSE",
     "create_keyring",
     "destroy_version",
     "load_keyring",
@@ -33,6 +34,7 @@ __all__ = [
 SERVICE_OWNER = "_service"
 BASE_PURPOSE = "base"
 PSEUDONYM_PURPOSE = "pseudonym"
+SIGNING_PURPOSE = "signing"
 
 
 def load_keyring(connection: Connection, master: MasterKey, *, owner: str, purpose: str) -> Keyring:

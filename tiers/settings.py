@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = None
     env: Literal["development", "production"] = "development"
     phone_region: str = "FR"
+    audit_checkpoint_every: int = Field(default=256, ge=1)
+    audit_retention_days: int = Field(default=365, ge=1)
 
     @property
     def default_master_key_path(self) -> Path:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection
 
+from audit import Counts
 from keys import DomainKey, length_prefixed
+from tiers.auditing import Access, audited
 from tiers.deployment import Deployment
 from tiers.errors import InvalidIdentifier, InvalidRequest
 from tiers.identifiers import IdentifierKind, NormalisationOptions, get_kind
@@ -100,25 +102,30 @@ class Registrar:
         self._pending.clear()
 
 
+@audited("pseudonymise")
 def pseudonymise_values(
     deployment: Deployment,
     *,
+    access: Access,
     domain: str,
     kind: str,
-    values: Iterable[str],
+    values: Sequence[str],
     register: bool = True,
-    now: datetime,
 ) -> list[str | InvalidIdentifier]:
     """Pseudonyms of ``values`` in order; an invalid value gives its error in its place.
 
     Raises (for the whole request) :class:`~tiers.errors.NotFound` for an unknown domain and
-    :class:`InvalidIdentifier` with code ``unknown_kind`` for an unknown kind.
+    :class:`InvalidIdentifier` with code ``unknown_kind`` for an unknown kind. A request about
+    a single customer carries that customer's subject reference into the access log.
     """
     identifier_kind = get_kind(kind)
     results: list[str | InvalidIdentifier] = []
+    bases: list[bytes] = []
     with deployment.transaction() as connection:
         tokeniser = Tokeniser.open(deployment, connection, domain)
-        registrar = Registrar(connection, tokeniser.domain.id, tokeniser.domain_key.version, now)
+        registrar = Registrar(
+            connection, tokeniser.domain.id, tokeniser.domain_key.version, access.now
+        )
         for value in values:
             try:
                 base, mac, text = tokeniser.tokenise(identifier_kind, value)
@@ -126,7 +133,20 @@ def pseudonymise_values(
                 results.append(error)
                 continue
             results.append(text)
+            bases.append(base)
             if register:
                 registrar.add(base, mac)
         registrar.flush()
+        rejected = len(results) - len(bases)
+        deployment.record(
+            connection,
+            access,
+            action="pseudonymise",
+            domains=[domain],
+            counts=Counts(len(results), len(bases), rejected),
+            subject=deployment.subject_reference(connection, bases[0])
+            if len(values) == 1 and bases
+            else None,
+            detail={"kind": kind, "registered": registrar.registered},
+        )
     return results

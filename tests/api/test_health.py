@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import create_app
-from tests.conftest import NOW, Database
+from tests.conftest import ACCESS, Database
 from tiers.admin import initialise
 
 
@@ -27,7 +27,7 @@ def test_readyz_fails_before_init_and_passes_after(database: Database) -> None:
     before = client.get("/readyz")
     assert before.status_code == 503
     assert before.json()["code"] == "no_master_key"
-    initialise(database.settings(), now=NOW)
+    initialise(database.settings(), access=ACCESS)
     after = client.get("/readyz")
     assert (after.status_code, after.json()) == (200, {"status": "ready"})
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.conftest import NOW, Database, assert_absent
+from tests.conftest import ACCESS, Database, assert_absent
 from tiers.admin import add_domain, destroy_key, initialise, list_domains, list_keys, rotate_key
 from tiers.deployment import Deployment
 from tiers.errors import (
@@ -26,23 +26,24 @@ CARDS = ["4970101234560001", "4970101234560002", "4970101234560003"]
 
 
 def test_initialise_is_idempotent_and_creates_one_development_key(database: Database) -> None:
-    first = initialise(database.settings(), now=NOW)
+    first = initialise(database.settings(), access=ACCESS)
     key_file = database.home / "master.key"
     content = key_file.read_bytes()
-    second = initialise(database.settings(), now=NOW)
-    assert first.generated_development_key and first.created_base_key
-    assert not second.generated_development_key and not second.created_base_key
+    second = initialise(database.settings(), access=ACCESS)
+    assert first.generated_development_key
+    assert ("base key", "checkpoint signing key", "audit domain") == first.created
+    assert not second.generated_development_key and () == second.created
     assert content == key_file.read_bytes()
 
 
 def test_wrong_master_key_is_refused_at_open_and_at_init(database: Database) -> None:
-    initialise(database.settings(), now=NOW)
+    initialise(database.settings(), access=ACCESS)
     other = base64.b64encode(os.urandom(32)).decode()
     with pytest.raises(KeyUnavailable) as caught:
         Deployment.open(database.settings(master_key=other))
     assert caught.value.code == "wrong_master_key"
     with pytest.raises(KeyUnavailable):
-        initialise(database.settings(master_key=other), now=NOW)
+        initialise(database.settings(master_key=other), access=ACCESS)
 
 
 @pytest.mark.parametrize(
@@ -50,26 +51,27 @@ def test_wrong_master_key_is_refused_at_open_and_at_init(database: Database) -> 
 )
 def test_bad_domain_names_are_refused(deployment: Deployment, name: str) -> None:
     with pytest.raises(InvalidRequest):
-        add_domain(deployment, name=name, role="partner", now=NOW)
-    assert list_domains(deployment) == []
+        add_domain(deployment, name=name, role="partner", access=ACCESS)
+    assert ["audit"] == [d.name for d in list_domains(deployment, access=ACCESS)]
 
 
 def test_domain_roles_and_duplicates(deployment: Deployment) -> None:
     with pytest.raises(InvalidRequest):
-        add_domain(deployment, name="casino", role="admin", now=NOW)
-    add_domain(deployment, name="casino", role="partner", now=NOW)
+        add_domain(deployment, name="casino", role="admin", access=ACCESS)
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
     with pytest.raises(AlreadyExists):
-        add_domain(deployment, name="casino", role="hub", now=NOW)
-    assert [(d.name, d.role) for d in list_domains(deployment)] == [("casino", "partner")]
+        add_domain(deployment, name="casino", role="hub", access=ACCESS)
+    found = [(d.name, d.role) for d in list_domains(deployment, access=ACCESS)]
+    assert [("audit", "audit"), ("casino", "partner")] == found
 
 
 def test_rotation_rederives_every_stored_pseudonym(deployment: Deployment) -> None:
-    add_domain(deployment, name="casino", role="partner", now=NOW)
-    old = pseudonymise_values(deployment, domain="casino", kind="card", values=CARDS, now=NOW)
-    rotation = rotate_key(deployment, domain="casino", now=NOW)
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
+    old = pseudonymise_values(deployment, domain="casino", kind="card", values=CARDS, access=ACCESS)
+    rotation = rotate_key(deployment, domain="casino", access=ACCESS)
     assert (rotation.old_version, rotation.new_version, rotation.reindexed) == (1, 2, 3)
     new = pseudonymise_values(
-        deployment, domain="casino", kind="card", values=CARDS, register=False, now=NOW
+        deployment, domain="casino", kind="card", values=CARDS, register=False, access=ACCESS
     )
     with deployment.engine.connect() as connection:
         domain = deployment.domain(connection, "casino")
@@ -88,26 +90,28 @@ def test_rotation_rederives_every_stored_pseudonym(deployment: Deployment) -> No
                 connection, domain_id=domain.id, version=2, value=p_new.value
             )
             assert base_old is not None and base_old == base_new
-    states = [(v.version, v.state.value) for v in list_keys(deployment, domain="casino")]
+    states = [
+        (v.version, v.state.value) for v in list_keys(deployment, domain="casino", access=ACCESS)
+    ]
     assert states == [(1, "verify-only"), (2, "active")]
 
 
 def test_destroy_shreds_a_version_and_its_index(deployment: Deployment, database: Database) -> None:
-    add_domain(deployment, name="casino", role="partner", now=NOW)
-    old = pseudonymise_values(deployment, domain="casino", kind="card", values=CARDS, now=NOW)
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
+    old = pseudonymise_values(deployment, domain="casino", kind="card", values=CARDS, access=ACCESS)
     with deployment.engine.connect() as connection:
         wrapped_before = connection.exec_driver_sql(
             "SELECT wrapped FROM keys WHERE owner='casino' AND version=1"
         ).scalar_one()
     with pytest.raises(KeyStateError):
-        destroy_key(deployment, domain="casino", version=1, now=NOW)
-    rotate_key(deployment, domain="casino", now=NOW)
-    result = destroy_key(deployment, domain="casino", version=1, now=NOW)
+        destroy_key(deployment, domain="casino", version=1, access=ACCESS)
+    rotate_key(deployment, domain="casino", access=ACCESS)
+    result = destroy_key(deployment, domain="casino", version=1, access=ACCESS)
     assert result.unlinked == 3
     with pytest.raises(KeyDestroyed):
-        destroy_key(deployment, domain="casino", version=1, now=NOW)
+        destroy_key(deployment, domain="casino", version=1, access=ACCESS)
     with pytest.raises(UnknownKeyVersion):
-        destroy_key(deployment, domain="casino", version=5, now=NOW)
+        destroy_key(deployment, domain="casino", version=5, access=ACCESS)
     with deployment.engine.connect() as connection:
         domain = deployment.domain(connection, "casino")
         ring = deployment.domain_keyring(connection, domain)
@@ -122,10 +126,10 @@ def test_destroy_shreds_a_version_and_its_index(deployment: Deployment, database
 
 def test_unknown_domain_is_not_found(deployment: Deployment) -> None:
     for call in (
-        lambda: rotate_key(deployment, domain="nowhere", now=NOW),
-        lambda: list_keys(deployment, domain="nowhere"),
+        lambda: rotate_key(deployment, domain="nowhere", access=ACCESS),
+        lambda: list_keys(deployment, domain="nowhere", access=ACCESS),
         lambda: pseudonymise_values(
-            deployment, domain="nowhere", kind="card", values=["12345678"], now=NOW
+            deployment, domain="nowhere", kind="card", values=["12345678"], access=ACCESS
         ),
     ):
         with pytest.raises(NotFound) as caught:
@@ -134,15 +138,16 @@ def test_unknown_domain_is_not_found(deployment: Deployment) -> None:
 
 
 def test_audit_domains_issue_no_pseudonyms(deployment: Deployment) -> None:
-    add_domain(deployment, name="audit", role="audit", now=NOW)
     with pytest.raises(InvalidRequest):
-        pseudonymise_values(deployment, domain="audit", kind="card", values=["12345678"], now=NOW)
+        pseudonymise_values(
+            deployment, domain="audit", kind="card", values=["12345678"], access=ACCESS
+        )
 
 
 def test_pseudonyms_match_the_pure_scheme(deployment: Deployment) -> None:
-    add_domain(deployment, name="casino", role="partner", now=NOW)
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
     (text,) = pseudonymise_values(
-        deployment, domain="casino", kind="email", values=[" A@B.fr"], now=NOW
+        deployment, domain="casino", kind="email", values=[" A@B.fr"], access=ACCESS
     )
     with deployment.engine.connect() as connection:
         base = base_pseudonym(
@@ -156,9 +161,9 @@ def test_pseudonyms_match_the_pure_scheme(deployment: Deployment) -> None:
 def test_the_database_never_holds_the_clear_values(
     deployment: Deployment, database: Database
 ) -> None:
-    add_domain(deployment, name="casino", role="partner", now=NOW)
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
     emails = ["jeanne.martin@example.fr", "paul.durand@example.org"]
-    pseudonymise_values(deployment, domain="casino", kind="email", values=emails, now=NOW)
-    pseudonymise_values(deployment, domain="casino", kind="card", values=CARDS, now=NOW)
-    rotate_key(deployment, domain="casino", now=NOW)
+    pseudonymise_values(deployment, domain="casino", kind="email", values=emails, access=ACCESS)
+    pseudonymise_values(deployment, domain="casino", kind="card", values=CARDS, access=ACCESS)
+    rotate_key(deployment, domain="casino", access=ACCESS)
     assert_absent(database.stored_bytes(), [*emails, *CARDS], "the database")

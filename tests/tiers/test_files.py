@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.conftest import NOW, Database, assert_absent
+from tests.conftest import ACCESS, Database, assert_absent
 from tiers.admin import add_domain
 from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
@@ -32,7 +32,7 @@ GOOD = (
 
 @pytest.fixture
 def casino(deployment: Deployment) -> Deployment:
-    add_domain(deployment, name="casino", role="partner", now=NOW)
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
     return deployment
 
 
@@ -44,7 +44,7 @@ def read_csv(path: Path) -> list[list[str]]:
 def run(dep: Deployment, source: Path, out: Path, **options: object) -> object:
     kwargs: dict[str, object] = {"columns": [CARD, EMAIL], "keep": ["amount"], "domain": "casino"}
     kwargs.update(options)
-    return tokenise_file(dep, source=source, output=out, now=NOW, **kwargs)  # type: ignore[arg-type]
+    return tokenise_file(dep, source=source, output=out, access=ACCESS, **kwargs)  # type: ignore[arg-type]
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -61,14 +61,18 @@ def test_identifier_columns_become_pseudonyms_and_only_kept_columns_pass(
     rows = read_csv(out)
     assert rows[0] == ["card", "email", "amount"]
     cards = pseudonymise_values(
-        casino, domain="casino", kind="card", values=["4970 1012 3456", "497010123457"], now=NOW
+        casino,
+        domain="casino",
+        kind="card",
+        values=["4970 1012 3456", "497010123457"],
+        access=ACCESS,
     )
     emails = pseudonymise_values(
         casino,
         domain="casino",
         kind="email",
         values=["anne.leroy@example.fr", "marc.petit@example.fr"],
-        now=NOW,
+        access=ACCESS,
     )
     assert [[cards[0], emails[0], "12.50"], [cards[1], emails[1], "3"]] == rows[1:]
     assert read_csv(tmp_path / "out.csv.rejects.csv") == [["line", "column", "code"]]
@@ -277,7 +281,7 @@ def test_every_row_is_either_written_in_order_or_rejected(
         columns=[CARD],
         keep=["note"],
         register=False,
-        now=NOW,
+        access=ACCESS,
     )
     expected = pseudonymise_values(
         casino,
@@ -285,7 +289,7 @@ def test_every_row_is_either_written_in_order_or_rejected(
         kind="card",
         values=[card for card, _ in rows],
         register=False,
-        now=NOW,
+        access=ACCESS,
     )
     good = [[p, note] for p, (_, note) in zip(expected, rows, strict=True) if isinstance(p, str)]
     assert [["card", "note"], *good] == read_csv(out)

@@ -4,7 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from tests.conftest import NOW
+from tests.conftest import ACCESS
 from tiers.admin import add_domain
 from tiers.deployment import Deployment
 from tiers.storage import migrate, subjects
@@ -39,6 +39,17 @@ def test_no_table_has_a_column_for_clear_identifiers(deployment: Deployment) -> 
         },
         "subjects": {"base", "created_at"},
         "pseudonym_index": {"domain_id", "version", "value", "subject", "created_at"},
+        "audit_entries": {"seq", "time", "actor", "action", "outcome", "subject", "entry", "hash"},
+        "audit_checkpoints": {"tree_size", "root", "chain", "time", "signature", "key"},
+        "audit_state": {
+            "id",
+            "next_seq",
+            "head",
+            "frontier",
+            "last_checkpoint",
+            "purged",
+            "purge_frontier",
+        },
     }
     with deployment.engine.connect() as connection:
         inspector = inspect(connection)
@@ -55,14 +66,14 @@ def test_reverse_lookup_uses_the_primary_key_index(deployment: Deployment) -> No
 
 
 def test_registering_twice_keeps_one_subject(deployment: Deployment) -> None:
-    add_domain(deployment, name="casino", role="partner", now=NOW)
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
     for _ in range(2):
         pseudonymise_values(
             deployment,
             domain="casino",
             kind="card",
             values=["12345678", "1234 5678", "87654321"],
-            now=NOW,
+            access=ACCESS,
         )
     with deployment.engine.connect() as connection:
         domain = deployment.domain(connection, "casino")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from tiers.cli.admin import domain_app, init, key_app
+from tiers.cli.audit import audit_app
 from tiers.cli.data import pseudonymise, tokenise_file_command
 from tiers.cli.serve import serve
 
@@ -22,6 +23,7 @@ app = typer.Typer(
 app.command("init")(init)
 app.add_typer(domain_app, name="domain")
 app.add_typer(key_app, name="key")
+app.add_typer(audit_app, name="audit")
 app.command("pseudonymise")(pseudonymise)
 app.command("tokenise-file")(tokenise_file_command)
 app.command("serve")(serve)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import os
 import sys
 import traceback
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -15,6 +17,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from tiers.auditing import Access, is_recorded, record_failure
 from tiers.deployment import Deployment
 from tiers.errors import TiersError
 from tiers.settings import Settings
@@ -28,7 +31,9 @@ __all__ = [
     "handles_errors",
     "load_settings",
     "now",
+    "operator",
     "out_console",
+    "printable",
     "warn_development_key",
 ]
 
@@ -93,13 +98,45 @@ def handles_errors(function: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+def operator(purpose: str = "administration") -> Access:
+    """The access of whoever runs the command line: the operating-system user, as operator."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        user = "unknown"
+    return Access(actor=f"operator:{user}", role="operator", purpose=purpose, now=now())
+
+
 @contextmanager
-def deployment() -> Iterator[Deployment]:
-    opened = Deployment.open(load_settings())
+def deployment(access: Access, action: str) -> Iterator[Deployment]:
+    """The deployment, opened for ``action``; a refusal to open is recorded when possible."""
+    opened = Deployment.open_for(load_settings(), access, action=action)
     try:
         yield opened
+    except BaseException as error:
+        # Refusals raised by the command itself (bad arguments) are logged here; those of the
+        # core operation were logged by it.
+        if not is_recorded(error):
+            failure = (
+                error
+                if isinstance(error, TiersError)
+                else TiersError("interrupted", code="interrupted")
+                if isinstance(error, KeyboardInterrupt)
+                else error
+            )
+            if not isinstance(error, typer.Exit):
+                record_failure(opened.engine, access, action=action, error=failure)
+        raise
     finally:
         opened.close()
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so that log data cannot drive the terminal."""
+    return "".join(
+        c if unicodedata.category(c)[0] != "C" else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
 
 
 def warn_development_key(source: str) -> None:

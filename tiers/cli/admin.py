@@ -12,7 +12,7 @@ from tiers.cli._common import (
     deployment,
     handles_errors,
     load_settings,
-    now,
+    operator,
     out_console,
     warn_development_key,
 )
@@ -29,13 +29,13 @@ key_app = typer.Typer(help="Domain keys: versions, rotation, destruction.", no_a
 @handles_errors
 def init() -> None:
     """Create or check the home, the database schema, the master key and the base key."""
-    report = admin.initialise(load_settings(), now=now())
+    report = admin.initialise(load_settings(), access=operator())
     if report.generated_development_key:
         out_console.print(f"generated a development master key in {report.home}")
     if report.development_key:
         warn_development_key(report.master_key_source)
     out_console.print(f"database: {report.database}", markup=False)
-    out_console.print("base key: " + ("created" if report.created_base_key else "present"))
+    out_console.print("created: " + (", ".join(report.created) or "nothing (already initialised)"))
     out_console.print("tiers is initialised")
 
 
@@ -49,8 +49,9 @@ def domain_add(
     ] = False,
 ) -> None:
     """Create a domain and its first key."""
-    with deployment() as dep:
-        record = admin.add_domain(dep, name=name, role=role, card_luhn=luhn, now=now())
+    access = operator()
+    with deployment(access, "domain_add") as dep:
+        record = admin.add_domain(dep, access=access, name=name, role=role, card_luhn=luhn)
     out_console.print(f"added domain {record.name} ({record.role}), key version 1 active")
 
 
@@ -58,8 +59,9 @@ def domain_add(
 @handles_errors
 def domain_list() -> None:
     """List the domains."""
-    with deployment() as dep:
-        records = admin.list_domains(dep)
+    access = operator()
+    with deployment(access, "domain_list") as dep:
+        records = admin.list_domains(dep, access=access)
     table = Table("name", "role", "luhn", "created")
     for record in records:
         table.add_row(
@@ -75,8 +77,9 @@ def domain_list() -> None:
 @handles_errors
 def key_rotate(domain: str) -> None:
     """New active key version; stored pseudonyms are re-derived; the old one stays verify-only."""
-    with deployment() as dep:
-        rotation = admin.rotate_key(dep, domain=domain, now=now())
+    access = operator()
+    with deployment(access, "key_rotate") as dep:
+        rotation = admin.rotate_key(dep, access=access, domain=domain)
     out_console.print(
         f"{rotation.domain}: version {rotation.new_version} active, version "
         f"{rotation.old_version} verify-only; {rotation.reindexed} pseudonyms re-derived"
@@ -87,8 +90,9 @@ def key_rotate(domain: str) -> None:
 @handles_errors
 def key_list(domain: str) -> None:
     """Versions, states and dates of a domain's keys (never the keys)."""
-    with deployment() as dep:
-        versions = admin.list_keys(dep, domain=domain)
+    access = operator()
+    with deployment(access, "key_list") as dep:
+        versions = admin.list_keys(dep, access=access, domain=domain)
     table = Table("version", "state", "created", "state since")
     for version in versions:
         table.add_row(
@@ -110,8 +114,9 @@ def key_destroy(
     """Crypto-shred one key version: its pseudonyms become permanently unlinkable."""
     if not yes:
         raise InvalidRequest("destroying a key cannot be undone; add --yes", code="not_confirmed")
-    with deployment() as dep:
-        result = admin.destroy_key(dep, domain=domain, version=version, now=now())
+    access = operator()
+    with deployment(access, "key_destroy") as dep:
+        result = admin.destroy_key(dep, access=access, domain=domain, version=version)
     out_console.print(
         f"{result.domain}: version {result.version} destroyed; "
         f"{result.unlinked} pseudonyms unlinked for good"

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from tiers.cli._common import EXIT_REJECTS, deployment, err_console, handles_errors, now
+from tiers.cli._common import EXIT_REJECTS, deployment, err_console, handles_errors, operator
 from tiers.errors import InvalidIdentifier
 from tiers.files import parse_column_spec, tokenise_file
 from tiers.identifiers import get_kind
@@ -20,6 +20,8 @@ from tiers.tokenisation import pseudonymise_values
 __all__ = ["pseudonymise", "tokenise_file_command"]
 
 _CHUNK = 10_000
+# The command line is the operator's; clients of the API must state a purpose of their own.
+DEFAULT_PURPOSE = "operator-cli"
 
 
 def _stdin_values() -> Iterator[str]:
@@ -35,21 +37,28 @@ def _stdin_values() -> Iterator[str]:
 
 @handles_errors
 def pseudonymise(
+    domain: Annotated[str, typer.Option(help="the domain to pseudonymise into")],
+    kind: Annotated[str, typer.Option(help="card, email, phone or person")],
     values: Annotated[
         list[str] | None, typer.Argument(help="values; none: one per line on stdin")
     ] = None,
-    domain: Annotated[str, typer.Option(help="the domain to pseudonymise into")] = ...,  # type: ignore[assignment]
-    kind: Annotated[str, typer.Option(help="card, email, phone or person")] = ...,  # type: ignore[assignment]
     register: Annotated[bool, typer.Option(help="register the subjects")] = True,
+    purpose: Annotated[str, typer.Option(help="why: recorded in the access log")] = DEFAULT_PURPOSE,
 ) -> None:
-    """One pseudonym per line, in order; an invalid value prints error:<code> and exit status 2."""
-    get_kind(kind)
-    source: Iterator[str] = iter(values) if values else _stdin_values()
+    """One pseudonym per line, in order; an invalid value prints error:<code> and exit status 2.
+
+    Standard input is read in batches of 10,000 values, each recorded in the access log.
+    """
     failed = False
-    with deployment() as dep:
-        while chunk := list(islice(source, _CHUNK)):
+    access = operator(purpose)
+    with deployment(access, "pseudonymise") as dep:
+        get_kind(kind)  # an unknown kind fails before standard input is read
+        source: Iterator[str] = iter(values) if values else _stdin_values()
+        first = True
+        while (chunk := list(islice(source, _CHUNK))) or first:
+            first = False
             results = pseudonymise_values(
-                dep, domain=domain, kind=kind, values=chunk, register=register, now=now()
+                dep, access=access, domain=domain, kind=kind, values=chunk, register=register
             )
             lines = []
             for result in results:
@@ -58,8 +67,9 @@ def pseudonymise(
                     lines.append(f"error:{result.code}")
                 else:
                     lines.append(result)
-            sys.stdout.write("\n".join(lines) + "\n")
-            sys.stdout.flush()
+            if lines:
+                sys.stdout.write("\n".join(lines) + "\n")
+                sys.stdout.flush()
     if failed:
         raise typer.Exit(EXIT_REJECTS)
 
@@ -74,13 +84,13 @@ def tokenise_file_command(
     rejects: Annotated[Path | None, typer.Option(help="default: OUT.rejects.csv")] = None,
     register: Annotated[bool, typer.Option(help="register the subjects")] = True,
     delimiter: Annotated[str, typer.Option(help="field delimiter")] = ",",
+    purpose: Annotated[str, typer.Option(help="why: recorded in the access log")] = DEFAULT_PURPOSE,
 ) -> None:
     """Replace identifier columns by pseudonyms, streaming; rejected rows go to the rejects file."""
-    specs = [parse_column_spec(text) for text in column]
-    kept = [name for name in (part.strip() for part in keep.split(",")) if name]
     show_progress = err_console.is_terminal
+    access = operator(purpose)
     with (
-        deployment() as dep,
+        deployment(access, "tokenise_file") as dep,
         Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -91,9 +101,12 @@ def tokenise_file_command(
             transient=True,
         ) as bar,
     ):
+        specs = [parse_column_spec(text) for text in column]
+        kept = [name for name in (part.strip() for part in keep.split(",")) if name]
         task = bar.add_task(source.name, total=None)
         report = tokenise_file(
             dep,
+            access=access,
             source=source,
             output=output,
             domain=domain,
@@ -102,7 +115,6 @@ def tokenise_file_command(
             rejects=rejects,
             register=register,
             delimiter=delimiter,
-            now=now(),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     err_console.print(

@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from tiers.cli._common import deployment, handles_errors, out_console, warn_development_key
+from tiers.cli._common import (
+    handles_errors,
+    load_settings,
+    operator,
+    out_console,
+    warn_development_key,
+)
+from tiers.deployment import Deployment
 
 __all__ = ["serve"]
 
@@ -18,8 +25,11 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
 ) -> None:
     """Run the HTTP service (uvicorn)."""
-    with deployment() as dep:  # refuse to start on an uninitialised home or a wrong key
-        if dep.master.development:
-            warn_development_key(dep.master.source)
+    settings = load_settings()
+    # Refuse to start on an uninitialised home or a wrong key.
+    Deployment.open_for(settings, operator(), action="serve").close()
+    master = settings.load_master_key()
+    if master.development:
+        warn_development_key(master.source)
     out_console.print(f"tiers listening on http://{host}:{port}", markup=False)
     uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info")

@@ -30,6 +30,8 @@ __all__ = [
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the driver, begin transactions (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     # Deleted content (destroyed keys, dropped index rows) is overwritten, not left in free pages.
@@ -38,6 +40,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # Every transaction appends to the access log, so every transaction writes: take the write
+    # lock at BEGIN rather than fail with "database is locked" when upgrading a read later.
+    if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -57,6 +66,7 @@ def make_engine(url: str) -> Engine:
         ) from None
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
@@ -105,10 +115,9 @@ def scrub_deleted(engine: Engine, *tables: str) -> None:
     images until it is checkpointed and truncated. PostgreSQL keeps dead tuples until VACUUM.
     Backups taken before the shred still hold the old rows: see SECURITY.md.
     """
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as connection:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        if engine.dialect.name == "sqlite":
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    else:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        else:
             for table in tables:
                 connection.exec_driver_sql(f"VACUUM {table}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -15,12 +16,24 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["UTCDateTime", "domains", "keys", "meta", "metadata", "pseudonym_index", "subjects"]
+__all__ = [
+    "UTCDateTime",
+    "audit_checkpoints",
+    "audit_entries",
+    "audit_state",
+    "domains",
+    "keys",
+    "meta",
+    "metadata",
+    "pseudonym_index",
+    "subjects",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -100,4 +113,45 @@ pseudonym_index = Table(
     Column("subject", LargeBinary(32), ForeignKey("subjects.base"), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "subject", "domain_id"),
+)
+
+# The access log. `entry` is the canonical serialisation (what is hashed and signed); the other
+# columns repeat some of its fields for searching, and verification checks that they agree.
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", UTCDateTime, nullable=False, index=True),
+    Column("actor", String(128), nullable=False, index=True),
+    Column("action", String(64), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("subject", String(64), nullable=True, index=True),
+    Column("entry", Text, nullable=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root", LargeBinary(32), nullable=False),
+    Column("chain", String(64), nullable=False),
+    Column("time", UTCDateTime, nullable=False),
+    Column("signature", LargeBinary(64), nullable=False),
+    Column("key", String(32), nullable=False),
+)
+
+# One row (id 1): the head of the log, locked by every append so that entries are chained in
+# one order across processes; the compact range of all entries (for O(log n) checkpoints); and,
+# after a purge, the checkpoint size and compact range that stand for the purged entries.
+audit_state = Table(
+    "audit_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("next_seq", BigInteger, nullable=False),
+    Column("head", String(64), nullable=False),
+    Column("frontier", Text, nullable=False),
+    Column("last_checkpoint", BigInteger, nullable=False),
+    Column("purged", BigInteger, nullable=False),
+    Column("purge_frontier", Text, nullable=True),
 )

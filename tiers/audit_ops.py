@@ -1,0 +1,298 @@
+"""Auditor operations on the access log: read, verify, checkpoint, export, look up a customer,
+report and purge. Each is itself recorded in the log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Connection
+
+from audit import (
+    Checkpoint,
+    CompactRange,
+    Counts,
+    StoredEntry,
+    Verification,
+    key_id,
+    parse_entry,
+    render_report,
+    verify_log,
+)
+from audit.bundle import write_bundle
+from audit.entry import AuditEntry
+from tiers.auditing import Access, audited
+from tiers.deployment import Deployment
+from tiers.errors import AuditIntegrityError, InvalidRequest
+from tiers.files import atomic_output
+from tiers.identifiers import get_kind
+from tiers.pseudonyms import base_pseudonym
+from tiers.storage import audit_log
+
+__all__ = [
+    "PurgeResult",
+    "ReportResult",
+    "export_log",
+    "lookup_subject",
+    "purge_log",
+    "read_log",
+    "sign_checkpoint",
+    "verify_stored",
+    "write_report",
+]
+
+
+@audited("audit_read", domain_arg=None)
+def read_log(
+    deployment: Deployment,
+    *,
+    access: Access,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+) -> list[AuditEntry]:
+    """The entries that match, oldest first."""
+    if since is not None and until is not None and until <= since:
+        raise InvalidRequest("--until must be after --since", code="bad_period")
+    with deployment.transaction() as connection:
+        found = [
+            parse_entry(data)
+            for data in audit_log.query(
+                connection, since=since, until=until, actor=actor, action=action
+            )
+        ]
+        deployment.record(
+            connection,
+            access,
+            action="audit_read",
+            counts=Counts(records_out=len(found)),
+            detail={k: v for k, v in (("actor", actor), ("action", action)) if v},
+        )
+    return found
+
+
+def _checked(rows: Iterator[tuple[StoredEntry, object]]) -> Iterator[StoredEntry]:
+    """Pass entries on, first checking that the searchable columns say what the entry says."""
+    for stored, row in rows:
+        try:
+            entry = parse_entry(stored.data)
+        except AuditIntegrityError:
+            yield stored  # verify_log names the fault
+            continue
+        columns = (row.time, row.actor, row.action, row.outcome, row.subject)  # type: ignore[attr-defined]
+        if columns != (
+            entry.time,
+            entry.actor[:128],
+            entry.action[:64],
+            entry.outcome,
+            entry.subject,
+        ):
+            raise AuditIntegrityError(
+                f"entry {stored.seq}: its searchable columns were altered",
+                code="tampered",
+                seq=stored.seq,
+            )
+        yield stored
+
+
+def _verify(deployment: Deployment, connection: Connection) -> Verification:
+    state = audit_log.lock_state(connection)
+    public_key = deployment.signer(connection).public_key
+    return verify_log(
+        _checked(audit_log.stored_entries(connection)),
+        audit_log.checkpoints(connection),
+        public_key,
+        audit_log.purge_mark(connection, state),
+    )
+
+
+@audited("audit_verify", domain_arg=None)
+def verify_stored(deployment: Deployment, *, access: Access) -> Verification:
+    """Verify the stored log; raises :class:`AuditIntegrityError` naming the first bad entry.
+
+    The verification and its own entry are two steps: the entry is appended after the log was
+    found intact (or, through :func:`audited`, after it was found damaged).
+    """
+    with deployment.transaction() as connection:
+        result = _verify(deployment, connection)
+    with deployment.transaction() as connection:
+        deployment.record(
+            connection,
+            access,
+            action="audit_verify",
+            counts=Counts(records_in=result.entries),
+            detail={"tree_size": result.tree_size},
+        )
+    return result
+
+
+def _checkpoint_now(deployment: Deployment, connection: Connection, access: Access) -> Checkpoint:
+    state = audit_log.lock_state(connection)
+    tree = CompactRange(state.next_seq, state.frontier)
+    existing = {c.tree_size: c for c in audit_log.checkpoints(connection)}
+    if tree.size in existing:
+        return existing[tree.size]
+    checkpoint = deployment.signer(connection).sign(
+        tree_size=tree.size, root=tree.root(), chain=state.head, now=access.now
+    )
+    audit_log.insert_checkpoint(connection, checkpoint)
+    state.last_checkpoint = tree.size
+    audit_log.save_state(connection, state)
+    return checkpoint
+
+
+@audited("audit_checkpoint", domain_arg=None)
+def sign_checkpoint(deployment: Deployment, *, access: Access) -> Checkpoint:
+    """Record the request, then sign a checkpoint covering every entry, that one included."""
+    with deployment.transaction() as connection:
+        deployment.record(connection, access, action="audit_checkpoint")
+        return _checkpoint_now(deployment, connection, access)
+
+
+@audited("audit_export", domain_arg=None)
+def export_log(deployment: Deployment, *, access: Access, output: Path) -> str:
+    """Write a self-contained bundle (entries, checkpoints, public key) atomically; returns the
+    checkpoint key's fingerprint. The export's own entry is in the bundle, under a checkpoint
+    signed for it, so that the bundle is verifiable up to its last entry."""
+    with atomic_output(output) as handle, deployment.transaction() as connection:
+        deployment.record(connection, access, action="audit_export")
+        _checkpoint_now(deployment, connection, access)
+        state = audit_log.lock_state(connection)
+        signer = deployment.signer(connection)
+        write_bundle(
+            handle,
+            public_key=signer.public_key,
+            entries=(stored for stored, _ in audit_log.stored_entries(connection)),
+            checkpoints=audit_log.checkpoints(connection),
+            purge=audit_log.purge_mark(connection, state),
+            exported_at=access.now,
+        )
+    return key_id(signer.public_key)
+
+
+@audited("audit_subject")
+def lookup_subject(
+    deployment: Deployment, *, access: Access, domain: str, kind: str, value: str
+) -> list[AuditEntry]:
+    """Entries about one customer. The value is pseudonymised in memory, turned into its subject
+    references (every live audit key version) and dropped; the look-up is itself logged with
+    the customer's reference."""
+    identifier_kind = get_kind(kind)
+    with deployment.transaction() as connection:
+        record = deployment.domain(connection, domain)
+        normalised = identifier_kind.normaliser(value, deployment.normalisation(record))
+        base = base_pseudonym(deployment.base_keyring(connection).active, kind, normalised)
+        references = deployment.subject_references(connection, base)
+        found = [parse_entry(d) for d in audit_log.query(connection, subjects=references)]
+        deployment.record(
+            connection,
+            access,
+            action="audit_subject",
+            domains=[domain],
+            counts=Counts(records_out=len(found)),
+            subject=deployment.subject_reference(connection, base),
+        )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ReportResult:
+    entries: int
+    intact: bool
+    verification: str
+
+
+@audited("audit_report", domain_arg=None)
+def write_report(
+    deployment: Deployment, *, access: Access, since: datetime, until: datetime, output: Path
+) -> ReportResult:
+    """A static HTML access report for ``[since, until)``, with the log's verification status."""
+    if until <= since:
+        raise InvalidRequest("--until must be after --since", code="bad_period")
+    with deployment.transaction() as connection:
+        try:
+            verification = _verify(deployment, connection).summary()
+            intact = True
+        except AuditIntegrityError as error:
+            verification, intact = f"AUDIT LOG DAMAGED: {error.message}", False
+        entries = [parse_entry(d) for d in audit_log.query(connection, since=since, until=until)]
+    html = render_report(
+        entries,
+        since=since,
+        until=until,
+        verification=verification,
+        intact=intact,
+        generated_at=access.now,
+    )
+    with atomic_output(output) as handle, deployment.transaction() as connection:
+        handle.write(html)
+        deployment.record(
+            connection,
+            access,
+            action="audit_report",
+            counts=Counts(records_out=len(entries)),
+            detail={"intact": int(intact)},
+        )
+    return ReportResult(len(entries), intact, verification)
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    purged: int
+    through_seq: int | None
+    cutoff: datetime
+
+
+@audited("audit_purge", domain_arg=None)
+def purge_log(
+    deployment: Deployment, *, access: Access, older_than_days: int | None = None
+) -> PurgeResult:
+    """Delete the entries older than the retention period (default ``audit_retention_days``).
+
+    The log is verified first (a damaged log is never purged: that would erase the evidence). A
+    signed checkpoint and compact range then stand for the purged prefix, so the rest still
+    verifies. Only a prefix is purged: an older entry after a newer one is kept.
+    """
+    days = (
+        older_than_days if older_than_days is not None else deployment.settings.audit_retention_days
+    )
+    if days < 1:
+        raise InvalidRequest("the retention period is at least one day", code="bad_period")
+    cutoff = access.now - timedelta(days=days)
+    with deployment.transaction() as connection:
+        _verify(deployment, connection)
+        state = audit_log.lock_state(connection)
+        end = audit_log.last_seq_before(connection, cutoff=cutoff, first=state.purged)
+        purged = 0
+        if end is not None and end > state.purged:
+            tree = CompactRange(state.purged, state.purge_frontier or [])
+            chain = state.head
+            for stored, _ in audit_log.stored_entries(connection):
+                if stored.seq >= end:
+                    break
+                tree.append(stored.hash)
+                chain = stored.hash.hex()
+            existing = {c.tree_size for c in audit_log.checkpoints(connection)}
+            if end not in existing:
+                audit_log.insert_checkpoint(
+                    connection,
+                    deployment.signer(connection).sign(
+                        tree_size=end, root=tree.root(), chain=chain, now=access.now
+                    ),
+                )
+            purged = audit_log.delete_before(connection, end=end)
+            state.purged = end
+            state.purge_frontier = tree.nodes
+            state.last_checkpoint = max(state.last_checkpoint, end)
+            audit_log.save_state(connection, state)
+        deployment.record(
+            connection,
+            access,
+            action="audit_purge",
+            counts=Counts(records_in=purged),
+            detail={"retention_days": days, "through_seq": (end - 1) if purged and end else -1},
+        )
+    return PurgeResult(purged, (end - 1) if purged and end else None, cutoff)

@@ -1,0 +1,250 @@
+"""Recording accesses: who did what, why, to whom, with what outcome, in the access log.
+
+Every core operation takes an :class:`Access` (who is asking and why) and records exactly one
+entry. A successful operation records its entry inside its own transaction, so that the change
+and its entry are committed together or not at all (fail closed). A refused or failed operation
+is recorded by :func:`audited` in a transaction of its own after the operation rolled back.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from audit import AuditEntry, CheckpointSigner, CompactRange, Counts, leaf_hash
+from tiers.errors import AuditUnavailable, PolicyViolation, TiersError
+from tiers.pseudonyms import DOMAIN_NAME
+from tiers.storage import audit_log
+
+__all__ = [
+    "AUDIT_DOMAIN",
+    "Access",
+    "Counts",
+    "audited",
+    "is_recorded",
+    "mark_recorded",
+    "record",
+    "record_failure",
+]
+
+AUDIT_DOMAIN = "audit"
+_log = logging.getLogger("tiers.audit")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who is asking, in which role, why, and when; one per request or command."""
+
+    actor: str
+    role: str
+    purpose: str
+    now: datetime
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def _append(
+    connection: Connection,
+    access: Access,
+    *,
+    action: str,
+    outcome: str,
+    code: str | None,
+    domains: Sequence[str],
+    counts: Counts,
+    subject: str | None,
+    detail: Mapping[str, str | int],
+    signer: CheckpointSigner | None,
+    checkpoint_every: int,
+) -> AuditEntry:
+    state = audit_log.lock_state(connection)
+    entry = AuditEntry(
+        seq=state.next_seq,
+        time=access.now,
+        actor=access.actor,
+        role=access.role,
+        action=action,
+        purpose=access.purpose,
+        outcome=outcome,  # type: ignore[arg-type]
+        request_id=access.request_id,
+        prev=state.head,
+        domains=tuple(domains),
+        counts=counts,
+        code=code,
+        subject=subject,
+        detail=dict(detail),
+    )
+    data = entry.canonical()
+    digest = leaf_hash(data)
+    audit_log.insert_entry(
+        connection,
+        seq=entry.seq,
+        time=access.now,
+        actor=access.actor,
+        action=action,
+        outcome=outcome,
+        subject=subject,
+        entry=data,
+        digest=digest,
+    )
+    tree = CompactRange(state.next_seq, state.frontier)
+    tree.append(digest)
+    state.next_seq += 1
+    state.head = digest.hex()
+    state.frontier = tree.nodes
+    if signer is not None and state.next_seq - state.last_checkpoint >= checkpoint_every:
+        audit_log.insert_checkpoint(
+            connection,
+            signer.sign(tree_size=tree.size, root=tree.root(), chain=state.head, now=access.now),
+        )
+        state.last_checkpoint = tree.size
+    audit_log.save_state(connection, state)
+    return entry
+
+
+def record(
+    connection: Connection,
+    access: Access,
+    *,
+    action: str,
+    signer: CheckpointSigner | None,
+    checkpoint_every: int,
+    outcome: str = "ok",
+    code: str | None = None,
+    domains: Sequence[str] = (),
+    counts: Counts | None = None,
+    subject: str | None = None,
+    detail: Mapping[str, str | int] | None = None,
+) -> AuditEntry:
+    """Append one entry inside the caller's transaction.
+
+    Raises :class:`AuditUnavailable` when the entry cannot be written; the caller's transaction
+    then rolls back and the operation does not happen.
+    """
+    try:
+        return _append(
+            connection,
+            access,
+            action=action,
+            outcome=outcome,
+            code=code,
+            domains=domains,
+            counts=counts or Counts(),
+            subject=subject,
+            detail=detail or {},
+            signer=signer,
+            checkpoint_every=checkpoint_every,
+        )
+    except SQLAlchemyError as exc:
+        raise AuditUnavailable(
+            f"the access log cannot be written ({type(exc).__name__}); nothing was done"
+        ) from None
+
+
+def _outcome(error: BaseException) -> tuple[str, str]:
+    if isinstance(error, TiersError):
+        denied = isinstance(error, PolicyViolation) or error.code in ("forbidden", "unauthorised")
+        return ("denied" if denied else "error"), error.code
+    return "error", "internal"
+
+
+def record_failure(
+    engine: Engine,
+    access: Access,
+    *,
+    action: str,
+    error: BaseException,
+    domains: Sequence[str] = (),
+    detail: Mapping[str, str | int] | None = None,
+) -> bool:
+    """Record a refused or failed operation in a transaction of its own. Returns whether it
+    could. Never raises: the caller reports the original error either way."""
+    outcome, code = _outcome(error)
+    try:
+        with engine.begin() as connection:
+            # No checkpoint here: the signing key may be what is unavailable.
+            _append(
+                connection,
+                access,
+                action=action,
+                outcome=outcome,
+                code=code,
+                domains=domains,
+                counts=Counts(),
+                subject=None,
+                detail=detail or {},
+                signer=None,
+                checkpoint_every=1,
+            )
+    except Exception as exc:  # noqa: BLE001 - reported as a log line, the operation's error wins
+        _log.error("could not record a failed %s in the access log: %s", action, type(exc).__name__)
+        return False
+    return True
+
+
+_RECORDED = "_tiers_recorded"
+
+
+def mark_recorded(error: BaseException) -> None:
+    """Note that ``error`` is in the access log, so that an outer layer does not log it twice."""
+    setattr(error, _RECORDED, True)
+
+
+def is_recorded(error: BaseException) -> bool:
+    return bool(getattr(error, _RECORDED, False))
+
+
+def _safe_domain(value: object) -> list[str]:
+    """The domain named by a failed request, if it is a well-formed name: a mistyped argument
+    could hold anything, and nothing but names may reach the log."""
+    if isinstance(value, str) and DOMAIN_NAME.fullmatch(value):
+        return [value]
+    return [] if value is None else ["<invalid>"]
+
+
+def audited(
+    action: str, *, domain_arg: str | None = "domain"
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a core operation ``f(deployment, *, access, ...)`` so that a failure is logged.
+
+    The operation records its own success (see :func:`record`); when it raises instead, one
+    entry with outcome ``error`` or ``denied`` and the error's code is appended, naming the
+    domain from the keyword argument ``domain_arg``. An interruption is logged as ``interrupted``.
+    """
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return function(*args, **kwargs)
+            except BaseException as error:
+                access = kwargs.get("access")
+                if isinstance(access, Access) and args:
+                    failure = (
+                        TiersError("interrupted", code="interrupted")
+                        if isinstance(error, KeyboardInterrupt)
+                        else error
+                    )
+                    record_failure(
+                        args[0].engine,  # type: ignore[attr-defined]
+                        access,
+                        action=action,
+                        error=failure,
+                        domains=_safe_domain(kwargs.get(domain_arg) if domain_arg else None),
+                    )
+                    mark_recorded(error)
+                raise
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,223 @@
+"""Auditor commands: ``audit log|verify|checkpoint|export|verify-export|subject|report|purge``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from audit import AuditEntry, verify_bundle
+from tiers import audit_ops
+from tiers.cli._common import deployment, handles_errors, operator, out_console, printable
+from tiers.errors import InvalidRequest, NotFound
+
+__all__ = ["audit_app"]
+
+audit_app = typer.Typer(help="The tamper-evident access log.", no_args_is_help=True)
+AUDIT_PURPOSE = "audit"
+
+
+def parse_time(text: str | None, option: str) -> datetime | None:
+    """An ISO date or date-time; naive values are taken as UTC."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise InvalidRequest(
+                f"{option} expects an ISO date or date-time", code="bad_time"
+            ) from None
+        moment = datetime(day.year, day.month, day.day)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _row(entry: AuditEntry) -> list[str]:
+    counts = entry.counts
+    outcome = entry.outcome if entry.code is None else f"{entry.outcome}:{entry.code}"
+    return [
+        str(entry.seq),
+        entry.time.isoformat(timespec="seconds"),
+        printable(entry.actor),
+        printable(entry.role),
+        printable(entry.action),
+        printable(outcome),
+        printable(" ".join(entry.domains)),
+        f"{counts.records_in}/{counts.records_out}/{counts.rejected}",
+        printable(entry.purpose),
+        entry.subject or "",
+    ]
+
+
+def _print_entries(entries: list[AuditEntry], as_json: bool) -> None:
+    if as_json:
+        for entry in entries:
+            out_console.print(
+                json.dumps(entry.as_dict(), sort_keys=True),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        return
+    table = Table(
+        "seq",
+        "time",
+        "actor",
+        "role",
+        "action",
+        "outcome",
+        "domains",
+        "in/out/rej",
+        "purpose",
+        "subject",
+    )
+    for entry in entries:
+        table.add_row(*_row(entry))
+    out_console.print(table)
+
+
+@audit_app.command("log")
+@handles_errors
+def audit_log(
+    since: Annotated[
+        str | None, typer.Option(help="ISO date or date-time (UTC if no zone)")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="ISO date or date-time, exclusive")] = None,
+    actor: Annotated[str | None, typer.Option(help="only this actor")] = None,
+    action: Annotated[str | None, typer.Option(help="only this action")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """List entries, oldest first."""
+    access = operator(AUDIT_PURPOSE)
+    with deployment(access, "audit_read") as dep:
+        entries = audit_ops.read_log(
+            dep,
+            access=access,
+            since=parse_time(since, "--since"),
+            until=parse_time(until, "--until"),
+            actor=actor,
+            action=action,
+        )
+    _print_entries(entries, as_json)
+
+
+@audit_app.command("verify")
+@handles_errors
+def audit_verify() -> None:
+    """Verify the stored log and checkpoints; names the first bad entry when it is not intact."""
+    access = operator(AUDIT_PURPOSE)
+    with deployment(access, "audit_verify") as dep:
+        result = audit_ops.verify_stored(dep, access=access)
+    out_console.print(result.summary(), markup=False)
+
+
+@audit_app.command("checkpoint")
+@handles_errors
+def audit_checkpoint() -> None:
+    """Sign a checkpoint now, covering every entry."""
+    access = operator(AUDIT_PURPOSE)
+    with deployment(access, "audit_checkpoint") as dep:
+        checkpoint = audit_ops.sign_checkpoint(dep, access=access)
+    out_console.print(
+        f"checkpoint signed: size {checkpoint.tree_size}, root {checkpoint.root.hex()}, "
+        f"key {checkpoint.key}",
+        markup=False,
+    )
+
+
+@audit_app.command("export")
+@handles_errors
+def audit_export(
+    output: Annotated[Path, typer.Option("-o", "--output", help="the bundle to write (JSON)")],
+) -> None:
+    """Write a self-contained bundle: entries, signed checkpoints and the public key."""
+    access = operator(AUDIT_PURPOSE)
+    with deployment(access, "audit_export") as dep:
+        key = audit_ops.export_log(dep, access=access, output=output)
+    out_console.print(f"exported to {output}; checkpoint key {key}", markup=False)
+
+
+@audit_app.command("verify-export")
+@handles_errors
+def audit_verify_export(
+    bundle: Annotated[Path, typer.Argument(help="an exported bundle")],
+    key: Annotated[
+        str | None, typer.Option(help="expected checkpoint key fingerprint (ed25519:…)")
+    ] = None,
+) -> None:
+    """Verify an exported bundle offline: no database, no master key."""
+    try:
+        data = bundle.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"no such file: {bundle}", code="no_such_file") from None
+    result = verify_bundle(data, expected_key=key)
+    out_console.print(result.summary(), markup=False)
+    if key is None:
+        out_console.print(
+            f"note: the bundle's own key {result.key} was trusted; pass --key to pin the "
+            "published fingerprint",
+            markup=False,
+        )
+
+
+@audit_app.command("subject")
+@handles_errors
+def audit_subject(
+    value: Annotated[str, typer.Argument(help="the customer's identifier (kept in memory only)")],
+    domain: Annotated[str, typer.Option(help="the domain whose rules normalise the value")],
+    kind: Annotated[str, typer.Option(help="card, email, phone or person")],
+    purpose: Annotated[str, typer.Option(help="why this customer is looked up")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """Entries that concern one customer, found by subject reference."""
+    access = operator(purpose)
+    with deployment(access, "audit_subject") as dep:
+        entries = audit_ops.lookup_subject(
+            dep, access=access, domain=domain, kind=kind, value=value
+        )
+    _print_entries(entries, as_json)
+
+
+@audit_app.command("report")
+@handles_errors
+def audit_report(
+    since: Annotated[str, typer.Option(help="ISO date or date-time")],
+    until: Annotated[str, typer.Option(help="ISO date or date-time, exclusive")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="the HTML file to write")],
+) -> None:
+    """A static HTML access report: counts per day, refusals, key events, a chart."""
+    access = operator(AUDIT_PURPOSE)
+    with deployment(access, "audit_report") as dep:
+        start, end = parse_time(since, "--since"), parse_time(until, "--until")
+        assert start is not None and end is not None
+        result = audit_ops.write_report(dep, access=access, since=start, until=end, output=output)
+    out_console.print(
+        f"report written to {output}: {result.entries} entries; {result.verification}", markup=False
+    )
+
+
+@audit_app.command("purge")
+@handles_errors
+def audit_purge(
+    older_than: Annotated[
+        int | None, typer.Option(help="days to keep (default TIERS_AUDIT_RETENTION_DAYS, 365)")
+    ] = None,
+) -> None:
+    """Delete entries older than the retention period, keeping a signed checkpoint for them."""
+    access = operator(AUDIT_PURPOSE)
+    with deployment(access, "audit_purge") as dep:
+        result = audit_ops.purge_log(dep, access=access, older_than_days=older_than)
+    if result.purged:
+        out_console.print(
+            f"purged {result.purged} entries (through seq {result.through_seq}) "
+            f"older than {result.cutoff.isoformat()}",
+            markup=False,
+        )
+    else:
+        out_console.print(f"nothing older than {result.cutoff.isoformat()} to purge", markup=False)

@@ -1,0 +1,200 @@
+"""Repository of the access log: the locked head, entries, checkpoints, purges."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+
+from audit import Checkpoint, PurgeMark, StoredEntry
+from tiers.storage.tables import audit_checkpoints, audit_entries, audit_state
+
+__all__ = [
+    "AuditState",
+    "checkpoints",
+    "delete_before",
+    "insert_checkpoint",
+    "insert_entry",
+    "last_seq_before",
+    "lock_state",
+    "purge_mark",
+    "query",
+    "save_state",
+    "stored_entries",
+]
+
+_BATCH = 5000
+
+
+@dataclass(slots=True)
+class AuditState:
+    next_seq: int
+    head: str
+    frontier: list[bytes]
+    last_checkpoint: int
+    purged: int
+    purge_frontier: list[bytes] | None
+
+
+def _nodes(text: str | None) -> list[bytes] | None:
+    return None if text is None else [bytes.fromhex(node) for node in json.loads(text)]
+
+
+def _text(nodes: Sequence[bytes]) -> str:
+    return json.dumps([node.hex() for node in nodes])
+
+
+def lock_state(connection: Connection) -> AuditState:
+    """The log head, locked until the transaction ends (``FOR UPDATE``; SQLite locks the file)."""
+    row = connection.execute(
+        select(audit_state).where(audit_state.c.id == 1).with_for_update()
+    ).one()
+    return AuditState(
+        row.next_seq,
+        row.head,
+        _nodes(row.frontier) or [],
+        row.last_checkpoint,
+        row.purged,
+        _nodes(row.purge_frontier),
+    )
+
+
+def save_state(connection: Connection, state: AuditState) -> None:
+    connection.execute(
+        update(audit_state)
+        .where(audit_state.c.id == 1)
+        .values(
+            next_seq=state.next_seq,
+            head=state.head,
+            frontier=_text(state.frontier),
+            last_checkpoint=state.last_checkpoint,
+            purged=state.purged,
+            purge_frontier=None if state.purge_frontier is None else _text(state.purge_frontier),
+        )
+    )
+
+
+def insert_entry(
+    connection: Connection,
+    *,
+    seq: int,
+    time: datetime,
+    actor: str,
+    action: str,
+    outcome: str,
+    subject: str | None,
+    entry: bytes,
+    digest: bytes,
+) -> None:
+    connection.execute(
+        insert(audit_entries).values(
+            seq=seq,
+            time=time,
+            actor=actor[:128],
+            action=action[:64],
+            outcome=outcome,
+            subject=subject,
+            entry=entry.decode("ascii"),
+            hash=digest,
+        )
+    )
+
+
+def insert_checkpoint(connection: Connection, checkpoint: Checkpoint) -> None:
+    connection.execute(
+        insert(audit_checkpoints).values(
+            tree_size=checkpoint.tree_size,
+            root=checkpoint.root,
+            chain=checkpoint.chain,
+            time=checkpoint.time,
+            signature=checkpoint.signature,
+            key=checkpoint.key,
+        )
+    )
+
+
+def _checkpoint(row: object) -> Checkpoint:
+    r = row
+    return Checkpoint(r.tree_size, r.root, r.chain, r.time, r.signature, r.key)  # type: ignore[attr-defined]
+
+
+def checkpoints(connection: Connection) -> list[Checkpoint]:
+    rows = connection.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.tree_size))
+    return [_checkpoint(row) for row in rows]
+
+
+def purge_mark(connection: Connection, state: AuditState) -> PurgeMark | None:
+    """The signed stand-in for purged entries, or ``None`` if nothing was ever purged."""
+    if not state.purged:
+        return None
+    row = connection.execute(
+        select(audit_checkpoints).where(audit_checkpoints.c.tree_size == state.purged)
+    ).one_or_none()
+    if row is None or state.purge_frontier is None:
+        return PurgeMark(Checkpoint(state.purged, b"", "", datetime.min, b"", ""), ())
+    return PurgeMark(_checkpoint(row), tuple(state.purge_frontier))
+
+
+def stored_entries(connection: Connection) -> Iterator[tuple[StoredEntry, object]]:
+    """Every entry in sequence order, with its row (for the column checks), in batches."""
+    last = -1
+    while True:
+        rows = connection.execute(
+            select(audit_entries)
+            .where(audit_entries.c.seq > last)
+            .order_by(audit_entries.c.seq)
+            .limit(_BATCH)
+        ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield StoredEntry(row.seq, row.entry.encode("ascii", "replace"), row.hash), row
+        last = rows[-1].seq
+
+
+def query(
+    connection: Connection,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    subjects: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> list[bytes]:
+    """Canonical bytes of the matching entries, in sequence order."""
+    statement = select(audit_entries.c.entry).order_by(audit_entries.c.seq)
+    if since is not None:
+        statement = statement.where(audit_entries.c.time >= since)
+    if until is not None:
+        statement = statement.where(audit_entries.c.time < until)
+    if actor is not None:
+        statement = statement.where(audit_entries.c.actor == actor)
+    if action is not None:
+        statement = statement.where(audit_entries.c.action == action)
+    if subjects is not None:
+        statement = statement.where(audit_entries.c.subject.in_(list(subjects)))
+    if limit is not None:
+        statement = statement.limit(limit)
+    return [text.encode("ascii", "replace") for text in connection.execute(statement).scalars()]
+
+
+def last_seq_before(connection: Connection, *, cutoff: datetime, first: int) -> int | None:
+    """The end of the longest prefix of entries all older than ``cutoff`` (exclusive end)."""
+    newer = connection.execute(
+        select(func.min(audit_entries.c.seq)).where(audit_entries.c.time >= cutoff)
+    ).scalar_one_or_none()
+    if newer is None:
+        newer = connection.execute(select(func.max(audit_entries.c.seq))).scalar_one_or_none()
+        return None if newer is None else int(newer) + 1
+    return int(newer) if newer > first else None
+
+
+def delete_before(connection: Connection, *, end: int) -> int:
+    """Delete entries ``seq < end`` and every checkpoint below ``end``; returns entries deleted."""
+    result = connection.execute(delete(audit_entries).where(audit_entries.c.seq < end))
+    connection.execute(delete(audit_checkpoints).where(audit_checkpoints.c.tree_size < end))
+    return int(result.rowcount or 0)
