@@ -16,6 +16,8 @@ from audit import (
     Counts,
     StoredEntry,
     Verification,
+    consistency_proof,
+    inclusion_proof,
     key_id,
     parse_entry,
     render_report,
@@ -25,17 +27,19 @@ from audit.bundle import write_bundle
 from audit.entry import AuditEntry
 from tiers.auditing import Access, audited
 from tiers.deployment import Deployment
-from tiers.errors import AuditIntegrityError, InvalidRequest
+from tiers.errors import AuditIntegrityError, InvalidRequest, NotFound
 from tiers.files import atomic_output
 from tiers.identifiers import get_kind
 from tiers.pseudonyms import base_pseudonym
 from tiers.storage import audit_log
 
 __all__ = [
+    "Proof",
     "PurgeResult",
     "ReportResult",
     "export_log",
     "lookup_subject",
+    "prove",
     "purge_log",
     "read_log",
     "sign_checkpoint",
@@ -296,3 +300,85 @@ def purge_log(
             detail={"retention_days": days, "through_seq": (end - 1) if purged and end else -1},
         )
     return PurgeResult(purged, (end - 1) if purged and end else None, cutoff)
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """A proof an auditor checks offline against signed checkpoints (see :mod:`audit.merkle`)."""
+
+    kind: str
+    nodes: list[bytes]
+    checkpoints: list[Checkpoint]
+    seq: int | None = None
+    entry: bytes | None = None
+    leaf: bytes | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "seq": self.seq,
+            "entry": None if self.entry is None else self.entry.decode("ascii"),
+            "leaf_hash": None if self.leaf is None else self.leaf.hex(),
+            "proof": [node.hex() for node in self.nodes],
+            "checkpoints": [c.as_dict() for c in self.checkpoints],
+        }
+
+
+def _leaves(connection: Connection) -> tuple[list[bytes], CompactRange | None]:
+    state = audit_log.lock_state(connection)
+    prefix = None
+    if state.purged:
+        prefix = CompactRange(state.purged, state.purge_frontier or [])
+    return [stored.hash for stored, _ in audit_log.stored_entries(connection)], prefix
+
+
+def _signed(connection: Connection, size: int) -> Checkpoint:
+    for checkpoint in audit_log.checkpoints(connection):
+        if checkpoint.tree_size == size:
+            return checkpoint
+    raise NotFound(f"no signed checkpoint at size {size}", code="no_checkpoint")
+
+
+@audited("audit_proof", domain_arg=None)
+def prove(
+    deployment: Deployment,
+    *,
+    access: Access,
+    seq: int | None = None,
+    old_size: int | None = None,
+    new_size: int | None = None,
+) -> Proof:
+    """An inclusion proof of entry ``seq`` in the latest checkpoint (or ``new_size``'s), or a
+    consistency proof from checkpoint ``old_size`` to ``new_size``; both are small (log n
+    hashes) and verify against the signed checkpoints without the rest of the log."""
+    with deployment.transaction() as connection:
+        leaves, prefix = _leaves(connection)
+        base = prefix.size if prefix else 0
+        checkpoints = audit_log.checkpoints(connection)
+        if not checkpoints:
+            raise NotFound(
+                "no signed checkpoint yet: run `tiers audit checkpoint`", code="no_checkpoint"
+            )
+        target = _signed(connection, new_size) if new_size else checkpoints[-1]
+        if seq is not None:
+            if not base <= seq < target.tree_size:
+                raise NotFound(
+                    f"entry {seq} is not under the checkpoint of size {target.tree_size}",
+                    code="no_entry",
+                )
+            nodes = inclusion_proof(seq, target.tree_size, leaves, prefix)
+            data = audit_log.entry_at(connection, seq=seq)
+            proof = Proof("inclusion", nodes, [target], seq, data, leaves[seq - base])
+        elif old_size is not None:
+            old = _signed(connection, old_size)
+            nodes = consistency_proof(old.tree_size, target.tree_size, leaves, prefix)
+            proof = Proof("consistency", nodes, [old, target])
+        else:
+            raise InvalidRequest("ask for --seq or --from-size", code="bad_proof_request")
+        deployment.record(
+            connection,
+            access,
+            action="audit_proof",
+            detail={"kind": proof.kind, "tree_size": target.tree_size},
+        )
+    return proof

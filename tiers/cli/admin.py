@@ -112,10 +112,12 @@ def key_destroy(
     yes: Annotated[bool, typer.Option("--yes", help="confirm: this cannot be undone")] = False,
 ) -> None:
     """Crypto-shred one key version: its pseudonyms become permanently unlinkable."""
-    if not yes:
-        raise InvalidRequest("destroying a key cannot be undone; add --yes", code="not_confirmed")
     access = operator()
     with deployment(access, "key_destroy") as dep:
+        if not yes:
+            raise InvalidRequest(
+                "destroying a key cannot be undone; add --yes", code="not_confirmed"
+            )
         result = admin.destroy_key(dep, access=access, domain=domain, version=version)
     out_console.print(
         f"{result.domain}: version {result.version} destroyed; "

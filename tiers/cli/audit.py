@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -129,6 +130,24 @@ def audit_checkpoint() -> None:
         f"key {checkpoint.key}",
         markup=False,
     )
+
+
+@audit_app.command("proof")
+@handles_errors
+def audit_proof(
+    seq: Annotated[int | None, typer.Option(help="prove this entry is in the log")] = None,
+    from_size: Annotated[
+        int | None, typer.Option(help="prove the checkpoint of this size is a prefix")
+    ] = None,
+    to_size: Annotated[
+        int | None, typer.Option(help="of this checkpoint (default: latest)")
+    ] = None,
+) -> None:
+    """An inclusion or consistency proof, as JSON, checkable offline against signed checkpoints."""
+    access = operator(AUDIT_PURPOSE)
+    with deployment(access, "audit_proof") as dep:
+        proof = audit_ops.prove(dep, access=access, seq=seq, old_size=from_size, new_size=to_size)
+    sys.stdout.write(json.dumps(proof.as_dict(), indent=1, sort_keys=True) + "\n")
 
 
 @audit_app.command("export")

@@ -16,6 +16,7 @@ __all__ = [
     "AuditState",
     "checkpoints",
     "delete_before",
+    "entry_at",
     "insert_checkpoint",
     "insert_entry",
     "last_seq_before",
@@ -180,6 +181,13 @@ def query(
     if limit is not None:
         statement = statement.limit(limit)
     return [text.encode("ascii", "replace") for text in connection.execute(statement).scalars()]
+
+
+def entry_at(connection: Connection, *, seq: int) -> bytes | None:
+    text = connection.execute(
+        select(audit_entries.c.entry).where(audit_entries.c.seq == seq)
+    ).scalar_one_or_none()
+    return None if text is None else text.encode("ascii", "replace")
 
 
 def last_seq_before(connection: Connection, *, cutoff: datetime, first: int) -> int | None:
