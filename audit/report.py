@@ -89,7 +89,9 @@ def render_report(
     generated_at: datetime,
 ) -> str:
     """The report as one HTML document with an embedded SVG chart and no external resource."""
-    days = _days(since.astimezone(UTC).date(), until.astimezone(UTC).date())
+    # The period is [since, until): a report until midnight does not show the next day.
+    last = (until - timedelta(microseconds=1)).astimezone(UTC).date()
+    days = _days(since.astimezone(UTC).date(), max(last, since.astimezone(UTC).date()))
     per_day = Counter((e.time.date(), e.actor, e.action) for e in entries)
     by_domain = Counter((e.time.date(), d) for e in entries for d in e.domains)
     by_purpose = Counter((e.time.date(), e.purpose) for e in entries)
@@ -101,7 +103,9 @@ def render_report(
         f"{escape(until.isoformat())}. Generated {escape(generated_at.isoformat())}.</p>",
         f'<h2>Log verification</h2><p class="{status}">{escape(verification)}</p>',
         f"<h2>Accesses over time</h2><p>{len(entries)} accesses, {len(refusals)} refused or "
-        f"failed.</p>{_chart(entries, days)}",
+        f"failed.</p>{_chart(entries, days)}"
+        '<p><span style="color:#3b82f6">■</span> accepted '
+        '<span style="color:#dc2626">■</span> refused or failed</p>',
         "<h2>By day, actor and action</h2>"
         + _table(
             ["day", "actor", "action", "count"],
