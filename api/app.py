@@ -1,42 +1,158 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory: one deployment per process, routes, limits, error mapping."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+import contextlib
+import json
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
 
+from fastapi import FastAPI
+
+from api.errors import error_body, install_error_handlers
+from api.routes import admin, audit, data, health
 from tiers import __version__
+from tiers.clients import Authenticator
 from tiers.deployment import Deployment
 from tiers.errors import TiersError
+from tiers.jobs import recover_jobs
+from tiers.ratelimit import RateLimiter
 from tiers.settings import Settings
 
 __all__ = ["create_app"]
 
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _BodyLimit:
+    """Refuse bodies over the limit before any work: by Content-Length at once, and by counting
+    what streams in (chunked uploads)."""
+
+    def __init__(self, app: ASGIApp, *, json_limit: int, upload_limit: int) -> None:
+        self.app = app
+        self.json_limit = json_limit
+        self.upload_limit = upload_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex
+        limit = self.upload_limit if scope["path"] == "/v1/files" else self.json_limit
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send, limit)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _too_large(send, limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = json.dumps(error_body("too_large", f"the body exceeds {limit} bytes")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class Service:
+    """The deployment of this process, opened on first use so that the service starts (and
+    says it is not ready) while the database is down, and recovers without a restart."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._deployment: Deployment | None = None
+        self._authenticator: Authenticator | None = None
+        self._lock = threading.Lock()
+
+    def deployment(self) -> Deployment:
+        """Raises :class:`~tiers.errors.TiersError` (mapped to 503) while it cannot be opened."""
+        if self._deployment is None:
+            with self._lock:
+                if self._deployment is None:
+                    deployment = Deployment.open(self.settings)
+                    recover_jobs(deployment, now=datetime.now(UTC))
+                    self._authenticator = Authenticator(deployment)
+                    self._deployment = deployment
+        return self._deployment
+
+    def authenticator(self) -> Authenticator:
+        self.deployment()
+        assert self._authenticator is not None
+        return self._authenticator
+
+    def close(self) -> None:
+        if self._deployment is not None:
+            self._deployment.close()
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The service, over the deployment that ``settings`` (default: the environment) names."""
+    """The service over the deployment ``settings`` names (default: the environment).
+
+    At start-up it opens the deployment (refusing a wrong master key), and marks failed the file
+    jobs that a crashed worker left running.
+    """
     settings = settings or Settings()
-    app = FastAPI(title="tiers", version=__version__)
 
-    @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
-    def readyz() -> JSONResponse:
-        """Readiness: the database schema and the keyring can be used."""
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = Service(settings)
+        app.state.service = service
+        app.state.limiter = RateLimiter(
+            rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
+        )
+        with contextlib.suppress(TiersError):
+            service.deployment()  # open now if possible; /readyz says why not otherwise
         try:
-            deployment = Deployment.open(settings)
-        except TiersError as error:
-            return JSONResponse({"status": "unavailable", "code": error.code}, status_code=503)
-        try:
-            with deployment.engine.connect() as connection:
-                deployment.base_keyring(connection)
-        except TiersError as error:
-            return JSONResponse({"status": "unavailable", "code": error.code}, status_code=503)
+            yield
         finally:
-            deployment.close()
-        return JSONResponse({"status": "ready"})
+            service.close()
 
+    app = FastAPI(
+        title="tiers",
+        version=__version__,
+        description="Trusted-third-party pseudonymisation for loyalty coalitions. Every call "
+        "but the health checks is recorded in a tamper-evident access log.",
+        lifespan=lifespan,
+    )
+    for router in (health.router, data.router, audit.router, admin.router):
+        app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(
+        _BodyLimit,
+        json_limit=settings.max_json_body_bytes,
+        upload_limit=settings.max_upload_bytes,
+    )
     return app

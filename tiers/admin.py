@@ -16,6 +16,7 @@ from audit import Counts
 from keys import KeyVersion, MasterKey, write_development_key
 from tiers import keyrings
 from tiers.auditing import AUDIT_DOMAIN, Access, audited
+from tiers.authorisation import require
 from tiers.deployment import MASTER_CHECK, Deployment
 from tiers.errors import (
     AlreadyExists,
@@ -153,6 +154,7 @@ def add_domain(
     deployment: Deployment, *, access: Access, name: str, role: str, card_luhn: bool = False
 ) -> DomainRecord:
     """Create a domain and its first key. Raises :class:`InvalidRequest`, :class:`AlreadyExists`."""
+    require(access, "domain_add")
     if not DOMAIN_NAME.fullmatch(name):
         raise InvalidRequest(
             "a domain name is a lower-case letter then 1 to 31 letters, digits or hyphens",
@@ -188,6 +190,7 @@ def add_domain(
 
 @audited("domain_list", domain_arg=None)
 def list_domains(deployment: Deployment, *, access: Access) -> list[DomainRecord]:
+    require(access, "domain_list")
     with deployment.transaction() as connection:
         found = domains.list_all(connection)
         deployment.record(
@@ -199,6 +202,7 @@ def list_domains(deployment: Deployment, *, access: Access) -> list[DomainRecord
 @audited("key_list")
 def list_keys(deployment: Deployment, *, access: Access, domain: str) -> list[KeyVersion]:
     """Versions, states and dates of a domain's keys (never material)."""
+    require(access, "key_list", domain)
     with deployment.transaction() as connection:
         record_ = deployment.domain(connection, domain)
         versions = list(deployment.domain_keyring(connection, record_))
@@ -226,6 +230,7 @@ def rotate_key(deployment: Deployment, *, access: Access, domain: str) -> KeyRot
 
     One transaction: either the new version exists with a complete index, or nothing changed.
     """
+    require(access, "key_rotate", domain)
     with deployment.transaction() as connection:
         record_ = deployment.domain(connection, domain)
         keyring = deployment.domain_keyring(connection, record_)
@@ -271,6 +276,7 @@ def destroy_key(
     Raises :class:`~tiers.errors.UnknownKeyVersion`, :class:`~tiers.errors.KeyDestroyed`
     (already destroyed) and :class:`~tiers.errors.KeyStateError` (the active version).
     """
+    require(access, "key_destroy", domain)
     with deployment.transaction() as connection:
         record_ = deployment.domain(connection, domain)
         keyring = deployment.domain_keyring(connection, record_)

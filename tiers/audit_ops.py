@@ -3,6 +3,7 @@ report and purge. Each is itself recorded in the log."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from audit import (
 from audit.bundle import write_bundle
 from audit.entry import AuditEntry
 from tiers.auditing import Access, audited
+from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.errors import AuditIntegrityError, InvalidRequest, NotFound
 from tiers.files import atomic_output
@@ -41,11 +43,15 @@ __all__ = [
     "lookup_subject",
     "prove",
     "purge_log",
+    "read_checkpoints",
     "read_log",
     "sign_checkpoint",
     "verify_stored",
     "write_report",
 ]
+
+
+_FILTER = re.compile(r"[A-Za-z0-9:._@-]{1,128}")
 
 
 @audited("audit_read", domain_arg=None)
@@ -59,8 +65,14 @@ def read_log(
     action: str | None = None,
 ) -> list[AuditEntry]:
     """The entries that match, oldest first."""
+    require(access, "audit_read")
     if since is not None and until is not None and until <= since:
         raise InvalidRequest("--until must be after --since", code="bad_period")
+    for name, value in (("actor", actor), ("action", action)):
+        if value is not None and not _FILTER.fullmatch(value):
+            raise InvalidRequest(
+                f"the {name} filter holds characters no {name} has", code="bad_filter"
+            )
     with deployment.transaction() as connection:
         found = [
             parse_entry(data)
@@ -113,6 +125,18 @@ def _verify(deployment: Deployment, connection: Connection) -> Verification:
     )
 
 
+@audited("audit_checkpoints", domain_arg=None)
+def read_checkpoints(deployment: Deployment, *, access: Access) -> list[Checkpoint]:
+    """Every signed checkpoint, oldest first, with the key that signed them."""
+    require(access, "audit_read")
+    with deployment.transaction() as connection:
+        found = audit_log.checkpoints(connection)
+        deployment.record(
+            connection, access, action="audit_checkpoints", counts=Counts(records_out=len(found))
+        )
+    return found
+
+
 @audited("audit_verify", domain_arg=None)
 def verify_stored(deployment: Deployment, *, access: Access) -> Verification:
     """Verify the stored log; raises :class:`AuditIntegrityError` naming the first bad entry.
@@ -120,6 +144,7 @@ def verify_stored(deployment: Deployment, *, access: Access) -> Verification:
     The verification and its own entry are two steps: the entry is appended after the log was
     found intact (or, through :func:`audited`, after it was found damaged).
     """
+    require(access, "audit_verify")
     with deployment.transaction() as connection:
         result = _verify(deployment, connection)
     with deployment.transaction() as connection:
@@ -151,6 +176,7 @@ def _checkpoint_now(deployment: Deployment, connection: Connection, access: Acce
 @audited("audit_checkpoint", domain_arg=None)
 def sign_checkpoint(deployment: Deployment, *, access: Access) -> Checkpoint:
     """Record the request, then sign a checkpoint covering every entry, that one included."""
+    require(access, "audit_checkpoint")
     with deployment.transaction() as connection:
         deployment.record(connection, access, action="audit_checkpoint")
         return _checkpoint_now(deployment, connection, access)
@@ -161,6 +187,7 @@ def export_log(deployment: Deployment, *, access: Access, output: Path) -> str:
     """Write a self-contained bundle (entries, checkpoints, public key) atomically; returns the
     checkpoint key's fingerprint. The export's own entry is in the bundle, under a checkpoint
     signed for it, so that the bundle is verifiable up to its last entry."""
+    require(access, "audit_export")
     with atomic_output(output) as handle, deployment.transaction() as connection:
         deployment.record(connection, access, action="audit_export")
         _checkpoint_now(deployment, connection, access)
@@ -184,6 +211,7 @@ def lookup_subject(
     """Entries about one customer. The value is pseudonymised in memory, turned into its subject
     references (every live audit key version) and dropped; the look-up is itself logged with
     the customer's reference."""
+    require(access, "audit_subject")
     identifier_kind = get_kind(kind)
     with deployment.transaction() as connection:
         record = deployment.domain(connection, domain)
@@ -214,6 +242,7 @@ def write_report(
     deployment: Deployment, *, access: Access, since: datetime, until: datetime, output: Path
 ) -> ReportResult:
     """A static HTML access report for ``[since, until)``, with the log's verification status."""
+    require(access, "audit_report")
     if until <= since:
         raise InvalidRequest("--until must be after --since", code="bad_period")
     with deployment.transaction() as connection:
@@ -260,6 +289,7 @@ def purge_log(
     signed checkpoint and compact range then stand for the purged prefix, so the rest still
     verifies. Only a prefix is purged: an older entry after a newer one is kept.
     """
+    require(access, "audit_purge")
     days = (
         older_than_days if older_than_days is not None else deployment.settings.audit_retention_days
     )
@@ -351,6 +381,7 @@ def prove(
     """An inclusion proof of entry ``seq`` in the latest checkpoint (or ``new_size``'s), or a
     consistency proof from checkpoint ``old_size`` to ``new_size``; both are small (log n
     hashes) and verify against the signed checkpoints without the rest of the log."""
+    require(access, "audit_proof")
     with deployment.transaction() as connection:
         leaves, prefix = _leaves(connection)
         base = prefix.size if prefix else 0

@@ -20,7 +20,14 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import AuditEntry, CheckpointSigner, CompactRange, Counts, leaf_hash
-from tiers.errors import AuditUnavailable, PolicyViolation, TiersError
+from tiers.errors import (
+    AuditUnavailable,
+    Forbidden,
+    PolicyViolation,
+    RateLimited,
+    TiersError,
+    Unauthorised,
+)
 from tiers.pseudonyms import DOMAIN_NAME
 from tiers.storage import audit_log
 
@@ -51,6 +58,10 @@ class Access:
     purpose: str
     now: datetime
     request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # The one domain a partner or hub client is bound to; None for the other roles.
+    domain: str | None = None
+    # The API client's id (None on the command line).
+    client_id: int | None = None
 
 
 def _append(
@@ -153,7 +164,7 @@ def record(
 
 def _outcome(error: BaseException) -> tuple[str, str]:
     if isinstance(error, TiersError):
-        denied = isinstance(error, PolicyViolation) or error.code in ("forbidden", "unauthorised")
+        denied = isinstance(error, PolicyViolation | Forbidden | Unauthorised | RateLimited)
         return ("denied" if denied else "error"), error.code
     return "error", "internal"
 

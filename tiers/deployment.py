@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from audit import AuditEntry, CheckpointSigner, Counts
 from keys import Keyring, MasterKey
@@ -14,7 +15,7 @@ from tiers import auditing, keyrings
 from tiers.auditing import AUDIT_DOMAIN, Access
 from tiers.errors import KeyUnavailable, NotFound, NotInitialised, TiersError
 from tiers.identifiers import NormalisationOptions
-from tiers.pseudonyms import domain_pseudonym
+from tiers.pseudonyms import DOMAIN_NAME, domain_pseudonym
 from tiers.settings import Settings
 from tiers.storage import check_schema, domains, make_engine
 from tiers.storage import meta as meta_repo
@@ -81,6 +82,17 @@ class Deployment:
                 engine.dispose()
             raise
 
+    def check_ready(self) -> None:
+        """Raise unless the database answers and the keys can be unwrapped."""
+        try:
+            with self.engine.connect() as connection:
+                self.base_keyring(connection)
+                self.signer(connection)
+        except SQLAlchemyError:
+            raise NotInitialised(
+                "the database does not answer", code="database_unavailable"
+            ) from None
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -91,7 +103,8 @@ class Deployment:
 
     def domain(self, connection: Connection, name: str) -> DomainRecord:
         """The domain called ``name``; raises :class:`NotFound`."""
-        record = domains.get(connection, name=name)
+        # A malformed name cannot exist: answered without asking the database.
+        record = domains.get(connection, name=name) if DOMAIN_NAME.fullmatch(name) else None
         if record is None:
             raise NotFound(f"unknown domain {name!r}", code="unknown_domain")
         return record

@@ -20,6 +20,10 @@ log) and a message that never contains a clear identifier or key material.
     ├── InvalidFile         (ValueError) an input file that cannot be processed at all
     ├── NotInitialised                   the home or database has not been set up
     ├── ConfigurationError               settings that are missing or unsafe
+    ├── Unauthorised                     no valid credentials (one answer for every cause)
+    ├── Forbidden                        the caller's role may not do this
+    │   └── DomainHidden                 a domain the caller may not use (shown as not found)
+    ├── RateLimited                      too many requests from one client
     ├── PolicyViolation                  a request an attachment rule refuses
     ├── AuditIntegrityError              the access log failed verification
     └── AuditUnavailable                 the access log cannot be written (fail closed)
@@ -35,7 +39,9 @@ __all__ = [
     "AuditIntegrityError",
     "AuditUnavailable",
     "ConfigurationError",
+    "DomainHidden",
     "DomainMismatch",
+    "Forbidden",
     "InvalidFile",
     "InvalidIdentifier",
     "InvalidPseudonym",
@@ -46,7 +52,9 @@ __all__ = [
     "NotFound",
     "NotInitialised",
     "PolicyViolation",
+    "RateLimited",
     "TiersError",
+    "Unauthorised",
     "UnknownKeyVersion",
 ]
 
@@ -146,6 +154,37 @@ class ConfigurationError(TiersError):
     """Settings that are missing, malformed or unsafe for the environment."""
 
     code = "configuration"
+
+
+class Unauthorised(TiersError):
+    """Missing, malformed, unknown, revoked or wrong credentials: deliberately not said which."""
+
+    code = "unauthorised"
+
+
+class Forbidden(TiersError):
+    """The caller is known but its role may not do this."""
+
+    code = "forbidden"
+
+
+class DomainHidden(Forbidden):
+    """A domain the caller may not use. Logged as ``forbidden``; answered exactly like an
+    unknown domain, so that clients cannot map the alliance."""
+
+    def __init__(self, domain: str) -> None:
+        super().__init__(f"unknown domain {domain!r}")
+        self.domain = domain
+
+
+class RateLimited(TiersError):
+    """The client sent more requests than its rate allows."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PolicyViolation(TiersError):

@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from audit import Counts
 from tiers.auditing import Access, audited
+from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
 from tiers.identifiers import IdentifierKind, get_kind
@@ -155,14 +156,19 @@ def _plan(header: list[str], columns: Sequence[ColumnSpec], keep: Sequence[str])
     )
 
 
-def _open_source(source: Path) -> tuple[IO[bytes], IO[str], int]:
-    try:
-        raw = open(source, "rb")  # noqa: SIM115 - closed by the caller's ExitStack
-    except FileNotFoundError:
-        raise NotFound(f"no such file: {source}", code="no_such_file") from None
-    except OSError as exc:
-        raise InvalidFile(f"cannot read {source}: {exc.strerror}", code="unreadable") from None
-    size = os.fstat(raw.fileno()).st_size
+def _open_source(source: Path | IO[bytes]) -> tuple[IO[bytes], IO[str], int]:
+    """A text view of the source. A stream (an upload) is read as it comes: size 0 = unknown."""
+    raw: IO[bytes]
+    if isinstance(source, Path):
+        try:
+            raw = open(source, "rb")  # noqa: SIM115 - closed by the caller's ExitStack
+        except FileNotFoundError:
+            raise NotFound(f"no such file: {source}", code="no_such_file") from None
+        except OSError as exc:
+            raise InvalidFile(f"cannot read {source}: {exc.strerror}", code="unreadable") from None
+        size = os.fstat(raw.fileno()).st_size
+    else:
+        raw, size = source, 0
     # surrogateescape keeps undecodable bytes in the row so that the row, not the file, is
     # rejected (code bad_encoding); utf-8-sig drops a leading byte-order mark.
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
@@ -207,9 +213,9 @@ def _column_name(plan: _Plan, position: int) -> str:
     return plan.header[plan.output_positions.index(position)]
 
 
-def _check_options(source: Path, output: Path, rejects: Path, delimiter: str) -> None:
+def _check_options(source: Path | IO[bytes], output: Path, rejects: Path, delimiter: str) -> None:
     for path in (output, rejects):
-        if path.resolve() == source.resolve():
+        if isinstance(source, Path) and path.resolve() == source.resolve():
             raise InvalidRequest("an output file cannot be the input file", code="same_file")
     if output.resolve() == rejects.resolve():
         raise InvalidRequest("the output and rejects files must differ", code="same_file")
@@ -293,7 +299,7 @@ def tokenise_file(
     deployment: Deployment,
     *,
     access: Access,
-    source: Path,
+    source: Path | IO[bytes],
     output: Path,
     domain: str,
     columns: Sequence[ColumnSpec],
@@ -312,6 +318,7 @@ def tokenise_file(
     not CSV, undecodable header, broken quoting). Subjects are registered in one transaction,
     committed only when the whole file was read, before the outputs are renamed into place.
     """
+    require(access, "tokenise_file", domain)
     rejects = rejects or output.with_name(output.name + ".rejects.csv")
     _check_options(source, output, rejects, delimiter)
     csv.field_size_limit(FIELD_SIZE_LIMIT)
@@ -346,7 +353,7 @@ def tokenise_file(
             else:
                 sink.accept(row, tokens)
             if progress is not None and report.rows_in % _PROGRESS_EVERY == 0:
-                progress(raw.tell(), size)
+                progress(raw.tell() if size else report.rows_in, size)
         if report.rows_in == 0:
             raise InvalidFile("the file has a header but no data rows", code="no_rows")
         registrar.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     phone_region: str = "FR"
     audit_checkpoint_every: int = Field(default=256, ge=1)
     audit_retention_days: int = Field(default=365, ge=1)
+    argon2_profile: Literal["owasp", "rfc9106-low-memory", "test"] = "owasp"
+    rate_limit_per_second: float = Field(default=200.0, gt=0)
+    rate_limit_burst: int = Field(default=400, ge=1)
+    max_json_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=20 * 1024**3, ge=1024)
+    max_batch_values: int = Field(default=100_000, ge=1)
 
     @property
     def default_master_key_path(self) -> Path:
@@ -60,6 +66,12 @@ class Settings(BaseSettings):
 
     def master_key_configured(self) -> bool:
         return bool(self.master_key or self.master_key_file)
+
+    @model_validator(mode="after")
+    def _safe_in_production(self) -> Settings:
+        if self.env == "production" and self.argon2_profile == "test":
+            raise ValueError("TIERS_ARGON2_PROFILE=test is for the test suite, not production")
+        return self
 
     def load_master_key(self) -> MasterKey:
         """The configured master key.

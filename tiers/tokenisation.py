@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from audit import Counts
 from keys import DomainKey, length_prefixed
 from tiers.auditing import Access, audited
+from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.errors import InvalidIdentifier, InvalidRequest
 from tiers.identifiers import IdentifierKind, NormalisationOptions, get_kind
@@ -118,6 +119,7 @@ def pseudonymise_values(
     :class:`InvalidIdentifier` with code ``unknown_kind`` for an unknown kind. A request about
     a single customer carries that customer's subject reference into the access log.
     """
+    require(access, "pseudonymise", domain)
     identifier_kind = get_kind(kind)
     results: list[str | InvalidIdentifier] = []
     bases: list[bytes] = []

@@ -18,18 +18,20 @@ from tiers.admin import initialise
 
 
 def test_healthz_answers_without_a_database(database: Database) -> None:
-    client = TestClient(create_app(database.settings()))
-    assert client.get("/healthz").json() == {"status": "ok"}
+    with TestClient(create_app(database.settings())) as client:
+        assert {"status": "ok"} == client.get("/healthz").json()
 
 
-def test_readyz_fails_before_init_and_passes_after(database: Database) -> None:
-    client = TestClient(create_app(database.settings()))
-    before = client.get("/readyz")
-    assert before.status_code == 503
-    assert before.json()["code"] == "no_master_key"
-    initialise(database.settings(), access=ACCESS)
-    after = client.get("/readyz")
-    assert (after.status_code, after.json()) == (200, {"status": "ready"})
+def test_readyz_fails_before_init_and_recovers_without_restart(database: Database) -> None:
+    with TestClient(create_app(database.settings())) as client:
+        before = client.get("/readyz")
+        assert 503 == before.status_code
+        assert "no_master_key" == before.json()["code"]
+        refused = client.post("/v1/pseudonymise", json={"kind": "card", "values": ["12345678"]})
+        assert 503 == refused.status_code
+        initialise(database.settings(), access=ACCESS)
+        after = client.get("/readyz")
+        assert (200, {"status": "ready"}) == (after.status_code, after.json())
 
 
 def free_port() -> int:

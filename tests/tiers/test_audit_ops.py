@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -127,3 +128,35 @@ def test_export_is_atomic_and_covers_its_own_entry(deployment: Deployment, tmp_p
     assert "audit_export" in [e.action for e in last]
     assert result.tree_size == result.first_seq + result.entries
     assert [] == [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_concurrent_writers_keep_one_unbroken_chain(
+    deployment: Deployment, database: Database
+) -> None:
+    add_domain(deployment, access=ACCESS, name="casino", role="partner")
+    before = len(database.audit_entries())
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(8):
+                pseudonymise_values(
+                    deployment,
+                    access=ACCESS,
+                    domain="casino",
+                    kind="card",
+                    values=[f"{worker}{i:07d}"],
+                )
+        except BaseException as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(n + 1,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [] == errors
+    entries = database.audit_entries()
+    assert before + 32 == len(entries)
+    assert list(range(len(entries))) == [e.seq for e in entries]
+    assert verify_stored(deployment, access=ACCESS).entries == len(entries)

@@ -50,6 +50,31 @@ def test_no_table_has_a_column_for_clear_identifiers(deployment: Deployment) -> 
             "purged",
             "purge_frontier",
         },
+        "clients": {
+            "id",
+            "name",
+            "role",
+            "domain",
+            "key_prefix",
+            "key_hash",
+            "credential_version",
+            "active",
+            "created_at",
+            "revoked_at",
+        },
+        "jobs": {
+            "id",
+            "client_id",
+            "domain",
+            "state",
+            "rows_in",
+            "rows_out",
+            "rows_rejected",
+            "error_code",
+            "created_at",
+            "heartbeat_at",
+            "finished_at",
+        },
     }
     with deployment.engine.connect() as connection:
         inspector = inspect(connection)

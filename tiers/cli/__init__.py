@@ -6,6 +6,7 @@ import typer
 
 from tiers.cli.admin import domain_app, init, key_app
 from tiers.cli.audit import audit_app
+from tiers.cli.clients import client_app
 from tiers.cli.data import pseudonymise, tokenise_file_command
 from tiers.cli.serve import serve
 
@@ -24,6 +25,7 @@ app.command("init")(init)
 app.add_typer(domain_app, name="domain")
 app.add_typer(key_app, name="key")
 app.add_typer(audit_app, name="audit")
+app.add_typer(client_app, name="client")
 app.command("pseudonymise")(pseudonymise)
 app.command("tokenise-file")(tokenise_file_command)
 app.command("serve")(serve)

@@ -27,7 +27,9 @@ __all__ = [
     "audit_checkpoints",
     "audit_entries",
     "audit_state",
+    "clients",
     "domains",
+    "jobs",
     "keys",
     "meta",
     "metadata",
@@ -154,4 +156,39 @@ audit_state = Table(
     Column("last_checkpoint", BigInteger, nullable=False),
     Column("purged", BigInteger, nullable=False),
     Column("purge_frontier", Text, nullable=True),
+)
+
+# API clients. Only an Argon2id hash of the API key is kept; `key_prefix` (public, random) finds
+# the row, `credential_version` changes on every key rotation and revocation so that cached
+# verifications die with them.
+clients = Table(
+    "clients",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(32), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("domain", String(32), nullable=True),
+    Column("key_prefix", String(16), nullable=False, unique=True),
+    Column("key_hash", String(256), nullable=False),
+    Column("credential_version", Integer, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+# File jobs. Outputs live under $TIERS_HOME/jobs/<id>/; the uploaded file itself is never stored.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("client_id", Integer, ForeignKey("clients.id"), nullable=False),
+    Column("domain", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("rows_in", BigInteger, nullable=False),
+    Column("rows_out", BigInteger, nullable=False),
+    Column("rows_rejected", BigInteger, nullable=False),
+    Column("error_code", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
 )

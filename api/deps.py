@@ -1,0 +1,108 @@
+"""Dependencies of the routes: the deployment, the authenticated client, the access record."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from tiers.auditing import Access
+from tiers.clients import Authenticator
+from tiers.deployment import Deployment
+from tiers.errors import InvalidRequest
+from tiers.ratelimit import RateLimiter
+from tiers.storage.clients import ClientRecord
+
+__all__ = ["CurrentAccess", "CurrentClient", "DeploymentDep", "PurposeHeader", "access_with"]
+
+MAX_PURPOSE = 200
+
+
+def get_deployment(request: Request) -> Deployment:
+    deployment: Deployment = request.app.state.service.deployment()
+    return deployment
+
+
+DeploymentDep = Annotated[Deployment, Depends(get_deployment)]
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get("x-request-id", "")
+    # Only a plain token is kept: the id goes into the log.
+    if given and len(given) <= 64 and given.replace("-", "").isalnum():
+        return given
+    return request.state.request_id  # type: ignore[no-any-return]
+
+
+def current_client(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
+) -> ClientRecord:
+    """The authenticated client; its rate is checked before anything else is done."""
+    now = datetime.now(UTC)
+    request.state.anonymous = Access(
+        actor="anonymous", role="none", purpose="", now=now, request_id=_request_id(request)
+    )
+    token = None
+    if authorization and authorization[:7].lower() == "bearer ":
+        token = authorization[7:].strip()
+    authenticator: Authenticator = request.app.state.service.authenticator()
+    client = authenticator.authenticate(token)
+    request.state.access = Access(
+        actor=client.name,
+        role=client.role,
+        purpose="",
+        now=now,
+        request_id=_request_id(request),
+        domain=client.domain,
+        client_id=client.id,
+    )
+    limiter: RateLimiter = request.app.state.limiter
+    limiter.check(client.id)
+    return client
+
+
+CurrentClient = Annotated[ClientRecord, Depends(current_client)]
+PurposeHeader = Annotated[
+    str | None, Header(alias="X-Purpose", description="why: recorded in the access log")
+]
+
+
+def access_with(request: Request, purpose: str | None, *, required: bool) -> Access:
+    """The request's access record with its purpose (body field or ``X-Purpose`` header)."""
+    access: Access = request.state.access
+    purpose = (purpose or "").strip()
+    if any(unicodedata.category(c)[0] == "C" for c in purpose):
+        raise InvalidRequest("the purpose may not hold control characters", code="bad_purpose")
+    if len(purpose) > MAX_PURPOSE:
+        raise InvalidRequest(
+            f"the purpose is longer than {MAX_PURPOSE} characters", code="bad_purpose"
+        )
+    if required and not purpose:
+        raise InvalidRequest(
+            "state a purpose (X-Purpose header or `purpose` field): it is required for data access",
+            code="purpose_required",
+        )
+    full = Access(
+        actor=access.actor,
+        role=access.role,
+        purpose=purpose or "unspecified",
+        now=access.now,
+        request_id=access.request_id,
+        domain=access.domain,
+        client_id=access.client_id,
+    )
+    request.state.access = full
+    return full
+
+
+def current_access(
+    request: Request, _client: CurrentClient, purpose: PurposeHeader = None
+) -> Access:
+    """For routes that take no body: the purpose comes from the header and is optional."""
+    return access_with(request, purpose, required=False)
+
+
+CurrentAccess = Annotated[Access, Depends(current_access)]

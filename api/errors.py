@@ -1,0 +1,137 @@
+"""One mapping from core errors to HTTP: status, ``{"error": {"code", "message"}}`` body.
+
+No stack trace and no request data ever reach a response: messages are the core's, which never
+quote identifiers, and validation errors say where and what, never the value.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tiers.auditing import Access, is_recorded, mark_recorded, record_failure
+from tiers.errors import (
+    AlreadyExists,
+    AuditIntegrityError,
+    AuditUnavailable,
+    ConfigurationError,
+    DomainHidden,
+    Forbidden,
+    InvalidRequest,
+    KeyDestroyed,
+    KeyStateError,
+    KeyUnavailable,
+    NotFound,
+    NotInitialised,
+    PolicyViolation,
+    RateLimited,
+    TiersError,
+    Unauthorised,
+    UnknownKeyVersion,
+)
+
+__all__ = ["error_body", "install_error_handlers", "status_of"]
+
+_log = logging.getLogger("tiers.api")
+
+_STATUS: list[tuple[type[TiersError], int]] = [
+    (Unauthorised, 401),
+    (DomainHidden, 404),
+    (Forbidden, 403),
+    (RateLimited, 429),
+    (NotFound, 404),
+    (UnknownKeyVersion, 404),
+    (KeyStateError, 409),
+    (AlreadyExists, 409),
+    (PolicyViolation, 409),
+    (AuditIntegrityError, 409),
+    (KeyDestroyed, 410),
+    (AuditUnavailable, 503),
+    (KeyUnavailable, 503),
+    (NotInitialised, 503),
+    (ConfigurationError, 503),
+]
+
+
+def status_of(error: TiersError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(error, kind):
+            return status
+    return 400
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+def _audit_refusal(request: Request, error: BaseException) -> None:
+    """Log a refusal the core did not log itself (authentication, validation, routing)."""
+    if is_recorded(error):
+        return
+    service = getattr(request.app.state, "service", None)
+    deployment = getattr(service, "_deployment", None)
+    access: Access | None = getattr(request.state, "access", None) or getattr(
+        request.state, "anonymous", None
+    )
+    route = request.scope.get("route")
+    action = getattr(route, "name", None)
+    if deployment is None or access is None or action in (None, "healthz", "readyz"):
+        return
+    record_failure(deployment.engine, access, action=str(action), error=error)
+    mark_recorded(error)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TiersError)
+    async def tiers_error(request: Request, error: TiersError) -> JSONResponse:
+        _audit_refusal(request, error)
+        headers: dict[str, str] = {}
+        code, message = error.code, error.message
+        if isinstance(error, DomainHidden):
+            # Exactly what an unknown domain gets: nothing tells the two apart.
+            code = "unknown_domain"
+        if isinstance(error, Unauthorised):
+            headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(error, RateLimited):
+            headers["Retry-After"] = str(max(1, round(error.retry_after)))
+        extra = {"seq": error.seq} if isinstance(error, AuditIntegrityError) else {}
+        return JSONResponse(
+            error_body(code, message, **extra), status_code=status_of(error), headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        # Never echo the input: FastAPI's default body includes it, identifiers and all.
+        problems = [
+            {"loc": [str(part) for part in item.get("loc", ())], "type": item.get("type", "")}
+            for item in error.errors()
+        ]
+        _audit_refusal(request, InvalidRequest("invalid request body", code="invalid_request"))
+        return JSONResponse(
+            error_body(
+                "invalid_request", "the request does not match the schema", problems=problems
+            ),
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            error.status_code, "http_error"
+        )
+        return JSONResponse(
+            error_body(code, str(error.detail)),
+            status_code=error.status_code,
+            headers=getattr(error, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        _log.error("internal error on %s: %s", request.url.path, type(error).__name__)
+        _audit_refusal(request, error)
+        return JSONResponse(error_body("internal", "internal error"), status_code=500)

@@ -1,0 +1,100 @@
+"""Auditor routes: the access log, mirroring the `tiers audit` commands."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Query, Request
+from fastapi.responses import FileResponse
+
+from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
+from api.schemas import ERRORS, AuditSubjectRequest, CheckpointOut, VerificationOut
+from tiers import audit_ops
+
+router = APIRouter(prefix="/v1/audit", responses=ERRORS, tags=["auditor"])
+
+
+@router.get("/entries", name="audit_read")
+def entries(
+    deployment: DeploymentDep,
+    access: CurrentAccess,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor: Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9:._@-]+$")] = None,
+    action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+$")] = None,
+) -> list[dict[str, Any]]:
+    """Entries, oldest first (each as its canonical fields)."""
+    found = audit_ops.read_log(
+        deployment, access=access, since=since, until=until, actor=actor, action=action
+    )
+    return [entry.as_dict() for entry in found]
+
+
+@router.get("/verify", name="audit_verify", response_model=VerificationOut)
+def verify(deployment: DeploymentDep, access: CurrentAccess) -> VerificationOut:
+    """Verify the stored log; a damaged log answers 409 with the first bad entry's `seq`."""
+    result = audit_ops.verify_stored(deployment, access=access)
+    return VerificationOut(
+        intact=True,
+        summary=result.summary(),
+        first_seq=result.first_seq,
+        entries=result.entries,
+        tree_size=result.tree_size,
+        checkpoints=result.checkpoints,
+        key=result.key,
+    )
+
+
+@router.get("/checkpoints", name="audit_checkpoints", response_model=list[CheckpointOut])
+def checkpoints(deployment: DeploymentDep, access: CurrentAccess) -> list[CheckpointOut]:
+    """Every signed checkpoint (Ed25519), oldest first."""
+    return [
+        CheckpointOut(**c.as_dict())  # type: ignore[arg-type]
+        for c in audit_ops.read_checkpoints(deployment, access=access)
+    ]
+
+
+@router.get("/export", name="audit_export", response_class=FileResponse)
+def export(
+    deployment: DeploymentDep, access: CurrentAccess, tasks: BackgroundTasks
+) -> FileResponse:
+    """A self-contained bundle, verifiable offline with `tiers audit verify-export`."""
+    directory = deployment.settings.home / "exports"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / f"{uuid.uuid4().hex}.json"
+    audit_ops.export_log(deployment, access=access, output=path)
+    tasks.add_task(path.unlink, missing_ok=True)
+    return FileResponse(path, media_type="application/json", filename="tiers-audit-export.json")
+
+
+@router.post("/subject", name="audit_subject")
+def subject(
+    request: Request,
+    body: AuditSubjectRequest,
+    deployment: DeploymentDep,
+    client: CurrentClient,
+    purpose: PurposeHeader = None,
+) -> list[dict[str, Any]]:
+    """Entries about one customer: the identifier is pseudonymised in memory, turned into its
+    subject references and dropped; the look-up is logged. A purpose is required."""
+    access = access_with(request, body.purpose or purpose, required=True)
+    found = audit_ops.lookup_subject(
+        deployment, access=access, domain=body.domain, kind=body.kind, value=body.value
+    )
+    return [entry.as_dict() for entry in found]
+
+
+@router.get("/proof", name="audit_proof")
+def proof(
+    deployment: DeploymentDep,
+    access: CurrentAccess,
+    seq: Annotated[int | None, Query(ge=0)] = None,
+    from_size: Annotated[int | None, Query(ge=1)] = None,
+    to_size: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """An inclusion (`seq`) or consistency (`from_size`) proof against signed checkpoints."""
+    return audit_ops.prove(
+        deployment, access=access, seq=seq, old_size=from_size, new_size=to_size
+    ).as_dict()

@@ -1,0 +1,217 @@
+"""Partner data routes: batch pseudonymisation and file jobs."""
+
+from __future__ import annotations
+
+import io
+import threading
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+
+from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
+from api.schemas import (
+    ERRORS,
+    JobOut,
+    PseudonymiseRequest,
+    PseudonymiseResponse,
+    ValueError_,
+    WhoAmI,
+)
+from api.upload import QueueReader, stream_multipart
+from tiers import clients
+from tiers.errors import InvalidIdentifier, InvalidRequest
+from tiers.jobs import JobRecord, get_job, job_file, list_jobs, run_file_job
+from tiers.tokenisation import pseudonymise_values
+
+router = APIRouter(prefix="/v1", responses=ERRORS)
+
+
+@router.get("/whoami", name="whoami", response_model=WhoAmI, tags=["clients"])
+def whoami(deployment: DeploymentDep, access: CurrentAccess) -> WhoAmI:
+    """The calling client's name, role and domain."""
+    client = clients.whoami(deployment, access=access)
+    return WhoAmI(name=client.name, role=client.role, domain=client.domain)
+
+
+@router.post(
+    "/pseudonymise", name="pseudonymise", response_model=PseudonymiseResponse, tags=["partner"]
+)
+def pseudonymise(
+    request: Request,
+    body: PseudonymiseRequest,
+    deployment: DeploymentDep,
+    client: CurrentClient,
+    purpose: PurposeHeader = None,
+) -> PseudonymiseResponse:
+    """Pseudonymise up to 100 000 values of one kind into the client's domain, in order; an
+    invalid value gets `null` and an entry in `errors` (its index and code, never the value)."""
+    access = access_with(request, body.purpose or purpose, required=True)
+    if len(body.values) > deployment.settings.max_batch_values:
+        raise InvalidRequest(
+            f"at most {deployment.settings.max_batch_values} values per call",
+            code="too_many_values",
+        )
+    results = pseudonymise_values(
+        deployment,
+        access=access,
+        domain=body.domain or client.domain or "",
+        kind=body.kind,
+        values=body.values,
+        register=body.register_subjects,
+    )
+    return PseudonymiseResponse(
+        pseudonyms=[None if isinstance(r, InvalidIdentifier) else r for r in results],
+        errors=[
+            ValueError_(index=i, code=r.code)
+            for i, r in enumerate(results)
+            if isinstance(r, InvalidIdentifier)
+        ],
+    )
+
+
+def _job(job: JobRecord) -> JobOut:
+    return JobOut(
+        id=job.id,
+        state=job.state,
+        domain=job.domain,
+        rows_in=job.rows_in,
+        rows_out=job.rows_out,
+        rows_rejected=job.rows_rejected,
+        error_code=job.error_code,
+        created_at=job.created_at,
+        finished_at=job.finished_at,
+    )
+
+
+@router.post(
+    "/files",
+    name="tokenise_file",
+    status_code=202,
+    response_model=JobOut,
+    tags=["partner"],
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "column": {"type": "string", "example": "card=card"},
+                            "keep": {"type": "string", "example": "amount,store"},
+                        },
+                    }
+                }
+            }
+        }
+    },
+)
+async def upload_file(
+    request: Request,
+    deployment: DeploymentDep,
+    client: CurrentClient,
+    purpose: PurposeHeader = None,
+    column: Annotated[list[str] | None, Query(description="NAME=KIND, repeated")] = None,
+    keep: Annotated[str, Query(description="other columns to keep, comma-separated")] = "",
+    delimiter: Annotated[str, Query(max_length=1)] = ",",
+    register: bool = True,
+) -> JobOut:
+    """Tokenise a CSV file (multipart field `file`; options as query parameters or as form
+    fields sent before the file). The file is tokenised as it is received and never stored;
+    the job is finished when this answers, and its outputs are fetched from `/v1/jobs/{id}`."""
+    options: dict[str, Any] = {
+        "column": list(column or []),
+        "keep": keep,
+        "purpose": purpose,
+        "delimiter": delimiter,
+    }
+    box: dict[str, Any] = {}
+
+    def on_field(name: str, value: str) -> None:
+        if name == "column":
+            options["column"].append(value)
+        elif name in ("keep", "purpose", "delimiter"):
+            options[name] = value
+
+    def work(reader: QueueReader) -> None:
+        try:
+            box["job"] = run_file_job(
+                deployment,
+                access=box["access"],
+                stream=io.BufferedReader(reader),
+                domain=client.domain or "",
+                columns=options["column"],
+                keep=[k.strip() for k in options["keep"].split(",") if k.strip()],
+                delimiter=options["delimiter"],
+                register=register,
+            )
+        except BaseException as error:  # noqa: BLE001 - handed to the request below
+            box["error"] = error
+        finally:
+            reader.close()
+
+    def on_file() -> QueueReader:
+        box["access"] = access_with(request, options["purpose"], required=True)
+        reader = QueueReader()
+        thread = threading.Thread(target=work, args=(reader,), daemon=True)
+        box["reader"], box["thread"] = reader, thread
+        thread.start()
+        return reader
+
+    async def feed(reader: QueueReader, piece: bytes) -> None:
+        await anyio.to_thread.run_sync(reader.feed, piece)
+
+    try:
+        await stream_multipart(
+            request.headers.get("content-type", ""), request.stream(), on_field, on_file, feed
+        )
+    except BaseException as error:
+        # The upload broke off (or was malformed): the tokeniser fails, the job is marked
+        # failed, and nothing is delivered.
+        if "reader" in box:
+            await anyio.to_thread.run_sync(box["reader"].end, error)
+            await anyio.to_thread.run_sync(box["thread"].join)
+        raise
+    await anyio.to_thread.run_sync(box["reader"].end)
+    await anyio.to_thread.run_sync(box["thread"].join)
+    if "error" in box:
+        raise box["error"]
+    return _job(box["job"])
+
+
+@router.get("/jobs", name="job_read", response_model=list[JobOut], tags=["partner"])
+def jobs(deployment: DeploymentDep, access: CurrentAccess) -> list[JobOut]:
+    """The client's own jobs, newest first (an upload cut off by a crash shows as failed)."""
+    return [_job(job) for job in list_jobs(deployment, access=access)]
+
+
+@router.get("/jobs/{job_id}", name="job_status", response_model=JobOut, tags=["partner"])
+def job(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> JobOut:
+    """State and counts of one of the client's jobs."""
+    return _job(get_job(deployment, access=access, job_id=job_id))
+
+
+def _download(
+    deployment: Any, access: Any, job_id: str, which: Literal["output", "rejects"]
+) -> FileResponse:
+    path = job_file(deployment, access=access, job_id=job_id, which=which)
+    return FileResponse(path, media_type="text/csv", filename=f"{job_id}-{which}.csv")
+
+
+@router.get(
+    "/jobs/{job_id}/output", name="job_download", tags=["partner"], response_class=FileResponse
+)
+def job_output(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> FileResponse:
+    """The tokenised file (streamed)."""
+    return _download(deployment, access, job_id, "output")
+
+
+@router.get(
+    "/jobs/{job_id}/rejects", name="job_rejects", tags=["partner"], response_class=FileResponse
+)
+def job_rejects(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> FileResponse:
+    """The rejected rows as `line,column,code` (streamed)."""
+    return _download(deployment, access, job_id, "rejects")

@@ -1,0 +1,74 @@
+"""Operator commands for API clients: ``client add|list|revoke|rotate-key``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tiers import clients
+from tiers.cli._common import deployment, err_console, handles_errors, operator, out_console
+
+__all__ = ["client_app"]
+
+client_app = typer.Typer(help="API clients and their keys.", no_args_is_help=True)
+
+
+def _show_key(name: str, token: str) -> None:
+    err_console.print(f"API key for {name} (shown once; store it now):", markup=False)
+    out_console.print(token, markup=False, highlight=False)
+
+
+@client_app.command("add")
+@handles_errors
+def client_add(
+    name: str,
+    role: Annotated[str, typer.Option(help="partner, hub, auditor or admin")],
+    domain: Annotated[str | None, typer.Option(help="the domain of a partner or hub")] = None,
+) -> None:
+    """Create a client and print its API key once."""
+    access = operator()
+    with deployment(access, "client_add") as dep:
+        issued = clients.add_client(dep, access=access, name=name, role=role, domain=domain)
+    _show_key(name, issued.token)
+
+
+@client_app.command("list")
+@handles_errors
+def client_list() -> None:
+    """Clients, roles, domains and states (never keys)."""
+    access = operator()
+    with deployment(access, "client_list") as dep:
+        found = clients.list_clients(dep, access=access)
+    table = Table("name", "role", "domain", "state", "created", "revoked")
+    for c in found:
+        table.add_row(
+            c.name,
+            c.role,
+            c.domain or "",
+            "active" if c.active else "revoked",
+            c.created_at.isoformat(timespec="seconds"),
+            c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "",
+        )
+    out_console.print(table)
+
+
+@client_app.command("revoke")
+@handles_errors
+def client_revoke(name: str) -> None:
+    """Revoke a client's key at once, on every worker."""
+    access = operator()
+    with deployment(access, "client_revoke") as dep:
+        clients.revoke_client(dep, access=access, name=name)
+    out_console.print(f"client {name} revoked", markup=False)
+
+
+@client_app.command("rotate-key")
+@handles_errors
+def client_rotate_key(name: str) -> None:
+    """Issue a new key (printed once); the old one stops working at once."""
+    access = operator()
+    with deployment(access, "client_rotate_key") as dep:
+        issued = clients.rotate_client_key(dep, access=access, name=name)
+    _show_key(name, issued.token)

@@ -1,0 +1,258 @@
+"""API clients: creation, key rotation, revocation, and authentication of their API keys.
+
+An API key is ``tiers_<prefix>_<secret>``: the 10-character prefix is public and random and
+finds the client; the 256-bit secret is checked against an Argon2id hash (argon2-cffi). A key is
+shown once, when it is issued, and never stored. Verifying Argon2 on every request would cap a
+worker at a few dozen requests per second, so a successful verification is cached for a short
+time under a keyed hash of the key; the client's ``credential_version`` is checked on every
+request, so a revocation or rotation takes effect at once on every worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from argon2 import PasswordHasher, Type, profiles
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from audit import Counts
+from tiers.auditing import Access, audited
+from tiers.authorisation import CLIENT_ROLES, require
+from tiers.deployment import Deployment
+from tiers.errors import AlreadyExists, InvalidRequest, NotFound, Unauthorised
+from tiers.pseudonyms import DOMAIN_NAME
+from tiers.storage import clients as repo
+from tiers.storage.clients import ClientRecord
+
+__all__ = [
+    "ARGON2_PROFILES",
+    "Authenticator",
+    "IssuedKey",
+    "add_client",
+    "list_clients",
+    "password_hasher",
+    "revoke_client",
+    "rotate_client_key",
+    "whoami",
+]
+
+Argon2Profile = Literal["owasp", "rfc9106-low-memory", "test"]
+# OWASP Password Storage Cheat Sheet: Argon2id, m=19 MiB, t=2, p=1.
+ARGON2_PROFILES = {
+    "owasp": dict(time_cost=2, memory_cost=19 * 1024, parallelism=1),
+    "rfc9106-low-memory": dict(
+        time_cost=profiles.RFC_9106_LOW_MEMORY.time_cost,
+        memory_cost=profiles.RFC_9106_LOW_MEMORY.memory_cost,
+        parallelism=profiles.RFC_9106_LOW_MEMORY.parallelism,
+    ),
+    # Cheapest possible: for the test suite only; production settings refuse it.
+    "test": dict(time_cost=1, memory_cost=8, parallelism=1),
+}
+_KEY = re.compile(r"tiers_([a-z2-7]{10})_([A-Za-z0-9_-]{43})")
+_CACHE_SECONDS = 60.0
+
+
+def password_hasher(profile: str) -> PasswordHasher:
+    return PasswordHasher(type=Type.ID, **ARGON2_PROFILES[profile])  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class IssuedKey:
+    """A newly issued API key: shown once to the operator, never stored."""
+
+    client: ClientRecord
+    token: str
+
+    def __repr__(self) -> str:
+        return f"<IssuedKey for {self.client.name} (redacted)>"
+
+
+def _new_key() -> tuple[str, str]:
+    prefix = base64.b32encode(secrets.token_bytes(10)).decode().lower()[:10]
+    secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+    return prefix, f"tiers_{prefix}_{secret}"
+
+
+def _validate(
+    deployment: Deployment, connection: object, *, name: str, role: str, domain: str | None
+) -> None:
+    if not DOMAIN_NAME.fullmatch(name):
+        raise InvalidRequest(
+            "a client name is a lower-case letter then 1 to 31 letters, digits or hyphens",
+            code="bad_name",
+        )
+    if role not in CLIENT_ROLES:
+        raise InvalidRequest(f"role must be one of {', '.join(CLIENT_ROLES)}", code="bad_role")
+    if role in ("partner", "hub"):
+        if domain is None:
+            raise InvalidRequest(f"a {role} client needs --domain", code="domain_required")
+        record = deployment.domain(connection, domain)  # type: ignore[arg-type]
+        if record.role != role:
+            raise InvalidRequest(f"domain {domain!r} is not a {role} domain", code="wrong_role")
+    elif domain is not None:
+        raise InvalidRequest(f"a {role} client has no domain", code="no_domain_allowed")
+
+
+@audited("client_add", domain_arg="domain")
+def add_client(
+    deployment: Deployment, *, access: Access, name: str, role: str, domain: str | None = None
+) -> IssuedKey:
+    """Create a client and issue its API key. Raises :class:`InvalidRequest`,
+    :class:`AlreadyExists`, :class:`NotFound` (its domain)."""
+    require(access, "client_add")
+    hasher = password_hasher(deployment.settings.argon2_profile)
+    with deployment.transaction() as connection:
+        _validate(deployment, connection, name=name, role=role, domain=domain)
+        if repo.by_name(connection, name=name) is not None:
+            raise AlreadyExists(f"client {name!r} already exists")
+        prefix, token = _new_key()
+        record = repo.add(
+            connection,
+            name=name,
+            role=role,
+            domain=domain,
+            key_prefix=prefix,
+            key_hash=hasher.hash(token),
+            now=access.now,
+        )
+        deployment.record(
+            connection,
+            access,
+            action="client_add",
+            domains=[domain] if domain else [],
+            detail={"client": name, "role": role},
+        )
+    return IssuedKey(record, token)
+
+
+@audited("client_list", domain_arg=None)
+def list_clients(deployment: Deployment, *, access: Access) -> list[ClientRecord]:
+    require(access, "client_list")
+    with deployment.transaction() as connection:
+        found = repo.list_all(connection)
+        deployment.record(
+            connection, access, action="client_list", counts=Counts(records_out=len(found))
+        )
+    return found
+
+
+def _client(connection: object, name: str) -> ClientRecord:
+    valid = DOMAIN_NAME.fullmatch(name)
+    record = repo.by_name(connection, name=name) if valid else None  # type: ignore[arg-type]
+    if record is None:
+        raise NotFound(f"unknown client {name!r}", code="unknown_client")
+    return record
+
+
+@audited("client_revoke", domain_arg=None)
+def revoke_client(deployment: Deployment, *, access: Access, name: str) -> ClientRecord:
+    """Revoke a client's key for good (its cached verifications die with it)."""
+    require(access, "client_revoke")
+    with deployment.transaction() as connection:
+        record = _client(connection, name)
+        if not record.active:
+            raise InvalidRequest(f"client {name!r} is already revoked", code="already_revoked")
+        repo.revoke(connection, client_id=record.id, now=access.now)
+        deployment.record(connection, access, action="client_revoke", detail={"client": name})
+    return record
+
+
+@audited("client_rotate_key", domain_arg=None)
+def rotate_client_key(deployment: Deployment, *, access: Access, name: str) -> IssuedKey:
+    """Issue a new key; the old one stops working at once."""
+    require(access, "client_rotate_key")
+    hasher = password_hasher(deployment.settings.argon2_profile)
+    with deployment.transaction() as connection:
+        record = _client(connection, name)
+        if not record.active:
+            raise InvalidRequest(f"client {name!r} is revoked", code="already_revoked")
+        prefix, token = _new_key()
+        repo.set_key(
+            connection, client_id=record.id, key_prefix=prefix, key_hash=hasher.hash(token)
+        )
+        deployment.record(connection, access, action="client_rotate_key", detail={"client": name})
+        updated = repo.by_id(connection, client_id=record.id)
+    assert updated is not None
+    return IssuedKey(updated, token)
+
+
+@audited("whoami", domain_arg=None)
+def whoami(deployment: Deployment, *, access: Access) -> ClientRecord:
+    """The calling client, as the service knows it."""
+    require(access, "whoami")
+    with deployment.transaction() as connection:
+        record = repo.by_id(connection, client_id=access.client_id or -1)
+        if record is None:
+            raise NotFound("unknown client", code="unknown_client")
+        deployment.record(connection, access, action="whoami")
+    return record
+
+
+class Authenticator:
+    """Checks bearer tokens; one per process. Unknown, revoked and wrong keys cost the same and
+    raise the same :class:`Unauthorised`."""
+
+    def __init__(self, deployment: Deployment, *, cache_seconds: float = _CACHE_SECONDS) -> None:
+        self._deployment = deployment
+        self._hasher = password_hasher(deployment.settings.argon2_profile)
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(32))
+        self._cache_key = secrets.token_bytes(32)
+        self._cache: dict[bytes, tuple[int, int, float]] = {}
+        self._lock = threading.Lock()
+        self._cache_seconds = cache_seconds
+
+    def _fingerprint(self, token: str) -> bytes:
+        return hmac.new(self._cache_key, token.encode(), hashlib.sha256).digest()
+
+    def _refuse(self) -> Unauthorised:
+        return Unauthorised("missing or invalid API key")
+
+    def _dummy_verify(self) -> None:
+        with contextlib.suppress(VerificationError):
+            self._hasher.verify(self._dummy, "tiers_" + "x" * 54)
+
+    def authenticate(self, token: str | None) -> ClientRecord:
+        """The client holding ``token``; raises :class:`Unauthorised` otherwise."""
+        match = _KEY.fullmatch(token or "")
+        if match is None or token is None:
+            self._dummy_verify()
+            raise self._refuse()
+        fingerprint = self._fingerprint(token)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(fingerprint)
+        with self._deployment.engine.connect() as connection:
+            if cached is not None and cached[2] > now:
+                record = repo.by_id(connection, client_id=cached[0])
+                if record is not None and record.active and record.credential_version == cached[1]:
+                    return record
+                with self._lock:
+                    self._cache.pop(fingerprint, None)
+            record = repo.by_prefix(connection, prefix=match[1])
+        if record is None:
+            self._dummy_verify()
+            raise self._refuse()
+        try:
+            self._hasher.verify(record.key_hash, token)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            raise self._refuse() from None
+        if not record.active:
+            raise self._refuse()
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[fingerprint] = (
+                record.id,
+                record.credential_version,
+                now + self._cache_seconds,
+            )
+        return record

@@ -1,0 +1,193 @@
+"""File jobs: a partner's CSV tokenised on the server, its outputs kept until fetched.
+
+The upload is tokenised while it streams in: the clear file is never written anywhere. The
+outputs appear (atomically) only when the whole file succeeded. A job interrupted by a crash is
+marked ``failed`` (code ``interrupted``) when the service starts again, its partial files are
+removed, and the partner submits the file again: nothing is ever half-delivered.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Literal
+
+from audit import Counts
+from tiers.auditing import Access, audited
+from tiers.authorisation import require
+from tiers.deployment import Deployment
+from tiers.errors import NotFound, TiersError
+from tiers.files import FileReport, parse_column_spec, tokenise_file
+from tiers.storage import jobs as repo
+from tiers.storage.jobs import JobRecord
+
+__all__ = ["JobRecord", "get_job", "job_file", "list_jobs", "recover_jobs", "run_file_job"]
+
+STALE_AFTER = timedelta(minutes=2)
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
+_HEARTBEAT_EVERY = timedelta(seconds=10)
+
+
+def _directory(deployment: Deployment, job_id: str) -> Path:
+    return deployment.settings.home / "jobs" / job_id
+
+
+def run_file_job(
+    deployment: Deployment,
+    *,
+    access: Access,
+    stream: IO[bytes],
+    domain: str,
+    columns: Sequence[str],
+    keep: Sequence[str] = (),
+    delimiter: str = ",",
+    register: bool = True,
+) -> JobRecord:
+    """Create a job, tokenise ``stream`` into its outputs and close it (done or failed).
+
+    The tokenisation itself is :func:`tiers.files.tokenise_file`, which records the access.
+    Errors are re-raised after the job is marked failed.
+    """
+    require(access, "tokenise_file", domain)
+    if access.client_id is None:
+        raise TiersError("a file job needs an API client", code="no_client")
+    specs = [parse_column_spec(text) for text in columns]
+    job_id = uuid.uuid4().hex
+    directory = _directory(deployment, job_id)
+    directory.mkdir(parents=True, mode=0o700)
+    with deployment.transaction() as connection:
+        repo.create(
+            connection, job_id=job_id, client_id=access.client_id, domain=domain, now=access.now
+        )
+    beats = _Heartbeat(deployment, job_id)
+    try:
+        report: FileReport = tokenise_file(
+            deployment,
+            access=access,
+            source=stream,
+            output=directory / "output.csv",
+            rejects=directory / "rejects.csv",
+            domain=domain,
+            columns=specs,
+            keep=keep,
+            delimiter=delimiter,
+            register=register,
+            progress=beats,
+        )
+    except BaseException as error:
+        code = error.code if isinstance(error, TiersError) else "internal"
+        with deployment.transaction() as connection:
+            repo.finish(connection, job_id=job_id, state="failed", now=_now(), error_code=code)
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    with deployment.transaction() as connection:
+        repo.finish(
+            connection,
+            job_id=job_id,
+            state="done",
+            now=_now(),
+            rows_in=report.rows_in,
+            rows_out=report.rows_out,
+            rows_rejected=report.rows_rejected,
+        )
+        job = repo.get(connection, job_id=job_id)
+    assert job is not None
+    return job
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Heartbeat:
+    """Progress callback that tells other workers the job is alive (PostgreSQL; SQLite has
+    one writer at a time, and the tokenising transaction holds it)."""
+
+    def __init__(self, deployment: Deployment, job_id: str) -> None:
+        self._deployment = deployment
+        self._job_id = job_id
+        self._last = _now()
+        self._enabled = deployment.engine.dialect.name != "sqlite"
+
+    def __call__(self, done: int, total: int) -> None:
+        now = _now()
+        if self._enabled and now - self._last >= _HEARTBEAT_EVERY:
+            with self._deployment.transaction() as connection:
+                repo.heartbeat(connection, job_id=self._job_id, rows_in=done, now=now)
+            self._last = now
+
+
+def _owned(deployment: Deployment, access: Access, job_id: str) -> JobRecord:
+    job = None
+    if _JOB_ID.fullmatch(job_id):
+        with deployment.engine.connect() as connection:
+            job = repo.get(connection, job_id=job_id)
+    if job is None or (access.role != "operator" and job.client_id != access.client_id):
+        raise NotFound(f"unknown job {job_id!r}", code="unknown_job")
+    return job
+
+
+@audited("job_status", domain_arg=None)
+def get_job(deployment: Deployment, *, access: Access, job_id: str) -> JobRecord:
+    """A job of the caller's (another client's job is answered as unknown)."""
+    require(access, "job_read")
+    job = _owned(deployment, access, job_id)
+    with deployment.transaction() as connection:
+        deployment.record(
+            connection,
+            access,
+            action="job_read",
+            domains=[job.domain],
+            detail={"job": job_id, "state": job.state},
+        )
+    return job
+
+
+@audited("job_read", domain_arg=None)
+def list_jobs(deployment: Deployment, *, access: Access) -> list[JobRecord]:
+    """The caller's jobs, newest first."""
+    require(access, "job_read")
+    with deployment.transaction() as connection:
+        found = repo.of_client(connection, client_id=access.client_id or -1)
+        deployment.record(
+            connection, access, action="job_read", counts=Counts(records_out=len(found))
+        )
+    return found
+
+
+@audited("job_download", domain_arg=None)
+def job_file(
+    deployment: Deployment, *, access: Access, job_id: str, which: Literal["output", "rejects"]
+) -> Path:
+    """The path of a finished job's output or rejects file, after the access is recorded."""
+    require(access, "job_read")
+    job = _owned(deployment, access, job_id)
+    if job.state != "done":
+        raise NotFound(f"job {job_id!r} has no {which} ({job.state})", code="not_ready")
+    path = _directory(deployment, job_id) / f"{which}.csv"
+    if not path.exists():
+        raise NotFound(f"job {job_id!r} has no {which} file any more", code="gone")
+    with deployment.transaction() as connection:
+        deployment.record(
+            connection,
+            access,
+            action="job_download",
+            domains=[job.domain],
+            counts=Counts(records_out=job.rows_out if which == "output" else job.rows_rejected),
+            detail={"job": job_id, "file": which},
+        )
+    return path
+
+
+def recover_jobs(deployment: Deployment, *, now: datetime) -> list[str]:
+    """At start-up: fail the jobs no live worker runs any more and remove their partial files."""
+    before = now if deployment.engine.dialect.name == "sqlite" else now - STALE_AFTER
+    with deployment.transaction() as connection:
+        stale = repo.fail_stale(connection, before=before, now=now)
+    for job_id in stale:
+        shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
+    return stale

@@ -1,0 +1,102 @@
+"""Repository of API clients."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, select, update
+
+from tiers.storage.tables import clients
+
+__all__ = ["ClientRecord", "add", "by_id", "by_name", "by_prefix", "list_all", "revoke", "set_key"]
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class ClientRecord:
+    id: int
+    name: str
+    role: str
+    domain: str | None
+    key_prefix: str
+    key_hash: str
+    credential_version: int
+    active: bool
+    created_at: datetime
+    revoked_at: datetime | None
+
+    def __repr__(self) -> str:  # the hash is not the key, but it is an offline-attack target
+        return f"<ClientRecord {self.name} {self.role} {'active' if self.active else 'revoked'}>"
+
+
+def _record(row: Row[Any]) -> ClientRecord:
+    return ClientRecord(**row._asdict())
+
+
+def add(
+    connection: Connection,
+    *,
+    name: str,
+    role: str,
+    domain: str | None,
+    key_prefix: str,
+    key_hash: str,
+    now: datetime,
+) -> ClientRecord:
+    result = connection.execute(
+        insert(clients).values(
+            name=name,
+            role=role,
+            domain=domain,
+            key_prefix=key_prefix,
+            key_hash=key_hash,
+            credential_version=1,
+            active=True,
+            created_at=now,
+        )
+    )
+    (new_id,) = result.inserted_primary_key or (None,)
+    assert new_id is not None
+    return ClientRecord(int(new_id), name, role, domain, key_prefix, key_hash, 1, True, now, None)
+
+
+def _one(connection: Connection, condition: object) -> ClientRecord | None:
+    row = connection.execute(select(clients).where(condition)).one_or_none()  # type: ignore[arg-type]
+    return None if row is None else _record(row)
+
+
+def by_name(connection: Connection, *, name: str) -> ClientRecord | None:
+    return _one(connection, clients.c.name == name)
+
+
+def by_prefix(connection: Connection, *, prefix: str) -> ClientRecord | None:
+    return _one(connection, clients.c.key_prefix == prefix)
+
+
+def by_id(connection: Connection, *, client_id: int) -> ClientRecord | None:
+    return _one(connection, clients.c.id == client_id)
+
+
+def list_all(connection: Connection) -> list[ClientRecord]:
+    return [_record(r) for r in connection.execute(select(clients).order_by(clients.c.name))]
+
+
+def set_key(connection: Connection, *, client_id: int, key_prefix: str, key_hash: str) -> None:
+    connection.execute(
+        update(clients)
+        .where(clients.c.id == client_id)
+        .values(
+            key_prefix=key_prefix,
+            key_hash=key_hash,
+            credential_version=clients.c.credential_version + 1,
+        )
+    )
+
+
+def revoke(connection: Connection, *, client_id: int, now: datetime) -> None:
+    connection.execute(
+        update(clients)
+        .where(clients.c.id == client_id)
+        .values(active=False, revoked_at=now, credential_version=clients.c.credential_version + 1)
+    )

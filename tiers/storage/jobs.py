@@ -1,0 +1,110 @@
+"""Repository of file jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select, update
+
+from tiers.storage.tables import jobs
+
+__all__ = ["JobRecord", "create", "fail_stale", "finish", "get", "heartbeat", "of_client"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: str
+    client_id: int
+    domain: str
+    state: str
+    rows_in: int
+    rows_out: int
+    rows_rejected: int
+    error_code: str | None
+    created_at: datetime
+    heartbeat_at: datetime
+    finished_at: datetime | None
+
+
+def create(
+    connection: Connection, *, job_id: str, client_id: int, domain: str, now: datetime
+) -> None:
+    connection.execute(
+        insert(jobs).values(
+            id=job_id,
+            client_id=client_id,
+            domain=domain,
+            state="running",
+            rows_in=0,
+            rows_out=0,
+            rows_rejected=0,
+            created_at=now,
+            heartbeat_at=now,
+        )
+    )
+
+
+def get(connection: Connection, *, job_id: str) -> JobRecord | None:
+    row = connection.execute(select(jobs).where(jobs.c.id == job_id)).one_or_none()
+    return None if row is None else JobRecord(**row._asdict())
+
+
+def of_client(connection: Connection, *, client_id: int, limit: int = 200) -> list[JobRecord]:
+    rows = connection.execute(
+        select(jobs)
+        .where(jobs.c.client_id == client_id)
+        .order_by(jobs.c.created_at.desc())
+        .limit(limit)
+    )
+    return [JobRecord(**row._asdict()) for row in rows]
+
+
+def heartbeat(connection: Connection, *, job_id: str, rows_in: int, now: datetime) -> None:
+    connection.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.state == "running")
+        .values(rows_in=rows_in, heartbeat_at=now)
+    )
+
+
+def finish(
+    connection: Connection,
+    *,
+    job_id: str,
+    state: str,
+    now: datetime,
+    rows_in: int = 0,
+    rows_out: int = 0,
+    rows_rejected: int = 0,
+    error_code: str | None = None,
+) -> None:
+    connection.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(
+            state=state,
+            rows_in=rows_in,
+            rows_out=rows_out,
+            rows_rejected=rows_rejected,
+            error_code=error_code,
+            finished_at=now,
+            heartbeat_at=now,
+        )
+    )
+
+
+def fail_stale(connection: Connection, *, before: datetime, now: datetime) -> list[str]:
+    """Mark failed every running job whose heartbeat is older than ``before``; their ids."""
+    stale = list(
+        connection.execute(
+            select(jobs.c.id).where(jobs.c.state == "running", jobs.c.heartbeat_at < before)
+        ).scalars()
+    )
+    if stale:
+        connection.execute(
+            update(jobs)
+            .where(jobs.c.id.in_(stale))
+            .values(state="failed", error_code="interrupted", finished_at=now)
+        )
+    return stale
