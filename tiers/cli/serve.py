@@ -8,6 +8,7 @@ import typer
 import uvicorn
 
 from tiers.cli._common import (
+    err_console,
     handles_errors,
     load_settings,
     operator,
@@ -23,6 +24,7 @@ __all__ = ["serve"]
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="worker processes (PostgreSQL: several)")] = 1,
 ) -> None:
     """Run the HTTP service (uvicorn)."""
     settings = load_settings()
@@ -32,4 +34,10 @@ def serve(
     if master.development:
         warn_development_key(master.source)
     out_console.print(f"tiers listening on http://{host}:{port}", markup=False)
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, log_level="info")
+    if workers > 1 and not settings.database_url:
+        err_console.print(
+            "note: several workers over the embedded SQLite database write one at a time; "
+            "use PostgreSQL (TIERS_DATABASE_URL) to scale out", markup=False,
+        )
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="info")
