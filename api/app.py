@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from api.errors import error_body, install_error_handlers
-from api.routes import admin, audit, data, health
+from api.routes import admin, audit, data, health, links
 from tiers import __version__
 from tiers.clients import Authenticator
 from tiers.deployment import Deployment
@@ -147,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "but the health checks is recorded in a tamper-evident access log.",
         lifespan=lifespan,
     )
-    for router in (health.router, data.router, audit.router, admin.router):
+    for router in (health.router, data.router, links.router, audit.router, admin.router):
         app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from audit import Counts
 from keys import KeyVersion, MasterKey, write_development_key
+from policy import load_policy
 from tiers import keyrings
 from tiers.auditing import AUDIT_DOMAIN, Access, audited
 from tiers.authorisation import require
@@ -26,9 +27,11 @@ from tiers.errors import (
     NotFound,
     NotInitialised,
 )
+from tiers.policies import default_policy
 from tiers.pseudonyms import DOMAIN_NAME, domain_pseudonym
 from tiers.settings import Settings
 from tiers.storage import domains, make_engine, migrate, scrub_deleted, subjects
+from tiers.storage import links as links_repo
 from tiers.storage import meta as meta_repo
 from tiers.storage.domains import DomainRecord
 
@@ -130,6 +133,16 @@ def initialise(settings: Settings, *, access: Access) -> InitReport:
             if _ensure_audit_domain(connection, master, access):
                 created.append("audit domain")
             deployment = Deployment(settings, engine, master)
+            if links_repo.active_policy(connection) is None:
+                policy = load_policy(default_policy())
+                links_repo.store_policy(
+                    connection,
+                    version=policy.version,
+                    name=policy.name,
+                    content=policy.source,
+                    now=access.now,
+                )
+                created.append("attachment policy")
             deployment.record(
                 connection,
                 access,

@@ -240,7 +240,7 @@ def audited(
                 return function(*args, **kwargs)
             except BaseException as error:
                 access = kwargs.get("access")
-                if isinstance(access, Access) and args:
+                if isinstance(access, Access) and args and not is_recorded(error):
                     failure = (
                         TiersError("interrupted", code="interrupted")
                         if isinstance(error, KeyboardInterrupt)

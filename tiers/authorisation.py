@@ -30,8 +30,19 @@ _AUDIT = frozenset(
 )
 PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
-        "partner": frozenset({"pseudonymise", "tokenise_file", "job_read", "whoami"}),
-        "hub": frozenset({"whoami"}),
+        "partner": frozenset(
+            {
+                "pseudonymise",
+                "tokenise_file",
+                "job_read",
+                "whoami",
+                "card_enrol",
+                "card_associate",
+                "card_dissociate",
+                "customer_transfer",
+            }
+        ),
+        "hub": frozenset({"whoami", "link_resolve"}),
         "auditor": _AUDIT | {"whoami"},
         "admin": frozenset(
             {
@@ -45,6 +56,8 @@ PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "client_revoke",
                 "client_rotate_key",
                 "whoami",
+                "policy_check",
+                "policy_diff",
             }
         ),
     }

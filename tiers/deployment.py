@@ -158,8 +158,10 @@ class Deployment:
         counts: Counts | None = None,
         subject: str | None = None,
         detail: Mapping[str, str | int] | None = None,
+        outcome: str = "ok",
+        code: str | None = None,
     ) -> AuditEntry:
-        """Record a successful operation in the caller's transaction (see tiers.auditing)."""
+        """Record an operation in the caller's transaction (see tiers.auditing)."""
         return auditing.record(
             connection,
             access,
@@ -170,4 +172,6 @@ class Deployment:
             counts=counts,
             subject=subject,
             detail=detail,
+            outcome=outcome,
+            code=code,
         )

@@ -27,7 +27,7 @@ from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
 from tiers.identifiers import IdentifierKind, get_kind
-from tiers.tokenisation import Registrar, Tokeniser
+from tiers.tokenisation import Registrar, Tokeniser, card_enroller
 
 __all__ = [
     "ColumnSpec",
@@ -290,8 +290,10 @@ class _Sink:
         )
         self.report.rows_out += 1
         if self.registrar is not None:
-            for base, mac, _ in tokens:
-                self.registrar.add(base, mac)
+            for (base, mac, _), (_, kind) in zip(
+                tokens, self.plan.identifier_positions, strict=True
+            ):
+                self.registrar.add(base, mac, kind.name)
 
 
 @audited("tokenise_file")
@@ -335,7 +337,11 @@ def tokenise_file(
         connection = stack.enter_context(deployment.transaction())
         tokeniser = Tokeniser.open(deployment, connection, domain)
         registrar = Registrar(
-            connection, tokeniser.domain.id, tokeniser.domain_key.version, access.now
+            connection,
+            tokeniser.domain.id,
+            tokeniser.domain_key.version,
+            access.now,
+            enroller=card_enroller(deployment, connection, tokeniser.domain, access.now),
         )
         sink = _Sink(
             plan,

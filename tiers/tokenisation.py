@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,6 +16,7 @@ from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.errors import InvalidIdentifier, InvalidRequest
 from tiers.identifiers import IdentifierKind, NormalisationOptions, get_kind
+from tiers.links import enrol_rows
 from tiers.pseudonyms import PSEUDONYM_BYTES
 from tiers.storage import subjects
 from tiers.storage.domains import DomainRecord
@@ -81,11 +82,16 @@ class Registrar:
     version: int
     now: datetime
     batch: int = REGISTER_BATCH
+    # Called with the base pseudonyms of card numbers, to enrol them (partner domains).
+    enroller: Callable[[list[bytes]], None] | None = None
     _pending: dict[bytes, bytes] = field(default_factory=dict)
+    _cards: list[bytes] = field(default_factory=list)
     registered: int = 0
 
-    def add(self, base: bytes, value: bytes) -> None:
+    def add(self, base: bytes, value: bytes, kind: str = "") -> None:
         self._pending[base] = value
+        if kind == "card" and self.enroller is not None:
+            self._cards.append(base)
         if len(self._pending) >= self.batch:
             self.flush()
 
@@ -101,6 +107,18 @@ class Registrar:
         )
         self.registered += len(self._pending)
         self._pending.clear()
+        if self._cards and self.enroller is not None:
+            self.enroller(self._cards)
+            self._cards = []
+
+
+def card_enroller(
+    deployment: Deployment, connection: Connection, domain: DomainRecord, now: datetime
+) -> Callable[[list[bytes]], None] | None:
+    """Registering a partner's card numbers enrols the cards (see :mod:`tiers.links`)."""
+    if domain.role != "partner":
+        return None
+    return lambda bases: enrol_rows(deployment, connection, domain, bases, now)
 
 
 @audited("pseudonymise")
@@ -126,7 +144,11 @@ def pseudonymise_values(
     with deployment.transaction() as connection:
         tokeniser = Tokeniser.open(deployment, connection, domain)
         registrar = Registrar(
-            connection, tokeniser.domain.id, tokeniser.domain_key.version, access.now
+            connection,
+            tokeniser.domain.id,
+            tokeniser.domain_key.version,
+            access.now,
+            enroller=card_enroller(deployment, connection, tokeniser.domain, access.now),
         )
         for value in values:
             try:
@@ -137,7 +159,7 @@ def pseudonymise_values(
             results.append(text)
             bases.append(base)
             if register:
-                registrar.add(base, mac)
+                registrar.add(base, mac, kind)
         registrar.flush()
         rejected = len(results) - len(bases)
         deployment.record(

@@ -31,7 +31,12 @@ def test_initialise_is_idempotent_and_creates_one_development_key(database: Data
     content = key_file.read_bytes()
     second = initialise(database.settings(), access=ACCESS)
     assert first.generated_development_key
-    assert ("base key", "checkpoint signing key", "audit domain") == first.created
+    assert (
+        "base key",
+        "checkpoint signing key",
+        "audit domain",
+        "attachment policy",
+    ) == first.created
     assert not second.generated_development_key and () == second.created
     assert content == key_file.read_bytes()
 

@@ -75,6 +75,31 @@ def test_no_table_has_a_column_for_clear_identifiers(deployment: Deployment) -> 
             "heartbeat_at",
             "finished_at",
         },
+        "cards": {"id", "ref", "partner_id", "base", "enrolled_at", "customer_id", "linked_at"},
+        "customers": {
+            "id",
+            "base",
+            "attached_to",
+            "attaching_card",
+            "rule",
+            "policy_version",
+            "attached_at",
+            "last_transfer_at",
+            "created_at",
+        },
+        "attachments": {
+            "id",
+            "customer_id",
+            "partner_id",
+            "card_id",
+            "rule",
+            "policy_version",
+            "decided_at",
+            "actor",
+        },
+        "hub_keys": {"version", "value", "kind", "ref"},
+        "policies": {"version", "name", "content", "applied_at", "active"},
+        "link_lock": {"id", "changes"},
     }
     with deployment.engine.connect() as connection:
         inspector = inspect(connection)

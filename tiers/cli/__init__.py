@@ -8,6 +8,7 @@ from tiers.cli.admin import domain_app, init, key_app
 from tiers.cli.audit import audit_app
 from tiers.cli.clients import client_app
 from tiers.cli.data import pseudonymise, tokenise_file_command
+from tiers.cli.links import card_app, customer_app, link_app, policy_app
 from tiers.cli.serve import serve
 
 __all__ = ["app", "main"]
@@ -26,6 +27,10 @@ app.add_typer(domain_app, name="domain")
 app.add_typer(key_app, name="key")
 app.add_typer(audit_app, name="audit")
 app.add_typer(client_app, name="client")
+app.add_typer(card_app, name="card")
+app.add_typer(customer_app, name="customer")
+app.add_typer(link_app, name="link")
+app.add_typer(policy_app, name="policy")
 app.command("pseudonymise")(pseudonymise)
 app.command("tokenise-file")(tokenise_file_command)
 app.command("serve")(serve)

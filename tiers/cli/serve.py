@@ -37,7 +37,9 @@ def serve(
     if workers > 1 and not settings.database_url:
         err_console.print(
             "note: several workers over the embedded SQLite database write one at a time; "
-            "use PostgreSQL (TIERS_DATABASE_URL) to scale out", markup=False,
+            "use PostgreSQL (TIERS_DATABASE_URL) to scale out",
+            markup=False,
         )
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="info")
+    uvicorn.run(
+        "api.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
+    )

@@ -24,15 +24,21 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "UTCDateTime",
+    "attachments",
     "audit_checkpoints",
     "audit_entries",
     "audit_state",
+    "cards",
     "clients",
+    "customers",
     "domains",
+    "hub_keys",
     "jobs",
     "keys",
+    "link_lock",
     "meta",
     "metadata",
+    "policies",
     "pseudonym_index",
     "subjects",
 ]
@@ -191,4 +197,77 @@ jobs = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
     Column("finished_at", UTCDateTime, nullable=True),
+)
+
+# Card links. A card is one partner's card: `ref` is its internal identity, HMAC(K_base,
+# "card-at" | partner | B), so that the same number at two partners is two cards.
+cards = Table(
+    "cards",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ref", LargeBinary(32), nullable=False, unique=True),
+    Column("partner_id", Integer, ForeignKey("domains.id"), nullable=False),
+    Column("base", LargeBinary(32), ForeignKey("subjects.base"), nullable=False),
+    Column("enrolled_at", UTCDateTime, nullable=False),
+    Column("customer_id", Integer, ForeignKey("customers.id"), nullable=True, index=True),
+    Column("linked_at", UTCDateTime, nullable=True),
+    UniqueConstraint("partner_id", "base"),
+)
+
+# Alliance customers: two or more linked cards, attached to exactly one management company.
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("base", LargeBinary(32), nullable=False, unique=True),  # random; its hub key's base
+    Column("attached_to", Integer, ForeignKey("domains.id"), nullable=False),
+    Column("attaching_card", Integer, nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("policy_version", String(80), nullable=False),
+    Column("attached_at", UTCDateTime, nullable=False),
+    Column("last_transfer_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Every attachment decision, kept after the customer is dissolved (who, when, which rule).
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_id", Integer, nullable=False, index=True),
+    Column("partner_id", Integer, ForeignKey("domains.id"), nullable=True),
+    Column("card_id", Integer, nullable=True),
+    Column("rule", String(64), nullable=False),
+    Column("policy_version", String(80), nullable=False),
+    Column("decided_at", UTCDateTime, nullable=False),
+    Column("actor", String(128), nullable=False),
+)
+
+# Hub linking keys: (key version, value) -> a card's or a customer's internal reference.
+hub_keys = Table(
+    "hub_keys",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("value", LargeBinary(20), primary_key=True),
+    Column("kind", String(8), nullable=False),
+    Column("ref", LargeBinary(32), nullable=False, index=True),
+)
+
+# Attachment policy versions (the file's SHA-256) and which one is in force.
+policies = Table(
+    "policies",
+    metadata,
+    Column("version", String(80), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("applied_at", UTCDateTime, nullable=True),
+    Column("active", Boolean, nullable=False),
+)
+
+# One row: locked by every change to links, so that concurrent requests apply one at a time.
+link_lock = Table(
+    "link_lock",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("changes", BigInteger, nullable=False),
 )

@@ -1,0 +1,214 @@
+"""Card links over HTTP: partners enrol, associate, dissociate, transfer; the hub resolves."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
+from api.schemas import ERRORS, ValueError_, _Strict
+from tiers import links
+from tiers.errors import InvalidIdentifier, TiersError
+
+router = APIRouter(prefix="/v1", responses=ERRORS)
+
+
+class EnrolRequest(_Strict):
+    values: list[str] = Field(max_length=100_000, examples=[["4970 1012 3456"]])
+    enrolled_at: datetime | None = None
+    purpose: str | None = Field(default=None, max_length=200)
+
+
+class EnrolResponse(BaseModel):
+    pseudonyms: list[str | None]
+    errors: list[ValueError_]
+
+
+class AssociateRequest(_Strict):
+    card: str = Field(max_length=128, description="your card: its number or your pseudonym")
+    other_domain: str = Field(max_length=32, examples=["sncf"])
+    other_card: str = Field(max_length=128, description="the other partner's card number")
+    purpose: str | None = Field(default=None, max_length=200)
+
+
+class CardRequest(_Strict):
+    card: str = Field(max_length=128, description="your card: its number or your pseudonym")
+    purpose: str | None = Field(default=None, max_length=200)
+
+
+class LinkOutcomeOut(BaseModel):
+    rule: str = Field(examples=["attach.first_enrolment"])
+    policy_version: str
+    changed: bool
+    attached_here: bool = Field(description="whether you are the customer's SG")
+
+
+class CardOut(BaseModel):
+    partner: str
+    linking_key: str
+    since: datetime
+
+
+class ResolutionOut(BaseModel):
+    alliance_key: str | None
+    cards: list[CardOut]
+    attached_to: str | None
+    policy_version: str | None
+
+
+class ResolveRequest(_Strict):
+    linking_keys: list[str] = Field(max_length=10_000)
+    purpose: str | None = Field(default=None, max_length=200)
+
+
+class ResolveItem(BaseModel):
+    linking_key: str
+    resolution: ResolutionOut | None = None
+    error: str | None = None
+
+
+def _outcome(result: links.LinkOutcome) -> LinkOutcomeOut:
+    return LinkOutcomeOut(
+        rule=result.rule,
+        policy_version=result.policy_version,
+        changed=result.changed,
+        attached_here=result.attached_here,
+    )
+
+
+def _resolution(result: links.Resolution) -> ResolutionOut:
+    return ResolutionOut(
+        alliance_key=result.alliance_key,
+        attached_to=result.attached_to,
+        policy_version=result.policy_version,
+        cards=[
+            CardOut(partner=c.partner, linking_key=c.linking_key, since=c.since)
+            for c in result.cards
+        ],
+    )
+
+
+@router.post("/cards/enrol", name="card_enrol", response_model=EnrolResponse, tags=["partner"])
+def enrol(
+    request: Request,
+    body: EnrolRequest,
+    deployment: DeploymentDep,
+    client: CurrentClient,
+    purpose: PurposeHeader = None,
+) -> EnrolResponse:
+    """Enrol your cards (clear numbers); their pseudonyms in order, errors by index."""
+    access = access_with(request, body.purpose or purpose, required=True)
+    results = links.enrol_cards(
+        deployment,
+        access=access,
+        domain=client.domain or "",
+        values=body.values,
+        enrolled_at=body.enrolled_at,
+    )
+    return EnrolResponse(
+        pseudonyms=[None if isinstance(r, InvalidIdentifier) else r for r in results],
+        errors=[
+            ValueError_(index=i, code=r.code)
+            for i, r in enumerate(results)
+            if isinstance(r, InvalidIdentifier)
+        ],
+    )
+
+
+@router.post(
+    "/cards/associate",
+    name="card_associate",
+    response_model=LinkOutcomeOut,
+    tags=["partner"],
+    responses={409: {"description": "refused by a policy rule"}},
+)
+def associate(
+    request: Request,
+    body: AssociateRequest,
+    deployment: DeploymentDep,
+    client: CurrentClient,
+    purpose: PurposeHeader = None,
+) -> LinkOutcomeOut:
+    """Link your card with another partner's card presented at your desk. A refusal is 409
+    with the rule's name as its code; you learn nothing of the other partner's customer."""
+    access = access_with(request, body.purpose or purpose, required=True)
+    return _outcome(
+        links.associate(
+            deployment,
+            access=access,
+            domain=client.domain or "",
+            card=body.card,
+            other_domain=body.other_domain,
+            other_card=body.other_card,
+        )
+    )
+
+
+@router.post(
+    "/cards/dissociate", name="card_dissociate", response_model=LinkOutcomeOut, tags=["partner"]
+)
+def dissociate(
+    request: Request,
+    body: CardRequest,
+    deployment: DeploymentDep,
+    client: CurrentClient,
+    purpose: PurposeHeader = None,
+) -> LinkOutcomeOut:
+    """Take your card out of its alliance customer."""
+    access = access_with(request, body.purpose or purpose, required=True)
+    return _outcome(
+        links.dissociate(deployment, access=access, domain=client.domain or "", card=body.card)
+    )
+
+
+@router.post(
+    "/customers/transfer",
+    name="customer_transfer",
+    response_model=LinkOutcomeOut,
+    tags=["partner"],
+    responses={409: {"description": "refused by a policy rule"}},
+)
+def transfer(
+    request: Request,
+    body: CardRequest,
+    deployment: DeploymentDep,
+    client: CurrentClient,
+    purpose: PurposeHeader = None,
+) -> LinkOutcomeOut:
+    """The customer asks you (a partner allowed as SG) to become their SG, with your card."""
+    access = access_with(request, body.purpose or purpose, required=True)
+    return _outcome(
+        links.transfer(deployment, access=access, domain=client.domain or "", card=body.card)
+    )
+
+
+@router.get("/links/{linking_key}", name="link_resolve", response_model=ResolutionOut, tags=["hub"])
+def link(linking_key: str, deployment: DeploymentDep, access: CurrentAccess) -> ResolutionOut:
+    """The customer behind a hub linking key (a card's or the customer's): its alliance key,
+    cards as hub keys, and attached SG."""
+    (result,) = links.resolve(deployment, access=access, linking_keys=[linking_key], strict=True)
+    assert isinstance(result, links.Resolution)
+    return _resolution(result)
+
+
+@router.post(
+    "/links/resolve", name="link_resolve_batch", response_model=list[ResolveItem], tags=["hub"]
+)
+def resolve(
+    request: Request,
+    body: ResolveRequest,
+    deployment: DeploymentDep,
+    client: CurrentClient,
+    purpose: PurposeHeader = None,
+) -> list[ResolveItem]:
+    """Many linking keys at once, in order; an unknown key gets its error code in its place."""
+    access = access_with(request, body.purpose or purpose, required=False)
+    results = links.resolve(deployment, access=access, linking_keys=body.linking_keys)
+    return [
+        ResolveItem(linking_key=key, error=r.code)
+        if isinstance(r, TiersError)
+        else ResolveItem(linking_key=key, resolution=_resolution(r))
+        for key, r in zip(body.linking_keys, results, strict=True)
+    ]

@@ -1,0 +1,76 @@
+"""Card links over HTTP, seen from the partners and from the hub."""
+
+from __future__ import annotations
+
+import base64
+
+from sqlalchemy import create_engine, text
+
+from tests.api.conftest import Api
+from tests.conftest import assert_absent
+
+
+def test_partners_link_cards_and_the_hub_resolves_them_in_its_own_domain(api: Api) -> None:
+    casino, sncf, hub = (api.headers(n, "desk") for n in ("casino-app", "sncf-app", "hub-app"))
+    enrolled = api.http.post("/v1/cards/enrol", headers=casino, json={"values": ["10000001", "x"]})
+    assert [{"index": 1, "code": "bad_character"}] == enrolled.json()["errors"]
+    api.http.post("/v1/cards/enrol", headers=sncf, json={"values": ["70000001"]})
+    linked = api.http.post(
+        "/v1/cards/associate",
+        headers=casino,
+        json={"card": "10000001", "other_domain": "sncf", "other_card": "70000001"},
+    )
+    assert (200, "attach.first_enrolment", True) == (
+        linked.status_code,
+        linked.json()["rule"],
+        linked.json()["attached_here"],
+    )
+    # The SNCF desk learns it is not the SG (SNCF may not act as one), nothing more.
+    again = api.http.post(
+        "/v1/cards/associate",
+        headers=sncf,
+        json={"card": "70000001", "other_domain": "casino", "other_card": "10000001"},
+    ).json()
+    assert {"rule": "link.already_linked", "changed": False, "attached_here": False} == {
+        k: again[k] for k in ("rule", "changed", "attached_here")
+    }
+    refused = api.http.post("/v1/customers/transfer", headers=sncf, json={"card": "70000001"})
+    assert (409, "transfer.not_sg") == (refused.status_code, refused.json()["error"]["code"])
+    entry = api.database.audit_entries()[-1]
+    assert ("denied", "transfer.not_sg", "sncf-app") == (entry.outcome, entry.code, entry.actor)
+    # The hub: it cannot enrol or link, and resolves only hub keys.
+    assert 403 == api.http.post("/v1/cards/enrol", headers=hub, json={"values": ["1"]}).status_code
+    resolved = api.http.post(
+        "/v1/links/resolve", headers=hub, json={"linking_keys": [enrolled.json()["pseudonyms"][0]]}
+    ).json()
+    assert "domain_mismatch" == resolved[0]["error"]  # a partner pseudonym means nothing here
+    assert 403 == api.http.get("/v1/links/x", headers=casino).status_code
+
+
+def test_the_hub_view_holds_only_hub_keys(api: Api) -> None:
+    casino, sncf, hub = (api.headers(n, "desk") for n in ("casino-app", "sncf-app", "hub-app"))
+    api.http.post("/v1/cards/enrol", headers=casino, json={"values": ["10000001"]})
+    api.http.post("/v1/cards/enrol", headers=sncf, json={"values": ["70000001"]})
+    api.http.post(
+        "/v1/cards/associate",
+        headers=casino,
+        json={"card": "10000001", "other_domain": "sncf", "other_card": "70000001"},
+    )
+    engine = create_engine(api.database.url or f"sqlite:///{api.database.home / 'tiers.db'}")
+    with engine.connect() as connection:
+        version, value = connection.execute(
+            text("SELECT version, value FROM hub_keys WHERE kind = 'customer'")
+        ).one()
+    engine.dispose()
+    alliance = f"hub.v{version}.{base64.b32encode(bytes(value)).decode().lower()}"
+    view = api.http.get(f"/v1/links/{alliance}", headers=hub)
+    body = view.json()
+    assert (200, "casino", alliance) == (
+        view.status_code,
+        body["attached_to"],
+        body["alliance_key"],
+    )
+    assert {"casino", "sncf"} == {c["partner"] for c in body["cards"]}
+    assert all(c["linking_key"].startswith("hub.v1.") for c in body["cards"])
+    assert "casino.v" not in view.text and "sncf.v" not in view.text
+    assert_absent(view.content, ["10000001", "70000001"], "the hub's view")

@@ -1,0 +1,205 @@
+"""Card links end to end on the real database: enrol, associate, dissociate, transfer, resolve."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.conftest import ACCESS, Database, assert_absent
+from tiers.admin import add_domain
+from tiers.auditing import Access
+from tiers.deployment import Deployment
+from tiers.errors import DomainMismatch, NotFound, PolicyViolation
+from tiers.files import ColumnSpec, tokenise_file
+from tiers.links import (
+    Resolution,
+    associate,
+    card_ref,
+    dissociate,
+    enrol_cards,
+    resolve,
+    transfer,
+)
+from tiers.pseudonyms import Pseudonym, base_pseudonym
+from tiers.storage.tables import hub_keys
+from tiers.tokenisation import pseudonymise_values
+
+PARTNERS = ("casino", "galeries-lafayette", "caisse-epargne", "sncf")
+
+
+def at(days: int) -> Access:
+    return replace(ACCESS, now=ACCESS.now + timedelta(days=days))
+
+
+@pytest.fixture
+def alliance(deployment: Deployment) -> Deployment:
+    for name in PARTNERS:
+        add_domain(deployment, access=ACCESS, name=name, role="partner")
+    add_domain(deployment, access=ACCESS, name="hub", role="hub")
+    return deployment
+
+
+def hub_key(deployment: Deployment, partner: str, number: str) -> str:
+    with deployment.engine.connect() as connection:
+        base = base_pseudonym(deployment.base_keyring(connection).active, "card", number)
+        ref = card_ref(deployment.base_keyring(connection).active, partner, base)
+        version, value = connection.execute(
+            select(hub_keys.c.version, hub_keys.c.value).where(hub_keys.c.ref == ref)
+        ).one()
+    return str(Pseudonym("hub", version, value))
+
+
+def hub_view(deployment: Deployment, partner: str, number: str) -> Resolution:
+    hub = replace(ACCESS, role="hub", domain="hub", actor="hub-app")
+    (result,) = resolve(deployment, access=hub, linking_keys=[hub_key(deployment, partner, number)])
+    assert isinstance(result, Resolution)
+    return result
+
+
+def test_a_customer_links_cards_moves_sg_and_unlinks(
+    alliance: Deployment, database: Database
+) -> None:
+    dep = alliance
+    pseudonymise_values(dep, access=at(0), domain="sncf", kind="card", values=["70000001"])
+    enrol_cards(dep, access=at(1), domain="casino", values=["10000001"])
+    enrol_cards(dep, access=at(2), domain="galeries-lafayette", values=["20000001"])
+    # At the casino desk: the casino card and the SNCF card are linked; casino is the SG.
+    outcome = associate(
+        dep,
+        access=at(3),
+        domain="casino",
+        card="10000001",
+        other_domain="sncf",
+        other_card="70000001",
+    )
+    assert ("attach.first_enrolment", True) == (outcome.rule, outcome.attached_here)
+    view = hub_view(dep, "sncf", "70000001")
+    assert ("casino", {"casino", "sncf"}) == (view.attached_to, {c.partner for c in view.cards})
+    assert view.alliance_key and view.alliance_key.startswith("hub.v1.")
+    assert view == hub_view(dep, "casino", "10000001")
+    # The Galeries Lafayette card joins; the customer then moves to Galeries Lafayette.
+    associate(
+        dep,
+        access=at(4),
+        domain="galeries-lafayette",
+        card="20000001",
+        other_domain="casino",
+        other_card="10000001",
+    )
+    moved = transfer(dep, access=at(5), domain="galeries-lafayette", card="20000001")
+    assert ("transfer.customer_choice", True) == (moved.rule, moved.attached_here)
+    assert "galeries-lafayette" == hub_view(dep, "casino", "10000001").attached_to
+    with pytest.raises(PolicyViolation) as too_soon:
+        transfer(dep, access=at(6), domain="casino", card="10000001")
+    assert "transfer.too_soon" == too_soon.value.code
+    # Dissociating the attaching card re-attaches to the oldest remaining eligible card.
+    out = dissociate(dep, access=at(7), domain="galeries-lafayette", card="20000001")
+    assert "reattach.oldest_card" == out.rule
+    assert "casino" == hub_view(dep, "sncf", "70000001").attached_to
+    # One card left: the customer is dissolved and the hub sees loose cards.
+    assert "unlink.dissolve" == dissociate(dep, access=at(8), domain="sncf", card="70000001").rule
+    assert None is hub_view(dep, "casino", "10000001").attached_to
+    entries = database.audit_entries()
+    refusal = next(e for e in entries if e.outcome == "denied")
+    assert ("customer_transfer", "transfer.too_soon") == (refusal.action, refusal.code)
+    assert refusal.subject and refusal.detail["policy_version"].startswith("sha256:")
+    assert_absent(database.stored_bytes(), ["10000001", "20000001", "70000001"], "the database")
+
+
+def test_bad_requests_are_refused_clearly_and_change_nothing(
+    alliance: Deployment, database: Database
+) -> None:
+    dep = alliance
+    enrol_cards(dep, access=at(1), domain="casino", values=["10000001"])
+    (sncf_pseudonym,) = enrol_cards(dep, access=at(2), domain="sncf", values=["70000001"])
+    before = database.rows()
+    with pytest.raises(NotFound) as unknown:
+        associate(
+            dep,
+            access=at(3),
+            domain="casino",
+            card="99999999",
+            other_domain="sncf",
+            other_card="70000001",
+        )
+    assert "unknown_card" == unknown.value.code
+    with pytest.raises(NotFound):  # another partner's card presented as one's own
+        associate(
+            dep,
+            access=at(3),
+            domain="casino",
+            card="70000001",
+            other_domain="sncf",
+            other_card="70000001",
+        )
+    with pytest.raises(PolicyViolation) as itself:
+        associate(
+            dep,
+            access=at(3),
+            domain="casino",
+            card="10000001",
+            other_domain="casino",
+            other_card="10000001",
+        )
+    assert "link.same_card" == itself.value.code
+    with pytest.raises(DomainMismatch):
+        associate(
+            dep,
+            access=at(3),
+            domain="casino",
+            card=str(sncf_pseudonym),
+            other_domain="sncf",
+            other_card="70000001",
+        )
+    assert before == database.rows()
+    # A partner's own pseudonym works as well as the clear number.
+    (casino_pseudonym,) = pseudonymise_values(
+        dep, access=at(4), domain="casino", kind="card", values=["10000001"]
+    )
+    outcome = associate(
+        dep,
+        access=at(4),
+        domain="casino",
+        card=str(casino_pseudonym),
+        other_domain="sncf",
+        other_card="70000001",
+    )
+    assert "attach.first_enrolment" == outcome.rule
+    assert (
+        "link.already_linked"
+        == associate(
+            dep,
+            access=at(5),
+            domain="casino",
+            card="10000001",
+            other_domain="sncf",
+            other_card="70000001",
+        ).rule
+    )
+
+
+def test_tokenising_a_card_file_enrols_the_cards(alliance: Deployment, tmp_path: object) -> None:
+    directory = Path(str(tmp_path))
+    (directory / "in.csv").write_text("card,amount\n10000001,1\n10000002,2\n")
+    tokenise_file(
+        alliance,
+        access=at(1),
+        source=directory / "in.csv",
+        output=directory / "out.csv",
+        domain="casino",
+        columns=[ColumnSpec("card", "card")],
+    )
+    enrol_cards(alliance, access=at(2), domain="sncf", values=["70000001"])
+    outcome = associate(
+        alliance,
+        access=at(3),
+        domain="sncf",
+        card="70000001",
+        other_domain="casino",
+        other_card="10000002",
+    )
+    assert ("attach.first_enrolment", False) == (outcome.rule, outcome.attached_here)

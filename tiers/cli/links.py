@@ -1,0 +1,183 @@
+"""Commands for card links and the attachment policy: ``card …``, ``customer …``, ``link show``
+and ``policy check|diff|apply``."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tiers import links, policies
+from tiers.cli._common import EXIT_REJECTS, deployment, handles_errors, operator, out_console
+from tiers.errors import InvalidIdentifier, NotFound
+
+__all__ = ["card_app", "customer_app", "link_app", "policy_app"]
+
+card_app = typer.Typer(help="Loyalty cards: enrol, associate, dissociate.", no_args_is_help=True)
+customer_app = typer.Typer(help="Alliance customers: transfer to another SG.", no_args_is_help=True)
+link_app = typer.Typer(help="The hub's view of card links.", no_args_is_help=True)
+policy_app = typer.Typer(help="The attachment policy: check, diff, apply.", no_args_is_help=True)
+Purpose = Annotated[str, typer.Option(help="why: recorded in the access log")]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"no such file: {path}", code="no_such_file") from None
+
+
+def _outcome(result: links.LinkOutcome) -> None:
+    state = "changed" if result.changed else "unchanged"
+    here = "; this partner is the SG" if result.attached_here else ""
+    out_console.print(
+        f"{result.rule} ({state}, policy {result.policy_version}){here}", markup=False
+    )
+
+
+@card_app.command("enrol")
+@handles_errors
+def card_enrol(
+    values: Annotated[list[str], typer.Argument(help="card numbers")],
+    domain: Annotated[str, typer.Option(help="the partner enrolling them")],
+    date: Annotated[str | None, typer.Option(help="enrolment date (ISO), default now")] = None,
+    purpose: Purpose = "operator-cli",
+) -> None:
+    """Enrol cards; prints each card's pseudonym, or error:<code>."""
+    access = operator(purpose)
+    with deployment(access, "card_enrol") as dep:
+        when = datetime.fromisoformat(date) if date else None
+        results = links.enrol_cards(
+            dep, access=access, domain=domain, values=values, enrolled_at=when
+        )
+    failed = False
+    for result in results:
+        failed |= isinstance(result, InvalidIdentifier)
+        out_console.print(
+            f"error:{result.code}" if isinstance(result, InvalidIdentifier) else result,
+            markup=False,
+        )
+    if failed:
+        raise typer.Exit(EXIT_REJECTS)
+
+
+@card_app.command("associate")
+@handles_errors
+def card_associate(
+    card: Annotated[str, typer.Argument(help="this partner's card (number or pseudonym)")],
+    other_card: Annotated[str, typer.Argument(help="the other partner's card number")],
+    domain: Annotated[str, typer.Option(help="the partner at whose desk this happens")],
+    other_domain: Annotated[str, typer.Option(help="the other card's partner")],
+    purpose: Purpose = "operator-cli",
+) -> None:
+    """Link two cards into one alliance customer (refused with the rule's name)."""
+    access = operator(purpose)
+    with deployment(access, "card_associate") as dep:
+        _outcome(
+            links.associate(
+                dep,
+                access=access,
+                domain=domain,
+                card=card,
+                other_domain=other_domain,
+                other_card=other_card,
+            )
+        )
+
+
+@card_app.command("dissociate")
+@handles_errors
+def card_dissociate(
+    card: Annotated[str, typer.Argument(help="this partner's card (number or pseudonym)")],
+    domain: Annotated[str, typer.Option(help="the partner")],
+    purpose: Purpose = "operator-cli",
+) -> None:
+    """Take a card out of its alliance customer."""
+    access = operator(purpose)
+    with deployment(access, "card_dissociate") as dep:
+        _outcome(links.dissociate(dep, access=access, domain=domain, card=card))
+
+
+@customer_app.command("transfer")
+@handles_errors
+def customer_transfer(
+    card: Annotated[str, typer.Argument(help="the customer's card at the new SG")],
+    domain: Annotated[str, typer.Option(help="the SG the customer moves to")],
+    purpose: Purpose = "operator-cli",
+) -> None:
+    """Move a customer to another SG at their request (the policy decides)."""
+    access = operator(purpose)
+    with deployment(access, "customer_transfer") as dep:
+        _outcome(links.transfer(dep, access=access, domain=domain, card=card))
+
+
+@link_app.command("show")
+@handles_errors
+def link_show(
+    linking_key: Annotated[str, typer.Argument(help="a hub linking key (card or customer)")],
+    domain: Annotated[str, typer.Option(help="the hub domain")] = "hub",
+    purpose: Purpose = "operator-cli",
+) -> None:
+    """What the hub sees for one linking key: customer key, cards, attached SG."""
+    access = operator(purpose)
+    with deployment(access, "link_resolve") as dep:
+        (result,) = links.resolve(dep, access=access, linking_keys=[linking_key], strict=True)
+    assert isinstance(result, links.Resolution)
+    table = Table("partner", "linking key", "since")
+    for view in result.cards:
+        table.add_row(view.partner, view.linking_key, view.since.isoformat(timespec="seconds"))
+    out_console.print(
+        f"alliance key: {result.alliance_key or '-'}; attached to: "
+        f"{result.attached_to or '-'}; policy {result.policy_version or '-'}",
+        markup=False,
+    )
+    out_console.print(table)
+
+
+@policy_app.command("check")
+@handles_errors
+def policy_check(file: Path) -> None:
+    """Validate a policy file (errors name the key and line)."""
+    access = operator()
+    with deployment(access, "policy_check") as dep:
+        policy = policies.check_policy(dep, access=access, data=_read(file))
+    out_console.print(f"valid: {policy.name}, version {policy.version}", markup=False)
+
+
+def _print_diff(diff: policies.PolicyDiff, applied: bool) -> None:
+    verb = "re-attached" if applied else "would re-attach"
+    out_console.print(
+        json.dumps(
+            {
+                "from": diff.old_version,
+                "to": diff.new_version,
+                "customers": diff.customers,
+                verb: diff.reattach,
+                "kept as they are (grandfathered)": diff.grandfathered,
+            },
+            indent=1,
+        ),
+        markup=False,
+    )
+
+
+@policy_app.command("diff")
+@handles_errors
+def policy_diff(file: Path) -> None:
+    """Dry run: whom a new version would re-attach, as counts per rule."""
+    access = operator()
+    with deployment(access, "policy_diff") as dep:
+        _print_diff(policies.diff_policy(dep, access=access, data=_read(file)), applied=False)
+
+
+@policy_app.command("apply")
+@handles_errors
+def policy_apply(file: Path) -> None:
+    """Put a new version in force; the re-attachments it requires are made and logged."""
+    access = operator()
+    with deployment(access, "policy_apply") as dep:
+        _print_diff(policies.apply_policy(dep, access=access, data=_read(file)), applied=True)

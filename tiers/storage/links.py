@@ -1,0 +1,277 @@
+"""Repository of cards, alliance customers, attachment history, hub keys and policies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from tiers.storage._dialect import insert_ignoring_duplicates
+from tiers.storage.tables import (
+    attachments,
+    cards,
+    customers,
+    domains,
+    hub_keys,
+    link_lock,
+    policies,
+)
+
+__all__ = [
+    "CardRow",
+    "CustomerRow",
+    "active_policy",
+    "add_attachment",
+    "all_customers",
+    "attachment_history",
+    "card_by_ref",
+    "cards_of",
+    "create_customer",
+    "customer",
+    "customer_by_base",
+    "delete_customer",
+    "enrol",
+    "hub_ref",
+    "hub_value",
+    "insert_hub_keys",
+    "lock",
+    "set_card_customer",
+    "store_policy",
+    "update_customer",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class CardRow:
+    id: int
+    ref: bytes
+    partner: str
+    base: bytes
+    enrolled_at: datetime
+    customer_id: int | None
+    linked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRow:
+    id: int
+    base: bytes
+    attached_to: str
+    attaching_card: int
+    rule: str
+    policy_version: str
+    attached_at: datetime
+    last_transfer_at: datetime | None
+
+
+def lock(connection: Connection) -> None:
+    """Take the link lock until the transaction ends: link changes apply one at a time."""
+    connection.execute(
+        update(link_lock).where(link_lock.c.id == 1).values(changes=link_lock.c.changes + 1)
+    )
+
+
+_CARD = select(
+    cards.c.id,
+    cards.c.ref,
+    domains.c.name,
+    cards.c.base,
+    cards.c.enrolled_at,
+    cards.c.customer_id,
+    cards.c.linked_at,
+).join(domains, domains.c.id == cards.c.partner_id)
+
+
+def _card(row: Any) -> CardRow:
+    return CardRow(*tuple(row))
+
+
+def enrol(connection: Connection, rows: Sequence[dict[str, object]]) -> None:
+    """Insert cards (``ref``, ``partner_id``, ``base``, ``enrolled_at``); known ones stay as
+    they are (their first enrolment date is kept)."""
+    if rows:
+        connection.execute(insert_ignoring_duplicates(connection, cards), list(rows))
+
+
+def insert_hub_keys(connection: Connection, rows: Sequence[dict[str, object]]) -> None:
+    if rows:
+        connection.execute(insert_ignoring_duplicates(connection, hub_keys), list(rows))
+
+
+def card_by_ref(connection: Connection, *, ref: bytes) -> CardRow | None:
+    row = connection.execute(_CARD.where(cards.c.ref == ref)).one_or_none()
+    return None if row is None else _card(row)
+
+
+def cards_of(connection: Connection, *, customer_id: int) -> list[CardRow]:
+    rows = connection.execute(_CARD.where(cards.c.customer_id == customer_id).order_by(cards.c.id))
+    return [_card(row) for row in rows]
+
+
+def customer(connection: Connection, *, customer_id: int) -> CustomerRow | None:
+    row = connection.execute(
+        select(
+            customers.c.id,
+            customers.c.base,
+            domains.c.name,
+            customers.c.attaching_card,
+            customers.c.rule,
+            customers.c.policy_version,
+            customers.c.attached_at,
+            customers.c.last_transfer_at,
+        )
+        .join(domains, domains.c.id == customers.c.attached_to)
+        .where(customers.c.id == customer_id)
+    ).one_or_none()
+    return None if row is None else CustomerRow(*row)
+
+
+def create_customer(
+    connection: Connection,
+    *,
+    base: bytes,
+    attached_to: int,
+    attaching_card: int,
+    rule: str,
+    policy_version: str,
+    now: datetime,
+) -> int:
+    result = connection.execute(
+        insert(customers).values(
+            base=base,
+            attached_to=attached_to,
+            attaching_card=attaching_card,
+            rule=rule,
+            policy_version=policy_version,
+            attached_at=now,
+            created_at=now,
+        )
+    )
+    (new_id,) = result.inserted_primary_key or (None,)
+    assert new_id is not None
+    return int(new_id)
+
+
+def update_customer(connection: Connection, *, customer_id: int, **values: object) -> None:
+    connection.execute(update(customers).where(customers.c.id == customer_id).values(**values))
+
+
+def delete_customer(connection: Connection, *, customer_id: int, base: bytes) -> None:
+    connection.execute(
+        update(cards)
+        .where(cards.c.customer_id == customer_id)
+        .values(customer_id=None, linked_at=None)
+    )
+    connection.execute(delete(hub_keys).where(hub_keys.c.ref == base))
+    connection.execute(delete(customers).where(customers.c.id == customer_id))
+
+
+def set_card_customer(
+    connection: Connection,
+    *,
+    card_ids: Sequence[int],
+    customer_id: int | None,
+    now: datetime | None,
+) -> None:
+    connection.execute(
+        update(cards)
+        .where(cards.c.id.in_(list(card_ids)))
+        .values(customer_id=customer_id, linked_at=now)
+    )
+
+
+def add_attachment(
+    connection: Connection,
+    *,
+    customer_id: int,
+    partner_id: int | None,
+    card_id: int | None,
+    rule: str,
+    policy_version: str,
+    now: datetime,
+    actor: str,
+) -> None:
+    connection.execute(
+        insert(attachments).values(
+            customer_id=customer_id,
+            partner_id=partner_id,
+            card_id=card_id,
+            rule=rule,
+            policy_version=policy_version,
+            decided_at=now,
+            actor=actor[:128],
+        )
+    )
+
+
+def attachment_history(connection: Connection, *, customer_id: int) -> list[tuple[Any, ...]]:
+    rows = connection.execute(
+        select(
+            attachments.c.rule,
+            domains.c.name,
+            attachments.c.policy_version,
+            attachments.c.decided_at,
+            attachments.c.actor,
+        )
+        .outerjoin(domains, domains.c.id == attachments.c.partner_id)
+        .where(attachments.c.customer_id == customer_id)
+        .order_by(attachments.c.id)
+    )
+    return [tuple(row) for row in rows]
+
+
+def hub_ref(connection: Connection, *, version: int, value: bytes) -> tuple[str, bytes] | None:
+    row = connection.execute(
+        select(hub_keys.c.kind, hub_keys.c.ref).where(
+            hub_keys.c.version == version, hub_keys.c.value == value
+        )
+    ).one_or_none()
+    return None if row is None else (row.kind, row.ref)
+
+
+def hub_value(connection: Connection, *, ref: bytes, version: int) -> bytes | None:
+    return connection.execute(
+        select(hub_keys.c.value).where(hub_keys.c.ref == ref, hub_keys.c.version == version)
+    ).scalar_one_or_none()
+
+
+def customer_by_base(connection: Connection, *, base: bytes) -> int | None:
+    return connection.execute(
+        select(customers.c.id).where(customers.c.base == base)
+    ).scalar_one_or_none()
+
+
+def all_customers(connection: Connection) -> list[int]:
+    return list(connection.execute(select(customers.c.id).order_by(customers.c.id)).scalars())
+
+
+def active_policy(connection: Connection) -> tuple[str, bytes] | None:
+    row = connection.execute(
+        select(policies.c.version, policies.c.content).where(policies.c.active.is_(True))
+    ).one_or_none()
+    return None if row is None else (row.version, row.content.encode("utf-8"))
+
+
+def store_policy(
+    connection: Connection, *, version: str, name: str, content: str, now: datetime
+) -> None:
+    """Make ``version`` the one in force (stored once; older versions stay for the record)."""
+    connection.execute(update(policies).values(active=False))
+    existing = connection.execute(
+        select(policies.c.version).where(policies.c.version == version)
+    ).scalar_one_or_none()
+    if existing is None:
+        connection.execute(
+            insert(policies).values(
+                version=version, name=name, content=content, applied_at=now, active=True
+            )
+        )
+    else:
+        connection.execute(
+            update(policies)
+            .where(policies.c.version == version)
+            .values(active=True, applied_at=now)
+        )
