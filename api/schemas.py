@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from tiers.errors import TiersError
 
 __all__ = [
     "AuditSubjectRequest",
@@ -74,6 +77,17 @@ class PseudonymiseRequest(_Strict):
 class ValueError_(BaseModel):
     index: int
     code: str = Field(examples=["bad_character"])
+
+
+def batch_results(results: Sequence[str | TiersError]) -> dict[str, Any]:
+    """``{pseudonyms, errors}`` of a batch: a value per input, ``null`` and an error where it
+    was rejected (its index and code, never the value)."""
+    return {
+        "pseudonyms": [None if isinstance(r, TiersError) else r for r in results],
+        "errors": [
+            {"index": i, "code": r.code} for i, r in enumerate(results) if isinstance(r, TiersError)
+        ],
+    }
 
 
 class PseudonymiseResponse(BaseModel):

@@ -195,6 +195,19 @@ def _state(connection: Connection, card: CardRow) -> Customer | None:
     )
 
 
+def _presented(
+    deployment: Deployment,
+    connection: Connection,
+    domain: str,
+    card: str,
+    context: dict[str, object],
+) -> tuple[CardRow, Customer | None]:
+    """The requesting partner's card, noted as the request's subject, and its customer."""
+    row = _card(deployment, connection, _partner(deployment, connection, domain), card)
+    context["subject"] = deployment.subject_reference(connection, row.base)
+    return row, _state(connection, row)
+
+
 def _as_card(row: CardRow) -> Card:
     return Card(row.id, row.partner, row.enrolled_at)
 
@@ -397,12 +410,11 @@ def associate(
     def body(
         connection: Connection, policy: AttachmentPolicy, context: dict[str, object]
     ) -> LinkOutcome:
-        mine = _card(deployment, connection, _partner(deployment, connection, domain), card)
-        context["subject"] = deployment.subject_reference(connection, mine.base)
+        mine, state_a = _presented(deployment, connection, domain, card, context)
         theirs = _card(
             deployment, connection, _partner(deployment, connection, other_domain), other_card
         )
-        state_a, state_b = _state(connection, mine), _state(connection, theirs)
+        state_b = _state(connection, theirs)
         decision = evaluate(
             Associate(domain, _as_card(mine), state_a, _as_card(theirs), state_b), policy
         )
@@ -452,9 +464,7 @@ def dissociate(deployment: Deployment, *, access: Access, domain: str, card: str
     def body(
         connection: Connection, policy: AttachmentPolicy, context: dict[str, object]
     ) -> LinkOutcome:
-        mine = _card(deployment, connection, _partner(deployment, connection, domain), card)
-        context["subject"] = deployment.subject_reference(connection, mine.base)
-        state = _state(connection, mine)
+        mine, state = _presented(deployment, connection, domain, card, context)
         decision = evaluate(Dissociate(domain, _as_card(mine), state), policy)
         if decision.accepted and not decision.noop and state is not None:
             if decision.dissolve:
@@ -484,9 +494,7 @@ def transfer(deployment: Deployment, *, access: Access, domain: str, card: str) 
     def body(
         connection: Connection, policy: AttachmentPolicy, context: dict[str, object]
     ) -> LinkOutcome:
-        mine = _card(deployment, connection, _partner(deployment, connection, domain), card)
-        context["subject"] = deployment.subject_reference(connection, mine.base)
-        state = _state(connection, mine)
+        mine, state = _presented(deployment, connection, domain, card, context)
         decision = evaluate(Transfer(domain, _as_card(mine), state, access.now), policy)
         if decision.accepted and not decision.noop and state is not None:
             _reattach(connection, access, state.id, decision, transfer=True)

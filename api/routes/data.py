@@ -16,12 +16,12 @@ from api.schemas import (
     JobOut,
     PseudonymiseRequest,
     PseudonymiseResponse,
-    ValueError_,
     WhoAmI,
+    batch_results,
 )
 from api.upload import QueueReader, stream_multipart
 from tiers import clients
-from tiers.errors import InvalidIdentifier, InvalidRequest
+from tiers.errors import InvalidRequest
 from tiers.jobs import JobRecord, get_job, job_file, list_jobs, run_file_job
 from tiers.tokenisation import pseudonymise_values
 
@@ -61,14 +61,7 @@ def pseudonymise(
         values=body.values,
         register=body.register_subjects,
     )
-    return PseudonymiseResponse(
-        pseudonyms=[None if isinstance(r, InvalidIdentifier) else r for r in results],
-        errors=[
-            ValueError_(index=i, code=r.code)
-            for i, r in enumerate(results)
-            if isinstance(r, InvalidIdentifier)
-        ],
-    )
+    return PseudonymiseResponse(**batch_results(results))
 
 
 def _job(job: JobRecord) -> JobOut:

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
-from api.schemas import ERRORS, ValueError_, _Strict
+from api.schemas import ERRORS, ValueError_, _Strict, batch_results
 from tiers import links
-from tiers.errors import InvalidIdentifier, TiersError
+from tiers.errors import TiersError
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
@@ -107,14 +107,7 @@ def enrol(
         values=body.values,
         enrolled_at=body.enrolled_at,
     )
-    return EnrolResponse(
-        pseudonyms=[None if isinstance(r, InvalidIdentifier) else r for r in results],
-        errors=[
-            ValueError_(index=i, code=r.code)
-            for i, r in enumerate(results)
-            if isinstance(r, InvalidIdentifier)
-        ],
-    )
+    return EnrolResponse(**batch_results(results))
 
 
 @router.post(
