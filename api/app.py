@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from api.errors import error_body, install_error_handlers
-from api.routes import admin, audit, data, health, links
+from api.routes import admin, audit, data, exchanges, health, links
 from tiers import __version__
 from tiers.clients import Authenticator
 from tiers.deployment import Deployment
@@ -46,7 +46,8 @@ class _BodyLimit:
             await self.app(scope, receive, send)
             return
         scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex
-        limit = self.upload_limit if scope["path"] == "/v1/files" else self.json_limit
+        uploads = ("/v1/files", "/v1/exchanges")
+        limit = self.upload_limit if scope["path"] in uploads else self.json_limit
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -147,7 +148,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "but the health checks is recorded in a tamper-evident access log.",
         lifespan=lifespan,
     )
-    for router in (health.router, data.router, links.router, audit.router, admin.router):
+    for router in (
+        health.router,
+        data.router,
+        links.router,
+        exchanges.router,
+        audit.router,
+        admin.router,
+    ):
         app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(

@@ -12,12 +12,16 @@ import io
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable
+from typing import IO, Any, TypeVar
 
+import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from tiers.errors import InvalidRequest
 
-__all__ = ["QueueReader", "stream_multipart"]
+__all__ = ["QueueReader", "stream_body", "stream_multipart"]
+
+T = TypeVar("T")
 
 _EOF = b""
 
@@ -153,3 +157,34 @@ async def stream_multipart(
     parser.finalize()
     if state["reader"] is None:
         raise InvalidRequest("the upload has no file part", code="no_file")
+
+
+async def stream_body(body: AsyncIterator[bytes], work: Callable[[IO[bytes]], T]) -> T:
+    """Run ``work`` in a thread on a file-like view of ``body`` as it arrives (never stored)."""
+    reader = QueueReader()
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = work(io.BufferedReader(reader))
+        except BaseException as error:  # noqa: BLE001 - handed back to the request below
+            box["error"] = error
+        finally:
+            reader.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        async for chunk in body:
+            if chunk and not await anyio.to_thread.run_sync(reader.feed, chunk):
+                break
+    except BaseException as error:
+        await anyio.to_thread.run_sync(reader.end, error)
+        await anyio.to_thread.run_sync(thread.join)
+        raise
+    await anyio.to_thread.run_sync(reader.end)
+    await anyio.to_thread.run_sync(thread.join)
+    if "error" in box:
+        raise box["error"]
+    result: T = box["result"]
+    return result

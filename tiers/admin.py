@@ -23,12 +23,14 @@ from tiers.errors import (
     AlreadyExists,
     ConfigurationError,
     InvalidRequest,
+    KeyStateError,
     KeyUnavailable,
     NotFound,
     NotInitialised,
 )
 from tiers.policies import default_policy
 from tiers.pseudonyms import DOMAIN_NAME, domain_pseudonym
+from tiers.rekey import OVERLAP, drop_hub_version, rekey_hub
 from tiers.settings import Settings
 from tiers.storage import domains, make_engine, migrate, scrub_deleted, subjects
 from tiers.storage import links as links_repo
@@ -45,6 +47,7 @@ __all__ = [
     "initialise",
     "list_domains",
     "list_keys",
+    "retire_key",
     "rotate_key",
 ]
 
@@ -262,15 +265,25 @@ def rotate_key(deployment: Deployment, *, access: Access, domain: str) -> KeyRot
             derive=derive,
             now=access.now,
         )
+        translated = 0
+        if record_.role == "hub":
+            translated = rekey_hub(
+                deployment,
+                connection,
+                access=access,
+                hub=record_,
+                old_version=old,
+                new_key=new_key,
+            )
         deployment.record(
             connection,
             access,
             action="key_rotate",
             domains=[domain],
-            counts=Counts(records_in=count, records_out=count),
-            detail={"old_version": old, "new_version": new_key.version},
+            counts=Counts(records_in=count + translated, records_out=count + translated),
+            detail={"old_version": old, "new_version": new_key.version, "hub_keys": translated},
         )
-    return KeyRotation(domain, old, new_key.version, count)
+    return KeyRotation(domain, old, new_key.version, count + translated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +308,8 @@ def destroy_key(
         keyring = deployment.domain_keyring(connection, record_)
         keyrings.destroy_version(connection, keyring, version=version, now=access.now)
         unlinked = subjects.delete_version(connection, domain_id=record_.id, version=version)
+        if record_.role == "hub":
+            unlinked += drop_hub_version(connection, version)
         deployment.record(
             connection,
             access,
@@ -305,3 +320,23 @@ def destroy_key(
         )
     scrub_deleted(deployment.engine, "keys", "pseudonym_index")
     return KeyDestruction(domain, version, unlinked)
+
+
+@audited("key_retire")
+def retire_key(
+    deployment: Deployment, *, access: Access, domain: str, version: int, force: bool = False
+) -> KeyDestruction:
+    """End the overlap of a verify-only version: its pseudonyms (for the hub, its linking keys)
+    stop resolving and its key is destroyed. Refused before the overlap window
+    (:data:`tiers.rekey.OVERLAP` after the rotation) has passed, unless ``force``."""
+    require(access, "key_destroy", domain)
+    with deployment.transaction() as connection:
+        record_ = deployment.domain(connection, domain)
+        meta = deployment.domain_keyring(connection, record_).versions.get(version)
+    if meta is not None and not force and meta.state_changed_at + OVERLAP > access.now:
+        raise KeyStateError(
+            f"{domain} version {version} overlaps until "
+            f"{(meta.state_changed_at + OVERLAP).date().isoformat()}; add --force to retire now",
+            code="overlap_not_over",
+        )
+    return destroy_key(deployment, access=access, domain=domain, version=version)

@@ -40,9 +40,13 @@ PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "card_associate",
                 "card_dissociate",
                 "customer_transfer",
+                "exchange_send",
+                "customer_withdraw",
+                "inbox_read",
+                "inbox_ack",
             }
         ),
-        "hub": frozenset({"whoami", "link_resolve"}),
+        "hub": frozenset({"whoami", "link_resolve", "campaign_send", "inbox_read", "inbox_ack"}),
         "auditor": _AUDIT | {"whoami"},
         "admin": frozenset(
             {

@@ -35,6 +35,7 @@ from tiers.identifiers import get_kind
 from tiers.policies import current_policy
 from tiers.pseudonyms import Pseudonym, base_pseudonym, domain_pseudonym, parse_for_domain
 from tiers.storage import domains as domain_repo
+from tiers.storage import inbox as inbox_repo
 from tiers.storage import links, subjects
 from tiers.storage.domains import DomainRecord
 from tiers.storage.links import CardRow
@@ -48,6 +49,8 @@ __all__ = [
     "dissociate",
     "enrol_cards",
     "enrol_rows",
+    "hub_domain",
+    "partner_card",
     "resolve",
     "transfer",
 ]
@@ -84,6 +87,8 @@ def enrol_rows(
     hub = hub_domain(connection)
     if hub is not None:
         key = deployment.domain_keyring(connection, hub).active
+        # A card that left the alliance never gets a hub key again.
+        gone = inbox_repo.withdrawn_refs(connection, refs=[r for r, _ in refs])
         links.insert_hub_keys(
             connection,
             [
@@ -94,6 +99,7 @@ def enrol_rows(
                     "ref": r,
                 }
                 for r, _ in refs
+                if r not in gone
             ],
         )
 
@@ -178,6 +184,9 @@ def _card(
     if row is None:
         raise NotFound(f"no card of {partner.name} by that number", code="unknown_card")
     return row
+
+
+partner_card = _card  # the partner's card named by number or own pseudonym (public name)
 
 
 def _state(connection: Connection, card: CardRow) -> Customer | None:

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=20 * 1024**3, ge=1024)
     max_batch_values: int = Field(default=100_000, ge=1)
+    exchanges_file: Path | None = None
 
     @property
     def default_master_key_path(self) -> Path:

@@ -100,6 +100,18 @@ def test_no_table_has_a_column_for_clear_identifiers(deployment: Deployment) -> 
         "hub_keys": {"version", "value", "kind", "ref"},
         "policies": {"version", "name", "content", "applied_at", "active"},
         "link_lock": {"id", "changes"},
+        "deliveries": {
+            "id",
+            "recipient_id",
+            "kind",
+            "name",
+            "rows",
+            "sha256",
+            "sender",
+            "created_at",
+            "acked_at",
+        },
+        "withdrawn": {"ref", "withdrawn_at"},
     }
     with deployment.engine.connect() as connection:
         inspector = inspect(connection)

@@ -8,6 +8,7 @@ from tiers.cli.admin import domain_app, init, key_app
 from tiers.cli.audit import audit_app
 from tiers.cli.clients import client_app
 from tiers.cli.data import pseudonymise, tokenise_file_command
+from tiers.cli.exchanges import campaign_app, exchange_app, inbox_app, withdraw
 from tiers.cli.links import card_app, customer_app, link_app, policy_app
 from tiers.cli.serve import serve
 
@@ -31,6 +32,10 @@ app.add_typer(card_app, name="card")
 app.add_typer(customer_app, name="customer")
 app.add_typer(link_app, name="link")
 app.add_typer(policy_app, name="policy")
+app.add_typer(exchange_app, name="exchange")
+app.add_typer(inbox_app, name="inbox")
+app.add_typer(campaign_app, name="campaign")
+customer_app.command("withdraw")(withdraw)
 app.command("pseudonymise")(pseudonymise)
 app.command("tokenise-file")(tokenise_file_command)
 app.command("serve")(serve)

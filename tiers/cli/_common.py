@@ -8,7 +8,7 @@ import os
 import sys
 import traceback
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import ParamSpec, TypeVar
@@ -16,6 +16,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 
 from tiers.auditing import Access, is_recorded, record_failure
 from tiers.deployment import Deployment
@@ -33,6 +34,7 @@ __all__ = [
     "now",
     "operator",
     "out_console",
+    "print_rows",
     "printable",
     "warn_development_key",
 ]
@@ -145,3 +147,16 @@ def warn_development_key(source: str) -> None:
         f"({source}).\nIt is stored in clear next to the data it protects. Never use it for real "
         "customer data: set TIERS_MASTER_KEY_FILE to a key kept apart (see README).",
     )
+
+
+def print_rows(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A table on a terminal; tab-separated lines (whole values, no truncation) for scripts."""
+    if out_console.is_terminal:
+        table = Table(*headers)
+        for row in rows:
+            table.add_row(*(printable(cell) for cell in row))
+        out_console.print(table)
+        return
+    sys.stdout.write("\t".join(headers) + "\n")
+    for row in rows:
+        sys.stdout.write("\t".join(printable(cell).replace("\t", " ") for cell in row) + "\n")

@@ -17,6 +17,7 @@ from tiers.cli._common import (
     warn_development_key,
 )
 from tiers.errors import InvalidRequest
+from tiers.rekey import OVERLAP
 
 __all__ = ["domain_app", "init", "key_app"]
 
@@ -93,13 +94,19 @@ def key_list(domain: str) -> None:
     access = operator()
     with deployment(access, "key_list") as dep:
         versions = admin.list_keys(dep, access=access, domain=domain)
-    table = Table("version", "state", "created", "state since")
+    table = Table("version", "state", "created", "state since", "overlap ends")
     for version in versions:
+        overlap = (
+            (version.state_changed_at + OVERLAP).date().isoformat()
+            if version.state.value == "verify-only"
+            else ""
+        )
         table.add_row(
             str(version.version),
             version.state.value,
             version.created_at.isoformat(timespec="seconds"),
             version.state_changed_at.isoformat(timespec="seconds"),
+            overlap,
         )
     out_console.print(table)
 
@@ -122,4 +129,22 @@ def key_destroy(
     out_console.print(
         f"{result.domain}: version {result.version} destroyed; "
         f"{result.unlinked} pseudonyms unlinked for good"
+    )
+
+
+@key_app.command("retire")
+@handles_errors
+def key_retire(
+    domain: str,
+    version: Annotated[int, typer.Option(help="the verify-only version to retire")],
+    force: Annotated[bool, typer.Option("--force", help="before the overlap window ends")] = False,
+) -> None:
+    """End a verify-only version's overlap window: its keys stop resolving, for good."""
+    access = operator()
+    with deployment(access, "key_retire") as dep:
+        result = admin.retire_key(dep, access=access, domain=domain, version=version, force=force)
+    out_console.print(
+        f"{result.domain}: version {result.version} retired; "
+        f"{result.unlinked} keys no longer resolve",
+        markup=False,
     )

@@ -33,7 +33,9 @@ __all__ = [
     "customer",
     "customer_by_base",
     "delete_customer",
+    "delete_hub_keys",
     "enrol",
+    "hub_keys_of",
     "hub_ref",
     "hub_value",
     "insert_hub_keys",
@@ -236,6 +238,19 @@ def hub_value(connection: Connection, *, ref: bytes, version: int) -> bytes | No
     return connection.execute(
         select(hub_keys.c.value).where(hub_keys.c.ref == ref, hub_keys.c.version == version)
     ).scalar_one_or_none()
+
+
+def hub_keys_of(connection: Connection, *, refs: Sequence[bytes]) -> list[tuple[int, bytes]]:
+    rows = connection.execute(
+        select(hub_keys.c.version, hub_keys.c.value)
+        .where(hub_keys.c.ref.in_(list(refs)))
+        .order_by(hub_keys.c.version, hub_keys.c.value)
+    )
+    return [(row.version, row.value) for row in rows]
+
+
+def delete_hub_keys(connection: Connection, *, refs: Sequence[bytes]) -> None:
+    connection.execute(delete(hub_keys).where(hub_keys.c.ref.in_(list(refs))))
 
 
 def customer_by_base(connection: Connection, *, base: bytes) -> int | None:

@@ -31,6 +31,7 @@ __all__ = [
     "cards",
     "clients",
     "customers",
+    "deliveries",
     "domains",
     "hub_keys",
     "jobs",
@@ -41,6 +42,7 @@ __all__ = [
     "policies",
     "pseudonym_index",
     "subjects",
+    "withdrawn",
 ]
 
 metadata = MetaData(
@@ -270,4 +272,27 @@ link_lock = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("changes", BigInteger, nullable=False),
+)
+
+# Inbox deliveries: files under $TIERS_HOME/inbox/<id>.csv, listed here only once complete.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("recipient_id", Integer, ForeignKey("domains.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("sender", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("acked_at", UTCDateTime, nullable=True),
+)
+
+# Cards and customers that left the alliance: their hub keys are never issued again.
+withdrawn = Table(
+    "withdrawn",
+    metadata,
+    Column("ref", LargeBinary(32), primary_key=True),
+    Column("withdrawn_at", UTCDateTime, nullable=False),
 )

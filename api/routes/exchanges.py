@@ -1,0 +1,176 @@
+"""Exchanges, inboxes, campaigns and withdrawals over HTTP."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+
+from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
+from api.schemas import ERRORS, _Strict
+from api.upload import stream_body
+from tiers import exchanges, inbox
+from tiers.inbox import DeliveryRecord
+
+router = APIRouter(prefix="/v1", responses=ERRORS)
+
+
+class RejectOut(BaseModel):
+    line: int
+    column: str
+    code: str
+
+
+class ExchangeOut(BaseModel):
+    rows_in: int
+    rows_out: int
+    rows_rejected: int
+    first_rejects: list[RejectOut] = Field(description="all of them are in your inbox")
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    kind: str = Field(examples=["exchange"])
+    name: str
+    rows: int
+    sha256: str
+    sender: str
+    created_at: str
+    acked: bool
+
+
+class CampaignIn(_Strict):
+    name: str = Field(max_length=64, examples=["christmas-2026"])
+    linking_keys: list[str] = Field(max_length=1_000_000)
+    purpose: str | None = Field(default=None, max_length=200)
+
+
+class CampaignOut(BaseModel):
+    per_sg: dict[str, int]
+    dropped: dict[str, int]
+
+
+class WithdrawIn(_Strict):
+    card: str = Field(max_length=128)
+    purpose: str | None = Field(default=None, max_length=200)
+
+
+def _delivery(record: DeliveryRecord) -> DeliveryOut:
+    return DeliveryOut(
+        id=record.id,
+        kind=record.kind,
+        name=record.name,
+        rows=record.rows,
+        sha256=record.sha256,
+        sender=record.sender,
+        created_at=record.created_at.isoformat(),
+        acked=record.acked_at is not None,
+    )
+
+
+@router.post(
+    "/exchanges",
+    name="exchange_send",
+    response_model=ExchangeOut,
+    tags=["partner"],
+    openapi_extra={
+        "requestBody": {"content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}}}
+    },
+)
+async def send(
+    request: Request,
+    deployment: DeploymentDep,
+    client: CurrentClient,
+    exchange_type: Annotated[str, Query(alias="type", max_length=32, examples=["purchases"])],
+    purpose: PurposeHeader = None,
+) -> ExchangeOut:
+    """Send a CSV (the request body, `text/csv`) of an exchange type to the hub. Identifiers
+    become hub linking keys; rejected rows come back to your inbox."""
+    access = access_with(request, purpose, required=True)
+    report = await stream_body(
+        request.stream(),
+        lambda stream: exchanges.send_exchange(
+            deployment,
+            access=access,
+            domain=client.domain or "",
+            exchange_type=exchange_type,
+            source=stream,
+        ),
+    )
+    return ExchangeOut(
+        rows_in=report.rows_in,
+        rows_out=report.rows_out,
+        rows_rejected=report.rows_rejected,
+        first_rejects=[
+            RejectOut(line=r.line, column=r.column, code=r.code) for r in report.first_rejects
+        ],
+    )
+
+
+@router.get("/inbox", name="inbox_read", response_model=list[DeliveryOut], tags=["partner", "hub"])
+def list_deliveries(
+    deployment: DeploymentDep, access: CurrentAccess, include_acked: bool = False
+) -> list[DeliveryOut]:
+    """Deliveries waiting in your inbox, oldest first."""
+    return [
+        _delivery(d)
+        for d in inbox.list_inbox(deployment, access=access, include_acked=include_acked)
+    ]
+
+
+@router.get(
+    "/inbox/{delivery_id}", name="inbox_get", response_class=FileResponse, tags=["partner", "hub"]
+)
+def get_delivery(
+    delivery_id: str, deployment: DeploymentDep, access: CurrentAccess
+) -> FileResponse:
+    """One delivery's CSV (streamed)."""
+    path = inbox.delivery_file(deployment, access=access, delivery_id=delivery_id)
+    return FileResponse(path, media_type="text/csv", filename=f"{delivery_id}.csv")
+
+
+@router.post(
+    "/inbox/{delivery_id}/ack",
+    name="inbox_ack",
+    response_model=DeliveryOut,
+    tags=["partner", "hub"],
+)
+def ack(delivery_id: str, deployment: DeploymentDep, access: CurrentAccess) -> DeliveryOut:
+    """Acknowledge a delivery: it is purged after the retention period."""
+    return _delivery(inbox.ack_delivery(deployment, access=access, delivery_id=delivery_id))
+
+
+@router.post("/campaigns", name="campaign_send", response_model=CampaignOut, tags=["hub"])
+def campaign(
+    request: Request,
+    body: CampaignIn,
+    deployment: DeploymentDep,
+    client: CurrentClient,
+    purpose: PurposeHeader = None,
+) -> CampaignOut:
+    """Route linking keys to each customer's attached SG only; counts per SG, keys dropped."""
+    access = access_with(request, body.purpose or purpose, required=True)
+    report = exchanges.send_campaign(
+        deployment, access=access, name=body.name, linking_keys=body.linking_keys
+    )
+    return CampaignOut(per_sg=report.per_sg, dropped=report.dropped)
+
+
+@router.post("/customers/withdraw", name="customer_withdraw", tags=["partner"])
+def withdraw(
+    request: Request,
+    body: WithdrawIn,
+    deployment: DeploymentDep,
+    client: CurrentClient,
+    purpose: PurposeHeader = None,
+) -> dict[str, int]:
+    """A customer leaves the alliance through their SG: links removed, hub keys retired, and a
+    withdrawal notice delivered to the hub."""
+    access = access_with(request, body.purpose or purpose, required=True)
+    return {
+        "hub_keys_withdrawn": exchanges.withdraw_customer(
+            deployment, access=access, domain=client.domain or "", card=body.card
+        )
+    }

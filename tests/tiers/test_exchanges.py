@@ -1,0 +1,231 @@
+"""Exchanges end to end: four partners and the hub; campaigns; withdrawal."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from policy.exchanges import TYPES, check_value
+from tests.conftest import ACCESS, Database, assert_absent
+from tiers.admin import add_domain, retire_key, rotate_key
+from tiers.auditing import Access
+from tiers.deployment import Deployment
+from tiers.errors import InvalidFile, KeyStateError, PolicyViolation
+from tiers.exchanges import send_campaign, send_exchange, withdraw_customer
+from tiers.inbox import ack_delivery, delivery_file, list_inbox
+from tiers.links import Resolution, associate, enrol_cards, resolve
+
+PARTNERS = ("casino", "galeries-lafayette", "caisse-epargne", "sncf")
+HUB = replace(ACCESS, actor="hub-app", role="hub", domain="hub")
+
+
+def at(days: int, **changes: object) -> Access:
+    return replace(ACCESS, now=ACCESS.now + timedelta(days=days), **changes)  # type: ignore[arg-type]
+
+
+def partner(name: str, days: int = 0) -> Access:
+    return at(days, actor=f"{name}-app", role="partner", domain=name)
+
+
+@pytest.fixture
+def alliance(deployment: Deployment) -> Deployment:
+    for name in PARTNERS:
+        add_domain(deployment, access=ACCESS, name=name, role="partner")
+    add_domain(deployment, access=ACCESS, name="hub", role="hub")
+    # Customer X: a Casino card and an SNCF card, linked at the Casino desk (Casino is the SG).
+    enrol_cards(deployment, access=partner("casino", 1), domain="casino", values=["10000001"])
+    enrol_cards(deployment, access=partner("sncf", 2), domain="sncf", values=["70000001"])
+    associate(
+        deployment,
+        access=partner("casino", 3),
+        domain="casino",
+        card="10000001",
+        other_domain="sncf",
+        other_card="70000001",
+    )
+    # Customer Y: Galeries Lafayette and Caisse d'Epargne cards (Galeries Lafayette enrolled first).
+    enrol_cards(
+        deployment,
+        access=partner("galeries-lafayette", 4),
+        domain="galeries-lafayette",
+        values=["20000001"],
+    )
+    enrol_cards(
+        deployment,
+        access=partner("caisse-epargne", 5),
+        domain="caisse-epargne",
+        values=["30000001"],
+    )
+    associate(
+        deployment,
+        access=partner("caisse-epargne", 6),
+        domain="caisse-epargne",
+        card="30000001",
+        other_domain="galeries-lafayette",
+        other_card="20000001",
+    )
+    return deployment
+
+
+def read(deployment: Deployment, access: Access, delivery_id: str) -> list[list[str]]:
+    path = delivery_file(deployment, access=access, delivery_id=delivery_id)
+    return list(csv.reader(io.StringIO(path.read_text())))
+
+
+def send(deployment: Deployment, who: str, content: str, kind: str = "purchases") -> object:
+    return send_exchange(
+        deployment,
+        access=partner(who, 10),
+        domain=who,
+        exchange_type=kind,
+        source=io.BytesIO(content.encode()),
+    )
+
+
+def test_one_customers_purchases_from_two_partners_arrive_under_one_key(
+    alliance: Deployment, database: Database
+) -> None:
+    send(alliance, "casino", "card,date,amount,store\n10000001,2026-11-02,12.50,C-042\n")
+    send(alliance, "sncf", "card,date,amount\n70000001,2026-11-03,80.00\n")
+    deliveries = list_inbox(alliance, access=HUB)
+    assert ["exchange", "exchange"] == [d.kind for d in deliveries]
+    by_sender = {d.sender: d for d in deliveries}
+    casino_rows = read(alliance, HUB, by_sender["casino"].id)
+    sncf_rows = read(alliance, HUB, by_sender["sncf"].id)
+    assert ["linking_key", "date", "amount", "store"] == casino_rows[0]
+    assert casino_rows[1][0] == sncf_rows[1][0]  # one customer key for the two cards
+    (view,) = resolve(alliance, access=HUB, linking_keys=[casino_rows[1][0]])
+    assert isinstance(view, Resolution) and "casino" == view.attached_to
+    hub_bytes = b"".join(
+        Path(database.home, "inbox", f"{d.id}.csv").read_bytes() for d in deliveries
+    )
+    assert b"casino.v" not in hub_bytes and b"sncf.v" not in hub_bytes
+    assert_absent(hub_bytes, ["10000001", "70000001"], "the hub's deliveries")
+    ack_delivery(alliance, access=HUB, delivery_id=by_sender["casino"].id)
+    assert [by_sender["sncf"].id] == [d.id for d in list_inbox(alliance, access=HUB)]
+
+
+def test_bad_values_are_rejected_per_row_and_undeclared_columns_refuse_the_file(
+    alliance: Deployment,
+) -> None:
+    report = send(
+        alliance,
+        "casino",
+        "card,date,amount\n10000001,2026-13-01,1\nnope,2026-11-01,2\n10000001,2026-11-01,3.5\n",
+    )
+    assert (3, 1, 2) == (report.rows_in, report.rows_out, report.rows_rejected)  # type: ignore[attr-defined]
+    (rejects,) = list_inbox(alliance, access=partner("casino"))
+    assert [
+        ["line", "column", "code"],
+        ["2", "date", "bad_date"],
+        ["3", "card", "bad_character"],
+    ] == read(alliance, partner("casino"), rejects.id)
+    before = len(list_inbox(alliance, access=HUB))
+    with pytest.raises(InvalidFile) as refused:
+        send(alliance, "casino", "card,date,name\n10000001,2026-11-01,Jean\n")
+    assert "undeclared_column" == refused.value.code
+    assert before == len(list_inbox(alliance, access=HUB))
+
+
+def test_a_campaign_reaches_each_sg_with_exactly_its_customers(alliance: Deployment) -> None:
+    send(alliance, "sncf", "card,date,amount\n70000001,2026-11-03,80.00\n")
+    send(alliance, "caisse-epargne", "card,date,amount\n30000001,2026-11-03,5\n")
+    enrol_cards(alliance, access=partner("sncf", 7), domain="sncf", values=["70000009"])
+    send(alliance, "sncf", "card,date,amount\n70000009,2026-11-04,1\n")  # a loose card: no SG
+    keys = [read(alliance, HUB, d.id)[1][0] for d in list_inbox(alliance, access=HUB)]
+    report = send_campaign(
+        alliance,
+        access=HUB,
+        name="christmas",
+        linking_keys=[*keys, "hub.v1.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "junk"],
+    )
+    assert {"casino": 1, "galeries-lafayette": 1} == report.per_sg
+    assert {"no_sg": 1, "unknown": 1, "malformed": 1} == report.dropped
+    (casino_list,) = [
+        d for d in list_inbox(alliance, access=partner("casino")) if d.kind == "campaign"
+    ]
+    rows = read(alliance, partner("casino"), casino_list.id)
+    casino_card = enrol_cards(
+        alliance, access=partner("casino", 20), domain="casino", values=["10000001"]
+    )[0]
+    assert [["pseudonym"], [casino_card]] == rows
+    assert [] == [d for d in list_inbox(alliance, access=partner("sncf")) if d.kind == "campaign"]
+
+
+def test_a_withdrawn_customer_disappears_from_resolution_and_campaigns(
+    alliance: Deployment,
+) -> None:
+    send(alliance, "casino", "card,date,amount\n10000001,2026-11-02,1\n")
+    (delivery,) = list_inbox(alliance, access=HUB)
+    key = read(alliance, HUB, delivery.id)[1][0]
+    with pytest.raises(PolicyViolation) as not_sg:
+        withdraw_customer(alliance, access=partner("sncf", 11), domain="sncf", card="70000001")
+    assert "withdraw.not_sg" == not_sg.value.code
+    withdrawn = withdraw_customer(
+        alliance, access=partner("casino", 11), domain="casino", card="10000001"
+    )
+    assert 3 == withdrawn  # the customer key and its two card keys
+    (gone,) = resolve(alliance, access=HUB, linking_keys=[key])
+    assert "unknown_key" == getattr(gone, "code", None)
+    notice = [d for d in list_inbox(alliance, access=HUB) if d.kind == "withdrawal"]
+    assert key in [row[0] for row in read(alliance, HUB, notice[0].id)[1:]]
+    report = send_campaign(alliance, access=HUB, name="after", linking_keys=[key])
+    assert ({}, {"unknown": 1}) == (report.per_sg, report.dropped)
+    later = send(alliance, "casino", "card,date,amount\n10000001,2026-11-20,1\n")
+    assert 1 == later.rows_rejected  # type: ignore[attr-defined]
+    keys = [row[0] for row in read(alliance, HUB, notice[0].id)[1:]]
+    assert all(
+        getattr(r, "code", None) == "unknown_key"
+        for r in resolve(alliance, access=HUB, linking_keys=keys)
+    )
+
+
+@given(kind=st.sampled_from(sorted(TYPES)), value=st.text(max_size=40))
+def test_no_type_accepts_control_characters_or_emptiness(kind: str, value: str) -> None:
+    if check_value(kind, value):
+        assert value and all(c.isprintable() for c in value)
+
+
+def test_hub_rotation_translates_every_key_and_retiring_ends_the_overlap(
+    alliance: Deployment,
+) -> None:
+    send(alliance, "casino", "card,date,amount\n10000001,2026-11-02,1\n")
+    send(alliance, "caisse-epargne", "card,date,amount\n30000001,2026-11-02,1\n")
+    old_keys = sorted({read(alliance, HUB, d.id)[1][0] for d in list_inbox(alliance, access=HUB)})
+    before = {k: resolve(alliance, access=HUB, linking_keys=[k])[0] for k in old_keys}
+    rotation = rotate_key(alliance, access=at(30), domain="hub")
+    assert (1, 2) == (rotation.old_version, rotation.new_version)
+    (translation,) = [d for d in list_inbox(alliance, access=HUB) if d.kind == "rekey"]
+    pairs = dict(read(alliance, HUB, translation.id)[1:])
+    assert set(old_keys) <= set(pairs)
+    for old in old_keys:
+        new = pairs[old]
+        assert new.startswith("hub.v2.")
+        (old_view,) = resolve(alliance, access=HUB, linking_keys=[old])
+        (new_view,) = resolve(alliance, access=HUB, linking_keys=[new])
+        assert isinstance(old_view, Resolution) and isinstance(new_view, Resolution)
+        assert (
+            (old_view.attached_to, [c.partner for c in old_view.cards])
+            == (new_view.attached_to, [c.partner for c in new_view.cards])
+            == (before[old].attached_to, [c.partner for c in before[old].cards])
+        )  # type: ignore[union-attr]
+        assert new_view.alliance_key and new_view.alliance_key.startswith("hub.v2.")
+    with pytest.raises(KeyStateError) as early:
+        retire_key(alliance, access=at(31), domain="hub", version=1)
+    assert "overlap_not_over" == early.value.code
+    retire_key(alliance, access=at(130), domain="hub", version=1)
+    assert all(
+        getattr(r, "code", None) == "key_destroyed"
+        for r in resolve(alliance, access=HUB, linking_keys=old_keys)
+    )
+    assert all(
+        isinstance(r, Resolution)
+        for r in resolve(alliance, access=HUB, linking_keys=[pairs[k] for k in old_keys])
+    )

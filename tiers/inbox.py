@@ -1,0 +1,203 @@
+"""Inboxes: deliveries to a partner or to the hub, kept until acknowledged, then purged.
+
+A delivery's file is written under a temporary name and renamed into place before its row is
+committed, so a recipient only ever lists complete deliveries.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import Connection
+
+from audit import Counts
+from tiers.auditing import Access, audited
+from tiers.authorisation import require
+from tiers.deployment import Deployment
+from tiers.errors import InvalidRequest, NotFound
+from tiers.files import atomic_output
+from tiers.storage import inbox as repo
+from tiers.storage.domains import DomainRecord
+from tiers.storage.inbox import DeliveryRecord
+
+__all__ = [
+    "DeliveryRecord",
+    "PendingDelivery",
+    "ack_delivery",
+    "delivery_file",
+    "list_inbox",
+    "purge_inbox",
+    "staged_delivery",
+]
+
+_ID = re.compile(r"[0-9a-f]{32}")
+RETENTION_DAYS = 30
+
+
+def _directory(deployment: Deployment) -> Path:
+    directory = deployment.settings.home / "inbox"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return directory
+
+
+class PendingDelivery:
+    """A delivery being written: rows go to a temporary file; :meth:`commit` files it."""
+
+    def __init__(self, writer: csv._writer, handle: IO[str]) -> None:  # type: ignore[name-defined]
+        self.writer = writer
+        self.handle = handle
+        self.rows = 0
+
+    def write(self, row: Sequence[str]) -> None:
+        self.writer.writerow(row)
+        self.rows += 1
+
+
+@contextmanager
+def staged_delivery(
+    deployment: Deployment,
+    connection: Connection,
+    *,
+    recipient: DomainRecord,
+    kind: str,
+    name: str,
+    header: Sequence[str],
+    sender: str,
+    now: datetime,
+) -> Iterator[PendingDelivery]:
+    """Write a delivery; it is listed (row inserted in ``connection``'s transaction) only if the
+    block succeeds, and its file is in place before that."""
+    delivery_id = uuid.uuid4().hex
+    path = _directory(deployment) / f"{delivery_id}.csv"
+    with atomic_output(path) as handle:
+        pending = PendingDelivery(csv.writer(handle), handle)
+        pending.writer.writerow(list(header))
+        yield pending
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    repo.add(
+        connection,
+        DeliveryRecord(
+            delivery_id,
+            recipient.id,
+            kind,
+            name[:64],
+            pending.rows,
+            digest,
+            sender[:128],
+            now,
+            None,
+        ),
+    )
+
+
+def _recipient(
+    deployment: Deployment, connection: Connection, access: Access, domain: str | None
+) -> DomainRecord:
+    name = access.domain or domain
+    if name is None:
+        raise InvalidRequest("name the inbox's domain", code="domain_required")
+    return deployment.domain(connection, name)
+
+
+@audited("inbox_read", domain_arg=None)
+def list_inbox(
+    deployment: Deployment,
+    *,
+    access: Access,
+    domain: str | None = None,
+    include_acked: bool = False,
+) -> list[DeliveryRecord]:
+    """The deliveries waiting in the caller's inbox (partner or hub), oldest first."""
+    require(access, "inbox_read", domain)
+    with deployment.transaction() as connection:
+        recipient = _recipient(deployment, connection, access, domain)
+        found = repo.list_for(connection, recipient_id=recipient.id, include_acked=include_acked)
+        deployment.record(
+            connection,
+            access,
+            action="inbox_read",
+            domains=[recipient.name],
+            counts=Counts(records_out=len(found)),
+        )
+    return found
+
+
+def _owned(
+    deployment: Deployment,
+    connection: Connection,
+    access: Access,
+    delivery_id: str,
+    domain: str | None,
+) -> DeliveryRecord:
+    recipient = _recipient(deployment, connection, access, domain)
+    record = repo.get(connection, delivery_id=delivery_id) if _ID.fullmatch(delivery_id) else None
+    if record is None or record.recipient_id != recipient.id:
+        raise NotFound(f"no delivery {delivery_id!r} in this inbox", code="unknown_delivery")
+    return record
+
+
+@audited("inbox_get", domain_arg=None)
+def delivery_file(
+    deployment: Deployment, *, access: Access, delivery_id: str, domain: str | None = None
+) -> Path:
+    """The path of a delivery's file, after the access is recorded."""
+    require(access, "inbox_read", domain)
+    with deployment.transaction() as connection:
+        record = _owned(deployment, connection, access, delivery_id, domain)
+        path = _directory(deployment) / f"{record.id}.csv"
+        if not path.exists():
+            raise NotFound(f"delivery {delivery_id!r} was purged", code="gone")
+        deployment.record(
+            connection,
+            access,
+            action="inbox_get",
+            counts=Counts(records_out=record.rows),
+            detail={"delivery": record.id, "kind": record.kind},
+        )
+    return path
+
+
+@audited("inbox_ack", domain_arg=None)
+def ack_delivery(
+    deployment: Deployment, *, access: Access, delivery_id: str, domain: str | None = None
+) -> DeliveryRecord:
+    """Acknowledge a delivery: it is purged after the retention period."""
+    require(access, "inbox_ack", domain)
+    with deployment.transaction() as connection:
+        record = _owned(deployment, connection, access, delivery_id, domain)
+        repo.ack(connection, delivery_id=record.id, now=access.now)
+        deployment.record(
+            connection,
+            access,
+            action="inbox_ack",
+            detail={"delivery": record.id, "kind": record.kind},
+        )
+    return record
+
+
+@audited("inbox_purge", domain_arg=None)
+def purge_inbox(
+    deployment: Deployment, *, access: Access, older_than_days: int = RETENTION_DAYS
+) -> int:
+    """Delete deliveries acknowledged more than ``older_than_days`` ago, files and all."""
+    require(access, "inbox_purge")
+    with deployment.transaction() as connection:
+        ids = repo.purge(connection, acked_before=access.now - timedelta(days=older_than_days))
+        deployment.record(
+            connection,
+            access,
+            action="inbox_purge",
+            counts=Counts(records_in=len(ids)),
+            detail={"retention_days": older_than_days},
+        )
+    for delivery_id in ids:
+        (_directory(deployment) / f"{delivery_id}.csv").unlink(missing_ok=True)
+    return len(ids)

@@ -1,0 +1,73 @@
+"""Re-keying the hub: new hub linking keys derived from stored references (no clear identifier),
+a translation file old key -> new key delivered to the hub, and an overlap window during which
+the old keys still resolve, until the old version is retired."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Connection, delete, select
+
+from keys import DomainKey
+from tiers.auditing import Access
+from tiers.deployment import Deployment
+from tiers.inbox import staged_delivery
+from tiers.pseudonyms import Pseudonym, domain_pseudonym
+from tiers.storage import links as links_repo
+from tiers.storage.domains import DomainRecord
+from tiers.storage.tables import hub_keys
+
+__all__ = ["OVERLAP", "drop_hub_version", "rekey_hub"]
+
+OVERLAP = timedelta(days=90)
+
+
+def rekey_hub(
+    deployment: Deployment,
+    connection: Connection,
+    *,
+    access: Access,
+    hub: DomainRecord,
+    old_version: int,
+    new_key: DomainKey,
+) -> int:
+    """Give every card and customer a key of the new version and deliver the translation."""
+    rows = connection.execute(
+        select(hub_keys.c.value, hub_keys.c.kind, hub_keys.c.ref)
+        .where(hub_keys.c.version == old_version)
+        .order_by(hub_keys.c.value)
+    ).all()
+    fresh = [
+        {
+            "version": new_key.version,
+            "kind": row.kind,
+            "ref": row.ref,
+            "value": domain_pseudonym(new_key, hub.name, row.ref).value,
+        }
+        for row in rows
+    ]
+    links_repo.insert_hub_keys(connection, fresh)
+    with staged_delivery(
+        deployment,
+        connection,
+        recipient=hub,
+        kind="rekey",
+        name=f"v{old_version}-to-v{new_key.version}",
+        header=["old_linking_key", "new_linking_key"],
+        sender="tiers",
+        now=access.now,
+    ) as delivery:
+        for row, new in zip(rows, fresh, strict=True):
+            delivery.write(
+                [
+                    str(Pseudonym(hub.name, old_version, row.value)),
+                    str(Pseudonym(hub.name, new_key.version, new["value"])),
+                ]
+            )
+    return len(rows)
+
+
+def drop_hub_version(connection: Connection, version: int) -> int:
+    """The old version's keys stop resolving (on retirement)."""
+    result = connection.execute(delete(hub_keys).where(hub_keys.c.version == version))
+    return int(result.rowcount or 0)
