@@ -16,7 +16,7 @@ from types import MappingProxyType
 
 from policy.schema import PolicyError
 
-__all__ = ["TYPES", "ExchangeSchema", "check_value", "load_exchanges"]
+__all__ = ["TYPES", "ExchangeSchema", "check_value", "load_exchanges", "row_problems"]
 
 
 def _date(value: str) -> bool:
@@ -53,6 +53,19 @@ class ExchangeSchema:
 def check_value(kind: str, value: str) -> bool:
     """Whether ``value`` fits the column type ``kind``. An empty value never does."""
     return bool(value) and TYPES[kind](value)
+
+
+def row_problems(
+    row: list[str], header: list[str], identifier: int, schema: ExchangeSchema
+) -> list[tuple[str, str]]:
+    """``(column, code)`` for each payload value of ``row`` that does not fit its type."""
+    if len(row) != len(header):
+        return [("", "field_count")]
+    return [
+        (name, f"bad_{schema.columns[name]}")
+        for position, name in enumerate(header)
+        if position != identifier and not check_value(schema.columns[name], row[position])
+    ]
 
 
 def load_exchanges(data: bytes) -> dict[str, ExchangeSchema]:

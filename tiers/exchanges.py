@@ -21,7 +21,7 @@ from typing import IO
 from sqlalchemy import Connection
 
 from audit import Counts
-from policy.exchanges import ExchangeSchema, check_value, load_exchanges
+from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
@@ -204,7 +204,7 @@ def send_exchange(
         ) as delivery:
             for line, row in _records(reader):
                 report.rows_in += 1
-                problems = _check_row(row, header, identifier, schema)
+                problems = row_problems(row, header, identifier, schema)
                 hub_key = None
                 if len(row) == len(header):
                     try:
@@ -242,21 +242,6 @@ def send_exchange(
             detail={"exchange": exchange_type},
         )
     return report
-
-
-def _check_row(
-    row: list[str], header: list[str], identifier: int, schema: ExchangeSchema
-) -> list[tuple[str, str]]:
-    if len(row) != len(header):
-        return [("", "field_count")]
-    problems = []
-    for position, name in enumerate(header):
-        if position == identifier:
-            continue
-        kind = schema.columns[name]
-        if not check_value(kind, row[position]):
-            problems.append((name, f"bad_{kind}"))
-    return problems
 
 
 @dataclass(slots=True)

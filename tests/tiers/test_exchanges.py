@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from policy.exchanges import TYPES, check_value
+from policy.exchanges import TYPES, ExchangeSchema, check_value, row_problems
 from tests.conftest import ACCESS, Database, assert_absent
 from tiers.admin import add_domain, retire_key, rotate_key
 from tiers.auditing import Access
@@ -229,3 +229,60 @@ def test_hub_rotation_translates_every_key_and_retiring_ends_the_overlap(
         isinstance(r, Resolution)
         for r in resolve(alliance, access=HUB, linking_keys=[pairs[k] for k in old_keys])
     )
+
+
+values = st.one_of(
+    st.sampled_from(
+        [
+            "2026-11-02",
+            "2026-02-30",
+            "12.50",
+            "-3",
+            "1e3",
+            "C-042",
+            "c-042",
+            "food",
+            "Food",
+            "",
+            "x\ny",
+        ]
+    ),
+    st.text(max_size=6),
+)
+
+
+@given(rows=st.lists(st.tuples(values, values, values), min_size=1, max_size=12))
+def test_a_row_passes_exactly_when_every_value_fits_its_type(
+    rows: list[tuple[str, str, str]],
+) -> None:
+    schema = ExchangeSchema(
+        "purchases", "card", "card", {"date": "date", "amount": "decimal", "store": "store_code"}
+    )
+    header = ["card", "date", "amount", "store"]
+    for date_, amount, store in rows:
+        problems = row_problems(["10000001", date_, amount, store], header, 0, schema)
+        expected = [
+            (name, f"bad_{kind}")
+            for name, kind, value in (
+                ("date", "date", date_),
+                ("amount", "decimal", amount),
+                ("store", "store_code", store),
+            )
+            if not check_value(kind, value)
+        ]
+        assert expected == problems
+
+
+def test_no_partner_delivery_holds_another_partners_pseudonyms(
+    alliance: Deployment, database: Database
+) -> None:
+    send(alliance, "casino", "card,date,amount\n10000001,2026-11-02,1\n")
+    send(alliance, "caisse-epargne", "card,date,amount\n30000001,2026-11-02,1\n")
+    keys = [read(alliance, HUB, d.id)[1][0] for d in list_inbox(alliance, access=HUB)]
+    send_campaign(alliance, access=HUB, name="all", linking_keys=keys)
+    for name in PARTNERS:
+        for delivery in list_inbox(alliance, access=partner(name)):
+            content = Path(database.home, "inbox", f"{delivery.id}.csv").read_text()
+            others = [p for p in PARTNERS if p != name]
+            assert not any(f"{other}.v" in content for other in others)
+            assert "hub.v" not in content
