@@ -81,7 +81,8 @@ def _entries(raw: Sequence[object]) -> tuple[StoredEntry, ...]:
     out = []
     for position, item in enumerate(raw):
         try:
-            assert isinstance(item, dict)
+            if not isinstance(item, dict):
+                raise TypeError("an entry record is an object")
             out.append(
                 StoredEntry(
                     int(item["seq"]),
@@ -89,7 +90,7 @@ def _entries(raw: Sequence[object]) -> tuple[StoredEntry, ...]:
                     bytes.fromhex(item["hash"]),
                 )
             )
-        except (AssertionError, KeyError, TypeError, ValueError, UnicodeEncodeError):
+        except (KeyError, TypeError, ValueError, UnicodeEncodeError):
             # Named by position: the record's own sequence number cannot be trusted.
             raise AuditIntegrityError(
                 f"entry record {position} of the bundle is malformed", code="malformed_bundle"
@@ -101,7 +102,8 @@ def load_bundle(data: bytes) -> Bundle:
     """Parse a bundle; raises :class:`AuditIntegrityError` when it is not one."""
     try:
         raw = json.loads(data.decode("utf-8"))
-        assert isinstance(raw, dict) and raw.get("format") == FORMAT
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+            raise ValueError("not a bundle")
         public_key = base64.b64decode(raw["public_key"], validate=True)
         purge_raw = raw["purge"]
         purge = None
@@ -113,11 +115,11 @@ def load_bundle(data: bytes) -> Bundle:
         checkpoints = tuple(Checkpoint.from_dict(c) for c in raw["checkpoints"])
         exported_at = datetime.strptime(raw["exported_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
         entries_raw = raw["entries"]
-        assert isinstance(entries_raw, list)
+        if not isinstance(entries_raw, list):
+            raise TypeError("entries is a list")
     except (
         UnicodeDecodeError,
         json.JSONDecodeError,
-        AssertionError,
         KeyError,
         TypeError,
         ValueError,

@@ -61,7 +61,8 @@ class Checkpoint:
     @classmethod
     def from_dict(cls, raw: object) -> Checkpoint:
         try:
-            assert isinstance(raw, dict)
+            if not isinstance(raw, dict):
+                raise TypeError("a checkpoint is an object")
             return cls(
                 tree_size=int(raw["tree_size"]),
                 root=base64.b64decode(raw["root"], validate=True),
@@ -71,7 +72,7 @@ class Checkpoint:
                 key=str(raw["key"]),
                 origin=str(raw["origin"]),
             )
-        except (AssertionError, KeyError, TypeError, ValueError, binascii.Error):
+        except (KeyError, TypeError, ValueError, binascii.Error):
             raise AuditIntegrityError("malformed checkpoint", code="malformed_checkpoint") from None
 
 

@@ -33,7 +33,9 @@ __all__ = [
     "ColumnSpec",
     "FileReport",
     "Reject",
+    "atomic_binary_output",
     "atomic_output",
+    "neutralise_formula",
     "parse_column_spec",
     "tokenise_file",
 ]
@@ -42,6 +44,18 @@ ProgressCallback = Callable[[int, int], None]
 FIELD_SIZE_LIMIT = 1 << 20
 _PROGRESS_EVERY = 8192
 _COLUMN_SPEC = re.compile(r"(?P<name>[^=]+)=(?P<kind>[a-z]+)")
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?[0-9]+([.,][0-9]+)?")
+
+
+def neutralise_formula(cell: str) -> str:
+    """A kept cell that a spreadsheet would run as a formula gets a leading ``'`` (OWASP CSV
+    injection). Plain signed numbers such as ``-12.50`` are left as they are."""
+    if cell.startswith(_FORMULA_START) and not _NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +99,23 @@ def atomic_output(target: Path) -> Iterator[IO[str]]:
 
     The temporary file is created beside the target with mode 0600 and removed on failure.
     """
+    with atomic_binary_output(target) as raw:
+        handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        yield handle
+        handle.flush()
+        handle.detach()
+
+
+@contextmanager
+def atomic_binary_output(target: Path) -> Iterator[IO[bytes]]:
+    """:func:`atomic_output` for bytes."""
     target = target.resolve()
     descriptor, temp_name = tempfile.mkstemp(
         dir=target.parent, prefix=f".{target.name}.", suffix=".part"
     )
     temp = Path(temp_name)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
+        with os.fdopen(descriptor, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
@@ -284,7 +308,9 @@ class _Sink:
         slots = self.plan.identifier_slots
         self.output.writerow(
             [
-                row[pos] if (slot := slots.get(pos)) is None else tokens[slot][2]
+                neutralise_formula(row[pos])
+                if (slot := slots.get(pos)) is None
+                else tokens[slot][2]
                 for pos in self.plan.output_positions
             ]
         )

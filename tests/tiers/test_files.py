@@ -11,7 +11,7 @@ from tests.conftest import ACCESS, Database, assert_absent
 from tiers.admin import add_domain
 from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
-from tiers.files import ColumnSpec, parse_column_spec, tokenise_file
+from tiers.files import ColumnSpec, neutralise_formula, parse_column_spec, tokenise_file
 from tiers.tokenisation import pseudonymise_values
 
 CARD = ColumnSpec("card", "card")
@@ -291,7 +291,36 @@ def test_every_row_is_either_written_in_order_or_rejected(
         register=False,
         access=ACCESS,
     )
-    good = [[p, note] for p, (_, note) in zip(expected, rows, strict=True) if isinstance(p, str)]
+    good = [
+        [p, neutralise_formula(note)]
+        for p, (_, note) in zip(expected, rows, strict=True)
+        if isinstance(p, str)
+    ]
     assert [["card", "note"], *good] == read_csv(out)
     rejected_lines = {int(r[0]) for r in read_csv(out.with_name("out.csv.rejects.csv"))[1:]}
     assert len(rows) - len(good) == len(rejected_lines) == report.rows_rejected
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
+        ("+1+1", "'+1+1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("-2+3", "'-2+3"),
+        ("\t=1", "'\t=1"),
+        ("-12.50", "-12.50"),
+        ("+33", "+33"),
+        ("plain", "plain"),
+        ("", ""),
+    ],
+)
+def test_kept_cells_cannot_run_as_spreadsheet_formulas(cell: str, expected: str) -> None:
+    assert expected == neutralise_formula(cell)
+
+
+def test_formula_cells_are_neutralised_in_the_output(casino: Deployment, tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("card,note\n12345678,\"=cmd|' /C calc'!A0\"\n12345679,-4.5\n")
+    run(casino, source, tmp_path / "out.csv", columns=[CARD], keep=["note"])
+    assert ["'=cmd|' /C calc'!A0", "-4.5"] == [r[1] for r in read_csv(tmp_path / "out.csv")[1:]]

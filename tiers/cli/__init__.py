@@ -10,6 +10,7 @@ from tiers.cli.clients import client_app
 from tiers.cli.data import pseudonymise, tokenise_file_command
 from tiers.cli.exchanges import campaign_app, exchange_app, inbox_app, withdraw
 from tiers.cli.links import card_app, customer_app, link_app, policy_app
+from tiers.cli.ops import backup, master_key_app, restore
 from tiers.cli.serve import serve
 
 __all__ = ["app", "main"]
@@ -36,6 +37,9 @@ app.add_typer(exchange_app, name="exchange")
 app.add_typer(inbox_app, name="inbox")
 app.add_typer(campaign_app, name="campaign")
 customer_app.command("withdraw")(withdraw)
+app.command("backup")(backup)
+app.command("restore")(restore)
+app.add_typer(master_key_app, name="master-key")
 app.command("pseudonymise")(pseudonymise)
 app.command("tokenise-file")(tokenise_file_command)
 app.command("serve")(serve)

@@ -1,0 +1,238 @@
+"""Backups: a consistent, portable snapshot of the database and the inbox files (wrapped keys
+included, never the master key), restored into a new home; and re-wrapping every key under a
+new master key, in one transaction."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+import tarfile
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, LargeBinary, insert, select, text
+
+from audit import Counts
+from keys import KeyIdentity, MasterKey, unwrap_key, wrap_key
+from tiers.auditing import Access, audited
+from tiers.authorisation import require
+from tiers.deployment import MASTER_CHECK, Deployment
+from tiers.errors import InvalidFile, InvalidRequest, KeyUnavailable, NotInitialised
+from tiers.files import atomic_binary_output
+from tiers.settings import Settings
+from tiers.storage import check_schema, make_engine, migrate
+from tiers.storage import meta as meta_repo
+from tiers.storage.tables import UTCDateTime, keys, metadata
+
+__all__ = ["BACKUP_FORMAT", "RestoreReport", "backup", "restore", "rotate_master_key"]
+
+BACKUP_FORMAT = "tiers-backup/1"
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"b64": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, datetime):
+        return {"t": value.isoformat()}
+    return value
+
+
+def _decode(value: object) -> object:
+    if isinstance(value, dict) and "b64" in value:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, dict) and "t" in value:
+        return datetime.fromisoformat(value["t"])
+    return value
+
+
+def _dump(connection: Connection) -> bytes:
+    lines = []
+    for table in metadata.sorted_tables:
+        for row in connection.execute(select(table)):
+            record = {"table": table.name, "row": {k: _encode(v) for k, v in row._mapping.items()}}
+            lines.append(json.dumps(record, sort_keys=True))
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o600
+    archive.addfile(info, io.BytesIO(data))
+
+
+@audited("backup", domain_arg=None)
+def backup(deployment: Deployment, *, access: Access, output: Path) -> int:
+    """Write a backup archive (atomic); returns the number of rows it holds. The backup's own
+    entry is recorded first, so the restored log ends with it."""
+    require(access, "backup")
+    with deployment.transaction() as connection:
+        deployment.record(connection, access, action="backup")
+    with deployment.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        revision = MigrationContext.configure(connection).get_current_revision()
+        check = meta_repo.get(connection, name=MASTER_CHECK)
+        dump = _dump(connection)
+        connection.rollback()
+    rows = dump.count(b"\n")
+    manifest = {
+        "format": BACKUP_FORMAT,
+        "revision": revision,
+        "master_key_check": check,
+        "created_at": access.now.isoformat(),
+        "rows": rows,
+    }
+    inbox = deployment.settings.home / "inbox"
+    with atomic_binary_output(output) as handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
+        _add(tar, "manifest.json", json.dumps(manifest, indent=1).encode())
+        _add(tar, "database.jsonl", dump)
+        for path in sorted(inbox.glob("*.csv")) if inbox.exists() else []:
+            _add(tar, f"inbox/{path.name}", path.read_bytes())
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreReport:
+    rows: int
+    files: int
+    revision: str
+
+
+def _typed(table_name: str, row: dict[str, Any]) -> dict[str, Any]:
+    table = metadata.tables[table_name]
+    out = {}
+    for name, value in row.items():
+        decoded = _decode(value)
+        column = table.c[name]
+        if isinstance(column.type, UTCDateTime) and isinstance(decoded, str):
+            decoded = datetime.fromisoformat(decoded)
+        if isinstance(column.type, LargeBinary) and isinstance(decoded, str):
+            decoded = base64.b64decode(decoded)
+        out[name] = decoded
+    return out
+
+
+def _read_archive(path: Path) -> tuple[dict[str, Any], list[str], dict[str, bytes]]:
+    try:
+        with tarfile.open(path, "r:gz") as archive:
+            members: dict[str, bytes] = {}
+            for member in archive.getmembers():
+                extracted = archive.extractfile(member) if member.isfile() else None
+                if extracted is not None:
+                    members[member.name] = extracted.read()
+        manifest = json.loads(members["manifest.json"])
+        if not isinstance(manifest, dict) or manifest.get("format") != BACKUP_FORMAT:
+            raise ValueError("format")
+        lines = members["database.jsonl"].decode("utf-8").splitlines()
+    except (
+        OSError,
+        EOFError,
+        zlib.error,
+        KeyError,
+        ValueError,
+        tarfile.TarError,
+        UnicodeDecodeError,
+    ):
+        raise InvalidFile("not a tiers backup, or a damaged one", code="bad_backup") from None
+    files = {
+        name[6:]: data
+        for name, data in members.items()
+        if name.startswith("inbox/") and re.fullmatch(r"[0-9a-f]{32}\.csv", name[6:])
+    }
+    return manifest, lines, files
+
+
+def restore(settings: Settings, *, access: Access, archive_path: Path) -> RestoreReport:
+    """Restore a backup into a new home or an empty database, under the master key it was made
+    with. Raises :class:`InvalidFile` (damaged archive), :class:`InvalidRequest` (the target is
+    already initialised) and :class:`KeyUnavailable` (another master key)."""
+    manifest, lines, files = _read_archive(archive_path)
+    master = settings.load_master_key()
+    if not master.matches(str(manifest.get("master_key_check") or "")):
+        raise KeyUnavailable(
+            "the master key is not the one the backup was made under", code="wrong_master_key"
+        )
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not settings.database_url and not settings.database_path.exists():
+        os.close(os.open(settings.database_path, os.O_WRONLY | os.O_CREAT, 0o600))
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        try:
+            check_schema(engine)
+        except NotInitialised:
+            pass
+        else:
+            raise InvalidRequest("restore into a new home or an empty database", code="not_empty")
+        migrate(engine)
+        with engine.begin() as connection:
+            for table in reversed(metadata.sorted_tables):
+                connection.execute(table.delete())  # the rows migrations seed
+            for line in lines:
+                record = json.loads(line)
+                connection.execute(
+                    insert(metadata.tables[record["table"]]),
+                    [_typed(record["table"], record["row"])],
+                )
+            if connection.dialect.name == "postgresql":
+                _reset_sequences(connection)
+    finally:
+        engine.dispose()
+    inbox = settings.home / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for name, data in files.items():
+        (inbox / name).write_bytes(data)
+    deployment = Deployment.open(settings)
+    try:
+        with deployment.transaction() as connection:
+            deployment.record(
+                connection,
+                access,
+                action="restore",
+                counts=Counts(records_in=len(lines)),
+                detail={"files": len(files)},
+            )
+    finally:
+        deployment.close()
+    return RestoreReport(len(lines), len(files), str(manifest.get("revision")))
+
+
+def _reset_sequences(connection: Connection) -> None:
+    """After rows were inserted with their ids, PostgreSQL's sequences must move past them."""
+    for table in metadata.sorted_tables:
+        if "id" in table.c and table.c.id.autoincrement is True:
+            # Table names come from our own schema, never from input.
+            statement = (
+                f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "  # noqa: S608
+                f"GREATEST((SELECT MAX(id) FROM {table.name}), 1))"
+            )
+            connection.execute(text(statement))
+
+
+@audited("master_key_rotate", domain_arg=None)
+def rotate_master_key(deployment: Deployment, *, access: Access, new_master: MasterKey) -> int:
+    """Re-wrap every live key under ``new_master`` and store its check value, in one
+    transaction: either every key moves, or none does. Returns how many were re-wrapped."""
+    require(access, "master_key_rotate")
+    moved = 0
+    with deployment.transaction() as connection:
+        rows = connection.execute(select(keys).where(keys.c.wrapped.is_not(None))).all()
+        for row in rows:
+            identity = KeyIdentity(purpose=row.purpose, owner=row.owner, version=row.version)
+            material = unwrap_key(deployment.master, row.wrapped, identity)
+            connection.execute(
+                keys.update()
+                .where(keys.c.id == row.id)
+                .values(wrapped=wrap_key(new_master, material, identity))
+            )
+            moved += 1
+        meta_repo.put(connection, name=MASTER_CHECK, value=new_master.check_value())
+        deployment.record(connection, access, action="master_key_rotate", detail={"keys": moved})
+    return moved

@@ -1,0 +1,57 @@
+"""Operator commands for the lifecycle of a deployment: ``backup``, ``restore``,
+``master-key rotate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from keys import MasterKey
+from tiers import backup as backups
+from tiers.cli._common import deployment, handles_errors, load_settings, operator, out_console
+
+__all__ = ["backup", "master_key_app", "restore"]
+
+master_key_app = typer.Typer(help="The master key (key-encryption key).", no_args_is_help=True)
+
+
+@handles_errors
+def backup(
+    output: Annotated[Path, typer.Option("-o", "--output", help="the archive to write")],
+) -> None:
+    """A consistent snapshot of the database (wrapped keys included, never the master key) and
+    of the inbox files."""
+    access = operator()
+    with deployment(access, "backup") as dep:
+        rows = backups.backup(dep, access=access, output=output)
+    out_console.print(
+        f"backup written to {output}: {rows} rows; keep the master key apart", markup=False
+    )
+
+
+@handles_errors
+def restore(archive: Annotated[Path, typer.Argument(help="a backup archive")]) -> None:
+    """Restore a backup into a new home (or an empty database) under the same master key."""
+    report = backups.restore(load_settings(), access=operator(), archive_path=archive)
+    out_console.print(
+        f"restored {report.rows} rows and {report.files} inbox files (schema {report.revision})",
+        markup=False,
+    )
+
+
+@master_key_app.command("rotate")
+@handles_errors
+def master_key_rotate(
+    new_key_file: Annotated[Path, typer.Option(help="the new master key (base64, mode 0600)")],
+) -> None:
+    """Re-wrap every key under a new master key, atomically; then point TIERS_MASTER_KEY_FILE
+    at the new file."""
+    new_master = MasterKey.from_file(new_key_file)
+    access = operator()
+    with deployment(access, "master_key_rotate") as dep:
+        moved = backups.rotate_master_key(dep, access=access, new_master=new_master)
+    out_console.print(
+        f"{moved} keys re-wrapped; now set TIERS_MASTER_KEY_FILE={new_key_file}", markup=False
+    )
