@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, LargeBinary, insert, select, text
+from sqlalchemy import Connection, LargeBinary, func, insert, select
 
 from audit import Counts
 from keys import KeyIdentity, MasterKey, unwrap_key, wrap_key
@@ -208,12 +208,14 @@ def _reset_sequences(connection: Connection) -> None:
     """After rows were inserted with their ids, PostgreSQL's sequences must move past them."""
     for table in metadata.sorted_tables:
         if "id" in table.c and table.c.id.autoincrement is True:
-            # Table names come from our own schema, never from input.
-            statement = (
-                f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "  # noqa: S608
-                f"GREATEST((SELECT MAX(id) FROM {table.name}), 1))"
+            highest = select(func.max(table.c.id)).scalar_subquery()
+            connection.execute(
+                select(
+                    func.setval(
+                        func.pg_get_serial_sequence(table.name, "id"), func.greatest(highest, 1)
+                    )
+                )
             )
-            connection.execute(text(statement))
 
 
 @audited("master_key_rotate", domain_arg=None)
