@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-dev lint typecheck clean
+.PHONY: run test install install-dev lint fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/bandit -q -c pyproject.toml -r tiers keys audit policy api
+
+## make fuzz: the hostile-input and OpenAPI fuzzing with a larger budget (CI runs a short one)
+fuzz: install-dev
+	TIERS_FUZZ_EXAMPLES=$${TIERS_FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q \
+		tests/api/test_openapi_fuzz.py tests/hardening/test_hostile_files.py \
+		--hypothesis-seed=$${SEED:-0} -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis .mypy_cache .ruff_cache

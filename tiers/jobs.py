@@ -27,9 +27,7 @@ from tiers.storage.jobs import JobRecord
 
 __all__ = ["JobRecord", "get_job", "job_file", "list_jobs", "recover_jobs", "run_file_job"]
 
-STALE_AFTER = timedelta(minutes=2)
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
-_HEARTBEAT_EVERY = timedelta(seconds=10)
 
 
 def _directory(deployment: Deployment, job_id: str) -> Path:
@@ -112,10 +110,12 @@ class _Heartbeat:
         self._job_id = job_id
         self._last = _now()
         self._enabled = deployment.engine.dialect.name != "sqlite"
+        # Beat well within the time after which other workers take a job for dead.
+        self._every = timedelta(seconds=max(1.0, deployment.settings.job_stale_seconds / 4))
 
     def __call__(self, done: int, total: int) -> None:
         now = _now()
-        if self._enabled and now - self._last >= _HEARTBEAT_EVERY:
+        if self._enabled and now - self._last >= self._every:
             with self._deployment.transaction() as connection:
                 repo.heartbeat(connection, job_id=self._job_id, rows_in=done, now=now)
             self._last = now
@@ -151,6 +151,7 @@ def get_job(deployment: Deployment, *, access: Access, job_id: str) -> JobRecord
 def list_jobs(deployment: Deployment, *, access: Access) -> list[JobRecord]:
     """The caller's jobs, newest first."""
     require(access, "job_read")
+    recover_jobs(deployment, now=_now(), at_start=False)
     with deployment.transaction() as connection:
         found = repo.of_client(connection, client_id=access.client_id or -1)
         deployment.record(
@@ -183,11 +184,19 @@ def job_file(
     return path
 
 
-def recover_jobs(deployment: Deployment, *, now: datetime) -> list[str]:
-    """At start-up: fail the jobs no live worker runs any more and remove their partial files."""
-    before = now if deployment.engine.dialect.name == "sqlite" else now - STALE_AFTER
+def recover_jobs(deployment: Deployment, *, now: datetime, at_start: bool = True) -> list[str]:
+    """Fail the jobs no live worker runs any more and remove their partial files.
+
+    At start-up on SQLite (one worker), every running job is dead. On PostgreSQL, a job is dead
+    when its heartbeat is older than ``job_stale_seconds``; this is checked again whenever jobs
+    are listed, so a crashed worker's job shows as failed without waiting for a restart.
+    """
+    sqlite = deployment.engine.dialect.name == "sqlite"
+    if sqlite and not at_start:
+        return []
+    before = now if sqlite else now - timedelta(seconds=deployment.settings.job_stale_seconds)
     with deployment.transaction() as connection:
-        stale = repo.fail_stale(connection, before=before, now=now)
-    for job_id in stale:
+        dead = repo.fail_stale(connection, before=before, now=now)
+    for job_id in dead:
         shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
-    return stale
+    return dead

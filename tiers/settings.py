@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024**3, ge=1024)
     max_batch_values: int = Field(default=100_000, ge=1)
     exchanges_file: Path | None = None
+    job_stale_seconds: int = Field(default=120, ge=1)
 
     @property
     def default_master_key_path(self) -> Path:
