@@ -19,6 +19,7 @@ log) and a message that never contains a clear identifier or key material.
     ├── InvalidRequest      (ValueError) a malformed name, option or argument
     ├── InvalidFile         (ValueError) an input file that cannot be processed at all
     ├── NotInitialised                   the home or database has not been set up
+    ├── DatabaseUnavailable              the database cannot be reached (retry later)
     ├── ConfigurationError               settings that are missing or unsafe
     ├── Unauthorised                     no valid credentials (one answer for every cause)
     ├── Forbidden                        the caller's role may not do this
@@ -39,6 +40,7 @@ __all__ = [
     "AuditIntegrityError",
     "AuditUnavailable",
     "ConfigurationError",
+    "DatabaseUnavailable",
     "DomainHidden",
     "DomainMismatch",
     "Forbidden",
@@ -148,6 +150,12 @@ class NotInitialised(TiersError):
     """The home, database or base key has not been set up: run ``tiers init``."""
 
     code = "not_initialised"
+
+
+class DatabaseUnavailable(TiersError):
+    """The database cannot be reached or is busy: retry later (HTTP 503)."""
+
+    code = "database_unavailable"
 
 
 class ConfigurationError(TiersError):

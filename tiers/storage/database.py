@@ -12,11 +12,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
 from tiers import migrations
-from tiers.errors import ConfigurationError, NotInitialised
+from tiers.errors import ConfigurationError, DatabaseUnavailable, NotInitialised
 from tiers.settings import redact_url
 
 __all__ = [
@@ -49,6 +49,18 @@ def _sqlite_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _unavailable(context: ExceptionContext) -> None:
+    """A lost or refused connection, or a busy database, is one clear retryable error."""
+    if (
+        context.is_disconnect
+        or isinstance(context.original_exception, (OperationalError, InterfaceError))
+        or isinstance(context.sqlalchemy_exception, (OperationalError, InterfaceError))
+    ):
+        raise DatabaseUnavailable(
+            f"the database is unavailable ({type(context.original_exception).__name__})"
+        ) from None
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; raises :class:`ConfigurationError` for an unusable URL."""
     try:
@@ -64,6 +76,7 @@ def make_engine(url: str) -> Engine:
         raise ConfigurationError(
             f"cannot use database {redact_url(url)}: {type(exc).__name__}"
         ) from None
+    event.listen(engine, "handle_error", _unavailable)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
