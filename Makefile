@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-dev lint fuzz clean
+.PHONY: run test install install-dev lint fuzz soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ fuzz: install-dev
 	TIERS_FUZZ_EXAMPLES=$${TIERS_FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q \
 		tests/api/test_openapi_fuzz.py tests/hardening/test_hostile_files.py \
 		--hypothesis-seed=$${SEED:-0} -p no:cacheprovider
+
+## make soak: bounded loopback soak (SOAK_SECONDS, default 600) against a real tiers serve
+soak: install-dev
+	$(BIN)/python bench/soak.py --seconds $${SOAK_SECONDS:-600}
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis .mypy_cache .ruff_cache
