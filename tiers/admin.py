@@ -28,6 +28,7 @@ from tiers.errors import (
     NotFound,
     NotInitialised,
 )
+from tiers.links import backfill_hub_keys
 from tiers.policies import default_policy
 from tiers.pseudonyms import DOMAIN_NAME, domain_pseudonym
 from tiers.rekey import OVERLAP, drop_hub_version, rekey_hub
@@ -192,6 +193,8 @@ def add_domain(
                 purpose=keyrings.PSEUDONYM_PURPOSE,
                 now=access.now,
             )
+            if role == "hub":  # cards enrolled before the hub existed get their keys now
+                backfill_hub_keys(deployment, connection, record_, access.now)
             deployment.record(
                 connection,
                 access,

@@ -45,6 +45,7 @@ __all__ = [
     "LinkOutcome",
     "Resolution",
     "associate",
+    "backfill_hub_keys",
     "card_ref",
     "dissociate",
     "enrol_cards",
@@ -403,6 +404,57 @@ def _run(
         raise
 
 
+def _notify_merge(
+    deployment: Deployment, connection: Connection, access: Access, gone: bytes, kept: bytes
+) -> None:
+    """Tell the hub that a merged customer's keys now mean the surviving customer's key."""
+    hub = hub_domain(connection)
+    if hub is None:
+        return
+    # Deferred: tiers.inbox builds on the file machinery, which registers cards through here.
+    from tiers.inbox import staged_delivery  # noqa: PLC0415
+
+    key = deployment.domain_keyring(connection, hub).active
+    new_value = links.hub_value(connection, ref=kept, version=key.version)
+    if new_value is None:
+        return
+    new = str(Pseudonym(hub.name, key.version, new_value))
+    with staged_delivery(
+        deployment,
+        connection,
+        recipient=hub,
+        kind="merge",
+        name="merge",
+        header=["old_linking_key", "new_linking_key"],
+        sender="tiers",
+        now=access.now,
+    ) as delivery:
+        for version, value in links.hub_keys_of(connection, refs=[gone]):
+            delivery.write([str(Pseudonym(hub.name, version, value)), new])
+
+
+def backfill_hub_keys(
+    deployment: Deployment, connection: Connection, hub: DomainRecord, now: datetime
+) -> int:
+    """Give every card and customer a key in a newly created hub domain (cards enrolled before
+    it existed had none); withdrawn ones excepted. Returns how many keys were issued."""
+    key = deployment.domain_keyring(connection, hub).active
+    refs = links.all_refs(connection)
+    gone = inbox_repo.withdrawn_refs(connection, refs=[r for r, _ in refs])
+    rows = [
+        {
+            "version": key.version,
+            "kind": kind,
+            "ref": ref,
+            "value": domain_pseudonym(key, hub.name, ref).value,
+        }
+        for ref, kind in refs
+        if ref not in gone
+    ]
+    links.insert_hub_keys(connection, rows)
+    return len(rows)
+
+
 @audited("card_associate")
 def associate(
     deployment: Deployment,
@@ -435,7 +487,9 @@ def associate(
                 assert survivor is not None
                 gone = state_b if state_a.id == survivor else state_a
                 gone_row = links.customer(connection, customer_id=gone.id)
-                assert gone_row is not None
+                kept_row = links.customer(connection, customer_id=survivor)
+                assert gone_row is not None and kept_row is not None
+                _notify_merge(deployment, connection, access, gone_row.base, kept_row.base)
                 links.delete_customer(connection, customer_id=gone.id, base=gone_row.base)
                 links.set_card_customer(
                     connection,

@@ -15,6 +15,7 @@ from tiers.auditing import Access
 from tiers.deployment import Deployment
 from tiers.errors import DomainMismatch, NotFound, PolicyViolation
 from tiers.files import ColumnSpec, tokenise_file
+from tiers.inbox import list_inbox
 from tiers.links import (
     Resolution,
     associate,
@@ -203,3 +204,74 @@ def test_tokenising_a_card_file_enrols_the_cards(alliance: Deployment, tmp_path:
         other_card="10000002",
     )
     assert ("attach.first_enrolment", False) == (outcome.rule, outcome.attached_here)
+
+
+def test_a_hub_created_after_enrolment_gets_keys_for_every_card(deployment: Deployment) -> None:
+    for name in ("casino", "sncf"):
+        add_domain(deployment, access=ACCESS, name=name, role="partner")
+    enrol_cards(deployment, access=at(1), domain="casino", values=["10000001"])
+    enrol_cards(deployment, access=at(2), domain="sncf", values=["70000001"])
+    associate(
+        deployment,
+        access=at(3),
+        domain="casino",
+        card="10000001",
+        other_domain="sncf",
+        other_card="70000001",
+    )
+    add_domain(deployment, access=at(4), name="hub", role="hub")
+    view = hub_view(deployment, "sncf", "70000001")
+    assert ("casino", {"casino", "sncf"}) == (view.attached_to, {c.partner for c in view.cards})
+    assert view.alliance_key is not None
+
+
+def test_a_merge_tells_the_hub_which_key_replaces_the_absorbed_customers(
+    alliance: Deployment,
+) -> None:
+    dep = alliance
+    for day, (partner, number) in enumerate(
+        [
+            ("casino", "10000001"),
+            ("sncf", "70000001"),
+            ("galeries-lafayette", "20000001"),
+            ("caisse-epargne", "30000001"),
+        ]
+    ):
+        enrol_cards(dep, access=at(day), domain=partner, values=[number])
+    associate(
+        dep,
+        access=at(5),
+        domain="casino",
+        card="10000001",
+        other_domain="sncf",
+        other_card="70000001",
+    )
+    associate(
+        dep,
+        access=at(6),
+        domain="galeries-lafayette",
+        card="20000001",
+        other_domain="caisse-epargne",
+        other_card="30000001",
+    )
+    absorbed = hub_view(dep, "galeries-lafayette", "20000001").alliance_key
+    associate(
+        dep,
+        access=at(7),
+        domain="casino",
+        card="10000001",
+        other_domain="galeries-lafayette",
+        other_card="20000001",
+    )
+    survivor = hub_view(dep, "caisse-epargne", "30000001")
+    assert 4 == len(survivor.cards) and survivor.alliance_key != absorbed
+    (notice,) = [
+        d
+        for d in list_inbox(dep, access=replace(ACCESS, role="hub", domain="hub"))
+        if d.kind == "merge"
+    ]
+    rows = (dep.settings.home / "inbox" / f"{notice.id}.csv").read_text().splitlines()
+    assert ["old_linking_key,new_linking_key", f"{absorbed},{survivor.alliance_key}"] == rows
+    hub = replace(ACCESS, role="hub", domain="hub", actor="hub-app")
+    (gone,) = resolve(dep, access=hub, linking_keys=[str(absorbed)])
+    assert "unknown_key" == getattr(gone, "code", None)

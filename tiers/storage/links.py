@@ -26,6 +26,7 @@ __all__ = [
     "active_policy",
     "add_attachment",
     "all_customers",
+    "all_refs",
     "attachment_history",
     "card_by_ref",
     "cards_of",
@@ -251,6 +252,13 @@ def hub_keys_of(connection: Connection, *, refs: Sequence[bytes]) -> list[tuple[
 
 def delete_hub_keys(connection: Connection, *, refs: Sequence[bytes]) -> None:
     connection.execute(delete(hub_keys).where(hub_keys.c.ref.in_(list(refs))))
+
+
+def all_refs(connection: Connection) -> list[tuple[bytes, str]]:
+    """``(ref, kind)`` of every card and every customer."""
+    found = [(row.ref, "card") for row in connection.execute(select(cards.c.ref))]
+    found += [(row.base, "customer") for row in connection.execute(select(customers.c.base))]
+    return found
 
 
 def customer_by_base(connection: Connection, *, base: bytes) -> int | None:
