@@ -21,6 +21,7 @@ from typing import IO
 from sqlalchemy import Connection
 
 from audit import Counts
+from keys import DomainKey
 from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
@@ -35,7 +36,7 @@ from tiers.errors import (
 from tiers.files import FIELD_SIZE_LIMIT, Reject, _open_source, _read_header, _records
 from tiers.identifiers import get_kind
 from tiers.inbox import staged_delivery
-from tiers.links import card_ref, enrol_rows, hub_domain, partner_card
+from tiers.links import CardEnrolment, behind_hub_key, card_ref, hub_domain, partner_card
 from tiers.pseudonyms import Pseudonym, base_pseudonym, domain_pseudonym, parse_for_domain
 from tiers.storage import inbox as inbox_repo
 from tiers.storage import links as links_repo
@@ -83,19 +84,18 @@ class _HubKeys:
         schema: ExchangeSchema,
         now: datetime,
     ) -> None:
-        hub = hub_domain(connection)
-        if hub is None:
+        self.enrolment = CardEnrolment(deployment, connection, partner)
+        if self.enrolment.hub is None or self.enrolment.hub_key is None:
             raise NotFound("no hub domain to deliver to", code="unknown_domain")
-        self.hub = hub
-        self.deployment = deployment
+        self.hub = self.enrolment.hub
+        self.hub_key = self.enrolment.hub_key
+        self.base_key = self.enrolment.base_key
         self.connection = connection
         self.partner = partner
         self.now = now
         self.kind = get_kind(schema.identifier_kind)
-        self.base_key = deployment.base_keyring(connection).active
         self.partner_ring = deployment.domain_keyring(connection, partner)
         self.partner_key = self.partner_ring.active
-        self.hub_key = deployment.domain_keyring(connection, hub).active
         self.options = deployment.normalisation(partner)
 
     def _base(self, value: str) -> bytes:
@@ -126,7 +126,7 @@ class _HubKeys:
         base = self._base(value)
         if self.kind.name != "card":
             return str(domain_pseudonym(self.hub_key, self.hub.name, base))
-        enrol_rows(self.deployment, self.connection, self.partner, [base], self.now)
+        self.enrolment.enrol([base], self.now)
         ref = card_ref(self.base_key, self.partner.name, base)
         card = links_repo.card_by_ref(self.connection, ref=ref)
         if card is None or inbox_repo.withdrawn_refs(self.connection, refs=[ref]):
@@ -260,6 +260,7 @@ def send_campaign(
     report = CampaignReport()
     dropped: Counter[str] = Counter()
     routed: dict[str, list[str]] = {}
+    sgs: dict[str, tuple[DomainRecord, DomainKey]] = {}
     with deployment.transaction() as connection:
         hub = hub_domain(connection)
         if hub is None:
@@ -276,12 +277,7 @@ def send_campaign(
             if found is None:
                 dropped["unknown"] += 1
                 continue
-            kind, ref = found
-            if kind == "card":
-                card = links_repo.card_by_ref(connection, ref=ref)
-                customer_id = card.customer_id if card else None
-            else:
-                customer_id = links_repo.customer_by_base(connection, base=ref)
+            customer_id, _ = behind_hub_key(connection, *found)
             if customer_id is None:
                 dropped["no_sg"] += 1
                 continue
@@ -290,12 +286,13 @@ def send_campaign(
             cards = links_repo.cards_of(connection, customer_id=customer_id)
             at_sg = [c for c in cards if c.partner == customer.attached_to]
             chosen = next((c for c in at_sg if c.id == customer.attaching_card), at_sg[0])
-            sg = deployment.domain(connection, customer.attached_to)
-            key = deployment.domain_keyring(connection, sg).active
+            if customer.attached_to not in sgs:  # each SG's key unwrapped once per campaign
+                sg = deployment.domain(connection, customer.attached_to)
+                sgs[sg.name] = (sg, deployment.domain_keyring(connection, sg).active)
+            sg, key = sgs[customer.attached_to]
             routed.setdefault(sg.name, []).append(str(domain_pseudonym(key, sg.name, chosen.base)))
-        withdrawn_count = 0
         for sg_name, pseudonyms in sorted(routed.items()):
-            sg = deployment.domain(connection, sg_name)
+            sg, _ = sgs[sg_name]
             with staged_delivery(
                 deployment,
                 connection,
@@ -318,7 +315,7 @@ def send_campaign(
             counts=Counts(
                 len(linking_keys),
                 sum(report.per_sg.values()),
-                sum(dropped.values()) + withdrawn_count,
+                sum(dropped.values()),
             ),
             detail={"campaign": name[:64]},
         )

@@ -8,6 +8,7 @@ outcome and the rule, nothing about another partner's customer; the hub sees onl
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from audit import Counts
-from keys import DomainKey, length_prefixed
+from keys import DomainKey, Keyring, length_prefixed
 from policy import (
     Associate,
     AttachmentPolicy,
@@ -41,15 +42,16 @@ from tiers.storage.domains import DomainRecord
 from tiers.storage.links import CardRow
 
 __all__ = [
+    "CardEnrolment",
     "CardView",
     "LinkOutcome",
     "Resolution",
     "associate",
     "backfill_hub_keys",
+    "behind_hub_key",
     "card_ref",
     "dissociate",
     "enrol_cards",
-    "enrol_rows",
     "hub_domain",
     "partner_card",
     "resolve",
@@ -69,33 +71,52 @@ def hub_domain(connection: Connection) -> DomainRecord | None:
     return found[0] if found else None
 
 
-def enrol_rows(
-    deployment: Deployment,
-    connection: Connection,
-    partner: DomainRecord,
-    bases: Sequence[bytes],
-    now: datetime,
-) -> None:
-    """Enrol cards (first enrolment date kept) and give each its hub linking key."""
-    if not bases or partner.role != "partner":
-        return
-    base_key = deployment.base_keyring(connection).active
-    refs = [(card_ref(base_key, partner.name, b), b) for b in dict.fromkeys(bases)]
-    links.enrol(
-        connection,
-        [{"ref": r, "partner_id": partner.id, "base": b, "enrolled_at": now} for r, b in refs],
-    )
-    hub = hub_domain(connection)
-    if hub is not None:
-        key = deployment.domain_keyring(connection, hub).active
+class CardEnrolment:
+    """Enrolling one partner's cards within one transaction: the base and hub keys are
+    unwrapped once, on first use, however many cards follow."""
+
+    def __init__(
+        self, deployment: Deployment, connection: Connection, partner: DomainRecord
+    ) -> None:
+        self.deployment = deployment
+        self.connection = connection
+        self.partner = partner
+
+    @functools.cached_property
+    def base_key(self) -> DomainKey:
+        return self.deployment.base_keyring(self.connection).active
+
+    @functools.cached_property
+    def hub(self) -> DomainRecord | None:
+        return hub_domain(self.connection)
+
+    @functools.cached_property
+    def hub_key(self) -> DomainKey | None:
+        hub = self.hub
+        return None if hub is None else self.deployment.domain_keyring(self.connection, hub).active
+
+    def enrol(self, bases: Sequence[bytes], now: datetime) -> None:
+        """Enrol cards (first enrolment date kept) and give each its hub linking key."""
+        if not bases or self.partner.role != "partner":
+            return
+        refs = [(card_ref(self.base_key, self.partner.name, b), b) for b in dict.fromkeys(bases)]
+        links.enrol(
+            self.connection,
+            [
+                {"ref": r, "partner_id": self.partner.id, "base": b, "enrolled_at": now}
+                for r, b in refs
+            ],
+        )
+        if self.hub is None or self.hub_key is None:
+            return
         # A card that left the alliance never gets a hub key again.
-        gone = inbox_repo.withdrawn_refs(connection, refs=[r for r, _ in refs])
+        gone = inbox_repo.withdrawn_refs(self.connection, refs=[r for r, _ in refs])
         links.insert_hub_keys(
-            connection,
+            self.connection,
             [
                 {
-                    "version": key.version,
-                    "value": domain_pseudonym(key, hub.name, r).value,
+                    "version": self.hub_key.version,
+                    "value": domain_pseudonym(self.hub_key, self.hub.name, r).value,
                     "kind": "card",
                     "ref": r,
                 }
@@ -141,8 +162,8 @@ def enrol_cards(
             pairs=pairs,
             now=access.now,
         )
-        enrol_rows(
-            deployment, connection, partner, [b for b, _ in pairs], enrolled_at or access.now
+        CardEnrolment(deployment, connection, partner).enrol(
+            [b for b, _ in pairs], enrolled_at or access.now
         )
         deployment.record(
             connection,
@@ -596,23 +617,28 @@ def _hub_text(hub: DomainRecord, version: int, value: bytes | None) -> str:
     return str(Pseudonym(hub.name, version, value))
 
 
+def behind_hub_key(
+    connection: Connection, kind: str, ref: bytes
+) -> tuple[int | None, CardRow | None]:
+    """The customer (if any) and the card (for a card key) that a hub key stands for."""
+    if kind == "customer":
+        return links.customer_by_base(connection, base=ref), None
+    card_row = links.card_by_ref(connection, ref=ref)
+    return (card_row.customer_id if card_row is not None else None), card_row
+
+
 def _resolve_one(
-    deployment: Deployment, connection: Connection, hub: DomainRecord, key: DomainKey, text: str
+    connection: Connection, hub: DomainRecord, ring: Keyring, text: str
 ) -> tuple[Resolution, bytes]:
-    ring = deployment.domain_keyring(connection, hub)
+    key = ring.active
     pseudonym = parse_for_domain(text, domain=hub.name, keyring=ring)
     found = links.hub_ref(connection, version=pseudonym.version, value=pseudonym.value)
     if found is None:
         raise NotFound("unknown linking key", code="unknown_key")
     kind, ref = found
-    if kind == "customer":
-        customer_id = links.customer_by_base(connection, base=ref)
-        card_row = None
-    else:
-        card_row = links.card_by_ref(connection, ref=ref)
-        if card_row is None:
-            raise NotFound("unknown linking key", code="unknown_key")
-        customer_id = card_row.customer_id
+    customer_id, card_row = behind_hub_key(connection, kind, ref)
+    if kind == "card" and card_row is None:
+        raise NotFound("unknown linking key", code="unknown_key")
     if customer_id is None:
         assert card_row is not None
         view = CardView(
@@ -656,11 +682,11 @@ def resolve(
         if hub is None:
             raise NotFound("no hub domain", code="unknown_domain")
         require(access, "link_resolve", hub.name)
-        key = deployment.domain_keyring(connection, hub).active
+        ring = deployment.domain_keyring(connection, hub)  # unwrapped once for the batch
         bases: list[bytes] = []
         for text in linking_keys:
             try:
-                resolution, base = _resolve_one(deployment, connection, hub, key, text)
+                resolution, base = _resolve_one(connection, hub, ring, text)
             except TiersError as error:
                 if strict:
                     raise

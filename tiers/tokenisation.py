@@ -16,7 +16,7 @@ from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.errors import InvalidIdentifier, InvalidRequest
 from tiers.identifiers import IdentifierKind, NormalisationOptions, get_kind
-from tiers.links import enrol_rows
+from tiers.links import CardEnrolment
 from tiers.pseudonyms import PSEUDONYM_BYTES
 from tiers.storage import subjects
 from tiers.storage.domains import DomainRecord
@@ -118,7 +118,8 @@ def card_enroller(
     """Registering a partner's card numbers enrols the cards (see :mod:`tiers.links`)."""
     if domain.role != "partner":
         return None
-    return lambda bases: enrol_rows(deployment, connection, domain, bases, now)
+    enrolment = CardEnrolment(deployment, connection, domain)
+    return lambda bases: enrolment.enrol(bases, now)
 
 
 @audited("pseudonymise")
