@@ -12,14 +12,14 @@ import io
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
 import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from tiers.errors import InvalidRequest
 
-__all__ = ["QueueReader", "stream_body", "stream_multipart"]
+__all__ = ["QueueReader", "StreamedWork", "stream_body", "stream_multipart"]
 
 T = TypeVar("T")
 
@@ -74,11 +74,11 @@ async def stream_multipart(
     content_type: str,
     body: AsyncIterator[bytes],
     on_field: Callable[[str, str], None],
-    on_file: Callable[[], QueueReader],
-    feed: Callable[[QueueReader, bytes], object],
-) -> None:
-    """Parse ``body``: text fields go to ``on_field`` (they must come before the file), the one
-    file part's bytes to the reader ``on_file`` returns, through ``feed`` (awaited if async)."""
+    on_file: Callable[[], Callable[[IO[bytes]], T]],
+) -> T:
+    """Parse ``body``: text fields go to ``on_field`` (they must come before the file); at the
+    file part, ``on_file`` gives the work to run on it, which then reads the part's bytes as
+    they arrive (:class:`StreamedWork`). Returns the work's result."""
     kind, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
@@ -109,7 +109,7 @@ async def stream_multipart(
         if b"filename" in disposition:
             if state["reader"] is not None:
                 raise InvalidRequest("send one file per job", code="one_file")
-            state["reader"] = on_file()
+            state["reader"] = StreamedWork(on_file())
             state["field"] = None
         else:
             state["field"] = name
@@ -145,46 +145,72 @@ async def stream_multipart(
             "on_part_end": on_part_end,
         },
     )
-    async for chunk in body:
-        parser.write(chunk)
-        reader = state["reader"]
-        if pending and isinstance(reader, QueueReader):
-            for piece in pending:
-                result = feed(reader, piece)
-                if hasattr(result, "__await__"):
-                    await result
-            pending.clear()
-    parser.finalize()
-    if state["reader"] is None:
+    try:
+        async for chunk in body:
+            parser.write(chunk)
+            streamed = state["reader"]
+            if pending and isinstance(streamed, StreamedWork):
+                for piece in pending:
+                    await streamed.feed(piece)
+                pending.clear()
+        parser.finalize()
+    except BaseException as error:
+        # The upload broke off or was malformed: the work fails, nothing is delivered.
+        streamed = state["reader"]
+        if isinstance(streamed, StreamedWork):
+            await streamed.abort(error)
+        raise
+    streamed = state["reader"]
+    if not isinstance(streamed, StreamedWork):
         raise InvalidRequest("the upload has no file part", code="no_file")
+    result: T = await streamed.finish()
+    return result
+
+
+class StreamedWork(Generic[T]):
+    """``work`` running in a thread on a file-like stream that the event loop feeds."""
+
+    def __init__(self, work: Callable[[IO[bytes]], T]) -> None:
+        self._reader = QueueReader()
+        self._box: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._run, args=(work,), daemon=True)
+        self._thread.start()
+
+    def _run(self, work: Callable[[IO[bytes]], T]) -> None:
+        try:
+            self._box["result"] = work(io.BufferedReader(self._reader))
+        except BaseException as error:  # noqa: BLE001 - handed back by finish()
+            self._box["error"] = error
+        finally:
+            self._reader.close()
+
+    async def feed(self, chunk: bytes) -> bool:
+        """Pass a chunk on; False once the work has stopped reading."""
+        return bool(await anyio.to_thread.run_sync(self._reader.feed, chunk))
+
+    async def abort(self, error: BaseException) -> None:
+        """The input broke off: the work sees ``error`` where the stream would go on."""
+        await anyio.to_thread.run_sync(self._reader.end, error)
+        await anyio.to_thread.run_sync(self._thread.join)
+
+    async def finish(self) -> T:
+        """End of input: wait for the work and return its result (or raise its error)."""
+        await anyio.to_thread.run_sync(self._reader.end)
+        await anyio.to_thread.run_sync(self._thread.join)
+        if "error" in self._box:
+            raise self._box["error"]
+        result: T = self._box["result"]
+        return result
 
 
 async def stream_body(body: AsyncIterator[bytes], work: Callable[[IO[bytes]], T]) -> T:
     """Run ``work`` in a thread on a file-like view of ``body`` as it arrives (never stored)."""
-    reader = QueueReader()
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["result"] = work(io.BufferedReader(reader))
-        except BaseException as error:  # noqa: BLE001 - handed back to the request below
-            box["error"] = error
-        finally:
-            reader.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    streamed = StreamedWork(work)
     try:
         async for chunk in body:
-            if chunk and not await anyio.to_thread.run_sync(reader.feed, chunk):
+            if chunk and not await streamed.feed(chunk):
                 break
     except BaseException as error:
-        await anyio.to_thread.run_sync(reader.end, error)
-        await anyio.to_thread.run_sync(thread.join)
+        await streamed.abort(error)
         raise
-    await anyio.to_thread.run_sync(reader.end)
-    await anyio.to_thread.run_sync(thread.join)
-    if "error" in box:
-        raise box["error"]
-    result: T = box["result"]
-    return result
+    return await streamed.finish()

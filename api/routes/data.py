@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import io
-import threading
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import IO, Annotated, Any, Literal
 
-import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
@@ -19,7 +17,7 @@ from api.schemas import (
     WhoAmI,
     batch_results,
 )
-from api.upload import QueueReader, stream_multipart
+from api.upload import stream_multipart
 from tiers import clients
 from tiers.errors import InvalidRequest
 from tiers.jobs import JobRecord, get_job, job_file, list_jobs, run_file_job
@@ -121,7 +119,6 @@ async def upload_file(
         "purpose": purpose,
         "delimiter": delimiter,
     }
-    box: dict[str, Any] = {}
 
     def on_field(name: str, value: str) -> None:
         if name == "column":
@@ -129,50 +126,24 @@ async def upload_file(
         elif name in ("keep", "purpose", "delimiter"):
             options[name] = value
 
-    def work(reader: QueueReader) -> None:
-        try:
-            box["job"] = run_file_job(
-                deployment,
-                access=box["access"],
-                stream=io.BufferedReader(reader),
-                domain=client.domain or "",
-                columns=options["column"],
-                keep=[k.strip() for k in options["keep"].split(",") if k.strip()],
-                delimiter=options["delimiter"],
-                register=register,
-            )
-        except BaseException as error:  # noqa: BLE001 - handed to the request below
-            box["error"] = error
-        finally:
-            reader.close()
-
-    def on_file() -> QueueReader:
-        box["access"] = access_with(request, options["purpose"], required=True)
-        reader = QueueReader()
-        thread = threading.Thread(target=work, args=(reader,), daemon=True)
-        box["reader"], box["thread"] = reader, thread
-        thread.start()
-        return reader
-
-    async def feed(reader: QueueReader, piece: bytes) -> None:
-        await anyio.to_thread.run_sync(reader.feed, piece)
-
-    try:
-        await stream_multipart(
-            request.headers.get("content-type", ""), request.stream(), on_field, on_file, feed
+    def on_file() -> Callable[[IO[bytes]], JobRecord]:
+        # The options are complete here: form fields come before the file part.
+        access = access_with(request, options["purpose"], required=True)
+        return lambda stream: run_file_job(
+            deployment,
+            access=access,
+            stream=stream,
+            domain=client.domain or "",
+            columns=options["column"],
+            keep=[k.strip() for k in options["keep"].split(",") if k.strip()],
+            delimiter=options["delimiter"],
+            register=register,
         )
-    except BaseException as error:
-        # The upload broke off (or was malformed): the tokeniser fails, the job is marked
-        # failed, and nothing is delivered.
-        if "reader" in box:
-            await anyio.to_thread.run_sync(box["reader"].end, error)
-            await anyio.to_thread.run_sync(box["thread"].join)
-        raise
-    await anyio.to_thread.run_sync(box["reader"].end)
-    await anyio.to_thread.run_sync(box["thread"].join)
-    if "error" in box:
-        raise box["error"]
-    return _job(box["job"])
+
+    job = await stream_multipart(
+        request.headers.get("content-type", ""), request.stream(), on_field, on_file
+    )
+    return _job(job)
 
 
 @router.get("/jobs", name="job_read", response_model=list[JobOut], tags=["partner"])
