@@ -140,7 +140,7 @@ def get_job(deployment: Deployment, *, access: Access, job_id: str) -> JobRecord
         deployment.record(
             connection,
             access,
-            action="job_read",
+            action="job_status",
             domains=[job.domain],
             detail={"job": job_id, "state": job.state},
         )

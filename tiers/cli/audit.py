@@ -9,11 +9,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from audit import AuditEntry, verify_bundle
 from tiers import audit_ops
-from tiers.cli._common import deployment, handles_errors, operator, out_console, printable
+from tiers.cli._common import (
+    deployment,
+    handles_errors,
+    operator,
+    out_console,
+    print_rows,
+    printable,
+)
 from tiers.errors import InvalidRequest, NotFound
 
 __all__ = ["audit_app"]
@@ -56,6 +62,20 @@ def _row(entry: AuditEntry) -> list[str]:
     ]
 
 
+_HEADERS = (
+    "seq",
+    "time",
+    "actor",
+    "role",
+    "action",
+    "outcome",
+    "domains",
+    "in/out/rej",
+    "purpose",
+    "subject",
+)
+
+
 def _print_entries(entries: list[AuditEntry], as_json: bool) -> None:
     if as_json:
         for entry in entries:
@@ -66,21 +86,7 @@ def _print_entries(entries: list[AuditEntry], as_json: bool) -> None:
                 soft_wrap=True,
             )
         return
-    table = Table(
-        "seq",
-        "time",
-        "actor",
-        "role",
-        "action",
-        "outcome",
-        "domains",
-        "in/out/rej",
-        "purpose",
-        "subject",
-    )
-    for entry in entries:
-        table.add_row(*_row(entry))
-    out_console.print(table)
+    print_rows(_HEADERS, [_row(entry) for entry in entries])
 
 
 @audit_app.command("log")
