@@ -19,6 +19,7 @@ from tiers import __version__
 from tiers.clients import Authenticator
 from tiers.deployment import Deployment
 from tiers.errors import TiersError
+from tiers.inbox import recover_inbox
 from tiers.jobs import recover_jobs
 from tiers.ratelimit import RateLimiter
 from tiers.settings import Settings
@@ -105,6 +106,7 @@ class Service:
                 if self._deployment is None:
                     deployment = Deployment.open(self.settings)
                     recover_jobs(deployment, now=datetime.now(UTC))
+                    recover_inbox(deployment)
                     self._authenticator = Authenticator(deployment)
                     self._deployment = deployment
         return self._deployment

@@ -26,6 +26,7 @@ _AUDIT = frozenset(
         "audit_subject",
         "audit_proof",
         "audit_report",
+        "audit_alerts",
     }
 )
 PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(

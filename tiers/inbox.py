@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ __all__ = [
     "delivery_file",
     "list_inbox",
     "purge_inbox",
+    "recover_inbox",
     "staged_delivery",
 ]
 
@@ -187,8 +189,10 @@ def ack_delivery(
 def purge_inbox(
     deployment: Deployment, *, access: Access, older_than_days: int = RETENTION_DAYS
 ) -> int:
-    """Delete deliveries acknowledged more than ``older_than_days`` ago, files and all."""
+    """Delete deliveries acknowledged more than ``older_than_days`` ago, files and all, and the
+    files a killed writer left behind (see :func:`recover_inbox`)."""
     require(access, "inbox_purge")
+    orphans = recover_inbox(deployment)
     with deployment.transaction() as connection:
         ids = repo.purge(connection, acked_before=access.now - timedelta(days=older_than_days))
         deployment.record(
@@ -196,8 +200,38 @@ def purge_inbox(
             access,
             action="inbox_purge",
             counts=Counts(records_in=len(ids)),
-            detail={"retention_days": older_than_days},
+            detail={"retention_days": older_than_days, "orphan_files_removed": orphans},
         )
     for delivery_id in ids:
         (_directory(deployment) / f"{delivery_id}.csv").unlink(missing_ok=True)
     return len(ids)
+
+
+def recover_inbox(deployment: Deployment) -> int:
+    """Remove what a killed writer left in the inbox directory: temporary files, and files
+    renamed into place whose delivery row was never committed. Only files untouched for
+    ``job_stale_seconds`` by the wall clock (file times are wall-clock times) are considered,
+    so a live writer's delivery is never taken.
+
+    Returns the number of files removed; none of them was ever listed to a recipient.
+    """
+    directory = _directory(deployment)
+    cutoff = time.time() - deployment.settings.job_stale_seconds
+    stale = [
+        path for path in directory.iterdir() if path.is_file() and path.stat().st_mtime < cutoff
+    ]
+    removed = 0
+    if not stale:
+        return 0
+    with deployment.transaction() as connection:
+        for path in stale:
+            name = path.name
+            listed = (
+                _ID.fullmatch(name.removesuffix(".csv")) is not None
+                and name.endswith(".csv")
+                and repo.get(connection, delivery_id=name.removesuffix(".csv")) is not None
+            )
+            if not listed:
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed

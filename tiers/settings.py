@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +53,11 @@ class Settings(BaseSettings):
     max_batch_values: int = Field(default=100_000, ge=1)
     exchanges_file: Path | None = None
     job_stale_seconds: int = Field(default=120, ge=1)
+    # Processes that tokenise a file's blocks in parallel (command line; see tiers/fastpath.py).
+    file_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # Dictionary-attack signs raised by `tiers audit alerts` (see tiers/alerts.py).
+    alert_values_per_hour: int = Field(default=1_000_000, ge=1)
+    alert_refusals_per_hour: int = Field(default=100, ge=1)
 
     @property
     def default_master_key_path(self) -> Path:

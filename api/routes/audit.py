@@ -8,10 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
 
 from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
 from api.schemas import ERRORS, AuditSubjectRequest, CheckpointOut, VerificationOut
-from tiers import audit_ops
+from tiers import alerts, audit_ops
 
 router = APIRouter(prefix="/v1/audit", responses=ERRORS, tags=["auditor"])
 
@@ -45,6 +46,32 @@ def verify(deployment: DeploymentDep, access: CurrentAccess) -> VerificationOut:
         checkpoints=result.checkpoints,
         key=result.key,
     )
+
+
+class AlertOut(BaseModel):
+    kind: str = Field(examples=["volume"])
+    actor: str
+    hour: datetime
+    observed: int
+    threshold: int
+
+
+@router.get("/alerts", name="audit_alerts", response_model=list[AlertOut])
+def alerts_(
+    deployment: DeploymentDep,
+    access: CurrentAccess,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[AlertOut]:
+    """Signs of a dictionary attack or of key guessing in the log, per actor and clock hour
+    (default: the last 24 hours), against the deployment's thresholds."""
+    found = alerts.find_alerts(deployment, access=access, since=since, until=until)
+    return [
+        AlertOut(
+            kind=a.kind, actor=a.actor, hour=a.hour, observed=a.observed, threshold=a.threshold
+        )
+        for a in found
+    ]
 
 
 @router.get("/checkpoints", name="audit_checkpoints", response_model=list[CheckpointOut])

@@ -110,6 +110,7 @@ ENDPOINTS: list[tuple[str, str, str, Any, set[str], set[int]]] = [
     ("audit_read", "GET", "/v1/audit/entries", None, {"dpo"}, {200}),
     ("audit_verify", "GET", "/v1/audit/verify", None, {"dpo"}, {200}),
     ("audit_checkpoints", "GET", "/v1/audit/checkpoints", None, {"dpo"}, {200}),
+    ("audit_alerts", "GET", "/v1/audit/alerts", None, {"dpo"}, {200}),
     ("audit_export", "GET", "/v1/audit/export", None, {"dpo"}, {200}),
     (
         "audit_subject",

@@ -5,68 +5,19 @@ the access log verifies."""
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import create_engine, text
 
 from tests.conftest import Database
+from tests.hardening.service import free_port, request, start, tiers
 
 BOUNDARY = "tiers-crash-test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tiers(*args: str, env: dict[str, str]) -> str:
-    command = [str(Path(sys.executable).with_name("tiers")), *args]
-    return subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
-
-
-def start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("tiers")), "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/readyz")
-            if connection.getresponse().status == 200:
-                return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    pytest.fail("the service did not start")
-
-
-def request(
-    port: int, method: str, path: str, token: str, body: object = None
-) -> tuple[int, object]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Authorization": f"Bearer {token}", "X-Purpose": "crash test"}
-    payload = None
-    if body is not None:
-        payload = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    connection.request(method, path, body=payload, headers=headers)
-    response = connection.getresponse()
-    return response.status, json.loads(response.read() or b"null")
 
 
 def slow_upload(rows: int, started: threading.Event) -> Iterator[bytes]:

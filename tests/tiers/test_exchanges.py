@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +21,7 @@ from tiers.auditing import Access
 from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, KeyStateError, PolicyViolation
 from tiers.exchanges import send_campaign, send_exchange, withdraw_customer
-from tiers.inbox import ack_delivery, delivery_file, list_inbox
+from tiers.inbox import ack_delivery, delivery_file, list_inbox, purge_inbox, recover_inbox
 from tiers.links import Resolution, associate, enrol_cards, resolve
 
 PARTNERS = ("casino", "galeries-lafayette", "caisse-epargne", "sncf")
@@ -286,3 +288,26 @@ def test_no_partner_delivery_holds_another_partners_pseudonyms(
             others = [p for p in PARTNERS if p != name]
             assert not any(f"{other}.v" in content for other in others)
             assert "hub.v" not in content
+
+
+def test_inbox_recovery_removes_only_what_a_killed_writer_left(alliance: Deployment) -> None:
+    month = alliance.settings.home / "month.csv"
+    month.write_text("card,date,amount,store\n10000001,2026-11-02,12.50,C-042\n")
+    send_exchange(
+        alliance, access=partner("casino"), domain="casino", exchange_type="purchases", source=month
+    )
+    inbox = alliance.settings.home / "inbox"
+    (listed,) = list(inbox.iterdir())
+    orphans = [inbox / f"{'ab' * 16}.csv", inbox / f".{'cd' * 16}.csv.x1.part"]
+    young = inbox / f".{'ef' * 16}.csv.x2.part"
+    for path in [*orphans, young]:
+        path.write_text("pseudonym\n")
+    old = time.time() - alliance.settings.job_stale_seconds - 10
+    for path in [listed, *orphans]:
+        os.utime(path, (old, old))
+    assert 2 == recover_inbox(alliance)
+    assert sorted([listed.name, young.name]) == sorted(p.name for p in inbox.iterdir())
+    # The operator's purge sweeps them too, and says so in the log.
+    os.utime(young, (old, old))
+    purge_inbox(alliance, access=ACCESS)
+    assert [listed.name] == [p.name for p in inbox.iterdir()]

@@ -1,4 +1,5 @@
-"""Auditor commands: ``audit log|verify|checkpoint|export|verify-export|subject|report|purge``."""
+"""Auditor commands: ``audit log|verify|alerts|checkpoint|export|verify-export|subject|
+report|purge``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Annotated
 import typer
 
 from audit import AuditEntry, verify_bundle
-from tiers import audit_ops
+from tiers import alerts, audit_ops
 from tiers.cli._common import (
     deployment,
     handles_errors,
@@ -26,6 +27,7 @@ __all__ = ["audit_app"]
 
 audit_app = typer.Typer(help="The tamper-evident access log.", no_args_is_help=True)
 AUDIT_PURPOSE = "audit"
+EXIT_ALERTS = 3
 
 
 def parse_time(text: str | None, option: str) -> datetime | None:
@@ -122,6 +124,51 @@ def audit_verify() -> None:
     with deployment(access, "audit_verify") as dep:
         result = audit_ops.verify_stored(dep, access=access)
     out_console.print(result.summary(), markup=False)
+
+
+@audit_app.command("alerts")
+@handles_errors
+def audit_alerts(
+    since: Annotated[
+        str | None, typer.Option(help="ISO date or date-time; default: 24 hours ago")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="ISO date or date-time, exclusive")] = None,
+    values_per_hour: Annotated[
+        int | None,
+        typer.Option(min=1, help="default: TIERS_ALERT_VALUES_PER_HOUR"),
+    ] = None,
+    refusals_per_hour: Annotated[
+        int | None,
+        typer.Option(min=1, help="default: TIERS_ALERT_REFUSALS_PER_HOUR"),
+    ] = None,
+) -> None:
+    """Signs of a dictionary attack or of key guessing, per actor and hour; exits 3 when there
+    are any (for cron and monitors)."""
+    access = operator(AUDIT_PURPOSE)
+    with deployment(access, "audit_alerts") as dep:
+        thresholds = alerts.Thresholds(
+            values_per_hour or dep.settings.alert_values_per_hour,
+            refusals_per_hour or dep.settings.alert_refusals_per_hour,
+        )
+        found = alerts.find_alerts(
+            dep,
+            access=access,
+            since=parse_time(since, "--since"),
+            until=parse_time(until, "--until"),
+            thresholds=thresholds,
+        )
+    if not found:
+        out_console.print("no alerts", markup=False)
+        return
+    print_rows(
+        ["hour", "kind", "actor", "observed", "threshold"],
+        (
+            [a.hour.isoformat(timespec="minutes"), a.kind, a.actor, str(a.observed),
+             str(a.threshold)]
+            for a in found
+        ),
+    )  # fmt: skip
+    raise typer.Exit(EXIT_ALERTS)
 
 
 @audit_app.command("checkpoint")

@@ -1,0 +1,137 @@
+"""A real ``tiers serve`` (uvicorn on 127.0.0.1) for the crash tests: started, called, killed."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pytest
+
+PURPOSE = "crash test"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tiers(*args: str, env: dict[str, str]) -> str:
+    command = [str(Path(sys.executable).with_name("tiers")), *args]
+    return subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+
+
+# Every server started, so that a failing test never leaves one running (see conftest.py).
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("tiers")), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    STARTED.append(server)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            connection.request("GET", "/readyz")
+            if connection.getresponse().status == 200:
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    pytest.fail("the service did not start")
+
+
+def request(
+    port: int,
+    method: str,
+    path: str,
+    token: str,
+    body: object = None,
+    *,
+    timeout: float = 60,
+) -> tuple[int, object]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Authorization": f"Bearer {token}", "X-Purpose": PURPOSE}
+    payload = None
+    if body is not None:
+        payload = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    connection.request(method, path, body=payload, headers=headers)
+    response = connection.getresponse()
+    raw = response.read()
+    return response.status, json.loads(raw) if raw.startswith((b"{", b"[")) else raw
+
+
+class InFlight:
+    """A request sent from a thread, to be cut short by killing the server."""
+
+    def __init__(
+        self,
+        port: int,
+        path: str,
+        token: str,
+        body: bytes | Iterable[bytes],
+        content_type: str,
+    ) -> None:
+        self.sent = threading.Event()
+        self.status: int | None = None
+        self._thread = threading.Thread(
+            target=self._send, args=(port, path, token, body, content_type)
+        )
+        self._thread.start()
+
+    def _send(
+        self, port: int, path: str, token: str, body: bytes | Iterable[bytes], content_type: str
+    ) -> None:
+        if not isinstance(body, bytes):
+            body = self._announced(body)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            connection.request(
+                "POST",
+                path,
+                body=body,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "X-Purpose": PURPOSE,
+                    "Content-Type": content_type,
+                },
+                encode_chunked=not isinstance(body, bytes),
+            )
+            self.sent.set()
+            self.status = connection.getresponse().status
+        except OSError:
+            pass  # the server died under it: that is the point
+        finally:
+            self.sent.set()
+
+    def _announced(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """A streamed body is under way once its first chunk is out."""
+        for chunk in chunks:
+            yield chunk
+            self.sent.set()
+
+    def join(self) -> None:
+        self._thread.join(timeout=120)
+
+
+def kill(server: subprocess.Popen[bytes]) -> None:
+    server.kill()  # SIGKILL: no handler, no cleanup, no flush
+    server.wait(timeout=30)
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    server.wait(timeout=30)

@@ -1,0 +1,120 @@
+"""Alerts from the access log: the signs of a dictionary attack, and of a key being guessed.
+
+Card numbers and phone numbers have little entropy: whoever can pseudonymise freely can
+enumerate the space and build a reverse table of a domain. The rate limit bounds how fast; the
+access log shows who tried. Two signs are raised, per actor and per clock hour (UTC):
+
+- ``volume``: more clear identifiers submitted for pseudonyms that come back to the caller
+  (``pseudonymise``, ``tokenise_file``, ``link_resolve``) than ``alert_values_per_hour``;
+- ``refusals``: more refused or failed calls than ``alert_refusals_per_hour`` (a stolen key
+  probing other domains, or someone guessing keys, who is logged as ``anonymous``).
+
+The scan reads the log, not a counter in one process, so it sees every worker and every host.
+Run it from cron or a monitor: ``tiers audit alerts`` exits 3 when it finds something.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from audit import Counts, parse_entry
+from audit.entry import AuditEntry
+from tiers.auditing import Access, audited
+from tiers.authorisation import require
+from tiers.deployment import Deployment
+from tiers.errors import InvalidRequest
+from tiers.storage import audit_log
+
+__all__ = ["LOOKUP_ACTIONS", "Alert", "Thresholds", "find_alerts", "scan"]
+
+# Actions where the caller submits clear identifiers and gets their pseudonyms back.
+LOOKUP_ACTIONS = frozenset({"pseudonymise", "tokenise_file", "link_resolve"})
+MAX_PERIOD = timedelta(days=31)
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    values_per_hour: int
+    refusals_per_hour: int
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    kind: str  # "volume" or "refusals"
+    actor: str
+    hour: datetime  # the start of the clock hour, UTC
+    observed: int
+    threshold: int
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive times are taken as UTC, as everywhere in the log."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def scan(entries: Iterable[AuditEntry], thresholds: Thresholds) -> list[Alert]:
+    """The alerts these entries raise, by hour, then kind, then actor."""
+    values: Counter[tuple[datetime, str]] = Counter()
+    refusals: Counter[tuple[datetime, str]] = Counter()
+    for entry in entries:
+        key = (_hour(entry.time), entry.actor)
+        if entry.outcome != "ok":
+            refusals[key] += 1
+        elif entry.action in LOOKUP_ACTIONS:
+            values[key] += entry.counts.records_in
+    found = [
+        Alert(kind, actor, hour, observed, threshold)
+        for kind, counter, threshold in (
+            ("volume", values, thresholds.values_per_hour),
+            ("refusals", refusals, thresholds.refusals_per_hour),
+        )
+        for (hour, actor), observed in counter.items()
+        if observed > threshold
+    ]
+    return sorted(found, key=lambda a: (a.hour, a.kind, a.actor))
+
+
+@audited("audit_alerts", domain_arg=None)
+def find_alerts(
+    deployment: Deployment,
+    *,
+    access: Access,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    thresholds: Thresholds | None = None,
+) -> list[Alert]:
+    """Scan the log between ``since`` (default: 24 hours before now) and ``until`` (default:
+    now); at most 31 days at a time. Thresholds default to the deployment's settings."""
+    require(access, "audit_alerts")
+    until = _utc(until or access.now)
+    since = _utc(since or until - timedelta(hours=24))
+    if until <= since or until - since > MAX_PERIOD:
+        raise InvalidRequest("the period must be positive and at most 31 days", code="bad_period")
+    settings = deployment.settings
+    thresholds = thresholds or Thresholds(
+        settings.alert_values_per_hour, settings.alert_refusals_per_hour
+    )
+    with deployment.transaction() as connection:
+        entries = (
+            parse_entry(data)
+            for data in audit_log.query(connection, since=_hour(since), until=until)
+        )
+        found = scan(entries, thresholds)
+        deployment.record(
+            connection,
+            access,
+            action="audit_alerts",
+            counts=Counts(records_out=len(found)),
+            detail={
+                "values_per_hour": thresholds.values_per_hour,
+                "refusals_per_hour": thresholds.refusals_per_hour,
+            },
+        )
+    return found
