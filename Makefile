@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-dev lint fuzz soak clean
+.PHONY: run test install install-dev lint fuzz soak bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $@ $(VENV)/.installed $(VENV)/.installed-dev
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -43,6 +47,11 @@ fuzz: install-dev
 	TIERS_FUZZ_EXAMPLES=$${TIERS_FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest -q \
 		tests/api/test_openapi_fuzz.py tests/hardening/test_hostile_files.py \
 		--hypothesis-seed=$${SEED:-0} -p no:cacheprovider
+
+## make bench: figures and ratios against the ceiling and peers -> bench/results.json
+## (BENCH_ARGS=--quick for about a minute; TIERS_BENCH_POSTGRES_URL adds PostgreSQL runs)
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 ## make soak: bounded loopback soak (SOAK_SECONDS, default 600) against a real tiers serve
 soak: install-dev

@@ -26,6 +26,7 @@ from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
+from tiers.fastpath import BLOCK_BYTES, RecordBlocks, in_order
 from tiers.identifiers import IdentifierKind, get_kind
 from tiers.tokenisation import Registrar, Tokeniser, card_enroller
 
@@ -182,6 +183,18 @@ def _plan(header: list[str], columns: Sequence[ColumnSpec], keep: Sequence[str])
 
 def _open_source(source: Path | IO[bytes]) -> tuple[IO[bytes], IO[str], int]:
     """A text view of the source. A stream (an upload) is read as it comes: size 0 = unknown."""
+    raw, size = _open_raw(source)
+    return raw, _text(raw, "utf-8-sig"), size
+
+
+def _text(raw: IO[bytes], encoding: str) -> IO[str]:
+    # surrogateescape keeps undecodable bytes in the row so that the row, not the file, is
+    # rejected (code bad_encoding); utf-8-sig drops a leading byte-order mark.
+    return io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
+
+
+def _open_raw(source: Path | IO[bytes]) -> tuple[IO[bytes], int]:
+    """The source as bytes, and its size (0: a stream read as it comes, size unknown)."""
     raw: IO[bytes]
     if isinstance(source, Path):
         try:
@@ -193,10 +206,7 @@ def _open_source(source: Path | IO[bytes]) -> tuple[IO[bytes], IO[str], int]:
         size = os.fstat(raw.fileno()).st_size
     else:
         raw, size = source, 0
-    # surrogateescape keeps undecodable bytes in the row so that the row, not the file, is
-    # rejected (code bad_encoding); utf-8-sig drops a leading byte-order mark.
-    text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    return raw, text, size
+    return raw, size
 
 
 def _undecodable(text: str) -> bool:
@@ -264,9 +274,10 @@ def _read_header(reader: Iterator[list[str]]) -> list[str]:
     return header
 
 
-def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
-    """``(first line number, fields)`` of each record after the header; blank lines skipped."""
-    last_line = reader.line_num
+def _records(reader: Any, lines_before: int = 0) -> Iterator[tuple[int, list[str]]]:
+    """``(first line number, fields)`` of each record after the header; blank lines skipped.
+    ``lines_before``: the physical lines of the file before the reader's first line."""
+    last_line = reader.line_num + lines_before
     while True:
         try:
             row = next(reader)
@@ -277,7 +288,7 @@ def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
                 f"line {last_line + 1}: not valid CSV ({exc})", code="bad_csv"
             ) from None
         line = last_line + 1
-        last_line = reader.line_num
+        last_line = reader.line_num + lines_before
         if row:
             yield line, row
 
@@ -292,6 +303,7 @@ class _Sink:
     registrar: Registrar | None
     report: FileReport
     max_listed_rejects: int
+    output_handle: IO[str]
 
     def __post_init__(self) -> None:
         self.output.writerow(self.plan.header)
@@ -305,21 +317,85 @@ class _Sink:
                 self.report.first_rejects.append(Reject(line, column, code))
 
     def accept(self, row: list[str], tokens: list[tuple[bytes, bytes, str]]) -> None:
-        slots = self.plan.identifier_slots
-        self.output.writerow(
-            [
-                neutralise_formula(row[pos])
-                if (slot := slots.get(pos)) is None
-                else tokens[slot][2]
-                for pos in self.plan.output_positions
-            ]
-        )
+        self.output.writerow(_output_row(self.plan, row, tokens))
         self.report.rows_out += 1
         if self.registrar is not None:
-            for (base, mac, _), (_, kind) in zip(
-                tokens, self.plan.identifier_positions, strict=True
-            ):
-                self.registrar.add(base, mac, kind.name)
+            for base, mac, kind in _registrations(self.plan, tokens):
+                self.registrar.add(base, mac, kind)
+
+    def apply(self, block: _BlockResult) -> None:
+        """A block tokenised elsewhere (see :mod:`tiers.fastpath`), in file order."""
+        if block.error is not None:
+            raise InvalidFile(block.error[0], code=block.error[1])
+        self.report.rows_in += block.rows_in
+        for line, problems in block.rejects:
+            self.reject(line, problems)
+        self.output_handle.write(block.output)
+        self.report.rows_out += block.rows_out
+        if self.registrar is not None:
+            for base, mac, kind in block.registrations:
+                self.registrar.add(base, mac, kind)
+
+
+def _output_row(plan: _Plan, row: list[str], tokens: list[tuple[bytes, bytes, str]]) -> list[str]:
+    slots = plan.identifier_slots
+    return [
+        neutralise_formula(row[pos]) if (slot := slots.get(pos)) is None else tokens[slot][2]
+        for pos in plan.output_positions
+    ]
+
+
+def _registrations(
+    plan: _Plan, tokens: list[tuple[bytes, bytes, str]]
+) -> Iterator[tuple[bytes, bytes, str]]:
+    for (base, mac, _), (_, kind) in zip(tokens, plan.identifier_positions, strict=True):
+        yield base, mac, kind.name
+
+
+@dataclass(slots=True)
+class _BlockResult:
+    bytes_in: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
+    output: str = ""
+    rejects: list[tuple[int, list[tuple[str, str]]]] = field(default_factory=list)
+    registrations: list[tuple[bytes, bytes, str]] = field(default_factory=list)
+    error: tuple[str, str] | None = None  # (message, code) of an error that fails the file
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class _BlockWork:
+    """Tokenise one block of whole lines: what a fast-path worker runs (holds the keys)."""
+
+    plan: _Plan
+    width: int
+    tokeniser: Tokeniser
+    delimiter: str
+    register: bool
+
+    def __call__(self, block: bytes, lines_before: int) -> _BlockResult:
+        result = _BlockResult(bytes_in=len(block))
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer, delimiter=self.delimiter)
+        text = io.TextIOWrapper(
+            io.BytesIO(block), encoding="utf-8", errors="surrogateescape", newline=""
+        )
+        reader = csv.reader(text, delimiter=self.delimiter, strict=False)
+        try:
+            for line, row in _records(reader, lines_before):
+                result.rows_in += 1
+                problems, tokens = _row_problems(row, self.plan, self.width, self.tokeniser)
+                if problems:
+                    result.rejects.append((line, problems))
+                    continue
+                writer.writerow(_output_row(self.plan, row, tokens))
+                result.rows_out += 1
+                if self.register:
+                    result.registrations.extend(_registrations(self.plan, tokens))
+        except InvalidFile as error:
+            result.error = (error.message, error.code)
+        result.output = buffer.getvalue()
+        return result
 
 
 @audited("tokenise_file")
@@ -337,6 +413,8 @@ def tokenise_file(
     delimiter: str = ",",
     progress: ProgressCallback | None = None,
     max_listed_rejects: int = 10,
+    workers: int | None = None,
+    block_bytes: int = BLOCK_BYTES,
 ) -> FileReport:
     """Tokenise the CSV ``source`` into ``output`` (see the module docstring).
 
@@ -345,6 +423,11 @@ def tokenise_file(
     column), :class:`InvalidRequest` (options), :class:`InvalidFile` (empty file, header only,
     not CSV, undecodable header, broken quoting). Subjects are registered in one transaction,
     committed only when the whole file was read, before the outputs are renamed into place.
+
+    ``workers`` (default: ``TIERS_FILE_WORKERS``) processes tokenise blocks of
+    ``block_bytes`` in parallel where the file allows it (see :mod:`tiers.fastpath`); the
+    output is the same, byte for byte, whatever the workers and block size. ``block_bytes=0``
+    reads the whole file serially (the simple path).
     """
     require(access, "tokenise_file", domain)
     rejects = rejects or output.with_name(output.name + ".rejects.csv")
@@ -352,10 +435,23 @@ def tokenise_file(
     csv.field_size_limit(FIELD_SIZE_LIMIT)
     report = FileReport(output=str(output), rejects=str(rejects))
     with ExitStack() as stack:
-        raw, text, size = _open_source(source)
+        raw, size = _open_raw(source)
         stack.callback(raw.close)
-        reader = csv.reader(text, delimiter=delimiter, strict=False)
-        header = _read_header(reader)
+        blocks = RecordBlocks(raw, block_bytes)
+        first_line = blocks.header() if block_bytes > 0 else None
+        if first_line is None:  # the whole file is read serially
+            reader = csv.reader(
+                _text(blocks.rest(), "utf-8-sig"), delimiter=delimiter, strict=False
+            )
+            header = _read_header(reader)
+        else:
+            header = _read_header(
+                csv.reader(
+                    io.StringIO(first_line.decode("utf-8-sig", "surrogateescape"), newline=""),
+                    delimiter=delimiter,
+                    strict=False,
+                )
+            )
         plan = _plan(header, columns, keep)
         # Entered last, so left first: the subjects are committed before the outputs appear.
         out_handle = stack.enter_context(atomic_output(output))
@@ -376,8 +472,20 @@ def tokenise_file(
             registrar if register else None,
             report,
             max_listed_rejects,
+            out_handle,
         )
-        for line, row in _records(reader):
+        lines_before = 0
+        if first_line is not None:
+            work = _BlockWork(plan, len(header), tokeniser, delimiter, register)
+            done = len(first_line)
+            for block in in_order(work, iter(blocks), workers or deployment.settings.file_workers):
+                sink.apply(block)
+                done += block.bytes_in
+                if progress is not None:
+                    progress(done if size else report.rows_in, size)
+            reader = csv.reader(_text(blocks.rest(), "utf-8"), delimiter=delimiter, strict=False)
+            lines_before = blocks.lines
+        for line, row in _records(reader, lines_before):
             report.rows_in += 1
             problems, tokens = _row_problems(row, plan, len(header), tokeniser)
             if problems:

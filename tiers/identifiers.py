@@ -106,7 +106,9 @@ _EMAIL_MAX = 254
 
 def _casefold_fixed_point(text: str) -> str:
     # NFKC and lower() do not commute for a few code points; iterate to a fixed point so that
-    # normalising twice gives the same string.
+    # normalising twice gives the same string. ASCII is its own NFKC form: one lower() is it.
+    if text.isascii():
+        return text.lower()
     for _ in range(4):
         folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).lower())
         if folded == text:
@@ -116,6 +118,8 @@ def _casefold_fixed_point(text: str) -> str:
 
 
 def _has_space_or_control(text: str) -> bool:
+    if text.isascii():  # the same test, without a Python loop: printable ASCII but the space
+        return " " in text or not text.isprintable()
     return any(c.isspace() or unicodedata.category(c)[0] in "CZ" for c in text)
 
 

@@ -25,10 +25,25 @@ __all__ = [
     "DOMAIN_NAME",
     "PSEUDONYM_BYTES",
     "Pseudonym",
+    "b32_text",
     "base_pseudonym",
     "domain_pseudonym",
     "parse_for_domain",
 ]
+
+# base32 (RFC 4648, lower case) of 160 bits, by ten-bit groups: the standard library's encoder
+# is pure Python and was a fifth of the cost of a file row. Equal to base64.b32encode (tested).
+_PAIRS = [
+    a + b for a in "abcdefghijklmnopqrstuvwxyz234567" for b in "abcdefghijklmnopqrstuvwxyz234567"
+]
+_SHIFTS = range(150, -1, -10)
+
+
+def b32_text(value: bytes) -> str:
+    """Lower-case base32 of a 20-byte pseudonym value (no padding: 160 bits = 32 characters)."""
+    number = int.from_bytes(value, "big")
+    return "".join([_PAIRS[(number >> shift) & 1023] for shift in _SHIFTS])
+
 
 BASE_BYTES = 32
 PSEUDONYM_BYTES = 20
@@ -53,8 +68,7 @@ class Pseudonym:
             raise InvalidPseudonym(f"pseudonym value must be {PSEUDONYM_BYTES} bytes")
 
     def __str__(self) -> str:
-        encoded = base64.b32encode(self.value).decode("ascii").lower()
-        return f"{self.domain}.v{self.version}.{encoded}"
+        return f"{self.domain}.v{self.version}.{b32_text(self.value)}"
 
     @classmethod
     def parse(cls, text: str) -> Pseudonym:

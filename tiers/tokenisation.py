@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,13 +16,21 @@ from tiers.deployment import Deployment
 from tiers.errors import InvalidIdentifier, InvalidRequest
 from tiers.identifiers import IdentifierKind, NormalisationOptions, get_kind
 from tiers.links import CardEnrolment
-from tiers.pseudonyms import PSEUDONYM_BYTES
+from tiers.pseudonyms import PSEUDONYM_BYTES, b32_text
 from tiers.storage import subjects
 from tiers.storage.domains import DomainRecord
 
 __all__ = ["REGISTER_BATCH", "Registrar", "Tokeniser", "pseudonymise_values"]
 
 REGISTER_BATCH = 10_000
+
+
+_KIND_PREFIX: dict[str, bytes] = {}
+
+
+def _kind_prefix(name: str) -> bytes:
+    _KIND_PREFIX[name] = prefix = length_prefixed(name.encode("utf-8"))
+    return prefix
 
 
 @dataclass(slots=True, repr=False)
@@ -62,12 +69,12 @@ class Tokeniser:
         Same result as :func:`tiers.pseudonyms.base_pseudonym` then
         :func:`~tiers.pseudonyms.domain_pseudonym`, without building intermediate objects.
         """
-        normalised = kind.normaliser(value, self.options)
-        base = self.base_key.mac(
-            length_prefixed(kind.name.encode("utf-8"), normalised.encode("utf-8"))
-        )
+        normalised = kind.normaliser(value, self.options).encode("utf-8")
+        # length_prefixed(kind, normalised), with the kind's part computed once per kind.
+        prefix = _KIND_PREFIX.get(kind.name) or _kind_prefix(kind.name)
+        base = self.base_key.mac(prefix + len(normalised).to_bytes(4, "big") + normalised)
         mac = self.domain_key.mac(base)[:PSEUDONYM_BYTES]
-        return base, mac, self._prefix + base64.b32encode(mac).decode("ascii").lower()
+        return base, mac, self._prefix + b32_text(mac)
 
     def __repr__(self) -> str:
         return f"<Tokeniser {self.domain.name} v{self.domain_key.version} (keys redacted)>"

@@ -188,7 +188,7 @@ def test_an_interrupted_run_leaves_no_output_and_registers_nothing(
     source = tmp_path / "in.csv"
     with open(source, "w", encoding="utf-8") as handle:
         handle.write("card,email,amount\n")
-        for i in range(30_000):
+        for i in range(100_000):  # several blocks: progress is reported after each
             handle.write(f"{10_000_000 + i},user{i}@example.fr,{i}\n")
     before = database.rows()
 

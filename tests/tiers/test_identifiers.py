@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tiers import identifiers
 from tiers.errors import InvalidIdentifier
 from tiers.identifiers import KINDS, NormalisationOptions, luhn_valid, normalise
 
@@ -133,3 +136,13 @@ def test_no_error_message_contains_the_value(raw: str, data: st.DataObject) -> N
         except InvalidIdentifier as error:
             assert "§µ" not in error.message
             assert "§µ".upper() not in error.message
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=40))
+def test_the_ascii_shortcuts_agree_with_the_general_email_checks(text: str) -> None:
+    general = any(c.isspace() or unicodedata.category(c)[0] in "CZ" for c in text)
+    assert general == identifiers._has_space_or_control(text)
+    folded = text
+    for _ in range(4):
+        folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", folded).lower())
+    assert folded == identifiers._casefold_fixed_point(text)

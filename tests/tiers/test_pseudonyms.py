@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 import pytest
@@ -11,6 +12,7 @@ from tiers.errors import DomainMismatch, InvalidPseudonym, KeyDestroyed, Unknown
 from tiers.pseudonyms import (
     PSEUDONYM_BYTES,
     Pseudonym,
+    b32_text,
     base_pseudonym,
     domain_pseudonym,
     parse_for_domain,
@@ -139,3 +141,8 @@ def test_unknown_and_destroyed_versions_are_refused() -> None:
     first = Pseudonym("casino", 1, old.value)
     with pytest.raises(KeyDestroyed):
         parse_for_domain(str(first), domain="casino", keyring=ring.destroyed(1, T0))
+
+
+@given(st.binary(min_size=20, max_size=20))
+def test_b32_text_is_rfc4648_base32_in_lower_case(value: bytes) -> None:
+    assert base64.b32encode(value).decode("ascii").lower() == b32_text(value)

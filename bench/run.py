@@ -1,0 +1,190 @@
+"""`make bench`: file tokenisation against the ceiling and peers, the API under load, and
+look-ups as the alliance grows. Prints a table of figures and ratios measured in this run and
+writes them, with a description of the machine, to ``bench/results.json``.
+
+    python -m bench.run [--quick] [--rows N] [--database-url postgresql+psycopg://…]
+                        [--scale 10000,100000] [--skip api,scale,peers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import files_bench, service_bench
+from bench.data import write_customer_file
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - the repository's own git
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {
+        "cpu": model or platform.processor(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "commit": commit,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def line(label: str, value: float, unit: str, note: str = "") -> None:
+    print(f"  {label:<52} {value:>14,.1f} {unit:<10} {note}")
+
+
+def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:
+    rows = options.rows
+    path = write_customer_file(work / "customers.csv", rows)
+    cores = files_bench.cpu_count()
+    print(f"File tokenisation: {rows:,} rows (card, email, phone + 3 payload columns)")
+    figures: dict[str, Any] = {"rows": rows, "cores": cores}
+    figures["ceiling_1_core"] = files_bench.ceiling(path, 1)
+    figures["ceiling_all_cores"] = files_bench.ceiling(path, cores)
+    line("ceiling, 2×HMAC per identifier, 1 core", figures["ceiling_1_core"], "rows/s")
+    line(f"ceiling, all {cores} cores", figures["ceiling_all_cores"], "rows/s")
+    peers: dict[str, float] = {}
+    if "peers" not in options.skip:
+        peer_rows = min(rows, options.peer_rows)
+        peer_path = path if peer_rows == rows else write_customer_file(work / "peer.csv", peer_rows)
+        out = work / "peer.out.csv"
+        peers["csv + hmac"] = files_bench.timed(lambda: files_bench.peer_csv(peer_path, out))
+        peers["pandas + hmac"] = files_bench.timed(lambda: files_bench.peer_pandas(peer_path, out))
+        peers["presidio hash"] = files_bench.timed(
+            lambda: files_bench.peer_presidio(peer_path, out)
+        )
+        for name, value in peers.items():
+            line(f"peer: {name} (1 core, {peer_rows:,} rows)", value, "rows/s")
+    figures["peers"] = peers
+    out = work / "out.csv"
+    tiers: dict[str, float] = {}
+    backends = [("sqlite", None)]
+    if options.database_url:
+        backends.append(("postgresql", options.database_url))
+    for backend, url in backends:
+        for register in (False, True):
+            label = f"tiers in process, {backend}, {'with' if register else 'without'} registration"
+            home = Path(tempfile.mkdtemp(prefix="tiers-bench-", dir=work))
+            tiers[label] = files_bench.tiers_in_process(
+                path, out, home=home, database_url=url, register=register
+            )
+            line(label, tiers[label], "rows/s")
+    env = {**os.environ, "TIERS_HOME": str(work / "cli-home"), "TIERS_ARGON2_PROFILE": "test"}
+    subprocess.run(  # noqa: S603 - our own CLI
+        [str(Path(sys.executable).with_name("tiers")), "init"], env=env, check=True,
+        capture_output=True,
+    )  # fmt: skip
+    subprocess.run(  # noqa: S603
+        [str(Path(sys.executable).with_name("tiers")), "domain", "add", "casino", "--role",
+         "partner"], env=env, check=True, capture_output=True,
+    )  # fmt: skip
+    memory: dict[str, int] = {}
+    command_rate, memory[str(rows)] = files_bench.tiers_command(path, out, env)
+    tiers["tiers tokenise-file command, without registration"] = command_rate
+    line("tiers tokenise-file command, without registration", command_rate, "rows/s")
+    big = rows * 4
+    big_path = write_customer_file(work / "customers-4x.csv", big)
+    _, memory[str(big)] = files_bench.tiers_command(big_path, out, env)
+    big_path.unlink()
+    for size, peak in memory.items():
+        line(f"peak memory of the command at {int(size):,} rows", peak, "MiB")
+    figures["tiers"] = tiers
+    figures["peak_memory_mib"] = memory
+    best = tiers["tiers in process, sqlite, without registration"]
+    ratios = {"tiers / ceiling (all cores)": best / figures["ceiling_all_cores"]}
+    if peers:
+        ratios["tiers / fastest peer"] = best / max(peers.values())
+    figures["ratios"] = ratios
+    for name, value in ratios.items():
+        line(name, value, "×")
+    results["file_tokenisation"] = figures
+
+
+def api_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
+    seconds = 5.0 if options.quick else 20.0
+    runs = {"sqlite": service_bench.api(None, seconds, 1)}
+    if options.database_url:
+        runs["postgresql"] = service_bench.api(
+            options.database_url, seconds, files_bench.cpu_count()
+        )
+    print(f"API (uvicorn on 127.0.0.1, load from a separate process, {seconds:.0f} s per test)")
+    for backend, run in runs.items():
+        single, batch, links = run["single"], run["batch_10000"], run["link_resolve"]
+        note = f"p50 {single['p50_ms']} / p95 {single['p95_ms']} / p99 {single['p99_ms']} ms"
+        line(f"{backend}: single-value pseudonymise", single["requests_per_second"], "req/s", note)
+        line(f"{backend}: 10 000-value batches", batch["identifiers_per_second"], "ids/s")
+        note = f"p99 {links['p99_ms']} ms"
+        line(f"{backend}: hub link resolution", links["requests_per_second"], "req/s", note)
+        errors = single["errors"] + batch["errors"] + links["errors"]
+        if errors:
+            print(f"  ! {errors} requests failed on {backend}")
+    results["api"] = runs
+
+
+def scale_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
+    print("Scale (in process, SQLite)")
+    rows = []
+    for customers in options.scale:
+        row = service_bench.scale(customers, None)
+        rows.append(row)
+        line(f"{customers:,} customers: one link resolution", row["resolve_ms"], "ms")
+        line(f"{customers:,} customers: campaign routing per key", row["campaign_ms_per_key"], "ms")
+    results["scale"] = rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: about a minute")
+    parser.add_argument("--rows", type=int, default=None, help="file rows (default 1 000 000)")
+    parser.add_argument("--peer-rows", type=int, default=None, help="rows the peers process")
+    parser.add_argument("--database-url", default=os.environ.get("TIERS_BENCH_POSTGRES_URL"))
+    parser.add_argument("--scale", default=None, help="customer counts, comma-separated")
+    parser.add_argument("--skip", default="", help="sections to skip: files,peers,api,scale")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
+    options = parser.parse_args()
+    options.rows = options.rows or (100_000 if options.quick else 1_000_000)
+    options.peer_rows = options.peer_rows or (20_000 if options.quick else 200_000)
+    sizes = options.scale or ("1000,10000" if options.quick else "10000,100000")
+    options.scale = [int(n) for n in sizes.split(",")]
+    options.skip = set(filter(None, options.skip.split(",")))
+    results: dict[str, Any] = {"machine": machine(), "quick": options.quick}
+    print(f"tiers benchmarks on {results['machine']['cpu']} ({results['machine']['cores']} cores)")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="tiers-bench-") as directory:
+        if "files" not in options.skip:
+            file_section(options, Path(directory), results)
+        if "api" not in options.skip:
+            api_section(options, results)
+        if "scale" not in options.skip:
+            scale_section(options, results)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    options.output.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"written to {options.output} ({results['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

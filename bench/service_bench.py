@@ -1,0 +1,180 @@
+"""The API under load, and look-ups as the alliance grows.
+
+API: the real service (``tiers serve``, uvicorn on 127.0.0.1, the documented worker count: one
+on SQLite, one per core on PostgreSQL) driven by ``bench/load.py`` in a separate process.
+Scale: hub link resolution and campaign routing timed in process at growing customer counts.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tiers.admin import add_domain, initialise
+from tiers.auditing import Access
+from tiers.deployment import Deployment
+from tiers.exchanges import send_campaign
+from tiers.inbox import delivery_file, list_inbox
+from tiers.links import associate, enrol_cards, resolve
+from tiers.settings import Settings
+
+OPERATOR = Access("bench", "operator", "benchmark", datetime(2026, 11, 23, tzinfo=UTC))
+
+
+def _tiers(env: dict[str, str], *args: str) -> str:
+    binary = str(Path(sys.executable).with_name("tiers"))
+    return subprocess.run(  # noqa: S603 - our own CLI
+        [binary, *args], env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def alliance(settings: Settings, customers: int) -> list[str]:
+    """``customers`` alliance customers (a Casino and an SNCF card each) in a new home; returns
+    their hub linking keys, as the hub received them in an exchange."""
+    initialise(settings, access=OPERATOR)
+    deployment = Deployment.open(settings)
+    try:
+        for name in ("casino", "sncf"):
+            add_domain(deployment, access=OPERATOR, name=name, role="partner")
+        add_domain(deployment, access=OPERATOR, name="hub", role="hub")
+        cards = [str(10_000_000 + n) for n in range(customers)]
+        enrol_cards(deployment, access=OPERATOR, domain="casino", values=cards)
+        others = [str(70_000_000 + n) for n in range(customers)]
+        enrol_cards(deployment, access=OPERATOR, domain="sncf", values=others)
+        for card, other in zip(cards, others, strict=True):
+            associate(
+                deployment,
+                access=OPERATOR,
+                domain="casino",
+                card=card,
+                other_domain="sncf",
+                other_card=other,
+            )
+        month = settings.home / "month.csv"
+        month.write_text(
+            "card,date,amount,store\n" + "".join(f"{c},2026-11-02,1.00,S-1\n" for c in cards)
+        )
+        from tiers.exchanges import send_exchange  # noqa: PLC0415
+
+        send_exchange(
+            deployment, access=OPERATOR, domain="casino", exchange_type="purchases", source=month
+        )
+        (delivery,) = list_inbox(deployment, access=OPERATOR, domain="hub")
+        path = delivery_file(deployment, access=OPERATOR, delivery_id=delivery.id, domain="hub")
+        return [line.split(",")[0] for line in path.read_text().splitlines()[1:]]
+    finally:
+        deployment.close()
+
+
+def scale(customers: int, database_url: str | None, lookups: int = 2000) -> dict[str, Any]:
+    """Mean time of one hub link resolution and of routing a 1000-key campaign."""
+    home = Path(tempfile.mkdtemp(prefix="tiers-bench-scale-"))
+    settings = Settings(home=home, database_url=database_url, argon2_profile="test")
+    started = time.perf_counter()
+    keys = alliance(settings, customers)
+    built = time.perf_counter() - started
+    deployment = Deployment.open(settings)
+    hub = Access("hub-app", "hub", "benchmark", OPERATOR.now, domain="hub")
+    try:
+        sample = [keys[(n * 7919) % len(keys)] for n in range(min(lookups, len(keys)))]
+        started = time.perf_counter()
+        for key in sample:
+            resolve(deployment, access=hub, linking_keys=[key], strict=True)
+        resolution = (time.perf_counter() - started) / len(sample)
+        campaign = sample[:1000]
+        started = time.perf_counter()
+        send_campaign(deployment, access=hub, name="bench", linking_keys=campaign)
+        routing = (time.perf_counter() - started) / len(campaign)
+    finally:
+        deployment.close()
+    return {
+        "customers": customers,
+        "build_seconds": round(built, 1),
+        "resolve_ms": round(resolution * 1000, 3),
+        "campaign_ms_per_key": round(routing * 1000, 3),
+    }
+
+
+def _ready(port: int) -> bool:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        connection.request("GET", "/readyz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+
+
+def _load(port: int, token: str, seconds: float, **request: Any) -> dict[str, Any]:
+    body = request.pop("body", None)
+    args = [
+        sys.executable, "-m", "bench.load", "--port", str(port), "--token", token,
+        "--seconds", str(seconds), "--method", request.get("method", "POST"),
+        "--path", request["path"], "--connections", str(request.get("connections", 16)),
+    ]  # fmt: skip
+    if body is not None:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+            json.dump(body, handle)
+        args += ["--body", f"@{handle.name}"]
+    output = subprocess.run(args, check=True, capture_output=True, text=True).stdout  # noqa: S603
+    return json.loads(output)  # type: ignore[no-any-return]
+
+
+def api(database_url: str | None, seconds: float, workers: int) -> dict[str, Any]:
+    """Single-value pseudonymise, 10 000-value batches and hub link resolution over HTTP."""
+    home = Path(tempfile.mkdtemp(prefix="tiers-bench-api-"))
+    settings = Settings(home=home, database_url=database_url, argon2_profile="owasp")
+    keys = alliance(settings, 200)
+    env = {
+        **os.environ,
+        "TIERS_HOME": str(home),
+        "TIERS_RATE_LIMIT_PER_SECOND": "1000000",
+        "TIERS_RATE_LIMIT_BURST": "1000000",
+        "TIERS_MAX_BATCH_VALUES": "100000",
+    }
+    if database_url:
+        env["TIERS_DATABASE_URL"] = database_url
+    partner = _tiers(env, "client", "add", "casino-app", "--role", "partner", "--domain", "casino")
+    hub = _tiers(env, "client", "add", "hub-app", "--role", "hub", "--domain", "hub")
+    port = 18_000 + os.getpid() % 1000
+    command = [str(Path(sys.executable).with_name("tiers")), "serve", "--port", str(port)]
+    server = subprocess.Popen(  # noqa: S603 - our own CLI
+        [*command, "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(port):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the service did not start")
+            time.sleep(0.2)
+        single = _load(
+            port,
+            partner,
+            seconds,
+            path="/v1/pseudonymise",
+            body={"kind": "card", "values": ["10000001"]},
+        )
+        batch = _load(
+            port,
+            partner,
+            seconds,
+            path="/v1/pseudonymise",
+            connections=2,
+            body={"kind": "card", "values": [str(20_000_000 + n) for n in range(10_000)]},
+        )
+        batch["identifiers_per_second"] = round(batch["requests_per_second"] * 10_000)
+        links = _load(port, hub, seconds, method="GET", path=f"/v1/links/{keys[0]}")
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return {"workers": workers, "single": single, "batch_10000": batch, "link_resolve": links}
