@@ -100,13 +100,7 @@ class CardEnrolment:
         if not bases or self.partner.role != "partner":
             return
         refs = [(card_ref(self.base_key, self.partner.name, b), b) for b in dict.fromkeys(bases)]
-        links.enrol(
-            self.connection,
-            [
-                {"ref": r, "partner_id": self.partner.id, "base": b, "enrolled_at": now}
-                for r, b in refs
-            ],
-        )
+        links.enrol(self.connection, partner_id=self.partner.id, cards_=refs, now=now)
         if self.hub is None or self.hub_key is None:
             return
         # A card that left the alliance never gets a hub key again.

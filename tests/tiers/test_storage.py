@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import String, cast, insert, inspect, select
 
 from tests.conftest import ACCESS
 from tiers.admin import add_domain
 from tiers.deployment import Deployment
 from tiers.storage import migrate, subjects
+from tiers.storage._dialect import bulk_insert_ignoring_duplicates
 from tiers.storage.tables import metadata
+from tiers.storage.tables import subjects as subject_table
 from tiers.tokenisation import pseudonymise_values
 
 
@@ -140,3 +144,24 @@ def test_registering_twice_keeps_one_subject(deployment: Deployment) -> None:
     with deployment.engine.connect() as connection:
         domain = deployment.domain(connection, "casino")
         assert subjects.count_index(connection, domain_id=domain.id) == 2
+
+
+def test_bulk_inserts_store_what_sqlalchemy_inserts_store(deployment: Deployment) -> None:
+    """The hot-path insert converts constants with the column's own type: the stored text of a
+    timestamp is the same as through SQLAlchemy's usual insert."""
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # no microseconds: formats would differ
+    with deployment.transaction() as connection:
+        connection.execute(insert(subject_table), [{"base": b"a" * 32, "created_at": now}])
+        bulk_insert_ignoring_duplicates(
+            connection, subject_table, ["base"], [(b"b" * 32,), (b"a" * 32,)], {"created_at": now}
+        )
+        stored = connection.execute(
+            select(subject_table.c.base, cast(subject_table.c.created_at, String)).order_by(
+                subject_table.c.base
+            )
+        ).all()
+        assert [b"a" * 32, b"b" * 32] == [row[0] for row in stored]
+        assert stored[0][1] == stored[1][1]
+        assert [now, now] == [
+            row[0] for row in connection.execute(select(subject_table.c.created_at))
+        ]

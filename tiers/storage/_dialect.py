@@ -41,7 +41,10 @@ def bulk_insert_ignoring_duplicates(
     )
     fixed: dict[str, Any] = {}
     for name, value in constants.items():
-        processor = table.c[name].type.bind_processor(connection.dialect)
+        # The dialect's own implementation: a TypeDecorator's generic impl would hand the
+        # driver a datetime, which sqlite3 would store in another format than SQLAlchemy's.
+        column_type = table.c[name].type.dialect_impl(connection.dialect)
+        processor = column_type.bind_processor(connection.dialect)
         fixed[name] = processor(value) if processor else value
     positions = compiled.positiontup
     if positions:  # qmark (SQLite): tuples in the statement's order

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from tiers.storage._dialect import insert_ignoring_duplicates
+from tiers.storage._dialect import bulk_insert_ignoring_duplicates
 from tiers.storage.tables import (
     attachments,
     cards,
@@ -92,16 +92,25 @@ def _card(row: Any) -> CardRow:
     return CardRow(*tuple(row))
 
 
-def enrol(connection: Connection, rows: Sequence[dict[str, object]]) -> None:
-    """Insert cards (``ref``, ``partner_id``, ``base``, ``enrolled_at``); known ones stay as
-    they are (their first enrolment date is kept)."""
-    if rows:
-        connection.execute(insert_ignoring_duplicates(connection, cards), list(rows))
+def enrol(
+    connection: Connection, *, partner_id: int, cards_: Sequence[tuple[bytes, bytes]], now: datetime
+) -> None:
+    """Insert a partner's cards as ``(ref, base)``; known ones stay as they are (their first
+    enrolment date is kept)."""
+    bulk_insert_ignoring_duplicates(
+        connection, cards, ["ref", "base"], cards_, {"partner_id": partner_id, "enrolled_at": now}
+    )
 
 
 def insert_hub_keys(connection: Connection, rows: Sequence[dict[str, object]]) -> None:
-    if rows:
-        connection.execute(insert_ignoring_duplicates(connection, hub_keys), list(rows))
+    """Insert hub keys (``version``, ``value``, ``kind``, ``ref``); known ones are kept."""
+    columns = ["version", "value", "kind", "ref"]
+    bulk_insert_ignoring_duplicates(
+        connection,
+        hub_keys,
+        columns,
+        [tuple(row[c] for c in columns) for row in rows],  # type: ignore[misc]
+    )
 
 
 def card_by_ref(connection: Connection, *, ref: bytes) -> CardRow | None:

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, func, select
 
-from tiers.storage._dialect import insert_ignoring_duplicates
+from tiers.storage._dialect import bulk_insert_ignoring_duplicates
 from tiers.storage.tables import pseudonym_index, subjects
 
 __all__ = ["count_index", "delete_version", "lookup", "register", "reindex"]
@@ -26,22 +26,15 @@ def register(
     """Record each ``(base, pseudonym value)``: the subject and its index entry (idempotent)."""
     if not pairs:
         return
-    connection.execute(
-        insert_ignoring_duplicates(connection, subjects),
-        [{"base": base, "created_at": now} for base, _ in pairs],
+    bulk_insert_ignoring_duplicates(
+        connection, subjects, ["base"], [(base,) for base, _ in pairs], {"created_at": now}
     )
-    connection.execute(
-        insert_ignoring_duplicates(connection, pseudonym_index),
-        [
-            {
-                "domain_id": domain_id,
-                "version": version,
-                "value": value,
-                "subject": base,
-                "created_at": now,
-            }
-            for base, value in pairs
-        ],
+    bulk_insert_ignoring_duplicates(
+        connection,
+        pseudonym_index,
+        ["value", "subject"],
+        [(value, base) for base, value in pairs],
+        {"domain_id": domain_id, "version": version, "created_at": now},
     )
 
 
@@ -101,18 +94,12 @@ def reindex(
     """
     total = 0
     for batch in _subjects_of(connection, domain_id=domain_id, version=from_version):
-        connection.execute(
-            insert_ignoring_duplicates(connection, pseudonym_index),
-            [
-                {
-                    "domain_id": domain_id,
-                    "version": to_version,
-                    "value": derive(base),
-                    "subject": base,
-                    "created_at": now,
-                }
-                for base in batch
-            ],
+        bulk_insert_ignoring_duplicates(
+            connection,
+            pseudonym_index,
+            ["value", "subject"],
+            [(derive(base), base) for base in batch],
+            {"domain_id": domain_id, "version": to_version, "created_at": now},
         )
         total += len(batch)
     return total
