@@ -230,7 +230,7 @@ class Authenticator:
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(fingerprint)
-        with self._deployment.engine.connect() as connection:
+        with self._deployment.reading() as connection:
             if cached is not None and cached[2] > now:
                 record = repo.by_id(connection, client_id=cached[0])
                 if record is not None and record.active and record.credential_version == cached[1]:

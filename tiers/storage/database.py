@@ -45,8 +45,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def _sqlite_begin(connection: Connection) -> None:
     # Every transaction appends to the access log, so every transaction writes: take the write
     # lock at BEGIN rather than fail with "database is locked" when upgrading a read later.
-    if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A connection marked tiers_read_only (Deployment.reading) only reads: a deferred BEGIN.
+    options = connection.get_execution_options()
+    if options.get("isolation_level") != "AUTOCOMMIT":
+        connection.exec_driver_sql("BEGIN" if options.get("tiers_read_only") else "BEGIN IMMEDIATE")
 
 
 def _unavailable(context: ExceptionContext) -> None:
