@@ -55,7 +55,7 @@ bench: $(VENV)/.installed-bench
 
 ## make soak: bounded loopback soak (SOAK_SECONDS, default 600) against a real tiers serve
 soak: install-dev
-	$(BIN)/python bench/soak.py --seconds $${SOAK_SECONDS:-600}
+	$(BIN)/python -m bench.soak --seconds $${SOAK_SECONDS:-600} $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis .mypy_cache .ruff_cache

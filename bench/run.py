@@ -22,6 +22,7 @@ from typing import Any
 
 from bench import files_bench, service_bench
 from bench.data import write_customer_file
+from bench.pg import fresh_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +54,24 @@ def machine() -> dict[str, Any]:
 
 
 def line(label: str, value: float, unit: str, note: str = "") -> None:
-    print(f"  {label:<52} {value:>14,.1f} {unit:<10} {note}")
+    shown = f"{value:>14,.3f}" if unit == "×" else f"{value:>14,.1f}"
+    print(f"  {label:<56} {shown} {unit:<10} {note}")
+
+
+def peer_runs(options: argparse.Namespace, path: Path, work: Path) -> dict[str, float]:
+    peer_rows = min(options.rows, options.peer_rows)
+    peer_path = (
+        path if peer_rows == options.rows else write_customer_file(work / "peer.csv", peer_rows)
+    )
+    out = work / "peer.out.csv"
+    peers = {
+        "csv + hmac": files_bench.timed(lambda: files_bench.peer_csv(peer_path, out)),
+        "pandas + hmac": files_bench.timed(lambda: files_bench.peer_pandas(peer_path, out)),
+        "presidio hash": files_bench.timed(lambda: files_bench.peer_presidio(peer_path, out)),
+    }
+    for name, value in peers.items():
+        line(f"peer: {name} (1 core, {peer_rows:,} rows)", value, "rows/s")
+    return peers
 
 
 def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:
@@ -66,18 +84,10 @@ def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any
     figures["ceiling_all_cores"] = files_bench.ceiling(path, cores)
     line("ceiling, 2×HMAC per identifier, 1 core", figures["ceiling_1_core"], "rows/s")
     line(f"ceiling, all {cores} cores", figures["ceiling_all_cores"], "rows/s")
-    peers: dict[str, float] = {}
-    if "peers" not in options.skip:
-        peer_rows = min(rows, options.peer_rows)
-        peer_path = path if peer_rows == rows else write_customer_file(work / "peer.csv", peer_rows)
-        out = work / "peer.out.csv"
-        peers["csv + hmac"] = files_bench.timed(lambda: files_bench.peer_csv(peer_path, out))
-        peers["pandas + hmac"] = files_bench.timed(lambda: files_bench.peer_pandas(peer_path, out))
-        peers["presidio hash"] = files_bench.timed(
-            lambda: files_bench.peer_presidio(peer_path, out)
-        )
-        for name, value in peers.items():
-            line(f"peer: {name} (1 core, {peer_rows:,} rows)", value, "rows/s")
+    figures["normalise_us_per_value"] = files_bench.normalisation_cost(path)
+    for kind, cost in figures["normalise_us_per_value"].items():
+        line(f"normalising one {kind} (not in the ceiling), 1 core", cost, "µs")
+    peers = {} if "peers" in options.skip else peer_runs(options, path, work)
     figures["peers"] = peers
     out = work / "out.csv"
     tiers: dict[str, float] = {}
@@ -88,9 +98,10 @@ def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any
         for register in (False, True):
             label = f"tiers in process, {backend}, {'with' if register else 'without'} registration"
             home = Path(tempfile.mkdtemp(prefix="tiers-bench-", dir=work))
-            tiers[label] = files_bench.tiers_in_process(
-                path, out, home=home, database_url=url, register=register
-            )
+            with fresh_schema(url) as scoped:
+                tiers[label] = files_bench.tiers_in_process(
+                    path, out, home=home, database_url=scoped, register=register
+                )
             line(label, tiers[label], "rows/s")
     env = {**os.environ, "TIERS_HOME": str(work / "cli-home"), "TIERS_ARGON2_PROFILE": "test"}
     subprocess.run(  # noqa: S603 - our own CLI
@@ -127,9 +138,8 @@ def api_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
     seconds = 5.0 if options.quick else 20.0
     runs = {"sqlite": service_bench.api(None, seconds, 1)}
     if options.database_url:
-        runs["postgresql"] = service_bench.api(
-            options.database_url, seconds, files_bench.cpu_count()
-        )
+        with fresh_schema(options.database_url) as scoped:
+            runs["postgresql"] = service_bench.api(scoped, seconds, files_bench.cpu_count())
     print(f"API (uvicorn on 127.0.0.1, load from a separate process, {seconds:.0f} s per test)")
     for backend, run in runs.items():
         single, batch, links = run["single"], run["batch_10000"], run["link_resolve"]
