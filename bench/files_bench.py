@@ -88,7 +88,8 @@ def _mac(value: str) -> str:
     return hmac.new(KEY_1, value.encode(), "sha256").hexdigest()
 
 
-def peer_csv(path: Path, output: Path) -> int:
+def _rewrite(path: Path, output: Path, transform: Callable[[list[str]], list[str]]) -> int:
+    """CSV in, CSV out: the header as is, each row through ``transform``."""
     with (
         open(path, newline="", encoding="utf-8") as source,
         open(output, "w", newline="", encoding="utf-8") as target,
@@ -98,10 +99,17 @@ def peer_csv(path: Path, output: Path) -> int:
         writer.writerow(next(reader))
         rows = 0
         for row in reader:
-            row[0], row[1], row[2] = _mac(row[0]), _mac(row[1]), _mac(row[2])
-            writer.writerow(row)
+            writer.writerow(transform(row))
             rows += 1
     return rows
+
+
+def peer_csv(path: Path, output: Path) -> int:
+    def transform(row: list[str]) -> list[str]:
+        row[0], row[1], row[2] = _mac(row[0]), _mac(row[1]), _mac(row[2])
+        return row
+
+    return _rewrite(path, output, transform)
 
 
 def peer_pandas(path: Path, output: Path) -> int:
@@ -118,26 +126,19 @@ def peer_presidio(path: Path, output: Path) -> int:
         name.upper(): OperatorConfig("hash", {"hash_type": "sha256", "salt": KEY_1})
         for name in IDENTIFIER_COLUMNS
     }
-    with (
-        open(path, newline="", encoding="utf-8") as source,
-        open(output, "w", newline="", encoding="utf-8") as target,
-    ):
-        reader = csv.reader(source)
-        writer = csv.writer(target)
-        writer.writerow(next(reader))
-        rows = 0
-        for row in reader:
-            text = f"{row[0]},{row[1]},{row[2]}"
-            first, second = len(row[0]), len(row[0]) + 1 + len(row[1])
-            spans = [
-                RecognizerResult("CARD", 0, first, 1.0),
-                RecognizerResult("EMAIL", first + 1, second, 1.0),
-                RecognizerResult("PHONE", second + 1, len(text), 1.0),
-            ]
-            result = engine.anonymize(text=text, analyzer_results=spans, operators=operators)
-            writer.writerow([*result.text.split(",", 2), *row[3:]])
-            rows += 1
-    return rows
+
+    def transform(row: list[str]) -> list[str]:
+        text = f"{row[0]},{row[1]},{row[2]}"
+        first, second = len(row[0]), len(row[0]) + 1 + len(row[1])
+        spans = [
+            RecognizerResult("CARD", 0, first, 1.0),
+            RecognizerResult("EMAIL", first + 1, second, 1.0),
+            RecognizerResult("PHONE", second + 1, len(text), 1.0),
+        ]
+        result = engine.anonymize(text=text, analyzer_results=spans, operators=operators)
+        return [*result.text.split(",", 2), *row[3:]]
+
+    return _rewrite(path, output, transform)
 
 
 def timed(run: Callable[[], int]) -> float:

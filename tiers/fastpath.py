@@ -40,6 +40,8 @@ def _first_unsafe(data: bytes) -> int:
     its newline, if any, has not been read yet)."""
     found = [i for i in (data.find(b'"'), data.find(b"\x00")) if i != -1]
     carriage = data.find(b"\r")
+    if carriage != -1 and data.count(b"\r") == data.count(b"\r\n"):
+        carriage = -1  # CRLF line ends only (the common case), found without a Python loop
     while carriage != -1 and data[carriage + 1 : carriage + 2] == b"\n":
         carriage = data.find(b"\r", carriage + 1)
     if carriage != -1:
