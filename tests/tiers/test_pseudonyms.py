@@ -8,7 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keys import DomainKey, Keyring, length_prefixed, new_key_material
-from tiers.errors import DomainMismatch, InvalidPseudonym, KeyDestroyed, UnknownKeyVersion
+from tiers.errors import (
+    DomainMismatch,
+    InvalidIdentifier,
+    InvalidPseudonym,
+    KeyDestroyed,
+    UnknownKeyVersion,
+)
+from tiers.identifiers import NormalisationOptions, get_kind
 from tiers.pseudonyms import (
     PSEUDONYM_BYTES,
     Pseudonym,
@@ -17,6 +24,8 @@ from tiers.pseudonyms import (
     domain_pseudonym,
     parse_for_domain,
 )
+from tiers.storage.domains import DomainRecord
+from tiers.tokenisation import Tokeniser
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 names = st.from_regex(r"[a-z][a-z0-9-]{1,31}", fullmatch=True)
@@ -146,3 +155,30 @@ def test_unknown_and_destroyed_versions_are_refused() -> None:
 @given(st.binary(min_size=20, max_size=20))
 def test_b32_text_is_rfc4648_base32_in_lower_case(value: bytes) -> None:
     assert base64.b32encode(value).decode("ascii").lower() == b32_text(value)
+
+
+@given(
+    kind=st.sampled_from(["card", "email", "phone"]),
+    value=st.one_of(
+        st.text(max_size=30),
+        st.from_regex(r"[0-9 ]{8,19}", fullmatch=True),
+        st.from_regex(r"[a-zA-Z0-9.]{1,10}@[a-z]{1,8}\.[a-z]{2,3}", fullmatch=True),
+        st.from_regex(r"\+336[0-9]{8}", fullmatch=True),
+    ),
+)
+def test_the_tokeniser_gives_the_two_layer_pseudonyms(kind: str, value: str) -> None:
+    """The hot path's shortcuts (kind prefix cached, table base32) change nothing."""
+    identifier = get_kind(kind)
+    options = NormalisationOptions()
+    tokeniser = Tokeniser(
+        DomainRecord(1, "casino", "partner", False, T0), BASE, CASINO.active, options
+    )
+    try:
+        normalised = identifier.normaliser(value, options)
+    except InvalidIdentifier:
+        with pytest.raises(InvalidIdentifier):
+            tokeniser.tokenise(identifier, value)
+        return
+    base = base_pseudonym(BASE, kind, normalised)
+    expected = domain_pseudonym(CASINO.active, "casino", base)
+    assert (base, expected.value, str(expected)) == tokeniser.tokenise(identifier, value)
