@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tiers.errors import TiersError
 
 __all__ = [
+    "AlertOut",
     "AuditSubjectRequest",
     "CheckpointOut",
     "ClientIn",
@@ -174,3 +175,13 @@ class ClientOut(BaseModel):
 
 class IssuedKeyOut(ClientOut):
     api_key: str = Field(description="shown once: store it now, it cannot be read again")
+
+
+class AlertOut(BaseModel):
+    """A sign of a dictionary attack (``volume``) or of key guessing (``refusals``)."""
+
+    kind: str = Field(examples=["volume"])
+    actor: str
+    hour: datetime
+    observed: int
+    threshold: int

@@ -8,10 +8,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
 
 from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
-from api.schemas import ERRORS, AuditSubjectRequest, CheckpointOut, VerificationOut
+from api.schemas import ERRORS, AlertOut, AuditSubjectRequest, CheckpointOut, VerificationOut
 from tiers import alerts, audit_ops
 
 router = APIRouter(prefix="/v1/audit", responses=ERRORS, tags=["auditor"])
@@ -48,16 +47,8 @@ def verify(deployment: DeploymentDep, access: CurrentAccess) -> VerificationOut:
     )
 
 
-class AlertOut(BaseModel):
-    kind: str = Field(examples=["volume"])
-    actor: str
-    hour: datetime
-    observed: int
-    threshold: int
-
-
 @router.get("/alerts", name="audit_alerts", response_model=list[AlertOut])
-def alerts_(
+def alert_list(
     deployment: DeploymentDep,
     access: CurrentAccess,
     since: datetime | None = None,
