@@ -13,6 +13,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import Database
 
 PURPOSE = "crash test"
 
@@ -135,3 +138,20 @@ def kill(server: subprocess.Popen[bytes]) -> None:
 def stop(server: subprocess.Popen[bytes]) -> None:
     server.terminate()
     server.wait(timeout=30)
+
+
+def kill_in_flight(server: subprocess.Popen[bytes], flight: InFlight, delay: float) -> None:
+    assert flight.sent.wait(60)
+    time.sleep(delay)
+    kill(server)
+    flight.join()
+    assert flight.status is None, "the operation finished before the kill: make it longer"
+
+
+def count(database: Database, table: str) -> int:
+    engine = create_engine(database.url or f"sqlite:///{database.home / 'tiers.db'}")
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())  # noqa: S608
+    finally:
+        engine.dispose()

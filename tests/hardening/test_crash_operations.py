@@ -12,14 +12,22 @@ import base64
 import json
 import os
 import random
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-
 from tests.conftest import ACCESS, Database
-from tests.hardening.service import InFlight, free_port, kill, request, start, stop, tiers
+from tests.hardening.service import (
+    InFlight,
+    count,
+    free_port,
+    kill_in_flight,
+    request,
+    start,
+    stop,
+    tiers,
+)
 from tiers.admin import add_domain, initialise
 from tiers.deployment import Deployment
 from tiers.exchanges import send_exchange
@@ -39,33 +47,16 @@ def environment(database: Database) -> dict[str, str]:
     }
 
 
-def count(database: Database, table: str) -> int:
-    engine = create_engine(database.url or f"sqlite:///{database.home / 'tiers.db'}")
-    try:
-        with engine.connect() as connection:
-            return int(connection.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())  # noqa: S608
-    finally:
-        engine.dispose()
-
-
 def inbox_files(database: Database) -> list[str]:
     """Every file in the inbox directory, temporary ones included."""
     directory = database.home / "inbox"
     return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
 
 
-def restart_after_crash(env: dict[str, str], port: int) -> object:
+def restart_after_crash(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     # A killed writer's files are swept once they are older than the staleness limit.
     time.sleep(STALE_SECONDS + 0.5)
     return start(env, port)
-
-
-def kill_in_flight(server: object, flight: InFlight, delay: float) -> None:
-    assert flight.sent.wait(60)
-    time.sleep(delay)
-    kill(server)  # type: ignore[arg-type]
-    flight.join()
-    assert flight.status is None, "the operation finished before the kill: make it longer"
 
 
 def purchases(rows: int, first_card: int) -> Iterator[bytes]:
@@ -113,7 +104,7 @@ def test_an_exchange_killed_mid_file_leaves_no_card_and_no_delivery(database: Da
         ]
         assert 4000 == count(database, "cards")
     finally:
-        stop(server)  # type: ignore[arg-type]
+        stop(server)
     assert "audit log intact" in tiers("audit", "verify", env=env)
 
 
@@ -193,7 +184,7 @@ def test_a_campaign_killed_mid_routing_delivers_nothing_then_exactly_once(
         campaigns = [d for d in deliveries if d["kind"] == "campaign"]  # type: ignore[union-attr]
         assert [20] == [d["rows"] for d in campaigns]
     finally:
-        stop(server)  # type: ignore[arg-type]
+        stop(server)
     assert "audit log intact" in tiers("audit", "verify", env=env)
 
 
@@ -235,5 +226,5 @@ def test_a_key_rotation_killed_mid_reindex_leaves_the_old_version_whole(
         status, deliveries = request(port, "GET", "/v1/inbox", hub)
         assert [("rekey", hub_keys_before)] == [(d["kind"], d["rows"]) for d in deliveries]  # type: ignore[union-attr]
     finally:
-        stop(server)  # type: ignore[arg-type]
+        stop(server)
     assert "audit log intact" in tiers("audit", "verify", env=env)
