@@ -44,6 +44,10 @@ _ID = re.compile(r"[0-9a-f]{32}")
 RETENTION_DAYS = 30
 
 
+def _file(deployment: Deployment, delivery_id: str) -> Path:
+    return _directory(deployment) / f"{delivery_id}.csv"
+
+
 def _directory(deployment: Deployment) -> Path:
     directory = deployment.settings.home / "inbox"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -78,7 +82,7 @@ def staged_delivery(
     """Write a delivery; it is listed (row inserted in ``connection``'s transaction) only if the
     block succeeds, and its file is in place before that."""
     delivery_id = uuid.uuid4().hex
-    path = _directory(deployment) / f"{delivery_id}.csv"
+    path = _file(deployment, delivery_id)
     with atomic_output(path) as handle:
         pending = PendingDelivery(csv.writer(handle), handle)
         pending.writer.writerow(list(header))
@@ -154,7 +158,7 @@ def delivery_file(
     require(access, "inbox_read", domain)
     with deployment.transaction() as connection:
         record = _owned(deployment, connection, access, delivery_id, domain)
-        path = _directory(deployment) / f"{record.id}.csv"
+        path = _file(deployment, record.id)
         if not path.exists():
             raise NotFound(f"delivery {delivery_id!r} was purged", code="gone")
         deployment.record(
@@ -203,7 +207,7 @@ def purge_inbox(
             detail={"retention_days": older_than_days, "orphan_files_removed": orphans},
         )
     for delivery_id in ids:
-        (_directory(deployment) / f"{delivery_id}.csv").unlink(missing_ok=True)
+        _file(deployment, delivery_id).unlink(missing_ok=True)
     return len(ids)
 
 
@@ -220,16 +224,16 @@ def recover_inbox(deployment: Deployment) -> int:
     stale = [
         path for path in directory.iterdir() if path.is_file() and path.stat().st_mtime < cutoff
     ]
-    removed = 0
     if not stale:
         return 0
+    removed = 0
     with deployment.transaction() as connection:
         for path in stale:
-            name = path.name
+            delivery_id = path.name.removesuffix(".csv")
             listed = (
-                _ID.fullmatch(name.removesuffix(".csv")) is not None
-                and name.endswith(".csv")
-                and repo.get(connection, delivery_id=name.removesuffix(".csv")) is not None
+                path.suffix == ".csv"
+                and _ID.fullmatch(delivery_id) is not None
+                and repo.get(connection, delivery_id=delivery_id) is not None
             )
             if not listed:
                 path.unlink(missing_ok=True)
