@@ -10,7 +10,9 @@ never hashed "as is", and no error message repeats the value.
   non-empty local part; a dotted domain with non-empty labels; no spaces or control characters;
   at most 254 characters. ``" Jean.Dupont@Example.FR"`` → ``jean.dupont@example.fr``.
 - ``phone``: parsed by ``phonenumbers`` with a default region (``FR``, configurable) and
-  required to be a valid number; E.164. ``"06 12 34 56 78"`` → ``+33612345678``.
+  required to be a valid number; E.164. ``"06 12 34 56 78"`` → ``+33612345678``. A value
+  already in E.164 form is mostly answered from libphonenumber's metadata without the parse
+  (:mod:`tiers.phones`), with the parser's answer.
 - ``person``: ``last|first|YYYY-MM-DD|postcode``. Names lose their accents (Œ→OE, Æ→AE), are
   upper-cased with spaces collapsed, and may hold only letters, spaces, hyphens and apostrophes;
   the date must exist and lie in 1900-2100; the postcode is 3 to 10 letters or digits, spaces
@@ -32,6 +34,7 @@ from types import MappingProxyType
 import phonenumbers
 
 from tiers.errors import InvalidIdentifier
+from tiers.phones import e164_shortcut
 
 __all__ = [
     "KINDS",
@@ -141,6 +144,9 @@ def _normalise_email(value: str, options: NormalisationOptions) -> str:
 
 def _normalise_phone(value: str, options: NormalisationOptions) -> str:
     text = _precheck(value, "phone")
+    shortcut = e164_shortcut(text)  # the parser's own answer, when it is certain (tiers.phones)
+    if shortcut is not None:
+        return shortcut
     try:
         number = phonenumbers.parse(text, options.phone_region)
     except phonenumbers.NumberParseException:

@@ -1,0 +1,121 @@
+"""A shortcut for phone numbers a partner already sends in E.164 form (``+33612345678``).
+
+The phone normaliser (:mod:`tiers.identifiers`) parses every value with ``phonenumbers``
+(libphonenumber): about 20 µs a value, most of the cost of a file row. A partner's export
+usually holds E.164 numbers already, and for most of those the parser's answer can be read
+from its own metadata, without the parse: the number is valid and its E.164 form is the input.
+
+:func:`e164_shortcut` gives that answer only when it is certain to be the parser's, and
+``None`` otherwise, leaving the value to the full parser. It is certain when:
+
+- the value is ``+`` and 8 to 15 ASCII digits, the first not a zero;
+- its country calling code (the shortest prefix libphonenumber knows, as the parser reads it)
+  serves exactly one region, a geographic one (so the number's region is that region);
+- the national significant number does not start with ``0`` (no Italian leading zero) and does
+  not start with the region's national prefix for parsing (nothing for the parser to strip);
+- the number matches the region's general pattern and one of its number-type patterns, with
+  their possible lengths: ``phonenumbers.is_valid_number``'s own test, same metadata, same
+  patterns, the type order aside (only validity is asked, not the type).
+
+A number that fails any of these goes to the parser, which decides, including every invalid
+number: the shortcut never rejects. ``tests/tiers/test_phones.py`` checks that every answer it
+gives is the parser's, on every region's example numbers and on random ones.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from phonenumbers import PhoneMetadata
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+
+__all__ = ["e164_shortcut"]
+
+_E164 = re.compile(r"\+([1-9][0-9]{7,14})")
+_NO_REGION = "001"  # libphonenumber's code for non-geographic entities (satellite, ...)
+
+
+@dataclass(frozen=True, slots=True)
+class _Desc:
+    """One number description: its possible lengths (empty: any) and its pattern."""
+
+    lengths: frozenset[int]
+    pattern: re.Pattern[str]
+
+    def matches(self, nsn: str) -> bool:
+        # As phonenumberutil._is_number_matching_desc with allow_prefix_match=False.
+        return (not self.lengths or len(nsn) in self.lengths) and bool(self.pattern.fullmatch(nsn))
+
+
+@dataclass(frozen=True, slots=True)
+class _Region:
+    national_prefix: re.Pattern[str] | None
+    general: _Desc
+    types: tuple[_Desc, ...]  # a number matching the general pattern and one of these is valid
+
+    def valid(self, nsn: str) -> bool:
+        return self.general.matches(nsn) and any(desc.matches(nsn) for desc in self.types)
+
+
+def _desc(desc: object) -> _Desc | None:
+    pattern = getattr(desc, "national_number_pattern", None)
+    if not pattern:  # absent or empty: phonenumbers never matches it
+        return None
+    return _Desc(frozenset(getattr(desc, "possible_length", ()) or ()), re.compile(pattern))
+
+
+@cache
+def _region(country_code: int) -> _Region | None:
+    """The rules of the one geographic region of ``country_code``, or None (then the parser
+    decides)."""
+    regions = COUNTRY_CODE_TO_REGION_CODE.get(country_code, ())
+    if len(regions) != 1 or regions[0] == _NO_REGION:
+        return None
+    metadata = PhoneMetadata.metadata_for_region(regions[0])
+    if metadata is None:
+        return None
+    general = _desc(metadata.general_desc)
+    if general is None:
+        return None
+    # _number_type_helper's types; mobile only counts when its pattern differs from fixed-line.
+    # Mobile and fixed-line come first: they are what customer files hold.
+    candidates = [metadata.fixed_line]
+    if not metadata.same_mobile_and_fixed_line_pattern:
+        candidates.insert(0, metadata.mobile)
+    candidates += [
+        metadata.premium_rate,
+        metadata.toll_free,
+        metadata.shared_cost,
+        metadata.voip,
+        metadata.personal_number,
+        metadata.pager,
+        metadata.uan,
+        metadata.voicemail,
+    ]
+    types = tuple(d for d in map(_desc, candidates) if d is not None)
+    prefix = metadata.national_prefix_for_parsing
+    return _Region(re.compile(prefix) if prefix else None, general, types)
+
+
+def e164_shortcut(text: str) -> str | None:
+    """``text`` when libphonenumber would find it a valid number whose E.164 form is ``text``
+    itself, decided from its metadata without parsing; else None (then parse it)."""
+    match = _E164.fullmatch(text)
+    if match is None:
+        return None
+    digits = match.group(1)
+    for size in (1, 2, 3):  # as phonenumberutil._extract_country_code
+        country_code = int(digits[:size])
+        if country_code in COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    region = _region(country_code)
+    nsn = digits[size:]
+    if region is None or nsn.startswith("0"):
+        return None
+    if region.national_prefix is not None and region.national_prefix.match(nsn):
+        return None
+    return text if region.valid(nsn) else None
