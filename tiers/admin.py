@@ -33,7 +33,7 @@ from tiers.policies import default_policy
 from tiers.pseudonyms import DOMAIN_NAME, domain_pseudonym
 from tiers.rekey import OVERLAP, drop_hub_version, rekey_hub
 from tiers.settings import Settings
-from tiers.storage import domains, make_engine, migrate, scrub_deleted, subjects
+from tiers.storage import bulk_load, domains, make_engine, migrate, scrub_deleted, subjects
 from tiers.storage import links as links_repo
 from tiers.storage import meta as meta_repo
 from tiers.storage.domains import DomainRecord
@@ -250,7 +250,7 @@ def rotate_key(deployment: Deployment, *, access: Access, domain: str) -> KeyRot
     One transaction: either the new version exists with a complete index, or nothing changed.
     """
     require(access, "key_rotate", domain)
-    with deployment.transaction() as connection:
+    with deployment.transaction() as connection, bulk_load(connection):
         record_ = deployment.domain(connection, domain)
         keyring = deployment.domain_keyring(connection, record_)
         old = keyring.active_version

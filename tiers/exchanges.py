@@ -38,9 +38,9 @@ from tiers.identifiers import get_kind
 from tiers.inbox import staged_delivery
 from tiers.links import CardEnrolment, behind_hub_key, card_ref, hub_domain, partner_card
 from tiers.pseudonyms import Pseudonym, base_pseudonym, domain_pseudonym, parse_for_domain
+from tiers.storage import bulk_load, subjects
 from tiers.storage import inbox as inbox_repo
 from tiers.storage import links as links_repo
-from tiers.storage import subjects
 from tiers.storage.domains import DomainRecord
 
 __all__ = [
@@ -187,6 +187,7 @@ def send_exchange(
         if len(set(header)) != len(header):
             raise InvalidFile("the header names a column twice", code="duplicate_column")
         connection = stack.enter_context(deployment.transaction())
+        stack.enter_context(bulk_load(connection))
         partner = deployment.domain(connection, domain)
         keys = _HubKeys(deployment, connection, partner, schema, access.now)
         payload = [n for n in header if n != schema.identifier_column]

@@ -28,6 +28,7 @@ from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
 from tiers.fastpath import BLOCK_BYTES, RecordBlocks, in_order
 from tiers.identifiers import IdentifierKind, get_kind
+from tiers.storage import bulk_load
 from tiers.tokenisation import Registrar, Tokeniser, card_enroller
 
 __all__ = [
@@ -457,6 +458,8 @@ def tokenise_file(
         out_handle = stack.enter_context(atomic_output(output))
         rej_handle = stack.enter_context(atomic_output(rejects))
         connection = stack.enter_context(deployment.transaction())
+        if register:
+            stack.enter_context(bulk_load(connection))
         tokeniser = Tokeniser.open(deployment, connection, domain)
         registrar = Registrar(
             connection,

@@ -2,15 +2,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import String, cast, insert, inspect, select
+from sqlalchemy import Connection, String, cast, delete, insert, inspect, select
 
 from tests.conftest import ACCESS
 from tiers.admin import add_domain
 from tiers.deployment import Deployment
-from tiers.storage import migrate, subjects
-from tiers.storage._dialect import bulk_insert_ignoring_duplicates
+from tiers.storage import bulk_load, migrate, subjects
+from tiers.storage._dialect import COPY_THRESHOLD, bulk_insert_ignoring_duplicates
+from tiers.storage.database import BULK_CACHE_KIB
 from tiers.storage.tables import metadata
 from tiers.storage.tables import subjects as subject_table
 from tiers.tokenisation import pseudonymise_values
@@ -165,3 +167,69 @@ def test_bulk_inserts_store_what_sqlalchemy_inserts_store(deployment: Deployment
         assert [now, now] == [
             row[0] for row in connection.execute(select(subject_table.c.created_at))
         ]
+
+
+def _bases(connection: Connection) -> set[bytes]:
+    return set(connection.execute(select(subject_table.c.base)).scalars())
+
+
+@pytest.mark.parametrize("size", [3, COPY_THRESHOLD + 7])
+def test_bulk_inserts_big_and_small_ignore_duplicates_and_keep_nothing_stale(
+    deployment: Deployment, size: int
+) -> None:
+    """Both ways of a bulk insert (PostgreSQL copies big batches through a temporary table):
+    duplicates in the batch and in the table are ignored, a second batch in the same
+    transaction holds only its own rows, a rolled-back batch leaves nothing, and the next
+    transaction can insert again."""
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    first = [i.to_bytes(32, "big") for i in range(size)]
+    second = [(i + size).to_bytes(32, "big") for i in range(size)]
+    with deployment.transaction() as connection:
+        connection.execute(insert(subject_table), [{"base": first[0], "created_at": now}])
+        rows = [(base,) for base in first] + [(first[1],)]  # a duplicate in the batch
+        bulk_insert_ignoring_duplicates(
+            connection, subject_table, ["base"], rows, {"created_at": now}
+        )
+        assert _bases(connection) == set(first)
+        connection.execute(delete(subject_table))
+        bulk_insert_ignoring_duplicates(
+            connection, subject_table, ["base"], [(base,) for base in second], {"created_at": now}
+        )
+        assert _bases(connection) == set(second)  # nothing of the first batch came back
+    try:
+        with deployment.transaction() as connection:
+            bulk_insert_ignoring_duplicates(
+                connection,
+                subject_table,
+                ["base"],
+                [(base,) for base in first],
+                {"created_at": now},
+            )
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    with deployment.transaction() as connection:
+        assert _bases(connection) == set(second)
+        bulk_insert_ignoring_duplicates(
+            connection, subject_table, ["base"], [(base,) for base in first], {"created_at": now}
+        )
+        assert _bases(connection) == set(first) | set(second)
+        stamps = set(connection.execute(select(cast(subject_table.c.created_at, String))).scalars())
+        assert len(stamps) == 1  # the timestamp stored the same way, whichever path
+        assert [now] == list(
+            connection.execute(select(subject_table.c.created_at).distinct()).scalars()
+        )
+
+
+def test_a_bulk_load_enlarges_the_page_cache_for_its_length(deployment: Deployment) -> None:
+    with deployment.transaction() as connection:
+        if connection.dialect.name != "sqlite":
+            with bulk_load(connection):  # nothing to tune: the server's cache is shared
+                assert connection.exec_driver_sql("SELECT 1").scalar_one() == 1
+            return
+        before = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+        with bulk_load(connection):
+            during = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+        after = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+    assert during == -BULK_CACHE_KIB  # negative: KiB rather than pages
+    assert after == before != during

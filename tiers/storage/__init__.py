@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from tiers.storage.database import check_schema, make_engine, migrate, scrub_deleted, transaction
+from tiers.storage.database import (
+    bulk_load,
+    check_schema,
+    make_engine,
+    migrate,
+    scrub_deleted,
+    transaction,
+)
 
-__all__ = ["check_schema", "make_engine", "migrate", "scrub_deleted", "transaction"]
+__all__ = ["bulk_load", "check_schema", "make_engine", "migrate", "scrub_deleted", "transaction"]

@@ -6,11 +6,15 @@ import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Column, Connection, MetaData, Table, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-__all__ = ["bulk_insert_ignoring_duplicates", "insert_ignoring_duplicates"]
+__all__ = ["COPY_THRESHOLD", "bulk_insert_ignoring_duplicates", "insert_ignoring_duplicates"]
+
+# From this many rows, PostgreSQL bulk inserts go through COPY and a temporary table: below it,
+# creating the table costs more than it saves (single-value API calls stay plain inserts).
+COPY_THRESHOLD = 500
 
 
 def insert_ignoring_duplicates(connection: Connection, table: Table) -> Insert:
@@ -33,8 +37,17 @@ def bulk_insert_ignoring_duplicates(
     SQLAlchemy's per-row parameter processing cost more than the insert itself. So ``rows`` may
     hold only values the driver takes unconverted (bytes, int, str); ``constants`` (the same for
     every row, such as a timestamp) are converted once, by their column's own type.
+
+    On PostgreSQL, from :data:`COPY_THRESHOLD` rows, the rows are copied (``COPY … FROM STDIN``,
+    binary) into a temporary table of the transaction and inserted from there in one statement:
+    several times faster than one ``INSERT`` per row, in the same transaction.
     """
     constants = dict(constants or {})
+    if connection.dialect.name == "postgresql":
+        rows = rows if isinstance(rows, Sequence) else list(rows)
+        if len(rows) >= COPY_THRESHOLD:
+            _copy_insert_ignoring_duplicates(connection, table, columns, rows, constants)
+            return
     names = [*columns, *constants]
     compiled = insert_ignoring_duplicates(connection, table).compile(
         dialect=connection.dialect, column_keys=names
@@ -59,3 +72,45 @@ def bulk_insert_ignoring_duplicates(
         parameters = [dict(zip(columns, row, strict=True), **fixed) for row in rows]
     if parameters:
         connection.exec_driver_sql(str(compiled), parameters)
+
+
+def _copy_insert_ignoring_duplicates(
+    connection: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[bytes | int | str]],
+    constants: Mapping[str, object],
+) -> None:
+    """PostgreSQL: ``COPY`` the rows into a temporary table of this transaction (dropped at its
+    end, emptied before each use), then one ``INSERT … SELECT … ON CONFLICT DO NOTHING``."""
+    quote = connection.dialect.identifier_preparer.quote
+    stage = Table(
+        f"tiers_stage_{table.name}_{'_'.join(columns)}",
+        MetaData(),
+        *(Column(name, table.c[name].type) for name in columns),
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",
+    )
+    stage.create(connection, checkfirst=True)
+    stage_name = quote(stage.name)
+    column_list = ", ".join(quote(name) for name in columns)
+    connection.exec_driver_sql(f"TRUNCATE {stage_name}")
+    types = [
+        table.c[name].type.compile(dialect=connection.dialect).split("(")[0].lower()
+        for name in columns
+    ]
+    driver = connection.connection.driver_connection
+    statement = f"COPY {stage_name} ({column_list}) FROM STDIN (FORMAT BINARY)"
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+    source = select(
+        *stage.c,
+        *(literal(value, table.c[name].type) for name, value in constants.items()),
+    )
+    connection.execute(
+        postgresql.insert(table)
+        .from_select([*columns, *constants], source)
+        .on_conflict_do_nothing()
+    )
