@@ -466,7 +466,7 @@ def tokenise_file(
             tokeniser.domain.id,
             tokeniser.domain_key.version,
             access.now,
-            enroller=card_enroller(deployment, connection, tokeniser.domain, access.now),
+            enroller=card_enroller(deployment, connection, tokeniser, access.now),
         )
         sink = _Sink(
             plan,

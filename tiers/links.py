@@ -67,20 +67,26 @@ def card_ref(base_key: DomainKey, partner: str, base: bytes) -> bytes:
 
 
 def hub_domain(connection: Connection) -> DomainRecord | None:
-    found = [d for d in domain_repo.list_all(connection) if d.role == "hub"]
-    return found[0] if found else None
+    return domain_repo.first_with_role(connection, role="hub")
 
 
 class CardEnrolment:
     """Enrolling one partner's cards within one transaction: the base and hub keys are
-    unwrapped once, on first use, however many cards follow."""
+    unwrapped once, on first use, however many cards follow (the base key may be handed in by
+    a caller that already holds it)."""
 
     def __init__(
-        self, deployment: Deployment, connection: Connection, partner: DomainRecord
+        self,
+        deployment: Deployment,
+        connection: Connection,
+        partner: DomainRecord,
+        base_key: DomainKey | None = None,
     ) -> None:
         self.deployment = deployment
         self.connection = connection
         self.partner = partner
+        if base_key is not None:
+            self.base_key = base_key
 
     @functools.cached_property
     def base_key(self) -> DomainKey:

@@ -120,12 +120,12 @@ class Registrar:
 
 
 def card_enroller(
-    deployment: Deployment, connection: Connection, domain: DomainRecord, now: datetime
+    deployment: Deployment, connection: Connection, tokeniser: Tokeniser, now: datetime
 ) -> Callable[[list[bytes]], None] | None:
     """Registering a partner's card numbers enrols the cards (see :mod:`tiers.links`)."""
-    if domain.role != "partner":
+    if tokeniser.domain.role != "partner":
         return None
-    enrolment = CardEnrolment(deployment, connection, domain)
+    enrolment = CardEnrolment(deployment, connection, tokeniser.domain, tokeniser.base_key)
     return lambda bases: enrolment.enrol(bases, now)
 
 
@@ -156,7 +156,7 @@ def pseudonymise_values(
             tokeniser.domain.id,
             tokeniser.domain_key.version,
             access.now,
-            enroller=card_enroller(deployment, connection, tokeniser.domain, access.now),
+            enroller=card_enroller(deployment, connection, tokeniser, access.now),
         )
         for value in values:
             try:

@@ -40,13 +40,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_tiers_serve_runs_a_real_server(database: Database, tmp_path: Path) -> None:
+@pytest.mark.parametrize("access_log", [False, True])
+def test_tiers_serve_runs_a_real_server(
+    database: Database, tmp_path: Path, access_log: bool
+) -> None:
+    """A real uvicorn; its line per request only when asked for (--access-log)."""
     tiers = Path(sys.executable).with_name("tiers")
     env = {**os.environ, **database.env()}
     subprocess.run([str(tiers), "init"], env=env, check=True, capture_output=True)
     port = free_port()
+    flags = ["--access-log"] if access_log else []
     server = subprocess.Popen(
-        [str(tiers), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [str(tiers), "serve", "--host", "127.0.0.1", "--port", str(port), *flags],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -66,5 +71,6 @@ def test_tiers_serve_runs_a_real_server(database: Database, tmp_path: Path) -> N
         assert body == b'{"status":"ready"}'
     finally:
         server.send_signal(signal.SIGINT)
-        _, stderr = server.communicate(timeout=30)
+        stdout, stderr = server.communicate(timeout=30)
     assert b"DEVELOPMENT master key" in stderr
+    assert (b'"GET /readyz HTTP/1.1" 200' in stdout + stderr) is access_log

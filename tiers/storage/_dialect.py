@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Column, Connection, MetaData, Table, literal, select
+from sqlalchemy import Column, Connection, Dialect, MetaData, Table, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 
 __all__ = ["COPY_THRESHOLD", "bulk_insert_ignoring_duplicates", "insert_ignoring_duplicates"]
@@ -22,6 +24,20 @@ def insert_ignoring_duplicates(connection: Connection, table: Table) -> Insert:
     if connection.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(dialect: Dialect, table: Table, names: tuple[str, ...]) -> SQLCompiler:
+    statement = (postgresql if dialect.name == "postgresql" else sqlite).insert(table)
+    compiled = statement.on_conflict_do_nothing().compile(dialect=dialect, column_keys=list(names))
+    assert isinstance(compiled, SQLCompiler)
+    return compiled
+
+
+def _compiled_insert(connection: Connection, table: Table, names: tuple[str, ...]) -> SQLCompiler:
+    """The compiled ``INSERT … ON CONFLICT DO NOTHING`` of ``names``, compiled once per
+    dialect, table and columns (compiling cost more than a small insert)."""
+    return _compiled(connection.dialect, table, names)
 
 
 def bulk_insert_ignoring_duplicates(
@@ -49,9 +65,7 @@ def bulk_insert_ignoring_duplicates(
             _copy_insert_ignoring_duplicates(connection, table, columns, rows, constants)
             return
     names = [*columns, *constants]
-    compiled = insert_ignoring_duplicates(connection, table).compile(
-        dialect=connection.dialect, column_keys=names
-    )
+    compiled = _compiled_insert(connection, table, tuple(names))
     fixed: dict[str, Any] = {}
     for name, value in constants.items():
         # The dialect's own implementation: a TypeDecorator's generic impl would hand the

@@ -48,11 +48,16 @@ def _text(nodes: Sequence[bytes]) -> str:
     return json.dumps([node.hex() for node in nodes])
 
 
+# The statements of an append, built once: every request appends, and building a statement
+# costs as much as running it.
+_LOCK = select(audit_state).where(audit_state.c.id == 1).with_for_update()
+_SAVE = update(audit_state).where(audit_state.c.id == 1)
+_INSERT = insert(audit_entries)
+
+
 def lock_state(connection: Connection) -> AuditState:
     """The log head, locked until the transaction ends (``FOR UPDATE``; SQLite locks the file)."""
-    row = connection.execute(
-        select(audit_state).where(audit_state.c.id == 1).with_for_update()
-    ).one()
+    row = connection.execute(_LOCK).one()
     return AuditState(
         row.next_seq,
         row.head,
@@ -65,16 +70,15 @@ def lock_state(connection: Connection) -> AuditState:
 
 def save_state(connection: Connection, state: AuditState) -> None:
     connection.execute(
-        update(audit_state)
-        .where(audit_state.c.id == 1)
-        .values(
-            next_seq=state.next_seq,
-            head=state.head,
-            frontier=_text(state.frontier),
-            last_checkpoint=state.last_checkpoint,
-            purged=state.purged,
-            purge_frontier=None if state.purge_frontier is None else _text(state.purge_frontier),
-        )
+        _SAVE,
+        {
+            "next_seq": state.next_seq,
+            "head": state.head,
+            "frontier": _text(state.frontier),
+            "last_checkpoint": state.last_checkpoint,
+            "purged": state.purged,
+            "purge_frontier": None if state.purge_frontier is None else _text(state.purge_frontier),
+        },
     )
 
 
@@ -91,16 +95,17 @@ def insert_entry(
     digest: bytes,
 ) -> None:
     connection.execute(
-        insert(audit_entries).values(
-            seq=seq,
-            time=time,
-            actor=actor[:128],
-            action=action[:64],
-            outcome=outcome,
-            subject=subject,
-            entry=entry.decode("ascii"),
-            hash=digest,
-        )
+        _INSERT,
+        {
+            "seq": seq,
+            "time": time,
+            "actor": actor[:128],
+            "action": action[:64],
+            "outcome": outcome,
+            "subject": subject,
+            "entry": entry.decode("ascii"),
+            "hash": digest,
+        },
     )
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, bindparam, insert, select
 
 from tiers.storage.tables import domains
 
-__all__ = ["DomainRecord", "add", "get", "list_all"]
+__all__ = ["DomainRecord", "add", "first_with_role", "get", "list_all"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +36,22 @@ def add(
     return DomainRecord(int(new_id), name, role, card_luhn, now)
 
 
+# Built once: every request looks its domain up, and building a statement costs as much as
+# running it.
+_GET = select(domains).where(domains.c.name == bindparam("name"))
+
+
 def get(connection: Connection, *, name: str) -> DomainRecord | None:
-    row = connection.execute(select(domains).where(domains.c.name == name)).one_or_none()
+    row = connection.execute(_GET, {"name": name}).one_or_none()
+    return None if row is None else _record(row)
+
+
+_WITH_ROLE = select(domains).where(domains.c.role == bindparam("role")).order_by(domains.c.name)
+
+
+def first_with_role(connection: Connection, *, role: str) -> DomainRecord | None:
+    """The first domain (by name) with ``role``: the hub, say, of which there is one."""
+    row = connection.execute(_WITH_ROLE, {"role": role}).first()
     return None if row is None else _record(row)
 
 

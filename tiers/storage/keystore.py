@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from tiers.storage.tables import keys
 
@@ -26,12 +26,16 @@ class KeyRecord:
         return f"<KeyRecord {self.purpose} {self.owner} v{self.version} {self.state}>"
 
 
+# Built once: every request loads keyrings, and building a statement costs as much as running it.
+_LOAD = (
+    select(keys)
+    .where(keys.c.owner == bindparam("owner"), keys.c.purpose == bindparam("purpose"))
+    .order_by(keys.c.version)
+)
+
+
 def load(connection: Connection, *, owner: str, purpose: str) -> list[KeyRecord]:
-    rows = connection.execute(
-        select(keys)
-        .where(keys.c.owner == owner, keys.c.purpose == purpose)
-        .order_by(keys.c.version)
-    ).all()
+    rows = connection.execute(_LOAD, {"owner": owner, "purpose": purpose}).all()
     return [
         KeyRecord(
             r.owner, r.purpose, r.version, r.state, r.wrapped, r.created_at, r.state_changed_at
