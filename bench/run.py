@@ -3,7 +3,7 @@ look-ups as the alliance grows. Prints a table of figures and ratios measured in
 writes them, with a description of the machine, to ``bench/results.json``.
 
     python -m bench.run [--quick] [--rows N] [--database-url postgresql+psycopg://…]
-                        [--scale 10000,100000] [--skip api,scale,peers]
+                        [--scale 10000,100000,1000000] [--skip api,scale,peers]
 """
 
 from __future__ import annotations
@@ -42,6 +42,15 @@ def machine() -> dict[str, Any]:
         text=True,
         check=False,
     ).stdout.strip()
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],  # noqa: S607 - as above
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if changed:  # figures of code that is not in any commit say so
+        commit += "+uncommitted"
     return {
         "cpu": model or platform.processor(),
         "cores": os.cpu_count(),
@@ -177,7 +186,7 @@ def main() -> int:
     options = parser.parse_args()
     options.rows = options.rows or (100_000 if options.quick else 1_000_000)
     options.peer_rows = options.peer_rows or (20_000 if options.quick else 200_000)
-    sizes = options.scale or ("1000,10000" if options.quick else "10000,100000")
+    sizes = options.scale or ("1000,10000" if options.quick else "10000,100000,1000000")
     options.scale = [int(n) for n in sizes.split(",")]
     options.skip = set(filter(None, options.skip.split(",")))
     results: dict[str, Any] = {"machine": machine(), "quick": options.quick}

@@ -2,7 +2,8 @@
 
 API: the real service (``tiers serve``, uvicorn on 127.0.0.1, the documented worker count: one
 on SQLite, one per core on PostgreSQL) driven by ``bench/load.py`` in a separate process.
-Scale: hub link resolution and campaign routing timed in process at growing customer counts.
+Scale: hub link resolution and campaign routing timed in process at growing customer counts,
+over a population built by :mod:`bench.population`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tiers.admin import add_domain, initialise
+from bench import population
 from tiers.auditing import Access
 from tiers.deployment import Deployment
 from tiers.exchanges import send_campaign
-from tiers.inbox import delivery_file, list_inbox
-from tiers.links import associate, enrol_cards, resolve
+from tiers.links import resolve
 from tiers.settings import Settings
 
 OPERATOR = Access("bench", "operator", "benchmark", datetime(2026, 11, 23, tzinfo=UTC))
@@ -36,54 +36,17 @@ def _tiers(env: dict[str, str], *args: str) -> str:
     ).stdout.strip()
 
 
-def alliance(settings: Settings, customers: int) -> list[str]:
-    """``customers`` alliance customers (a Casino and an SNCF card each) in a new home; returns
-    their hub linking keys, as the hub received them in an exchange."""
-    initialise(settings, access=OPERATOR)
-    deployment = Deployment.open(settings)
-    try:
-        for name in ("casino", "sncf"):
-            add_domain(deployment, access=OPERATOR, name=name, role="partner")
-        add_domain(deployment, access=OPERATOR, name="hub", role="hub")
-        cards = [str(10_000_000 + n) for n in range(customers)]
-        enrol_cards(deployment, access=OPERATOR, domain="casino", values=cards)
-        others = [str(70_000_000 + n) for n in range(customers)]
-        enrol_cards(deployment, access=OPERATOR, domain="sncf", values=others)
-        for card, other in zip(cards, others, strict=True):
-            associate(
-                deployment,
-                access=OPERATOR,
-                domain="casino",
-                card=card,
-                other_domain="sncf",
-                other_card=other,
-            )
-        month = settings.home / "month.csv"
-        month.write_text(
-            "card,date,amount,store\n" + "".join(f"{c},2026-11-02,1.00,S-1\n" for c in cards)
-        )
-        from tiers.exchanges import send_exchange  # noqa: PLC0415
-
-        send_exchange(
-            deployment, access=OPERATOR, domain="casino", exchange_type="purchases", source=month
-        )
-        (delivery,) = list_inbox(deployment, access=OPERATOR, domain="hub")
-        path = delivery_file(deployment, access=OPERATOR, delivery_id=delivery.id, domain="hub")
-        return [line.split(",")[0] for line in path.read_text().splitlines()[1:]]
-    finally:
-        deployment.close()
-
-
 def scale(customers: int, database_url: str | None, lookups: int = 2000) -> dict[str, Any]:
     """Mean time of one hub link resolution and of routing a 1000-key campaign."""
     home = Path(tempfile.mkdtemp(prefix="tiers-bench-scale-"))
     settings = Settings(home=home, database_url=database_url, argon2_profile="test")
     started = time.perf_counter()
-    keys = alliance(settings, customers)
+    keys = population.build(settings, customers, OPERATOR)
     built = time.perf_counter() - started
     deployment = Deployment.open(settings)
     hub = Access("hub-app", "hub", "benchmark", OPERATOR.now, domain="hub")
     try:
+        population.check(deployment, hub, keys)
         sample = [keys[(n * 7919) % len(keys)] for n in range(min(lookups, len(keys)))]
         started = time.perf_counter()
         for key in sample:
@@ -131,7 +94,7 @@ def api(database_url: str | None, seconds: float, workers: int) -> dict[str, Any
     """Single-value pseudonymise, 10 000-value batches and hub link resolution over HTTP."""
     home = Path(tempfile.mkdtemp(prefix="tiers-bench-api-"))
     settings = Settings(home=home, database_url=database_url, argon2_profile="owasp")
-    keys = alliance(settings, 200)
+    keys = population.build(settings, 200, OPERATOR)
     env = {
         **os.environ,
         "TIERS_HOME": str(home),
