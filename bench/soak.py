@@ -85,15 +85,17 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=Path("bench/soak.json"))
     options = parser.parse_args()
     options.workers = options.workers or ((os.cpu_count() or 1) if options.database_url else 1)
-    home = Path(tempfile.mkdtemp(prefix="tiers-soak-"))
-    env = {
-        **os.environ,
-        "TIERS_HOME": str(home / "var"),
-        "TIERS_ARGON2_PROFILE": "owasp",
-        "TIERS_RATE_LIMIT_PER_SECOND": "100000",
-        "TIERS_RATE_LIMIT_BURST": "100000",
-    }
-    with fresh_schema(options.database_url) as url:
+    with (
+        tempfile.TemporaryDirectory(prefix="tiers-soak-") as directory,
+        fresh_schema(options.database_url) as url,
+    ):
+        env = {
+            **os.environ,
+            "TIERS_HOME": str(Path(directory) / "var"),
+            "TIERS_ARGON2_PROFILE": "owasp",
+            "TIERS_RATE_LIMIT_PER_SECOND": "100000",
+            "TIERS_RATE_LIMIT_BURST": "100000",
+        }
         if url:
             env["TIERS_DATABASE_URL"] = url
         return _soak(options, env)
