@@ -13,7 +13,8 @@ from tiers.deployment import Deployment
 from tiers.storage import bulk_load, migrate, subjects
 from tiers.storage._dialect import COPY_THRESHOLD, bulk_insert_ignoring_duplicates
 from tiers.storage.database import BULK_CACHE_KIB
-from tiers.storage.tables import metadata
+from tiers.storage.links import insert_hub_keys
+from tiers.storage.tables import hub_keys, metadata
 from tiers.storage.tables import subjects as subject_table
 from tiers.tokenisation import pseudonymise_values
 
@@ -233,3 +234,22 @@ def test_a_bulk_load_enlarges_the_page_cache_for_its_length(deployment: Deployme
         after = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
     assert during == -BULK_CACHE_KIB  # negative: KiB rather than pages
     assert after == before != during
+
+
+def test_bulk_inserts_of_every_column_type_store_the_values_given(
+    deployment: Deployment,
+) -> None:
+    """Integers, bytes and text through the big-batch path (COPY on PostgreSQL), twice."""
+    rows = [
+        {"version": 1 + i % 3, "value": i.to_bytes(20, "big"), "kind": "card", "ref": bytes(32)}
+        for i in range(COPY_THRESHOLD + 1)
+    ]
+    with deployment.transaction() as connection:
+        insert_hub_keys(connection, rows)
+        insert_hub_keys(connection, rows)
+        stored = connection.execute(
+            select(hub_keys.c.version, hub_keys.c.value, hub_keys.c.kind, hub_keys.c.ref)
+        ).all()
+    assert sorted(tuple(row) for row in stored) == sorted(
+        (r["version"], r["value"], r["kind"], r["ref"]) for r in rows
+    )
