@@ -100,7 +100,7 @@ def test_bad_rows_are_reported_by_line_and_good_rows_are_all_written(
         b"\n"  # line 8 blank: not a record
         b"49701012345\xff,marc.petit@example.fr,x,5\n"  # line 9 undecodable card
         b"497010123458,marc.petit@example.fr,x,\xe96\n"  # line 10 undecodable amount
-        b"EVIL,bad,x,7\n"  # line 11 two bad columns
+        b"EVIL-CARD,bad,x,7\n"  # line 11 two bad columns
         b"497010123459,zoe@example.fr,x,8"  # line 12 ok, no final newline
     )
     out = tmp_path / "out.csv"
@@ -121,7 +121,7 @@ def test_bad_rows_are_reported_by_line_and_good_rows_are_all_written(
     assert (report.rows_in, report.rows_out, report.rows_rejected) == (9, 3, 6)  # type: ignore[attr-defined]
     assert_absent(
         rejects.read_bytes() + out.read_bytes() + database.stored_bytes(),
-        ["4970 1012 3456", "497010123457", "not-an-email", "EVIL", "49701012345"],
+        ["4970 1012 3456", "497010123457", "not-an-email", "EVIL-CARD", "49701012345"],
         "outputs or database",
     )
 
