@@ -111,6 +111,10 @@ class Service:
                     self._deployment = deployment
         return self._deployment
 
+    def opened(self) -> Deployment | None:
+        """The deployment if it is open already (no I/O), else None."""
+        return self._deployment
+
     def authenticator(self) -> Authenticator:
         self.deployment()
         assert self._authenticator is not None

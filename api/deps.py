@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 
 from tiers.auditing import Access
 from tiers.clients import Authenticator
@@ -20,8 +21,18 @@ __all__ = ["CurrentAccess", "CurrentClient", "DeploymentDep", "PurposeHeader", "
 MAX_PURPOSE = 200
 
 
-def get_deployment(request: Request) -> Deployment:
-    deployment: Deployment = request.app.state.service.deployment()
+# The dependencies that do no I/O are coroutines: FastAPI runs each plain-function dependency
+# in its thread pool, and every such hop costs a request more than the work of these.
+
+
+async def get_deployment(request: Request) -> Deployment:
+    """The open deployment; opening it (once, or after the database was down) is I/O, done in
+    the thread pool."""
+    service = request.app.state.service
+    opened: Deployment | None = service.opened()
+    if opened is not None:
+        return opened
+    deployment: Deployment = await run_in_threadpool(service.deployment)
     return deployment
 
 
@@ -98,7 +109,7 @@ def access_with(request: Request, purpose: str | None, *, required: bool) -> Acc
     return full
 
 
-def current_access(
+async def current_access(
     request: Request, _client: CurrentClient, purpose: PurposeHeader = None
 ) -> Access:
     """For routes that take no body: the purpose comes from the header and is optional."""

@@ -30,7 +30,7 @@ from tiers.errors import (
 )
 from tiers.links import backfill_hub_keys
 from tiers.policies import default_policy
-from tiers.pseudonyms import DOMAIN_NAME, domain_pseudonym
+from tiers.pseudonyms import DOMAIN_NAME, pseudonym_value
 from tiers.rekey import OVERLAP, drop_hub_version, rekey_hub
 from tiers.settings import Settings
 from tiers.storage import bulk_load, domains, make_engine, migrate, scrub_deleted, subjects
@@ -258,7 +258,7 @@ def rotate_key(deployment: Deployment, *, access: Access, domain: str) -> KeyRot
         new_key = rotated.active
 
         def derive(base: bytes) -> bytes:
-            return domain_pseudonym(new_key, domain, base).value
+            return pseudonym_value(new_key, base)
 
         count = subjects.reindex(
             connection,

@@ -29,7 +29,7 @@ from tiers.files import atomic_binary_output
 from tiers.settings import Settings
 from tiers.storage import check_schema, make_engine, migrate
 from tiers.storage import meta as meta_repo
-from tiers.storage.tables import UTCDateTime, keys, metadata
+from tiers.storage.tables import UTCDateTime, key_generation, keys, metadata
 
 __all__ = ["BACKUP_FORMAT", "RestoreReport", "backup", "restore", "rotate_master_key"]
 
@@ -55,6 +55,8 @@ def _decode(value: object) -> object:
 def _dump(connection: Connection) -> bytes:
     lines = []
     for table in metadata.sorted_tables:
+        if table is key_generation:  # a cache token: restoring keys makes a new one
+            continue
         for row in connection.execute(select(table)):
             record = {"table": table.name, "row": {k: _encode(v) for k, v in row._mapping.items()}}
             lines.append(json.dumps(record, sort_keys=True))

@@ -18,7 +18,7 @@ from tiers.errors import KeyUnavailable, NotFound, NotInitialised, TiersError
 from tiers.identifiers import NormalisationOptions
 from tiers.pseudonyms import DOMAIN_NAME, domain_pseudonym
 from tiers.settings import Settings
-from tiers.storage import check_schema, domains, make_engine
+from tiers.storage import check_schema, domains, keystore, make_engine
 from tiers.storage import meta as meta_repo
 from tiers.storage.domains import DomainRecord
 
@@ -39,6 +39,8 @@ class Deployment:
     # of this process queue here, in order, rather than in SQLite's busy handler, which sleeps
     # in growing steps and gave a service under load latencies of a second.
     _writer: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    # Unwrapped keyrings and the key generation they were read under (see :meth:`keyring`).
+    _keyrings: dict[tuple[str, str], tuple[str, Keyring]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Deployment:
@@ -128,7 +130,22 @@ class Deployment:
         return record
 
     def keyring(self, connection: Connection, *, owner: str, purpose: str) -> Keyring:
-        return keyrings.load_keyring(connection, self.master, owner=owner, purpose=purpose)
+        """``owner``'s ``purpose`` keyring as ``connection`` sees it.
+
+        A keyring is unwrapped once and kept while the database's key generation is the one it
+        was read under. The generation is read first, in the same transaction, and any change
+        to the keys table replaces it (a trigger), so a kept keyring is never older than the
+        generation it is kept under: a version rotated or destroyed by any process is seen by
+        the next transaction that starts after the change is committed.
+        """
+        generation = keystore.generation(connection)
+        cached = self._keyrings.get((owner, purpose))
+        if generation is not None and cached is not None and cached[0] == generation:
+            return cached[1]
+        ring = keyrings.load_keyring(connection, self.master, owner=owner, purpose=purpose)
+        if generation is not None:
+            self._keyrings[owner, purpose] = (generation, ring)
+        return ring
 
     def base_keyring(self, connection: Connection) -> Keyring:
         return self.keyring(connection, owner=keyrings.SERVICE_OWNER, purpose=keyrings.BASE_PURPOSE)

@@ -37,7 +37,13 @@ from tiers.files import FIELD_SIZE_LIMIT, Reject, _open_source, _read_header, _r
 from tiers.identifiers import get_kind
 from tiers.inbox import staged_delivery
 from tiers.links import CardEnrolment, behind_hub_key, card_ref, hub_domain, partner_card
-from tiers.pseudonyms import Pseudonym, base_pseudonym, domain_pseudonym, parse_for_domain
+from tiers.pseudonyms import (
+    Pseudonym,
+    base_pseudonym,
+    domain_pseudonym,
+    parse_for_domain,
+    pseudonym_value,
+)
 from tiers.storage import bulk_load, subjects
 from tiers.storage import inbox as inbox_repo
 from tiers.storage import links as links_repo
@@ -116,7 +122,7 @@ class _HubKeys:
             self.connection,
             domain_id=self.partner.id,
             version=self.partner_key.version,
-            pairs=[(base, domain_pseudonym(self.partner_key, self.partner.name, base).value)],
+            pairs=[(base, pseudonym_value(self.partner_key, base))],
             now=self.now,
         )
         return base

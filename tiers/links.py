@@ -34,7 +34,13 @@ from tiers.deployment import Deployment
 from tiers.errors import InvalidIdentifier, InvalidRequest, NotFound, PolicyViolation, TiersError
 from tiers.identifiers import get_kind
 from tiers.policies import current_policy
-from tiers.pseudonyms import Pseudonym, base_pseudonym, domain_pseudonym, parse_for_domain
+from tiers.pseudonyms import (
+    Pseudonym,
+    base_pseudonym,
+    domain_pseudonym,
+    parse_for_domain,
+    pseudonym_value,
+)
 from tiers.storage import domains as domain_repo
 from tiers.storage import inbox as inbox_repo
 from tiers.storage import links, subjects
@@ -116,7 +122,7 @@ class CardEnrolment:
             [
                 {
                     "version": self.hub_key.version,
-                    "value": domain_pseudonym(self.hub_key, self.hub.name, r).value,
+                    "value": pseudonym_value(self.hub_key, r),
                     "kind": "card",
                     "ref": r,
                 }
@@ -303,7 +309,7 @@ def _new_customer(
                     "version": key.version,
                     "kind": "customer",
                     "ref": base,
-                    "value": domain_pseudonym(key, hub.name, base).value,
+                    "value": pseudonym_value(key, base),
                 }
             ],
         )
@@ -467,7 +473,7 @@ def backfill_hub_keys(
             "version": key.version,
             "kind": kind,
             "ref": ref,
-            "value": domain_pseudonym(key, hub.name, ref).value,
+            "value": pseudonym_value(key, ref),
         }
         for ref, kind in refs
         if ref not in gone

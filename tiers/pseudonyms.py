@@ -29,6 +29,7 @@ __all__ = [
     "base_pseudonym",
     "domain_pseudonym",
     "parse_for_domain",
+    "pseudonym_value",
 ]
 
 # base32 (RFC 4648, lower case) of 160 bits, by ten-bit groups: the standard library's encoder
@@ -89,9 +90,14 @@ def base_pseudonym(base_key: DomainKey, kind: str, normalised: str) -> bytes:
     return base_key.mac(length_prefixed(kind.encode("utf-8"), normalised.encode("utf-8")))
 
 
+def pseudonym_value(domain_key: DomainKey, base: bytes) -> bytes:
+    """The 160-bit value of ``base``'s pseudonym under ``domain_key`` (what the indexes hold)."""
+    return domain_key.mac(base)[:PSEUDONYM_BYTES]
+
+
 def domain_pseudonym(domain_key: DomainKey, domain: str, base: bytes) -> Pseudonym:
     """``P`` of ``base`` in ``domain`` under ``domain_key`` (its version goes into the text)."""
-    return Pseudonym(domain, domain_key.version, domain_key.mac(base)[:PSEUDONYM_BYTES])
+    return Pseudonym(domain, domain_key.version, pseudonym_value(domain_key, base))
 
 
 def parse_for_domain(text: str, *, domain: str, keyring: Keyring) -> Pseudonym:

@@ -12,7 +12,7 @@ from keys import DomainKey
 from tiers.auditing import Access
 from tiers.deployment import Deployment
 from tiers.inbox import staged_delivery
-from tiers.pseudonyms import Pseudonym, domain_pseudonym
+from tiers.pseudonyms import Pseudonym, pseudonym_value
 from tiers.storage import links as links_repo
 from tiers.storage.domains import DomainRecord
 from tiers.storage.tables import hub_keys
@@ -42,7 +42,7 @@ def rekey_hub(
             "version": new_key.version,
             "kind": row.kind,
             "ref": row.ref,
-            "value": domain_pseudonym(new_key, hub.name, row.ref).value,
+            "value": pseudonym_value(new_key, row.ref),
         }
         for row in rows
     ]

@@ -44,6 +44,7 @@ def test_no_table_has_a_column_for_clear_identifiers(deployment: Deployment) -> 
             "created_at",
             "state_changed_at",
         },
+        "key_generation": {"id", "token"},
         "subjects": {"base", "created_at"},
         "pseudonym_index": {"domain_id", "version", "value", "subject", "created_at"},
         "audit_entries": {"seq", "time", "actor", "action", "outcome", "subject", "entry", "hash"},

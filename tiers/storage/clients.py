@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from tiers.storage.tables import clients
 
@@ -61,21 +61,28 @@ def add(
     return ClientRecord(int(new_id), name, role, domain, key_prefix, key_hash, 1, True, now, None)
 
 
-def _one(connection: Connection, condition: object) -> ClientRecord | None:
-    row = connection.execute(select(clients).where(condition)).one_or_none()  # type: ignore[arg-type]
+# Built once: authentication reads a client on every request.
+_BY = {
+    column: select(clients).where(clients.c[column] == bindparam("value"))
+    for column in ("id", "name", "key_prefix")
+}
+
+
+def _one(connection: Connection, column: str, value: object) -> ClientRecord | None:
+    row = connection.execute(_BY[column], {"value": value}).one_or_none()
     return None if row is None else _record(row)
 
 
 def by_name(connection: Connection, *, name: str) -> ClientRecord | None:
-    return _one(connection, clients.c.name == name)
+    return _one(connection, "name", name)
 
 
 def by_prefix(connection: Connection, *, prefix: str) -> ClientRecord | None:
-    return _one(connection, clients.c.key_prefix == prefix)
+    return _one(connection, "key_prefix", prefix)
 
 
 def by_id(connection: Connection, *, client_id: int) -> ClientRecord | None:
-    return _one(connection, clients.c.id == client_id)
+    return _one(connection, "id", client_id)
 
 
 def list_all(connection: Connection) -> list[ClientRecord]:

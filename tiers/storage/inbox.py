@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from tiers.storage._dialect import insert_ignoring_duplicates
 from tiers.storage.tables import deliveries, withdrawn
@@ -97,9 +97,10 @@ def mark_withdrawn(connection: Connection, *, refs: Sequence[bytes], now: dateti
         )
 
 
+_WITHDRAWN = select(withdrawn.c.ref).where(withdrawn.c.ref.in_(bindparam("refs", expanding=True)))
+
+
 def withdrawn_refs(connection: Connection, *, refs: Sequence[bytes]) -> set[bytes]:
     if not refs:
         return set()
-    return set(
-        connection.execute(select(withdrawn.c.ref).where(withdrawn.c.ref.in_(list(refs)))).scalars()
-    )
+    return set(connection.execute(_WITHDRAWN, {"refs": list(refs)}).scalars())

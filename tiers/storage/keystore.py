@@ -7,9 +7,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from tiers.storage.tables import keys
+from tiers.storage.tables import key_generation, keys
 
-__all__ = ["KeyRecord", "insert_version", "load", "set_state"]
+__all__ = ["KeyRecord", "generation", "insert_version", "load", "set_state"]
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -32,6 +32,15 @@ _LOAD = (
     .where(keys.c.owner == bindparam("owner"), keys.c.purpose == bindparam("purpose"))
     .order_by(keys.c.version)
 )
+
+
+_GENERATION = select(key_generation.c.token).where(key_generation.c.id == 1)
+
+
+def generation(connection: Connection) -> str | None:
+    """The token the database replaces on every change to the keys (see the tables module);
+    None if the row is missing (it comes back with the next change)."""
+    return connection.execute(_GENERATION).scalar_one_or_none()
 
 
 def load(connection: Connection, *, owner: str, purpose: str) -> list[KeyRecord]:

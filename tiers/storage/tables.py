@@ -35,6 +35,7 @@ __all__ = [
     "domains",
     "hub_keys",
     "jobs",
+    "key_generation",
     "keys",
     "link_lock",
     "meta",
@@ -102,6 +103,16 @@ keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("state_changed_at", UTCDateTime, nullable=False),
     UniqueConstraint("owner", "purpose", "version"),
+)
+
+# One row: a random token that database triggers replace whenever a row of `keys` is inserted,
+# updated or deleted, by any code or by hand. A process may keep unwrapped keyrings while the
+# token it read them under is still the current one (see Deployment.keyring). Not backed up.
+key_generation = Table(
+    "key_generation",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("token", String(36), nullable=False),
 )
 
 # One row per customer identifier ever registered: the base pseudonym B and nothing else.

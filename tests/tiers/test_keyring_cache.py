@@ -1,0 +1,147 @@
+"""Unwrapped keyrings kept by a process: reused while the keys are unchanged, never after."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.conftest import ACCESS
+from tiers import keyrings
+from tiers.admin import add_domain, destroy_key, rotate_key
+from tiers.deployment import Deployment
+from tiers.errors import KeyDestroyed
+from tiers.pseudonyms import parse_for_domain
+from tiers.settings import Settings
+from tiers.storage import keystore
+from tiers.tokenisation import pseudonymise_values
+
+CARD = "4970101234560001"
+
+
+@pytest.fixture
+def other(settings: Settings, deployment: Deployment) -> Iterator[Deployment]:
+    """A second deployment on the same database: another worker or the operator's CLI."""
+    opened = Deployment.open(settings)
+    yield opened
+    opened.close()
+
+
+def _casino_ring(deployment: Deployment) -> keyrings.Keyring:
+    with deployment.transaction() as connection:
+        return deployment.domain_keyring(connection, deployment.domain(connection, "casino"))
+
+
+def _generation(deployment: Deployment) -> str | None:
+    with deployment.engine.connect() as connection:
+        return keystore.generation(connection)
+
+
+def test_a_keyring_is_unwrapped_once_while_the_keys_do_not_change(deployment: Deployment) -> None:
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
+    first = _casino_ring(deployment)
+    pseudonymise_values(deployment, domain="casino", kind="card", values=[CARD], access=ACCESS)
+    assert _casino_ring(deployment) is first
+
+
+def test_a_key_destroyed_by_another_process_stops_working_at_once(
+    deployment: Deployment, other: Deployment
+) -> None:
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
+    (old,) = pseudonymise_values(
+        deployment, domain="casino", kind="card", values=[CARD], access=ACCESS
+    )
+    assert isinstance(old, str) and old.startswith("casino.v1.")
+    assert _casino_ring(deployment).active_version == 1  # kept by this process
+
+    rotate_key(other, domain="casino", access=ACCESS)
+    (new,) = pseudonymise_values(
+        deployment, domain="casino", kind="card", values=[CARD], access=ACCESS
+    )
+    assert isinstance(new, str) and new.startswith("casino.v2.")
+
+    destroy_key(other, domain="casino", version=1, access=ACCESS)
+    with pytest.raises(KeyDestroyed):
+        parse_for_domain(old, domain="casino", keyring=_casino_ring(deployment))
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE keys SET state_changed_at = state_changed_at WHERE owner = 'casino'",
+        "UPDATE keys SET wrapped = NULL WHERE owner = 'nobody'",  # no row: still a change
+        "DELETE FROM keys WHERE owner = 'nobody'",
+        "INSERT INTO keys (owner, purpose, version, state, wrapped, created_at, "
+        "state_changed_at) SELECT owner, 'spare', version, state, wrapped, created_at, "
+        "state_changed_at FROM keys WHERE owner = 'casino'",
+    ],
+)
+def test_any_change_to_the_keys_by_hand_replaces_the_generation(
+    deployment: Deployment, statement: str
+) -> None:
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
+    kept = _casino_ring(deployment)
+    before = _generation(deployment)
+    assert before is not None
+    with deployment.engine.begin() as connection:
+        connection.exec_driver_sql(statement)
+    if "nobody" in statement and deployment.engine.dialect.name == "sqlite":
+        # SQLite's triggers are per row: a statement that changes no row changes nothing.
+        assert _generation(deployment) == before
+        return
+    assert _generation(deployment) not in (before, None)
+    assert _casino_ring(deployment) is not kept
+
+
+def test_a_rolled_back_change_never_validates_a_kept_keyring(
+    deployment: Deployment, other: Deployment
+) -> None:
+    """The generation is random: a process that saw a change that was then rolled back cannot
+    mistake a later committed change for it."""
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
+
+    class Abandon(Exception):
+        pass
+
+    with pytest.raises(Abandon), deployment.transaction() as connection:
+        domain = deployment.domain(connection, "casino")
+        ring = deployment.domain_keyring(connection, domain)
+        keyrings.rotate_keyring(connection, deployment.master, ring, now=ACCESS.now)
+        # Seen inside the transaction, and kept under the transaction's generation.
+        assert deployment.domain_keyring(connection, domain).active_version == 2
+        raise Abandon
+
+    rotate_key(other, domain="casino", access=ACCESS)  # the same change, committed elsewhere
+    # Same versions and states as the abandoned change, but other material: this process must
+    # use the committed version 2, not the one it unwrapped inside the abandoned transaction.
+    mine = pseudonymise_values(
+        deployment, domain="casino", kind="card", values=[CARD], access=ACCESS
+    )
+    theirs = pseudonymise_values(other, domain="casino", kind="card", values=[CARD], access=ACCESS)
+    assert mine == theirs
+    destroy_key(other, domain="casino", version=1, access=ACCESS)
+    ring = _casino_ring(deployment)
+    assert ring.active_version == 2
+    assert ring.versions[1].state.value == "destroyed"
+    assert 1 not in ring.materials
+
+
+@given(changes=st.lists(st.sampled_from(["rotate", "read"]), min_size=1, max_size=6))
+def test_every_committed_rotation_is_seen_by_the_next_transaction(
+    deployment: Deployment, other: Deployment, changes: list[str]
+) -> None:
+    if _domain_missing(deployment):
+        add_domain(deployment, name="casino", role="partner", access=ACCESS)
+    expected = _casino_ring(other).active_version
+    for change in changes:
+        if change == "rotate":
+            rotate_key(other, domain="casino", access=ACCESS)
+            expected += 1
+        assert _casino_ring(deployment).active_version == expected
+
+
+def _domain_missing(deployment: Deployment) -> bool:
+    with deployment.engine.connect() as connection:
+        return keystore.load(connection, owner="casino", purpose="pseudonym") == []
