@@ -220,23 +220,34 @@ class Authenticator:
         with contextlib.suppress(VerificationError):
             self._hasher.verify(self._dummy, "tiers_" + "x" * 54)
 
+    def cached(self, token: str | None) -> ClientRecord | None:
+        """The client holding ``token`` if a verification of it is cached and still holds: one
+        read of the client's row, no Argon2. None when :meth:`authenticate` must decide."""
+        if not token:
+            return None
+        fingerprint = self._fingerprint(token)
+        with self._lock:
+            cached = self._cache.get(fingerprint)
+        if cached is None or cached[2] <= time.monotonic():
+            return None
+        with self._deployment.reading() as connection:
+            record = repo.by_id(connection, client_id=cached[0])
+        if record is not None and record.active and record.credential_version == cached[1]:
+            return record
+        with self._lock:
+            self._cache.pop(fingerprint, None)
+        return None
+
     def authenticate(self, token: str | None) -> ClientRecord:
         """The client holding ``token``; raises :class:`Unauthorised` otherwise."""
         match = _KEY.fullmatch(token or "")
         if match is None or token is None:
             self._dummy_verify()
             raise self._refuse()
-        fingerprint = self._fingerprint(token)
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(fingerprint)
+        record = self.cached(token)
+        if record is not None:
+            return record
         with self._deployment.reading() as connection:
-            if cached is not None and cached[2] > now:
-                record = repo.by_id(connection, client_id=cached[0])
-                if record is not None and record.active and record.credential_version == cached[1]:
-                    return record
-                with self._lock:
-                    self._cache.pop(fingerprint, None)
             record = repo.by_prefix(connection, prefix=match[1])
         if record is None:
             self._dummy_verify()
@@ -250,9 +261,9 @@ class Authenticator:
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[fingerprint] = (
+            self._cache[self._fingerprint(token)] = (
                 record.id,
                 record.credential_version,
-                now + self._cache_seconds,
+                time.monotonic() + self._cache_seconds,
             )
         return record

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from tiers.errors import KeyUnavailable, NotFound, NotInitialised, TiersError
 from tiers.identifiers import NormalisationOptions
 from tiers.pseudonyms import DOMAIN_NAME, domain_pseudonym
 from tiers.settings import Settings
-from tiers.storage import check_schema, domains, keystore, make_engine
+from tiers.storage import SQLITE_BUSY_MS, check_schema, domains, keystore, make_engine
 from tiers.storage import meta as meta_repo
 from tiers.storage.domains import DomainRecord
 
@@ -111,6 +112,42 @@ class Deployment:
             return
         with self._writer, self.engine.begin() as connection:
             yield connection
+
+    @property
+    def embedded(self) -> bool:
+        """The database is a file of this machine (SQLite), not a server."""
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def writer_if_free(self) -> Iterator[bool]:
+        """On SQLite, hold this process's write turn if, at this instant, no thread of this
+        process and no other process is writing; yields whether it is held (always False on
+        PostgreSQL). Held, a short call can run on the service's event loop without waiting
+        on a lock: the lock of another process is tried with no wait, and released at once."""
+        if not self.embedded or not self._writer.acquire(blocking=False):
+            yield False
+            return
+        try:
+            yield self._sqlite_write_lock_free()
+        finally:
+            self._writer.release()
+
+    def _sqlite_write_lock_free(self) -> bool:
+        # On the driver's connection: SQLAlchemy's own begin and reset cost as much as the try.
+        connection = self.engine.raw_connection()
+        cursor = connection.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout=0")
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # "database is locked": another process writes
+                return False
+            cursor.execute("ROLLBACK")
+            return True
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+            cursor.close()
+            connection.close()  # back to the pool
 
     @contextmanager
     def reading(self) -> Iterator[Connection]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import IO, Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
+from api.calls import SHORT_CALL_VALUES, call
 from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
 from api.schemas import (
     ERRORS,
@@ -27,16 +29,16 @@ router = APIRouter(prefix="/v1", responses=ERRORS)
 
 
 @router.get("/whoami", name="whoami", response_model=WhoAmI, tags=["clients"])
-def whoami(deployment: DeploymentDep, access: CurrentAccess) -> WhoAmI:
+async def whoami(deployment: DeploymentDep, access: CurrentAccess) -> WhoAmI:
     """The calling client's name, role and domain."""
-    client = clients.whoami(deployment, access=access)
+    client = await call(deployment, lambda: clients.whoami(deployment, access=access), short=True)
     return WhoAmI(name=client.name, role=client.role, domain=client.domain)
 
 
 @router.post(
     "/pseudonymise", name="pseudonymise", response_model=PseudonymiseResponse, tags=["partner"]
 )
-def pseudonymise(
+async def pseudonymise(
     request: Request,
     body: PseudonymiseRequest,
     deployment: DeploymentDep,
@@ -51,13 +53,18 @@ def pseudonymise(
             f"at most {deployment.settings.max_batch_values} values per call",
             code="too_many_values",
         )
-    results = pseudonymise_values(
+    results = await call(
         deployment,
-        access=access,
-        domain=body.domain or client.domain or "",
-        kind=body.kind,
-        values=body.values,
-        register=body.register_subjects,
+        functools.partial(
+            pseudonymise_values,
+            deployment,
+            access=access,
+            domain=body.domain or client.domain or "",
+            kind=body.kind,
+            values=body.values,
+            register=body.register_subjects,
+        ),
+        short=len(body.values) <= SHORT_CALL_VALUES,
     )
     return PseudonymiseResponse(**batch_results(results))
 

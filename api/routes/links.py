@@ -7,6 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from api.calls import call
 from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
 from api.schemas import ERRORS, ValueError_, _Strict, batch_results
 from tiers import links
@@ -178,10 +179,14 @@ def transfer(
 
 
 @router.get("/links/{linking_key}", name="link_resolve", response_model=ResolutionOut, tags=["hub"])
-def link(linking_key: str, deployment: DeploymentDep, access: CurrentAccess) -> ResolutionOut:
+async def link(linking_key: str, deployment: DeploymentDep, access: CurrentAccess) -> ResolutionOut:
     """The customer behind a hub linking key (a card's or the customer's): its alliance key,
     cards as hub keys, and attached SG."""
-    (result,) = links.resolve(deployment, access=access, linking_keys=[linking_key], strict=True)
+    (result,) = await call(
+        deployment,
+        lambda: links.resolve(deployment, access=access, linking_keys=[linking_key], strict=True),
+        short=True,
+    )
     assert isinstance(result, links.Resolution)
     return _resolution(result)
 

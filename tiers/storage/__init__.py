@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tiers.storage.database import (
+    SQLITE_BUSY_MS,
     bulk_load,
     check_schema,
     make_engine,
@@ -11,4 +12,12 @@ from tiers.storage.database import (
     transaction,
 )
 
-__all__ = ["bulk_load", "check_schema", "make_engine", "migrate", "scrub_deleted", "transaction"]
+__all__ = [
+    "SQLITE_BUSY_MS",
+    "bulk_load",
+    "check_schema",
+    "make_engine",
+    "migrate",
+    "scrub_deleted",
+    "transaction",
+]

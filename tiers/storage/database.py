@@ -20,6 +20,7 @@ from tiers.errors import ConfigurationError, DatabaseUnavailable, NotInitialised
 from tiers.settings import redact_url
 
 __all__ = [
+    "SQLITE_BUSY_MS",
     "alembic_config",
     "bulk_load",
     "check_schema",
@@ -28,6 +29,10 @@ __all__ = [
     "scrub_deleted",
     "transaction",
 ]
+
+
+# How long a SQLite transaction waits for another process's write lock before it fails.
+SQLITE_BUSY_MS = 30_000
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -39,7 +44,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
     cursor.close()
 
 
