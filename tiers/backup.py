@@ -27,7 +27,7 @@ from tiers.deployment import MASTER_CHECK, Deployment
 from tiers.errors import InvalidFile, InvalidRequest, KeyUnavailable, NotInitialised
 from tiers.files import atomic_binary_output
 from tiers.settings import Settings
-from tiers.storage import check_schema, make_engine, migrate
+from tiers.storage import check_schema, keystore, make_engine, migrate
 from tiers.storage import meta as meta_repo
 from tiers.storage.tables import UTCDateTime, key_generation, keys, metadata
 
@@ -237,6 +237,7 @@ def rotate_master_key(deployment: Deployment, *, access: Access, new_master: Mas
                 .values(wrapped=wrap_key(new_master, material, identity))
             )
             moved += 1
+        keystore.forget_generation(connection)
         meta_repo.put(connection, name=MASTER_CHECK, value=new_master.check_value())
         deployment.record(connection, access, action="master_key_rotate", detail={"keys": moved})
     return moved

@@ -170,7 +170,7 @@ class Deployment:
         """``owner``'s ``purpose`` keyring as ``connection`` sees it.
 
         A keyring is unwrapped once and kept while the database's key generation is the one it
-        was read under. The generation is read first, in the same transaction, and any change
+        was read under. The generation is read first, once per transaction, and any change
         to the keys table replaces it (a trigger), so a kept keyring is never older than the
         generation it is kept under: a version rotated or destroyed by any process is seen by
         the next transaction that starts after the change is committed.

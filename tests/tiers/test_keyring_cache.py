@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import event
 
 from tests.conftest import ACCESS
 from tiers import keyrings
@@ -145,3 +146,31 @@ def test_every_committed_rotation_is_seen_by_the_next_transaction(
 def _domain_missing(deployment: Deployment) -> bool:
     with deployment.engine.connect() as connection:
         return keystore.load(connection, owner="casino", purpose="pseudonym") == []
+
+
+def test_a_transaction_reads_the_generation_once_and_the_next_one_afresh(
+    deployment: Deployment, other: Deployment
+) -> None:
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
+    reads: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "key_generation" in statement:
+            reads.append(statement)
+
+    event.listen(deployment.engine, "before_cursor_execute", count)
+    try:
+        # A read-only transaction: on SQLite, the other writer does not wait for it.
+        with deployment.reading() as connection:
+            domain = deployment.domain(connection, "casino")
+            for _ in range(3):
+                deployment.domain_keyring(connection, domain)
+            deployment.base_keyring(connection)
+            assert len(reads) == 1
+            rotate_key(other, domain="casino", access=ACCESS)
+            # Served under the generation this transaction read.
+            assert deployment.domain_keyring(connection, domain).active_version == 1
+        assert _casino_ring(deployment).active_version == 2
+        assert len(reads) == 2
+    finally:
+        event.remove(deployment.engine, "before_cursor_execute", count)

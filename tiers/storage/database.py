@@ -18,6 +18,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from tiers import migrations
 from tiers.errors import ConfigurationError, DatabaseUnavailable, NotInitialised
 from tiers.settings import redact_url
+from tiers.storage import keystore
 
 __all__ = [
     "SQLITE_BUSY_MS",
@@ -85,6 +86,8 @@ def make_engine(url: str) -> Engine:
             f"cannot use database {redact_url(url)}: {type(exc).__name__}"
         ) from None
     event.listen(engine, "handle_error", _unavailable)
+    # A transaction reads the key generation once (keystore.generation): forget the last one's.
+    event.listen(engine, "begin", keystore.forget_generation)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 
 from tiers.storage.tables import key_generation, keys
 
-__all__ = ["KeyRecord", "generation", "insert_version", "load", "set_state"]
+__all__ = ["KeyRecord", "forget_generation", "generation", "insert_version", "load", "set_state"]
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -37,10 +37,28 @@ _LOAD = (
 _GENERATION = select(key_generation.c.token).where(key_generation.c.id == 1)
 
 
+# Where a transaction keeps the generation it read: on the driver connection, cleared when a
+# transaction begins (see tiers.storage.database) and when this module changes the keys.
+_MEMO = "tiers_key_generation"
+
+
 def generation(connection: Connection) -> str | None:
     """The token the database replaces on every change to the keys (see the tables module);
-    None if the row is missing (it comes back with the next change)."""
-    return connection.execute(_GENERATION).scalar_one_or_none()
+    None if the row is missing (it comes back with the next change).
+
+    Read once per transaction: a transaction is served under the generation it first read,
+    and sees a change to the keys made by another only in its next transaction.
+    """
+    info = connection.info
+    if _MEMO not in info:
+        info[_MEMO] = connection.execute(_GENERATION).scalar_one_or_none()
+    token: str | None = info[_MEMO]
+    return token
+
+
+def forget_generation(connection: Connection) -> None:
+    """Read the generation afresh next time: a transaction begins, or changed the keys."""
+    connection.info.pop(_MEMO, None)
 
 
 def load(connection: Connection, *, owner: str, purpose: str) -> list[KeyRecord]:
@@ -74,6 +92,7 @@ def insert_version(
             state_changed_at=now,
         )
     )
+    forget_generation(connection)
 
 
 def set_state(
@@ -95,3 +114,4 @@ def set_state(
         .where(keys.c.owner == owner, keys.c.purpose == purpose, keys.c.version == version)
         .values(**values)
     )
+    forget_generation(connection)
