@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 
+from api.calls import short_call_in_pool
 from tiers.auditing import Access
 from tiers.clients import Authenticator
 from tiers.deployment import Deployment
@@ -53,7 +54,8 @@ async def current_client(
 ) -> ClientRecord:
     """The authenticated client; its rate is checked before anything else is done. A key whose
     verification is cached is checked on the event loop when the database is embedded (a read,
-    which on SQLite never waits for a writer); Argon2 and remote databases go to the pool."""
+    which on SQLite never waits for a writer), else as a short call in the pool; Argon2 runs in
+    the pool."""
     now = datetime.now(UTC)
     request.state.anonymous = Access(
         actor="anonymous", role="none", purpose="", now=now, request_id=_request_id(request)
@@ -63,7 +65,10 @@ async def current_client(
         token = authorization[7:].strip()
     deployment = await get_deployment(request)
     authenticator: Authenticator = request.app.state.service.authenticator()
-    client = authenticator.cached(token) if deployment.embedded else None
+    if deployment.embedded:
+        client = authenticator.cached(token)
+    else:
+        client = await short_call_in_pool(lambda: authenticator.cached(token))
     if client is None:
         client = await run_in_threadpool(authenticator.authenticate, token)
     request.state.access = Access(

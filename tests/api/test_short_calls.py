@@ -4,15 +4,17 @@ same, and the event loop never waits for another writer."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import anyio
 import pytest
 
-from api.calls import SHORT_CALL_VALUES
+from api.calls import SHORT_CALL_THREADS, SHORT_CALL_VALUES, call
 from api.routes import data
 from tests.api.conftest import Api
 from tests.conftest import ACCESS
@@ -188,3 +190,54 @@ def test_a_failed_try_leaves_later_transactions_waiting_for_the_lock(
         assert done.is_set()
     finally:
         other.close()
+
+
+def test_short_calls_in_the_pool_run_a_few_at_a_time_within_a_limit_of_their_own(
+    deployment: Deployment,
+) -> None:
+    """Short calls that cannot run on the event loop (here: another thread of the process
+    writes) run at most SHORT_CALL_THREADS at a time; long calls have the pool's own limit."""
+    lock = threading.Lock()
+    running = {"short": 0, "long": 0}
+    peak = {"short": 0, "long": 0}
+    on_loop: list[str] = []
+    loop_thread = threading.current_thread().name
+
+    def work(kind: str) -> str:
+        if threading.current_thread().name == loop_thread:
+            on_loop.append(kind)
+        with lock:
+            running[kind] += 1
+            peak[kind] = max(peak[kind], running[kind])
+        time.sleep(0.05)
+        with lock:
+            running[kind] -= 1
+        return kind
+
+    async def calls() -> None:
+        async with anyio.create_task_group() as group:
+            for kind in ["long"] * 8 + ["short"] * 8:
+                group.start_soon(
+                    functools.partial(
+                        call, deployment, functools.partial(work, kind), short=kind == "short"
+                    )
+                )
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_writer() -> None:
+        with deployment._writer:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_writer)
+    holder.start()
+    assert held.wait(5)
+    try:
+        anyio.run(calls)
+    finally:
+        release.set()
+        holder.join()
+    assert on_loop == []
+    assert peak["short"] == SHORT_CALL_THREADS
+    assert peak["long"] > SHORT_CALL_THREADS
