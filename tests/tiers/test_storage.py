@@ -5,16 +5,19 @@ from datetime import UTC, datetime
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Connection, String, cast, delete, insert, inspect, select
 
 from tests.conftest import ACCESS
 from tiers.admin import add_domain
 from tiers.deployment import Deployment
-from tiers.storage import bulk_load, migrate, subjects
+from tiers.storage import bulk_load, inbox, migrate, subjects
 from tiers.storage._dialect import COPY_THRESHOLD, bulk_insert_ignoring_duplicates
 from tiers.storage.database import BULK_CACHE_KIB
+from tiers.storage.inbox import WITHDRAWN_CHUNK
 from tiers.storage.links import insert_hub_keys
-from tiers.storage.tables import hub_keys, metadata
+from tiers.storage.tables import hub_keys, metadata, withdrawn
 from tiers.storage.tables import subjects as subject_table
 from tiers.tokenisation import pseudonymise_values
 
@@ -254,3 +257,26 @@ def test_bulk_inserts_of_every_column_type_store_the_values_given(
     assert sorted(tuple(row) for row in stored) == sorted(
         (r["version"], r["value"], r["kind"], r["ref"]) for r in rows
     )
+
+
+@given(withdrawn_count=st.integers(0, 40), asked=st.lists(st.integers(0, 80), max_size=60))
+def test_withdrawn_refs_finds_exactly_the_withdrawn_ones(
+    deployment: Deployment, withdrawn_count: int, asked: list[int]
+) -> None:
+    refs = [n.to_bytes(32, "big") for n in range(81)]
+    with deployment.engine.begin() as connection:
+        connection.execute(delete(withdrawn))
+        inbox.mark_withdrawn(connection, refs=refs[:withdrawn_count], now=ACCESS.now)
+        found = inbox.withdrawn_refs(connection, refs=[refs[n] for n in asked])
+    assert found == {refs[n] for n in asked if n < withdrawn_count}
+    assert all(type(ref) is bytes for ref in found)
+
+
+def test_withdrawn_refs_looks_at_every_ref_of_a_long_list(deployment: Deployment) -> None:
+    """Longer than two chunks, every ref withdrawn: none may be missed at a chunk's edge."""
+    refs = [n.to_bytes(32, "big") for n in range(2 * WITHDRAWN_CHUNK + 3)]
+    others = [(n + len(refs)).to_bytes(32, "big") for n in range(len(refs))]
+    with deployment.engine.begin() as connection:
+        inbox.mark_withdrawn(connection, refs=refs, now=ACCESS.now)
+        assert inbox.withdrawn_refs(connection, refs=refs) == set(refs)
+        assert inbox.withdrawn_refs(connection, refs=others) == set()
