@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, select, update
 from tiers.admin import add_domain, initialise
 from tiers.auditing import Access
 from tiers.deployment import Deployment
-from tiers.links import Resolution, associate, card_ref, enrol_cards, hub_domain, resolve
+from tiers.links import Resolution, associate, card_ref, enrol_cards, resolve
 from tiers.pseudonyms import Pseudonym, base_pseudonym, domain_pseudonym
 from tiers.settings import Settings
 from tiers.storage._dialect import bulk_insert_ignoring_duplicates
@@ -74,7 +74,7 @@ def _copy_first_customer(
 ) -> list[str]:
     with deployment.transaction() as connection:
         base_key = deployment.base_keyring(connection).active
-        hub = hub_domain(connection)
+        hub = deployment.hub_domain(connection)
         assert hub is not None
         hub_key = deployment.domain_keyring(connection, hub).active
         ids = dict(connection.execute(select(cards.c.ref, cards.c.id)).tuples().all())

@@ -42,6 +42,9 @@ class Deployment:
     _writer: threading.RLock = field(default_factory=threading.RLock, repr=False)
     # Unwrapped keyrings and the key generation they were read under (see :meth:`keyring`).
     _keyrings: dict[tuple[str, str], tuple[str, Keyring]] = field(default_factory=dict, repr=False)
+    # Domain records and the hub domain, kept the same way (see :meth:`domain`).
+    _domains: dict[str, tuple[str, DomainRecord]] = field(default_factory=dict, repr=False)
+    _hub: tuple[str, DomainRecord | None] | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Deployment:
@@ -159,12 +162,33 @@ class Deployment:
                 yield connection
 
     def domain(self, connection: Connection, name: str) -> DomainRecord:
-        """The domain called ``name``; raises :class:`NotFound`."""
+        """The domain called ``name``; raises :class:`NotFound`.
+
+        Kept, like keyrings, while the key generation is the one it was read under: the
+        triggers that replace the generation fire on any change to the domains too. A name
+        that is not there is asked again each time.
+        """
+        generation = keystore.generation(connection)
+        cached = self._domains.get(name)
+        if generation is not None and cached is not None and cached[0] == generation:
+            return cached[1]
         # A malformed name cannot exist: answered without asking the database.
         record = domains.get(connection, name=name) if DOMAIN_NAME.fullmatch(name) else None
         if record is None:
             raise NotFound(f"unknown domain {name!r}", code="unknown_domain")
+        if generation is not None:
+            self._domains[name] = (generation, record)
         return record
+
+    def hub_domain(self, connection: Connection) -> DomainRecord | None:
+        """The hub's domain, or None while the coalition has none; kept as :meth:`domain`."""
+        generation = keystore.generation(connection)
+        if generation is not None and self._hub is not None and self._hub[0] == generation:
+            return self._hub[1]
+        hub = domains.first_with_role(connection, role="hub")
+        if generation is not None:
+            self._hub = (generation, hub)
+        return hub
 
     def keyring(self, connection: Connection, *, owner: str, purpose: str) -> Keyring:
         """``owner``'s ``purpose`` keyring as ``connection`` sees it.

@@ -36,7 +36,7 @@ from tiers.errors import (
 from tiers.files import FIELD_SIZE_LIMIT, Reject, _open_source, _read_header, _records
 from tiers.identifiers import get_kind
 from tiers.inbox import staged_delivery
-from tiers.links import CardEnrolment, behind_hub_key, card_ref, hub_domain, partner_card
+from tiers.links import CardEnrolment, behind_hub_key, card_ref, partner_card
 from tiers.pseudonyms import (
     Pseudonym,
     base_pseudonym,
@@ -269,7 +269,7 @@ def send_campaign(
     routed: dict[str, list[str]] = {}
     sgs: dict[str, tuple[DomainRecord, DomainKey]] = {}
     with deployment.transaction() as connection:
-        hub = hub_domain(connection)
+        hub = deployment.hub_domain(connection)
         if hub is None:
             raise NotFound("no hub domain", code="unknown_domain")
         require(access, "campaign_send", hub.name)
@@ -366,7 +366,7 @@ def withdraw_customer(deployment: Deployment, *, access: Access, domain: str, ca
                 now=access.now,
                 actor=access.actor,
             )
-        hub = hub_domain(connection)
+        hub = deployment.hub_domain(connection)
         links_repo.delete_hub_keys(connection, refs=refs)
         inbox_repo.mark_withdrawn(connection, refs=refs, now=access.now)
         if hub is not None:

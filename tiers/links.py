@@ -58,7 +58,6 @@ __all__ = [
     "card_ref",
     "dissociate",
     "enrol_cards",
-    "hub_domain",
     "partner_card",
     "resolve",
     "transfer",
@@ -70,10 +69,6 @@ _CARD_REF = b"tiers card at partner v1"
 def card_ref(base_key: DomainKey, partner: str, base: bytes) -> bytes:
     """A card's internal identity: the same number at two partners is two cards."""
     return base_key.mac(length_prefixed(_CARD_REF, partner.encode(), base))
-
-
-def hub_domain(connection: Connection) -> DomainRecord | None:
-    return domain_repo.first_with_role(connection, role="hub")
 
 
 class CardEnrolment:
@@ -100,7 +95,7 @@ class CardEnrolment:
 
     @functools.cached_property
     def hub(self) -> DomainRecord | None:
-        return hub_domain(self.connection)
+        return self.deployment.hub_domain(self.connection)
 
     @functools.cached_property
     def hub_key(self) -> DomainKey | None:
@@ -299,7 +294,7 @@ def _new_customer(
         now=access.now,
     )
     links.set_card_customer(connection, card_ids=card_ids, customer_id=customer_id, now=access.now)
-    hub = hub_domain(connection)
+    hub = deployment.hub_domain(connection)
     if hub is not None:
         key = deployment.domain_keyring(connection, hub).active
         links.insert_hub_keys(
@@ -435,7 +430,7 @@ def _notify_merge(
     deployment: Deployment, connection: Connection, access: Access, gone: bytes, kept: bytes
 ) -> None:
     """Tell the hub that a merged customer's keys now mean the surviving customer's key."""
-    hub = hub_domain(connection)
+    hub = deployment.hub_domain(connection)
     if hub is None:
         return
     # Deferred: tiers.inbox builds on the file machinery, which registers cards through here.
@@ -684,7 +679,7 @@ def resolve(
     unknown or malformed key gets its error in its place (with ``strict``, it is raised)."""
     results: list[Resolution | TiersError] = []
     with deployment.transaction() as connection:
-        hub = hub_domain(connection)
+        hub = deployment.hub_domain(connection)
         if hub is None:
             raise NotFound("no hub domain", code="unknown_domain")
         require(access, "link_resolve", hub.name)

@@ -7,16 +7,19 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import event
+from sqlalchemy import event, update
 
 from tests.conftest import ACCESS
 from tiers import keyrings
 from tiers.admin import add_domain, destroy_key, rotate_key
 from tiers.deployment import Deployment
-from tiers.errors import KeyDestroyed
+from tiers.errors import KeyDestroyed, NotFound
 from tiers.pseudonyms import parse_for_domain
 from tiers.settings import Settings
+from tiers.storage import domains as domain_repo
 from tiers.storage import keystore
+from tiers.storage.domains import DomainRecord
+from tiers.storage.tables import domains
 from tiers.tokenisation import pseudonymise_values
 
 CARD = "4970101234560001"
@@ -174,3 +177,78 @@ def test_a_transaction_reads_the_generation_once_and_the_next_one_afresh(
         assert len(reads) == 2
     finally:
         event.remove(deployment.engine, "before_cursor_execute", count)
+
+
+def _domain(deployment: Deployment, name: str) -> DomainRecord:
+    with deployment.transaction() as connection:
+        return deployment.domain(connection, name)
+
+
+def _hub(deployment: Deployment) -> DomainRecord | None:
+    with deployment.transaction() as connection:
+        return deployment.hub_domain(connection)
+
+
+def test_domain_records_are_read_once_while_nothing_changes(deployment: Deployment) -> None:
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
+    add_domain(deployment, name="hub", role="hub", access=ACCESS)
+    reads: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "FROM domains" in statement:
+            reads.append(statement)
+
+    event.listen(deployment.engine, "before_cursor_execute", count)
+    try:
+        for _ in range(3):
+            assert _domain(deployment, "casino").role == "partner"
+            hub = _hub(deployment)
+            assert hub is not None and hub.name == "hub"
+        assert len(reads) == 2  # the partner's record, then the hub's
+        with pytest.raises(NotFound):
+            _domain(deployment, "nowhere")
+        assert len(reads) == 3  # a name that is not there is asked each time
+    finally:
+        event.remove(deployment.engine, "before_cursor_execute", count)
+
+
+def test_a_domain_changed_by_hand_is_seen_by_the_next_transaction(
+    deployment: Deployment,
+) -> None:
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
+    assert _domain(deployment, "casino").card_luhn is False
+    with deployment.engine.begin() as connection:
+        connection.execute(update(domains).where(domains.c.name == "casino").values(card_luhn=True))
+    assert _domain(deployment, "casino").card_luhn is True
+    with deployment.engine.begin() as connection:
+        connection.execute(update(domains).where(domains.c.name == "casino").values(role="hub"))
+    hub = _hub(deployment)
+    assert hub is not None and hub.name == "casino"
+
+
+def test_a_hub_added_by_another_process_is_seen_by_the_next_transaction(
+    deployment: Deployment, other: Deployment
+) -> None:
+    assert _hub(deployment) is None  # kept: there is no hub
+    add_domain(other, name="hub", role="hub", access=ACCESS)
+    hub = _hub(deployment)
+    assert hub is not None and hub.name == "hub"
+
+
+def test_a_domain_added_in_a_rolled_back_transaction_is_never_seen_again(
+    deployment: Deployment,
+) -> None:
+    class Abandon(Exception):
+        pass
+
+    with pytest.raises(Abandon), deployment.transaction() as connection:
+        assert deployment.hub_domain(connection) is None  # kept under the committed generation
+        domain_repo.add(connection, name="ghost", role="hub", card_luhn=False, now=ACCESS.now)
+        assert deployment.domain(connection, "ghost").name == "ghost"  # seen inside
+        hub = deployment.hub_domain(connection)
+        assert hub is not None and hub.name == "ghost"
+        raise Abandon
+
+    with pytest.raises(NotFound):
+        _domain(deployment, "ghost")
+    assert _hub(deployment) is None

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, insert, select
 
+from tiers.storage import keystore
 from tiers.storage.tables import domains
 
 __all__ = ["DomainRecord", "add", "first_with_role", "get", "list_all"]
@@ -31,6 +32,7 @@ def add(
     result = connection.execute(
         insert(domains).values(name=name, role=role, card_luhn=card_luhn, created_at=now)
     )
+    keystore.forget_generation(connection)
     (new_id,) = result.inserted_primary_key or (None,)
     assert new_id is not None
     return DomainRecord(int(new_id), name, role, card_luhn, now)

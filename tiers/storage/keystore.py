@@ -38,16 +38,16 @@ _GENERATION = select(key_generation.c.token).where(key_generation.c.id == 1)
 
 
 # Where a transaction keeps the generation it read: on the driver connection, cleared when a
-# transaction begins (see tiers.storage.database) and when this module changes the keys.
+# transaction begins (see tiers.storage.database) and when the keys or domains are changed.
 _MEMO = "tiers_key_generation"
 
 
 def generation(connection: Connection) -> str | None:
-    """The token the database replaces on every change to the keys (see the tables module);
-    None if the row is missing (it comes back with the next change).
+    """The token the database replaces on every change to the keys or the domains (see the
+    tables module); None if the row is missing (it comes back with the next change).
 
     Read once per transaction: a transaction is served under the generation it first read,
-    and sees a change to the keys made by another only in its next transaction.
+    and sees a change made by another only in its next transaction.
     """
     info = connection.info
     if _MEMO not in info:
@@ -57,7 +57,8 @@ def generation(connection: Connection) -> str | None:
 
 
 def forget_generation(connection: Connection) -> None:
-    """Read the generation afresh next time: a transaction begins, or changed the keys."""
+    """Read the generation afresh next time: a transaction begins, or changed the keys or the
+    domains (its triggers replaced the token)."""
     connection.info.pop(_MEMO, None)
 
 

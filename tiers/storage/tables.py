@@ -105,9 +105,10 @@ keys = Table(
     UniqueConstraint("owner", "purpose", "version"),
 )
 
-# One row: a random token that database triggers replace whenever a row of `keys` is inserted,
-# updated or deleted, by any code or by hand. A process may keep unwrapped keyrings while the
-# token it read them under is still the current one (see Deployment.keyring). Not backed up.
+# One row: a random token that database triggers replace whenever a row of `keys` or of
+# `domains` is inserted, updated or deleted, by any code or by hand. A process may keep
+# unwrapped keyrings and domain records while the token it read them under is still the
+# current one (see Deployment.keyring and Deployment.domain). Not backed up.
 key_generation = Table(
     "key_generation",
     metadata,
