@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from hypothesis import given
@@ -151,18 +152,27 @@ def _domain_missing(deployment: Deployment) -> bool:
         return keystore.load(connection, owner="casino", purpose="pseudonym") == []
 
 
+@contextmanager
+def _statements(deployment: Deployment, containing: str) -> Iterator[list[str]]:
+    """The statements sent to the database that contain ``containing``, while in the block."""
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if containing in statement:
+            seen.append(statement)
+
+    event.listen(deployment.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(deployment.engine, "before_cursor_execute", record)
+
+
 def test_a_transaction_reads_the_generation_once_and_the_next_one_afresh(
     deployment: Deployment, other: Deployment
 ) -> None:
     add_domain(deployment, name="casino", role="partner", access=ACCESS)
-    reads: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if "key_generation" in statement:
-            reads.append(statement)
-
-    event.listen(deployment.engine, "before_cursor_execute", count)
-    try:
+    with _statements(deployment, "key_generation") as reads:
         # A read-only transaction: on SQLite, the other writer does not wait for it.
         with deployment.reading() as connection:
             domain = deployment.domain(connection, "casino")
@@ -175,8 +185,6 @@ def test_a_transaction_reads_the_generation_once_and_the_next_one_afresh(
             assert deployment.domain_keyring(connection, domain).active_version == 1
         assert _casino_ring(deployment).active_version == 2
         assert len(reads) == 2
-    finally:
-        event.remove(deployment.engine, "before_cursor_execute", count)
 
 
 def _domain(deployment: Deployment, name: str) -> DomainRecord:
@@ -192,14 +200,7 @@ def _hub(deployment: Deployment) -> DomainRecord | None:
 def test_domain_records_are_read_once_while_nothing_changes(deployment: Deployment) -> None:
     add_domain(deployment, name="casino", role="partner", access=ACCESS)
     add_domain(deployment, name="hub", role="hub", access=ACCESS)
-    reads: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if "FROM domains" in statement:
-            reads.append(statement)
-
-    event.listen(deployment.engine, "before_cursor_execute", count)
-    try:
+    with _statements(deployment, "FROM domains") as reads:
         for _ in range(3):
             assert _domain(deployment, "casino").role == "partner"
             hub = _hub(deployment)
@@ -208,8 +209,6 @@ def test_domain_records_are_read_once_while_nothing_changes(deployment: Deployme
         with pytest.raises(NotFound):
             _domain(deployment, "nowhere")
         assert len(reads) == 3  # a name that is not there is asked each time
-    finally:
-        event.remove(deployment.engine, "before_cursor_execute", count)
 
 
 def test_a_domain_changed_by_hand_is_seen_by_the_next_transaction(
