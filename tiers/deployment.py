@@ -29,6 +29,17 @@ MASTER_CHECK = "master_key_check"
 
 
 @dataclass(slots=True)
+class _Kept:
+    """What a process keeps between transactions, all read under one key generation."""
+
+    generation: str
+    keyrings: dict[tuple[str, str], Keyring] = field(default_factory=dict, repr=False)
+    domains: dict[str, DomainRecord] = field(default_factory=dict)
+    hub: DomainRecord | None = None
+    hub_read: bool = False  # set after hub: a thread that sees it True sees the hub
+
+
+@dataclass(slots=True)
 class Deployment:
     """What every core operation runs against. Open with :meth:`open`, close when done."""
 
@@ -40,11 +51,8 @@ class Deployment:
     # of this process queue here, in order, rather than in SQLite's busy handler, which sleeps
     # in growing steps and gave a service under load latencies of a second.
     _writer: threading.RLock = field(default_factory=threading.RLock, repr=False)
-    # Unwrapped keyrings and the key generation they were read under (see :meth:`keyring`).
-    _keyrings: dict[tuple[str, str], tuple[str, Keyring]] = field(default_factory=dict, repr=False)
-    # Domain records and the hub domain, kept the same way (see :meth:`domain`).
-    _domains: dict[str, tuple[str, DomainRecord]] = field(default_factory=dict, repr=False)
-    _hub: tuple[str, DomainRecord | None] | None = field(default=None, repr=False)
+    # Unwrapped keyrings and domain records, kept under one key generation (see :meth:`_kept`).
+    _kept_now: _Kept | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Deployment:
@@ -161,51 +169,62 @@ class Deployment:
             with connection.begin():
                 yield connection
 
-    def domain(self, connection: Connection, name: str) -> DomainRecord:
-        """The domain called ``name``; raises :class:`NotFound`.
+    def _kept(self, connection: Connection) -> _Kept | None:
+        """What this process keeps for the key generation ``connection``'s transaction reads.
 
-        Kept, like keyrings, while the key generation is the one it was read under: the
-        triggers that replace the generation fire on any change to the domains too. A name
-        that is not there is asked again each time.
+        Keyrings and domain records are kept while the database's key generation is the one
+        they were read under: it is read once per transaction, and triggers replace it on any
+        change to the keys or the domains, so nothing kept is older than the generation it is
+        kept under, and a version rotated or destroyed by any process is seen by the next
+        transaction that starts after the change is committed. When the generation moves,
+        everything kept under the old one is dropped at once, not entry by entry: a destroyed
+        key's material is not left in memory for a keyring no request asks for again. None
+        (nothing kept) if the generation row is missing.
         """
         generation = keystore.generation(connection)
-        cached = self._domains.get(name)
-        if generation is not None and cached is not None and cached[0] == generation:
-            return cached[1]
+        if generation is None:
+            return None
+        kept = self._kept_now  # one read: another thread may replace it meanwhile
+        if kept is None or kept.generation != generation:
+            kept = _Kept(generation)
+            self._kept_now = kept
+        return kept
+
+    def domain(self, connection: Connection, name: str) -> DomainRecord:
+        """The domain called ``name``, kept as :meth:`_kept` says; raises :class:`NotFound`
+        (a name that is not there is asked again each time)."""
+        kept = self._kept(connection)
+        record = None if kept is None else kept.domains.get(name)
+        if record is not None:
+            return record
         # A malformed name cannot exist: answered without asking the database.
         record = domains.get(connection, name=name) if DOMAIN_NAME.fullmatch(name) else None
         if record is None:
             raise NotFound(f"unknown domain {name!r}", code="unknown_domain")
-        if generation is not None:
-            self._domains[name] = (generation, record)
+        if kept is not None:
+            kept.domains[name] = record
         return record
 
     def hub_domain(self, connection: Connection) -> DomainRecord | None:
-        """The hub's domain, or None while the coalition has none; kept as :meth:`domain`."""
-        generation = keystore.generation(connection)
-        if generation is not None and self._hub is not None and self._hub[0] == generation:
-            return self._hub[1]
+        """The hub's domain, or None while the coalition has none; kept as :meth:`_kept`."""
+        kept = self._kept(connection)
+        if kept is not None and kept.hub_read:
+            return kept.hub
         hub = domains.first_with_role(connection, role="hub")
-        if generation is not None:
-            self._hub = (generation, hub)
+        if kept is not None:
+            kept.hub, kept.hub_read = hub, True
         return hub
 
     def keyring(self, connection: Connection, *, owner: str, purpose: str) -> Keyring:
-        """``owner``'s ``purpose`` keyring as ``connection`` sees it.
-
-        A keyring is unwrapped once and kept while the database's key generation is the one it
-        was read under. The generation is read first, once per transaction, and any change
-        to the keys table replaces it (a trigger), so a kept keyring is never older than the
-        generation it is kept under: a version rotated or destroyed by any process is seen by
-        the next transaction that starts after the change is committed.
-        """
-        generation = keystore.generation(connection)
-        cached = self._keyrings.get((owner, purpose))
-        if generation is not None and cached is not None and cached[0] == generation:
-            return cached[1]
+        """``owner``'s ``purpose`` keyring as ``connection`` sees it: unwrapped once, and kept
+        as :meth:`_kept` says."""
+        kept = self._kept(connection)
+        ring = None if kept is None else kept.keyrings.get((owner, purpose))
+        if ring is not None:
+            return ring
         ring = keyrings.load_keyring(connection, self.master, owner=owner, purpose=purpose)
-        if generation is not None:
-            self._keyrings[owner, purpose] = (generation, ring)
+        if kept is not None:
+            kept.keyrings[owner, purpose] = ring
         return ring
 
     def base_keyring(self, connection: Connection) -> Keyring:

@@ -251,3 +251,24 @@ def test_a_domain_added_in_a_rolled_back_transaction_is_never_seen_again(
     with pytest.raises(NotFound):
         _domain(deployment, "ghost")
     assert _hub(deployment) is None
+
+
+def test_a_new_generation_drops_every_kept_keyring_at_once(
+    deployment: Deployment, other: Deployment
+) -> None:
+    """A destroyed version's material is not left in memory in a keyring no request asks for
+    again: the first transaction under a new generation drops all that was kept."""
+    add_domain(deployment, name="casino", role="partner", access=ACCESS)
+    add_domain(deployment, name="galeries", role="partner", access=ACCESS)
+    kept = _casino_ring(deployment)
+    assert 1 in kept.materials
+    rotate_key(other, domain="casino", access=ACCESS)
+    destroy_key(other, domain="casino", version=1, access=ACCESS)
+    pseudonymise_values(deployment, domain="galeries", kind="card", values=[CARD], access=ACCESS)
+    still_kept = [
+        ring
+        for ring in deployment._kept_now.keyrings.values()  # type: ignore[union-attr]
+        if ring.owner == "casino" and 1 in ring.materials
+    ]
+    assert still_kept == []
+    assert _casino_ring(deployment).active_version == 2
