@@ -36,6 +36,7 @@ PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "pseudonymise",
                 "tokenise_file",
                 "job_read",
+                "job_delete",
                 "whoami",
                 "card_enrol",
                 "card_associate",

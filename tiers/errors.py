@@ -55,6 +55,7 @@ __all__ = [
     "NotInitialised",
     "PolicyViolation",
     "RateLimited",
+    "StateConflict",
     "TiersError",
     "Unauthorised",
     "UnknownKeyVersion",
@@ -132,6 +133,12 @@ class AlreadyExists(TiersError):
     """Creating something that already exists."""
 
     code = "already_exists"
+
+
+class StateConflict(TiersError):
+    """Something whose current state forbids the operation (a file job still running, say)."""
+
+    code = "state_conflict"
 
 
 class InvalidRequest(TiersError, ValueError):

@@ -1,37 +1,57 @@
-"""File jobs: a partner's CSV tokenised on the server, its outputs kept until fetched.
+"""File jobs: a partner's CSV tokenised on the server, its outputs kept until deleted.
 
 The upload is tokenised while it streams in: the clear file is never written anywhere. The
 outputs appear (atomically) only when the whole file succeeded. A job interrupted by a crash is
 marked ``failed`` (code ``interrupted``) when the service starts again, its partial files are
 removed, and the partner submits the file again: nothing is ever half-delivered.
+
+The outputs are pseudonymised data, still personal data: the partner deletes them once fetched
+(:func:`delete_job`), and :func:`purge_jobs` deletes those of every job finished more than
+``TIERS_JOB_RETENTION_DAYS`` ago. A deleted job stays listed, with its counts, as ``deleted``.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Literal
 
+from sqlalchemy import Connection
+
 from audit import Counts
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
-from tiers.errors import NotFound, TiersError
+from tiers.errors import InvalidRequest, NotFound, StateConflict, TiersError
 from tiers.files import FileReport, parse_column_spec, tokenise_file
 from tiers.storage import jobs as repo
 from tiers.storage.jobs import JobRecord
 
-__all__ = ["JobRecord", "get_job", "job_file", "list_jobs", "recover_jobs", "run_file_job"]
+__all__ = [
+    "JobRecord",
+    "delete_job",
+    "get_job",
+    "job_file",
+    "list_jobs",
+    "purge_jobs",
+    "recover_jobs",
+    "run_file_job",
+]
 
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 
+def _root(deployment: Deployment) -> Path:
+    return deployment.settings.home / "jobs"
+
+
 def _directory(deployment: Deployment, job_id: str) -> Path:
-    return deployment.settings.home / "jobs" / job_id
+    return _root(deployment) / job_id
 
 
 def run_file_job(
@@ -167,6 +187,8 @@ def job_file(
     """The path of a finished job's output or rejects file, after the access is recorded."""
     require(access, "job_read")
     job = _owned(deployment, access, job_id)
+    if job.state == "deleted":
+        raise NotFound(f"job {job_id!r} and its files were deleted", code="gone")
     if job.state != "done":
         raise NotFound(f"job {job_id!r} has no {which} ({job.state})", code="not_ready")
     path = _directory(deployment, job_id) / f"{which}.csv"
@@ -200,3 +222,75 @@ def recover_jobs(deployment: Deployment, *, now: datetime, at_start: bool = True
     for job_id in dead:
         shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
     return dead
+
+
+@audited("job_delete", domain_arg=None)
+def delete_job(deployment: Deployment, *, access: Access, job_id: str) -> JobRecord:
+    """Delete a finished job's output and rejects files now; the job stays listed as
+    ``deleted``. A running job cannot be deleted (:class:`StateConflict`, ``job_running``);
+    deleting a deleted job again removes nothing more and is answered the same."""
+    require(access, "job_delete")
+    job = _owned(deployment, access, job_id)
+    if job.state == "running":
+        raise StateConflict(f"job {job_id!r} is still running", code="job_running")
+    with deployment.transaction() as connection:
+        repo.delete_finished(connection, job_id=job_id)
+        deployment.record(
+            connection,
+            access,
+            action="job_delete",
+            domains=[job.domain],
+            detail={"job": job_id, "state": job.state},
+        )
+        deleted = repo.get(connection, job_id=job_id)
+    # After the commit: a crash in between leaves files that job_file no longer serves and
+    # that purge_jobs removes.
+    shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
+    assert deleted is not None
+    return deleted
+
+
+@audited("job_purge", domain_arg=None)
+def purge_jobs(
+    deployment: Deployment, *, access: Access, older_than_days: int | None = None
+) -> int:
+    """Delete the files of every job finished more than ``older_than_days`` ago (default
+    ``TIERS_JOB_RETENTION_DAYS``; 0 takes every finished job), and any job directory left
+    behind by a crash. Returns the number of jobs deleted; running jobs are never touched."""
+    require(access, "job_purge")
+    days = deployment.settings.job_retention_days if older_than_days is None else older_than_days
+    if days < 0:
+        raise InvalidRequest("the retention period cannot be negative", code="bad_retention")
+    recover_jobs(deployment, now=access.now, at_start=False)
+    with deployment.transaction() as connection:
+        leftovers = _leftovers(deployment, connection)  # before this purge's own deletions
+        ids = repo.delete_finished(connection, finished_before=access.now - timedelta(days=days))
+        deployment.record(
+            connection,
+            access,
+            action="job_purge",
+            counts=Counts(records_in=len(ids)),
+            detail={"retention_days": days, "leftover_directories": len(leftovers)},
+        )
+    for job_id in [*ids, *leftovers]:
+        shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
+    return len(ids)
+
+
+def _leftovers(deployment: Deployment, connection: Connection) -> list[str]:
+    """Job directories that serve nothing: those of failed or deleted jobs (a crash came
+    between the commit and the removal) and those of no job at all (a crash came between
+    creating the directory and the job), once untouched for ``job_stale_seconds``, so that a
+    job being created now is not taken."""
+    root = _root(deployment)
+    if not root.is_dir():
+        return []
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and _JOB_ID.fullmatch(p.name))
+    known = repo.states(connection, job_ids=names)
+    cutoff = time.time() - deployment.settings.job_stale_seconds
+    return [
+        name
+        for name in names
+        if known.get(name) in ("failed", "deleted")
+        or (name not in known and (root / name).stat().st_mtime < cutoff)
+    ]

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     max_batch_values: int = Field(default=100_000, ge=1)
     exchanges_file: Path | None = None
     job_stale_seconds: int = Field(default=120, ge=1)
+    # What `tiers job purge` keeps of finished file jobs' outputs (see tiers/jobs.py).
+    job_retention_days: int = Field(default=7, ge=0)
     # Processes that tokenise a file's blocks in parallel (command line; see tiers/fastpath.py).
     file_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     # Dictionary-attack signs raised by `tiers audit alerts` (see tiers/alerts.py).

@@ -22,7 +22,7 @@ from api.schemas import (
 from api.upload import stream_multipart
 from tiers import clients
 from tiers.errors import InvalidRequest
-from tiers.jobs import JobRecord, get_job, job_file, list_jobs, run_file_job
+from tiers.jobs import JobRecord, delete_job, get_job, job_file, list_jobs, run_file_job
 from tiers.tokenisation import pseudonymise_values
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
@@ -163,6 +163,14 @@ def jobs(deployment: DeploymentDep, access: CurrentAccess) -> list[JobOut]:
 def job(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> JobOut:
     """State and counts of one of the client's jobs."""
     return _job(get_job(deployment, access=access, job_id=job_id))
+
+
+@router.delete("/jobs/{job_id}", name="job_delete", response_model=JobOut, tags=["partner"])
+def remove_job(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> JobOut:
+    """Delete a finished job's output and rejects files (once fetched; otherwise they are
+    deleted `TIERS_JOB_RETENTION_DAYS` after the job finished). The job stays listed as
+    `deleted`; a running job is answered 409 `job_running`."""
+    return _job(delete_job(deployment, access=access, job_id=job_id))
 
 
 def _download(

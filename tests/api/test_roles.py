@@ -33,6 +33,14 @@ ENDPOINTS: list[tuple[str, str, str, Any, set[str], set[int]]] = [
         {"casino-app"},
         {404},
     ),
+    (
+        "job_delete",
+        "DELETE",
+        "/v1/jobs/0123456789abcdef0123456789abcdef",
+        None,
+        {"casino-app"},
+        {404},
+    ),
     ("card_enrol", "POST", "/v1/cards/enrol", {"values": ["12345678"]}, {"casino-app"}, {200}),
     (
         "card_associate",

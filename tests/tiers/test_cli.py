@@ -1,13 +1,19 @@
 from __future__ import annotations
 
 import base64
+import io
 import os
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Cli, Database, assert_absent
+from tiers.auditing import Access
+from tiers.deployment import Deployment
+from tiers.jobs import run_file_job
+from tiers.storage import clients as client_repo
 
 PSEUDONYM = re.compile(r"[a-z][a-z0-9-]{1,31}\.v[0-9]+\.[a-z2-7]{32}")
 
@@ -247,3 +253,41 @@ def test_commands_before_init_say_so(cli: Cli) -> None:
     assert result.exit_code == 1
     line = one_error_line(result.stderr)
     assert "[no_master_key]" in line and "tiers init" in line
+
+
+def test_job_purge_and_delete_commands(
+    initialised_cli: Cli, database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIERS_ARGON2_PROFILE", "test")
+    initialised_cli.ok("client", "add", "casino-app", "--role", "partner", "--domain", "casino")
+    deployment = Deployment.open(database.settings())
+    try:
+        with deployment.engine.connect() as connection:
+            client = client_repo.by_name(connection, name="casino-app")
+        assert client is not None
+        partner = Access(
+            "casino-app", "partner", "test", datetime.now(UTC), None, "casino", client.id
+        )
+        jobs = [
+            run_file_job(
+                deployment,
+                access=partner,
+                stream=io.BytesIO(b"card\n4970101234560001\n"),
+                domain="casino",
+                columns=["card=card"],
+            ).id
+            for _ in range(2)
+        ]
+    finally:
+        deployment.close()
+    directory = database.home / "jobs"
+    assert "deleted the files of 0 jobs" in initialised_cli.ok("job", "purge").stdout
+    assert "deleted the files of job" in initialised_cli.ok("job", "delete", jobs[0]).stdout
+    assert [jobs[1]] == [path.name for path in directory.iterdir()]
+    assert 2 == initialised_cli("job", "purge", "--older-than", "-1").exit_code
+    purged = initialised_cli.ok("job", "purge", "--older-than", "0")
+    assert "deleted the files of 1 job\n" in purged.stdout
+    assert [] == list(directory.iterdir())
+    unknown = initialised_cli("job", "delete", "f" * 32)
+    assert 1 == unknown.exit_code
+    assert one_error_line(unknown.stderr).endswith("[unknown_job]")

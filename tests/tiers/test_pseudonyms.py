@@ -4,7 +4,7 @@ import base64
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from keys import DomainKey, Keyring, length_prefixed, new_key_material
@@ -153,6 +153,9 @@ def test_unknown_and_destroyed_versions_are_refused() -> None:
 
 
 @given(st.binary(min_size=20, max_size=20))
+@example(b"\x00" * 20)
+@example(b"\xff" * 20)
+@example(bytes(range(20)))
 def test_b32_text_is_rfc4648_base32_in_lower_case(value: bytes) -> None:
     assert base64.b32encode(value).decode("ascii").lower() == b32_text(value)
 

@@ -7,7 +7,7 @@ import typer
 from tiers.cli.admin import domain_app, init, key_app
 from tiers.cli.audit import audit_app
 from tiers.cli.clients import client_app
-from tiers.cli.data import pseudonymise, tokenise_file_command
+from tiers.cli.data import job_app, pseudonymise, tokenise_file_command
 from tiers.cli.exchanges import campaign_app, exchange_app, inbox_app, withdraw
 from tiers.cli.links import card_app, customer_app, link_app, policy_app
 from tiers.cli.ops import backup, master_key_app, restore
@@ -36,6 +36,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(exchange_app, name="exchange")
 app.add_typer(inbox_app, name="inbox")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(job_app, name="job")
 customer_app.command("withdraw")(withdraw)
 app.command("backup")(backup)
 app.command("restore")(restore)

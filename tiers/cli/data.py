@@ -1,4 +1,4 @@
-"""Data commands: ``pseudonymise`` and ``tokenise-file``."""
+"""Data commands: ``pseudonymise``, ``tokenise-file`` and the service's file jobs."""
 
 from __future__ import annotations
 
@@ -11,13 +11,26 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
-from tiers.cli._common import EXIT_REJECTS, deployment, err_console, handles_errors, operator
+from tiers.cli._common import (
+    EXIT_REJECTS,
+    deployment,
+    err_console,
+    handles_errors,
+    operator,
+    out_console,
+)
 from tiers.errors import InvalidIdentifier
 from tiers.files import parse_column_spec, tokenise_file
 from tiers.identifiers import get_kind
+from tiers.jobs import delete_job, purge_jobs
 from tiers.tokenisation import pseudonymise_values
 
-__all__ = ["pseudonymise", "tokenise_file_command"]
+__all__ = ["job_app", "pseudonymise", "tokenise_file_command"]
+
+job_app = typer.Typer(
+    help="File jobs sent to the service: their outputs, deleted when no longer needed.",
+    no_args_is_help=True,
+)
 
 _CHUNK = 10_000
 # The command line is the operator's; clients of the API must state a purpose of their own.
@@ -129,3 +142,28 @@ def tokenise_file_command(
         err_console.print(f"  … see {report.rejects} for every rejected row", markup=False)
     if report.rows_rejected:
         raise typer.Exit(EXIT_REJECTS)
+
+
+@job_app.command("delete")
+@handles_errors
+def job_delete(job: str) -> None:
+    """Delete a finished job's output and rejects files now (the job stays listed)."""
+    access = operator()
+    with deployment(access, "job_delete") as dep:
+        delete_job(dep, access=access, job_id=job)
+    out_console.print(f"deleted the files of job {job}", markup=False)
+
+
+@job_app.command("purge")
+@handles_errors
+def job_purge(
+    older_than: Annotated[
+        int | None,
+        typer.Option(min=0, help="days after the job finished [default: TIERS_JOB_RETENTION_DAYS]"),
+    ] = None,
+) -> None:
+    """Delete the files of every job finished more than N days ago (run it daily)."""
+    access = operator()
+    with deployment(access, "job_purge") as dep:
+        count = purge_jobs(dep, access=access, older_than_days=older_than)
+    out_console.print(f"deleted the files of {count} job{'' if count == 1 else 's'}", markup=False)

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, insert, select, update
 
 from tiers.storage.tables import jobs
 
-__all__ = ["JobRecord", "create", "fail_stale", "finish", "get", "heartbeat", "of_client"]
+__all__ = [
+    "JobRecord",
+    "create",
+    "delete_finished",
+    "fail_stale",
+    "finish",
+    "get",
+    "heartbeat",
+    "of_client",
+    "states",
+]
+
+# A job runs, then is done or failed; a finished job whose files were deleted is `deleted`.
+_FINISHED = ("done", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +122,32 @@ def fail_stale(connection: Connection, *, before: datetime, now: datetime) -> li
             .values(state="failed", error_code="interrupted", finished_at=now)
         )
     return stale
+
+
+def delete_finished(
+    connection: Connection, *, finished_before: datetime | None = None, job_id: str | None = None
+) -> list[str]:
+    """Mark ``deleted`` the finished jobs (done or failed), those that finished before
+    ``finished_before`` or only ``job_id``; their ids. A running job is never taken."""
+    where: list[ColumnElement[bool]] = [jobs.c.state.in_(_FINISHED)]
+    if finished_before is not None:
+        where.append(jobs.c.finished_at < finished_before)
+    if job_id is not None:
+        where.append(jobs.c.id == job_id)
+    ids = list(connection.execute(select(jobs.c.id).where(*where)).scalars())
+    if ids:
+        connection.execute(update(jobs).where(*where).values(state="deleted"))
+    return ids
+
+
+_STATES_CHUNK = 500
+
+
+def states(connection: Connection, *, job_ids: Sequence[str]) -> dict[str, str]:
+    """The state of each of ``job_ids`` that exists."""
+    found: dict[str, str] = {}
+    for start in range(0, len(job_ids), _STATES_CHUNK):
+        chunk = job_ids[start : start + _STATES_CHUNK]
+        rows = connection.execute(select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(chunk)))
+        found.update({job_id: state for job_id, state in rows})
+    return found

@@ -1,0 +1,170 @@
+"""A file job's outputs are pseudonymised data: the partner deletes them once fetched, and the
+operator's purge deletes those of every job finished more than the retention period ago."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from tests.api.conftest import Api
+from tests.api.test_partner import CLEAR, upload
+from tests.conftest import ACCESS as TEST_ACCESS
+from tiers.deployment import Deployment
+from tiers.errors import InvalidRequest
+from tiers.jobs import purge_jobs
+from tiers.storage import clients as client_repo
+from tiers.storage import jobs as job_repo
+from tiers.storage.tables import jobs
+
+# The jobs are created now, by the wall clock: the purge's "now" must be the same clock's.
+ACCESS = replace(TEST_ACCESS, now=datetime.now(UTC))
+CONTENT = f"card,email,amount\n{CLEAR[0]},{CLEAR[2]},10.00\nbad,nobody,1\n".encode()
+
+
+def _directory(api: Api, job_id: str) -> Path:
+    return api.database.home / "jobs" / job_id
+
+
+def _states(api: Api) -> dict[str, str]:
+    listed = api.http.get("/v1/jobs", headers=api.headers("casino-app")).json()
+    return {job["id"]: job["state"] for job in listed}
+
+
+def _running_job(deployment: Deployment, job_id: str, *, days_ago: int = 0) -> None:
+    """A job row as a live worker that is tokenising leaves it (it reported just now)."""
+    with deployment.transaction() as connection:
+        client = client_repo.by_name(connection, name="casino-app")
+        assert client is not None
+        job_repo.create(
+            connection,
+            job_id=job_id,
+            client_id=client.id,
+            domain="casino",
+            now=datetime.now(UTC) - timedelta(days=days_ago),
+        )
+        job_repo.heartbeat(connection, job_id=job_id, rows_in=0, now=datetime.now(UTC))
+
+
+def _finished_days_ago(deployment: Deployment, job_id: str, days: int) -> None:
+    with deployment.transaction() as connection:
+        connection.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id)
+            .values(finished_at=datetime.now(UTC) - timedelta(days=days))
+        )
+
+
+@pytest.fixture
+def deployment(api: Api) -> Deployment:
+    opened = Deployment.open(api.database.settings(argon2_profile="test"))
+    yield opened  # type: ignore[misc]
+    opened.close()
+
+
+def test_a_partner_deletes_a_finished_job_whose_files_are_then_gone(api: Api) -> None:
+    job = upload(api, CONTENT)
+    assert (202, "done") == (job["status"], job["state"])
+    directory = _directory(api, job["id"])
+    assert {"output.csv", "rejects.csv"} <= {path.name for path in directory.iterdir()}
+
+    other = api.http.delete(f"/v1/jobs/{job['id']}", headers=api.headers("sncf-app"))
+    assert (404, "unknown_job") == (other.status_code, other.json()["error"]["code"])
+    assert (directory / "output.csv").exists()
+
+    response = api.http.delete(f"/v1/jobs/{job['id']}", headers=api.headers("casino-app"))
+    body = response.json()
+    assert (200, "deleted") == (response.status_code, body["state"])
+    assert (job["rows_in"], job["rows_out"], job["rows_rejected"]) == (
+        body["rows_in"],
+        body["rows_out"],
+        body["rows_rejected"],
+    )
+    assert not directory.exists()
+    for which in ("output", "rejects"):
+        fetched = api.http.get(f"/v1/jobs/{job['id']}/{which}", headers=api.headers("casino-app"))
+        assert (404, "gone") == (fetched.status_code, fetched.json()["error"]["code"])
+    assert "deleted" == _states(api)[job["id"]]
+
+    again = api.http.delete(f"/v1/jobs/{job['id']}", headers=api.headers("casino-app"))
+    assert (200, "deleted") == (again.status_code, again.json()["state"])
+    logged = [e for e in api.database.audit_entries() if e.action == "job_delete"]
+    assert [("sncf-app", "error"), ("casino-app", "ok"), ("casino-app", "ok")] == [
+        (e.actor, e.outcome) for e in logged
+    ]
+    assert [(("casino",), "done"), (("casino",), "deleted")] == [
+        (e.domains, e.detail["state"]) for e in logged[1:]
+    ]
+
+
+def test_a_running_job_is_not_deleted(api: Api, deployment: Deployment) -> None:
+    _running_job(deployment, "a" * 32)
+    _directory(api, "a" * 32).mkdir(parents=True)
+    (_directory(api, "a" * 32) / ".output.csv.x.part").write_text("being written")
+    response = api.http.delete(f"/v1/jobs/{'a' * 32}", headers=api.headers("casino-app"))
+    assert (409, "job_running") == (response.status_code, response.json()["error"]["code"])
+    assert (_directory(api, "a" * 32) / ".output.csv.x.part").exists()
+    refused = api.database.audit_entries()[-1]
+    assert ("job_delete", "error", "job_running") == (
+        refused.action,
+        refused.outcome,
+        refused.code,
+    )
+    assert "running" == _states(api)["a" * 32]
+
+
+def test_purge_deletes_what_the_retention_period_no_longer_keeps(
+    api: Api, deployment: Deployment
+) -> None:
+    old, recent, fetched = (upload(api, CONTENT)["id"] for _ in range(3))
+    _finished_days_ago(deployment, old, 8)
+    _finished_days_ago(deployment, recent, 6)
+    # A job running for a month is not finished: its files are never taken.
+    _running_job(deployment, "b" * 32, days_ago=30)
+    _directory(api, "b" * 32).mkdir()
+    # Left behind by crashes: the files of a deleted job, a directory with no job (old and
+    # new: the new one may be a job being created), and something that is not a job's.
+    api.http.delete(f"/v1/jobs/{fetched}", headers=api.headers("casino-app"))
+    _directory(api, fetched).mkdir()
+    (_directory(api, fetched) / "output.csv").write_text("left behind")
+    for name in ("c" * 32, "d" * 32, "notes"):
+        _directory(api, name).mkdir()
+    an_hour_ago = time.time() - 3600
+    os.utime(_directory(api, "c" * 32), (an_hour_ago, an_hour_ago))
+
+    assert 1 == purge_jobs(deployment, access=ACCESS)
+
+    entry = api.database.audit_entries()[-1]
+    assert ("job_purge", 1) == (entry.action, entry.counts.records_in)
+    assert {"retention_days": 7, "leftover_directories": 2} == dict(entry.detail)
+    present = {path.name for path in (api.database.home / "jobs").iterdir()}
+    assert {recent, "b" * 32, "d" * 32, "notes"} == present
+    states = _states(api)
+    assert ("deleted", "done", "running") == (states[old], states[recent], states["b" * 32])
+
+    assert 1 == purge_jobs(deployment, access=ACCESS, older_than_days=0)
+    assert {"b" * 32, "d" * 32, "notes"} == {p.name for p in (api.database.home / "jobs").iterdir()}
+    assert "running" == _states(api)["b" * 32]
+
+
+def test_the_retention_period_comes_from_the_settings_and_cannot_be_negative(
+    api: Api, deployment: Deployment
+) -> None:
+    job = upload(api, CONTENT)["id"]
+    _finished_days_ago(deployment, job, 2)
+    assert 0 == purge_jobs(deployment, access=ACCESS)
+    short = Deployment.open(api.database.settings(argon2_profile="test", job_retention_days=1))
+    try:
+        with pytest.raises(InvalidRequest) as refused:
+            purge_jobs(short, access=ACCESS, older_than_days=-1)
+        assert "bad_retention" == refused.value.code
+        assert _directory(api, job).exists()
+        assert 1 == purge_jobs(short, access=ACCESS)
+    finally:
+        short.close()
+    assert not _directory(api, job).exists()
