@@ -32,8 +32,11 @@ from tiers.deployment import Deployment
 from tiers.errors import AuditIntegrityError, InvalidRequest, NotFound
 from tiers.files import atomic_output
 from tiers.identifiers import get_kind
+from tiers.links import card_ref
 from tiers.pseudonyms import base_pseudonym
 from tiers.storage import audit_log
+from tiers.storage import links as links_repo
+from tiers.storage.domains import DomainRecord
 
 __all__ = [
     "Proof",
@@ -210,14 +213,20 @@ def lookup_subject(
 ) -> list[AuditEntry]:
     """Entries about one customer. The value is pseudonymised in memory, turned into its subject
     references (every live audit key version) and dropped; the look-up is itself logged with
-    the customer's reference."""
+    the customer's reference.
+
+    A partner's card that is linked to other cards stands for an alliance customer, whose
+    entries may name any of its cards (an association is recorded under the card presented
+    at the desk, a hub resolution under the card behind the key): the entries about every
+    card linked to it at the time of the look-up are returned too."""
     require(access, "audit_subject")
     identifier_kind = get_kind(kind)
     with deployment.transaction() as connection:
         record = deployment.domain(connection, domain)
         normalised = identifier_kind.normaliser(value, deployment.normalisation(record))
         base = base_pseudonym(deployment.base_keyring(connection).active, kind, normalised)
-        references = deployment.subject_references(connection, base)
+        bases = _with_linked_cards(deployment, connection, record, kind, base)
+        references = [ref for b in bases for ref in deployment.subject_references(connection, b)]
         found = [parse_entry(d) for d in audit_log.query(connection, subjects=references)]
         deployment.record(
             connection,
@@ -226,8 +235,24 @@ def lookup_subject(
             domains=[domain],
             counts=Counts(records_out=len(found)),
             subject=deployment.subject_reference(connection, base),
+            detail={"linked_cards": len(bases) - 1},
         )
     return found
+
+
+def _with_linked_cards(
+    deployment: Deployment, connection: Connection, record: DomainRecord, kind: str, base: bytes
+) -> list[bytes]:
+    """``base``, then the base pseudonyms of the other cards linked to it when it is one of the
+    partner's cards and belongs to an alliance customer."""
+    if kind != "card" or record.role != "partner":
+        return [base]
+    ref = card_ref(deployment.base_keyring(connection).active, record.name, base)
+    card = links_repo.card_by_ref(connection, ref=ref)
+    if card is None or card.customer_id is None:
+        return [base]
+    linked = links_repo.cards_of(connection, customer_id=card.customer_id)
+    return list(dict.fromkeys([base, *(row.base for row in linked)]))
 
 
 @dataclass(frozen=True, slots=True)

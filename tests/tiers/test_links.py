@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from tests.conftest import ACCESS, Database, assert_absent
 from tiers.admin import add_domain
+from tiers.audit_ops import lookup_subject
 from tiers.auditing import Access
 from tiers.deployment import Deployment
 from tiers.errors import DomainMismatch, NotFound, PolicyViolation
@@ -275,3 +276,47 @@ def test_a_merge_tells_the_hub_which_key_replaces_the_absorbed_customers(
     hub = replace(ACCESS, role="hub", domain="hub", actor="hub-app")
     (gone,) = resolve(dep, access=hub, linking_keys=[str(absorbed)])
     assert "unknown_key" == getattr(gone, "code", None)
+
+
+def test_a_subject_look_up_follows_the_cards_linked_to_the_customer(
+    alliance: Deployment, database: Database
+) -> None:
+    dep = alliance
+    auditor = replace(ACCESS, role="auditor", actor="dpo")
+    enrol_cards(dep, access=at(1), domain="casino", values=["10000001"])
+    enrol_cards(dep, access=at(2), domain="sncf", values=["70000001"])
+    enrol_cards(dep, access=at(3), domain="galeries-lafayette", values=["20000001"])  # someone else
+
+    def actions(domain: str, number: str) -> list[tuple[str, tuple[str, ...]]]:
+        found = lookup_subject(dep, access=auditor, domain=domain, kind="card", value=number)
+        return [(e.action, e.domains) for e in found if e.action != "audit_subject"]
+
+    assert [("card_enrol", ("sncf",))] == actions("sncf", "70000001")
+    # Recorded under the casino card, presented at the casino desk: it concerns the SNCF card's
+    # holder too, as does the hub's resolution of the customer through the casino card's key.
+    associate(
+        dep,
+        access=at(4),
+        domain="casino",
+        card="10000001",
+        other_domain="sncf",
+        other_card="70000001",
+    )
+    hub_view(dep, "casino", "10000001")
+    customer = [
+        ("card_enrol", ("casino",)),
+        ("card_enrol", ("sncf",)),
+        ("card_associate", ("casino", "sncf")),
+        ("link_resolve", ("hub",)),
+    ]
+    assert customer == actions("sncf", "70000001")
+    assert customer == actions("casino", "10000001")
+    assert 1 == database.audit_entries()[-1].detail["linked_cards"]
+    assert [("card_enrol", ("galeries-lafayette",))] == actions("galeries-lafayette", "20000001")
+    # The links followed are those of the time of the look-up: once the cards are unlinked,
+    # each is a customer of its own again (the casino card's look-up still finds the link).
+    dissociate(dep, access=at(5), domain="sncf", card="70000001")
+    assert [("card_enrol", ("sncf",)), ("card_dissociate", ("sncf",))] == actions(
+        "sncf", "70000001"
+    )
+    assert ("card_associate", ("casino", "sncf")) in actions("casino", "10000001")
