@@ -223,21 +223,33 @@ def _reset_sequences(connection: Connection) -> None:
 @audited("master_key_rotate", domain_arg=None)
 def rotate_master_key(deployment: Deployment, *, access: Access, new_master: MasterKey) -> int:
     """Re-wrap every live key under ``new_master`` and store its check value, in one
-    transaction: either every key moves, or none does. Returns how many were re-wrapped."""
+    transaction: either every key moves, or none does. Returns how many were re-wrapped;
+    ``deployment`` then holds ``new_master``."""
     require(access, "master_key_rotate")
     moved = 0
-    with deployment.transaction() as connection:
-        rows = connection.execute(select(keys).where(keys.c.wrapped.is_not(None))).all()
-        for row in rows:
-            identity = KeyIdentity(purpose=row.purpose, owner=row.owner, version=row.version)
-            material = unwrap_key(deployment.master, row.wrapped, identity)
-            connection.execute(
-                keys.update()
-                .where(keys.c.id == row.id)
-                .values(wrapped=wrap_key(new_master, material, identity))
+    previous = deployment.master
+    try:
+        with deployment.transaction() as connection:
+            rows = connection.execute(select(keys).where(keys.c.wrapped.is_not(None))).all()
+            for row in rows:
+                identity = KeyIdentity(purpose=row.purpose, owner=row.owner, version=row.version)
+                material = unwrap_key(previous, row.wrapped, identity)
+                connection.execute(
+                    keys.update()
+                    .where(keys.c.id == row.id)
+                    .values(wrapped=wrap_key(new_master, material, identity))
+                )
+                moved += 1
+            keystore.forget_generation(connection)
+            meta_repo.put(connection, name=MASTER_CHECK, value=new_master.check_value())
+            # From here the keys open only under the new master key, the signing key of the
+            # entry below included (a process that had not unwrapped it yet, as a command
+            # line's has not, would otherwise fail here and roll the rotation back).
+            deployment.master = new_master
+            deployment.record(
+                connection, access, action="master_key_rotate", detail={"keys": moved}
             )
-            moved += 1
-        keystore.forget_generation(connection)
-        meta_repo.put(connection, name=MASTER_CHECK, value=new_master.check_value())
-        deployment.record(connection, access, action="master_key_rotate", detail={"keys": moved})
+    except BaseException:
+        deployment.master = previous
+        raise
     return moved

@@ -37,6 +37,7 @@ class _Kept:
     domains: dict[str, DomainRecord] = field(default_factory=dict)
     hub: DomainRecord | None = None
     hub_read: bool = False  # set after hub: a thread that sees it True sees the hub
+    signer: CheckpointSigner | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
@@ -46,7 +47,6 @@ class Deployment:
     settings: Settings
     engine: Engine
     master: MasterKey
-    _signer: CheckpointSigner | None = field(default=None, repr=False)
     # SQLite has one writer at a time and every transaction writes (BEGIN IMMEDIATE). Threads
     # of this process queue here, in order, rather than in SQLite's busy handler, which sleeps
     # in growing steps and gave a service under load latencies of a second.
@@ -239,13 +239,17 @@ class Deployment:
         )
 
     def signer(self, connection: Connection) -> CheckpointSigner:
-        """The checkpoint signing key (unwrapped once per deployment)."""
-        if self._signer is None:
-            ring = self.keyring(
-                connection, owner=keyrings.SERVICE_OWNER, purpose=keyrings.SIGNING_PURPOSE
-            )
-            self._signer = CheckpointSigner(ring.active.secret.reveal())
-        return self._signer
+        """The checkpoint signing key: unwrapped once, and kept as :meth:`_kept` says."""
+        kept = self._kept(connection)
+        if kept is not None and kept.signer is not None:
+            return kept.signer
+        ring = self.keyring(
+            connection, owner=keyrings.SERVICE_OWNER, purpose=keyrings.SIGNING_PURPOSE
+        )
+        signer = CheckpointSigner(ring.active.secret.reveal())
+        if kept is not None:
+            kept.signer = signer
+        return signer
 
     def audit_keyring(self, connection: Connection) -> Keyring:
         return self.keyring(connection, owner=AUDIT_DOMAIN, purpose=keyrings.PSEUDONYM_PURPOSE)

@@ -291,3 +291,26 @@ def test_job_purge_and_delete_commands(
     unknown = initialised_cli("job", "delete", "f" * 32)
     assert 1 == unknown.exit_code
     assert one_error_line(unknown.stderr).endswith("[unknown_job]")
+
+
+def test_master_key_rotate_from_a_fresh_command_line(
+    initialised_cli: Cli, database: Database, tmp_path: Path
+) -> None:
+    """The command's process has unwrapped no key before the rewrap: its own access-log entry
+    must be signed under the new master key, not fail and roll the rotation back."""
+    initialised_cli.ok("pseudonymise", "--domain", "casino", "--kind", "card", "12345678")
+    new_key = tmp_path / "master-2.key"
+    new_key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
+    new_key.chmod(0o600)
+    rotated = initialised_cli.ok("master-key", "rotate", "--new-key-file", str(new_key))
+    assert "keys re-wrapped" in rotated.stdout
+    old = initialised_cli("audit", "verify")
+    assert 1 == old.exit_code
+    assert one_error_line(old.stderr).endswith("[wrong_master_key]")
+    new = {"TIERS_MASTER_KEY_FILE": str(new_key)}
+    assert 0 == initialised_cli("audit", "verify", **new).exit_code
+    again = initialised_cli(
+        "pseudonymise", "--domain", "casino", "--kind", "card", "12345678", **new
+    )
+    assert (0, 1) == (again.exit_code, len(again.stdout.splitlines()))
+    assert "master_key_rotate" in [e.action for e in database.audit_entries()]

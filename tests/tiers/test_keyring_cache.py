@@ -272,3 +272,10 @@ def test_a_new_generation_drops_every_kept_keyring_at_once(
     ]
     assert still_kept == []
     assert _casino_ring(deployment).active_version == 2
+    # The checkpoint signer is kept the same way: once per generation, dropped with it.
+    with deployment.transaction() as connection:
+        signer = deployment.signer(connection)
+        assert signer is deployment.signer(connection)
+    rotate_key(other, domain="galeries", access=ACCESS)
+    with deployment.transaction() as connection:
+        assert signer is not deployment.signer(connection)
