@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,9 +62,9 @@ def _finished_days_ago(deployment: Deployment, job_id: str, days: int) -> None:
 
 
 @pytest.fixture
-def deployment(api: Api) -> Deployment:
+def deployment(api: Api) -> Iterator[Deployment]:
     opened = Deployment.open(api.database.settings(argon2_profile="test"))
-    yield opened  # type: ignore[misc]
+    yield opened
     opened.close()
 
 

@@ -49,6 +49,13 @@ def _pseudonymise(api: Api, values: list[str]) -> dict[str, Any]:
     return body
 
 
+def _until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    """Wait until ``condition()`` holds (the test's own assertions then say whether it did)."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _deployment(api: Api) -> Deployment:
     deployment: Deployment = api.http.app.state.service.deployment()  # type: ignore[attr-defined]
     return deployment
@@ -85,7 +92,10 @@ def test_a_call_goes_to_the_pool_while_another_thread_writes(api: Api, threads: 
     def writer() -> None:
         with deployment.transaction():
             writing.set()
-            time.sleep(0.3)
+            # Held until the request has reached its core call, wherever that runs, rather
+            # than for a fixed time that a loaded machine can outlast before the request
+            # checks the database (the call once found it free and ran on the loop).
+            _until(lambda: bool(threads))
 
     thread = threading.Thread(target=writer)
     thread.start()
@@ -120,7 +130,9 @@ def test_while_another_process_writes_the_loop_keeps_serving_and_nothing_is_logg
         target=lambda: answers.append(_pseudonymise(api, ["4970101234560003"]))
     )
     waiting.start()
-    time.sleep(0.3)  # the call is now waiting for the lock, in the pool
+    # The call has reached its core call (it found the database locked and went to the pool,
+    # where it now waits for the lock), however slowly a loaded machine got it there.
+    _until(lambda: bool(threads))
     assert waiting.is_alive()
     assert api.http.get("/healthz").status_code == 200  # the event loop is not blocked
     other_process_lock.execute("ROLLBACK")
