@@ -32,7 +32,7 @@ from tiers.deployment import Deployment
 from tiers.errors import AuditIntegrityError, InvalidRequest, NotFound
 from tiers.files import atomic_output
 from tiers.identifiers import get_kind
-from tiers.links import card_ref
+from tiers.links import card_of
 from tiers.pseudonyms import base_pseudonym
 from tiers.storage import audit_log
 from tiers.storage import links as links_repo
@@ -247,8 +247,7 @@ def _with_linked_cards(
     partner's cards and belongs to an alliance customer."""
     if kind != "card" or record.role != "partner":
         return [base]
-    ref = card_ref(deployment.base_keyring(connection).active, record.name, base)
-    card = links_repo.card_by_ref(connection, ref=ref)
+    card = card_of(deployment, connection, record, base)
     if card is None or card.customer_id is None:
         return [base]
     linked = links_repo.cards_of(connection, customer_id=card.customer_id)

@@ -55,6 +55,7 @@ __all__ = [
     "associate",
     "backfill_hub_keys",
     "behind_hub_key",
+    "card_of",
     "card_ref",
     "dissociate",
     "enrol_cards",
@@ -186,6 +187,14 @@ def _partner(deployment: Deployment, connection: Connection, name: str) -> Domai
     return record
 
 
+def card_of(
+    deployment: Deployment, connection: Connection, partner: DomainRecord, base: bytes
+) -> CardRow | None:
+    """The partner's enrolled card whose number has the base pseudonym ``base``, if any."""
+    ref = card_ref(deployment.base_keyring(connection).active, partner.name, base)
+    return links.card_by_ref(connection, ref=ref)
+
+
 def _card(
     deployment: Deployment, connection: Connection, partner: DomainRecord, value: str
 ) -> CardRow:
@@ -200,10 +209,7 @@ def _card(
     else:
         normalised = get_kind("card").normaliser(value, deployment.normalisation(partner))
         base = base_pseudonym(deployment.base_keyring(connection).active, "card", normalised)
-    row = None
-    if base is not None:
-        ref = card_ref(deployment.base_keyring(connection).active, partner.name, base)
-        row = links.card_by_ref(connection, ref=ref)
+    row = None if base is None else card_of(deployment, connection, partner, base)
     if row is None:
         raise NotFound(f"no card of {partner.name} by that number", code="unknown_card")
     return row
