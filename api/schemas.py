@@ -56,6 +56,16 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     )
 }
 
+# The same errors for a route whose success is not JSON (a CSV download): without a model, so
+# that the schema does not take the route's media type; ErrorOut is in the components already.
+JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": error["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+    }
+    for status, error in ERRORS.items()
+}
+
 
 class WhoAmI(BaseModel):
     name: str

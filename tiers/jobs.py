@@ -184,27 +184,36 @@ def list_jobs(deployment: Deployment, *, access: Access) -> list[JobRecord]:
 @audited("job_download", domain_arg=None)
 def job_file(
     deployment: Deployment, *, access: Access, job_id: str, which: Literal["output", "rejects"]
-) -> Path:
-    """The path of a finished job's output or rejects file, after the access is recorded."""
+) -> IO[bytes]:
+    """A finished job's output or rejects file, opened for reading, after the access is
+    recorded; the caller closes it. The file is opened before anything else, so a deletion
+    or purge that runs meanwhile cannot cut a download short: the open file is read whole
+    (POSIX keeps an unlinked file until it is closed), and a file already gone answers
+    :class:`NotFound` ``gone``."""
     require(access, "job_read")
     job = _owned(deployment, access, job_id)
     if job.state == "deleted":
         raise NotFound(f"job {job_id!r} and its files were deleted", code="gone")
     if job.state != "done":
         raise NotFound(f"job {job_id!r} has no {which} ({job.state})", code="not_ready")
-    path = _directory(deployment, job_id) / f"{which}.csv"
-    if not path.exists():
-        raise NotFound(f"job {job_id!r} has no {which} file any more", code="gone")
-    with deployment.transaction() as connection:
-        deployment.record(
-            connection,
-            access,
-            action="job_download",
-            domains=[job.domain],
-            counts=Counts(records_out=job.rows_out if which == "output" else job.rows_rejected),
-            detail={"job": job_id, "file": which},
-        )
-    return path
+    try:
+        handle = open(_directory(deployment, job_id) / f"{which}.csv", "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        raise NotFound(f"job {job_id!r} has no {which} file any more", code="gone") from None
+    try:
+        with deployment.transaction() as connection:
+            deployment.record(
+                connection,
+                access,
+                action="job_download",
+                domains=[job.domain],
+                counts=Counts(records_out=job.rows_out if which == "output" else job.rows_rejected),
+                detail={"job": job_id, "file": which},
+            )
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def recover_jobs(deployment: Deployment, *, now: datetime, at_start: bool = True) -> list[str]:

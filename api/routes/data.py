@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from typing import IO, Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
 from api.calls import SHORT_CALL_VALUES, call
 from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
 from api.schemas import (
     ERRORS,
+    JSON_ERRORS,
     JobOut,
     PseudonymiseRequest,
     PseudonymiseResponse,
@@ -173,24 +175,56 @@ def remove_job(job_id: str, deployment: DeploymentDep, access: CurrentAccess) ->
     return _job(delete_job(deployment, access=access, job_id=job_id))
 
 
+class CsvDownload(StreamingResponse):
+    """A job's file, streamed from the handle :func:`job_file` opened (and closed at the end,
+    or when the response is dropped), with its size and a file name."""
+
+    media_type = "text/csv"
+
+    def __init__(self, handle: IO[bytes], filename: str, status_code: int = 200) -> None:
+        size = os.fstat(handle.fileno()).st_size
+        super().__init__(
+            _chunks(handle),
+            status_code,
+            headers={
+                "content-length": str(size),
+                "content-disposition": f'attachment; filename="{filename}"',
+            },
+        )
+
+
+def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(1 << 16):
+            yield chunk
+
+
 def _download(
     deployment: Any, access: Any, job_id: str, which: Literal["output", "rejects"]
-) -> FileResponse:
-    path = job_file(deployment, access=access, job_id=job_id, which=which)
-    return FileResponse(path, media_type="text/csv", filename=f"{job_id}-{which}.csv")
+) -> CsvDownload:
+    handle = job_file(deployment, access=access, job_id=job_id, which=which)
+    return CsvDownload(handle, f"{job_id}-{which}.csv")
 
 
 @router.get(
-    "/jobs/{job_id}/output", name="job_download", tags=["partner"], response_class=FileResponse
+    "/jobs/{job_id}/output",
+    name="job_download",
+    tags=["partner"],
+    response_class=CsvDownload,
+    responses=JSON_ERRORS,
 )
-def job_output(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> FileResponse:
+def job_output(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> CsvDownload:
     """The tokenised file (streamed)."""
     return _download(deployment, access, job_id, "output")
 
 
 @router.get(
-    "/jobs/{job_id}/rejects", name="job_rejects", tags=["partner"], response_class=FileResponse
+    "/jobs/{job_id}/rejects",
+    name="job_rejects",
+    tags=["partner"],
+    response_class=CsvDownload,
+    responses=JSON_ERRORS,
 )
-def job_rejects(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> FileResponse:
+def job_rejects(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> CsvDownload:
     """The rejected rows as `line,column,code` (streamed)."""
     return _download(deployment, access, job_id, "rejects")

@@ -18,7 +18,7 @@ from tests.api.test_partner import CLEAR, upload
 from tests.conftest import ACCESS as TEST_ACCESS
 from tiers.deployment import Deployment
 from tiers.errors import InvalidRequest
-from tiers.jobs import purge_jobs
+from tiers.jobs import delete_job, job_file, purge_jobs
 from tiers.storage import clients as client_repo
 from tiers.storage import jobs as job_repo
 from tiers.storage.tables import jobs
@@ -101,6 +101,26 @@ def test_a_partner_deletes_a_finished_job_whose_files_are_then_gone(api: Api) ->
     assert [(("casino",), "done"), (("casino",), "deleted")] == [
         (e.domains, e.detail["state"]) for e in logged[1:]
     ]
+
+
+def test_a_download_under_way_is_read_whole_when_the_job_is_deleted_meanwhile(
+    api: Api, deployment: Deployment
+) -> None:
+    job_id = upload(api, CONTENT)["id"]
+    expected = api.http.get(f"/v1/jobs/{job_id}/output", headers=api.headers("casino-app"))
+    with deployment.engine.connect() as connection:
+        client = client_repo.by_name(connection, name="casino-app")
+    assert client is not None
+    partner = replace(
+        ACCESS, actor="casino-app", role="partner", domain="casino", client_id=client.id
+    )
+    with job_file(deployment, access=partner, job_id=job_id, which="output") as handle:
+        first = handle.read(10)
+        assert "deleted" == delete_job(deployment, access=partner, job_id=job_id).state
+        assert not _directory(api, job_id).exists()
+        assert expected.content == first + handle.read()
+    fetched = api.http.get(f"/v1/jobs/{job_id}/output", headers=api.headers("casino-app"))
+    assert (404, "gone") == (fetched.status_code, fetched.json()["error"]["code"])
 
 
 def test_a_running_job_is_not_deleted(api: Api, deployment: Deployment) -> None:

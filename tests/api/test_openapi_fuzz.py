@@ -48,3 +48,14 @@ def test_no_generated_request_causes_a_server_error(api: Api) -> None:
 
         run()
     assert tried >= len(operations)
+
+
+def test_the_schema_gives_each_answer_its_media_type(api: Api) -> None:
+    paths = api.http.get("/openapi.json").json()["paths"]
+    for which in ("output", "rejects"):
+        answers = paths[f"/v1/jobs/{{job_id}}/{which}"]["get"]["responses"]
+        assert ["text/csv"] == list(answers["200"]["content"])
+        assert ["application/json"] == list(answers["404"]["content"])
+    answers = paths["/v1/pseudonymise"]["post"]["responses"]
+    assert ["application/json"] == list(answers["200"]["content"])
+    assert ["application/json"] == list(answers["404"]["content"])

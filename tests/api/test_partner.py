@@ -122,6 +122,11 @@ def test_a_file_job_end_to_end_with_rejected_rows(api: Api) -> None:
     output = api.http.get(f"/v1/jobs/{job['id']}/output", headers=api.headers("casino-app"))
     rows = list(csv.reader(io.StringIO(output.text)))
     assert ["card", "email", "amount"] == rows[0]
+    assert (str(len(output.content)), "text/csv") == (
+        output.headers["content-length"],
+        output.headers["content-type"].split(";")[0],
+    )
+    assert f'attachment; filename="{job["id"]}-output.csv"' == output.headers["content-disposition"]
     assert ["10.00", "2.50"] == [row[2] for row in rows[1:]]
     assert all(row[0].startswith("casino.v1.") for row in rows[1:])
     rejects = api.http.get(f"/v1/jobs/{job['id']}/rejects", headers=api.headers("casino-app"))
