@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import Cli, Database, assert_absent
 from tiers.auditing import Access
+from tiers.cli._common import counted
 from tiers.deployment import Deployment
 from tiers.jobs import run_file_job
 from tiers.storage import clients as client_repo
@@ -84,11 +85,25 @@ def test_undecodable_stdin_line_is_reported_not_dropped(initialised_cli: Cli) ->
     assert len(lines) == 3 and lines[1].startswith("error:")
 
 
+@pytest.mark.parametrize(
+    ("count", "words", "said"),
+    [
+        (0, ("row",), "0 rows"),
+        (1, ("row",), "1 row"),
+        (2, ("row",), "2 rows"),
+        (1, ("entry", "entries"), "1 entry"),
+        (3, ("entry", "entries"), "3 entries"),
+    ],
+)
+def test_counts_are_said_in_the_right_number(count: int, words: tuple[str, ...], said: str) -> None:
+    assert said == counted(count, *words)
+
+
 def test_key_rotate_list_destroy(initialised_cli: Cli) -> None:
     before = initialised_cli.ok(
         "pseudonymise", "--domain", "casino", "--kind", "card", "12345678"
     ).stdout
-    assert "1 pseudonyms re-derived" in initialised_cli.ok("key", "rotate", "casino").stdout
+    assert "1 pseudonym re-derived" in initialised_cli.ok("key", "rotate", "casino").stdout
     after = initialised_cli.ok(
         "pseudonymise", "--domain", "casino", "--kind", "card", "12345678"
     ).stdout

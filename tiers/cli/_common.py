@@ -27,6 +27,7 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERNAL",
     "EXIT_REJECTS",
+    "counted",
     "deployment",
     "err_console",
     "handles_errors",
@@ -38,6 +39,12 @@ __all__ = [
     "printable",
     "warn_development_key",
 ]
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``1 row``, ``2 rows``; ``plural`` where adding an s is wrong (``entry``, ``entries``)."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
 
 EXIT_ERROR = 1
 EXIT_REJECTS = 2

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from tiers import admin
 from tiers.cli._common import (
+    counted,
     deployment,
     handles_errors,
     load_settings,
@@ -83,7 +84,7 @@ def key_rotate(domain: str) -> None:
         rotation = admin.rotate_key(dep, access=access, domain=domain)
     out_console.print(
         f"{rotation.domain}: version {rotation.new_version} active, version "
-        f"{rotation.old_version} verify-only; {rotation.reindexed} pseudonyms re-derived"
+        f"{rotation.old_version} verify-only; {counted(rotation.reindexed, 'pseudonym')} re-derived"
     )
 
 
@@ -128,7 +129,7 @@ def key_destroy(
         result = admin.destroy_key(dep, access=access, domain=domain, version=version)
     out_console.print(
         f"{result.domain}: version {result.version} destroyed; "
-        f"{result.unlinked} pseudonyms unlinked for good"
+        f"{counted(result.unlinked, 'pseudonym')} unlinked for good"
     )
 
 
@@ -145,6 +146,6 @@ def key_retire(
         result = admin.retire_key(dep, access=access, domain=domain, version=version, force=force)
     out_console.print(
         f"{result.domain}: version {result.version} retired; "
-        f"{result.unlinked} keys no longer resolve",
+        f"{counted(result.unlinked, 'key')} no longer resolve",
         markup=False,
     )

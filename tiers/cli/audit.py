@@ -14,6 +14,7 @@ import typer
 from audit import AuditEntry, verify_bundle
 from tiers import alerts, audit_ops
 from tiers.cli._common import (
+    counted,
     deployment,
     handles_errors,
     operator,
@@ -270,7 +271,9 @@ def audit_report(
         assert start is not None and end is not None
         result = audit_ops.write_report(dep, access=access, since=start, until=end, output=output)
     out_console.print(
-        f"report written to {output}: {result.entries} entries; {result.verification}", markup=False
+        f"report written to {output}: {counted(result.entries, 'entry', 'entries')}; "
+        f"{result.verification}",
+        markup=False,
     )
 
 
@@ -287,7 +290,8 @@ def audit_purge(
         result = audit_ops.purge_log(dep, access=access, older_than_days=older_than)
     if result.purged:
         out_console.print(
-            f"purged {result.purged} entries (through seq {result.through_seq}) "
+            f"purged {counted(result.purged, 'entry', 'entries')} "
+            f"(through seq {result.through_seq}) "
             f"older than {result.cutoff.isoformat()}",
             markup=False,
         )

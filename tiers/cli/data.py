@@ -13,6 +13,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from tiers.cli._common import (
     EXIT_REJECTS,
+    counted,
     deployment,
     err_console,
     handles_errors,
@@ -131,7 +132,7 @@ def tokenise_file_command(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     err_console.print(
-        f"{report.rows_in} rows read, {report.rows_out} written to {report.output}, "
+        f"{counted(report.rows_in, 'row')} read, {report.rows_out} written to {report.output}, "
         f"{report.rows_rejected} rejected (see {report.rejects})",
         markup=False,
     )
@@ -166,4 +167,4 @@ def job_purge(
     access = operator()
     with deployment(access, "job_purge") as dep:
         count = purge_jobs(dep, access=access, older_than_days=older_than)
-    out_console.print(f"deleted the files of {count} job{'' if count == 1 else 's'}", markup=False)
+    out_console.print(f"deleted the files of {counted(count, 'job')}", markup=False)

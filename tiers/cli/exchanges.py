@@ -12,6 +12,7 @@ import typer
 from tiers import exchanges, inbox
 from tiers.cli._common import (
     EXIT_REJECTS,
+    counted,
     deployment,
     err_console,
     handles_errors,
@@ -50,7 +51,7 @@ def exchange_send(
             dep, access=access, domain=domain, exchange_type=exchange_type, source=source
         )
     err_console.print(
-        f"{report.rows_in} rows read, {report.rows_out} delivered to the hub, "
+        f"{counted(report.rows_in, 'row')} read, {report.rows_out} delivered to the hub, "
         f"{report.rows_rejected} rejected",
         markup=False,
     )
@@ -125,7 +126,7 @@ def inbox_purge(
     access = operator()
     with deployment(access, "inbox_purge") as dep:
         count = inbox.purge_inbox(dep, access=access, older_than_days=older_than)
-    out_console.print(f"purged {count} deliveries", markup=False)
+    out_console.print(f"purged {counted(count, 'delivery', 'deliveries')}", markup=False)
 
 
 @campaign_app.command("send")

@@ -10,7 +10,14 @@ import typer
 
 from keys import MasterKey
 from tiers import backup as backups
-from tiers.cli._common import deployment, handles_errors, load_settings, operator, out_console
+from tiers.cli._common import (
+    counted,
+    deployment,
+    handles_errors,
+    load_settings,
+    operator,
+    out_console,
+)
 
 __all__ = ["backup", "master_key_app", "restore"]
 
@@ -27,7 +34,8 @@ def backup(
     with deployment(access, "backup") as dep:
         rows = backups.backup(dep, access=access, output=output)
     out_console.print(
-        f"backup written to {output}: {rows} rows; keep the master key apart", markup=False
+        f"backup written to {output}: {counted(rows, 'row')}; keep the master key apart",
+        markup=False,
     )
 
 
@@ -36,7 +44,8 @@ def restore(archive: Annotated[Path, typer.Argument(help="a backup archive")]) -
     """Restore a backup into a new home (or an empty database) under the same master key."""
     report = backups.restore(load_settings(), access=operator(), archive_path=archive)
     out_console.print(
-        f"restored {report.rows} rows and {report.files} inbox files (schema {report.revision})",
+        f"restored {counted(report.rows, 'row')} and {counted(report.files, 'inbox file')} "
+        f"(schema {report.revision})",
         markup=False,
     )
 
@@ -53,5 +62,6 @@ def master_key_rotate(
     with deployment(access, "master_key_rotate") as dep:
         moved = backups.rotate_master_key(dep, access=access, new_master=new_master)
     out_console.print(
-        f"{moved} keys re-wrapped; now set TIERS_MASTER_KEY_FILE={new_key_file}", markup=False
+        f"{counted(moved, 'key')} re-wrapped; now set TIERS_MASTER_KEY_FILE={new_key_file}",
+        markup=False,
     )
