@@ -41,7 +41,6 @@ from tiers.pseudonyms import (
     parse_for_domain,
     pseudonym_value,
 )
-from tiers.storage import domains as domain_repo
 from tiers.storage import inbox as inbox_repo
 from tiers.storage import links, subjects
 from tiers.storage.domains import DomainRecord
@@ -260,19 +259,19 @@ class LinkOutcome:
     attached_here: bool
 
 
-def _domain_id(connection: Connection, name: str) -> int:
-    record = domain_repo.get(connection, name=name)
-    assert record is not None
-    return record.id
-
-
 def _attach_history(
-    connection: Connection, access: Access, customer_id: int, decision: Decision
+    deployment: Deployment,
+    connection: Connection,
+    access: Access,
+    customer_id: int,
+    decision: Decision,
 ) -> None:
     links.add_attachment(
         connection,
         customer_id=customer_id,
-        partner_id=_domain_id(connection, decision.attached_to) if decision.attached_to else None,
+        partner_id=deployment.domain(connection, decision.attached_to).id
+        if decision.attached_to
+        else None,
         card_id=decision.attaching_card,
         rule=decision.rule,
         policy_version=decision.policy_version,
@@ -293,7 +292,7 @@ def _new_customer(
     customer_id = links.create_customer(
         connection,
         base=base,
-        attached_to=_domain_id(connection, decision.attached_to),
+        attached_to=deployment.domain(connection, decision.attached_to).id,
         attaching_card=decision.attaching_card,
         rule=decision.rule,
         policy_version=decision.policy_version,
@@ -314,11 +313,12 @@ def _new_customer(
                 }
             ],
         )
-    _attach_history(connection, access, customer_id, decision)
+    _attach_history(deployment, connection, access, customer_id, decision)
     return customer_id
 
 
 def _reattach(
+    deployment: Deployment,
     connection: Connection,
     access: Access,
     customer_id: int,
@@ -328,7 +328,7 @@ def _reattach(
 ) -> None:
     assert decision.attached_to is not None
     values: dict[str, object] = {
-        "attached_to": _domain_id(connection, decision.attached_to),
+        "attached_to": deployment.domain(connection, decision.attached_to).id,
         "attaching_card": decision.attaching_card,
         "rule": decision.rule,
         "policy_version": decision.policy_version,
@@ -337,14 +337,20 @@ def _reattach(
     if transfer:
         values["last_transfer_at"] = access.now
     links.update_customer(connection, customer_id=customer_id, **values)
-    _attach_history(connection, access, customer_id, decision)
+    _attach_history(deployment, connection, access, customer_id, decision)
 
 
-def _dissolve(connection: Connection, access: Access, customer_id: int, decision: Decision) -> None:
+def _dissolve(
+    deployment: Deployment,
+    connection: Connection,
+    access: Access,
+    customer_id: int,
+    decision: Decision,
+) -> None:
     customer = links.customer(connection, customer_id=customer_id)
     assert customer is not None
     links.delete_customer(connection, customer_id=customer_id, base=customer.base)
-    _attach_history(connection, access, customer_id, decision)
+    _attach_history(deployment, connection, access, customer_id, decision)
 
 
 def _finish(
@@ -525,7 +531,7 @@ def associate(
                     customer_id=survivor,
                     now=access.now,
                 )
-                _reattach(connection, access, survivor, decision)
+                _reattach(deployment, connection, access, survivor, decision)
             else:
                 joined = state_a or state_b
                 assert joined is not None
@@ -559,11 +565,11 @@ def dissociate(deployment: Deployment, *, access: Access, domain: str, card: str
         decision = evaluate(Dissociate(domain, _as_card(mine), state), policy)
         if decision.accepted and not decision.noop and state is not None:
             if decision.dissolve:
-                _dissolve(connection, access, state.id, decision)
+                _dissolve(deployment, connection, access, state.id, decision)
             else:
                 links.set_card_customer(connection, card_ids=[mine.id], customer_id=None, now=None)
                 if decision.rule.startswith("reattach."):
-                    _reattach(connection, access, state.id, decision)
+                    _reattach(deployment, connection, access, state.id, decision)
         return _finish(
             deployment,
             connection,
@@ -588,7 +594,7 @@ def transfer(deployment: Deployment, *, access: Access, domain: str, card: str) 
         mine, state = _presented(deployment, connection, domain, card, context)
         decision = evaluate(Transfer(domain, _as_card(mine), state, access.now), policy)
         if decision.accepted and not decision.noop and state is not None:
-            _reattach(connection, access, state.id, decision, transfer=True)
+            _reattach(deployment, connection, access, state.id, decision, transfer=True)
         return _finish(
             deployment,
             connection,

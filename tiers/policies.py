@@ -19,7 +19,6 @@ from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.errors import NotInitialised
-from tiers.storage import domains as domain_repo
 from tiers.storage import links
 
 __all__ = [
@@ -147,8 +146,8 @@ def apply_policy(deployment: Deployment, *, access: Access, data: bytes) -> Poli
                     actor=access.actor,
                 )
                 continue
-            record = domain_repo.get(connection, name=partner)
-            assert record is not None and card_id is not None
+            record = deployment.domain(connection, partner)
+            assert card_id is not None
             links.update_customer(
                 connection,
                 customer_id=customer_id,
