@@ -57,7 +57,8 @@ def _directory(deployment: Deployment) -> Path:
 class PendingDelivery:
     """A delivery being written: rows go to a temporary file; :meth:`commit` files it."""
 
-    def __init__(self, writer: csv._writer, handle: IO[str]) -> None:  # type: ignore[name-defined]
+    def __init__(self, delivery_id: str, writer: csv._writer, handle: IO[str]) -> None:  # type: ignore[name-defined]
+        self.id = delivery_id
         self.writer = writer
         self.handle = handle
         self.rows = 0
@@ -84,7 +85,7 @@ def staged_delivery(
     delivery_id = uuid.uuid4().hex
     path = _file(deployment, delivery_id)
     with atomic_output(path) as handle:
-        pending = PendingDelivery(csv.writer(handle), handle)
+        pending = PendingDelivery(delivery_id, csv.writer(handle), handle)
         pending.writer.writerow(list(header))
         yield pending
     digest = hashlib.sha256(path.read_bytes()).hexdigest()

@@ -10,9 +10,10 @@ from sqlalchemy import Connection, delete, func, select
 from tiers.storage._dialect import bulk_insert_ignoring_duplicates
 from tiers.storage.tables import pseudonym_index, subjects
 
-__all__ = ["count_index", "delete_version", "lookup", "register", "reindex"]
+__all__ = ["count_index", "delete_version", "lookup", "lookup_many", "register", "reindex"]
 
 _REINDEX_BATCH = 10_000
+_LOOKUP_CHUNK = 1000  # values per IN list (SQLite binds one parameter each)
 
 
 def register(
@@ -47,6 +48,29 @@ def lookup(connection: Connection, *, domain_id: int, version: int, value: bytes
             pseudonym_index.c.value == value,
         )
     ).scalar_one_or_none()
+
+
+def lookup_many(
+    connection: Connection, *, domain_id: int, wanted: Iterable[tuple[int, bytes]]
+) -> dict[tuple[int, bytes], bytes]:
+    """:func:`lookup` of many ``(version, value)``: the subject of each one found."""
+    by_version: dict[int, list[bytes]] = {}
+    for version, value in wanted:
+        by_version.setdefault(version, []).append(value)
+    found: dict[tuple[int, bytes], bytes] = {}
+    for version, values in by_version.items():
+        unique = list(dict.fromkeys(values))
+        for start in range(0, len(unique), _LOOKUP_CHUNK):
+            query = select(pseudonym_index.c.value, pseudonym_index.c.subject).where(
+                pseudonym_index.c.domain_id == domain_id,
+                pseudonym_index.c.version == version,
+                pseudonym_index.c.value.in_(unique[start : start + _LOOKUP_CHUNK]),
+            )
+            found.update(
+                ((version, bytes(row.value)), bytes(row.subject))
+                for row in connection.execute(query)
+            )
+    return found
 
 
 def count_index(connection: Connection, *, domain_id: int, version: int | None = None) -> int:

@@ -1,0 +1,151 @@
+"""Exchange rows are keyed in batches; what is delivered is what keying them one by one gives.
+
+Two twin deployments (the second restored from a backup of the first, so the same keys and the
+same cards) receive the same files in the same order: the first keys them in batches of any
+size, the second one row at a time. Their deliveries, rejects and counts must be equal, file
+after file, including where a row's pseudonym names a card that a clear number registers
+earlier, or later, in the same batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import ACCESS, Database
+from tests.tiers.test_exchanges import HUB, alliance, partner  # noqa: F401 - alliance: a fixture
+from tiers.admin import destroy_key, rotate_key
+from tiers.backup import backup, restore
+from tiers.deployment import Deployment
+from tiers.exchanges import send_exchange, withdraw_customer
+from tiers.identifiers import get_kind
+from tiers.inbox import ack_delivery, delivery_file, list_inbox
+from tiers.links import enrol_cards
+from tiers.settings import Settings
+from tiers.tokenisation import Tokeniser
+
+CASINO = partner("casino", 20)
+# What a row's card cell holds: a fresh card (by its number within the example) in clear or as
+# its Casino pseudonym; a card linked to another partner's; a withdrawn card; a malformed
+# number or pseudonym; a pseudonym nobody registered; one of a destroyed key version, and one
+# of a version that never existed.
+FRESH = st.tuples(st.sampled_from(["clear", "pseudonym"]), st.integers(0, 1))
+FIXED = ["linked", "withdrawn", "malformed", "bad_pseudonym", "unknown", "destroyed", "no_version"]
+CELLS = st.one_of(FRESH, st.tuples(st.sampled_from(FIXED), st.just(0)))
+MOSTLY = st.sampled_from([True, True, True, False])
+ROWS = st.lists(st.tuples(CELLS, MOSTLY, MOSTLY), min_size=1, max_size=12)
+# A card's pseudonym before, and after, the row that gives its number in clear (same batch).
+AROUND = [
+    ((("pseudonym", 0), True, True)),
+    ((("clear", 0), True, True)),
+    (("pseudonym", 0), True, True),
+]
+
+
+@pytest.fixture
+def twin(alliance: Deployment, database: Database, tmp_path: Path) -> Iterator[Deployment]:  # noqa: F811
+    rotate_key(alliance, access=ACCESS, domain="casino")  # v2 active, v1 verify-only
+    destroy_key(alliance, access=ACCESS, domain="casino", version=1)
+    enrol_cards(alliance, access=partner("casino", 7), domain="casino", values=["10000099"])
+    withdraw_customer(alliance, access=partner("casino", 8), domain="casino", card="10000099")
+    archive = tmp_path / "twin.backup"
+    backup(alliance, access=ACCESS, output=archive)
+    target = Settings(home=tmp_path / "twin", master_key_file=database.home / "master.key")
+    restore(target, access=ACCESS, archive_path=archive)
+    opened = Deployment.open(target)
+    yield opened
+    opened.close()
+
+
+def _received(deployment: Deployment, report_delivery: str) -> tuple[str, str]:
+    """The hub's delivery and the sender's rejects (acknowledged, so that each is read once)."""
+    delivered = delivery_file(deployment, access=HUB, delivery_id=report_delivery).read_text()
+    rejects = ""
+    for waiting in list_inbox(deployment, access=CASINO):
+        rejects += delivery_file(deployment, access=CASINO, delivery_id=waiting.id).read_text()
+        ack_delivery(deployment, access=CASINO, delivery_id=waiting.id)
+    return delivered, rejects
+
+
+def test_a_delivery_is_the_same_whatever_the_batch(
+    alliance: Deployment,  # noqa: F811
+    twin: Deployment,
+) -> None:
+    with alliance.transaction() as connection:
+        tokeniser = Tokeniser.open(alliance, connection, "casino")
+    examples = itertools.count()
+
+    def card_cell(kind: str, number: int, example: int) -> str:
+        fresh = f"4{example:04d}{number:03d}"  # a card no other example uses
+        return {
+            "clear": fresh,
+            "pseudonym": tokeniser.tokenise(get_kind("card"), fresh)[2],
+            "linked": "10000001",
+            "withdrawn": "10000099",
+            "malformed": "1234-x",
+            "bad_pseudonym": "casino.v2.not-base32",
+            "unknown": "casino.v2." + "a" * 32,
+            "destroyed": "casino.v1." + "a" * 32,
+            "no_version": "casino.v9." + "a" * 32,
+        }[kind]
+
+    @given(rows=ROWS, batch=st.integers(1, 13))
+    @example(rows=AROUND, batch=3)
+    @settings(
+        max_examples=40,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def check(rows: list[tuple[tuple[str, int], bool, bool]], batch: int) -> None:
+        example = next(examples)
+        lines = ["card,date,amount"]
+        for (kind, number), good_amount, whole in rows:
+            cell = card_cell(kind, number, example)
+            lines.append(f"{cell},2026-11-02,{'1.50' if good_amount else 'x'}" if whole else cell)
+        content = ("\n".join(lines) + "\n").encode()
+        answers = []
+        for deployment, size in ((alliance, batch), (twin, 1)):
+            report = send_exchange(
+                deployment,
+                access=CASINO,
+                domain="casino",
+                exchange_type="purchases",
+                source=io.BytesIO(content),
+                rows_per_batch=size,
+            )
+            answers.append(
+                (
+                    (report.rows_in, report.rows_out, report.rows_rejected),
+                    report.first_rejects,
+                    *_received(deployment, report.delivery),
+                )
+            )
+        assert answers[0] == answers[1]
+        counts, _, delivered, rejects = answers[0]
+        assert counts[1] == len(list(csv.reader(io.StringIO(delivered)))) - 1
+        codes = {row[2] for row in csv.reader(io.StringIO(rejects)) if row[0] != "line"}
+        seen.update(codes)
+        if counts[0] == counts[1]:
+            assert not codes
+
+    seen: set[str] = set()
+    check()
+    # The examples reached every way of refusing a card.
+    assert {
+        "bad_character",
+        "bad_pseudonym",
+        "bad_decimal",
+        "field_count",
+        "withdrawn",
+        "unknown_pseudonym",
+        "key_destroyed",
+        "unknown_key_version",
+    } <= seen, seen
