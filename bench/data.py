@@ -13,7 +13,7 @@ _MOBILE = "0124568"  # +336 numbers in these ranges are all valid (libphonenumbe
 _DOMAINS = ("example.fr", "mail.example.com", "exemple.org", "poste.example.net")
 
 
-def _luhn_digit(digits: str) -> str:
+def luhn_digit(digits: str) -> str:
     total = 0
     for position, char in enumerate(reversed(digits)):
         d = int(char)
@@ -33,7 +33,7 @@ def write_customer_file(path: Path, rows: int, seed: int = 2026) -> Path:
         piece: list[str] = []
         for n in range(rows):
             card = f"4970{n:011d}"
-            card += _luhn_digit(card)
+            card += luhn_digit(card)
             name = _FIRST[rng.randrange(len(_FIRST))]
             # One row in a thousand has a malformed email: the file has rejects, as real ones do.
             email = f"{name}.{n}" + ("" if n % 1000 == 999 else f"@{_DOMAINS[n % 4]}")

@@ -1,9 +1,11 @@
-"""`make bench`: file tokenisation against the ceiling and peers, the API under load, and
-look-ups as the alliance grows. Prints a table of figures and ratios measured in this run and
-writes them, with a description of the machine, to ``bench/results.json``.
+"""`make bench`: file tokenisation against the ceiling and peers, exchanges to the hub, the
+API under load, and look-ups as the alliance grows. Prints a table of figures and ratios
+measured in this run and writes them, with a description of the machine, to
+``bench/results.json``.
 
     python -m bench.run [--quick] [--rows N] [--database-url postgresql+psycopg://…]
-                        [--scale 10000,100000,1000000] [--skip api,scale,peers]
+                        [--scale 10000,100000,1000000] [--exchange-rows N]
+                        [--skip files,peers,exchanges,api,scale]
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import files_bench, service_bench
+from bench import exchanges_bench, files_bench, service_bench
 from bench.data import write_customer_file
 from bench.pg import fresh_schema
 
@@ -164,6 +166,24 @@ def api_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
     results["api"] = runs
 
 
+def exchange_section(options: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:
+    rows = options.exchange_rows
+    path = exchanges_bench.write_purchases_file(work / "purchases.csv", rows)
+    print(f"Exchanges (in process): {rows:,} purchases to the hub, each on its own card")
+    backends = [("sqlite", None)]
+    if options.database_url:
+        backends.append(("postgresql", options.database_url))
+    figures: dict[str, Any] = {"rows": rows}
+    for backend, url in backends:
+        home = Path(tempfile.mkdtemp(prefix="tiers-bench-", dir=work))
+        with fresh_schema(url) as scoped:
+            figures[backend] = exchanges_bench.exchange_rates(path, home=home, database_url=scoped)
+        for run, rate in figures[backend].items():
+            line(f"{backend}: exchange send, {run}", rate, "rows/s")
+    path.unlink()
+    results["exchanges"] = figures
+
+
 def scale_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
     print("Scale (in process, SQLite)")
     rows = []
@@ -182,10 +202,14 @@ def main() -> int:
     parser.add_argument("--peer-rows", type=int, default=None, help="rows the peers process")
     parser.add_argument("--database-url", default=os.environ.get("TIERS_BENCH_POSTGRES_URL"))
     parser.add_argument("--scale", default=None, help="customer counts, comma-separated")
-    parser.add_argument("--skip", default="", help="sections to skip: files,peers,api,scale")
+    parser.add_argument("--exchange-rows", type=int, default=None, help="rows (default 200 000)")
+    parser.add_argument(
+        "--skip", default="", help="sections to skip: files,peers,exchanges,api,scale"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
     options = parser.parse_args()
     options.rows = options.rows or (100_000 if options.quick else 1_000_000)
+    options.exchange_rows = options.exchange_rows or (20_000 if options.quick else 200_000)
     options.peer_rows = options.peer_rows or (20_000 if options.quick else 200_000)
     sizes = options.scale or ("1000,10000" if options.quick else "10000,100000,1000000")
     options.scale = [int(n) for n in sizes.split(",")]
@@ -196,6 +220,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tiers-bench-") as directory:
         if "files" not in options.skip:
             file_section(options, Path(directory), results)
+        if "exchanges" not in options.skip:
+            exchange_section(options, Path(directory), results)
         if "api" not in options.skip:
             api_section(options, results)
         if "scale" not in options.skip:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,7 +39,7 @@ from tiers.errors import (
 )
 from tiers.files import FIELD_SIZE_LIMIT, Reject, _open_source, _read_header, _records
 from tiers.identifiers import get_kind
-from tiers.inbox import staged_delivery
+from tiers.inbox import PendingDelivery, staged_delivery
 from tiers.links import CardEnrolment, behind_hub_key, card_ref, partner_card
 from tiers.pseudonyms import (
     Pseudonym,
@@ -65,6 +65,7 @@ __all__ = [
 
 # Rows keyed together: a few statements per batch instead of eight per row.
 EXCHANGE_BATCH = 2000
+_LISTED_REJECTS = 10  # rejects listed in the report; all of them go to the sender's inbox
 
 
 def exchange_schemas(deployment: Deployment) -> dict[str, ExchangeSchema]:
@@ -216,6 +217,42 @@ class _HubKeys:
         return base_pseudonym(self.base_key, self.kind.name, normalised)
 
 
+@dataclass(slots=True)
+class _SenderRejects:
+    """The sender's rejects (``line,column,code``), written as they come to a delivery opened
+    at the first one (never held in memory); the first few are also listed in the report."""
+
+    report: ExchangeReport
+    open: Callable[[], PendingDelivery]
+    _delivery: PendingDelivery | None = None
+
+    def add(self, line: int, problems: list[tuple[str, str]]) -> None:
+        self.report.rows_rejected += 1
+        if self._delivery is None:
+            self._delivery = self.open()
+        for column, code in problems:
+            self._delivery.write([str(line), column, code])
+            if len(self.report.first_rejects) < _LISTED_REJECTS:
+                self.report.first_rejects.append(Reject(line, column, code))
+
+
+def _check_header(header: list[str], schema: ExchangeSchema, exchange_type: str) -> None:
+    """Refuse the whole file for its header: no identifier column, an undeclared column, a
+    column named twice (raises :class:`InvalidFile`)."""
+    if schema.identifier_column not in header:
+        raise InvalidFile(
+            f"the file has no {schema.identifier_column!r} column", code="no_identifier_column"
+        )
+    for name in header:
+        if name != schema.identifier_column and name not in schema.columns:
+            raise InvalidFile(
+                f"column {name!r} is not declared for exchange {exchange_type!r}",
+                code="undeclared_column",
+            )
+    if len(set(header)) != len(header):
+        raise InvalidFile("the header names a column twice", code="duplicate_column")
+
+
 @audited("exchange_send")
 def send_exchange(
     deployment: Deployment,
@@ -250,18 +287,7 @@ def send_exchange(
         stack.callback(raw.close)
         reader = csv.reader(text, delimiter=delimiter)
         header = _read_header(reader)
-        if schema.identifier_column not in header:
-            raise InvalidFile(
-                f"the file has no {schema.identifier_column!r} column", code="no_identifier_column"
-            )
-        for name in header:
-            if name != schema.identifier_column and name not in schema.columns:
-                raise InvalidFile(
-                    f"column {name!r} is not declared for exchange {exchange_type!r}",
-                    code="undeclared_column",
-                )
-        if len(set(header)) != len(header):
-            raise InvalidFile("the header names a column twice", code="duplicate_column")
+        _check_header(header, schema, exchange_type)
         connection = stack.enter_context(deployment.transaction())
         stack.enter_context(bulk_load(connection))
         partner = deployment.domain(connection, domain)
@@ -269,49 +295,54 @@ def send_exchange(
         payload = [n for n in header if n != schema.identifier_column]
         identifier = header.index(schema.identifier_column)
         width = len(header)
-        rejects: list[Reject] = []
-        with staged_delivery(
-            deployment,
-            connection,
-            recipient=keys.hub,
-            kind="exchange",
-            name=exchange_type,
-            header=["linking_key", *payload],
-            sender=domain,
-            now=access.now,
-        ) as delivery:
-            records = _records(reader)
-            while chunk := list(itertools.islice(records, rows_per_batch)):
-                found = iter(keys.keys([row[identifier] for _, row in chunk if len(row) == width]))
-                for line, row in chunk:
-                    report.rows_in += 1
-                    problems = row_problems(row, header, identifier, schema)
-                    hub_key = next(found) if len(row) == width else None
-                    if isinstance(hub_key, TiersError):
-                        problems.insert(0, (schema.identifier_column, hub_key.code))
-                    if problems or not isinstance(hub_key, str):
-                        report.rows_rejected += 1
-                        rejects.extend(Reject(line, column, code) for column, code in problems)
-                        continue
-                    delivery.write([hub_key, *(row[header.index(n)] for n in payload)])
-                    report.rows_out += 1
-            if report.rows_in == 0:
-                raise InvalidFile("the file has a header but no data rows", code="no_rows")
-            report.delivery = delivery.id
-        if rejects:
-            with staged_delivery(
+        # The sender's rejects delivery is opened at the first reject and written as the file
+        # is read (never held in memory); both deliveries appear when the whole file was read.
+        deliveries = stack.enter_context(ExitStack())
+        delivery = deliveries.enter_context(
+            staged_delivery(
                 deployment,
                 connection,
-                recipient=partner,
-                kind="rejects",
+                recipient=keys.hub,
+                kind="exchange",
                 name=exchange_type,
-                header=["line", "column", "code"],
-                sender="tiers",
+                header=["linking_key", *payload],
+                sender=domain,
                 now=access.now,
-            ) as back:
-                for reject in rejects:
-                    back.write([str(reject.line), reject.column, reject.code])
-        report.first_rejects = rejects[:10]
+            )
+        )
+        rejects = _SenderRejects(
+            report,
+            lambda: deliveries.enter_context(
+                staged_delivery(
+                    deployment,
+                    connection,
+                    recipient=partner,
+                    kind="rejects",
+                    name=exchange_type,
+                    header=["line", "column", "code"],
+                    sender="tiers",
+                    now=access.now,
+                )
+            ),
+        )
+        records = _records(reader)
+        while chunk := list(itertools.islice(records, rows_per_batch)):
+            found = iter(keys.keys([row[identifier] for _, row in chunk if len(row) == width]))
+            for line, row in chunk:
+                report.rows_in += 1
+                problems = row_problems(row, header, identifier, schema)
+                hub_key = next(found) if len(row) == width else None
+                if isinstance(hub_key, TiersError):
+                    problems.insert(0, (schema.identifier_column, hub_key.code))
+                if not problems and isinstance(hub_key, str):
+                    delivery.write([hub_key, *(row[header.index(n)] for n in payload)])
+                    report.rows_out += 1
+                    continue
+                rejects.add(line, problems)
+        if report.rows_in == 0:
+            raise InvalidFile("the file has a header but no data rows", code="no_rows")
+        report.delivery = delivery.id
+        deliveries.close()
         deployment.record(
             connection,
             access,

@@ -131,7 +131,9 @@ def test_a_delivery_is_the_same_whatever_the_batch(
         assert answers[0] == answers[1]
         counts, _, delivered, rejects = answers[0]
         assert counts[1] == len(list(csv.reader(io.StringIO(delivered)))) - 1
-        codes = {row[2] for row in csv.reader(io.StringIO(rejects)) if row[0] != "line"}
+        listed = [row for row in csv.reader(io.StringIO(rejects)) if row[0] != "line"]
+        assert counts[2] == len({line for line, _, _ in listed})  # every rejected row is there
+        codes = {code for _, _, code in listed}
         seen.update(codes)
         if counts[0] == counts[1]:
             assert not codes

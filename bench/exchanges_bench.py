@@ -1,0 +1,63 @@
+"""Exchanges: a partner's month of purchases sent to the hub (``send_exchange`` in process).
+
+The file has one row per purchase, each on a card the deployment has never seen (the first
+send registers, enrols and keys every card) and the same file is sent again (every card is
+known: only look-ups). Rows per second of each send.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.data import luhn_digit
+
+HEADER = "card,date,amount,store,category\n"
+
+
+def write_purchases_file(path: Path, rows: int) -> Path:
+    """``rows`` purchases on distinct cards, written in ~1 MB pieces."""
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(HEADER)
+        piece: list[str] = []
+        for n in range(rows):
+            card = f"4971{n:011d}"
+            piece.append(
+                f"{card}{luhn_digit(card)},2026-11-{1 + n % 28:02d},{n % 5000 / 100:.2f},"
+                f"S-{n % 500:03d},food\n"
+            )
+            if len(piece) == 20_000:
+                handle.write("".join(piece))
+                piece.clear()
+        handle.write("".join(piece))
+    return path
+
+
+def exchange_rates(path: Path, *, home: Path, database_url: str | None) -> dict[str, float]:
+    """Rows per second of a first send (new cards) and of the same file sent again."""
+    from tiers.admin import add_domain, initialise  # noqa: PLC0415 - after the data is written
+    from tiers.auditing import Access  # noqa: PLC0415
+    from tiers.deployment import Deployment  # noqa: PLC0415
+    from tiers.exchanges import send_exchange  # noqa: PLC0415
+    from tiers.settings import Settings  # noqa: PLC0415
+
+    settings = Settings(home=home, database_url=database_url, argon2_profile="test")
+    operator = Access("bench", "operator", "benchmark", datetime.now(UTC))
+    initialise(settings, access=operator)
+    deployment = Deployment.open(settings)
+    partner = replace(operator, actor="casino-app", role="partner", domain="casino")
+    rates: dict[str, float] = {}
+    try:
+        add_domain(deployment, access=operator, name="casino", role="partner")
+        add_domain(deployment, access=operator, name="hub", role="hub")
+        for run in ("new cards", "known cards"):
+            started = time.perf_counter()
+            report = send_exchange(
+                deployment, access=partner, domain="casino", exchange_type="purchases", source=path
+            )
+            rates[run] = report.rows_in / (time.perf_counter() - started)
+    finally:
+        deployment.close()
+    return rates
