@@ -154,22 +154,31 @@ def _owned(
 @audited("inbox_get", domain_arg=None)
 def delivery_file(
     deployment: Deployment, *, access: Access, delivery_id: str, domain: str | None = None
-) -> Path:
-    """The path of a delivery's file, after the access is recorded."""
+) -> IO[bytes]:
+    """A delivery's file, opened for reading, after the access is recorded; the caller closes
+    it. Opened first, so that a purge meanwhile cannot cut the reading short (POSIX keeps an
+    unlinked file until it is closed); a file already purged answers NotFound ``gone``."""
     require(access, "inbox_read", domain)
-    with deployment.transaction() as connection:
-        record = _owned(deployment, connection, access, delivery_id, domain)
-        path = _file(deployment, record.id)
-        if not path.exists():
-            raise NotFound(f"delivery {delivery_id!r} was purged", code="gone")
-        deployment.record(
-            connection,
-            access,
-            action="inbox_get",
-            counts=Counts(records_out=record.rows),
-            detail={"delivery": record.id, "kind": record.kind},
-        )
-    return path
+    handle: IO[bytes] | None = None
+    try:
+        with deployment.transaction() as connection:
+            record = _owned(deployment, connection, access, delivery_id, domain)
+            try:
+                handle = open(_file(deployment, record.id), "rb")  # noqa: SIM115 - the caller's
+            except FileNotFoundError:
+                raise NotFound(f"delivery {delivery_id!r} was purged", code="gone") from None
+            deployment.record(
+                connection,
+                access,
+                action="inbox_get",
+                counts=Counts(records_out=record.rows),
+                detail={"delivery": record.id, "kind": record.kind},
+            )
+    except BaseException:
+        if handle is not None:
+            handle.close()
+        raise
+    return handle
 
 
 @audited("inbox_ack", domain_arg=None)

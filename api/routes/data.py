@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import IO, Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
 
 from api.calls import SHORT_CALL_VALUES, call
 from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
+from api.downloads import CsvDownload
 from api.schemas import (
     ERRORS,
     JSON_ERRORS,
@@ -173,30 +172,6 @@ def remove_job(job_id: str, deployment: DeploymentDep, access: CurrentAccess) ->
     deleted `TIERS_JOB_RETENTION_DAYS` after the job finished). The job stays listed as
     `deleted`; a running job is answered 409 `job_running`."""
     return _job(delete_job(deployment, access=access, job_id=job_id))
-
-
-class CsvDownload(StreamingResponse):
-    """A job's file, streamed from the handle :func:`job_file` opened (and closed at the end,
-    or when the response is dropped), with its size and a file name."""
-
-    media_type = "text/csv"
-
-    def __init__(self, handle: IO[bytes], filename: str, status_code: int = 200) -> None:
-        size = os.fstat(handle.fileno()).st_size
-        super().__init__(
-            _chunks(handle),
-            status_code,
-            headers={
-                "content-length": str(size),
-                "content-disposition": f'attachment; filename="{filename}"',
-            },
-        )
-
-
-def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
-    with handle:
-        while chunk := handle.read(1 << 16):
-            yield chunk
 
 
 def _download(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
-from api.schemas import ERRORS, _Strict
+from api.downloads import CsvDownload
+from api.schemas import ERRORS, JSON_ERRORS, _Strict
 from api.upload import stream_body
 from tiers import exchanges, inbox
 from tiers.inbox import DeliveryRecord
@@ -121,14 +121,16 @@ def list_deliveries(
 
 
 @router.get(
-    "/inbox/{delivery_id}", name="inbox_get", response_class=FileResponse, tags=["partner", "hub"]
+    "/inbox/{delivery_id}",
+    name="inbox_get",
+    response_class=CsvDownload,
+    responses=JSON_ERRORS,
+    tags=["partner", "hub"],
 )
-def get_delivery(
-    delivery_id: str, deployment: DeploymentDep, access: CurrentAccess
-) -> FileResponse:
+def get_delivery(delivery_id: str, deployment: DeploymentDep, access: CurrentAccess) -> CsvDownload:
     """One delivery's CSV (streamed)."""
-    path = inbox.delivery_file(deployment, access=access, delivery_id=delivery_id)
-    return FileResponse(path, media_type="text/csv", filename=f"{delivery_id}.csv")
+    handle = inbox.delivery_file(deployment, access=access, delivery_id=delivery_id)
+    return CsvDownload(handle, f"{delivery_id}.csv")
 
 
 @router.post(

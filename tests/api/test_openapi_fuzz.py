@@ -52,8 +52,12 @@ def test_no_generated_request_causes_a_server_error(api: Api) -> None:
 
 def test_the_schema_gives_each_answer_its_media_type(api: Api) -> None:
     paths = api.http.get("/openapi.json").json()["paths"]
-    for which in ("output", "rejects"):
-        answers = paths[f"/v1/jobs/{{job_id}}/{which}"]["get"]["responses"]
+    for download in (
+        "/v1/jobs/{job_id}/output",
+        "/v1/jobs/{job_id}/rejects",
+        "/v1/inbox/{delivery_id}",
+    ):
+        answers = paths[download]["get"]["responses"]
         assert ["text/csv"] == list(answers["200"]["content"])
         assert ["application/json"] == list(answers["404"]["content"])
     answers = paths["/v1/pseudonymise"]["post"]["responses"]

@@ -144,8 +144,11 @@ def hub_keys_of_linked_customers(database: Database, customers: int, tmp_path: P
             deployment, access=ACCESS, domain="casino", exchange_type="purchases", source=month
         )
         (delivery,) = list_inbox(deployment, access=ACCESS, domain="hub")
-        rows = delivery_file(deployment, access=ACCESS, delivery_id=delivery.id, domain="hub")
-        return [line.split(",")[0] for line in rows.read_text().splitlines()[1:]]
+        with delivery_file(
+            deployment, access=ACCESS, delivery_id=delivery.id, domain="hub"
+        ) as handle:
+            rows = handle.read().decode()
+        return [line.split(",")[0] for line in rows.splitlines()[1:]]
     finally:
         deployment.close()
 

@@ -19,7 +19,7 @@ from tests.conftest import ACCESS, Database, assert_absent
 from tiers.admin import add_domain, retire_key, rotate_key
 from tiers.auditing import Access
 from tiers.deployment import Deployment
-from tiers.errors import InvalidFile, KeyStateError, PolicyViolation
+from tiers.errors import InvalidFile, KeyStateError, NotFound, PolicyViolation
 from tiers.exchanges import send_campaign, send_exchange, withdraw_customer
 from tiers.inbox import ack_delivery, delivery_file, list_inbox, purge_inbox, recover_inbox
 from tiers.links import Resolution, associate, enrol_cards, resolve
@@ -77,8 +77,8 @@ def alliance(deployment: Deployment) -> Deployment:
 
 
 def read(deployment: Deployment, access: Access, delivery_id: str) -> list[list[str]]:
-    path = delivery_file(deployment, access=access, delivery_id=delivery_id)
-    return list(csv.reader(io.StringIO(path.read_text())))
+    with delivery_file(deployment, access=access, delivery_id=delivery_id) as handle:
+        return list(csv.reader(io.StringIO(handle.read().decode())))
 
 
 def send(deployment: Deployment, who: str, content: str, kind: str = "purchases") -> object:
@@ -311,3 +311,20 @@ def test_inbox_recovery_removes_only_what_a_killed_writer_left(alliance: Deploym
     os.utime(young, (old, old))
     purge_inbox(alliance, access=ACCESS)
     assert [listed.name] == [p.name for p in inbox.iterdir()]
+
+
+def test_a_delivery_being_read_is_read_whole_when_the_purge_takes_it(
+    alliance: Deployment,
+) -> None:
+    send(alliance, "casino", "card,date,amount\n10000001,2026-11-02,1\n20000001,2026-11-02,2\n")
+    (delivery,) = list_inbox(alliance, access=HUB)
+    whole = read(alliance, HUB, delivery.id)
+    ack_delivery(alliance, access=HUB, delivery_id=delivery.id)
+    with delivery_file(alliance, access=HUB, delivery_id=delivery.id) as handle:
+        first = handle.read(5)
+        assert 1 == purge_inbox(alliance, access=at(50), older_than_days=30)
+        assert not (alliance.settings.home / "inbox" / f"{delivery.id}.csv").exists()
+        rest = handle.read()
+    assert whole == list(csv.reader(io.StringIO((first + rest).decode())))
+    with pytest.raises(NotFound):
+        delivery_file(alliance, access=HUB, delivery_id=delivery.id)

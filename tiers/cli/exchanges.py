@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import sys
 from pathlib import Path
@@ -100,11 +101,13 @@ def inbox_get(
     """Write a delivery's CSV to a file or to standard output."""
     access = operator()
     with deployment(access, "inbox_get") as dep:
-        path = inbox.delivery_file(dep, access=access, delivery_id=delivery, domain=domain)
-    if output is None:
-        sys.stdout.write(path.read_text(encoding="utf-8"))
-    else:
-        shutil.copyfile(path, output)
+        handle = inbox.delivery_file(dep, access=access, delivery_id=delivery, domain=domain)
+    with handle:
+        if output is None:
+            shutil.copyfileobj(io.TextIOWrapper(handle, encoding="utf-8"), sys.stdout)
+        else:
+            with open(output, "wb") as copy:
+                shutil.copyfileobj(handle, copy)
 
 
 @inbox_app.command("ack")
