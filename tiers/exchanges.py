@@ -22,7 +22,7 @@ from typing import IO
 from sqlalchemy import Connection
 
 from audit import Counts
-from keys import DomainKey
+from keys import DomainKey, Keyring
 from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
@@ -40,7 +40,7 @@ from tiers.errors import (
 from tiers.files import FIELD_SIZE_LIMIT, Reject, _open_source, _read_header, _records
 from tiers.identifiers import get_kind
 from tiers.inbox import PendingDelivery, staged_delivery
-from tiers.links import CardEnrolment, behind_hub_key, card_ref, partner_card
+from tiers.links import CardEnrolment, card_ref, partner_card
 from tiers.pseudonyms import (
     Pseudonym,
     base_pseudonym,
@@ -65,6 +65,8 @@ __all__ = [
 
 # Rows keyed together: a few statements per batch instead of eight per row.
 EXCHANGE_BATCH = 2000
+# Linking keys routed together in a campaign.
+CAMPAIGN_BATCH = 2000
 _LISTED_REJECTS = 10  # rejects listed in the report; all of them go to the sender's inbox
 
 
@@ -361,12 +363,69 @@ class CampaignReport:
     deliveries: dict[str, str] = field(default_factory=dict)
 
 
+def _campaign_targets(
+    connection: Connection,
+    hub: DomainRecord,
+    ring: Keyring,
+    texts: Sequence[str],
+    dropped: Counter[str],
+) -> list[tuple[str, bytes]]:
+    """``(SG, base of the customer's card there)`` for each linking key that reaches an SG,
+    in the keys' order; the others are counted in ``dropped`` (``malformed``, ``unknown``,
+    ``no_sg``). A few statements for the whole batch, not five a key."""
+    keys: list[tuple[int, bytes]] = []
+    for text in texts:
+        try:
+            pseudonym = parse_for_domain(text, domain=hub.name, keyring=ring)
+        except TiersError:
+            dropped["malformed"] += 1
+            continue
+        keys.append((pseudonym.version, pseudonym.value))
+    refs = links_repo.hub_refs(connection, wanted=keys)
+    of_cards = links_repo.cards_by_refs(
+        connection, refs=[ref for kind, ref in refs.values() if kind == "card"]
+    )
+    of_bases = links_repo.customers_by_bases(
+        connection, bases=[ref for kind, ref in refs.values() if kind == "customer"]
+    )
+    owners: list[int] = []
+    for key in keys:
+        if key not in refs:
+            dropped["unknown"] += 1
+            continue
+        kind, ref = refs[key]
+        if kind == "customer":
+            owner = of_bases.get(ref)
+        else:
+            card = of_cards.get(ref)
+            owner = None if card is None else card.customer_id
+        if owner is None:
+            dropped["no_sg"] += 1
+            continue
+        owners.append(owner)
+    found = links_repo.customers_by_ids(connection, ids=owners)
+    their_cards = links_repo.cards_of_customers(connection, ids=list(found))
+    targets: list[tuple[str, bytes]] = []
+    for owner in owners:
+        customer = found[owner]
+        at_sg = [c for c in their_cards[owner] if c.partner == customer.attached_to]
+        chosen = next((c for c in at_sg if c.id == customer.attaching_card), at_sg[0])
+        targets.append((customer.attached_to, chosen.base))
+    return targets
+
+
 @audited("campaign_send", domain_arg=None)
 def send_campaign(
-    deployment: Deployment, *, access: Access, name: str, linking_keys: Sequence[str]
+    deployment: Deployment,
+    *,
+    access: Access,
+    name: str,
+    linking_keys: Sequence[str],
+    keys_per_batch: int = CAMPAIGN_BATCH,
 ) -> CampaignReport:
     """Route the hub's list of linking keys to each customer's attached SG, as pseudonyms of
-    that SG's domain; no partner receives a customer attached to another SG."""
+    that SG's domain; no partner receives a customer attached to another SG. The keys are
+    routed ``keys_per_batch`` at a time; the deliveries are the same whatever the batch."""
     report = CampaignReport()
     dropped: Counter[str] = Counter()
     routed: dict[str, list[str]] = {}
@@ -377,30 +436,15 @@ def send_campaign(
             raise NotFound("no hub domain", code="unknown_domain")
         require(access, "campaign_send", hub.name)
         ring = deployment.domain_keyring(connection, hub)
-        for text in dict.fromkeys(linking_keys):
-            try:
-                pseudonym = parse_for_domain(text, domain=hub.name, keyring=ring)
-            except TiersError:
-                dropped["malformed"] += 1
-                continue
-            found = links_repo.hub_ref(connection, version=pseudonym.version, value=pseudonym.value)
-            if found is None:
-                dropped["unknown"] += 1
-                continue
-            customer_id, _ = behind_hub_key(connection, *found)
-            if customer_id is None:
-                dropped["no_sg"] += 1
-                continue
-            customer = links_repo.customer(connection, customer_id=customer_id)
-            assert customer is not None
-            cards = links_repo.cards_of(connection, customer_id=customer_id)
-            at_sg = [c for c in cards if c.partner == customer.attached_to]
-            chosen = next((c for c in at_sg if c.id == customer.attaching_card), at_sg[0])
-            if customer.attached_to not in sgs:  # each SG's key unwrapped once per campaign
-                sg = deployment.domain(connection, customer.attached_to)
-                sgs[sg.name] = (sg, deployment.domain_keyring(connection, sg).active)
-            sg, key = sgs[customer.attached_to]
-            routed.setdefault(sg.name, []).append(str(domain_pseudonym(key, sg.name, chosen.base)))
+        unique = list(dict.fromkeys(linking_keys))
+        for start in range(0, len(unique), keys_per_batch):
+            batch = unique[start : start + keys_per_batch]
+            for sg_name, base in _campaign_targets(connection, hub, ring, batch, dropped):
+                if sg_name not in sgs:  # each SG's key unwrapped once per campaign
+                    sg = deployment.domain(connection, sg_name)
+                    sgs[sg_name] = (sg, deployment.domain_keyring(connection, sg).active)
+                sg, key = sgs[sg_name]
+                routed.setdefault(sg_name, []).append(str(domain_pseudonym(key, sg_name, base)))
         for sg_name, pseudonyms in sorted(routed.items()):
             sg, _ = sgs[sg_name]
             with staged_delivery(
@@ -416,6 +460,7 @@ def send_campaign(
                 for pseudonym_text in sorted(set(pseudonyms)):
                     delivery.write([pseudonym_text])
             report.per_sg[sg_name] = delivery.rows
+            report.deliveries[sg_name] = delivery.id
         report.dropped = dict(dropped)
         deployment.record(
             connection,

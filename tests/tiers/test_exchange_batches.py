@@ -1,10 +1,13 @@
-"""Exchange rows are keyed in batches; what is delivered is what keying them one by one gives.
+"""Exchange rows are keyed, and campaign keys routed, in batches; what is delivered is what
+taking them one by one gives.
 
-Two twin deployments (the second restored from a backup of the first, so the same keys and the
-same cards) receive the same files in the same order: the first keys them in batches of any
-size, the second one row at a time. Their deliveries, rejects and counts must be equal, file
-after file, including where a row's pseudonym names a card that a clear number registers
-earlier, or later, in the same batch.
+Exchanges: two twin deployments (the second restored from a backup of the first, so the same
+keys and the same cards) receive the same files in the same order: the first keys them in
+batches of any size, the second one row at a time. Their deliveries, rejects and counts must be
+equal, file after file, including where a row's pseudonym names a card that a clear number
+registers earlier, or later, in the same batch.
+
+Campaigns: each key goes where resolving it alone (another code path) says, in any batch.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,12 +28,12 @@ from tests.tiers.test_exchanges import HUB, alliance, partner  # noqa: F401 - al
 from tiers.admin import destroy_key, rotate_key
 from tiers.backup import backup, restore
 from tiers.deployment import Deployment
-from tiers.exchanges import send_exchange, withdraw_customer
+from tiers.exchanges import send_campaign, send_exchange, withdraw_customer
 from tiers.identifiers import get_kind
 from tiers.inbox import ack_delivery, delivery_file, list_inbox
-from tiers.links import enrol_cards
+from tiers.links import Resolution, enrol_cards, resolve
 from tiers.settings import Settings
-from tiers.tokenisation import Tokeniser
+from tiers.tokenisation import Tokeniser, pseudonymise_values
 
 CASINO = partner("casino", 20)
 # What a row's card cell holds: a fresh card (by its number within the example) in clear or as
@@ -159,3 +163,71 @@ def test_a_delivery_is_the_same_whatever_the_batch(
         "key_destroyed",
         "unknown_key_version",
     } <= seen, seen
+
+
+def test_a_campaign_routes_each_key_as_resolving_it_says_whatever_the_batch(
+    alliance: Deployment,  # noqa: F811
+) -> None:
+    """Model: resolving a key one at a time (another code path) says where a campaign sends
+    it; the SG receives its own pseudonym of the customer's card there, once."""
+    send_exchange(  # customer X's key (Casino is its SG) and a loose SNCF card's key
+        alliance,
+        access=partner("sncf", 10),
+        domain="sncf",
+        exchange_type="purchases",
+        source=io.BytesIO(b"card,date,amount\n70000001,2026-11-03,8\n70000009,2026-11-03,1\n"),
+    )
+    send_exchange(  # customer Y's key (Galeries Lafayette is its SG)
+        alliance,
+        access=partner("caisse-epargne", 10),
+        domain="caisse-epargne",
+        exchange_type="purchases",
+        source=io.BytesIO(b"card,date,amount\n30000001,2026-11-03,5\n"),
+    )
+    keys = []
+    for waiting in list_inbox(alliance, access=HUB):
+        with delivery_file(alliance, access=HUB, delivery_id=waiting.id) as handle:
+            keys += [row[0] for row in csv.reader(io.StringIO(handle.read().decode()))][1:]
+    pool = [*keys, "hub.v1." + "a" * 32, "hub.v9." + "a" * 32, "junk"]
+    # What each SG's own pseudonym of the customer's card there is (read, not registered).
+    own = {
+        sg: pseudonymise_values(
+            alliance, access=partner(sg, 20), domain=sg, kind="card", values=[card], register=False
+        )[0]
+        for sg, card in (("casino", "10000001"), ("galeries-lafayette", "20000001"))
+    }
+
+    def expected(texts: list[str]) -> tuple[dict[str, set[object]], Counter[str]]:
+        routed: dict[str, set[object]] = {}
+        dropped: Counter[str] = Counter()
+        for text in dict.fromkeys(texts):
+            (answer,) = resolve(alliance, access=HUB, linking_keys=[text])
+            if not isinstance(answer, Resolution):
+                code = getattr(answer, "code", "")
+                dropped["unknown" if code == "unknown_key" else "malformed"] += 1
+            elif answer.attached_to is None:
+                dropped["no_sg"] += 1
+            else:
+                routed.setdefault(answer.attached_to, set()).add(own[answer.attached_to])
+        return routed, dropped
+
+    @given(texts=st.lists(st.sampled_from(pool), max_size=12), batch=st.integers(1, 5))
+    @settings(
+        max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    def check(texts: list[str], batch: int) -> None:
+        report = send_campaign(
+            alliance, access=HUB, name="model", linking_keys=texts, keys_per_batch=batch
+        )
+        routed, dropped = expected(texts)
+        assert (dict(dropped), {sg: len(p) for sg, p in routed.items()}) == (
+            report.dropped,
+            report.per_sg,
+        )
+        for sg, delivery_id in report.deliveries.items():
+            with delivery_file(alliance, access=partner(sg, 20), delivery_id=delivery_id) as file:
+                rows = list(csv.reader(io.StringIO(file.read().decode())))
+            assert ["pseudonym"] == rows[0]
+            assert routed[sg] == {row[0] for row in rows[1:]}
+
+    check()

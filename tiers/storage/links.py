@@ -31,15 +31,19 @@ __all__ = [
     "card_by_ref",
     "cards_by_refs",
     "cards_of",
+    "cards_of_customers",
     "create_customer",
     "customer",
     "customer_bases",
     "customer_by_base",
+    "customers_by_bases",
+    "customers_by_ids",
     "delete_customer",
     "delete_hub_keys",
     "enrol",
     "hub_keys_of",
     "hub_ref",
+    "hub_refs",
     "hub_value",
     "hub_values",
     "insert_hub_keys",
@@ -154,22 +158,41 @@ def cards_of(connection: Connection, *, customer_id: int) -> list[CardRow]:
     return [_card(row) for row in rows]
 
 
+_CUSTOMER = select(
+    customers.c.id,
+    customers.c.base,
+    domains.c.name,
+    customers.c.attaching_card,
+    customers.c.rule,
+    customers.c.policy_version,
+    customers.c.attached_at,
+    customers.c.last_transfer_at,
+).join(domains, domains.c.id == customers.c.attached_to)
+
+
 def customer(connection: Connection, *, customer_id: int) -> CustomerRow | None:
-    row = connection.execute(
-        select(
-            customers.c.id,
-            customers.c.base,
-            domains.c.name,
-            customers.c.attaching_card,
-            customers.c.rule,
-            customers.c.policy_version,
-            customers.c.attached_at,
-            customers.c.last_transfer_at,
-        )
-        .join(domains, domains.c.id == customers.c.attached_to)
-        .where(customers.c.id == customer_id)
-    ).one_or_none()
+    row = connection.execute(_CUSTOMER.where(customers.c.id == customer_id)).one_or_none()
     return None if row is None else CustomerRow(*row)
+
+
+def customers_by_ids(connection: Connection, *, ids: Sequence[int]) -> dict[int, CustomerRow]:
+    found: dict[int, CustomerRow] = {}
+    for chunk in _in_chunks(ids):
+        for row in connection.execute(_CUSTOMER.where(customers.c.id.in_(chunk))):
+            found[row.id] = CustomerRow(*row)
+    return found
+
+
+def cards_of_customers(connection: Connection, *, ids: Sequence[int]) -> dict[int, list[CardRow]]:
+    """:func:`cards_of` for many customers: each one's cards, in enrolment order."""
+    found: dict[int, list[CardRow]] = {}
+    for chunk in _in_chunks(ids):
+        rows = connection.execute(_CARD.where(cards.c.customer_id.in_(chunk)).order_by(cards.c.id))
+        for row in rows:
+            card = _card(row)
+            assert card.customer_id is not None
+            found.setdefault(card.customer_id, []).append(card)
+    return found
 
 
 def create_customer(
@@ -275,6 +298,26 @@ def hub_ref(connection: Connection, *, version: int, value: bytes) -> tuple[str,
     return None if row is None else (row.kind, row.ref)
 
 
+def hub_refs(
+    connection: Connection, *, wanted: Sequence[tuple[int, bytes]]
+) -> dict[tuple[int, bytes], tuple[str, bytes]]:
+    """:func:`hub_ref` for many ``(version, value)``: the ``(kind, ref)`` of each one found."""
+    by_version: dict[int, list[bytes]] = {}
+    for version, value in wanted:
+        by_version.setdefault(version, []).append(value)
+    found: dict[tuple[int, bytes], tuple[str, bytes]] = {}
+    for version, values in by_version.items():
+        for chunk in _in_chunks(values):
+            query = select(hub_keys.c.value, hub_keys.c.kind, hub_keys.c.ref).where(
+                hub_keys.c.version == version, hub_keys.c.value.in_(chunk)
+            )
+            found.update(
+                ((version, bytes(row.value)), (row.kind, bytes(row.ref)))
+                for row in connection.execute(query)
+            )
+    return found
+
+
 def hub_value(connection: Connection, *, ref: bytes, version: int) -> bytes | None:
     """The hub key value of one ref in ``version`` (selected by ref alone: see hub_values)."""
     rows = connection.execute(
@@ -328,6 +371,15 @@ def customer_by_base(connection: Connection, *, base: bytes) -> int | None:
     return connection.execute(
         select(customers.c.id).where(customers.c.base == base)
     ).scalar_one_or_none()
+
+
+def customers_by_bases(connection: Connection, *, bases: Sequence[bytes]) -> dict[bytes, int]:
+    """:func:`customer_by_base` for many: the id of each customer found, by base."""
+    found: dict[bytes, int] = {}
+    for chunk in _in_chunks(bases):
+        query = select(customers.c.base, customers.c.id).where(customers.c.base.in_(chunk))
+        found.update((bytes(row.base), row.id) for row in connection.execute(query))
+    return found
 
 
 def all_customers(connection: Connection) -> list[int]:
