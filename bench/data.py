@@ -4,6 +4,7 @@ bytes. Columns: card, email, phone, and three payload columns (a date, an amount
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 HEADER = "card,email,phone,date,amount,store\n"
@@ -26,11 +27,10 @@ def luhn_digit(digits: str) -> str:
 
 
 def write_customer_file(path: Path, rows: int, seed: int = 2026) -> Path:
-    """``rows`` customers (distinct cards), written in ~1 MB pieces."""
+    """``rows`` customers (distinct cards)."""
     rng = random.Random(seed)  # noqa: S311 - synthetic data, not secrets
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write(HEADER)
-        piece: list[str] = []
+
+    def lines() -> Iterator[str]:
         for n in range(rows):
             card = f"4970{n:011d}"
             card += luhn_digit(card)
@@ -39,10 +39,21 @@ def write_customer_file(path: Path, rows: int, seed: int = 2026) -> Path:
             email = f"{name}.{n}" + ("" if n % 1000 == 999 else f"@{_DOMAINS[n % 4]}")
             phone = f"+336{_MOBILE[rng.randrange(len(_MOBILE))]}{rng.randrange(10**7):07d}"
             day = 1 + n % 28
-            piece.append(
+            yield (
                 f"{card},{email},{phone},2026-11-{day:02d},{rng.randrange(1, 50000) / 100:.2f},"
                 f"S-{n % 500:03d}\n"
             )
+
+    return write_lines(path, HEADER, lines())
+
+
+def write_lines(path: Path, header: str, lines: Iterable[str]) -> Path:
+    """``header`` then ``lines``, written in pieces of 20,000 lines (memory stays small)."""
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(header)
+        piece: list[str] = []
+        for line in lines:
+            piece.append(line)
             if len(piece) == 20_000:
                 handle.write("".join(piece))
                 piece.clear()

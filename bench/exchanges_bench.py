@@ -12,27 +12,23 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.data import luhn_digit
+from bench.data import luhn_digit, write_lines
 
 HEADER = "card,date,amount,store,category\n"
 
 
 def write_purchases_file(path: Path, rows: int) -> Path:
-    """``rows`` purchases on distinct cards, written in ~1 MB pieces."""
-    with open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write(HEADER)
-        piece: list[str] = []
-        for n in range(rows):
-            card = f"4971{n:011d}"
-            piece.append(
-                f"{card}{luhn_digit(card)},2026-11-{1 + n % 28:02d},{n % 5000 / 100:.2f},"
-                f"S-{n % 500:03d},food\n"
-            )
-            if len(piece) == 20_000:
-                handle.write("".join(piece))
-                piece.clear()
-        handle.write("".join(piece))
-    return path
+    """``rows`` purchases on distinct cards."""
+    cards = (f"4971{n:011d}" for n in range(rows))
+    return write_lines(
+        path,
+        HEADER,
+        (
+            f"{card}{luhn_digit(card)},2026-11-{1 + n % 28:02d},{n % 5000 / 100:.2f},"
+            f"S-{n % 500:03d},food\n"
+            for n, card in enumerate(cards)
+        ),
+    )
 
 
 def exchange_rates(path: Path, *, home: Path, database_url: str | None) -> dict[str, float]:
