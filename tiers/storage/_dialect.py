@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Column, Connection, Dialect, MetaData, Table, literal, select
@@ -12,11 +12,29 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 
-__all__ = ["COPY_THRESHOLD", "bulk_insert_ignoring_duplicates", "insert_ignoring_duplicates"]
+__all__ = [
+    "COPY_THRESHOLD",
+    "IN_CHUNK",
+    "bulk_insert_ignoring_duplicates",
+    "in_chunks",
+    "insert_ignoring_duplicates",
+]
 
 # From this many rows, PostgreSQL bulk inserts go through COPY and a temporary table: below it,
 # creating the table costs more than it saves (single-value API calls stay plain inserts).
 COPY_THRESHOLD = 500
+
+
+# The most values one ``IN`` list takes (SQLite binds one parameter per value; its limit is
+# 32,766 since 3.32, 999 before).
+IN_CHUNK = 1000
+
+
+def in_chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
+    """``values`` without repeats, in lists of at most :data:`IN_CHUNK`, for ``IN`` queries."""
+    unique = list(dict.fromkeys(values))
+    for start in range(0, len(unique), IN_CHUNK):
+        yield unique[start : start + IN_CHUNK]
 
 
 def insert_ignoring_duplicates(connection: Connection, table: Table) -> Insert:

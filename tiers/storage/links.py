@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from tiers.storage._dialect import bulk_insert_ignoring_duplicates
+from tiers.storage._dialect import bulk_insert_ignoring_duplicates, in_chunks
 from tiers.storage.tables import (
     attachments,
     cards,
@@ -95,16 +95,6 @@ _CARD = select(
 ).join(domains, domains.c.id == cards.c.partner_id)
 
 
-# The most values one ``IN`` list takes (SQLite binds one parameter per value).
-IN_CHUNK = 1000
-
-
-def _in_chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
-    unique = list(dict.fromkeys(values))
-    for start in range(0, len(unique), IN_CHUNK):
-        yield unique[start : start + IN_CHUNK]
-
-
 def _card(row: Any) -> CardRow:
     return CardRow(*tuple(row))
 
@@ -136,9 +126,9 @@ def card_by_ref(connection: Connection, *, ref: bytes) -> CardRow | None:
 
 
 def cards_by_refs(connection: Connection, *, refs: Sequence[bytes]) -> dict[bytes, CardRow]:
-    """The cards among ``refs``, by ref (one query per :data:`IN_CHUNK` refs)."""
+    """The cards among ``refs``, by ref (one query per ``IN_CHUNK`` refs)."""
     found: dict[bytes, CardRow] = {}
-    for chunk in _in_chunks(refs):
+    for chunk in in_chunks(refs):
         for row in connection.execute(_CARD.where(cards.c.ref.in_(chunk))):
             found[bytes(row.ref)] = _card(row)
     return found
@@ -147,7 +137,7 @@ def cards_by_refs(connection: Connection, *, refs: Sequence[bytes]) -> dict[byte
 def customer_bases(connection: Connection, *, customer_ids: Sequence[int]) -> dict[int, bytes]:
     """The base pseudonym of each of these customers, by id."""
     found: dict[int, bytes] = {}
-    for chunk in _in_chunks(customer_ids):
+    for chunk in in_chunks(customer_ids):
         query = select(customers.c.id, customers.c.base).where(customers.c.id.in_(chunk))
         found.update((row.id, bytes(row.base)) for row in connection.execute(query))
     return found
@@ -177,7 +167,7 @@ def customer(connection: Connection, *, customer_id: int) -> CustomerRow | None:
 
 def customers_by_ids(connection: Connection, *, ids: Sequence[int]) -> dict[int, CustomerRow]:
     found: dict[int, CustomerRow] = {}
-    for chunk in _in_chunks(ids):
+    for chunk in in_chunks(ids):
         for row in connection.execute(_CUSTOMER.where(customers.c.id.in_(chunk))):
             found[row.id] = CustomerRow(*row)
     return found
@@ -186,7 +176,7 @@ def customers_by_ids(connection: Connection, *, ids: Sequence[int]) -> dict[int,
 def cards_of_customers(connection: Connection, *, ids: Sequence[int]) -> dict[int, list[CardRow]]:
     """:func:`cards_of` for many customers: each one's cards, in enrolment order."""
     found: dict[int, list[CardRow]] = {}
-    for chunk in _in_chunks(ids):
+    for chunk in in_chunks(ids):
         rows = connection.execute(_CARD.where(cards.c.customer_id.in_(chunk)).order_by(cards.c.id))
         for row in rows:
             card = _card(row)
@@ -307,7 +297,7 @@ def hub_refs(
         by_version.setdefault(version, []).append(value)
     found: dict[tuple[int, bytes], tuple[str, bytes]] = {}
     for version, values in by_version.items():
-        for chunk in _in_chunks(values):
+        for chunk in in_chunks(values):
             query = select(hub_keys.c.value, hub_keys.c.kind, hub_keys.c.ref).where(
                 hub_keys.c.version == version, hub_keys.c.value.in_(chunk)
             )
@@ -335,7 +325,7 @@ def hub_values(
     could walk the primary key's whole version instead of the ref index (it did, in a large
     exchange whose transaction had grown the table past its statistics: 500 rows/s)."""
     found: dict[bytes, bytes] = {}
-    for chunk in _in_chunks(refs):
+    for chunk in in_chunks(refs):
         query = select(hub_keys.c.ref, hub_keys.c.version, hub_keys.c.value).where(
             hub_keys.c.ref.in_(chunk)
         )
@@ -376,7 +366,7 @@ def customer_by_base(connection: Connection, *, base: bytes) -> int | None:
 def customers_by_bases(connection: Connection, *, bases: Sequence[bytes]) -> dict[bytes, int]:
     """:func:`customer_by_base` for many: the id of each customer found, by base."""
     found: dict[bytes, int] = {}
-    for chunk in _in_chunks(bases):
+    for chunk in in_chunks(bases):
         query = select(customers.c.base, customers.c.id).where(customers.c.base.in_(chunk))
         found.update((bytes(row.base), row.id) for row in connection.execute(query))
     return found

@@ -7,13 +7,12 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, func, select
 
-from tiers.storage._dialect import bulk_insert_ignoring_duplicates
+from tiers.storage._dialect import bulk_insert_ignoring_duplicates, in_chunks
 from tiers.storage.tables import pseudonym_index, subjects
 
 __all__ = ["count_index", "delete_version", "lookup", "lookup_many", "register", "reindex"]
 
 _REINDEX_BATCH = 10_000
-_LOOKUP_CHUNK = 1000  # values per IN list (SQLite binds one parameter each)
 
 
 def register(
@@ -59,12 +58,11 @@ def lookup_many(
         by_version.setdefault(version, []).append(value)
     found: dict[tuple[int, bytes], bytes] = {}
     for version, values in by_version.items():
-        unique = list(dict.fromkeys(values))
-        for start in range(0, len(unique), _LOOKUP_CHUNK):
+        for chunk in in_chunks(values):
             query = select(pseudonym_index.c.value, pseudonym_index.c.subject).where(
                 pseudonym_index.c.domain_id == domain_id,
                 pseudonym_index.c.version == version,
-                pseudonym_index.c.value.in_(unique[start : start + _LOOKUP_CHUNK]),
+                pseudonym_index.c.value.in_(chunk),
             )
             found.update(
                 ((version, bytes(row.value)), bytes(row.subject))
