@@ -21,8 +21,8 @@ from typing import Any
 
 from bench import population
 from tiers.auditing import Access
+from tiers.campaigns import send_campaign
 from tiers.deployment import Deployment
-from tiers.exchanges import send_campaign
 from tiers.links import resolve
 from tiers.settings import Settings
 

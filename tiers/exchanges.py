@@ -1,5 +1,5 @@
-"""Exchanges: a partner's file to the hub in hub linking keys; campaigns from the hub back to
-each customer's SG only; customers withdrawing from the alliance.
+"""Exchanges: a partner's file to the hub in hub linking keys; customers withdrawing from the
+alliance. (Campaigns, from the hub back to each customer's SG only: :mod:`tiers.campaigns`.)
 
 What crosses always crosses in the recipient's domain: the hub receives hub keys (one customer
 key for every card of a linked customer), a partner receives pseudonyms of its own domain for
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from typing import IO
 from sqlalchemy import Connection
 
 from audit import Counts
-from keys import DomainKey, Keyring
 from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
@@ -54,10 +52,8 @@ from tiers.storage import links as links_repo
 from tiers.storage.domains import DomainRecord
 
 __all__ = [
-    "CampaignReport",
     "ExchangeReport",
     "exchange_schemas",
-    "send_campaign",
     "send_exchange",
     "withdraw_customer",
 ]
@@ -65,8 +61,6 @@ __all__ = [
 
 # Rows keyed together: a few statements per batch instead of eight per row.
 EXCHANGE_BATCH = 2000
-# Linking keys routed together in a campaign.
-CAMPAIGN_BATCH = 2000
 _LISTED_REJECTS = 10  # rejects listed in the report; all of them go to the sender's inbox
 
 
@@ -352,127 +346,6 @@ def send_exchange(
             domains=[domain, keys.hub.name],
             counts=Counts(report.rows_in, report.rows_out, report.rows_rejected),
             detail={"exchange": exchange_type},
-        )
-    return report
-
-
-@dataclass(slots=True)
-class CampaignReport:
-    per_sg: dict[str, int] = field(default_factory=dict)
-    dropped: dict[str, int] = field(default_factory=dict)
-    deliveries: dict[str, str] = field(default_factory=dict)
-
-
-def _campaign_targets(
-    connection: Connection,
-    hub: DomainRecord,
-    ring: Keyring,
-    texts: Sequence[str],
-    dropped: Counter[str],
-) -> list[tuple[str, bytes]]:
-    """``(SG, base of the customer's card there)`` for each linking key that reaches an SG,
-    in the keys' order; the others are counted in ``dropped`` (``malformed``, ``unknown``,
-    ``no_sg``). A few statements for the whole batch, not five a key."""
-    keys: list[tuple[int, bytes]] = []
-    for text in texts:
-        try:
-            pseudonym = parse_for_domain(text, domain=hub.name, keyring=ring)
-        except TiersError:
-            dropped["malformed"] += 1
-            continue
-        keys.append((pseudonym.version, pseudonym.value))
-    refs = links_repo.hub_refs(connection, wanted=keys)
-    of_cards = links_repo.cards_by_refs(
-        connection, refs=[ref for kind, ref in refs.values() if kind == "card"]
-    )
-    of_bases = links_repo.customers_by_bases(
-        connection, bases=[ref for kind, ref in refs.values() if kind == "customer"]
-    )
-    owners: list[int] = []
-    for key in keys:
-        if key not in refs:
-            dropped["unknown"] += 1
-            continue
-        kind, ref = refs[key]
-        if kind == "customer":
-            owner = of_bases.get(ref)
-        else:
-            card = of_cards.get(ref)
-            owner = None if card is None else card.customer_id
-        if owner is None:
-            dropped["no_sg"] += 1
-            continue
-        owners.append(owner)
-    found = links_repo.customers_by_ids(connection, ids=owners)
-    their_cards = links_repo.cards_of_customers(connection, ids=list(found))
-    targets: list[tuple[str, bytes]] = []
-    for owner in owners:
-        customer = found[owner]
-        at_sg = [c for c in their_cards[owner] if c.partner == customer.attached_to]
-        chosen = next((c for c in at_sg if c.id == customer.attaching_card), at_sg[0])
-        targets.append((customer.attached_to, chosen.base))
-    return targets
-
-
-@audited("campaign_send", domain_arg=None)
-def send_campaign(
-    deployment: Deployment,
-    *,
-    access: Access,
-    name: str,
-    linking_keys: Sequence[str],
-    keys_per_batch: int = CAMPAIGN_BATCH,
-) -> CampaignReport:
-    """Route the hub's list of linking keys to each customer's attached SG, as pseudonyms of
-    that SG's domain; no partner receives a customer attached to another SG. The keys are
-    routed ``keys_per_batch`` at a time; the deliveries are the same whatever the batch."""
-    report = CampaignReport()
-    dropped: Counter[str] = Counter()
-    routed: dict[str, list[str]] = {}
-    sgs: dict[str, tuple[DomainRecord, DomainKey]] = {}
-    with deployment.transaction() as connection:
-        hub = deployment.hub_domain(connection)
-        if hub is None:
-            raise NotFound("no hub domain", code="unknown_domain")
-        require(access, "campaign_send", hub.name)
-        ring = deployment.domain_keyring(connection, hub)
-        unique = list(dict.fromkeys(linking_keys))
-        for start in range(0, len(unique), keys_per_batch):
-            batch = unique[start : start + keys_per_batch]
-            for sg_name, base in _campaign_targets(connection, hub, ring, batch, dropped):
-                if sg_name not in sgs:  # each SG's key unwrapped once per campaign
-                    sg = deployment.domain(connection, sg_name)
-                    sgs[sg_name] = (sg, deployment.domain_keyring(connection, sg).active)
-                sg, key = sgs[sg_name]
-                routed.setdefault(sg_name, []).append(str(domain_pseudonym(key, sg_name, base)))
-        for sg_name, pseudonyms in sorted(routed.items()):
-            sg, _ = sgs[sg_name]
-            with staged_delivery(
-                deployment,
-                connection,
-                recipient=sg,
-                kind="campaign",
-                name=name,
-                header=["pseudonym"],
-                sender=access.actor,
-                now=access.now,
-            ) as delivery:
-                for pseudonym_text in sorted(set(pseudonyms)):
-                    delivery.write([pseudonym_text])
-            report.per_sg[sg_name] = delivery.rows
-            report.deliveries[sg_name] = delivery.id
-        report.dropped = dict(dropped)
-        deployment.record(
-            connection,
-            access,
-            action="campaign_send",
-            domains=[hub.name, *sorted(routed)],
-            counts=Counts(
-                len(linking_keys),
-                sum(report.per_sg.values()),
-                sum(dropped.values()),
-            ),
-            detail={"campaign": name[:64]},
         )
     return report
 

@@ -11,7 +11,7 @@ from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader,
 from api.downloads import CsvDownload
 from api.schemas import ERRORS, JSON_ERRORS, _Strict
 from api.upload import stream_body
-from tiers import exchanges, inbox
+from tiers import campaigns, exchanges, inbox
 from tiers.inbox import DeliveryRecord
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
@@ -154,7 +154,7 @@ def campaign(
 ) -> CampaignOut:
     """Route linking keys to each customer's attached SG only; counts per SG, keys dropped."""
     access = access_with(request, body.purpose or purpose, required=True)
-    report = exchanges.send_campaign(
+    report = campaigns.send_campaign(
         deployment, access=access, name=body.name, linking_keys=body.linking_keys
     )
     return CampaignOut(per_sg=report.per_sg, dropped=report.dropped)

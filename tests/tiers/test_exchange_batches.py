@@ -27,8 +27,9 @@ from tests.conftest import ACCESS, Database
 from tests.tiers.test_exchanges import HUB, alliance, partner  # noqa: F401 - alliance: a fixture
 from tiers.admin import destroy_key, rotate_key
 from tiers.backup import backup, restore
+from tiers.campaigns import send_campaign
 from tiers.deployment import Deployment
-from tiers.exchanges import send_campaign, send_exchange, withdraw_customer
+from tiers.exchanges import send_exchange, withdraw_customer
 from tiers.identifiers import get_kind
 from tiers.inbox import ack_delivery, delivery_file, list_inbox
 from tiers.links import Resolution, enrol_cards, resolve

@@ -18,9 +18,10 @@ from policy.exchanges import TYPES, ExchangeSchema, check_value, row_problems
 from tests.conftest import ACCESS, Database, assert_absent
 from tiers.admin import add_domain, retire_key, rotate_key
 from tiers.auditing import Access
+from tiers.campaigns import send_campaign
 from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, KeyStateError, NotFound, PolicyViolation
-from tiers.exchanges import send_campaign, send_exchange, withdraw_customer
+from tiers.exchanges import send_exchange, withdraw_customer
 from tiers.inbox import ack_delivery, delivery_file, list_inbox, purge_inbox, recover_inbox
 from tiers.links import Resolution, associate, enrol_cards, resolve
 

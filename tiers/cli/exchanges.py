@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from tiers import exchanges, inbox
+from tiers import campaigns, exchanges, inbox
 from tiers.cli._common import (
     EXIT_REJECTS,
     counted,
@@ -145,7 +145,7 @@ def campaign_send(
         if not keys.exists():
             raise NotFound(f"no such file: {keys}", code="no_such_file")
         lines = [line.strip() for line in keys.read_text(encoding="utf-8").splitlines()]
-        report = exchanges.send_campaign(
+        report = campaigns.send_campaign(
             dep, access=access, name=name, linking_keys=[line for line in lines if line]
         )
     out_console.print(f"delivered: {report.per_sg}; dropped: {report.dropped}", markup=False)
