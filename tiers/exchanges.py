@@ -132,12 +132,12 @@ class _HubKeys:
         refs = {b: card_ref(self.base_key, self.partner.name, b) for b in known}
         found = links_repo.cards_by_refs(self.connection, refs=list(refs.values()))
         withdrawn = inbox_repo.withdrawn_refs(self.connection, refs=list(found))
-        owners = links_repo.customer_bases(
+        owners = links_repo.customers_by_ids(
             self.connection,
-            customer_ids=[c.customer_id for c in found.values() if c.customer_id is not None],
+            ids=[c.customer_id for c in found.values() if c.customer_id is not None],
         )
         targets = {
-            ref: ref if card.customer_id is None else owners[card.customer_id]
+            ref: ref if card.customer_id is None else owners[card.customer_id].base
             for ref, card in found.items()
             if ref not in withdrawn
         }

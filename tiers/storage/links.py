@@ -34,7 +34,6 @@ __all__ = [
     "cards_of_customers",
     "create_customer",
     "customer",
-    "customer_bases",
     "customer_by_base",
     "customers_by_bases",
     "customers_by_ids",
@@ -134,15 +133,6 @@ def cards_by_refs(connection: Connection, *, refs: Sequence[bytes]) -> dict[byte
     return found
 
 
-def customer_bases(connection: Connection, *, customer_ids: Sequence[int]) -> dict[int, bytes]:
-    """The base pseudonym of each of these customers, by id."""
-    found: dict[int, bytes] = {}
-    for chunk in in_chunks(customer_ids):
-        query = select(customers.c.id, customers.c.base).where(customers.c.id.in_(chunk))
-        found.update((row.id, bytes(row.base)) for row in connection.execute(query))
-    return found
-
-
 def cards_of(connection: Connection, *, customer_id: int) -> list[CardRow]:
     rows = connection.execute(_CARD.where(cards.c.customer_id == customer_id).order_by(cards.c.id))
     return [_card(row) for row in rows]
@@ -166,6 +156,7 @@ def customer(connection: Connection, *, customer_id: int) -> CustomerRow | None:
 
 
 def customers_by_ids(connection: Connection, *, ids: Sequence[int]) -> dict[int, CustomerRow]:
+    """:func:`customer` for many: each customer found, by id."""
     found: dict[int, CustomerRow] = {}
     for chunk in in_chunks(ids):
         for row in connection.execute(_CUSTOMER.where(customers.c.id.in_(chunk))):
