@@ -17,7 +17,7 @@ from tiers.errors import InvalidIdentifier, InvalidRequest
 from tiers.identifiers import IdentifierKind, NormalisationOptions, get_kind
 from tiers.links import CardEnrolment
 from tiers.pseudonyms import PSEUDONYM_BYTES, b32_text
-from tiers.storage import subjects
+from tiers.storage import SortedInserts, subjects
 from tiers.storage.domains import DomainRecord
 
 __all__ = ["REGISTER_BATCH", "Registrar", "Tokeniser", "pseudonymise_values"]
@@ -91,6 +91,8 @@ class Registrar:
     batch: int = REGISTER_BATCH
     # Called with the base pseudonyms of card numbers, to enrol them (partner domains).
     enroller: Callable[[list[bytes]], None] | None = None
+    # Where the rows are held to be inserted in key order at the end (see finish).
+    held: SortedInserts | None = None
     _pending: dict[bytes, bytes] = field(default_factory=dict)
     _cards: list[bytes] = field(default_factory=list)
     registered: int = 0
@@ -117,6 +119,12 @@ class Registrar:
         if self._cards and self.enroller is not None:
             self.enroller(self._cards)
             self._cards = []
+
+    def finish(self) -> None:
+        """Write what is pending, and what is held, into the tables."""
+        self.flush()
+        if self.held is not None:
+            self.held.flush()
 
 
 def card_enroller(

@@ -11,13 +11,16 @@ from tiers.storage.database import (
     scrub_deleted,
     transaction,
 )
+from tiers.storage.held_inserts import SortedInserts, sorted_inserts
 
 __all__ = [
     "SQLITE_BUSY_MS",
+    "SortedInserts",
     "bulk_load",
     "check_schema",
     "make_engine",
     "migrate",
     "scrub_deleted",
+    "sorted_inserts",
     "transaction",
 ]

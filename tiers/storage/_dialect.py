@@ -5,20 +5,38 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import Column, Connection, Dialect, MetaData, Table, literal, select
+from sqlalchemy import Column, Connection, Dialect, MetaData, Table, literal, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 
 __all__ = [
     "COPY_THRESHOLD",
+    "HELD_INSERTS",
     "IN_CHUNK",
     "bulk_insert_ignoring_duplicates",
+    "copy_rows",
     "in_chunks",
+    "insert_from_stage",
     "insert_ignoring_duplicates",
+    "stage_table",
 ]
+
+# The key of connection.info under which tiers.storage.held_inserts holds bulk inserts.
+HELD_INSERTS = "tiers_held_inserts"
+
+
+class _Holder(Protocol):
+    def add(
+        self,
+        table: Table,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[bytes | int | str]],
+        constants: Mapping[str, object],
+    ) -> None: ...
+
 
 # From this many rows, PostgreSQL bulk inserts go through COPY and a temporary table: below it,
 # creating the table costs more than it saves (single-value API calls stay plain inserts).
@@ -75,8 +93,14 @@ def bulk_insert_ignoring_duplicates(
     On PostgreSQL, from :data:`COPY_THRESHOLD` rows, the rows are copied (``COPY … FROM STDIN``,
     binary) into a temporary table of the transaction and inserted from there in one statement:
     several times faster than one ``INSERT`` per row, in the same transaction.
+
+    Within :func:`tiers.storage.sorted_inserts`, the rows are held and inserted at its end.
     """
     constants = dict(constants or {})
+    holder: _Holder | None = connection.info.get(HELD_INSERTS)
+    if holder is not None:
+        holder.add(table, columns, rows, constants)
+        return
     if connection.dialect.name == "postgresql":
         rows = rows if isinstance(rows, Sequence) else list(rows)
         if len(rows) >= COPY_THRESHOLD:
@@ -106,6 +130,55 @@ def bulk_insert_ignoring_duplicates(
         connection.exec_driver_sql(str(compiled), parameters)
 
 
+def stage_table(name: str, table: Table, columns: Sequence[str]) -> Table:
+    """A temporary table ``name`` of ``table``'s ``columns`` (PostgreSQL drops it at commit)."""
+    return Table(
+        name,
+        MetaData(),
+        *(Column(column, table.c[column].type) for column in columns),
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",
+    )
+
+
+def copy_rows(
+    connection: Connection,
+    stage: Table,
+    rows: Iterable[Sequence[bytes | int | str]],
+) -> None:
+    """PostgreSQL: ``COPY`` ``rows`` into ``stage`` (binary, all its columns, in order)."""
+    quote = connection.dialect.identifier_preparer.quote
+    column_list = ", ".join(quote(column.name) for column in stage.c)
+    types = [
+        column.type.compile(dialect=connection.dialect).split("(")[0].lower() for column in stage.c
+    ]
+    driver = connection.connection.driver_connection
+    statement = f"COPY {quote(stage.name)} ({column_list}) FROM STDIN (FORMAT BINARY)"
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
+def insert_from_stage(
+    connection: Connection,
+    table: Table,
+    stage: Table,
+    constants: Mapping[str, object],
+    order_by: Sequence[str] = (),
+) -> None:
+    """``INSERT … SELECT`` every row of ``stage`` into ``table``, ``constants`` added, in the
+    order of ``order_by``, ignoring duplicates."""
+    source = (
+        select(*stage.c, *(literal(value, table.c[name].type) for name, value in constants.items()))
+        # SQLite reads "FROM t ON CONFLICT" as a join constraint without a WHERE between them.
+        .where(true())
+        .order_by(*(stage.c[name] for name in order_by))
+    )
+    names = [*(column.name for column in stage.c), *constants]
+    connection.execute(insert_ignoring_duplicates(connection, table).from_select(names, source))
+
+
 def _copy_insert_ignoring_duplicates(
     connection: Connection,
     table: Table,
@@ -115,34 +188,10 @@ def _copy_insert_ignoring_duplicates(
 ) -> None:
     """PostgreSQL: ``COPY`` the rows into a temporary table of this transaction (dropped at its
     end, emptied before each use), then one ``INSERT … SELECT … ON CONFLICT DO NOTHING``."""
-    quote = connection.dialect.identifier_preparer.quote
-    stage = Table(
-        f"tiers_stage_{table.name}_{'_'.join(columns)}",
-        MetaData(),
-        *(Column(name, table.c[name].type) for name in columns),
-        prefixes=["TEMPORARY"],
-        postgresql_on_commit="DROP",
-    )
+    stage = stage_table(f"tiers_stage_{table.name}_{'_'.join(columns)}", table, columns)
     stage.create(connection, checkfirst=True)
-    stage_name = quote(stage.name)
-    column_list = ", ".join(quote(name) for name in columns)
-    connection.exec_driver_sql(f"TRUNCATE {stage_name}")
-    types = [
-        table.c[name].type.compile(dialect=connection.dialect).split("(")[0].lower()
-        for name in columns
-    ]
-    driver = connection.connection.driver_connection
-    statement = f"COPY {stage_name} ({column_list}) FROM STDIN (FORMAT BINARY)"
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
-        copy.set_types(types)
-        for row in rows:
-            copy.write_row(row)
-    source = select(
-        *stage.c,
-        *(literal(value, table.c[name].type) for name, value in constants.items()),
+    connection.exec_driver_sql(
+        f"TRUNCATE {connection.dialect.identifier_preparer.quote(stage.name)}"
     )
-    connection.execute(
-        postgresql.insert(table)
-        .from_select([*columns, *constants], source)
-        .on_conflict_do_nothing()
-    )
+    copy_rows(connection, stage, rows)
+    insert_from_stage(connection, table, stage, constants)

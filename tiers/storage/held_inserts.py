@@ -1,0 +1,144 @@
+"""Bulk inserts held until the end of a load and made then in key order.
+
+The keys the hot paths insert (base pseudonyms, pseudonym values, card references) are random
+32- and 20-byte values. Inserted as they come, each lands on a random page of an index that, for
+a large file, outgrows every cache: SQLite spills and reads back pages one insert at a time and
+the load slows as the tables grow. Held in a temporary table and inserted at the end, sorted by
+the target's key, the same rows sweep each index once, in order.
+
+Within :func:`sorted_inserts`, the rows given to
+:func:`tiers.storage._dialect.bulk_insert_ignoring_duplicates` are written to a temporary table
+per target table and set of columns. When the block ends without an exception, or at
+:meth:`SortedInserts.flush`, they are inserted into their tables, table by table in the order
+each was first used (so that a row's foreign keys go in before it), duplicates ignored as
+always, and the temporary tables are dropped. Rows whose constants (a timestamp, a domain)
+differ from those of the rows held for the same table are taken as a new load: what is held
+goes in first. Rows with the same key must be the same row (true of every table it is used on:
+each key there is a keyed hash of the rest), since the sort does not keep their order.
+
+What is held cannot be read inside the block: use it only where nothing reads back what the
+block inserts. An exception leaves the rows to the transaction's rollback, which takes the
+temporary tables with them (they are created in the same transaction).
+
+The temporary tables hold what the target tables hold (base pseudonyms, pseudonym values,
+references), never a clear identifier. SQLite keeps them in a temporary file of the connection,
+unlinked as soon as it is opened; PostgreSQL in the session's temporary schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Table, UniqueConstraint, insert
+
+from tiers.storage._dialect import (
+    HELD_INSERTS,
+    copy_rows,
+    insert_from_stage,
+    stage_table,
+)
+
+__all__ = ["SortedInserts", "sorted_inserts"]
+
+
+def sort_key(table: Table, columns: Sequence[str], constants: Iterable[str] = ()) -> list[str]:
+    """The columns, among ``columns``, that order rows as ``table``'s key orders them.
+
+    The key is the primary key if the rows give it (with ``constants``, the columns every row
+    has the same value in), else the narrowest unique constraint they give. Constants are left
+    out of the order: they cannot change it.
+    """
+    given = {*columns, *constants}
+    keys = [[column.name for column in table.primary_key]]
+    keys += sorted(
+        (
+            [column.name for column in constraint.columns]
+            for constraint in table.constraints
+            if isinstance(constraint, UniqueConstraint)
+        ),
+        key=lambda names: (len(names), names),
+    )
+    for key in keys:
+        if key and set(key) <= given:
+            return [name for name in key if name in columns]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class _Stage:
+    table: Table
+    columns: tuple[str, ...]
+    constants: tuple[tuple[str, object], ...]
+    temporary: Table
+    insert: str  # the driver's INSERT of one row into the temporary table
+
+
+class SortedInserts:
+    """The rows held by one :func:`sorted_inserts` block."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._stages: dict[tuple[str, tuple[str, ...]], _Stage] = {}
+
+    def add(
+        self,
+        table: Table,
+        columns: Sequence[str],
+        rows: Iterable[Sequence[bytes | int | str]],
+        constants: Mapping[str, object],
+    ) -> None:
+        """Hold ``rows`` (see :func:`~tiers.storage._dialect.bulk_insert_ignoring_duplicates`)."""
+        rows = rows if isinstance(rows, list) else list(rows)
+        if not rows:
+            return
+        key = (table.name, tuple(columns))
+        fixed = tuple(constants.items())
+        stage = self._stages.get(key)
+        if stage is not None and stage.constants != fixed:
+            # Rows that differ in their constants are inserted in the order they came: what is
+            # held so far goes in first.
+            self.flush()
+            stage = None
+        if stage is None:
+            temporary = stage_table(f"tiers_held_{table.name}_{len(self._stages)}", table, columns)
+            temporary.create(self._connection)
+            # Compiled once per stage: the rows go to the driver as they are.
+            insert_rows = insert(temporary).compile(
+                dialect=self._connection.dialect, column_keys=list(columns)
+            )
+            stage = _Stage(table, key[1], fixed, temporary, str(insert_rows))
+            self._stages[key] = stage
+        if self._connection.dialect.name == "postgresql":
+            copy_rows(self._connection, stage.temporary, rows)
+        else:
+            self._connection.exec_driver_sql(stage.insert, rows)
+
+    def flush(self) -> None:
+        """Insert everything held so far, table by table, and drop the temporary tables."""
+        stages = list(self._stages.values())
+        self._stages.clear()
+        for stage in stages:
+            constants = dict(stage.constants)
+            order = sort_key(stage.table, stage.columns, constants)
+            insert_from_stage(self._connection, stage.table, stage.temporary, constants, order)
+            stage.temporary.drop(self._connection)
+
+
+@contextmanager
+def sorted_inserts(connection: Connection) -> Iterator[SortedInserts]:
+    """Hold the bulk inserts made on ``connection`` in the block; make them at its end.
+
+    A block inside another one adds to the outer block's rows.
+    """
+    outer: SortedInserts | None = connection.info.get(HELD_INSERTS)
+    if outer is not None:
+        yield outer
+        return
+    held = connection.info[HELD_INSERTS] = SortedInserts(connection)
+    try:
+        yield held
+    finally:
+        del connection.info[HELD_INSERTS]
+    held.flush()
