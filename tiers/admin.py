@@ -33,7 +33,15 @@ from tiers.policies import default_policy
 from tiers.pseudonyms import DOMAIN_NAME, pseudonym_value
 from tiers.rekey import OVERLAP, drop_hub_version, rekey_hub
 from tiers.settings import Settings
-from tiers.storage import bulk_load, domains, make_engine, migrate, scrub_deleted, subjects
+from tiers.storage import (
+    bulk_load,
+    domains,
+    make_engine,
+    migrate,
+    scrub_deleted,
+    sorted_inserts,
+    subjects,
+)
 from tiers.storage import links as links_repo
 from tiers.storage import meta as meta_repo
 from tiers.storage.domains import DomainRecord
@@ -260,14 +268,17 @@ def rotate_key(deployment: Deployment, *, access: Access, domain: str) -> KeyRot
         def derive(base: bytes) -> bytes:
             return pseudonym_value(new_key, base)
 
-        count = subjects.reindex(
-            connection,
-            domain_id=record_.id,
-            from_version=old,
-            to_version=new_key.version,
-            derive=derive,
-            now=access.now,
-        )
+        # The new version's entries are read by nothing until the rotation commits: they are
+        # held and inserted in key order.
+        with sorted_inserts(connection):
+            count = subjects.reindex(
+                connection,
+                domain_id=record_.id,
+                from_version=old,
+                to_version=new_key.version,
+                derive=derive,
+                now=access.now,
+            )
         translated = 0
         if record_.role == "hub":
             translated = rekey_hub(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from hashlib import sha256
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -280,3 +281,31 @@ def test_withdrawn_refs_looks_at_every_ref_of_a_long_list(deployment: Deployment
         inbox.mark_withdrawn(connection, refs=refs, now=ACCESS.now)
         assert inbox.withdrawn_refs(connection, refs=refs) == set(refs)
         assert inbox.withdrawn_refs(connection, refs=others) == set()
+
+
+@pytest.mark.parametrize("batch", [1, 7, 10_000])
+def test_a_reindex_walks_each_entry_of_the_version_once_whatever_the_batch(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """A rotation re-derives a version batch by batch, restarting after the last value seen."""
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    add_domain(deployment, access=ACCESS, name="casino", role="partner")
+    pairs = [(sha256(bytes([n])).digest(), sha256(bytes([n, 1])).digest()[:20]) for n in range(50)]
+
+    def derive(base: bytes) -> bytes:
+        seen.append(base)
+        return sha256(base + b"v2").digest()[:20]
+
+    seen: list[bytes] = []
+    monkeypatch.setattr(subjects, "_REINDEX_BATCH", batch)
+    with deployment.transaction() as connection:
+        domain_id = deployment.domain(connection, "casino").id
+        subjects.register(connection, domain_id=domain_id, version=1, pairs=pairs, now=now)
+        count = subjects.reindex(
+            connection, domain_id=domain_id, from_version=1, to_version=2, derive=derive, now=now
+        )
+        assert count == len(pairs)
+        assert sorted(seen) == sorted(base for base, _ in pairs)
+        for base, _ in pairs:
+            value = sha256(base + b"v2").digest()[:20]
+            assert subjects.lookup(connection, domain_id=domain_id, version=2, value=value) == base

@@ -83,22 +83,23 @@ def count_index(connection: Connection, *, domain_id: int, version: int | None =
 
 
 def _subjects_of(connection: Connection, *, domain_id: int, version: int) -> Iterable[list[bytes]]:
-    """The subjects indexed under ``version``, in batches, by key order (restartable scan)."""
+    """The subjects indexed under ``version``, in batches, in the primary key's order (by
+    pseudonym value: a restartable scan of one range of the key)."""
     last: bytes | None = None
     while True:
         query = (
-            select(pseudonym_index.c.subject)
+            select(pseudonym_index.c.value, pseudonym_index.c.subject)
             .where(pseudonym_index.c.domain_id == domain_id, pseudonym_index.c.version == version)
-            .order_by(pseudonym_index.c.subject)
+            .order_by(pseudonym_index.c.value)
             .limit(_REINDEX_BATCH)
         )
         if last is not None:
-            query = query.where(pseudonym_index.c.subject > last)
-        batch = list(connection.execute(query).scalars())
-        if not batch:
+            query = query.where(pseudonym_index.c.value > last)
+        rows = connection.execute(query).all()
+        if not rows:
             return
-        yield batch
-        last = batch[-1]
+        yield [bytes(row.subject) for row in rows]
+        last = bytes(rows[-1].value)
 
 
 def reindex(
