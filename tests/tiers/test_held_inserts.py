@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     cast,
+    event,
     func,
     select,
     text,
@@ -24,9 +25,10 @@ from sqlalchemy import (
 from tests.conftest import ACCESS
 from tiers.admin import add_domain
 from tiers.deployment import Deployment
-from tiers.storage import sorted_inserts
+from tiers.storage import bulk_load, sorted_inserts
 from tiers.storage._dialect import COPY_THRESHOLD, bulk_insert_ignoring_duplicates
-from tiers.storage.held_inserts import sort_key
+from tiers.storage.database import BULK_CACHE_KIB
+from tiers.storage.held_inserts import SORTING_CACHE_KIB, sort_key
 from tiers.storage.links import enrol
 from tiers.storage.subjects import register
 from tiers.storage.tables import cards, hub_keys, pseudonym_index, subjects
@@ -213,3 +215,32 @@ def test_rows_without_a_key_are_inserted_too(deployment: Deployment) -> None:
             bulk_insert_ignoring_duplicates(connection, loose, ["x"], [("a",), ("b",)], {"y": 5})
         assert set(connection.execute(select(loose.c.x, loose.c.y))) == {("a", 5), ("b", 5)}
         loose.drop(connection)
+
+
+def test_held_rows_go_in_under_a_smaller_page_cache_given_back_afterwards(
+    deployment: Deployment, partner_id: int
+) -> None:
+    """SQLite's sorter takes as much memory as the page cache: the moves run under a smaller
+    one, and the bulk load's own cache is given back."""
+    seen: list[int] = []
+    with deployment.transaction() as connection:
+        if connection.dialect.name != "sqlite":
+            pytest.skip("PostgreSQL's memory is the server's")
+        driver = connection.connection.driver_connection
+        assert driver is not None
+
+        def watch(_conn: Connection, _cursor: object, statement: str, *_: object) -> None:
+            if statement.startswith("INSERT INTO subjects"):
+                seen.append(driver.execute("PRAGMA cache_size").fetchone()[0])
+
+        event.listen(connection, "before_cursor_execute", watch)
+        try:
+            with bulk_load(connection):
+                with sorted_inserts(connection):
+                    pairs = [(_base(1), _value(1))]
+                    register(connection, domain_id=partner_id, version=1, pairs=pairs, now=NOW)
+                during_load = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
+        finally:
+            event.remove(connection, "before_cursor_execute", watch)
+    assert seen == [-SORTING_CACHE_KIB]
+    assert during_load == -BULK_CACHE_KIB
