@@ -186,16 +186,19 @@ def _domains(deployment: Any, access: Any) -> list[Any]:
     return list(list_domains(deployment, access=access))
 
 
-def tiers_command(path: Path, output: Path, env: dict[str, str]) -> tuple[float, int]:
+def tiers_command(
+    path: Path, output: Path, env: dict[str, str], *, register: bool = False
+) -> tuple[float, int]:
     """Rows per second and peak memory (proportional set size in MiB, the process and its
-    workers) of the
-    ``tiers tokenise-file`` command, without registration."""
+    workers) of the ``tiers tokenise-file`` command, with or without registration."""
     command = [
         str(Path(sys.executable).with_name("tiers")),
         "tokenise-file", str(path), "-o", str(output), "--domain", "casino",
         "--column", "card=card", "--column", "email=email", "--column", "phone=phone",
-        "--keep", "date,amount,store", "--no-register", "--purpose", "benchmark",
+        "--keep", "date,amount,store", "--purpose", "benchmark",
     ]  # fmt: skip
+    if not register:
+        command.append("--no-register")
     with open(path, "rb") as handle:
         rows = sum(1 for _ in handle) - 1
     started = time.perf_counter()

@@ -134,8 +134,13 @@ def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any
     big_path.unlink()
     for size, peak in memory.items():
         line(f"peak memory of the command at {int(size):,} rows", peak, "MiB")
+    label = "tiers tokenise-file command, with registration"
+    tiers[label], registering = files_bench.tiers_command(path, out, env, register=True)
+    line(label, tiers[label], "rows/s")
+    line(f"peak memory of the command with registration at {rows:,} rows", registering, "MiB")
     figures["tiers"] = tiers
     figures["peak_memory_mib"] = memory
+    figures["peak_memory_registering_mib"] = {str(rows): registering}
     best = tiers["tiers in process, sqlite, without registration"]
     ratios = {"tiers / ceiling (all cores)": best / figures["ceiling_all_cores"]}
     if peers:
