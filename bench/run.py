@@ -137,7 +137,7 @@ def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any
     label = "tiers tokenise-file command, with registration"
     tiers[label], registering = files_bench.tiers_command(path, out, env, register=True)
     line(label, tiers[label], "rows/s")
-    line(f"peak memory of the command with registration at {rows:,} rows", registering, "MiB")
+    line(f"peak memory of the command registering {rows:,} rows", registering, "MiB")
     figures["tiers"] = tiers
     figures["peak_memory_mib"] = memory
     figures["peak_memory_registering_mib"] = {str(rows): registering}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "check_schema",
     "make_engine",
     "migrate",
+    "page_cache",
     "scrub_deleted",
     "transaction",
 ]
@@ -130,15 +131,21 @@ def check_schema(engine: Engine) -> None:
 BULK_CACHE_KIB = 65536
 
 
-@contextmanager
-def bulk_load(connection: Connection) -> Iterator[None]:
+def bulk_load(connection: Connection) -> AbstractContextManager[None]:
     """A larger page cache on ``connection`` (SQLite) for the length of a bulk load, given back
     afterwards so that idle pooled connections do not each hold one."""
+    return page_cache(connection, BULK_CACHE_KIB)
+
+
+@contextmanager
+def page_cache(connection: Connection, kib: int) -> Iterator[None]:
+    """SQLite: a page cache of ``kib`` KiB on ``connection`` for the block, then the one it had
+    before. PostgreSQL's cache is the server's: nothing to do."""
     if connection.dialect.name != "sqlite":
         yield
         return
     previous = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
-    connection.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+    connection.exec_driver_sql(f"PRAGMA cache_size=-{int(kib)}")
     try:
         yield
     finally:

@@ -39,6 +39,7 @@ from tiers.storage._dialect import (
     insert_from_stage,
     stage_table,
 )
+from tiers.storage.database import page_cache
 
 __all__ = ["SortedInserts", "sorted_inserts"]
 
@@ -121,7 +122,7 @@ class SortedInserts:
         self._stages.clear()
         if not stages:
             return
-        with _sorting_cache(self._connection):
+        with page_cache(self._connection, SORTING_CACHE_KIB):
             for stage in stages:
                 constants = dict(stage.constants)
                 order = sort_key(stage.table, stage.columns, constants)
@@ -133,19 +134,6 @@ class SortedInserts:
 # cache of a bulk load (64 MB) would hold two such buffers at once; sorted inserts need little
 # cache, and a million-row file went in as fast with 32 MB, 70 MB lighter at its peak.
 SORTING_CACHE_KIB = 32768
-
-
-@contextmanager
-def _sorting_cache(connection: Connection) -> Iterator[None]:
-    if connection.dialect.name != "sqlite":
-        yield
-        return
-    previous = connection.exec_driver_sql("PRAGMA cache_size").scalar_one()
-    connection.exec_driver_sql(f"PRAGMA cache_size=-{SORTING_CACHE_KIB}")
-    try:
-        yield
-    finally:
-        connection.exec_driver_sql(f"PRAGMA cache_size={int(previous)}")
 
 
 @contextmanager
