@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -192,6 +193,25 @@ def test_an_exception_in_the_block_inserts_nothing_and_leaves_the_connection_cle
         assert connection.execute(select(func.count()).select_from(subjects)).scalar_one() == len(
             pairs
         )
+
+
+def test_a_failed_block_in_a_transaction_that_goes_on_leaves_nothing_in_the_way(
+    deployment: Deployment, partner_id: int
+) -> None:
+    """The block's exception is caught and the transaction goes on: the failed block's rows are
+    not inserted, and the next block on the connection holds and inserts its own."""
+    count = select(func.count()).select_from(subjects)
+    first = [(_base(n), _value(n)) for n in range(5)]
+    second = [(_base(n), _value(n)) for n in range(10, 13)]
+    with deployment.transaction() as connection:
+        with contextlib.suppress(_RolledBack), sorted_inserts(connection):
+            register(connection, domain_id=partner_id, version=1, pairs=first, now=NOW)
+            raise _RolledBack
+        with sorted_inserts(connection):
+            register(connection, domain_id=partner_id, version=1, pairs=second, now=NOW)
+        stored = set(connection.execute(select(subjects.c.base)).scalars())
+        assert stored == {base for base, _ in second}
+        assert connection.execute(count).scalar_one() == len(second)
 
 
 def test_rows_are_ordered_by_the_key_they_give() -> None:

@@ -17,8 +17,10 @@ goes in first. Rows with the same key must be the same row (true of every table 
 each key there is a keyed hash of the rest), since the sort does not keep their order.
 
 What is held cannot be read inside the block: use it only where nothing reads back what the
-block inserts. An exception leaves the rows to the transaction's rollback, which takes the
-temporary tables with them (they are created in the same transaction).
+block inserts. An exception leaves the rows uninserted, to the transaction's rollback, which
+takes the temporary tables with it (they are created in the same transaction). A transaction
+that swallows the exception and commits keeps none of those rows either: PostgreSQL drops
+the temporary tables at commit, and SQLite's are replaced when the connection next holds rows.
 
 The temporary tables hold what the target tables hold (base pseudonyms, pseudonym values,
 references), never a clear identifier. SQLite keeps them in a temporary file of the connection,
@@ -32,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Table, UniqueConstraint, insert
+from sqlalchemy.schema import DropTable
 
 from tiers.storage._dialect import (
     HELD_INSERTS,
@@ -104,6 +107,8 @@ class SortedInserts:
             stage = None
         if stage is None:
             temporary = stage_table(f"tiers_held_{table.name}_{len(self._stages)}", table, columns)
+            # One left by a block that failed in a transaction committed all the same.
+            self._connection.execute(DropTable(temporary, if_exists=True))
             temporary.create(self._connection)
             # Compiled once per stage: the rows go to the driver as they are.
             insert_rows = insert(temporary).compile(
