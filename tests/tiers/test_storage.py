@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from hashlib import sha256
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from hypothesis import given
@@ -11,11 +12,11 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, String, cast, delete, insert, inspect, select
 
 from tests.conftest import ACCESS
-from tiers.admin import add_domain
+from tiers.admin import add_domain, rotate_key
 from tiers.deployment import Deployment
 from tiers.storage import bulk_load, inbox, migrate, subjects
 from tiers.storage._dialect import COPY_THRESHOLD, bulk_insert_ignoring_duplicates
-from tiers.storage.database import BULK_CACHE_KIB
+from tiers.storage.database import BULK_CACHE_KIB, alembic_config
 from tiers.storage.inbox import WITHDRAWN_CHUNK
 from tiers.storage.links import insert_hub_keys
 from tiers.storage.tables import hub_keys, metadata, withdrawn
@@ -309,3 +310,33 @@ def test_a_reindex_walks_each_entry_of_the_version_once_whatever_the_batch(
         for base, _ in pairs:
             value = sha256(base + b"v2").digest()[:20]
             assert subjects.lookup(connection, domain_id=domain_id, version=2, value=value) == base
+
+
+def test_migration_0008_drops_the_index_by_subject_in_place_and_keeps_every_entry(
+    deployment: Deployment,
+) -> None:
+    """A deployment at 0007, whose pseudonym index was also indexed by subject, upgrades in
+    place: its entries stay and a rotation still re-derives each of them. The downgrade gives
+    the index back."""
+    dropped = "ix_pseudonym_index_subject_domain_id"
+
+    def indexes() -> set[str]:
+        with deployment.engine.connect() as connection:
+            return {
+                str(index["name"]) for index in inspect(connection).get_indexes("pseudonym_index")
+            }
+
+    add_domain(deployment, access=ACCESS, name="casino", role="partner")
+    cards = ["49701012345678", "49701012345679", "49701012345680"]
+    pseudonymise_values(deployment, access=ACCESS, domain="casino", kind="card", values=cards)
+    with deployment.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0007")
+    assert dropped in indexes()
+    migrate(deployment.engine)
+    assert dropped not in indexes()
+    with deployment.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+        domain_id = deployment.domain(connection, "casino").id
+        assert subjects.count_index(connection, domain_id=domain_id, version=1) == len(cards)
+    rotation = rotate_key(deployment, access=ACCESS, domain="casino")
+    assert rotation.reindexed == len(cards)
