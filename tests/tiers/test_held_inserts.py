@@ -154,7 +154,7 @@ def test_held_rows_are_invisible_until_the_block_ends_or_is_flushed(
     deployment: Deployment, partner_id: int
 ) -> None:
     count = select(func.count()).select_from(subjects)
-    big = [(_base(n), _value(n)) for n in range(COPY_THRESHOLD + 7)]  # PostgreSQL: COPY
+    big = [(_base(n), _value(n)) for n in range(COPY_THRESHOLD + 7)]
     with deployment.transaction() as connection:
         with sorted_inserts(connection) as held:
             register(connection, domain_id=partner_id, version=1, pairs=big[:3], now=NOW)
