@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Connection, Dialect, MetaData, Table, literal, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
+
+if TYPE_CHECKING:
+    from tiers.storage.held_inserts import SortedInserts
 
 __all__ = [
     "COPY_THRESHOLD",
@@ -22,20 +25,11 @@ __all__ = [
     "insert_from_stage",
     "insert_ignoring_duplicates",
     "stage_table",
+    "versioned_chunks",
 ]
 
 # The key of connection.info under which tiers.storage.held_inserts holds bulk inserts.
 HELD_INSERTS = "tiers_held_inserts"
-
-
-class _Holder(Protocol):
-    def add(
-        self,
-        table: Table,
-        columns: Sequence[str],
-        rows: Iterable[Sequence[bytes | int | str]],
-        constants: Mapping[str, object],
-    ) -> None: ...
 
 
 # From this many rows, PostgreSQL bulk inserts go through COPY and a temporary table: below it,
@@ -53,6 +47,17 @@ def in_chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
     unique = list(dict.fromkeys(values))
     for start in range(0, len(unique), IN_CHUNK):
         yield unique[start : start + IN_CHUNK]
+
+
+def versioned_chunks(wanted: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, list[bytes]]]:
+    """``(version, value)`` pairs as :func:`in_chunks` of the values of each version, for
+    ``version = ? AND value IN (…)`` queries."""
+    by_version: dict[int, list[bytes]] = {}
+    for version, value in wanted:
+        by_version.setdefault(version, []).append(value)
+    for version, values in by_version.items():
+        for chunk in in_chunks(values):
+            yield version, chunk
 
 
 def insert_ignoring_duplicates(connection: Connection, table: Table) -> Insert:
@@ -97,7 +102,7 @@ def bulk_insert_ignoring_duplicates(
     Within :func:`tiers.storage.sorted_inserts`, the rows are held and inserted at its end.
     """
     constants = dict(constants or {})
-    holder: _Holder | None = connection.info.get(HELD_INSERTS)
+    holder: SortedInserts | None = connection.info.get(HELD_INSERTS)
     if holder is not None:
         holder.add(table, columns, rows, constants)
         return

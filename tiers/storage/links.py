@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from tiers.storage._dialect import bulk_insert_ignoring_duplicates, in_chunks
+from tiers.storage._dialect import bulk_insert_ignoring_duplicates, in_chunks, versioned_chunks
 from tiers.storage.tables import (
     attachments,
     cards,
@@ -283,19 +283,15 @@ def hub_refs(
     connection: Connection, *, wanted: Sequence[tuple[int, bytes]]
 ) -> dict[tuple[int, bytes], tuple[str, bytes]]:
     """:func:`hub_ref` for many ``(version, value)``: the ``(kind, ref)`` of each one found."""
-    by_version: dict[int, list[bytes]] = {}
-    for version, value in wanted:
-        by_version.setdefault(version, []).append(value)
     found: dict[tuple[int, bytes], tuple[str, bytes]] = {}
-    for version, values in by_version.items():
-        for chunk in in_chunks(values):
-            query = select(hub_keys.c.value, hub_keys.c.kind, hub_keys.c.ref).where(
-                hub_keys.c.version == version, hub_keys.c.value.in_(chunk)
-            )
-            found.update(
-                ((version, bytes(row.value)), (row.kind, bytes(row.ref)))
-                for row in connection.execute(query)
-            )
+    for version, chunk in versioned_chunks(wanted):
+        query = select(hub_keys.c.value, hub_keys.c.kind, hub_keys.c.ref).where(
+            hub_keys.c.version == version, hub_keys.c.value.in_(chunk)
+        )
+        found.update(
+            ((version, bytes(row.value)), (row.kind, bytes(row.ref)))
+            for row in connection.execute(query)
+        )
     return found
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, func, select
 
-from tiers.storage._dialect import bulk_insert_ignoring_duplicates, in_chunks
+from tiers.storage._dialect import bulk_insert_ignoring_duplicates, versioned_chunks
 from tiers.storage.tables import pseudonym_index, subjects
 
 __all__ = ["count_index", "delete_version", "lookup", "lookup_many", "register", "reindex"]
@@ -53,21 +53,16 @@ def lookup_many(
     connection: Connection, *, domain_id: int, wanted: Iterable[tuple[int, bytes]]
 ) -> dict[tuple[int, bytes], bytes]:
     """:func:`lookup` of many ``(version, value)``: the subject of each one found."""
-    by_version: dict[int, list[bytes]] = {}
-    for version, value in wanted:
-        by_version.setdefault(version, []).append(value)
     found: dict[tuple[int, bytes], bytes] = {}
-    for version, values in by_version.items():
-        for chunk in in_chunks(values):
-            query = select(pseudonym_index.c.value, pseudonym_index.c.subject).where(
-                pseudonym_index.c.domain_id == domain_id,
-                pseudonym_index.c.version == version,
-                pseudonym_index.c.value.in_(chunk),
-            )
-            found.update(
-                ((version, bytes(row.value)), bytes(row.subject))
-                for row in connection.execute(query)
-            )
+    for version, chunk in versioned_chunks(wanted):
+        query = select(pseudonym_index.c.value, pseudonym_index.c.subject).where(
+            pseudonym_index.c.domain_id == domain_id,
+            pseudonym_index.c.version == version,
+            pseudonym_index.c.value.in_(chunk),
+        )
+        found.update(
+            ((version, bytes(row.value)), bytes(row.subject)) for row in connection.execute(query)
+        )
     return found
 
 
