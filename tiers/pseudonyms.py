@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from keys import DomainKey, Keyring, length_prefixed
@@ -26,11 +27,15 @@ __all__ = [
     "PSEUDONYM_BYTES",
     "Pseudonym",
     "b32_text",
+    "b32_texts",
     "base_pseudonym",
     "domain_pseudonym",
     "parse_for_domain",
     "pseudonym_value",
 ]
+
+BASE_BYTES = 32
+PSEUDONYM_BYTES = 20
 
 # base32 (RFC 4648, lower case) of 160 bits, by ten-bit groups: the standard library's encoder
 # is pure Python and was a fifth of the cost of a file row. Equal to base64.b32encode (tested).
@@ -46,8 +51,54 @@ def b32_text(value: bytes) -> str:
     return "".join([_PAIRS[(number >> shift) & 1023] for shift in _SHIFTS])
 
 
-BASE_BYTES = 32
-PSEUDONYM_BYTES = 20
+# b32_texts: every 20-byte value in a 32-byte slot of one integer, whose 160 bits are then
+# spread by halves (80 bits to each 128-bit half of the slot, 40 to each 64-bit quarter, ... 5
+# to each byte), so that each byte holds one 5-bit group, which bytes.translate turns into its
+# letter. Each step is one AND, shift and OR over the whole integer, in C: a third of the cost
+# of b32_text per value for a block of a file. Equal to base64.b32encode (tested).
+_SLOT_PAD = bytes(32 - PSEUDONYM_BYTES)
+_LETTERS = b"abcdefghijklmnopqrstuvwxyz234567".ljust(256, b"?")
+
+
+def _lanes(lane_bits: int, bits: int, offset: int) -> bytes:
+    """A 32-byte slot with ``bits`` bits set from bit ``offset`` of each ``lane_bits`` lane."""
+    lane = ((1 << bits) - 1) << offset
+    return sum(lane << start for start in range(0, 256, lane_bits)).to_bytes(32, "big")
+
+
+def _spreading_steps() -> list[tuple[bytes, bytes, int]]:
+    """(low half, high half, shift of the high half) of each step, from 160 bits in 256."""
+    steps = []
+    lane, bits = 256, 8 * PSEUDONYM_BYTES
+    while bits > 5:
+        half = bits // 2
+        steps.append((_lanes(lane, half, 0), _lanes(lane, half, half), lane // 2 - half))
+        lane, bits = lane // 2, half
+    return steps
+
+
+_SPREADING_STEPS = _spreading_steps()
+_FEWEST_TOGETHER = 8
+
+
+def b32_texts(values: Sequence[bytes]) -> list[str]:
+    """:func:`b32_text` of each 20-byte value, computed together (for blocks of values)."""
+    count = len(values)
+    if count == 0:
+        return []
+    if set(map(len, values)) != {PSEUDONYM_BYTES}:
+        raise ValueError(f"b32_texts encodes {PSEUDONYM_BYTES}-byte values only")
+    if count < _FEWEST_TOGETHER:  # building the masks costs more than it saves
+        return [b32_text(value) for value in values]
+    number = int.from_bytes(_SLOT_PAD + _SLOT_PAD.join(values), "big")
+    for low, high, shift in _SPREADING_STEPS:
+        number = (number & int.from_bytes(low * count, "big")) | (
+            (number & int.from_bytes(high * count, "big")) << shift
+        )
+    text = number.to_bytes(32 * count, "big").translate(_LETTERS).decode("ascii")
+    return [text[start : start + 32] for start in range(0, 32 * count, 32)]
+
+
 DOMAIN_NAME = re.compile(r"[a-z][a-z0-9-]{1,31}")
 _TEXT = re.compile(r"([a-z][a-z0-9-]{1,31})\.v([1-9][0-9]{0,8})\.([a-z2-7]{32})")
 

@@ -16,7 +16,7 @@ from tiers.deployment import Deployment
 from tiers.errors import InvalidIdentifier, InvalidRequest
 from tiers.identifiers import IdentifierKind, NormalisationOptions, get_kind
 from tiers.links import CardEnrolment
-from tiers.pseudonyms import PSEUDONYM_BYTES, b32_text
+from tiers.pseudonyms import PSEUDONYM_BYTES, b32_text, b32_texts
 from tiers.storage import SortedInserts, subjects
 from tiers.storage.domains import DomainRecord
 
@@ -75,6 +75,30 @@ class Tokeniser:
         base = self.base_key.mac(prefix + len(normalised).to_bytes(4, "big") + normalised)
         mac = self.domain_key.mac(base)[:PSEUDONYM_BYTES]
         return base, mac, self._prefix + b32_text(mac)
+
+    def tokenise_many(
+        self, kind: IdentifierKind, values: Sequence[str]
+    ) -> list[tuple[bytes, bytes, str] | InvalidIdentifier]:
+        """:meth:`tokenise` of each value, in order, with the error of an invalid value in its
+        place; the texts are encoded together (:func:`~tiers.pseudonyms.b32_texts`)."""
+        normaliser, options = kind.normaliser, self.options
+        prefix = _KIND_PREFIX.get(kind.name) or _kind_prefix(kind.name)
+        base_mac, domain_mac = self.base_key.mac, self.domain_key.mac
+        outcomes: list[tuple[bytes, bytes, str] | InvalidIdentifier | None] = []
+        bases: list[bytes] = []
+        for value in values:
+            try:
+                normalised = normaliser(value, options).encode("utf-8")
+            except InvalidIdentifier as error:
+                outcomes.append(error.with_traceback(None))  # kept without this frame: no cycle
+                continue
+            outcomes.append(None)
+            bases.append(base_mac(prefix + len(normalised).to_bytes(4, "big") + normalised))
+        macs = [domain_mac(base)[:PSEUDONYM_BYTES] for base in bases]
+        tokens = zip(bases, macs, [self._prefix + text for text in b32_texts(macs)], strict=True)
+        if len(bases) == len(outcomes):  # no invalid value
+            return list(tokens)
+        return [next(tokens) if outcome is None else outcome for outcome in outcomes]
 
     def __repr__(self) -> str:
         return f"<Tokeniser {self.domain.name} v{self.domain_key.version} (keys redacted)>"
@@ -166,12 +190,11 @@ def pseudonymise_values(
             access.now,
             enroller=card_enroller(deployment, connection, tokeniser, access.now),
         )
-        for value in values:
-            try:
-                base, mac, text = tokeniser.tokenise(identifier_kind, value)
-            except InvalidIdentifier as error:
-                results.append(error)
+        for outcome in tokeniser.tokenise_many(identifier_kind, values):
+            if isinstance(outcome, InvalidIdentifier):
+                results.append(outcome)
                 continue
+            base, mac, text = outcome
             results.append(text)
             bases.append(base)
             if register:

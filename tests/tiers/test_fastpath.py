@@ -17,7 +17,8 @@ from tiers.admin import add_domain
 from tiers.deployment import Deployment
 from tiers.errors import TiersError
 from tiers.fastpath import RecordBlocks, in_order
-from tiers.files import ColumnSpec, tokenise_file
+from tiers.files import FIELD_SIZE_LIMIT, ColumnSpec, _BlockResult, _BlockWork, _plan, tokenise_file
+from tiers.tokenisation import Tokeniser
 
 COLUMNS = [ColumnSpec("card", "card"), ColumnSpec("email", "email")]
 _runs = itertools.count()
@@ -122,3 +123,46 @@ def square(block: bytes, before: int) -> tuple[int, int]:
 def test_results_come_back_in_block_order(workers: int) -> None:
     blocks = [(n, b"x" * (n % 7)) for n in range(50)]
     assert [(n, (n % 7) ** 2) for n in range(50)] == list(in_order(square, iter(blocks), workers))
+
+
+@st.composite
+def safe_blocks(draw: st.DrawFn) -> bytes:
+    """A block as RecordBlocks cuts them: whole lines with no quote, NUL or lone carriage
+    return; sometimes blank lines, sometimes a byte that is not UTF-8."""
+    cards = st.sampled_from(["10000001", "4970 1012 3456", "1234", ""])
+    emails = st.sampled_from(["anne.leroy@example.fr", "ANNE.Leroy@Example.FR ", "no-at"])
+    fitting = st.tuples(cards, emails, CELLS).map(list)
+    lines = []
+    for _ in range(draw(st.integers(0, 40))):
+        cells = draw(st.one_of(fitting, fitting, st.lists(CELLS, min_size=2, max_size=4)))
+        lines.append(",".join(draw(st.sampled_from([cells, cells, [], ["\udcff", *cells]]))))
+    ending = draw(st.sampled_from(["\n", "\r\n"]))
+    return "".join(line + ending for line in lines).encode("utf-8", "surrogateescape")
+
+
+@settings(max_examples=200)
+@given(block=safe_blocks(), before=st.integers(0, 10**6), register=st.booleans())
+def test_a_block_read_by_column_gives_what_it_gives_read_by_row(
+    casino: Deployment, block: bytes, before: int, register: bool
+) -> None:
+    """Output, rejects and the registrations in their order, for any block (what the file
+    test above cannot see: it does not register)."""
+    header = ["card", "email", "amount"]
+    plan = _plan(header, COLUMNS, ["amount"])
+    with casino.transaction() as connection:
+        tokeniser = Tokeniser.open(casino, connection, "casino")
+    work = _BlockWork(plan, len(header), tokeniser, ",", register)
+    by_row = work._by_row(block, before, _BlockResult(bytes_in=len(block)))
+    assert by_row == work(block, before)
+
+
+def test_a_field_over_the_size_limit_fails_the_file_on_both_paths(
+    casino: Deployment, tmp_path: Path
+) -> None:
+    """A line longer than the field size limit, short enough to stay in a fast block, is read
+    by the CSV parser there too, which refuses it as the serial path does."""
+    data = b"card,email,amount\n10000001,anne@example.fr," + b"1" * (FIELD_SIZE_LIMIT + 10) + b"\n"
+    simple = outcome(casino, tmp_path, data, block_bytes=0)
+    fast = outcome(casino, tmp_path, data, block_bytes=FIELD_SIZE_LIMIT, workers=1)
+    assert simple == fast
+    assert isinstance(simple, tuple) and simple[:2] == ("InvalidFile", "bad_csv")

@@ -20,6 +20,7 @@ from tiers.pseudonyms import (
     PSEUDONYM_BYTES,
     Pseudonym,
     b32_text,
+    b32_texts,
     base_pseudonym,
     domain_pseudonym,
     parse_for_domain,
@@ -160,6 +161,19 @@ def test_b32_text_is_rfc4648_base32_in_lower_case(value: bytes) -> None:
     assert base64.b32encode(value).decode("ascii").lower() == b32_text(value)
 
 
+@given(st.lists(values, max_size=300))
+@example([b"\x00" * 20, b"\xff" * 20, bytes(range(20))])
+def test_b32_texts_is_b32_text_of_each_value(batch: list[bytes]) -> None:
+    expected = [base64.b32encode(value).decode("ascii").lower() for value in batch]
+    assert expected == b32_texts(batch)
+
+
+@pytest.mark.parametrize("batch", [[b"\x00" * 19], [b"\x00" * 21, b"\x00" * 19], [b"", b"x" * 40]])
+def test_b32_texts_refuses_a_value_of_another_length(batch: list[bytes]) -> None:
+    with pytest.raises(ValueError, match="20-byte"):
+        b32_texts(batch)
+
+
 @given(
     kind=st.sampled_from(["card", "email", "phone"]),
     value=st.one_of(
@@ -185,3 +199,29 @@ def test_the_tokeniser_gives_the_two_layer_pseudonyms(kind: str, value: str) -> 
     base = base_pseudonym(BASE, kind, normalised)
     expected = domain_pseudonym(CASINO.active, "casino", base)
     assert (base, expected.value, str(expected)) == tokeniser.tokenise(identifier, value)
+
+
+IDENTIFIER_VALUES = st.one_of(
+    st.text(max_size=30),
+    st.from_regex(r"[0-9 ]{8,19}", fullmatch=True),
+    st.from_regex(r"[a-zA-Z0-9.]{1,10}@[a-z]{1,8}\.[a-z]{2,3}", fullmatch=True),
+    st.from_regex(r"\+336[0-9]{8}", fullmatch=True),
+)
+
+
+@given(kind=st.sampled_from(["card", "email", "phone"]), batch=st.lists(IDENTIFIER_VALUES))
+def test_tokenise_many_is_tokenise_of_each_value(kind: str, batch: list[str]) -> None:
+    """In order, each error in its value's place, whatever mix of valid and invalid values."""
+    identifier = get_kind(kind)
+    tokeniser = Tokeniser(
+        DomainRecord(1, "casino", "partner", False, T0), BASE, CASINO.active, NormalisationOptions()
+    )
+    expected: list[object] = []
+    for value in batch:
+        try:
+            expected.append(tokeniser.tokenise(identifier, value))
+        except InvalidIdentifier as error:
+            expected.append(error.code)
+    outcomes = tokeniser.tokenise_many(identifier, batch)
+    got = [o.code if isinstance(o, InvalidIdentifier) else o for o in outcomes]
+    assert expected == got
