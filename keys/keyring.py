@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
@@ -64,6 +64,10 @@ class DomainKey:
     def mac(self, message: bytes) -> bytes:
         """HMAC-SHA256 of ``message`` under this key."""
         return self._mac.digest(message)
+
+    def mac_many(self, messages: Iterable[bytes]) -> list[bytes]:
+        """:meth:`mac` of each message, in order."""
+        return self._mac.digest_many(messages)
 
     def __repr__(self) -> str:
         m = self.meta

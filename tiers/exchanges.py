@@ -38,7 +38,7 @@ from tiers.errors import (
 from tiers.files import FIELD_SIZE_LIMIT, Reject, _open_source, _read_header, _records
 from tiers.identifiers import get_kind
 from tiers.inbox import PendingDelivery, staged_delivery
-from tiers.links import CardEnrolment, card_ref, partner_card
+from tiers.links import CardEnrolment, card_refs, partner_card
 from tiers.pseudonyms import (
     Pseudonym,
     base_pseudonym,
@@ -129,7 +129,7 @@ class _HubKeys:
             ]
         known = [b for b in bases if not isinstance(b, TiersError)]
         self.enrolment.enrol(known, self.now)
-        refs = {b: card_ref(self.base_key, self.partner.name, b) for b in known}
+        refs = dict(zip(known, card_refs(self.base_key, self.partner.name, known), strict=True))
         found = links_repo.cards_by_refs(self.connection, refs=list(refs.values()))
         withdrawn = inbox_repo.withdrawn_refs(self.connection, refs=list(found))
         owners = links_repo.customers_by_ids(

@@ -137,7 +137,7 @@ def _normalise_email(value: str, options: NormalisationOptions) -> str:
     if not at or "@" in domain or not local:
         raise _fail("bad_format", "email: needs exactly one @ after a non-empty local part")
     labels = domain.split(".")
-    if len(labels) < 2 or any(not label for label in labels):
+    if len(labels) < 2 or "" in labels:
         raise _fail("bad_format", "email: the domain must be dotted with non-empty labels")
     return text
 

@@ -35,6 +35,7 @@ from tiers.errors import InvalidIdentifier, InvalidRequest, NotFound, PolicyViol
 from tiers.identifiers import get_kind
 from tiers.policies import current_policy
 from tiers.pseudonyms import (
+    PSEUDONYM_BYTES,
     Pseudonym,
     base_pseudonym,
     domain_pseudonym,
@@ -56,6 +57,7 @@ __all__ = [
     "behind_hub_key",
     "card_of",
     "card_ref",
+    "card_refs",
     "dissociate",
     "enrol_cards",
     "partner_card",
@@ -69,6 +71,12 @@ _CARD_REF = b"tiers card at partner v1"
 def card_ref(base_key: DomainKey, partner: str, base: bytes) -> bytes:
     """A card's internal identity: the same number at two partners is two cards."""
     return base_key.mac(length_prefixed(_CARD_REF, partner.encode(), base))
+
+
+def card_refs(base_key: DomainKey, partner: str, bases: Sequence[bytes]) -> list[bytes]:
+    """:func:`card_ref` of each base pseudonym, in order (the partner's part encoded once)."""
+    head = length_prefixed(_CARD_REF, partner.encode())
+    return base_key.mac_many([head + length_prefixed(base) for base in bases])
 
 
 class CardEnrolment:
@@ -106,23 +114,25 @@ class CardEnrolment:
         """Enrol cards (first enrolment date kept) and give each its hub linking key."""
         if not bases or self.partner.role != "partner":
             return
-        refs = [(card_ref(self.base_key, self.partner.name, b), b) for b in dict.fromkeys(bases)]
+        unique = list(dict.fromkeys(bases))
+        refs = list(zip(card_refs(self.base_key, self.partner.name, unique), unique, strict=True))
         links.enrol(self.connection, partner_id=self.partner.id, cards_=refs, now=now)
         if self.hub is None or self.hub_key is None:
             return
         # A card that left the alliance never gets a hub key again.
         gone = inbox_repo.withdrawn_refs(self.connection, refs=[r for r, _ in refs])
+        keyed = [r for r, _ in refs if r not in gone]
+        values = self.hub_key.mac_many(keyed)
         links.insert_hub_keys(
             self.connection,
             [
                 {
                     "version": self.hub_key.version,
-                    "value": pseudonym_value(self.hub_key, r),
+                    "value": value[:PSEUDONYM_BYTES],
                     "kind": "card",
                     "ref": r,
                 }
-                for r, _ in refs
-                if r not in gone
+                for r, value in zip(keyed, values, strict=True)
             ],
         )
 

@@ -83,9 +83,8 @@ class Tokeniser:
         place; the texts are encoded together (:func:`~tiers.pseudonyms.b32_texts`)."""
         normaliser, options = kind.normaliser, self.options
         prefix = _KIND_PREFIX.get(kind.name) or _kind_prefix(kind.name)
-        base_mac, domain_mac = self.base_key.mac, self.domain_key.mac
         outcomes: list[tuple[bytes, bytes, str] | InvalidIdentifier | None] = []
-        bases: list[bytes] = []
+        messages: list[bytes] = []
         for value in values:
             try:
                 normalised = normaliser(value, options).encode("utf-8")
@@ -93,8 +92,9 @@ class Tokeniser:
                 outcomes.append(error.with_traceback(None))  # kept without this frame: no cycle
                 continue
             outcomes.append(None)
-            bases.append(base_mac(prefix + len(normalised).to_bytes(4, "big") + normalised))
-        macs = [domain_mac(base)[:PSEUDONYM_BYTES] for base in bases]
+            messages.append(prefix + len(normalised).to_bytes(4, "big") + normalised)
+        bases = self.base_key.mac_many(messages)
+        macs = [tag[:PSEUDONYM_BYTES] for tag in self.domain_key.mac_many(bases)]
         tokens = zip(bases, macs, [self._prefix + text for text in b32_texts(macs)], strict=True)
         if len(bases) == len(outcomes):  # no invalid value
             return list(tokens)

@@ -41,3 +41,9 @@ def test_prepared_hmac_is_reusable_and_stateless(key: bytes, first: bytes, secon
 def test_prepared_hmac_repr_hides_key() -> None:
     key = b"K" * 32
     assert "K" * 8 not in repr(PreparedHmacSha256(key))
+
+
+@given(st.binary(max_size=100), st.lists(st.binary(max_size=200), max_size=20))
+def test_digest_many_is_digest_of_each_message(key: bytes, messages: list[bytes]) -> None:
+    prepared = PreparedHmacSha256(key)
+    assert [prepared.digest(message) for message in messages] == prepared.digest_many(messages)

@@ -7,8 +7,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
+from keys import Keyring, new_key_material
 from tests.conftest import ACCESS, Database, assert_absent
 from tiers.admin import add_domain
 from tiers.audit_ops import lookup_subject
@@ -21,6 +24,7 @@ from tiers.links import (
     Resolution,
     associate,
     card_ref,
+    card_refs,
     dissociate,
     enrol_cards,
     resolve,
@@ -320,3 +324,14 @@ def test_a_subject_look_up_follows_the_cards_linked_to_the_customer(
         "sncf", "70000001"
     )
     assert ("card_associate", ("casino", "sncf")) in actions("casino", "10000001")
+
+
+@given(
+    partner=st.sampled_from(PARTNERS),
+    bases=st.lists(st.binary(min_size=32, max_size=32), max_size=20),
+)
+def test_card_refs_is_card_ref_of_each_base(partner: str, bases: list[bytes]) -> None:
+    key = Keyring.create(
+        owner="_service", purpose="base", material=new_key_material(), now=ACCESS.now
+    ).active
+    assert [card_ref(key, partner, base) for base in bases] == card_refs(key, partner, bases)
