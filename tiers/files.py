@@ -46,6 +46,9 @@ __all__ = [
 
 ProgressCallback = Callable[[int, int], None]
 FIELD_SIZE_LIMIT = 1 << 20
+# Lines of a block read column by column at a time: large enough for the batches to pay, small
+# enough that a worker holds a few MB of rows and tokens, not a whole block's.
+_COLUMN_SLICE = 2048
 _PROGRESS_EVERY = 8192
 _COLUMN_SPEC = re.compile(r"(?P<name>[^=]+)=(?P<kind>[a-z]+)")
 
@@ -394,12 +397,15 @@ class _BlockWork:
         if len(text) > FIELD_SIZE_LIMIT and max(map(len, lines)) > FIELD_SIZE_LIMIT:
             return self._by_row(block, lines_before, result)  # the parser's error, as serially
         delimiter = self.delimiter
-        records = [
-            (lines_before + number, line.split(delimiter))
-            for number, line in enumerate(lines, 1)
-            if line  # a blank line is no record
-        ]
-        self._by_column(records, result)
+        outputs = []
+        for start in range(0, len(lines), _COLUMN_SLICE):  # what is in memory at once
+            records = [
+                (lines_before + number, line.split(delimiter))
+                for number, line in enumerate(lines[start : start + _COLUMN_SLICE], start + 1)
+                if line  # a blank line is no record
+            ]
+            outputs.append(self._by_column(records, result))
+        result.output = "".join(outputs)
         return result
 
     def _by_row(self, block: bytes, lines_before: int, result: _BlockResult) -> _BlockResult:
@@ -425,17 +431,19 @@ class _BlockWork:
         result.output = buffer.getvalue()
         return result
 
-    def _by_column(self, records: list[tuple[int, list[str]]], result: _BlockResult) -> None:
+    def _by_column(self, records: list[tuple[int, list[str]]], result: _BlockResult) -> str:
         """Records of valid UTF-8 with no NUL: no cell can be rejected for its characters, so
-        only the field count and the identifiers are checked, each column in one batch."""
+        only the field count and the identifiers are checked, each column in one batch. Adds
+        the records' counts, rejects and registrations to ``result``; returns their output."""
         plan = self.plan
-        result.rows_in = len(records)
+        result.rows_in += len(records)
         fitting = []
+        rejects: list[tuple[int, list[tuple[str, str]]]] = []
         for line, row in records:
             if len(row) == self.width:
                 fitting.append((line, row))
             else:
-                result.rejects.append((line, [("", "field_count")]))
+                rejects.append((line, [("", "field_count")]))
         columns = []
         problems: dict[int, list[tuple[str, str]]] = {}
         for position, kind in plan.identifier_positions:
@@ -446,21 +454,22 @@ class _BlockWork:
                     problems.setdefault(index, []).append(problem)
             columns.append(tokens)
         if problems:
-            result.rejects += [(fitting[index][0], found) for index, found in problems.items()]
-            result.rejects.sort(key=lambda reject: reject[0])  # in line order, as serially
+            rejects += [(fitting[index][0], found) for index, found in problems.items()]
+            rejects.sort(key=lambda reject: reject[0])  # in line order, as serially
             accepted = [index for index in range(len(fitting)) if index not in problems]
             fitting = [fitting[index] for index in accepted]
             columns = [[column[index] for index in accepted] for column in columns]
+        result.rejects += rejects
         accepted_tokens: list[list[tuple[bytes, bytes, str]]] = columns  # type: ignore[assignment]
-        result.rows_out = len(fitting)
-        result.output = self._output(fitting, accepted_tokens)
+        result.rows_out += len(fitting)
         if self.register:
             kinds = [kind.name for _, kind in plan.identifier_positions]
-            result.registrations = [
+            result.registrations += [
                 (base, mac, kind)
                 for row_tokens in zip(*accepted_tokens, strict=True)
                 for (base, mac, _), kind in zip(row_tokens, kinds, strict=True)
             ]
+        return self._output(fitting, accepted_tokens)
 
     def _output(
         self, fitting: list[tuple[int, list[str]]], columns: list[list[tuple[bytes, bytes, str]]]

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ACCESS
+from tiers import files
 from tiers.admin import add_domain
 from tiers.deployment import Deployment
 from tiers.errors import TiersError
@@ -141,12 +142,23 @@ def safe_blocks(draw: st.DrawFn) -> bytes:
 
 
 @settings(max_examples=200)
-@given(block=safe_blocks(), before=st.integers(0, 10**6), register=st.booleans())
+@given(
+    block=safe_blocks(),
+    before=st.integers(0, 10**6),
+    register=st.booleans(),
+    lines_at_once=st.sampled_from([1, 3, 2048]),
+)
 def test_a_block_read_by_column_gives_what_it_gives_read_by_row(
-    casino: Deployment, block: bytes, before: int, register: bool
+    casino: Deployment,
+    monkeypatch: pytest.MonkeyPatch,
+    block: bytes,
+    before: int,
+    register: bool,
+    lines_at_once: int,
 ) -> None:
-    """Output, rejects and the registrations in their order, for any block (what the file
-    test above cannot see: it does not register)."""
+    """Output, rejects and the registrations in their order, for any block read in slices of
+    any size (what the file test above cannot see: it does not register)."""
+    monkeypatch.setattr(files, "_COLUMN_SLICE", lines_at_once)
     header = ["card", "email", "amount"]
     plan = _plan(header, COLUMNS, ["amount"])
     with casino.transaction() as connection:
