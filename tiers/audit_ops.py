@@ -101,13 +101,15 @@ def _checked(rows: Iterator[tuple[StoredEntry, object]]) -> Iterator[StoredEntry
         except AuditIntegrityError:
             yield stored  # verify_log names the fault
             continue
-        columns = (row.time, row.actor, row.action, row.outcome, row.subject)  # type: ignore[attr-defined]
+        r = row
+        columns = (r.time, r.actor, r.action, r.outcome, r.subject, r.other_subject)  # type: ignore[attr-defined]
         if columns != (
             entry.time,
             entry.actor[:128],
             entry.action[:64],
             entry.outcome,
             entry.subject,
+            audit_log.other_subject_of(entry.detail),
         ):
             raise AuditIntegrityError(
                 f"entry {stored.seq}: its searchable columns were altered",

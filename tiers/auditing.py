@@ -105,6 +105,7 @@ def _append(
         action=action,
         outcome=outcome,
         subject=subject,
+        other_subject=audit_log.other_subject_of(detail),
         entry=data,
         digest=digest,
     )

@@ -27,7 +27,7 @@ from tiers.deployment import MASTER_CHECK, Deployment
 from tiers.errors import InvalidFile, InvalidRequest, KeyUnavailable, NotInitialised
 from tiers.files import atomic_binary_output
 from tiers.settings import Settings
-from tiers.storage import check_schema, keystore, make_engine, migrate
+from tiers.storage import audit_log, check_schema, keystore, make_engine, migrate
 from tiers.storage import meta as meta_repo
 from tiers.storage.tables import UTCDateTime, key_generation, keys, metadata
 
@@ -183,6 +183,7 @@ def restore(settings: Settings, *, access: Access, archive_path: Path) -> Restor
                     insert(metadata.tables[record["table"]]),
                     [_typed(record["table"], record["row"])],
                 )
+            audit_log.fill_other_subjects(connection)  # a backup made before migration 0009
             if connection.dialect.name == "postgresql":
                 _reset_sequences(connection)
     finally:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import io
+import json
 import os
+import tarfile
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,11 +18,11 @@ from sqlalchemy.engine import make_url
 from keys import MasterKey
 from tests.conftest import ACCESS, POSTGRES_URL, Database, assert_absent
 from tiers.admin import add_domain, initialise
-from tiers.audit_ops import verify_stored
+from tiers.audit_ops import lookup_subject, verify_stored
 from tiers.backup import backup, restore, rotate_master_key
 from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, InvalidRequest, KeyUnavailable
-from tiers.links import associate, enrol_cards
+from tiers.links import associate, dissociate, enrol_cards
 from tiers.settings import Settings
 from tiers.tokenisation import pseudonymise_values
 
@@ -141,3 +145,55 @@ def test_a_backup_restores_into_an_empty_postgresql_database(
         with admin.connect() as connection:
             connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+def without_column(archive: Path, target: Path, table: str, column: str) -> Path:
+    """``archive`` as a backup made before ``column`` of ``table`` existed."""
+    with tarfile.open(archive, "r:gz") as source:
+        members = {m.name: source.extractfile(m).read() for m in source.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    lines = []
+    for line in members["database.jsonl"].decode().splitlines():
+        record = json.loads(line)
+        if record["table"] == table:
+            del record["row"][column]
+        lines.append(json.dumps(record, sort_keys=True))
+    members["database.jsonl"] = ("\n".join(lines) + "\n").encode()
+    with tarfile.open(target, "w:gz") as out:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+    return target
+
+
+def test_a_backup_made_before_migration_0009_restores_with_the_other_card_searchable(
+    deployment: Deployment, database: Database, tmp_path: Path
+) -> None:
+    for name in ("casino", "sncf"):
+        add_domain(deployment, access=ACCESS, name=name, role="partner")
+    enrol_cards(deployment, access=ACCESS, domain="casino", values=VALUES)
+    enrol_cards(deployment, access=ACCESS, domain="sncf", values=["70000001"])
+    associate(
+        deployment,
+        access=ACCESS,
+        domain="casino",
+        card=VALUES[0],
+        other_domain="sncf",
+        other_card="70000001",
+    )
+    dissociate(deployment, access=ACCESS, domain="sncf", card="70000001")
+    archive = tmp_path / "tiers.backup"
+    backup(deployment, access=ACCESS, output=archive)
+    old = without_column(archive, tmp_path / "old.backup", "audit_entries", "other_subject")
+    target = Settings(home=tmp_path / "restored", master_key_file=database.home / "master.key")
+    restore(target, access=ACCESS, archive_path=old)
+    restored = Deployment.open(target)
+    auditor = replace(ACCESS, role="auditor", actor="dpo")
+    try:
+        assert verify_stored(restored, access=auditor).entries > 5
+        found = lookup_subject(
+            restored, access=auditor, domain="sncf", kind="card", value="70000001"
+        )
+        assert "card_associate" in [entry.action for entry in found]
+    finally:
+        restored.close()

@@ -175,6 +175,7 @@ def tamper(database: Database, statement: str) -> None:
         ("DELETE FROM audit_entries WHERE seq = 3", 3),
         ("UPDATE audit_entries SET actor = 'someone-else' WHERE seq = 4", 4),
         ("UPDATE audit_entries SET hash = entry_hash_of_seq_1 WHERE seq = 5", 5),
+        ("UPDATE audit_entries SET other_subject = subject WHERE seq = 4", 4),
     ],
 )
 def test_verify_names_the_first_bad_entry(

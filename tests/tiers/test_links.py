@@ -7,6 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -14,7 +17,7 @@ from sqlalchemy import select
 from keys import Keyring, new_key_material
 from tests.conftest import ACCESS, Database, assert_absent
 from tiers.admin import add_domain
-from tiers.audit_ops import lookup_subject
+from tiers.audit_ops import lookup_subject, verify_stored
 from tiers.auditing import Access
 from tiers.deployment import Deployment
 from tiers.errors import DomainMismatch, NotFound, PolicyViolation
@@ -31,7 +34,9 @@ from tiers.links import (
     transfer,
 )
 from tiers.pseudonyms import Pseudonym, base_pseudonym
-from tiers.storage.tables import hub_keys
+from tiers.storage import migrate
+from tiers.storage.database import alembic_config
+from tiers.storage.tables import hub_keys, metadata
 from tiers.tokenisation import pseudonymise_values
 
 PARTNERS = ("casino", "galeries-lafayette", "caisse-epargne", "sncf")
@@ -318,12 +323,51 @@ def test_a_subject_look_up_follows_the_cards_linked_to_the_customer(
     assert 1 == database.audit_entries()[-1].detail["linked_cards"]
     assert [("card_enrol", ("galeries-lafayette",))] == actions("galeries-lafayette", "20000001")
     # The links followed are those of the time of the look-up: once the cards are unlinked,
-    # each is a customer of its own again (the casino card's look-up still finds the link).
+    # each is a customer of its own again. The association still names both cards, so each
+    # card's look-up finds it; the hub's resolution through the casino card's key does not
+    # name the SNCF card, and is the casino card's only.
     dissociate(dep, access=at(5), domain="sncf", card="70000001")
-    assert [("card_enrol", ("sncf",)), ("card_dissociate", ("sncf",))] == actions(
-        "sncf", "70000001"
+    assert [
+        ("card_enrol", ("sncf",)),
+        ("card_associate", ("casino", "sncf")),
+        ("card_dissociate", ("sncf",)),
+    ] == actions("sncf", "70000001")
+    assert [
+        ("card_enrol", ("casino",)),
+        ("card_associate", ("casino", "sncf")),
+        ("link_resolve", ("hub",)),
+    ] == actions("casino", "10000001")
+
+
+def test_migration_0009_makes_the_other_card_of_earlier_associations_searchable(
+    alliance: Deployment, database: Database
+) -> None:
+    """A deployment at 0008 upgrades in place: the other card of each association already
+    logged goes into the searchable column, and the log still verifies."""
+    dep = alliance
+    auditor = replace(ACCESS, role="auditor", actor="dpo")
+    enrol_cards(dep, access=at(1), domain="casino", values=["10000001"])
+    enrol_cards(dep, access=at(2), domain="sncf", values=["70000001"])
+    associate(
+        dep,
+        access=at(3),
+        domain="casino",
+        card="10000001",
+        other_domain="sncf",
+        other_card="70000001",
     )
-    assert ("card_associate", ("casino", "sncf")) in actions("casino", "10000001")
+    dissociate(dep, access=at(4), domain="sncf", card="70000001")
+    with dep.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0008")
+    migrate(dep.engine)
+    with dep.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+    found = lookup_subject(dep, access=auditor, domain="sncf", kind="card", value="70000001")
+    assert ["card_enrol", "card_associate", "card_dissociate"] == [
+        e.action for e in found if e.action != "audit_subject"
+    ]
+    written = len(database.audit_entries())
+    assert written == verify_stored(dep, access=auditor).entries
 
 
 @given(

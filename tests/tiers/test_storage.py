@@ -52,7 +52,17 @@ def test_no_table_has_a_column_for_clear_identifiers(deployment: Deployment) -> 
         "key_generation": {"id", "token"},
         "subjects": {"base", "created_at"},
         "pseudonym_index": {"domain_id", "version", "value", "subject", "created_at"},
-        "audit_entries": {"seq", "time", "actor", "action", "outcome", "subject", "entry", "hash"},
+        "audit_entries": {
+            "seq",
+            "time",
+            "actor",
+            "action",
+            "outcome",
+            "subject",
+            "other_subject",
+            "entry",
+            "hash",
+        },
         "audit_checkpoints": {"tree_size", "root", "chain", "time", "signature", "key"},
         "audit_state": {
             "id",

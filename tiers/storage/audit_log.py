@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 
 from audit import Checkpoint, PurgeMark, StoredEntry
 from tiers.storage.tables import audit_checkpoints, audit_entries, audit_state
@@ -17,10 +17,12 @@ __all__ = [
     "checkpoints",
     "delete_before",
     "entry_at",
+    "fill_other_subjects",
     "insert_checkpoint",
     "insert_entry",
     "last_seq_before",
     "lock_state",
+    "other_subject_of",
     "purge_mark",
     "query",
     "save_state",
@@ -82,6 +84,13 @@ def save_state(connection: Connection, state: AuditState) -> None:
     )
 
 
+def other_subject_of(detail: Mapping[str, object]) -> str | None:
+    """The second customer an entry names (``detail.other_subject``), searchable beside its
+    subject in the ``other_subject`` column."""
+    other = detail.get("other_subject")
+    return other if isinstance(other, str) else None
+
+
 def insert_entry(
     connection: Connection,
     *,
@@ -91,6 +100,7 @@ def insert_entry(
     action: str,
     outcome: str,
     subject: str | None,
+    other_subject: str | None = None,
     entry: bytes,
     digest: bytes,
 ) -> None:
@@ -103,6 +113,7 @@ def insert_entry(
             "action": action[:64],
             "outcome": outcome,
             "subject": subject,
+            "other_subject": other_subject,
             "entry": entry.decode("ascii"),
             "hash": digest,
         },
@@ -182,7 +193,12 @@ def query(
     if action is not None:
         statement = statement.where(audit_entries.c.action == action)
     if subjects is not None:
-        statement = statement.where(audit_entries.c.subject.in_(list(subjects)))
+        statement = statement.where(
+            or_(
+                audit_entries.c.subject.in_(list(subjects)),
+                audit_entries.c.other_subject.in_(list(subjects)),
+            )
+        )
     if limit is not None:
         statement = statement.limit(limit)
     return [text.encode("ascii", "replace") for text in connection.execute(statement).scalars()]
@@ -211,3 +227,24 @@ def delete_before(connection: Connection, *, end: int) -> int:
     result = connection.execute(delete(audit_entries).where(audit_entries.c.seq < end))
     connection.execute(delete(audit_checkpoints).where(audit_checkpoints.c.tree_size < end))
     return int(result.rowcount or 0)
+
+
+def fill_other_subjects(connection: Connection) -> int:
+    """Fill the ``other_subject`` column from each entry's ``detail.other_subject`` where it is
+    empty: entries written before migration 0009, or restored from a backup made before it.
+    Returns how many were filled. The entries themselves, and so the chain, are not touched."""
+    rows = connection.execute(
+        select(audit_entries.c.seq, audit_entries.c.entry).where(
+            audit_entries.c.other_subject.is_(None),
+            audit_entries.c.entry.like('%"other_subject"%'),
+        )
+    ).all()
+    filled = 0
+    for seq, text in rows:
+        other = other_subject_of(json.loads(text).get("detail", {}))
+        if other is not None:
+            connection.execute(
+                update(audit_entries).where(audit_entries.c.seq == seq).values(other_subject=other)
+            )
+            filled += 1
+    return filled

@@ -147,6 +147,9 @@ audit_entries = Table(
     Column("action", String(64), nullable=False),
     Column("outcome", String(16), nullable=False),
     Column("subject", String(64), nullable=True, index=True),
+    # The other customer an entry names (detail.other_subject: the other card of an
+    # association), so that a subject look-up finds the entry from either side (0009).
+    Column("other_subject", String(64), nullable=True, index=True),
     Column("entry", Text, nullable=False),
     Column("hash", LargeBinary(32), nullable=False),
 )
