@@ -35,12 +35,10 @@ def pseudonyms(deployment: Deployment) -> list[str | object]:
     )
 
 
-def test_restore_gives_the_same_pseudonyms_and_a_log_that_verifies(
-    deployment: Deployment, database: Database, tmp_path: Path
-) -> None:
+def link_cards(deployment: Deployment) -> None:
+    """Two partners; the casino's cards VALUES and an SNCF card linked to the first."""
     for name in ("casino", "sncf"):
         add_domain(deployment, access=ACCESS, name=name, role="partner")
-    add_domain(deployment, access=ACCESS, name="hub", role="hub")
     enrol_cards(deployment, access=ACCESS, domain="casino", values=VALUES)
     enrol_cards(deployment, access=ACCESS, domain="sncf", values=["70000001"])
     associate(
@@ -51,6 +49,13 @@ def test_restore_gives_the_same_pseudonyms_and_a_log_that_verifies(
         other_domain="sncf",
         other_card="70000001",
     )
+
+
+def test_restore_gives_the_same_pseudonyms_and_a_log_that_verifies(
+    deployment: Deployment, database: Database, tmp_path: Path
+) -> None:
+    add_domain(deployment, access=ACCESS, name="hub", role="hub")
+    link_cards(deployment)
     before = pseudonyms(deployment)
     archive = tmp_path / "tiers.backup"
     assert backup(deployment, access=ACCESS, output=archive) > 10
@@ -169,18 +174,7 @@ def without_column(archive: Path, target: Path, table: str, column: str) -> Path
 def test_a_backup_made_before_migration_0009_restores_with_the_other_card_searchable(
     deployment: Deployment, database: Database, tmp_path: Path
 ) -> None:
-    for name in ("casino", "sncf"):
-        add_domain(deployment, access=ACCESS, name=name, role="partner")
-    enrol_cards(deployment, access=ACCESS, domain="casino", values=VALUES)
-    enrol_cards(deployment, access=ACCESS, domain="sncf", values=["70000001"])
-    associate(
-        deployment,
-        access=ACCESS,
-        domain="casino",
-        card=VALUES[0],
-        other_domain="sncf",
-        other_card="70000001",
-    )
+    link_cards(deployment)
     dissociate(deployment, access=ACCESS, domain="sncf", card="70000001")
     archive = tmp_path / "tiers.backup"
     backup(deployment, access=ACCESS, output=archive)

@@ -46,6 +46,21 @@ def at(days: int) -> Access:
     return replace(ACCESS, now=ACCESS.now + timedelta(days=days))
 
 
+def link_two_cards(deployment: Deployment) -> None:
+    """Casino card 10000001 (day 1) and SNCF card 70000001 (day 2), associated at the casino
+    desk on day 3."""
+    enrol_cards(deployment, access=at(1), domain="casino", values=["10000001"])
+    enrol_cards(deployment, access=at(2), domain="sncf", values=["70000001"])
+    associate(
+        deployment,
+        access=at(3),
+        domain="casino",
+        card="10000001",
+        other_domain="sncf",
+        other_card="70000001",
+    )
+
+
 @pytest.fixture
 def alliance(deployment: Deployment) -> Deployment:
     for name in PARTNERS:
@@ -219,16 +234,7 @@ def test_tokenising_a_card_file_enrols_the_cards(alliance: Deployment, tmp_path:
 def test_a_hub_created_after_enrolment_gets_keys_for_every_card(deployment: Deployment) -> None:
     for name in ("casino", "sncf"):
         add_domain(deployment, access=ACCESS, name=name, role="partner")
-    enrol_cards(deployment, access=at(1), domain="casino", values=["10000001"])
-    enrol_cards(deployment, access=at(2), domain="sncf", values=["70000001"])
-    associate(
-        deployment,
-        access=at(3),
-        domain="casino",
-        card="10000001",
-        other_domain="sncf",
-        other_card="70000001",
-    )
+    link_two_cards(deployment)
     add_domain(deployment, access=at(4), name="hub", role="hub")
     view = hub_view(deployment, "sncf", "70000001")
     assert ("casino", {"casino", "sncf"}) == (view.attached_to, {c.partner for c in view.cards})
@@ -346,16 +352,7 @@ def test_migration_0009_makes_the_other_card_of_earlier_associations_searchable(
     logged goes into the searchable column, and the log still verifies."""
     dep = alliance
     auditor = replace(ACCESS, role="auditor", actor="dpo")
-    enrol_cards(dep, access=at(1), domain="casino", values=["10000001"])
-    enrol_cards(dep, access=at(2), domain="sncf", values=["70000001"])
-    associate(
-        dep,
-        access=at(3),
-        domain="casino",
-        card="10000001",
-        other_domain="sncf",
-        other_card="70000001",
-    )
+    link_two_cards(dep)
     dissociate(dep, access=at(4), domain="sncf", card="70000001")
     with dep.engine.begin() as connection:
         command.downgrade(alembic_config(connection), "0008")
