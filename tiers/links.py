@@ -35,12 +35,12 @@ from tiers.errors import InvalidIdentifier, InvalidRequest, NotFound, PolicyViol
 from tiers.identifiers import get_kind
 from tiers.policies import current_policy
 from tiers.pseudonyms import (
-    PSEUDONYM_BYTES,
     Pseudonym,
     base_pseudonym,
     domain_pseudonym,
     parse_for_domain,
     pseudonym_value,
+    pseudonym_values,
 )
 from tiers.storage import inbox as inbox_repo
 from tiers.storage import links, subjects
@@ -122,13 +122,13 @@ class CardEnrolment:
         # A card that left the alliance never gets a hub key again.
         gone = inbox_repo.withdrawn_refs(self.connection, refs=[r for r, _ in refs])
         keyed = [r for r, _ in refs if r not in gone]
-        values = self.hub_key.mac_many(keyed)
+        values = pseudonym_values(self.hub_key, keyed)
         links.insert_hub_keys(
             self.connection,
             [
                 {
                     "version": self.hub_key.version,
-                    "value": value[:PSEUDONYM_BYTES],
+                    "value": value,
                     "kind": "card",
                     "ref": r,
                 }

@@ -16,7 +16,7 @@ from tiers.deployment import Deployment
 from tiers.errors import InvalidIdentifier, InvalidRequest
 from tiers.identifiers import IdentifierKind, NormalisationOptions, get_kind
 from tiers.links import CardEnrolment
-from tiers.pseudonyms import PSEUDONYM_BYTES, b32_text, b32_texts
+from tiers.pseudonyms import PSEUDONYM_BYTES, b32_text, b32_texts, pseudonym_values
 from tiers.storage import SortedInserts, subjects
 from tiers.storage.domains import DomainRecord
 
@@ -94,7 +94,7 @@ class Tokeniser:
             outcomes.append(None)
             messages.append(prefix + len(normalised).to_bytes(4, "big") + normalised)
         bases = self.base_key.mac_many(messages)
-        macs = [tag[:PSEUDONYM_BYTES] for tag in self.domain_key.mac_many(bases)]
+        macs = pseudonym_values(self.domain_key, bases)
         tokens = zip(bases, macs, [self._prefix + text for text in b32_texts(macs)], strict=True)
         if len(bases) == len(outcomes):  # no invalid value
             return list(tokens)

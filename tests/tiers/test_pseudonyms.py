@@ -24,6 +24,8 @@ from tiers.pseudonyms import (
     base_pseudonym,
     domain_pseudonym,
     parse_for_domain,
+    pseudonym_value,
+    pseudonym_values,
 )
 from tiers.storage.domains import DomainRecord
 from tiers.tokenisation import Tokeniser
@@ -225,3 +227,9 @@ def test_tokenise_many_is_tokenise_of_each_value(kind: str, batch: list[str]) ->
     outcomes = tokeniser.tokenise_many(identifier, batch)
     got = [o.code if isinstance(o, InvalidIdentifier) else o for o in outcomes]
     assert expected == got
+
+
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=20))
+def test_pseudonym_values_is_pseudonym_value_of_each_base(bases: list[bytes]) -> None:
+    expected = [pseudonym_value(CASINO.active, base) for base in bases]
+    assert expected == pseudonym_values(CASINO.active, bases)
