@@ -115,19 +115,21 @@ class _HubKeys:
         self.partner_key = self.partner_ring.active
         self.options = deployment.normalisation(partner)
 
-    def keys(self, values: Sequence[str]) -> list[str | TiersError]:
+    def keys(self, values: Sequence[str], keyed: Sequence[bool]) -> list[str | TiersError | None]:
         """The hub key of each identifier, in order, or in its place the error that rejects
-        its row. Done for many rows at once: a few statements for the whole batch, not eight
-        a row; the answers are those of taking the rows one by one (tested)."""
-        bases = self._bases(values)
+        its row. A value whose row is not ``keyed`` (it is rejected for its other columns) is
+        only checked: nothing is registered or enrolled for it, and ``None`` stands in its
+        place when it is valid. Done for many rows at once: a few statements for the whole
+        batch, not eight a row; the answers are those of taking the rows one by one (tested)."""
+        bases = self._bases(values, keyed)
         if self.kind.name != "card":
             return [
                 b
-                if isinstance(b, TiersError)
+                if b is None or isinstance(b, TiersError)
                 else str(domain_pseudonym(self.hub_key, self.hub.name, b))
                 for b in bases
             ]
-        known = [b for b in bases if not isinstance(b, TiersError)]
+        known = [b for b in bases if isinstance(b, bytes)]
         self.enrolment.enrol(known, self.now)
         refs = dict(zip(known, card_refs(self.base_key, self.partner.name, known), strict=True))
         found = links_repo.cards_by_refs(self.connection, refs=list(refs.values()))
@@ -144,9 +146,9 @@ class _HubKeys:
         values_ = links_repo.hub_values(
             self.connection, refs=list(targets.values()), version=self.hub_key.version
         )
-        answers: list[str | TiersError] = []
+        answers: list[str | TiersError | None] = []
         for base in bases:
-            if isinstance(base, TiersError):
+            if base is None or isinstance(base, TiersError):
                 answers.append(base)
                 continue
             target = targets.get(refs[base])
@@ -161,9 +163,12 @@ class _HubKeys:
                 answers.append(str(Pseudonym(self.hub.name, self.hub_key.version, value)))
         return answers
 
-    def _bases(self, values: Sequence[str]) -> list[bytes | TiersError]:
+    def _bases(
+        self, values: Sequence[str], keyed: Sequence[bool]
+    ) -> list[bytes | TiersError | None]:
         """The subject of each value: a clear identifier is registered (in the partner's
-        domain, as its pseudonym would be), a pseudonym of the partner's is looked up."""
+        domain, as its pseudonym would be), a pseudonym of the partner's is looked up. A value
+        not ``keyed`` is checked only: None for a valid one, and nothing registered."""
         parsed: list[bytes | TiersError | tuple[int, bytes]] = []
         for value in values:
             try:
@@ -178,20 +183,19 @@ class _HubKeys:
             wanted=[p for p in parsed if isinstance(p, tuple)],
         )
         registered: dict[bytes, bytes] = {}
-        bases: list[bytes | TiersError] = []
-        for item in parsed:
+        bases: list[bytes | TiersError | None] = []
+        for item, keep in zip(parsed, keyed, strict=True):
             if isinstance(item, bytes):
-                if item not in registered:
+                if keep and item not in registered:
                     registered[item] = pseudonym_value(self.partner_key, item)
                     found.setdefault((self.partner_key.version, registered[item]), item)
-                bases.append(item)
+                bases.append(item if keep else None)
             elif isinstance(item, tuple):
                 subject = found.get(item)
-                bases.append(
-                    subject
-                    if subject is not None
-                    else NotFound("unknown pseudonym", code="unknown_pseudonym")
-                )
+                if subject is None:
+                    bases.append(NotFound("unknown pseudonym", code="unknown_pseudonym"))
+                else:
+                    bases.append(subject if keep else None)
             else:
                 bases.append(item)
         subjects.register(
@@ -323,10 +327,19 @@ def send_exchange(
         )
         records = _records(reader)
         while chunk := list(itertools.islice(records, rows_per_batch)):
-            found = iter(keys.keys([row[identifier] for _, row in chunk if len(row) == width]))
-            for line, row in chunk:
+            # A row rejected for its payload is not keyed: its card is checked, not enrolled.
+            checked = [
+                (line, row, row_problems(row, header, identifier, schema)) for line, row in chunk
+            ]
+            whole = [(row, problems) for _, row, problems in checked if len(row) == width]
+            found = iter(
+                keys.keys(
+                    [row[identifier] for row, _ in whole],
+                    keyed=[not problems for _, problems in whole],
+                )
+            )
+            for line, row, problems in checked:
                 report.rows_in += 1
-                problems = row_problems(row, header, identifier, schema)
                 hub_key = next(found) if len(row) == width else None
                 if isinstance(hub_key, TiersError):
                     problems.insert(0, (schema.identifier_column, hub_key.code))

@@ -24,6 +24,7 @@ from tiers.errors import InvalidFile, KeyStateError, NotFound, PolicyViolation
 from tiers.exchanges import send_exchange, withdraw_customer
 from tiers.inbox import ack_delivery, delivery_file, list_inbox, purge_inbox, recover_inbox
 from tiers.links import Resolution, associate, enrol_cards, resolve
+from tiers.tokenisation import pseudonymise_values
 
 PARTNERS = ("casino", "galeries-lafayette", "caisse-epargne", "sncf")
 HUB = replace(ACCESS, actor="hub-app", role="hub", domain="hub")
@@ -135,6 +136,34 @@ def test_bad_values_are_rejected_per_row_and_undeclared_columns_refuse_the_file(
         send(alliance, "casino", "card,date,name\n10000001,2026-11-01,Jean\n")
     assert "undeclared_column" == refused.value.code
     assert before == len(list_inbox(alliance, access=HUB))
+
+
+def test_a_row_rejected_for_its_payload_registers_and_enrols_nothing(
+    alliance: Deployment, database: Database
+) -> None:
+    """Its card is checked (a problem with it is still listed, first), but not registered
+    or enrolled: a later row naming the card by its pseudonym does not find it."""
+    (pseudonym,) = pseudonymise_values(
+        alliance, access=partner("casino"), domain="casino", kind="card", values=["10000555"],
+        register=False,
+    )  # fmt: skip
+    linked = ("subjects", "pseudonym_index", "cards", "hub_keys")
+    before = {table: rows for table, rows in database.rows().items() if table in linked}
+    report = send(
+        alliance,
+        "casino",
+        f"card,date,amount\n10000555,2026-11-01,x\n{pseudonym},2026-11-01,2\nnope,2026-13-01,1\n",
+    )
+    assert (3, 0, 3) == (report.rows_in, report.rows_out, report.rows_rejected)  # type: ignore[attr-defined]
+    (rejects,) = list_inbox(alliance, access=partner("casino"))
+    assert [
+        ["line", "column", "code"],
+        ["2", "amount", "bad_decimal"],
+        ["3", "card", "unknown_pseudonym"],
+        ["4", "card", "bad_character"],
+        ["4", "date", "bad_date"],
+    ] == read(alliance, partner("casino"), rejects.id)
+    assert before == {table: rows for table, rows in database.rows().items() if table in linked}
 
 
 def test_a_campaign_reaches_each_sg_with_exactly_its_customers(alliance: Deployment) -> None:
