@@ -23,9 +23,9 @@ from audit import Counts
 from keys import KeyIdentity, MasterKey, unwrap_key, wrap_key
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
+from tiers.csvio import atomic_binary_output
 from tiers.deployment import MASTER_CHECK, Deployment
 from tiers.errors import InvalidFile, InvalidRequest, KeyUnavailable, NotInitialised
-from tiers.files import atomic_binary_output
 from tiers.settings import Settings
 from tiers.storage import audit_log, check_schema, keystore, make_engine, migrate
 from tiers.storage import meta as meta_repo

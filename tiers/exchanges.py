@@ -24,6 +24,7 @@ from audit import Counts
 from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
+from tiers.csvio import FIELD_SIZE_LIMIT, csv_records, open_source, read_header
 from tiers.deployment import Deployment
 from tiers.errors import (
     InvalidFile,
@@ -35,7 +36,7 @@ from tiers.errors import (
     TiersError,
     UnknownKeyVersion,
 )
-from tiers.files import FIELD_SIZE_LIMIT, Reject, _open_source, _read_header, _records
+from tiers.files import Reject
 from tiers.identifiers import get_kind
 from tiers.inbox import PendingDelivery, staged_delivery
 from tiers.links import CardEnrolment, card_refs, partner_card
@@ -283,10 +284,10 @@ def send_exchange(
     csv.field_size_limit(FIELD_SIZE_LIMIT)
     report = ExchangeReport()
     with ExitStack() as stack:
-        raw, text, _ = _open_source(source)
+        raw, text, _ = open_source(source)
         stack.callback(raw.close)
         reader = csv.reader(text, delimiter=delimiter)
-        header = _read_header(reader)
+        header = read_header(reader)
         _check_header(header, schema, exchange_type)
         connection = stack.enter_context(deployment.transaction())
         stack.enter_context(bulk_load(connection))
@@ -325,7 +326,7 @@ def send_exchange(
                 )
             ),
         )
-        records = _records(reader)
+        records = csv_records(reader)
         while chunk := list(itertools.islice(records, rows_per_batch)):
             # A row rejected for its payload is not keyed: its card is checked, not enrolled.
             checked = [

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,6 +24,15 @@ from sqlalchemy import Connection
 from audit import Counts
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
+from tiers.csvio import (
+    FIELD_SIZE_LIMIT,
+    atomic_output,
+    csv_records,
+    open_raw,
+    read_header,
+    text_of,
+    undecodable,
+)
 from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
 from tiers.fastpath import BLOCK_BYTES, RecordBlocks, in_order
@@ -37,15 +44,12 @@ __all__ = [
     "ColumnSpec",
     "FileReport",
     "Reject",
-    "atomic_binary_output",
-    "atomic_output",
     "neutralise_formula",
     "parse_column_spec",
     "tokenise_file",
 ]
 
 ProgressCallback = Callable[[int, int], None]
-FIELD_SIZE_LIMIT = 1 << 20
 # Lines of a block read column by column at a time: large enough for the batches to pay, small
 # enough that a worker holds a few MB of rows and tokens, not a whole block's.
 _COLUMN_SLICE = 2048
@@ -100,50 +104,6 @@ class FileReport:
     rejects: str = ""
 
 
-@contextmanager
-def atomic_output(target: Path) -> Iterator[IO[str]]:
-    """A text file that appears at ``target`` only if the block succeeds (temp file + rename).
-
-    The temporary file is created beside the target with mode 0600 and removed on failure.
-    """
-    with atomic_binary_output(target) as raw:
-        handle = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-        yield handle
-        handle.flush()
-        handle.detach()
-
-
-@contextmanager
-def atomic_binary_output(target: Path) -> Iterator[IO[bytes]]:
-    """:func:`atomic_output` for bytes."""
-    target = target.resolve()
-    descriptor, temp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".part"
-    )
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - not every platform opens directories
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """Which input positions go out, and which of them are identifiers of which kind."""
@@ -187,42 +147,6 @@ def _plan(header: list[str], columns: Sequence[ColumnSpec], keep: Sequence[str])
     )
 
 
-def _open_source(source: Path | IO[bytes]) -> tuple[IO[bytes], IO[str], int]:
-    """A text view of the source. A stream (an upload) is read as it comes: size 0 = unknown."""
-    raw, size = _open_raw(source)
-    return raw, _text(raw, "utf-8-sig"), size
-
-
-def _text(raw: IO[bytes], encoding: str) -> IO[str]:
-    # surrogateescape keeps undecodable bytes in the row so that the row, not the file, is
-    # rejected (code bad_encoding); utf-8-sig drops a leading byte-order mark.
-    return io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
-
-
-def _open_raw(source: Path | IO[bytes]) -> tuple[IO[bytes], int]:
-    """The source as bytes, and its size (0: a stream read as it comes, size unknown)."""
-    raw: IO[bytes]
-    if isinstance(source, Path):
-        try:
-            raw = open(source, "rb")  # noqa: SIM115 - closed by the caller's ExitStack
-        except FileNotFoundError:
-            raise NotFound(f"no such file: {source}", code="no_such_file") from None
-        except OSError as exc:
-            raise InvalidFile(f"cannot read {source}: {exc.strerror}", code="unreadable") from None
-        size = os.fstat(raw.fileno()).st_size
-    else:
-        raw, size = source, 0
-    return raw, size
-
-
-def _undecodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _row_problems(
     row: list[str], plan: _Plan, width: int, tokeniser: Tokeniser
 ) -> tuple[list[tuple[str, str]], list[tuple[bytes, bytes, str]]]:
@@ -233,7 +157,7 @@ def _row_problems(
     tokens: list[tuple[bytes, bytes, str]] = []
     for position, kind in plan.identifier_positions:
         value = row[position]
-        if _undecodable(value):
+        if undecodable(value):
             problems.append((_column_name(plan, position), "bad_encoding"))
             continue
         try:
@@ -242,7 +166,7 @@ def _row_problems(
             problems.append((_column_name(plan, position), error.code))
     for position in plan.keep_positions:
         value = row[position]
-        if _undecodable(value):
+        if undecodable(value):
             problems.append((_column_name(plan, position), "bad_encoding"))
         elif "\x00" in value:
             problems.append((_column_name(plan, position), "bad_character"))
@@ -264,39 +188,6 @@ def _check_options(source: Path | IO[bytes], output: Path, rejects: Path, delimi
             "the delimiter must be one character other than a quote or newline",
             code="bad_delimiter",
         )
-
-
-def _read_header(reader: Iterator[list[str]]) -> list[str]:
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InvalidFile("the file is empty (no header line)", code="empty_file") from None
-    except (csv.Error, UnicodeError):
-        raise InvalidFile(
-            "the file is not a CSV file (unreadable header)", code="not_csv"
-        ) from None
-    if any(_undecodable(name) or "\x00" in name for name in header):
-        raise InvalidFile("the file is not a UTF-8 CSV file (bad header)", code="not_csv")
-    return header
-
-
-def _records(reader: Any, lines_before: int = 0) -> Iterator[tuple[int, list[str]]]:
-    """``(first line number, fields)`` of each record after the header; blank lines skipped.
-    ``lines_before``: the physical lines of the file before the reader's first line."""
-    last_line = reader.line_num + lines_before
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:  # its messages name the problem, never the data
-            raise InvalidFile(
-                f"line {last_line + 1}: not valid CSV ({exc})", code="bad_csv"
-            ) from None
-        line = last_line + 1
-        last_line = reader.line_num + lines_before
-        if row:
-            yield line, row
 
 
 @dataclass(slots=True)
@@ -416,7 +307,7 @@ class _BlockWork:
         )
         reader = csv.reader(text, delimiter=self.delimiter, strict=False)
         try:
-            for line, row in _records(reader, lines_before):
+            for line, row in csv_records(reader, lines_before):
                 result.rows_in += 1
                 problems, tokens = _row_problems(row, self.plan, self.width, self.tokeniser)
                 if problems:
@@ -540,17 +431,17 @@ def tokenise_file(
     csv.field_size_limit(FIELD_SIZE_LIMIT)
     report = FileReport(output=str(output), rejects=str(rejects))
     with ExitStack() as stack:
-        raw, size = _open_raw(source)
+        raw, size = open_raw(source)
         stack.callback(raw.close)
         blocks = RecordBlocks(raw, block_bytes)
         first_line = blocks.header() if block_bytes > 0 else None
         if first_line is None:  # the whole file is read serially
             reader = csv.reader(
-                _text(blocks.rest(), "utf-8-sig"), delimiter=delimiter, strict=False
+                text_of(blocks.rest(), "utf-8-sig"), delimiter=delimiter, strict=False
             )
-            header = _read_header(reader)
+            header = read_header(reader)
         else:
-            header = _read_header(
+            header = read_header(
                 csv.reader(
                     io.StringIO(first_line.decode("utf-8-sig", "surrogateescape"), newline=""),
                     delimiter=delimiter,
@@ -590,9 +481,9 @@ def tokenise_file(
                 done += block.bytes_in
                 if progress is not None:
                     progress(done if size else report.rows_in, size)
-            reader = csv.reader(_text(blocks.rest(), "utf-8"), delimiter=delimiter, strict=False)
+            reader = csv.reader(text_of(blocks.rest(), "utf-8"), delimiter=delimiter, strict=False)
             lines_before = blocks.lines
-        for line, row in _records(reader, lines_before):
+        for line, row in csv_records(reader, lines_before):
             report.rows_in += 1
             problems, tokens = _row_problems(row, plan, len(header), tokeniser)
             if problems:

@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 from tests.conftest import ACCESS
 from tiers import files
 from tiers.admin import add_domain
+from tiers.csvio import FIELD_SIZE_LIMIT
 from tiers.deployment import Deployment
 from tiers.errors import TiersError
 from tiers.fastpath import RecordBlocks, in_order
-from tiers.files import FIELD_SIZE_LIMIT, ColumnSpec, _BlockResult, _BlockWork, _plan, tokenise_file
+from tiers.files import ColumnSpec, _BlockResult, _BlockWork, _plan, tokenise_file
 from tiers.tokenisation import Tokeniser
 
 COLUMNS = [ColumnSpec("card", "card"), ColumnSpec("email", "email")]
