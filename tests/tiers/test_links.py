@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from keys import Keyring, new_key_material
 from tests.conftest import ACCESS, Database, assert_absent
+from tiers import tokenisation
 from tiers.admin import add_domain
 from tiers.audit_ops import lookup_subject, verify_stored
 from tiers.auditing import Access
@@ -376,3 +377,32 @@ def test_card_refs_is_card_ref_of_each_base(partner: str, bases: list[bytes]) ->
         owner="_service", purpose="base", material=new_key_material(), now=ACCESS.now
     ).active
     assert [card_ref(key, partner, base) for base in bases] == card_refs(key, partner, bases)
+
+
+@pytest.mark.parametrize("held_from", [1, 10**9])
+def test_a_large_batch_registers_and_enrols_as_a_small_one_does(
+    alliance: Deployment, database: Database, monkeypatch: pytest.MonkeyPatch, held_from: int
+) -> None:
+    """A batch of at least HELD_FROM_VALUES values registers through held, sorted inserts:
+    the same pseudonyms, and every card registered, enrolled and keyed for the hub once."""
+    monkeypatch.setattr(tokenisation, "HELD_FROM_VALUES", held_from)
+    cards = [f"4970{n:011d}" for n in range(20)]
+    values = [*cards, "1234", cards[0]]  # an invalid number, and a card given twice
+    casino = at(1)
+    linked = ("subjects", "pseudonym_index", "cards", "hub_keys")
+
+    def sizes() -> dict[str, int]:
+        return {table: len(rows) for table, rows in database.rows().items() if table in linked}
+
+    before = sizes()
+    answers = pseudonymise_values(
+        alliance, access=casino, domain="casino", kind="card", values=values
+    )
+    assert {table: before[table] + len(cards) for table in linked} == sizes()
+    unregistered = pseudonymise_values(
+        alliance, access=casino, domain="casino", kind="card", values=values, register=False
+    )
+    assert [str(a) for a in unregistered] == [str(a) for a in answers]
+    assert "bad_length" == getattr(answers[-2], "code", None)
+    with_hub = hub_view(alliance, "casino", cards[7])
+    assert {"casino"} == {card.partner for card in with_hub.cards}
