@@ -1,6 +1,7 @@
 """A bounded HTTP load generator, run as its own process: ``connections`` threads, each on one
-keep-alive connection to 127.0.0.1, send the same request for ``seconds``; prints one JSON line
-(requests, errors, requests per second, latency percentiles in milliseconds)."""
+keep-alive connection to 127.0.0.1, send the same request for ``seconds`` (or, with
+``--fresh-cards N``, a pseudonymise body of N card numbers no request sent before); prints one
+JSON line (requests, errors, requests per second, latency percentiles in milliseconds)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def main() -> int:
     parser.add_argument("--body", default="", help="a JSON body, or @FILE")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--fresh-cards", type=int, default=0, help="N new card numbers a request")
     options = parser.parse_args()
     body = options.body
     if body.startswith("@"):
@@ -29,19 +31,25 @@ def main() -> int:
             body = handle.read()
     payload = body.encode() or None
     headers = {"Authorization": f"Bearer {options.token}", "X-Purpose": "benchmark"}
-    if payload:
+    if payload or options.fresh_cards:
         headers["Content-Type"] = "application/json"
     latencies: list[list[float]] = [[] for _ in range(options.connections)]
     errors = [0] * options.connections
     stop = time.monotonic() + options.seconds
 
+    def fresh(index: int, sent: int) -> bytes:
+        """Card numbers of this thread and request only: 6, thread, request, position."""
+        values = [f"6{index:02d}{sent:06d}{n:05d}" for n in range(options.fresh_cards)]
+        return json.dumps({"kind": "card", "values": values}).encode()
+
     def worker(index: int) -> None:
         connection = http.client.HTTPConnection("127.0.0.1", options.port, timeout=60)
         mine = latencies[index]
         while time.monotonic() < stop:
+            body = fresh(index, len(mine)) if options.fresh_cards else payload
             started = time.perf_counter()
             try:
-                connection.request(options.method, options.path, body=payload, headers=headers)
+                connection.request(options.method, options.path, body=body, headers=headers)
                 response = connection.getresponse()
                 response.read()
                 ok = response.status < 400

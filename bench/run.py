@@ -163,9 +163,11 @@ def api_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
         note = f"p50 {single['p50_ms']} / p95 {single['p95_ms']} / p99 {single['p99_ms']} ms"
         line(f"{backend}: single-value pseudonymise", single["requests_per_second"], "req/s", note)
         line(f"{backend}: 10 000-value batches", batch["identifiers_per_second"], "ids/s")
+        fresh = run["batch_10000_fresh"]
+        line(f"{backend}: 10 000 new values a batch", fresh["identifiers_per_second"], "ids/s")
         note = f"p99 {links['p99_ms']} ms"
         line(f"{backend}: hub link resolution", links["requests_per_second"], "req/s", note)
-        errors = single["errors"] + batch["errors"] + links["errors"]
+        errors = single["errors"] + batch["errors"] + fresh["errors"] + links["errors"]
         if errors:
             print(f"  ! {errors} requests failed on {backend}")
     results["api"] = runs

@@ -86,6 +86,7 @@ def _load(port: int, token: str, seconds: float, **request: Any) -> dict[str, An
         sys.executable, "-m", "bench.load", "--port", str(port), "--token", token,
         "--seconds", str(seconds), "--method", request.get("method", "POST"),
         "--path", request["path"], "--connections", str(request.get("connections", 16)),
+        "--fresh-cards", str(request.get("fresh_cards", 0)),
     ]  # fmt: skip
     if body is not None:
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
@@ -96,8 +97,8 @@ def _load(port: int, token: str, seconds: float, **request: Any) -> dict[str, An
 
 
 def api(database_url: str | None, seconds: float, workers: int) -> dict[str, Any]:
-    """Single-value pseudonymise, 10 000-value batches and hub link resolution over HTTP (in a
-    home removed afterwards)."""
+    """Single-value pseudonymise, 10 000-value batches (the same values each time, and new
+    values each time) and hub link resolution over HTTP (in a home removed afterwards)."""
     with tempfile.TemporaryDirectory(prefix="tiers-bench-api-") as directory:
         return _api(Path(directory), database_url, seconds, workers)
 
@@ -146,8 +147,19 @@ def _api(home: Path, database_url: str | None, seconds: float, workers: int) -> 
             body={"kind": "card", "values": [str(20_000_000 + n) for n in range(10_000)]},
         )
         batch["identifiers_per_second"] = round(batch["requests_per_second"] * 10_000)
+        # The batch above repeats its values: after the first call each is known. These are new.
+        fresh = _load(
+            port, partner, seconds, path="/v1/pseudonymise", connections=2, fresh_cards=10_000
+        )
+        fresh["identifiers_per_second"] = round(fresh["requests_per_second"] * 10_000)
         links = _load(port, hub, seconds, method="GET", path=f"/v1/links/{keys[0]}")
     finally:
         server.terminate()
         server.wait(timeout=60)
-    return {"workers": workers, "single": single, "batch_10000": batch, "link_resolve": links}
+    return {
+        "workers": workers,
+        "single": single,
+        "batch_10000": batch,
+        "batch_10000_fresh": fresh,
+        "link_resolve": links,
+    }
