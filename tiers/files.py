@@ -375,13 +375,7 @@ class _BlockWork:
             if tokens is not None:
                 cells.append([text for _, _, text in tokens])
                 continue
-            kept = [row[position] for _, row in fitting]
-            cells.append(
-                [
-                    neutralise_formula(cell) if cell.startswith(_FORMULA_START) else cell
-                    for cell in kept
-                ]
-            )
+            cells.append([neutralise_formula(row[position]) for _, row in fitting])
         buffer = io.StringIO(newline="")
         csv.writer(buffer, delimiter=self.delimiter).writerows(zip(*cells, strict=True))
         return buffer.getvalue()

@@ -70,7 +70,7 @@ _CARD_REF = b"tiers card at partner v1"
 
 def card_ref(base_key: DomainKey, partner: str, base: bytes) -> bytes:
     """A card's internal identity: the same number at two partners is two cards."""
-    return base_key.mac(length_prefixed(_CARD_REF, partner.encode(), base))
+    return card_refs(base_key, partner, [base])[0]
 
 
 def card_refs(base_key: DomainKey, partner: str, bases: Sequence[bytes]) -> list[bytes]:
