@@ -95,8 +95,9 @@ def subject(
     client: CurrentClient,
     purpose: PurposeHeader = None,
 ) -> list[dict[str, Any]]:
-    """Entries about one customer: the identifier is pseudonymised in memory, turned into its
-    subject references and dropped; the look-up is logged. A purpose is required."""
+    """Entries about one customer, including those naming them as the other card of an
+    association: the identifier is pseudonymised in memory, turned into its subject references
+    and dropped; the look-up is logged. A purpose is required."""
     access = access_with(request, body.purpose or purpose, required=True)
     found = audit_ops.lookup_subject(
         deployment, access=access, domain=body.domain, kind=body.kind, value=body.value

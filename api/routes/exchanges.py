@@ -87,7 +87,8 @@ async def send(
     purpose: PurposeHeader = None,
 ) -> ExchangeOut:
     """Send a CSV (the request body, `text/csv`) of an exchange type to the hub. Identifiers
-    become hub linking keys; rejected rows come back to your inbox."""
+    become hub linking keys; rejected rows come back to your inbox, and register or enrol
+    nothing."""
     access = access_with(request, purpose, required=True)
     report = await stream_body(
         request.stream(),
