@@ -101,6 +101,28 @@ class Database:
         finally:
             engine.dispose()
 
+    def without_subject(self) -> dict[str, int]:
+        """How many index entries and cards name a subject that ``subjects`` does not hold.
+        There must be none; since migration 0010 no foreign key makes the database check it."""
+        if self.backend == "sqlite" and not (self.home / "tiers.db").exists():
+            return {}
+        engine = create_engine(self.url or f"sqlite:///{self.home / 'tiers.db'}")
+        try:
+            with engine.connect() as connection:
+                tables = set(inspect(connection).get_table_names())
+                return {
+                    table: connection.execute(
+                        text(
+                            f"SELECT count(*) FROM {table} WHERE NOT EXISTS "  # noqa: S608
+                            f"(SELECT 1 FROM subjects WHERE subjects.base = {table}.{column})"
+                        )
+                    ).scalar_one()
+                    for table, column in (("pseudonym_index", "subject"), ("cards", "base"))
+                    if {table, "subjects"} <= tables
+                }
+        finally:
+            engine.dispose()
+
     def stored_bytes(self) -> bytes:
         """Everything the database holds, as bytes, to search for values that must not be there."""
         if self.backend == "sqlite":
@@ -124,11 +146,19 @@ class Database:
         return b"\n".join(chunks)
 
 
+def _every_subject_held(database: Database) -> None:
+    """Checked after every test that has a database: whatever it wrote, every index entry and
+    card names a subject of ``subjects``."""
+    assert {} == {table: n for table, n in database.without_subject().items() if n}
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     home = tmp_path / "var"
     if request.param == "sqlite":
-        yield Database("sqlite", home)
+        database = Database("sqlite", home)
+        yield database
+        _every_subject_held(database)
         return
     if not POSTGRES_URL:
         pytest.skip("set TIERS_TEST_POSTGRES_URL to run the PostgreSQL tests")
@@ -138,7 +168,9 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
     url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
-        yield Database("postgresql", home, url.render_as_string(hide_password=False), schema)
+        database = Database("postgresql", home, url.render_as_string(hide_password=False), schema)
+        yield database
+        _every_subject_held(database)
     finally:
         with admin_engine.connect() as connection:
             connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")

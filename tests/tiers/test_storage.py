@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Connection, String, cast, delete, insert, inspect, select
 
-from tests.conftest import ACCESS
+from tests.conftest import ACCESS, Database
 from tiers.admin import add_domain, rotate_key
 from tiers.deployment import Deployment
 from tiers.storage import bulk_load, inbox, migrate, subjects
@@ -350,3 +350,41 @@ def test_migration_0008_drops_the_index_by_subject_in_place_and_keeps_every_entr
         assert subjects.count_index(connection, domain_id=domain_id, version=1) == len(cards)
     rotation = rotate_key(deployment, access=ACCESS, domain="casino")
     assert rotation.reindexed == len(cards)
+
+
+def test_migration_0010_drops_the_foreign_keys_to_subjects_in_place_and_keeps_every_row(
+    deployment: Deployment, database: Database
+) -> None:
+    """A deployment at 0009 upgrades in place: its index entries and cards stay as they were,
+    without the foreign keys to the subjects. The downgrade gives the keys back."""
+
+    def keys_to_subjects() -> dict[str, list[list[str]]]:
+        with deployment.engine.connect() as connection:
+            found = inspect(connection)
+            return {
+                table: [
+                    key["constrained_columns"]
+                    for key in found.get_foreign_keys(table)
+                    if key["referred_table"] == "subjects"
+                ]
+                for table in ("pseudonym_index", "cards")
+            }
+
+    def rows() -> dict[str, list[tuple[object, ...]]]:
+        return {
+            table: rows for table, rows in database.rows().items() if table != "alembic_version"
+        }
+
+    add_domain(deployment, access=ACCESS, name="casino", role="partner")
+    cards = ["49701012345678", "49701012345679", "49701012345680"]
+    pseudonymise_values(deployment, access=ACCESS, domain="casino", kind="card", values=cards)
+    with deployment.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0009")
+    assert {"pseudonym_index": [["subject"]], "cards": [["base"]]} == keys_to_subjects()
+    before = rows()
+    assert len(cards) == len(before["cards"]) == len(before["pseudonym_index"])
+    migrate(deployment.engine)
+    assert {"pseudonym_index": [], "cards": []} == keys_to_subjects()
+    assert before == rows()
+    with deployment.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
