@@ -170,17 +170,25 @@ def insert_from_stage(
     table: Table,
     stage: Table,
     constants: Mapping[str, object],
+    *,
     order_by: Sequence[str] = (),
+    columns: Mapping[str, str] | None = None,
 ) -> None:
     """``INSERT … SELECT`` every row of ``stage`` into ``table``, ``constants`` added, in the
-    order of ``order_by``, ignoring duplicates."""
+    order of ``order_by`` (the stage's columns), ignoring duplicates. ``columns`` maps the
+    target's columns to the stage's columns they are taken from: by default, every column of
+    the stage into the column of the same name."""
+    pairs = list((columns or {column.name: column.name for column in stage.c}).items())
     source = (
-        select(*stage.c, *(literal(value, table.c[name].type) for name, value in constants.items()))
+        select(
+            *(stage.c[column] for _, column in pairs),
+            *(literal(value, table.c[name].type) for name, value in constants.items()),
+        )
         # SQLite reads "FROM t ON CONFLICT" as a join constraint without a WHERE between them.
         .where(true())
         .order_by(*(stage.c[name] for name in order_by))
     )
-    names = [*(column.name for column in stage.c), *constants]
+    names = [*(name for name, _ in pairs), *constants]
     connection.execute(insert_ignoring_duplicates(connection, table).from_select(names, source))
 
 

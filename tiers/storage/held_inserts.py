@@ -11,10 +11,14 @@ Within :func:`sorted_inserts`, the rows given to
 per target table and set of columns. When the block ends without an exception, or at
 :meth:`SortedInserts.flush`, they are inserted into their tables, table by table in the order
 each was first used (so that a row's foreign keys go in before it), duplicates ignored as
-always, and the temporary tables are dropped. Rows whose constants (a timestamp, a domain)
-differ from those of the rows held for the same table are taken as a new load: what is held
-goes in first. Rows with the same key must be the same row (true of every table it is used on:
+always, and the temporary tables are dropped. Rows whose constants (a timestamp, a domain) or
+parents differ from those of the rows held for the same table are taken as a new load: what is
+held goes in first. Rows with the same key must be the same row (true of every table it is used on:
 each key there is a keyed hash of the rest), since the sort does not keep their order.
+
+Rows that name a row of another table by its key (an index entry its subject) can bring that
+row along as a :class:`Parent`: instead of being held beside them, the parent rows are inserted
+from the held rows' column, sorted, just before those rows go in.
 
 What is held cannot be read inside the block: use it only where nothing reads back what the
 block inserts. An exception leaves the rows uninserted, to the transaction's rollback, which
@@ -44,7 +48,7 @@ from tiers.storage._dialect import (
 )
 from tiers.storage.database import page_cache
 
-__all__ = ["SortedInserts", "sorted_inserts"]
+__all__ = ["Parent", "SortedInserts", "sorted_inserts"]
 
 
 def sort_key(table: Table, columns: Sequence[str], constants: Iterable[str] = ()) -> list[str]:
@@ -71,10 +75,32 @@ def sort_key(table: Table, columns: Sequence[str], constants: Iterable[str] = ()
 
 
 @dataclass(frozen=True, slots=True)
+class Parent:
+    """The row of ``table`` that each held row names by its ``column``: ``table``'s one-column
+    primary key takes that value, its other columns the ``constants``."""
+
+    column: str
+    table: Table
+    constants: tuple[tuple[str, object], ...]
+
+    def insert(self, connection: Connection, stage: Table) -> None:
+        (key,) = self.table.primary_key.columns
+        insert_from_stage(
+            connection,
+            self.table,
+            stage,
+            dict(self.constants),
+            order_by=[self.column],
+            columns={key.name: self.column},
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class _Stage:
     table: Table
     columns: tuple[str, ...]
     constants: tuple[tuple[str, object], ...]
+    parents: tuple[Parent, ...]
     temporary: Table
     insert: str  # the driver's INSERT of one row into the temporary table
 
@@ -92,15 +118,17 @@ class SortedInserts:
         columns: Sequence[str],
         rows: Iterable[Sequence[bytes | int | str]],
         constants: Mapping[str, object],
+        parents: Sequence[Parent] = (),
     ) -> None:
-        """Hold ``rows`` (see :func:`~tiers.storage._dialect.bulk_insert_ignoring_duplicates`)."""
+        """Hold ``rows`` (see :func:`~tiers.storage._dialect.bulk_insert_ignoring_duplicates`),
+        and the ``parents`` they name."""
         rows = rows if isinstance(rows, list) else list(rows)
         if not rows:
             return
         key = (table.name, tuple(columns))
         fixed = tuple(constants.items())
         stage = self._stages.get(key)
-        if stage is not None and stage.constants != fixed:
+        if stage is not None and (stage.constants, stage.parents) != (fixed, tuple(parents)):
             # Rows that differ in their constants are inserted in the order they came: what is
             # held so far goes in first.
             self.flush()
@@ -114,7 +142,7 @@ class SortedInserts:
             insert_rows = insert(temporary).compile(
                 dialect=self._connection.dialect, column_keys=list(columns)
             )
-            stage = _Stage(table, key[1], fixed, temporary, str(insert_rows))
+            stage = _Stage(table, key[1], fixed, tuple(parents), temporary, str(insert_rows))
             self._stages[key] = stage
         if self._connection.dialect.name == "postgresql":
             copy_rows(self._connection, stage.temporary, rows)
@@ -129,9 +157,13 @@ class SortedInserts:
             return
         with page_cache(self._connection, SORTING_CACHE_KIB):
             for stage in stages:
+                for parent in stage.parents:
+                    parent.insert(self._connection, stage.temporary)
                 constants = dict(stage.constants)
                 order = sort_key(stage.table, stage.columns, constants)
-                insert_from_stage(self._connection, stage.table, stage.temporary, constants, order)
+                insert_from_stage(
+                    self._connection, stage.table, stage.temporary, constants, order_by=order
+                )
                 stage.temporary.drop(self._connection)
 
 
