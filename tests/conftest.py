@@ -101,24 +101,30 @@ class Database:
         finally:
             engine.dispose()
 
-    def without_subject(self) -> dict[str, int]:
-        """How many index entries and cards name a subject that ``subjects`` does not hold.
-        There must be none; since migration 0010 no foreign key makes the database check it."""
+    def dangling(self) -> dict[str, int]:
+        """How many index entries and cards name a subject or a domain the database does not
+        hold. There must be none; since migration 0010 no foreign key makes the database check."""
         if self.backend == "sqlite" and not (self.home / "tiers.db").exists():
             return {}
+        references = (
+            ("pseudonym_index", "subject", "subjects", "base"),
+            ("pseudonym_index", "domain_id", "domains", "id"),
+            ("cards", "base", "subjects", "base"),
+            ("cards", "partner_id", "domains", "id"),
+        )
         engine = create_engine(self.url or f"sqlite:///{self.home / 'tiers.db'}")
         try:
             with engine.connect() as connection:
                 tables = set(inspect(connection).get_table_names())
                 return {
-                    table: connection.execute(
+                    f"{table}.{column}": connection.execute(
                         text(
                             f"SELECT count(*) FROM {table} WHERE NOT EXISTS "  # noqa: S608
-                            f"(SELECT 1 FROM subjects WHERE subjects.base = {table}.{column})"
+                            f"(SELECT 1 FROM {parent} WHERE {parent}.{key} = {table}.{column})"
                         )
                     ).scalar_one()
-                    for table, column in (("pseudonym_index", "subject"), ("cards", "base"))
-                    if {table, "subjects"} <= tables
+                    for table, column, parent, key in references
+                    if {table, parent} <= tables
                 }
         finally:
             engine.dispose()
@@ -146,10 +152,10 @@ class Database:
         return b"\n".join(chunks)
 
 
-def _every_subject_held(database: Database) -> None:
+def _nothing_dangles(database: Database) -> None:
     """Checked after every test that has a database: whatever it wrote, every index entry and
-    card names a subject of ``subjects``."""
-    assert {} == {table: n for table, n in database.without_subject().items() if n}
+    card names a subject and a domain that exist."""
+    assert {} == {reference: n for reference, n in database.dangling().items() if n}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -158,7 +164,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     if request.param == "sqlite":
         database = Database("sqlite", home)
         yield database
-        _every_subject_held(database)
+        _nothing_dangles(database)
         return
     if not POSTGRES_URL:
         pytest.skip("set TIERS_TEST_POSTGRES_URL to run the PostgreSQL tests")
@@ -170,7 +176,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     try:
         database = Database("postgresql", home, url.render_as_string(hide_password=False), schema)
         yield database
-        _every_subject_held(database)
+        _nothing_dangles(database)
     finally:
         with admin_engine.connect() as connection:
             connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")

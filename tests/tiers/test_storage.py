@@ -352,21 +352,20 @@ def test_migration_0008_drops_the_index_by_subject_in_place_and_keeps_every_entr
     assert rotation.reindexed == len(cards)
 
 
-def test_migration_0010_drops_the_foreign_keys_to_subjects_in_place_and_keeps_every_row(
+def test_migration_0010_drops_the_foreign_keys_of_registrations_in_place_and_keeps_every_row(
     deployment: Deployment, database: Database
 ) -> None:
     """A deployment at 0009 upgrades in place: its index entries and cards stay as they were,
-    without the foreign keys to the subjects. The downgrade gives the keys back."""
+    without their foreign keys to the subjects and domains. The downgrade gives them back."""
 
-    def keys_to_subjects() -> dict[str, list[list[str]]]:
+    def foreign_keys() -> dict[str, list[tuple[str, str]]]:
         with deployment.engine.connect() as connection:
             found = inspect(connection)
             return {
-                table: [
-                    key["constrained_columns"]
+                table: sorted(
+                    (key["constrained_columns"][0], key["referred_table"])
                     for key in found.get_foreign_keys(table)
-                    if key["referred_table"] == "subjects"
-                ]
+                )
                 for table in ("pseudonym_index", "cards")
             }
 
@@ -380,11 +379,14 @@ def test_migration_0010_drops_the_foreign_keys_to_subjects_in_place_and_keeps_ev
     pseudonymise_values(deployment, access=ACCESS, domain="casino", kind="card", values=cards)
     with deployment.engine.begin() as connection:
         command.downgrade(alembic_config(connection), "0009")
-    assert {"pseudonym_index": [["subject"]], "cards": [["base"]]} == keys_to_subjects()
+    assert {
+        "pseudonym_index": [("domain_id", "domains"), ("subject", "subjects")],
+        "cards": [("base", "subjects"), ("customer_id", "customers"), ("partner_id", "domains")],
+    } == foreign_keys()
     before = rows()
     assert len(cards) == len(before["cards"]) == len(before["pseudonym_index"])
     migrate(deployment.engine)
-    assert {"pseudonym_index": [], "cards": []} == keys_to_subjects()
+    assert {"pseudonym_index": [], "cards": [("customer_id", "customers")]} == foreign_keys()
     assert before == rows()
     with deployment.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
