@@ -24,9 +24,11 @@ from sqlalchemy import bindparam, select, update
 
 from tiers.admin import add_domain, initialise
 from tiers.auditing import Access
+from tiers.cards import card_ref, enrol_cards
 from tiers.deployment import Deployment
-from tiers.links import Resolution, associate, card_ref, enrol_cards, resolve
+from tiers.links import associate
 from tiers.pseudonyms import Pseudonym, base_pseudonym, domain_pseudonym
+from tiers.resolution import Resolution, resolve
 from tiers.settings import Settings
 from tiers.storage._dialect import bulk_insert_ignoring_duplicates
 from tiers.storage.tables import attachments, cards, customers, hub_keys

@@ -23,7 +23,7 @@ from bench import population
 from tiers.auditing import Access
 from tiers.campaigns import send_campaign
 from tiers.deployment import Deployment
-from tiers.links import resolve
+from tiers.resolution import resolve
 from tiers.settings import Settings
 
 OPERATOR = Access("bench", "operator", "benchmark", datetime(2026, 11, 23, tzinfo=UTC))

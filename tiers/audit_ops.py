@@ -28,11 +28,11 @@ from audit.bundle import write_bundle
 from audit.entry import AuditEntry
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
+from tiers.cards import card_of
 from tiers.csvio import atomic_output
 from tiers.deployment import Deployment
 from tiers.errors import AuditIntegrityError, InvalidRequest, NotFound
 from tiers.identifiers import get_kind
-from tiers.links import card_of
 from tiers.pseudonyms import base_pseudonym
 from tiers.storage import audit_log
 from tiers.storage import links as links_repo

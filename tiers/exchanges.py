@@ -24,6 +24,7 @@ from audit import Counts
 from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
+from tiers.cards import CardEnrolment, card_refs, partner_card
 from tiers.csvio import FIELD_SIZE_LIMIT, csv_records, open_source, read_header
 from tiers.deployment import Deployment
 from tiers.errors import (
@@ -39,7 +40,6 @@ from tiers.errors import (
 from tiers.files import Reject
 from tiers.identifiers import get_kind
 from tiers.inbox import PendingDelivery, staged_delivery
-from tiers.links import CardEnrolment, card_refs, partner_card
 from tiers.pseudonyms import (
     Pseudonym,
     base_pseudonym,

@@ -1,23 +1,21 @@
-"""Card links: enrolment, association, dissociation, transfer, and the hub's resolution.
+"""Card links: association, dissociation and transfer of alliance customers.
 
 Every change takes the link lock, asks the evaluator (:mod:`policy`) for a decision, applies it
 and records it (rule and policy version) in the same transaction. A refusal is recorded as
 ``denied`` with the rule's name and raised as :class:`PolicyViolation`. A partner learns the
-outcome and the rule, nothing about another partner's customer; the hub sees only hub keys.
+outcome and the rule, nothing about another partner's customer; the hub sees only hub keys
+(:mod:`tiers.resolution`). Cards are enrolled by :mod:`tiers.cards`.
 """
 
 from __future__ import annotations
 
-import functools
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection
 
-from audit import Counts
-from keys import DomainKey, Keyring, length_prefixed
 from policy import (
     Associate,
     AttachmentPolicy,
@@ -30,201 +28,24 @@ from policy import (
 )
 from tiers.auditing import Access, audited, mark_recorded
 from tiers.authorisation import require
+from tiers.cards import partner_card, partner_domain
 from tiers.deployment import Deployment
-from tiers.errors import InvalidIdentifier, InvalidRequest, NotFound, PolicyViolation, TiersError
-from tiers.identifiers import get_kind
+from tiers.errors import PolicyViolation
+from tiers.inbox import staged_delivery
 from tiers.policies import current_policy
-from tiers.pseudonyms import (
-    Pseudonym,
-    base_pseudonym,
-    domain_pseudonym,
-    parse_for_domain,
-    pseudonym_value,
-    pseudonym_values,
-)
+from tiers.pseudonyms import Pseudonym, pseudonym_value
 from tiers.storage import inbox as inbox_repo
-from tiers.storage import links, subjects
+from tiers.storage import links
 from tiers.storage.domains import DomainRecord
 from tiers.storage.links import CardRow
 
 __all__ = [
-    "CardEnrolment",
-    "CardView",
     "LinkOutcome",
-    "Resolution",
     "associate",
     "backfill_hub_keys",
-    "behind_hub_key",
-    "card_of",
-    "card_ref",
-    "card_refs",
     "dissociate",
-    "enrol_cards",
-    "partner_card",
-    "resolve",
     "transfer",
 ]
-
-_CARD_REF = b"tiers card at partner v1"
-
-
-def card_ref(base_key: DomainKey, partner: str, base: bytes) -> bytes:
-    """A card's internal identity: the same number at two partners is two cards."""
-    return card_refs(base_key, partner, [base])[0]
-
-
-def card_refs(base_key: DomainKey, partner: str, bases: Sequence[bytes]) -> list[bytes]:
-    """:func:`card_ref` of each base pseudonym, in order (the partner's part encoded once)."""
-    head = length_prefixed(_CARD_REF, partner.encode())
-    return base_key.mac_many([head + length_prefixed(base) for base in bases])
-
-
-class CardEnrolment:
-    """Enrolling one partner's cards within one transaction: the base and hub keys are
-    unwrapped once, on first use, however many cards follow (the base key may be handed in by
-    a caller that already holds it)."""
-
-    def __init__(
-        self,
-        deployment: Deployment,
-        connection: Connection,
-        partner: DomainRecord,
-        base_key: DomainKey | None = None,
-    ) -> None:
-        self.deployment = deployment
-        self.connection = connection
-        self.partner = partner
-        if base_key is not None:
-            self.base_key = base_key
-
-    @functools.cached_property
-    def base_key(self) -> DomainKey:
-        return self.deployment.base_keyring(self.connection).active
-
-    @functools.cached_property
-    def hub(self) -> DomainRecord | None:
-        return self.deployment.hub_domain(self.connection)
-
-    @functools.cached_property
-    def hub_key(self) -> DomainKey | None:
-        hub = self.hub
-        return None if hub is None else self.deployment.domain_keyring(self.connection, hub).active
-
-    def enrol(self, bases: Sequence[bytes], now: datetime) -> None:
-        """Enrol cards (first enrolment date kept) and give each its hub linking key."""
-        if not bases or self.partner.role != "partner":
-            return
-        unique = list(dict.fromkeys(bases))
-        refs = list(zip(card_refs(self.base_key, self.partner.name, unique), unique, strict=True))
-        links.enrol(self.connection, partner_id=self.partner.id, cards_=refs, now=now)
-        if self.hub is None or self.hub_key is None:
-            return
-        # A card that left the alliance never gets a hub key again.
-        gone = inbox_repo.withdrawn_refs(self.connection, refs=[r for r, _ in refs])
-        keyed = [r for r, _ in refs if r not in gone]
-        values = pseudonym_values(self.hub_key, keyed)
-        links.insert_hub_keys(
-            self.connection,
-            [
-                {
-                    "version": self.hub_key.version,
-                    "value": value,
-                    "kind": "card",
-                    "ref": r,
-                }
-                for r, value in zip(keyed, values, strict=True)
-            ],
-        )
-
-
-@audited("card_enrol")
-def enrol_cards(
-    deployment: Deployment,
-    *,
-    access: Access,
-    domain: str,
-    values: Sequence[str],
-    enrolled_at: datetime | None = None,
-) -> list[str | InvalidIdentifier]:
-    """Enrol a partner's cards (clear numbers); their pseudonyms in order, errors in place."""
-    require(access, "card_enrol", domain)
-    kind = get_kind("card")
-    results: list[str | InvalidIdentifier] = []
-    with deployment.transaction() as connection:
-        partner = _partner(deployment, connection, domain)
-        options = deployment.normalisation(partner)
-        base_key = deployment.base_keyring(connection).active
-        domain_key = deployment.domain_keyring(connection, partner).active
-        pairs: list[tuple[bytes, bytes]] = []
-        for value in values:
-            try:
-                normalised = kind.normaliser(value, options)
-            except InvalidIdentifier as error:
-                results.append(error)
-                continue
-            base = base_pseudonym(base_key, "card", normalised)
-            pseudonym = domain_pseudonym(domain_key, partner.name, base)
-            pairs.append((base, pseudonym.value))
-            results.append(str(pseudonym))
-        subjects.register(
-            connection,
-            domain_id=partner.id,
-            version=domain_key.version,
-            pairs=pairs,
-            now=access.now,
-        )
-        CardEnrolment(deployment, connection, partner).enrol(
-            [b for b, _ in pairs], enrolled_at or access.now
-        )
-        deployment.record(
-            connection,
-            access,
-            action="card_enrol",
-            domains=[domain],
-            counts=Counts(len(values), len(pairs), len(values) - len(pairs)),
-            subject=deployment.subject_reference(connection, pairs[0][0])
-            if len(values) == 1 and pairs
-            else None,
-        )
-    return results
-
-
-def _partner(deployment: Deployment, connection: Connection, name: str) -> DomainRecord:
-    record = deployment.domain(connection, name)
-    if record.role != "partner":
-        raise InvalidRequest(f"domain {name!r} is not a partner domain", code="wrong_role")
-    return record
-
-
-def card_of(
-    deployment: Deployment, connection: Connection, partner: DomainRecord, base: bytes
-) -> CardRow | None:
-    """The partner's enrolled card whose number has the base pseudonym ``base``, if any."""
-    ref = card_ref(deployment.base_keyring(connection).active, partner.name, base)
-    return links.card_by_ref(connection, ref=ref)
-
-
-def _card(
-    deployment: Deployment, connection: Connection, partner: DomainRecord, value: str
-) -> CardRow:
-    """The partner's card named by a clear number or by the partner's own pseudonym."""
-    base: bytes | None
-    if ".v" in value:
-        ring = deployment.domain_keyring(connection, partner)
-        pseudonym = parse_for_domain(value.strip(), domain=partner.name, keyring=ring)
-        base = subjects.lookup(
-            connection, domain_id=partner.id, version=pseudonym.version, value=pseudonym.value
-        )
-    else:
-        normalised = get_kind("card").normaliser(value, deployment.normalisation(partner))
-        base = base_pseudonym(deployment.base_keyring(connection).active, "card", normalised)
-    row = None if base is None else card_of(deployment, connection, partner, base)
-    if row is None:
-        raise NotFound(f"no card of {partner.name} by that number", code="unknown_card")
-    return row
-
-
-partner_card = _card  # the partner's card named by number or own pseudonym (public name)
 
 
 def _state(connection: Connection, card: CardRow) -> Customer | None:
@@ -250,7 +71,7 @@ def _presented(
     context: dict[str, object],
 ) -> tuple[CardRow, Customer | None]:
     """The requesting partner's card, noted as the request's subject, and its customer."""
-    row = _card(deployment, connection, _partner(deployment, connection, domain), card)
+    row = partner_card(deployment, connection, partner_domain(deployment, connection, domain), card)
     context["subject"] = deployment.subject_reference(connection, row.base)
     return row, _state(connection, row)
 
@@ -455,9 +276,6 @@ def _notify_merge(
     hub = deployment.hub_domain(connection)
     if hub is None:
         return
-    # Deferred: tiers.inbox builds on the file machinery, which registers cards through here.
-    from tiers.inbox import staged_delivery  # noqa: PLC0415
-
     key = deployment.domain_keyring(connection, hub).active
     new_value = links.hub_value(connection, ref=kept, version=key.version)
     if new_value is None:
@@ -516,8 +334,8 @@ def associate(
         connection: Connection, policy: AttachmentPolicy, context: dict[str, object]
     ) -> LinkOutcome:
         mine, state_a = _presented(deployment, connection, domain, card, context)
-        theirs = _card(
-            deployment, connection, _partner(deployment, connection, other_domain), other_card
+        theirs = partner_card(
+            deployment, connection, partner_domain(deployment, connection, other_domain), other_card
         )
         state_b = _state(connection, theirs)
         decision = evaluate(
@@ -616,115 +434,3 @@ def transfer(deployment: Deployment, *, access: Access, domain: str, card: str) 
         )
 
     return _run(deployment, access, "customer_transfer", [domain], body)
-
-
-@dataclass(frozen=True, slots=True)
-class CardView:
-    partner: str
-    linking_key: str
-    since: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Resolution:
-    """What the hub learns about one linking key, in its own domain only."""
-
-    alliance_key: str | None
-    cards: list[CardView]
-    attached_to: str | None
-    policy_version: str | None
-
-
-def _hub_text(hub: DomainRecord, version: int, value: bytes | None) -> str:
-    assert value is not None
-    return str(Pseudonym(hub.name, version, value))
-
-
-def behind_hub_key(
-    connection: Connection, kind: str, ref: bytes
-) -> tuple[int | None, CardRow | None]:
-    """The customer (if any) and the card (for a card key) that a hub key stands for."""
-    if kind == "customer":
-        return links.customer_by_base(connection, base=ref), None
-    card_row = links.card_by_ref(connection, ref=ref)
-    return (card_row.customer_id if card_row is not None else None), card_row
-
-
-def _resolve_one(
-    connection: Connection, hub: DomainRecord, ring: Keyring, text: str
-) -> tuple[Resolution, bytes]:
-    key = ring.active
-    pseudonym = parse_for_domain(text, domain=hub.name, keyring=ring)
-    found = links.hub_ref(connection, version=pseudonym.version, value=pseudonym.value)
-    if found is None:
-        raise NotFound("unknown linking key", code="unknown_key")
-    kind, ref = found
-    customer_id, card_row = behind_hub_key(connection, kind, ref)
-    if kind == "card" and card_row is None:
-        raise NotFound("unknown linking key", code="unknown_key")
-    if customer_id is None:
-        assert card_row is not None
-        view = CardView(
-            card_row.partner,
-            _hub_text(
-                hub, key.version, links.hub_value(connection, ref=card_row.ref, version=key.version)
-            ),
-            card_row.enrolled_at,
-        )
-        return Resolution(None, [view], None, None), card_row.base
-    customer = links.customer(connection, customer_id=customer_id)
-    if customer is None:
-        raise NotFound("unknown linking key", code="unknown_key")
-    rows = links.cards_of(connection, customer_id=customer_id)
-    views = [
-        CardView(
-            r.partner,
-            _hub_text(
-                hub, key.version, links.hub_value(connection, ref=r.ref, version=key.version)
-            ),
-            r.linked_at or r.enrolled_at,
-        )
-        for r in rows
-    ]
-    alliance = _hub_text(
-        hub, key.version, links.hub_value(connection, ref=customer.base, version=key.version)
-    )
-    subject_base = card_row.base if card_row is not None else rows[0].base
-    return Resolution(alliance, views, customer.attached_to, customer.policy_version), subject_base
-
-
-@audited("link_resolve", domain_arg=None)
-def resolve(
-    deployment: Deployment, *, access: Access, linking_keys: Sequence[str], strict: bool = False
-) -> list[Resolution | TiersError]:
-    """Resolve hub linking keys (card or customer keys) in the hub domain, in order; an
-    unknown or malformed key gets its error in its place (with ``strict``, it is raised)."""
-    results: list[Resolution | TiersError] = []
-    with deployment.transaction() as connection:
-        hub = deployment.hub_domain(connection)
-        if hub is None:
-            raise NotFound("no hub domain", code="unknown_domain")
-        require(access, "link_resolve", hub.name)
-        ring = deployment.domain_keyring(connection, hub)  # unwrapped once for the batch
-        bases: list[bytes] = []
-        for text in linking_keys:
-            try:
-                resolution, base = _resolve_one(connection, hub, ring, text)
-            except TiersError as error:
-                if strict:
-                    raise
-                results.append(error)
-                continue
-            results.append(resolution)
-            bases.append(base)
-        deployment.record(
-            connection,
-            access,
-            action="link_resolve",
-            domains=[hub.name],
-            counts=Counts(len(linking_keys), len(bases), len(linking_keys) - len(bases)),
-            subject=deployment.subject_reference(connection, bases[0])
-            if len(linking_keys) == 1 and bases
-            else None,
-        )
-    return results

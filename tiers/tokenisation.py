@@ -13,10 +13,10 @@ from audit import Counts
 from keys import DomainKey, length_prefixed
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
+from tiers.cards import CardEnrolment
 from tiers.deployment import Deployment
 from tiers.errors import InvalidIdentifier, InvalidRequest
 from tiers.identifiers import IdentifierKind, NormalisationOptions, get_kind
-from tiers.links import CardEnrolment
 from tiers.pseudonyms import PSEUDONYM_BYTES, b32_text, b32_texts, pseudonym_values
 from tiers.storage import SortedInserts, sorted_inserts, subjects
 from tiers.storage.domains import DomainRecord
@@ -162,7 +162,7 @@ class Registrar:
 def card_enroller(
     deployment: Deployment, connection: Connection, tokeniser: Tokeniser, now: datetime
 ) -> Callable[[list[bytes]], None] | None:
-    """Registering a partner's card numbers enrols the cards (see :mod:`tiers.links`)."""
+    """Registering a partner's card numbers enrols the cards (see :mod:`tiers.cards`)."""
     if tokeniser.domain.role != "partner":
         return None
     enrolment = CardEnrolment(deployment, connection, tokeniser.domain, tokeniser.base_key)

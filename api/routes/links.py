@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from api.calls import call
 from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
 from api.schemas import ERRORS, ValueError_, _Strict, batch_results
-from tiers import links
+from tiers import cards, links, resolution
 from tiers.errors import TiersError
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
@@ -79,7 +79,7 @@ def _outcome(result: links.LinkOutcome) -> LinkOutcomeOut:
     )
 
 
-def _resolution(result: links.Resolution) -> ResolutionOut:
+def _resolution(result: resolution.Resolution) -> ResolutionOut:
     return ResolutionOut(
         alliance_key=result.alliance_key,
         attached_to=result.attached_to,
@@ -101,7 +101,7 @@ def enrol(
 ) -> EnrolResponse:
     """Enrol your cards (clear numbers); their pseudonyms in order, errors by index."""
     access = access_with(request, body.purpose or purpose, required=True)
-    results = links.enrol_cards(
+    results = cards.enrol_cards(
         deployment,
         access=access,
         domain=client.domain or "",
@@ -184,10 +184,12 @@ async def link(linking_key: str, deployment: DeploymentDep, access: CurrentAcces
     cards as hub keys, and attached SG."""
     (result,) = await call(
         deployment,
-        lambda: links.resolve(deployment, access=access, linking_keys=[linking_key], strict=True),
+        lambda: resolution.resolve(
+            deployment, access=access, linking_keys=[linking_key], strict=True
+        ),
         short=True,
     )
-    assert isinstance(result, links.Resolution)
+    assert isinstance(result, resolution.Resolution)
     return _resolution(result)
 
 
@@ -203,7 +205,7 @@ def resolve(
 ) -> list[ResolveItem]:
     """Many linking keys at once, in order; an unknown key gets its error code in its place."""
     access = access_with(request, body.purpose or purpose, required=False)
-    results = links.resolve(deployment, access=access, linking_keys=body.linking_keys)
+    results = resolution.resolve(deployment, access=access, linking_keys=body.linking_keys)
     return [
         ResolveItem(linking_key=key, error=r.code)
         if isinstance(r, TiersError)

@@ -29,10 +29,11 @@ from tests.hardening.service import (
     tiers,
 )
 from tiers.admin import add_domain, initialise
+from tiers.cards import enrol_cards
 from tiers.deployment import Deployment
 from tiers.exchanges import send_exchange
 from tiers.inbox import delivery_file, list_inbox
-from tiers.links import associate, enrol_cards
+from tiers.links import associate
 
 STALE_SECONDS = 2
 

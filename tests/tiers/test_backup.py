@@ -20,9 +20,10 @@ from tests.conftest import ACCESS, POSTGRES_URL, Database, assert_absent
 from tiers.admin import add_domain, initialise
 from tiers.audit_ops import lookup_subject, verify_stored
 from tiers.backup import backup, restore, rotate_master_key
+from tiers.cards import enrol_cards
 from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, InvalidRequest, KeyUnavailable
-from tiers.links import associate, dissociate, enrol_cards
+from tiers.links import associate, dissociate
 from tiers.settings import Settings
 from tiers.tokenisation import pseudonymise_values
 

@@ -28,11 +28,12 @@ from tests.tiers.test_exchanges import HUB, alliance, partner  # noqa: F401 - al
 from tiers.admin import destroy_key, rotate_key
 from tiers.backup import backup, restore
 from tiers.campaigns import send_campaign
+from tiers.cards import enrol_cards
 from tiers.deployment import Deployment
 from tiers.exchanges import send_exchange, withdraw_customer
 from tiers.identifiers import get_kind
 from tiers.inbox import ack_delivery, delivery_file, list_inbox
-from tiers.links import Resolution, enrol_cards, resolve
+from tiers.resolution import Resolution, resolve
 from tiers.settings import Settings
 from tiers.tokenisation import Tokeniser, pseudonymise_values
 

@@ -19,11 +19,13 @@ from tests.conftest import ACCESS, Database, assert_absent
 from tiers.admin import add_domain, retire_key, rotate_key
 from tiers.auditing import Access
 from tiers.campaigns import send_campaign
+from tiers.cards import enrol_cards
 from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, KeyStateError, NotFound, PolicyViolation
 from tiers.exchanges import send_exchange, withdraw_customer
 from tiers.inbox import ack_delivery, delivery_file, list_inbox, purge_inbox, recover_inbox
-from tiers.links import Resolution, associate, enrol_cards, resolve
+from tiers.links import associate
+from tiers.resolution import Resolution, resolve
 from tiers.tokenisation import pseudonymise_values
 
 PARTNERS = ("casino", "galeries-lafayette", "caisse-epargne", "sncf")

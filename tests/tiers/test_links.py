@@ -20,21 +20,14 @@ from tiers import tokenisation
 from tiers.admin import add_domain
 from tiers.audit_ops import lookup_subject, verify_stored
 from tiers.auditing import Access
+from tiers.cards import card_ref, card_refs, enrol_cards
 from tiers.deployment import Deployment
 from tiers.errors import DomainMismatch, NotFound, PolicyViolation
 from tiers.files import ColumnSpec, tokenise_file
 from tiers.inbox import list_inbox
-from tiers.links import (
-    Resolution,
-    associate,
-    card_ref,
-    card_refs,
-    dissociate,
-    enrol_cards,
-    resolve,
-    transfer,
-)
+from tiers.links import associate, dissociate, transfer
 from tiers.pseudonyms import Pseudonym, base_pseudonym
+from tiers.resolution import Resolution, resolve
 from tiers.storage import migrate
 from tiers.storage.database import alembic_config
 from tiers.storage.tables import hub_keys, metadata

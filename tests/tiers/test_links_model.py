@@ -26,10 +26,12 @@ from sqlalchemy import delete, select
 
 from tests.conftest import ACCESS
 from tests.tiers.test_links import PARTNERS, alliance, hub_key  # noqa: F401 - fixture
+from tiers.cards import enrol_cards
 from tiers.deployment import Deployment
 from tiers.errors import NotFound, PolicyViolation
-from tiers.links import Resolution, associate, dissociate, enrol_cards, resolve, transfer
+from tiers.links import associate, dissociate, transfer
 from tiers.policies import apply_policy, default_policy
+from tiers.resolution import Resolution, resolve
 from tiers.storage.tables import attachments, cards, customers, hub_keys
 
 SG = {"casino", "galeries-lafayette", "caisse-epargne"}

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tiers import links, policies
+from tiers import cards, links, policies, resolution
 from tiers.cli._common import EXIT_REJECTS, deployment, handles_errors, operator, out_console
 from tiers.errors import InvalidIdentifier, NotFound
 
@@ -51,7 +51,7 @@ def card_enrol(
     access = operator(purpose)
     with deployment(access, "card_enrol") as dep:
         when = datetime.fromisoformat(date) if date else None
-        results = links.enrol_cards(
+        results = cards.enrol_cards(
             dep, access=access, domain=domain, values=values, enrolled_at=when
         )
     failed = False
@@ -125,8 +125,8 @@ def link_show(
     """What the hub sees for one linking key: customer key, cards, attached SG."""
     access = operator(purpose)
     with deployment(access, "link_resolve") as dep:
-        (result,) = links.resolve(dep, access=access, linking_keys=[linking_key], strict=True)
-    assert isinstance(result, links.Resolution)
+        (result,) = resolution.resolve(dep, access=access, linking_keys=[linking_key], strict=True)
+    assert isinstance(result, resolution.Resolution)
     table = Table("partner", "linking key", "since")
     for view in result.cards:
         table.add_row(view.partner, view.linking_key, view.since.isoformat(timespec="seconds"))

@@ -1,0 +1,197 @@
+"""Partner cards: their identity, their enrolment with a hub linking key, and finding one.
+
+A card is one partner's card: its reference is ``HMAC(K_base, "card at partner" | partner | B)``,
+so that the same number at two partners is two cards. Enrolling a card gives it a key in the hub
+domain, unless the card has left the alliance. How cards are linked into customers is
+:mod:`tiers.links`; what the hub learns from a key is :mod:`tiers.resolution`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from audit import Counts
+from keys import DomainKey, length_prefixed
+from tiers.auditing import Access, audited
+from tiers.authorisation import require
+from tiers.deployment import Deployment
+from tiers.errors import InvalidIdentifier, InvalidRequest, NotFound
+from tiers.identifiers import get_kind
+from tiers.pseudonyms import base_pseudonym, domain_pseudonym, parse_for_domain, pseudonym_values
+from tiers.storage import inbox as inbox_repo
+from tiers.storage import links, subjects
+from tiers.storage.domains import DomainRecord
+from tiers.storage.links import CardRow
+
+__all__ = [
+    "CardEnrolment",
+    "card_of",
+    "card_ref",
+    "card_refs",
+    "enrol_cards",
+    "partner_card",
+    "partner_domain",
+]
+
+_CARD_REF = b"tiers card at partner v1"
+
+
+def card_ref(base_key: DomainKey, partner: str, base: bytes) -> bytes:
+    """A card's internal identity: the same number at two partners is two cards."""
+    return card_refs(base_key, partner, [base])[0]
+
+
+def card_refs(base_key: DomainKey, partner: str, bases: Sequence[bytes]) -> list[bytes]:
+    """:func:`card_ref` of each base pseudonym, in order (the partner's part encoded once)."""
+    head = length_prefixed(_CARD_REF, partner.encode())
+    return base_key.mac_many([head + length_prefixed(base) for base in bases])
+
+
+class CardEnrolment:
+    """Enrolling one partner's cards within one transaction: the base and hub keys are
+    unwrapped once, on first use, however many cards follow (the base key may be handed in by
+    a caller that already holds it)."""
+
+    def __init__(
+        self,
+        deployment: Deployment,
+        connection: Connection,
+        partner: DomainRecord,
+        base_key: DomainKey | None = None,
+    ) -> None:
+        self.deployment = deployment
+        self.connection = connection
+        self.partner = partner
+        if base_key is not None:
+            self.base_key = base_key
+
+    @functools.cached_property
+    def base_key(self) -> DomainKey:
+        return self.deployment.base_keyring(self.connection).active
+
+    @functools.cached_property
+    def hub(self) -> DomainRecord | None:
+        return self.deployment.hub_domain(self.connection)
+
+    @functools.cached_property
+    def hub_key(self) -> DomainKey | None:
+        hub = self.hub
+        return None if hub is None else self.deployment.domain_keyring(self.connection, hub).active
+
+    def enrol(self, bases: Sequence[bytes], now: datetime) -> None:
+        """Enrol cards (first enrolment date kept) and give each its hub linking key."""
+        if not bases or self.partner.role != "partner":
+            return
+        unique = list(dict.fromkeys(bases))
+        refs = list(zip(card_refs(self.base_key, self.partner.name, unique), unique, strict=True))
+        links.enrol(self.connection, partner_id=self.partner.id, cards_=refs, now=now)
+        if self.hub is None or self.hub_key is None:
+            return
+        # A card that left the alliance never gets a hub key again.
+        gone = inbox_repo.withdrawn_refs(self.connection, refs=[r for r, _ in refs])
+        keyed = [r for r, _ in refs if r not in gone]
+        values = pseudonym_values(self.hub_key, keyed)
+        links.insert_hub_keys(
+            self.connection,
+            [
+                {
+                    "version": self.hub_key.version,
+                    "value": value,
+                    "kind": "card",
+                    "ref": r,
+                }
+                for r, value in zip(keyed, values, strict=True)
+            ],
+        )
+
+
+@audited("card_enrol")
+def enrol_cards(
+    deployment: Deployment,
+    *,
+    access: Access,
+    domain: str,
+    values: Sequence[str],
+    enrolled_at: datetime | None = None,
+) -> list[str | InvalidIdentifier]:
+    """Enrol a partner's cards (clear numbers); their pseudonyms in order, errors in place."""
+    require(access, "card_enrol", domain)
+    kind = get_kind("card")
+    results: list[str | InvalidIdentifier] = []
+    with deployment.transaction() as connection:
+        partner = partner_domain(deployment, connection, domain)
+        options = deployment.normalisation(partner)
+        base_key = deployment.base_keyring(connection).active
+        domain_key = deployment.domain_keyring(connection, partner).active
+        pairs: list[tuple[bytes, bytes]] = []
+        for value in values:
+            try:
+                normalised = kind.normaliser(value, options)
+            except InvalidIdentifier as error:
+                results.append(error)
+                continue
+            base = base_pseudonym(base_key, "card", normalised)
+            pseudonym = domain_pseudonym(domain_key, partner.name, base)
+            pairs.append((base, pseudonym.value))
+            results.append(str(pseudonym))
+        subjects.register(
+            connection,
+            domain_id=partner.id,
+            version=domain_key.version,
+            pairs=pairs,
+            now=access.now,
+        )
+        CardEnrolment(deployment, connection, partner).enrol(
+            [b for b, _ in pairs], enrolled_at or access.now
+        )
+        deployment.record(
+            connection,
+            access,
+            action="card_enrol",
+            domains=[domain],
+            counts=Counts(len(values), len(pairs), len(values) - len(pairs)),
+            subject=deployment.subject_reference(connection, pairs[0][0])
+            if len(values) == 1 and pairs
+            else None,
+        )
+    return results
+
+
+def partner_domain(deployment: Deployment, connection: Connection, name: str) -> DomainRecord:
+    """The partner domain ``name``; raises :class:`InvalidRequest` for a domain of another role."""
+    record = deployment.domain(connection, name)
+    if record.role != "partner":
+        raise InvalidRequest(f"domain {name!r} is not a partner domain", code="wrong_role")
+    return record
+
+
+def card_of(
+    deployment: Deployment, connection: Connection, partner: DomainRecord, base: bytes
+) -> CardRow | None:
+    """The partner's enrolled card whose number has the base pseudonym ``base``, if any."""
+    ref = card_ref(deployment.base_keyring(connection).active, partner.name, base)
+    return links.card_by_ref(connection, ref=ref)
+
+
+def partner_card(
+    deployment: Deployment, connection: Connection, partner: DomainRecord, value: str
+) -> CardRow:
+    """The partner's card named by a clear number or by the partner's own pseudonym."""
+    base: bytes | None
+    if ".v" in value:
+        ring = deployment.domain_keyring(connection, partner)
+        pseudonym = parse_for_domain(value.strip(), domain=partner.name, keyring=ring)
+        base = subjects.lookup(
+            connection, domain_id=partner.id, version=pseudonym.version, value=pseudonym.value
+        )
+    else:
+        normalised = get_kind("card").normaliser(value, deployment.normalisation(partner))
+        base = base_pseudonym(deployment.base_keyring(connection).active, "card", normalised)
+    row = None if base is None else card_of(deployment, connection, partner, base)
+    if row is None:
+        raise NotFound(f"no card of {partner.name} by that number", code="unknown_card")
+    return row

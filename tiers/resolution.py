@@ -1,0 +1,135 @@
+"""The hub's resolution of its linking keys: the cards and customer behind each, in the hub's
+own domain only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from audit import Counts
+from keys import Keyring
+from tiers.auditing import Access, audited
+from tiers.authorisation import require
+from tiers.deployment import Deployment
+from tiers.errors import NotFound, TiersError
+from tiers.pseudonyms import Pseudonym, parse_for_domain
+from tiers.storage import links
+from tiers.storage.domains import DomainRecord
+from tiers.storage.links import CardRow
+
+__all__ = ["CardView", "Resolution", "behind_hub_key", "resolve"]
+
+
+@dataclass(frozen=True, slots=True)
+class CardView:
+    partner: str
+    linking_key: str
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What the hub learns about one linking key, in its own domain only."""
+
+    alliance_key: str | None
+    cards: list[CardView]
+    attached_to: str | None
+    policy_version: str | None
+
+
+def _hub_text(hub: DomainRecord, version: int, value: bytes | None) -> str:
+    assert value is not None
+    return str(Pseudonym(hub.name, version, value))
+
+
+def behind_hub_key(
+    connection: Connection, kind: str, ref: bytes
+) -> tuple[int | None, CardRow | None]:
+    """The customer (if any) and the card (for a card key) that a hub key stands for."""
+    if kind == "customer":
+        return links.customer_by_base(connection, base=ref), None
+    card_row = links.card_by_ref(connection, ref=ref)
+    return (card_row.customer_id if card_row is not None else None), card_row
+
+
+def _resolve_one(
+    connection: Connection, hub: DomainRecord, ring: Keyring, text: str
+) -> tuple[Resolution, bytes]:
+    key = ring.active
+    pseudonym = parse_for_domain(text, domain=hub.name, keyring=ring)
+    found = links.hub_ref(connection, version=pseudonym.version, value=pseudonym.value)
+    if found is None:
+        raise NotFound("unknown linking key", code="unknown_key")
+    kind, ref = found
+    customer_id, card_row = behind_hub_key(connection, kind, ref)
+    if kind == "card" and card_row is None:
+        raise NotFound("unknown linking key", code="unknown_key")
+    if customer_id is None:
+        assert card_row is not None
+        view = CardView(
+            card_row.partner,
+            _hub_text(
+                hub, key.version, links.hub_value(connection, ref=card_row.ref, version=key.version)
+            ),
+            card_row.enrolled_at,
+        )
+        return Resolution(None, [view], None, None), card_row.base
+    customer = links.customer(connection, customer_id=customer_id)
+    if customer is None:
+        raise NotFound("unknown linking key", code="unknown_key")
+    rows = links.cards_of(connection, customer_id=customer_id)
+    views = [
+        CardView(
+            r.partner,
+            _hub_text(
+                hub, key.version, links.hub_value(connection, ref=r.ref, version=key.version)
+            ),
+            r.linked_at or r.enrolled_at,
+        )
+        for r in rows
+    ]
+    alliance = _hub_text(
+        hub, key.version, links.hub_value(connection, ref=customer.base, version=key.version)
+    )
+    subject_base = card_row.base if card_row is not None else rows[0].base
+    return Resolution(alliance, views, customer.attached_to, customer.policy_version), subject_base
+
+
+@audited("link_resolve", domain_arg=None)
+def resolve(
+    deployment: Deployment, *, access: Access, linking_keys: Sequence[str], strict: bool = False
+) -> list[Resolution | TiersError]:
+    """Resolve hub linking keys (card or customer keys) in the hub domain, in order; an
+    unknown or malformed key gets its error in its place (with ``strict``, it is raised)."""
+    results: list[Resolution | TiersError] = []
+    with deployment.transaction() as connection:
+        hub = deployment.hub_domain(connection)
+        if hub is None:
+            raise NotFound("no hub domain", code="unknown_domain")
+        require(access, "link_resolve", hub.name)
+        ring = deployment.domain_keyring(connection, hub)  # unwrapped once for the batch
+        bases: list[bytes] = []
+        for text in linking_keys:
+            try:
+                resolution, base = _resolve_one(connection, hub, ring, text)
+            except TiersError as error:
+                if strict:
+                    raise
+                results.append(error)
+                continue
+            results.append(resolution)
+            bases.append(base)
+        deployment.record(
+            connection,
+            access,
+            action="link_resolve",
+            domains=[hub.name],
+            counts=Counts(len(linking_keys), len(bases), len(linking_keys) - len(bases)),
+            subject=deployment.subject_reference(connection, bases[0])
+            if len(linking_keys) == 1 and bases
+            else None,
+        )
+    return results
