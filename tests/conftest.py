@@ -101,9 +101,10 @@ class Database:
         finally:
             engine.dispose()
 
-    def dangling(self) -> dict[str, int]:
-        """How many index entries and cards name a subject or a domain the database does not
-        hold. There must be none; since migration 0010 no foreign key makes the database check."""
+    def integrity_faults(self) -> dict[str, int]:
+        """What the schema no longer makes the database check since migration 0010, counted:
+        index entries and cards naming a subject or a domain the database does not hold, and
+        cards of one partner with the same subject. There must be none."""
         if self.backend == "sqlite" and not (self.home / "tiers.db").exists():
             return {}
         references = (
@@ -112,19 +113,23 @@ class Database:
             ("cards", "base", "subjects", "base"),
             ("cards", "partner_id", "domains", "id"),
         )
+        queries = {
+            f"{table}.{column} dangling": f"SELECT count(*) FROM {table} WHERE NOT EXISTS "  # noqa: S608
+            f"(SELECT 1 FROM {parent} WHERE {parent}.{key} = {table}.{column})"
+            for table, column, parent, key in references
+        }
+        queries["cards twice"] = (
+            "SELECT count(*) FROM (SELECT partner_id, base FROM cards "
+            "GROUP BY partner_id, base HAVING count(*) > 1) AS twice"
+        )
         engine = create_engine(self.url or f"sqlite:///{self.home / 'tiers.db'}")
         try:
             with engine.connect() as connection:
-                tables = set(inspect(connection).get_table_names())
+                if not {"cards", "pseudonym_index"} <= set(inspect(connection).get_table_names()):
+                    return {}
                 return {
-                    f"{table}.{column}": connection.execute(
-                        text(
-                            f"SELECT count(*) FROM {table} WHERE NOT EXISTS "  # noqa: S608
-                            f"(SELECT 1 FROM {parent} WHERE {parent}.{key} = {table}.{column})"
-                        )
-                    ).scalar_one()
-                    for table, column, parent, key in references
-                    if {table, parent} <= tables
+                    fault: connection.execute(text(query)).scalar_one()
+                    for fault, query in queries.items()
                 }
         finally:
             engine.dispose()
@@ -152,10 +157,10 @@ class Database:
         return b"\n".join(chunks)
 
 
-def _nothing_dangles(database: Database) -> None:
+def _no_integrity_fault(database: Database) -> None:
     """Checked after every test that has a database: whatever it wrote, every index entry and
-    card names a subject and a domain that exist."""
-    assert {} == {reference: n for reference, n in database.dangling().items() if n}
+    card names a subject and a domain that exist, and no partner has a card twice."""
+    assert {} == {fault: n for fault, n in database.integrity_faults().items() if n}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -164,7 +169,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     if request.param == "sqlite":
         database = Database("sqlite", home)
         yield database
-        _nothing_dangles(database)
+        _no_integrity_fault(database)
         return
     if not POSTGRES_URL:
         pytest.skip("set TIERS_TEST_POSTGRES_URL to run the PostgreSQL tests")
@@ -176,7 +181,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
     try:
         database = Database("postgresql", home, url.render_as_string(hide_password=False), schema)
         yield database
-        _nothing_dangles(database)
+        _no_integrity_fault(database)
     finally:
         with admin_engine.connect() as connection:
             connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")

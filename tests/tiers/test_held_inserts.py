@@ -32,7 +32,7 @@ from tiers.storage.database import BULK_CACHE_KIB
 from tiers.storage.held_inserts import SORTING_CACHE_KIB, sort_key
 from tiers.storage.links import enrol
 from tiers.storage.subjects import register
-from tiers.storage.tables import cards, hub_keys, pseudonym_index, subjects
+from tiers.storage.tables import cards, hub_keys, keys, pseudonym_index, subjects
 
 NOW = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
 LATER = datetime(2026, 11, 23, 13, 0, tzinfo=UTC)
@@ -131,7 +131,7 @@ def partner_id(deployment: Deployment) -> int:
 def test_held_inserts_store_exactly_what_direct_inserts_store(
     deployment: Deployment, partner_id: int, before: list[list[int]], load: list[list[int]]
 ) -> None:
-    """Rows already stored, rows repeated in a batch and across batches, foreign keys to rows
+    """Rows already stored, rows repeated in a batch and across batches, rows naming rows
     held in the same block, constants that change between batches: the tables end the same."""
 
     def direct(connection: Connection) -> object:
@@ -220,7 +220,8 @@ def test_rows_are_ordered_by_the_key_they_give() -> None:
     assert sort_key(pseudonym_index, ["value", "subject"], ["domain_id", "version"]) == ["value"]
     # A generated id is not given: the narrowest unique constraint the rows give is the key.
     assert sort_key(cards, ["ref", "base"], ["partner_id", "enrolled_at"]) == ["ref"]
-    assert sort_key(cards, ["base"], ["partner_id"]) == ["base"]
+    # A unique constraint of several columns, some of them constants.
+    assert sort_key(keys, ["version", "state"], ["owner", "purpose"]) == ["version"]
     assert sort_key(hub_keys, ["version", "value", "kind", "ref"]) == ["version", "value"]
     loose = Table("loose", MetaData(), Column("id", Integer, primary_key=True), Column("x", String))
     assert sort_key(loose, ["x"]) == []

@@ -19,7 +19,8 @@ from tiers.storage._dialect import COPY_THRESHOLD, bulk_insert_ignoring_duplicat
 from tiers.storage.database import BULK_CACHE_KIB, alembic_config
 from tiers.storage.inbox import WITHDRAWN_CHUNK
 from tiers.storage.links import insert_hub_keys
-from tiers.storage.tables import hub_keys, metadata, withdrawn
+from tiers.storage.tables import cards as card_table
+from tiers.storage.tables import hub_keys, metadata, pseudonym_index, withdrawn
 from tiers.storage.tables import subjects as subject_table
 from tiers.tokenisation import pseudonymise_values
 
@@ -352,19 +353,28 @@ def test_migration_0008_drops_the_index_by_subject_in_place_and_keeps_every_entr
     assert rotation.reindexed == len(cards)
 
 
-def test_migration_0010_drops_the_foreign_keys_of_registrations_in_place_and_keeps_every_row(
+def test_migration_0010_drops_the_keys_of_registrations_in_place_and_keeps_every_row(
     deployment: Deployment, database: Database
 ) -> None:
     """A deployment at 0009 upgrades in place: its index entries and cards stay as they were,
-    without their foreign keys to the subjects and domains. The downgrade gives them back."""
+    without their foreign keys to the subjects and domains, and the cards without their unique
+    key (partner, subject). The downgrade gives them back."""
 
-    def foreign_keys() -> dict[str, list[tuple[str, str]]]:
+    def keys() -> dict[str, list[tuple[str, ...]]]:
         with deployment.engine.connect() as connection:
             found = inspect(connection)
             return {
                 table: sorted(
-                    (key["constrained_columns"][0], key["referred_table"])
-                    for key in found.get_foreign_keys(table)
+                    [
+                        *(
+                            (key["constrained_columns"][0], key["referred_table"])
+                            for key in found.get_foreign_keys(table)
+                        ),
+                        *(
+                            tuple(key["column_names"])
+                            for key in found.get_unique_constraints(table)
+                        ),
+                    ]
                 )
                 for table in ("pseudonym_index", "cards")
             }
@@ -381,12 +391,56 @@ def test_migration_0010_drops_the_foreign_keys_of_registrations_in_place_and_kee
         command.downgrade(alembic_config(connection), "0009")
     assert {
         "pseudonym_index": [("domain_id", "domains"), ("subject", "subjects")],
-        "cards": [("base", "subjects"), ("customer_id", "customers"), ("partner_id", "domains")],
-    } == foreign_keys()
+        "cards": [
+            ("base", "subjects"),
+            ("customer_id", "customers"),
+            ("partner_id", "base"),
+            ("partner_id", "domains"),
+            ("ref",),
+        ],
+    } == keys()
     before = rows()
     assert len(cards) == len(before["cards"]) == len(before["pseudonym_index"])
     migrate(deployment.engine)
-    assert {"pseudonym_index": [], "cards": [("customer_id", "customers")]} == foreign_keys()
+    assert {"pseudonym_index": [], "cards": [("customer_id", "customers"), ("ref",)]} == keys()
     assert before == rows()
     with deployment.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+
+
+def test_the_integrity_check_after_each_test_finds_each_fault(
+    deployment: Deployment, database: Database
+) -> None:
+    """What the schema no longer checks (migration 0010), the test suite does after every test:
+    here each fault is made, counted, and taken away again."""
+    add_domain(deployment, access=ACCESS, name="casino", role="partner")
+    pseudonymise_values(
+        deployment, access=ACCESS, domain="casino", kind="card", values=["49701012345678"]
+    )
+    assert not any(database.integrity_faults().values())
+    with deployment.engine.begin() as connection:
+        (card,) = connection.execute(select(card_table)).mappings()
+        row = {**card, "id": card["id"] + 1, "ref": bytes(32)}
+        connection.execute(insert(card_table).values(**row))  # the same card, twice
+        unknown = {"id": 9, "ref": b"\1" * 32, "base": b"\2" * 32}  # a subject nobody registered
+        connection.execute(insert(card_table).values(**{**row, **unknown}))
+        connection.execute(
+            insert(pseudonym_index).values(
+                domain_id=99,
+                version=1,
+                value=bytes(20),
+                subject=card["base"],
+                created_at=ACCESS.now,
+            )
+        )
+    assert {
+        "pseudonym_index.subject dangling": 0,
+        "pseudonym_index.domain_id dangling": 1,
+        "cards.base dangling": 1,
+        "cards.partner_id dangling": 0,
+        "cards twice": 1,
+    } == database.integrity_faults()
+    with deployment.engine.begin() as connection:
+        connection.execute(delete(card_table).where(card_table.c.id != card["id"]))
+        connection.execute(delete(pseudonym_index).where(pseudonym_index.c.domain_id == 99))
+    assert not any(database.integrity_faults().values())

@@ -231,7 +231,9 @@ cards = Table(
     Column("enrolled_at", UTCDateTime, nullable=False),
     Column("customer_id", Integer, ForeignKey("customers.id"), nullable=True, index=True),
     Column("linked_at", UTCDateTime, nullable=True),
-    UniqueConstraint("partner_id", "base"),
+    # No unique key on (partner_id, base) since migration 0010: `ref`, a keyed hash of that pair
+    # under the base key (which never changes), is unique, and the second index cost each card
+    # an insert in random order.
 )
 
 # Alliance customers: two or more linked cards, attached to exactly one management company.

@@ -1,4 +1,4 @@
-"""The pseudonym index and the cards no longer hold foreign keys to the subjects and domains.
+"""The pseudonym index and the cards lose their foreign keys, and the cards their second key.
 
 Revision ID: 0010
 Revises: 0009
@@ -18,6 +18,10 @@ of an index entry or a card registers its subject first, in the same transaction
 suite checks after every test that each entry and card names a subject and a domain that exist.
 The domains' keys of the tables written once per operation (customers, attachments,
 deliveries) are kept.
+
+The cards' unique key (partner, subject) goes too: a card's reference is a keyed hash of the
+same pair under the base key, which never changes, and is unique itself. Its index took each
+card in random order: 21,900 -> 25,100 rows a second on PostgreSQL, and a few per cent on SQLite.
 """
 
 from __future__ import annotations
@@ -42,11 +46,16 @@ _KEYS = {
 }
 
 
+_CARD_KEY = "uq_cards_partner_id_base"
+
+
 def upgrade() -> None:
     for table, keys in _KEYS.items():
         with op.batch_alter_table(table) as batch:
             for name, _column, _referred, _key in keys:
                 batch.drop_constraint(name, type_="foreignkey")
+            if table == "cards":
+                batch.drop_constraint(_CARD_KEY, type_="unique")
 
 
 def downgrade() -> None:
@@ -54,3 +63,5 @@ def downgrade() -> None:
         with op.batch_alter_table(table) as batch:
             for name, column, referred, key in keys:
                 batch.create_foreign_key(name, referred, [column], [key])
+            if table == "cards":
+                batch.create_unique_constraint(_CARD_KEY, ["partner_id", "base"])
