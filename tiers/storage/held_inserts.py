@@ -129,8 +129,8 @@ class SortedInserts:
         fixed = tuple(constants.items())
         stage = self._stages.get(key)
         if stage is not None and (stage.constants, stage.parents) != (fixed, tuple(parents)):
-            # Rows that differ in their constants are inserted in the order they came: what is
-            # held so far goes in first.
+            # Rows that differ in their constants or parents are inserted in the order they
+            # came: what is held so far goes in first.
             self.flush()
             stage = None
         if stage is None:
