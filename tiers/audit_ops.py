@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Row
 
 from audit import (
     Checkpoint,
@@ -93,7 +94,7 @@ def read_log(
     return found
 
 
-def _checked(rows: Iterator[tuple[StoredEntry, object]]) -> Iterator[StoredEntry]:
+def _checked(rows: Iterator[tuple[StoredEntry, Row[Any]]]) -> Iterator[StoredEntry]:
     """Pass entries on, first checking that the searchable columns say what the entry says."""
     for stored, row in rows:
         try:
@@ -101,8 +102,7 @@ def _checked(rows: Iterator[tuple[StoredEntry, object]]) -> Iterator[StoredEntry
         except AuditIntegrityError:
             yield stored  # verify_log names the fault
             continue
-        r = row
-        columns = (r.time, r.actor, r.action, r.outcome, r.subject, r.other_subject)  # type: ignore[attr-defined]
+        columns = (row.time, row.actor, row.action, row.outcome, row.subject, row.other_subject)
         if columns != (
             entry.time,
             entry.actor[:128],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Connection, Dialect, MetaData, Table, literal, select, true
@@ -19,6 +20,7 @@ __all__ = [
     "COPY_THRESHOLD",
     "HELD_INSERTS",
     "IN_CHUNK",
+    "Parent",
     "bulk_insert_ignoring_duplicates",
     "copy_rows",
     "in_chunks",
@@ -81,12 +83,29 @@ def _compiled_insert(connection: Connection, table: Table, names: tuple[str, ...
     return _compiled(connection.dialect, table, names)
 
 
+@dataclass(frozen=True, slots=True)
+class Parent:
+    """The row of ``table`` that each inserted row names by its ``column``: ``table``'s
+    one-column primary key takes that value, its other columns the ``constants``."""
+
+    column: str
+    table: Table
+    constants: tuple[tuple[str, object], ...]
+
+    @property
+    def key(self) -> str:
+        (key,) = self.table.primary_key.columns
+        return str(key.name)
+
+
 def bulk_insert_ignoring_duplicates(
     connection: Connection,
     table: Table,
     columns: Sequence[str],
     rows: Iterable[Sequence[bytes | int | str]],
     constants: Mapping[str, object] | None = None,
+    *,
+    parents: Sequence[Parent] = (),
 ) -> None:
     """:func:`insert_ignoring_duplicates` of many rows, for the hot paths.
 
@@ -99,18 +118,26 @@ def bulk_insert_ignoring_duplicates(
     binary) into a temporary table of the transaction and inserted from there in one statement:
     several times faster than one ``INSERT`` per row, in the same transaction.
 
-    Within :func:`tiers.storage.sorted_inserts`, the rows are held and inserted at its end.
+    The ``parents`` the rows name are inserted first, duplicates ignored too.
+
+    Within :func:`tiers.storage.sorted_inserts`, the rows are held and inserted at its end
+    (their parents from them, just before them).
     """
     constants = dict(constants or {})
     holder: SortedInserts | None = connection.info.get(HELD_INSERTS)
     if holder is not None:
-        holder.add(table, columns, rows, constants)
+        holder.add(table, columns, rows, constants, parents)
         return
-    if connection.dialect.name == "postgresql":
-        rows = rows if isinstance(rows, Sequence) else list(rows)
-        if len(rows) >= COPY_THRESHOLD:
-            _copy_insert_ignoring_duplicates(connection, table, columns, rows, constants)
-            return
+    rows = rows if isinstance(rows, Sequence) else list(rows)
+    for parent in parents:
+        at = list(columns).index(parent.column)
+        keys = [(row[at],) for row in rows]
+        bulk_insert_ignoring_duplicates(
+            connection, parent.table, [parent.key], keys, dict(parent.constants)
+        )
+    if connection.dialect.name == "postgresql" and len(rows) >= COPY_THRESHOLD:
+        _copy_insert_ignoring_duplicates(connection, table, columns, rows, constants)
+        return
     names = [*columns, *constants]
     compiled = _compiled_insert(connection, table, tuple(names))
     fixed: dict[str, Any] = {}

@@ -6,8 +6,9 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
 
 from audit import Checkpoint, PurgeMark, StoredEntry
 from tiers.storage.tables import audit_checkpoints, audit_entries, audit_state
@@ -155,7 +156,7 @@ def purge_mark(connection: Connection, state: AuditState) -> PurgeMark | None:
     return PurgeMark(_checkpoint(row), tuple(state.purge_frontier))
 
 
-def stored_entries(connection: Connection) -> Iterator[tuple[StoredEntry, object]]:
+def stored_entries(connection: Connection) -> Iterator[tuple[StoredEntry, Row[Any]]]:
     """Every entry in sequence order, with its row (for the column checks), in batches."""
     last = -1
     while True:

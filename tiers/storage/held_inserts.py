@@ -17,8 +17,8 @@ held goes in first. Rows with the same key must be the same row (true of every t
 each key there is a keyed hash of the rest), since the sort does not keep their order.
 
 Rows that name a row of another table by its key (an index entry its subject) can bring that
-row along as a :class:`Parent`: instead of being held beside them, the parent rows are inserted
-from the held rows' column, sorted, just before those rows go in.
+row along as a :class:`~tiers.storage._dialect.Parent`: instead of being held beside them, the
+parent rows are inserted from the held rows' column, sorted, just before those rows go in.
 
 What is held cannot be read inside the block: use it only where nothing reads back what the
 block inserts. An exception leaves the rows uninserted, to the transaction's rollback, which
@@ -42,13 +42,14 @@ from sqlalchemy.schema import DropTable
 
 from tiers.storage._dialect import (
     HELD_INSERTS,
+    Parent,
     copy_rows,
     insert_from_stage,
     stage_table,
 )
 from tiers.storage.database import page_cache
 
-__all__ = ["Parent", "SortedInserts", "sorted_inserts"]
+__all__ = ["SortedInserts", "sorted_inserts"]
 
 
 def sort_key(table: Table, columns: Sequence[str], constants: Iterable[str] = ()) -> list[str]:
@@ -72,27 +73,6 @@ def sort_key(table: Table, columns: Sequence[str], constants: Iterable[str] = ()
         if key and set(key) <= given:
             return [name for name in key if name in columns]
     return []
-
-
-@dataclass(frozen=True, slots=True)
-class Parent:
-    """The row of ``table`` that each held row names by its ``column``: ``table``'s one-column
-    primary key takes that value, its other columns the ``constants``."""
-
-    column: str
-    table: Table
-    constants: tuple[tuple[str, object], ...]
-
-    def insert(self, connection: Connection, stage: Table) -> None:
-        (key,) = self.table.primary_key.columns
-        insert_from_stage(
-            connection,
-            self.table,
-            stage,
-            dict(self.constants),
-            order_by=[self.column],
-            columns={key.name: self.column},
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +138,14 @@ class SortedInserts:
         with page_cache(self._connection, SORTING_CACHE_KIB):
             for stage in stages:
                 for parent in stage.parents:
-                    parent.insert(self._connection, stage.temporary)
+                    insert_from_stage(
+                        self._connection,
+                        parent.table,
+                        stage.temporary,
+                        dict(parent.constants),
+                        order_by=[parent.column],
+                        columns={parent.key: parent.column},
+                    )
                 constants = dict(stage.constants)
                 order = sort_key(stage.table, stage.columns, constants)
                 insert_from_stage(

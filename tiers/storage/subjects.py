@@ -7,12 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, func, select
 
-from tiers.storage._dialect import (
-    HELD_INSERTS,
-    bulk_insert_ignoring_duplicates,
-    versioned_chunks,
-)
-from tiers.storage.held_inserts import Parent, SortedInserts
+from tiers.storage._dialect import Parent, bulk_insert_ignoring_duplicates, versioned_chunks
 from tiers.storage.tables import pseudonym_index, subjects
 
 __all__ = ["count_index", "delete_version", "lookup", "lookup_many", "register", "reindex"]
@@ -30,23 +25,18 @@ def register(
 ) -> None:
     """Record each ``(base, pseudonym value)``: the subject and its index entry (idempotent).
 
-    Within :func:`~tiers.storage.sorted_inserts`, only the index entries are held: the subjects
-    are inserted from them, before them, at the end of the block.
+    The subjects are the entries' parents: within :func:`~tiers.storage.sorted_inserts` only
+    the entries are held, and the subjects inserted from them at the end of the block.
     """
     if not pairs:
         return
-    entries = [(value, base) for base, value in pairs]
-    constants = {"domain_id": domain_id, "version": version, "created_at": now}
-    held: SortedInserts | None = connection.info.get(HELD_INSERTS)
-    if held is not None:
-        subject = Parent("subject", subjects, (("created_at", now),))
-        held.add(pseudonym_index, ["value", "subject"], entries, constants, parents=[subject])
-        return
     bulk_insert_ignoring_duplicates(
-        connection, subjects, ["base"], [(base,) for base, _ in pairs], {"created_at": now}
-    )
-    bulk_insert_ignoring_duplicates(
-        connection, pseudonym_index, ["value", "subject"], entries, constants
+        connection,
+        pseudonym_index,
+        ["value", "subject"],
+        [(value, base) for base, value in pairs],
+        {"domain_id": domain_id, "version": version, "created_at": now},
+        parents=[Parent("subject", subjects, (("created_at", now),))],
     )
 
 
