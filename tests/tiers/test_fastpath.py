@@ -9,7 +9,7 @@ import itertools
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ACCESS
@@ -127,44 +127,68 @@ def test_results_come_back_in_block_order(workers: int) -> None:
     assert [(n, (n % 7) ** 2) for n in range(50)] == list(in_order(square, iter(blocks), workers))
 
 
+# Delimiters: the usual ones, and ones a token or a neutralised cell holds (their cells are
+# quoted by csv.writer, so a block is written through it).
+DELIMITERS = st.sampled_from([",", ";", "\t", "|", " ", "'", "-", ".", "a", "7"])
+
+
 @st.composite
-def safe_blocks(draw: st.DrawFn) -> bytes:
+def safe_blocks(draw: st.DrawFn, delimiter: str = ",") -> bytes:
     """A block as RecordBlocks cuts them: whole lines with no quote, NUL or lone carriage
     return; sometimes blank lines, sometimes a byte that is not UTF-8."""
     cards = st.sampled_from(["10000001", "4970 1012 3456", "1234", ""])
-    emails = st.sampled_from(["anne.leroy@example.fr", "ANNE.Leroy@Example.FR ", "no-at"])
+    emails = st.sampled_from(
+        ["anne.leroy@example.fr", "ANNE.Leroy@Example.FR ", "leo@web.fr", "no-at"]
+    )
     fitting = st.tuples(cards, emails, CELLS).map(list)
     lines = []
     for _ in range(draw(st.integers(0, 40))):
         cells = draw(st.one_of(fitting, fitting, st.lists(CELLS, min_size=2, max_size=4)))
-        lines.append(",".join(draw(st.sampled_from([cells, cells, [], ["\udcff", *cells]]))))
+        lines.append(delimiter.join(draw(st.sampled_from([cells, cells, [], ["\udcff", *cells]]))))
     ending = draw(st.sampled_from(["\n", "\r\n"]))
     return "".join(line + ending for line in lines).encode("utf-8", "surrogateescape")
 
 
 @settings(max_examples=200)
 @given(
-    block=safe_blocks(),
+    block_and_delimiter=DELIMITERS.flatmap(
+        lambda delimiter: st.tuples(safe_blocks(delimiter), st.just(delimiter))
+    ),
     before=st.integers(0, 10**6),
     register=st.booleans(),
     lines_at_once=st.sampled_from([1, 3, 2048]),
 )
+# A cell csv.writer quotes for holding the delimiter: a neutralised formula's "'", a token's "a".
+@example(
+    block_and_delimiter=(b"10000001'leo@web.fr'=SUM(A1)\n", "'"),
+    before=0,
+    register=False,
+    lines_at_once=3,
+)
+@example(
+    block_and_delimiter=(b"10000001aleo@web.fra-12.50\n", "a"),
+    before=0,
+    register=False,
+    lines_at_once=3,
+)
 def test_a_block_read_by_column_gives_what_it_gives_read_by_row(
     casino: Deployment,
     monkeypatch: pytest.MonkeyPatch,
-    block: bytes,
+    block_and_delimiter: tuple[bytes, str],
     before: int,
     register: bool,
     lines_at_once: int,
 ) -> None:
     """Output, rejects and the registrations in their order, for any block read in slices of
-    any size (what the file test above cannot see: it does not register)."""
+    any size and any delimiter (what the file test above cannot see: it does not register,
+    and its files are comma-separated). The row route writes through csv.writer."""
+    block, delimiter = block_and_delimiter
     monkeypatch.setattr(files, "_COLUMN_SLICE", lines_at_once)
     header = ["card", "email", "amount"]
     plan = _plan(header, COLUMNS, ["amount"])
     with casino.transaction() as connection:
         tokeniser = Tokeniser.open(casino, connection, "casino")
-    work = _BlockWork(plan, len(header), tokeniser, ",", register)
+    work = _BlockWork(plan, len(header), tokeniser, delimiter, register)
     by_row = work._by_row(block, before, _BlockResult(bytes_in=len(block)))
     assert by_row == work(block, before)
 
