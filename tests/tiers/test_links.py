@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from keys import Keyring, new_key_material
+from keys import Keyring, length_prefixed, new_key_material
 from tests.conftest import ACCESS, Database, assert_absent
 from tiers import tokenisation
 from tiers.admin import add_domain
@@ -366,10 +366,17 @@ def test_migration_0009_makes_the_other_card_of_earlier_associations_searchable(
     bases=st.lists(st.binary(min_size=32, max_size=32), max_size=20),
 )
 def test_card_refs_is_card_ref_of_each_base(partner: str, bases: list[bytes]) -> None:
+    """Both are the stored construction, HMAC(K_base, "card at partner" | partner | B), each
+    field length-prefixed: a change would orphan every stored card."""
     key = Keyring.create(
         owner="_service", purpose="base", material=new_key_material(), now=ACCESS.now
     ).active
-    assert [card_ref(key, partner, base) for base in bases] == card_refs(key, partner, bases)
+    defined = [
+        key.mac(length_prefixed(b"tiers card at partner v1", partner.encode(), base))
+        for base in bases
+    ]
+    assert [card_ref(key, partner, base) for base in bases] == defined
+    assert card_refs(key, partner, bases) == defined
 
 
 @pytest.mark.parametrize("held_from", [1, 10**9])
