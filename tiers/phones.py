@@ -25,7 +25,6 @@ gives is the parser's, on every region's example numbers and on random ones.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import cache
 
 from phonenumbers import PhoneMetadata
@@ -37,44 +36,30 @@ _E164 = re.compile(r"\+([1-9][0-9]{7,14})")
 _NO_REGION = "001"  # libphonenumber's code for non-geographic entities (satellite, ...)
 
 
-@dataclass(frozen=True, slots=True)
-class _Desc:
-    """One number description: its possible lengths (empty: any) and its pattern."""
-
-    lengths: frozenset[int]
-    pattern: re.Pattern[str]
-
-    def matches(self, nsn: str) -> bool:
-        # As phonenumberutil._is_number_matching_desc with allow_prefix_match=False.
-        return (not self.lengths or len(nsn) in self.lengths) and bool(self.pattern.fullmatch(nsn))
-
-
-@dataclass(frozen=True, slots=True)
-class _Region:
-    national_prefix: re.Pattern[str] | None
-    general: _Desc
-    types: tuple[_Desc, ...]  # a number matching the general pattern and one of these is valid
-
-    def valid(self, nsn: str) -> bool:
-        if not self.general.matches(nsn):
-            return False
-        for desc in self.types:  # noqa: SIM110 - a loop: any() and its generator cost a quarter more
-            if desc.matches(nsn):
-                return True
-        return False
-
-
-def _desc(desc: object) -> _Desc | None:
+def _desc(desc: object) -> str | None:
+    """A number description as a pattern to match at the national significant number's start:
+    its possible lengths (none given: any) and its own pattern, both to the end, as
+    phonenumberutil._is_number_matching_desc with allow_prefix_match=False. None if absent or
+    empty: phonenumbers never matches it."""
     pattern = getattr(desc, "national_number_pattern", None)
-    if not pattern:  # absent or empty: phonenumbers never matches it
+    if not pattern:
         return None
-    return _Desc(frozenset(getattr(desc, "possible_length", ()) or ()), re.compile(pattern))
+    lengths = sorted(getattr(desc, "possible_length", ()) or ())
+    length = "|".join(f"[0-9]{{{n}}}" for n in lengths)
+    return (f"(?=(?:{length})\\Z)" if length else "") + f"(?:{pattern})\\Z"
 
 
 @cache
-def _region(country_code: int) -> _Region | None:
-    """The rules of the one geographic region of ``country_code``, or None (then the parser
-    decides)."""
+def _region(country_code: int) -> re.Pattern[str] | None:
+    """What a national significant number of ``country_code`` must match for the shortcut to
+    answer, as one pattern, or None (then the parser decides).
+
+    The code must serve one geographic region. The number must not start with ``0`` nor with
+    the region's national prefix for parsing, and must match the region's general description
+    and one of its type descriptions: each condition a lookahead or an alternative of one
+    regular expression, so that a number is checked in one call (the shortcut took 0.86
+    instead of 1.43 µs a French mobile number when each was checked in turn, measured).
+    """
     regions = COUNTRY_CODE_TO_REGION_CODE.get(country_code, ())
     if len(regions) != 1 or regions[0] == _NO_REGION:
         return None
@@ -99,9 +84,13 @@ def _region(country_code: int) -> _Region | None:
         metadata.uan,
         metadata.voicemail,
     ]
-    types = tuple(d for d in map(_desc, candidates) if d is not None)
+    types = [d for d in map(_desc, candidates) if d is not None]
+    if not types:
+        return None
     prefix = metadata.national_prefix_for_parsing
-    return _Region(re.compile(prefix) if prefix else None, general, types)
+    not_prefixed = f"(?!{prefix})" if prefix else ""
+    either = "|".join(f"(?:{d})" for d in types)
+    return re.compile(f"(?!0){not_prefixed}(?={general})(?:{either})")
 
 
 def _country_code(first_digits: str) -> tuple[int, int] | None:
@@ -136,9 +125,5 @@ def e164_shortcut(text: str) -> str | None:
         return None
     size, country_code = found
     region = _region(country_code)
-    nsn = digits[size:]
-    if region is None or nsn.startswith("0"):
-        return None
-    if region.national_prefix is not None and region.national_prefix.match(nsn):
-        return None
-    return text if region.valid(nsn) else None
+    # The national significant number is digits[size:]: matched there, without the copy.
+    return text if region is not None and region.match(digits, size) else None

@@ -72,6 +72,7 @@ def test_common_numbers_take_the_shortcut(text: str) -> None:
         "+33 612345678",  # not bare E.164
         "+３３６１２３４５６７８",  # not ASCII digits
         "+3361234567",  # too short for France: invalid, and the parser says so
+        "+49494034393482",  # fits a German type's pattern, not the general one: invalid
         "33612345678",  # no plus
     ],
 )
