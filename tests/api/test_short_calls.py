@@ -208,21 +208,28 @@ def test_short_calls_in_the_pool_run_a_few_at_a_time_within_a_limit_of_their_own
     deployment: Deployment,
 ) -> None:
     """Short calls that cannot run on the event loop (here: another thread of the process
-    writes) run at most SHORT_CALL_THREADS at a time; long calls have the pool's own limit."""
-    lock = threading.Lock()
+    writes) run at most SHORT_CALL_THREADS at a time; long calls have the pool's own limit.
+
+    A call waits (at most 5 s) until as many calls of its kind as the test expects to see
+    together have run together, so that reaching a limit does not depend on how fast the
+    machine starts threads; then it stays 0.05 s, for any call over the limit to show."""
+    condition = threading.Condition()
     running = {"short": 0, "long": 0}
     peak = {"short": 0, "long": 0}
+    together = {"short": SHORT_CALL_THREADS, "long": SHORT_CALL_THREADS + 1}
     on_loop: list[str] = []
     loop_thread = threading.current_thread().name
 
     def work(kind: str) -> str:
         if threading.current_thread().name == loop_thread:
             on_loop.append(kind)
-        with lock:
+        with condition:
             running[kind] += 1
             peak[kind] = max(peak[kind], running[kind])
+            condition.notify_all()
+            condition.wait_for(lambda: peak[kind] >= together[kind], timeout=5)
         time.sleep(0.05)
-        with lock:
+        with condition:
             running[kind] -= 1
         return kind
 
