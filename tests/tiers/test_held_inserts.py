@@ -26,7 +26,7 @@ from sqlalchemy import (
 from tests.conftest import ACCESS
 from tiers.admin import add_domain
 from tiers.deployment import Deployment
-from tiers.storage import bulk_load, sorted_inserts
+from tiers.storage import bulk_load, held_inserts, sorted_inserts
 from tiers.storage._dialect import COPY_THRESHOLD, bulk_insert_ignoring_duplicates
 from tiers.storage.database import BULK_CACHE_KIB
 from tiers.storage.held_inserts import SORTING_CACHE_KIB, sort_key
@@ -127,12 +127,21 @@ def partner_id(deployment: Deployment) -> int:
         return deployment.domain(connection, "casino").id
 
 
+@pytest.mark.parametrize("rows_per_insert", [3, 100])
 @given(loads, loads)
 def test_held_inserts_store_exactly_what_direct_inserts_store(
-    deployment: Deployment, partner_id: int, before: list[list[int]], load: list[list[int]]
+    deployment: Deployment,
+    partner_id: int,
+    monkeypatch: pytest.MonkeyPatch,
+    rows_per_insert: int,
+    before: list[list[int]],
+    load: list[list[int]],
 ) -> None:
     """Rows already stored, rows repeated in a batch and across batches, rows naming rows
-    held in the same block, constants that change between batches: the tables end the same."""
+    held in the same block, constants that change between batches: the tables end the same.
+    On SQLite the rows are held several to a statement, the rest one by one (3: batches here
+    take both ways)."""
+    monkeypatch.setattr(held_inserts, "_ROWS_PER_INSERT", rows_per_insert)
 
     def direct(connection: Connection) -> object:
         _load(connection, partner_id, before)
@@ -212,6 +221,15 @@ def test_a_failed_block_in_a_transaction_that_goes_on_leaves_nothing_in_the_way(
         stored = set(connection.execute(select(subjects.c.base)).scalars())
         assert stored == {base for base, _ in second}
         assert connection.execute(count).scalar_one() == len(second)
+
+
+def test_a_stage_insert_of_many_rows_repeats_the_one_row_insert() -> None:
+    one = 'INSERT INTO "tiers_held_x" (value, subject) VALUES (?, ?)'
+    assert held_inserts._of_rows(one, 3) == (
+        'INSERT INTO "tiers_held_x" (value, subject) VALUES (?, ?), (?, ?), (?, ?)'
+    )
+    with pytest.raises(ValueError, match="one-row INSERT"):
+        held_inserts._of_rows("INSERT INTO t (a) VALUES (%(a)s)", 3)
 
 
 def test_rows_are_ordered_by_the_key_they_give() -> None:

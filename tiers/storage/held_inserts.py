@@ -33,6 +33,7 @@ unlinked as soon as it is opened; PostgreSQL in the session's temporary schema.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class _Stage:
     parents: tuple[Parent, ...]
     temporary: Table
     insert: str  # the driver's INSERT of one row into the temporary table
+    insert_many: str  # SQLite: the same, of ``rows_per_insert`` rows ("" on PostgreSQL: COPY)
+    rows_per_insert: int
 
 
 class SortedInserts:
@@ -119,15 +122,44 @@ class SortedInserts:
             self._connection.execute(DropTable(temporary, if_exists=True))
             temporary.create(self._connection)
             # Compiled once per stage: the rows go to the driver as they are.
-            insert_rows = insert(temporary).compile(
-                dialect=self._connection.dialect, column_keys=list(columns)
+            insert_row = str(
+                insert(temporary).compile(
+                    dialect=self._connection.dialect, column_keys=list(columns)
+                )
             )
-            stage = _Stage(table, key[1], fixed, tuple(parents), temporary, str(insert_rows))
+            sqlite = self._connection.dialect.name == "sqlite"
+            per = max(1, min(_ROWS_PER_INSERT, _SQLITE_PARAMETERS // len(columns)))
+            stage = _Stage(
+                table,
+                key[1],
+                fixed,
+                tuple(parents),
+                temporary,
+                insert_row,
+                _of_rows(insert_row, per) if sqlite else "",
+                per,
+            )
             self._stages[key] = stage
         if self._connection.dialect.name == "postgresql":
             copy_rows(self._connection, stage.temporary, rows)
         else:
-            self._connection.exec_driver_sql(stage.insert, rows)
+            self._hold_in_sqlite(stage, rows)
+
+    def _hold_in_sqlite(self, stage: _Stage, rows: Sequence[Sequence[bytes | int | str]]) -> None:
+        """The rows into the stage, ``rows_per_insert`` to a statement (the rest one by one):
+        1.0 instead of 1.6 s a million two-column rows, measured, as SQLite runs a statement
+        once for many rows."""
+        per = stage.rows_per_insert
+        whole = len(rows) - len(rows) % per
+        if whole:
+            values = list(itertools.chain.from_iterable(rows[:whole]))
+            width = per * len(stage.columns)
+            self._connection.exec_driver_sql(
+                stage.insert_many,
+                [tuple(values[start : start + width]) for start in range(0, len(values), width)],
+            )
+        if whole < len(rows):
+            self._connection.exec_driver_sql(stage.insert, rows[whole:])
 
     def flush(self) -> None:
         """Insert everything held so far, table by table, and drop the temporary tables."""
@@ -152,6 +184,20 @@ class SortedInserts:
                     self._connection, stage.table, stage.temporary, constants, order_by=order
                 )
                 stage.temporary.drop(self._connection)
+
+
+# Rows of one INSERT into a stage on SQLite, within the host parameters any SQLite allows (999
+# before 3.32): 50 and 200 rows a statement were as fast, 1 a statement took half as long again.
+_ROWS_PER_INSERT = 100
+_SQLITE_PARAMETERS = 999
+
+
+def _of_rows(insert_row: str, rows: int) -> str:
+    """``INSERT … VALUES (?, ?)`` made ``INSERT … VALUES (?, ?), (?, ?), …`` of ``rows`` rows."""
+    head, values, group = insert_row.rpartition(" VALUES ")
+    if not values or not group.startswith("(") or set(group) - set("(?, )"):
+        raise ValueError(f"not a one-row INSERT with ? parameters: {insert_row!r}")
+    return f"{head} VALUES {', '.join([group] * rows)}"
 
 
 # SQLite's page cache while held rows go in. Its sorter may take as much memory again, so the
