@@ -110,6 +110,7 @@ class SortedInserts:
             return
         key = (table.name, tuple(columns))
         fixed = tuple(constants.items())
+        copying = self._connection.dialect.name == "postgresql"  # else SQLite: INSERTs
         stage = self._stages.get(key)
         if stage is not None and (stage.constants, stage.parents) != (fixed, tuple(parents)):
             # Rows that differ in their constants or parents are inserted in the order they
@@ -127,7 +128,6 @@ class SortedInserts:
                     dialect=self._connection.dialect, column_keys=list(columns)
                 )
             )
-            sqlite = self._connection.dialect.name == "sqlite"
             per = max(1, min(_ROWS_PER_INSERT, _SQLITE_PARAMETERS // len(columns)))
             stage = _Stage(
                 table,
@@ -136,11 +136,11 @@ class SortedInserts:
                 tuple(parents),
                 temporary,
                 insert_row,
-                _of_rows(insert_row, per) if sqlite else "",
+                "" if copying else _of_rows(insert_row, per),
                 per,
             )
             self._stages[key] = stage
-        if self._connection.dialect.name == "postgresql":
+        if copying:
             copy_rows(self._connection, stage.temporary, rows)
         else:
             self._hold_in_sqlite(stage, rows)
