@@ -14,7 +14,7 @@ from sqlalchemy import Connection, String, cast, delete, insert, inspect, select
 from tests.conftest import ACCESS, Database
 from tiers.admin import add_domain, rotate_key
 from tiers.deployment import Deployment
-from tiers.storage import bulk_load, inbox, migrate, subjects
+from tiers.storage import _dialect, bulk_load, inbox, migrate, subjects
 from tiers.storage._dialect import COPY_THRESHOLD, bulk_insert_ignoring_duplicates
 from tiers.storage.database import BULK_CACHE_KIB, alembic_config
 from tiers.storage.inbox import WITHDRAWN_CHUNK
@@ -191,14 +191,18 @@ def _bases(connection: Connection) -> set[bytes]:
     return set(connection.execute(select(subject_table.c.base)).scalars())
 
 
-@pytest.mark.parametrize("size", [3, COPY_THRESHOLD + 7])
+@pytest.mark.parametrize(
+    ("size", "new_rows_share"), [(3, 0), (COPY_THRESHOLD + 7, 0), (COPY_THRESHOLD + 7, 10**9)]
+)
 def test_bulk_inserts_big_and_small_ignore_duplicates_and_keep_nothing_stale(
-    deployment: Deployment, size: int
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch, size: int, new_rows_share: int
 ) -> None:
-    """Both ways of a bulk insert (PostgreSQL copies big batches through a temporary table):
+    """Every way of a bulk insert (PostgreSQL copies big batches through a temporary table, then
+    inserts them ignoring conflicts, or, share 10**9, inserts the rows not there yet):
     duplicates in the batch and in the table are ignored, a second batch in the same
     transaction holds only its own rows, a rolled-back batch leaves nothing, and the next
     transaction can insert again."""
+    monkeypatch.setattr(_dialect, "NEW_ROWS_SHARE", new_rows_share)
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     first = [i.to_bytes(32, "big") for i in range(size)]
     second = [(i + size).to_bytes(32, "big") for i in range(size)]

@@ -8,8 +8,21 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, Connection, Dialect, MetaData, Table, literal, select, true
+from sqlalchemy import (
+    Column,
+    Connection,
+    Dialect,
+    MetaData,
+    Table,
+    UniqueConstraint,
+    insert,
+    literal,
+    literal_column,
+    select,
+    true,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 
@@ -27,6 +40,7 @@ __all__ = [
     "insert_from_stage",
     "insert_ignoring_duplicates",
     "stage_table",
+    "unique_key",
     "versioned_chunks",
 ]
 
@@ -192,31 +206,93 @@ def copy_rows(
             copy.write_row(row)
 
 
+def unique_key(table: Table, given: Iterable[str]) -> list[str]:
+    """The columns of ``table``'s key that rows giving the columns ``given`` identify a row by:
+    the primary key if they give it, else the narrowest unique constraint they give ([] if
+    none)."""
+    given = set(given)
+    keys = [[column.name for column in table.primary_key]]
+    keys += sorted(
+        (
+            [column.name for column in constraint.columns]
+            for constraint in table.constraints
+            if isinstance(constraint, UniqueConstraint)
+        ),
+        key=lambda names: (len(names), names),
+    )
+    for key in keys:
+        if key and set(key) <= given:
+            return key
+    return []
+
+
+# PostgreSQL's SQLSTATE for a unique violation.
+UNIQUE_VIOLATION = "23505"
+
+# On PostgreSQL, a stage of at least 1/NEW_ROWS_SHARE as many rows as the table it goes into is
+# inserted by a plain INSERT of the rows not there yet; a smaller one by INSERT … ON CONFLICT DO
+# NOTHING. Measured (new 32-byte keys into a table of 3 M, in key order): 3 M rows took 11.6 s
+# against 13.9, 1 M 3.8 against 4.5, 600,000 2.8 against 2.8, 300,000 1.8 against 1.5 and
+# 100,000 1.2 against 0.6 (the join reads the whole table); into an empty table, 3 M rows took
+# 5.7 s against 9.6 (ON CONFLICT makes each row a speculative insertion, confirmed after its
+# index entries: 1.3 µs a row more than a plain insert).
+NEW_ROWS_SHARE = 3
+
+
+def _planned_rows(connection: Connection, table: Table) -> float:
+    """PostgreSQL: the planner's estimate of ``table``'s rows (from its statistics, or from its
+    size when it was never analysed), without reading the table."""
+    every_row = select(literal_column("1")).select_from(table).compile(dialect=connection.dialect)
+    (plan,) = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {every_row}").scalar_one()
+    return float(plan["Plan"]["Plan Rows"])
+
+
 def insert_from_stage(
     connection: Connection,
     table: Table,
     stage: Table,
     constants: Mapping[str, object],
     *,
-    order_by: Sequence[str] = (),
+    staged: int,
     columns: Mapping[str, str] | None = None,
 ) -> None:
-    """``INSERT … SELECT`` every row of ``stage`` into ``table``, ``constants`` added, in the
-    order of ``order_by`` (the stage's columns), ignoring duplicates. ``columns`` maps the
-    target's columns to the stage's columns they are taken from: by default, every column of
-    the stage into the column of the same name."""
-    pairs = list((columns or {column.name: column.name for column in stage.c}).items())
-    source = (
-        select(
-            *(stage.c[column] for _, column in pairs),
-            *(literal(value, table.c[name].type) for name, value in constants.items()),
-        )
-        # SQLite reads "FROM t ON CONFLICT" as a join constraint without a WHERE between them.
-        .where(true())
-        .order_by(*(stage.c[name] for name in order_by))
-    )
-    names = [*(name for name, _ in pairs), *constants]
-    connection.execute(insert_ignoring_duplicates(connection, table).from_select(names, source))
+    """``INSERT … SELECT`` every row of ``stage`` (``staged`` rows) into ``table``,
+    ``constants`` added, in the order of ``table``'s :func:`unique_key`, ignoring duplicates.
+    ``columns`` maps the target's columns to the stage's columns they are taken from: by
+    default, every column of the stage into the column of the same name.
+
+    On PostgreSQL, when the stage is large next to the table (:data:`NEW_ROWS_SHARE`), the
+    rows whose key is not in the table yet are inserted by a plain ``INSERT``, one of each
+    key. A row that a concurrent transaction committed after the statement began makes it fail
+    with a unique violation: it is then undone to a savepoint and made with ``ON CONFLICT DO
+    NOTHING``, as smaller stages are.
+    """
+    pairs = (columns or {column.name: column.name for column in stage.c}).items()
+    sources: dict[str, Any] = {name: stage.c[column] for name, column in pairs}
+    for name, value in constants.items():
+        sources[name] = literal(value, table.c[name].type)
+    key = unique_key(table, sources)
+    order = [sources[name] for name in key if name not in constants]
+    # SQLite reads "FROM t ON CONFLICT" as a join constraint without a WHERE between them.
+    rows = select(*sources.values()).where(true()).order_by(*order)
+    if (
+        connection.dialect.name == "postgresql"
+        and order
+        and staged * NEW_ROWS_SHARE >= _planned_rows(connection, table)
+    ):
+        existing = table.alias("existing")
+        there = select(literal(1)).where(*(existing.c[name] == sources[name] for name in key))
+        new = rows.ext(postgresql.distinct_on(*order)).where(~there.exists())
+        try:
+            with connection.begin_nested():
+                connection.execute(insert(table).from_select(list(sources), new))
+        except IntegrityError as error:
+            if getattr(error.orig, "sqlstate", None) != UNIQUE_VIOLATION:
+                raise
+        else:
+            return
+    statement = insert_ignoring_duplicates(connection, table).from_select(list(sources), rows)
+    connection.execute(statement)
 
 
 def _copy_insert_ignoring_duplicates(
@@ -234,4 +310,4 @@ def _copy_insert_ignoring_duplicates(
         f"TRUNCATE {connection.dialect.identifier_preparer.quote(stage.name)}"
     )
     copy_rows(connection, stage, rows)
-    insert_from_stage(connection, table, stage, constants)
+    insert_from_stage(connection, table, stage, constants, staged=len(rows))

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Table, UniqueConstraint, insert
+from sqlalchemy import Connection, Table, insert
 from sqlalchemy.schema import DropTable
 
 from tiers.storage._dialect import (
@@ -53,30 +53,7 @@ from tiers.storage.database import page_cache
 __all__ = ["SortedInserts", "sorted_inserts"]
 
 
-def sort_key(table: Table, columns: Sequence[str], constants: Iterable[str] = ()) -> list[str]:
-    """The columns, among ``columns``, that order rows as ``table``'s key orders them.
-
-    The key is the primary key if the rows give it (with ``constants``, the columns every row
-    has the same value in), else the narrowest unique constraint they give. Constants are left
-    out of the order: they cannot change it.
-    """
-    given = {*columns, *constants}
-    keys = [[column.name for column in table.primary_key]]
-    keys += sorted(
-        (
-            [column.name for column in constraint.columns]
-            for constraint in table.constraints
-            if isinstance(constraint, UniqueConstraint)
-        ),
-        key=lambda names: (len(names), names),
-    )
-    for key in keys:
-        if key and set(key) <= given:
-            return [name for name in key if name in columns]
-    return []
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Stage:
     table: Table
     columns: tuple[str, ...]
@@ -86,6 +63,7 @@ class _Stage:
     insert: str  # the driver's INSERT of one row into the temporary table
     insert_many: str  # SQLite: the same, of ``rows_per_insert`` rows ("" on PostgreSQL: COPY)
     rows_per_insert: int
+    held: int = 0  # rows held so far
 
 
 class SortedInserts:
@@ -144,6 +122,7 @@ class SortedInserts:
             copy_rows(self._connection, stage.temporary, rows)
         else:
             self._hold_in_sqlite(stage, rows)
+        stage.held += len(rows)
 
     def _hold_in_sqlite(self, stage: _Stage, rows: Sequence[Sequence[bytes | int | str]]) -> None:
         """The rows into the stage, ``rows_per_insert`` to a statement (the rest one by one):
@@ -175,13 +154,15 @@ class SortedInserts:
                         parent.table,
                         stage.temporary,
                         dict(parent.constants),
-                        order_by=[parent.column],
+                        staged=stage.held,
                         columns={parent.key: parent.column},
                     )
-                constants = dict(stage.constants)
-                order = sort_key(stage.table, stage.columns, constants)
                 insert_from_stage(
-                    self._connection, stage.table, stage.temporary, constants, order_by=order
+                    self._connection,
+                    stage.table,
+                    stage.temporary,
+                    dict(stage.constants),
+                    staged=stage.held,
                 )
                 stage.temporary.drop(self._connection)
 
