@@ -412,6 +412,45 @@ def test_migration_0010_drops_the_keys_of_registrations_in_place_and_keeps_every
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
 
 
+def test_migration_0011_keeps_subjects_and_index_entries_in_their_key_order_and_every_row(
+    deployment: Deployment, database: Database
+) -> None:
+    """A deployment at 0010 upgrades in place: on SQLite the subjects and the index entries
+    become tables without rowid, each row kept as it was, and a rotation still re-derives each
+    entry; on PostgreSQL nothing changes. The downgrade gives the rowid tables back."""
+    rebuilt = ("subjects", "pseudonym_index")
+
+    def without_rowid() -> dict[str, bool]:
+        with deployment.engine.connect() as connection:
+            if connection.dialect.name != "sqlite":
+                return dict.fromkeys(rebuilt, False)
+            sql = dict(connection.exec_driver_sql("SELECT name, sql FROM sqlite_master").all())
+            return {table: "WITHOUT ROWID" in sql[table] for table in rebuilt}
+
+    def rows() -> dict[str, list[tuple[object, ...]]]:
+        return {
+            table: rows for table, rows in database.rows().items() if table != "alembic_version"
+        }
+
+    sqlite = deployment.embedded
+    add_domain(deployment, access=ACCESS, name="casino", role="partner")
+    cards = [f"4970101234{n:04d}" for n in range(40)]
+    pseudonymise_values(deployment, access=ACCESS, domain="casino", kind="card", values=cards)
+    assert without_rowid() == dict.fromkeys(rebuilt, sqlite)
+    with deployment.engine.begin() as connection:
+        command.downgrade(alembic_config(connection), "0010")
+    assert without_rowid() == dict.fromkeys(rebuilt, False)
+    before = rows()
+    assert len(before["subjects"]) == len(before["pseudonym_index"]) == len(cards)
+    migrate(deployment.engine)
+    assert without_rowid() == dict.fromkeys(rebuilt, sqlite)
+    assert before == rows()
+    with deployment.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+    rotation = rotate_key(deployment, access=ACCESS, domain="casino")
+    assert rotation.reindexed == len(cards)
+
+
 def test_the_integrity_check_after_each_test_finds_each_fault(
     deployment: Deployment, database: Database
 ) -> None:

@@ -121,6 +121,8 @@ subjects = Table(
     metadata,
     Column("base", LargeBinary(32), primary_key=True),
     Column("created_at", UTCDateTime, nullable=False),
+    # SQLite: one b-tree, by key, rather than rows by rowid beside an index (migration 0011).
+    sqlite_with_rowid=False,
 )
 
 # Reverse look-up: (domain, key version, pseudonym value) -> subject. The primary key gives the
@@ -137,6 +139,7 @@ pseudonym_index = Table(
     Column("value", LargeBinary(20), primary_key=True),
     Column("subject", LargeBinary(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    sqlite_with_rowid=False,  # as the subjects
 )
 
 # The access log. `entry` is the canonical serialisation (what is hashed and signed); the other
