@@ -127,7 +127,8 @@ def partner_id(deployment: Deployment) -> int:
         return deployment.domain(connection, "casino").id
 
 
-# (rows held a statement on SQLite, the stage to table ratio of a plain insert on PostgreSQL)
+# (rows to a statement when held on SQLite; on PostgreSQL, the share of a stage in its table
+# from which it goes in by a plain insert: 0, never; 10**9, always)
 @pytest.mark.parametrize(("rows_per_insert", "new_rows_share"), [(3, 0), (100, 10**9)])
 @given(loads, loads)
 def test_held_inserts_store_exactly_what_direct_inserts_store(
