@@ -19,23 +19,51 @@ short call up by taking its threads.
 The check of other processes is a try of their lock, released at once: one that takes the lock
 in the few microseconds between that try and the call's own transaction makes the event loop
 wait for it, as a pool thread would have waited (at most ``SQLITE_BUSY_MS``, then 503).
+
+Short ``pseudonymise`` calls are made in groups (:func:`pseudonymise_grouped`, a group commit,
+see :mod:`api.grouping`): in one transaction, by
+:func:`tiers.tokenisation.pseudonymise_together`. Each call still gets its own results and its
+own access-log entry, but the transaction, the log head's lock and update, the key look-ups and
+the inserts are shared: at sixteen calls a group, a call's core work took a fifth of its time
+alone (in process, SQLite). If any call of a group is refused, or the group fails, nothing of
+it is kept and each of its calls is made alone, as it would have been without the others,
+recording its own outcome.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import anyio
 from anyio.lowlevel import RunVar
 from fastapi.concurrency import run_in_threadpool
 
+from api.grouping import Grouped
 from tiers.deployment import Deployment
+from tiers.errors import InvalidIdentifier
+from tiers.tokenisation import ValuesCall, pseudonymise_together, pseudonymise_values
 
-__all__ = ["SHORT_CALL_THREADS", "SHORT_CALL_VALUES", "call", "short_call_in_pool"]
+__all__ = [
+    "GROUP_VALUES",
+    "SHORT_CALL_THREADS",
+    "SHORT_CALL_VALUES",
+    "call",
+    "pseudonymise_grouped",
+    "short_call_in_pool",
+]
 
 # A batch of up to this many values is a short call (about a millisecond at most on SQLite).
 SHORT_CALL_VALUES = 100
+
+_log = logging.getLogger("tiers.api")
+
+# The most values a group of short pseudonymise calls holds: a group made on the event loop
+# holds the loop up for as long as it takes (about 2 ms for 16 single values, SQLite).
+GROUP_VALUES = 256
 
 # How many short calls of one process run in the thread pool at a time.
 SHORT_CALL_THREADS = 2
@@ -65,3 +93,51 @@ async def short_call_in_pool(function: Callable[[], R]) -> R:
         limiter = anyio.CapacityLimiter(SHORT_CALL_THREADS)
         _SHORT_THREADS.set(limiter)
     return await anyio.to_thread.run_sync(function, limiter=limiter)
+
+
+Answer = list[str | InvalidIdentifier]
+
+
+async def pseudonymise_grouped(deployment: Deployment, request: ValuesCall) -> Answer:
+    """:func:`~tiers.tokenisation.pseudonymise_values` of a short call, in a group with the
+    calls that wait beside it (see above)."""
+    return await _PSEUDONYMISE((deployment, request))
+
+
+async def _pseudonymise_group(
+    calls: list[tuple[Deployment, ValuesCall]],
+) -> Sequence[Answer | BaseException]:
+    deployment = calls[0][0]  # a service has one; were there several, each call goes alone
+    if len(calls) > 1 and all(other is deployment for other, _ in calls):
+        requests = [request for _, request in calls]
+        together = functools.partial(pseudonymise_together, deployment, requests)
+        try:
+            return await call(deployment, together, short=True)
+        except Exception as error:  # noqa: BLE001 - a refusal or a failure: each call alone
+            name = type(error).__name__
+            _log.debug("a group of %d calls is made call by call (%s)", len(calls), name)
+    alone = [
+        call(
+            owner,
+            functools.partial(
+                pseudonymise_values,
+                owner,
+                access=request.access,
+                domain=request.domain,
+                kind=request.kind,
+                values=request.values,
+                register=request.register,
+            ),
+            short=True,
+        )
+        for owner, request in calls
+    ]
+    return await asyncio.gather(*alone, return_exceptions=True)
+
+
+_PSEUDONYMISE: Grouped[tuple[Deployment, ValuesCall], Answer] = Grouped(
+    "pseudonymise",
+    _pseudonymise_group,
+    size=lambda item: len(item[1].values),
+    limit=GROUP_VALUES,
+)

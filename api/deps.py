@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated
@@ -10,6 +11,7 @@ from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.calls import short_call_in_pool
+from api.grouping import Grouped
 from tiers.auditing import Access
 from tiers.clients import Authenticator
 from tiers.deployment import Deployment
@@ -53,9 +55,10 @@ async def current_client(
     authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
 ) -> ClientRecord:
     """The authenticated client; its rate is checked before anything else is done. A key whose
-    verification is cached is checked on the event loop when the database is embedded (a read,
-    which on SQLite never waits for a writer), else as a short call in the pool; Argon2 runs in
-    the pool."""
+    verification is cached is checked against the client's row (revoked, replaced?) with the
+    keys of the requests that wait beside it, in one read (see :mod:`api.grouping`): on the
+    event loop when the database is embedded (a read, which on SQLite never waits for a
+    writer), else as a short call in the pool. Argon2 runs in the pool."""
     now = datetime.now(UTC)
     request.state.anonymous = Access(
         actor="anonymous", role="none", purpose="", now=now, request_id=_request_id(request)
@@ -65,10 +68,7 @@ async def current_client(
         token = authorization[7:].strip()
     deployment = await get_deployment(request)
     authenticator: Authenticator = request.app.state.service.authenticator()
-    if deployment.embedded:
-        client = authenticator.cached(token)
-    else:
-        client = await short_call_in_pool(lambda: authenticator.cached(token))
+    client = await _CACHED_CHECK((authenticator, deployment, token))
     if client is None:
         client = await run_in_threadpool(authenticator.authenticate, token)
     request.state.access = Access(
@@ -83,6 +83,22 @@ async def current_client(
     limiter: RateLimiter = request.app.state.limiter
     limiter.check(client.id)
     return client
+
+
+async def _cached_checks(
+    checks: list[tuple[Authenticator, Deployment, str | None]],
+) -> list[ClientRecord | None]:
+    """:meth:`Authenticator.cached` of a group's keys, in one read."""
+    authenticator, deployment, _ = checks[0]
+    if any(other is not authenticator for other, _, _ in checks):  # a service has one
+        return [(await _cached_checks([check]))[0] for check in checks]
+    check = functools.partial(authenticator.cached_many, [token for _, _, token in checks])
+    return check() if deployment.embedded else await short_call_in_pool(check)
+
+
+_CACHED_CHECK: Grouped[tuple[Authenticator, Deployment, str | None], ClientRecord | None] = Grouped(
+    "cached_check", _cached_checks
+)
 
 
 CurrentClient = Annotated[ClientRecord, Depends(current_client)]

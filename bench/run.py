@@ -157,20 +157,46 @@ def api_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
     if options.database_url:
         with fresh_schema(options.database_url) as scoped:
             runs["postgresql"] = service_bench.api(scoped, seconds, files_bench.cpu_count())
+    # The reference at each worker count a backend ran with: no database, no access log.
+    references = {
+        str(workers): service_bench.reference(seconds, workers)
+        for workers in sorted({run["workers"] for run in runs.values()})
+    }
     print(f"API (uvicorn on 127.0.0.1, load from a separate process, {seconds:.0f} s per test)")
+    print("  (the reference: the same framework and HMACs, no database, no access log)")
+    for workers, reference in references.items():
+        _calls_lines(f"reference, {workers} worker(s)", reference)
     for backend, run in runs.items():
-        single, batch, links = run["single"], run["batch_10000"], run["link_resolve"]
-        note = f"p50 {single['p50_ms']} / p95 {single['p95_ms']} / p99 {single['p99_ms']} ms"
-        line(f"{backend}: single-value pseudonymise", single["requests_per_second"], "req/s", note)
-        line(f"{backend}: 10 000-value batches", batch["identifiers_per_second"], "ids/s")
-        fresh = run["batch_10000_fresh"]
+        _calls_lines(f"{backend}, {run['workers']} worker(s)", run)
+        fresh, links = run["batch_10000_fresh"], run["link_resolve"]
         line(f"{backend}: 10 000 new values a batch", fresh["identifiers_per_second"], "ids/s")
         note = f"p99 {links['p99_ms']} ms"
         line(f"{backend}: hub link resolution", links["requests_per_second"], "req/s", note)
-        errors = single["errors"] + batch["errors"] + fresh["errors"] + links["errors"]
+        reference = references[str(run["workers"])]
+        run["ratios"] = {
+            "single_vs_reference": run["single"]["requests_per_second"]
+            / reference["single"]["requests_per_second"],
+            "batch_vs_reference": run["batch_10000"]["identifiers_per_second"]
+            / reference["batch_10000"]["identifiers_per_second"],
+        }
+        for name, value in run["ratios"].items():
+            line(f"{backend}: {name.replace('_', ' ')}", value, "×")
+        errors = sum(run[test]["errors"] for test in ("single", "batch_10000"))
+        errors += fresh["errors"] + links["errors"]
         if errors:
             print(f"  ! {errors} requests failed on {backend}")
-    results["api"] = runs
+    for workers, reference in references.items():
+        errors = reference["single"]["errors"] + reference["batch_10000"]["errors"]
+        if errors:
+            print(f"  ! {errors} requests failed on the reference with {workers} worker(s)")
+    results["api"] = {**runs, "reference": references}
+
+
+def _calls_lines(label: str, run: dict[str, Any]) -> None:
+    single = run["single"]
+    note = f"p50 {single['p50_ms']} / p95 {single['p95_ms']} / p99 {single['p99_ms']} ms"
+    line(f"{label}: single-value pseudonymise", single["requests_per_second"], "req/s", note)
+    line(f"{label}: 10 000-value batches", run["batch_10000"]["identifiers_per_second"], "ids/s")
 
 
 def exchange_section(options: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:

@@ -8,13 +8,16 @@ over a population built by :mod:`bench.population`.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from tiers.deployment import Deployment
 from tiers.resolution import resolve
 from tiers.settings import Settings
 
+ROOT = Path(__file__).resolve().parent.parent
 OPERATOR = Access("bench", "operator", "benchmark", datetime(2026, 11, 23, tzinfo=UTC))
 
 
@@ -103,6 +107,58 @@ def api(database_url: str | None, seconds: float, workers: int) -> dict[str, Any
         return _api(Path(directory), database_url, seconds, workers)
 
 
+def reference(seconds: float, workers: int) -> dict[str, Any]:
+    """The same single calls and batches against :mod:`bench.reference_service`: the framework
+    and the cryptography without the database and the access log."""
+    token = secrets.token_urlsafe(32)
+    env = {**os.environ, "TIERS_BENCH_REFERENCE_TOKEN": token}
+    command = [
+        sys.executable, "-m", "uvicorn", "bench.reference_service:app", "--no-access-log",
+        "--log-level", "warning", "--workers", str(workers),
+    ]  # fmt: skip
+    with _serving(command, env) as port:
+        return {"workers": workers, **_pseudonymise_load(port, token, seconds)}
+
+
+@contextlib.contextmanager
+def _serving(command: list[str], env: dict[str, str]) -> Iterator[int]:
+    """Start ``command --port N`` on 127.0.0.1, wait until it is ready, stop it afterwards."""
+    port = 18_000 + os.getpid() % 1000
+    server = subprocess.Popen(  # noqa: S603 - our own CLI or uvicorn
+        [*command, "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not _ready(port):
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("the service did not start")
+            time.sleep(0.2)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def _pseudonymise_load(port: int, token: str, seconds: float) -> dict[str, Any]:
+    single = _load(
+        port, token, seconds, path="/v1/pseudonymise", body={"kind": "card", "values": ["10000001"]}
+    )
+    batch = _load(
+        port,
+        token,
+        seconds,
+        path="/v1/pseudonymise",
+        connections=2,
+        body={"kind": "card", "values": [str(20_000_000 + n) for n in range(10_000)]},
+    )
+    batch["identifiers_per_second"] = round(batch["requests_per_second"] * 10_000)
+    return {"single": single, "batch_10000": batch}
+
+
 def _api(home: Path, database_url: str | None, seconds: float, workers: int) -> dict[str, Any]:
     settings = Settings(home=home, database_url=database_url, argon2_profile="owasp")
     keys = population.build(settings, 200, OPERATOR)
@@ -117,49 +173,18 @@ def _api(home: Path, database_url: str | None, seconds: float, workers: int) -> 
         env["TIERS_DATABASE_URL"] = database_url
     partner = _tiers(env, "client", "add", "casino-app", "--role", "partner", "--domain", "casino")
     hub = _tiers(env, "client", "add", "hub-app", "--role", "hub", "--domain", "hub")
-    port = 18_000 + os.getpid() % 1000
-    command = [str(Path(sys.executable).with_name("tiers")), "serve", "--port", str(port)]
-    server = subprocess.Popen(  # noqa: S603 - our own CLI
-        [*command, "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not _ready(port):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.2)
-        single = _load(
-            port,
-            partner,
-            seconds,
-            path="/v1/pseudonymise",
-            body={"kind": "card", "values": ["10000001"]},
-        )
-        batch = _load(
-            port,
-            partner,
-            seconds,
-            path="/v1/pseudonymise",
-            connections=2,
-            body={"kind": "card", "values": [str(20_000_000 + n) for n in range(10_000)]},
-        )
-        batch["identifiers_per_second"] = round(batch["requests_per_second"] * 10_000)
-        # The batch above repeats its values: after the first call each is known. These are new.
+    command = [str(Path(sys.executable).with_name("tiers")), "serve", "--workers", str(workers)]
+    with _serving(command, env) as port:
+        calls = _pseudonymise_load(port, partner, seconds)
+        # The batches above repeat their values: after the first call each is known. New ones:
         fresh = _load(
             port, partner, seconds, path="/v1/pseudonymise", connections=2, fresh_cards=10_000
         )
         fresh["identifiers_per_second"] = round(fresh["requests_per_second"] * 10_000)
         links = _load(port, hub, seconds, method="GET", path=f"/v1/links/{keys[0]}")
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
     return {
         "workers": workers,
-        "single": single,
-        "batch_10000": batch,
+        **calls,
         "batch_10000_fresh": fresh,
         "link_resolve": links,
     }

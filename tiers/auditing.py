@@ -35,11 +35,13 @@ __all__ = [
     "AUDIT_DOMAIN",
     "Access",
     "Counts",
+    "Pending",
     "audited",
     "is_recorded",
     "mark_recorded",
     "record",
     "record_failure",
+    "record_many",
 ]
 
 AUDIT_DOMAIN = "audit"
@@ -64,64 +66,82 @@ class Access:
     client_id: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One entry to append: the access and what the operation did."""
+
+    access: Access
+    action: str
+    outcome: str = "ok"
+    code: str | None = None
+    domains: Sequence[str] = ()
+    counts: Counts = field(default_factory=Counts)
+    subject: str | None = None
+    detail: Mapping[str, str | int] = field(default_factory=dict)
+
+
 def _append(
     connection: Connection,
-    access: Access,
+    pending: Sequence[Pending],
     *,
-    action: str,
-    outcome: str,
-    code: str | None,
-    domains: Sequence[str],
-    counts: Counts,
-    subject: str | None,
-    detail: Mapping[str, str | int],
     signer: CheckpointSigner | None,
     checkpoint_every: int,
-) -> AuditEntry:
+) -> list[AuditEntry]:
+    """Append ``pending`` in order: the log head read and locked once, the entries inserted
+    together, the head saved once; a checkpoint is signed wherever the tree reaches one."""
     state = audit_log.lock_state(connection)
-    entry = AuditEntry(
-        seq=state.next_seq,
-        time=access.now,
-        actor=access.actor,
-        role=access.role,
-        action=action,
-        purpose=access.purpose,
-        outcome=outcome,  # type: ignore[arg-type]
-        request_id=access.request_id,
-        prev=state.head,
-        domains=tuple(domains),
-        counts=counts,
-        code=code,
-        subject=subject,
-        detail=dict(detail),
-    )
-    data = entry.canonical()
-    digest = leaf_hash(data)
-    audit_log.insert_entry(
-        connection,
-        seq=entry.seq,
-        time=access.now,
-        actor=access.actor,
-        action=action,
-        outcome=outcome,
-        subject=subject,
-        other_subject=audit_log.other_subject_of(detail),
-        entry=data,
-        digest=digest,
-    )
     tree = CompactRange(state.next_seq, state.frontier)
-    tree.append(digest)
-    state.next_seq += 1
-    state.head = digest.hex()
-    state.frontier = tree.nodes
-    if signer is not None and state.next_seq - state.last_checkpoint >= checkpoint_every:
-        audit_log.insert_checkpoint(
-            connection,
-            signer.sign(tree_size=tree.size, root=tree.root(), chain=state.head, now=access.now),
+    entries: list[AuditEntry] = []
+    rows: list[dict[str, object]] = []
+    for item in pending:
+        access = item.access
+        entry = AuditEntry(
+            seq=state.next_seq,
+            time=access.now,
+            actor=access.actor,
+            role=access.role,
+            action=item.action,
+            purpose=access.purpose,
+            outcome=item.outcome,  # type: ignore[arg-type]
+            request_id=access.request_id,
+            prev=state.head,
+            domains=tuple(item.domains),
+            counts=item.counts,
+            code=item.code,
+            subject=item.subject,
+            detail=dict(item.detail),
         )
-        state.last_checkpoint = tree.size
+        data = entry.canonical()
+        digest = leaf_hash(data)
+        rows.append(
+            audit_log.entry_row(
+                seq=entry.seq,
+                time=access.now,
+                actor=access.actor,
+                action=item.action,
+                outcome=item.outcome,
+                subject=item.subject,
+                other_subject=audit_log.other_subject_of(item.detail),
+                entry=data,
+                digest=digest,
+            )
+        )
+        tree.append(digest)
+        state.next_seq += 1
+        state.head = digest.hex()
+        if signer is not None and state.next_seq - state.last_checkpoint >= checkpoint_every:
+            audit_log.insert_checkpoint(
+                connection,
+                signer.sign(
+                    tree_size=tree.size, root=tree.root(), chain=state.head, now=access.now
+                ),
+            )
+            state.last_checkpoint = tree.size
+        entries.append(entry)
+    audit_log.insert_entries(connection, rows)
+    state.frontier = tree.nodes
     audit_log.save_state(connection, state)
-    return entry
+    return entries
 
 
 def record(
@@ -143,20 +163,30 @@ def record(
     Raises :class:`AuditUnavailable` when the entry cannot be written; the caller's transaction
     then rolls back and the operation does not happen.
     """
+    entry = Pending(
+        access,
+        action,
+        outcome=outcome,
+        code=code,
+        domains=domains,
+        counts=counts or Counts(),
+        subject=subject,
+        detail=detail or {},
+    )
+    return record_many(connection, [entry], signer=signer, checkpoint_every=checkpoint_every)[0]
+
+
+def record_many(
+    connection: Connection,
+    pending: Sequence[Pending],
+    *,
+    signer: CheckpointSigner | None,
+    checkpoint_every: int,
+) -> list[AuditEntry]:
+    """Append an entry for each of several operations done in the caller's transaction, in
+    order (see :func:`record`)."""
     try:
-        return _append(
-            connection,
-            access,
-            action=action,
-            outcome=outcome,
-            code=code,
-            domains=domains,
-            counts=counts or Counts(),
-            subject=subject,
-            detail=detail or {},
-            signer=signer,
-            checkpoint_every=checkpoint_every,
-        )
+        return _append(connection, pending, signer=signer, checkpoint_every=checkpoint_every)
     except SQLAlchemyError as exc:
         raise AuditUnavailable(
             f"the access log cannot be written ({type(exc).__name__}); nothing was done"
@@ -185,19 +215,10 @@ def record_failure(
     try:
         with engine.begin() as connection:
             # No checkpoint here: the signing key may be what is unavailable.
-            _append(
-                connection,
-                access,
-                action=action,
-                outcome=outcome,
-                code=code,
-                domains=domains,
-                counts=Counts(),
-                subject=None,
-                detail=detail or {},
-                signer=None,
-                checkpoint_every=1,
+            entry = Pending(
+                access, action, outcome=outcome, code=code, domains=domains, detail=detail or {}
             )
+            _append(connection, [entry], signer=None, checkpoint_every=1)
     except Exception as exc:  # noqa: BLE001 - reported as a log line, the operation's error wins
         _log.error("could not record a failed %s in the access log: %s", action, type(exc).__name__)
         return False

@@ -18,6 +18,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -223,20 +224,32 @@ class Authenticator:
     def cached(self, token: str | None) -> ClientRecord | None:
         """The client holding ``token`` if a verification of it is cached and still holds: one
         read of the client's row, no Argon2. None when :meth:`authenticate` must decide."""
-        if not token:
-            return None
-        fingerprint = self._fingerprint(token)
+        return self.cached_many([token])[0]
+
+    def cached_many(self, tokens: Sequence[str | None]) -> list[ClientRecord | None]:
+        """:meth:`cached` of each token, with one read of the clients' rows for all."""
+        fingerprints = [self._fingerprint(token) if token else None for token in tokens]
+        now = time.monotonic()
         with self._lock:
-            cached = self._cache.get(fingerprint)
-        if cached is None or cached[2] <= time.monotonic():
-            return None
+            held = [self._cache.get(f) if f is not None else None for f in fingerprints]
+        held = [entry if entry is not None and entry[2] > now else None for entry in held]
+        ids = [entry[0] for entry in held if entry is not None]
+        if not ids:
+            return [None] * len(tokens)
         with self._deployment.reading() as connection:
-            record = repo.by_id(connection, client_id=cached[0])
-        if record is not None and record.active and record.credential_version == cached[1]:
-            return record
-        with self._lock:
-            self._cache.pop(fingerprint, None)
-        return None
+            records = repo.by_ids(connection, ids)
+        answers: list[ClientRecord | None] = []
+        for fingerprint, entry in zip(fingerprints, held, strict=True):
+            if fingerprint is None or entry is None:
+                answers.append(None)
+                continue
+            record = records.get(entry[0])
+            if record is None or not record.active or record.credential_version != entry[1]:
+                with self._lock:
+                    self._cache.pop(fingerprint, None)
+                record = None
+            answers.append(record)
+        return answers
 
     def authenticate(self, token: str | None) -> ClientRecord:
         """The client holding ``token``; raises :class:`Unauthorised` otherwise."""

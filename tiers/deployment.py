@@ -294,3 +294,14 @@ class Deployment:
             outcome=outcome,
             code=code,
         )
+
+    def record_many(
+        self, connection: Connection, pending: Sequence[auditing.Pending]
+    ) -> list[AuditEntry]:
+        """Record several operations in the caller's transaction, in order."""
+        return auditing.record_many(
+            connection,
+            pending,
+            signer=self.signer(connection),
+            checkpoint_every=self.settings.audit_checkpoint_every,
+        )

@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 
 from audit import Counts
 from keys import DomainKey, length_prefixed
-from tiers.auditing import Access, audited
+from tiers.auditing import Access, Pending, audited
 from tiers.authorisation import require
 from tiers.cards import CardEnrolment
 from tiers.deployment import Deployment
@@ -21,7 +21,15 @@ from tiers.pseudonyms import PSEUDONYM_BYTES, b32_text, b32_texts, pseudonym_val
 from tiers.storage import SortedInserts, sorted_inserts, subjects
 from tiers.storage.domains import DomainRecord
 
-__all__ = ["HELD_FROM_VALUES", "REGISTER_BATCH", "Registrar", "Tokeniser", "pseudonymise_values"]
+__all__ = [
+    "HELD_FROM_VALUES",
+    "REGISTER_BATCH",
+    "Registrar",
+    "Tokeniser",
+    "ValuesCall",
+    "pseudonymise_together",
+    "pseudonymise_values",
+]
 
 REGISTER_BATCH = 10_000
 # A batch of at least this many values registers through held, sorted inserts
@@ -169,6 +177,17 @@ def card_enroller(
     return lambda bases: enrolment.enrol(bases, now)
 
 
+@dataclass(frozen=True, slots=True)
+class ValuesCall:
+    """One request to pseudonymise ``values`` (see :func:`pseudonymise_values`)."""
+
+    access: Access
+    domain: str
+    kind: str
+    values: Sequence[str]
+    register: bool = True
+
+
 @audited("pseudonymise")
 def pseudonymise_values(
     deployment: Deployment,
@@ -187,43 +206,87 @@ def pseudonymise_values(
     """
     require(access, "pseudonymise", domain)
     identifier_kind = get_kind(kind)
-    results: list[str | InvalidIdentifier] = []
-    bases: list[bytes] = []
+    request = ValuesCall(access, domain, kind, values, register)
     with deployment.transaction() as connection, ExitStack() as stack:
         held = (
             stack.enter_context(sorted_inserts(connection))
             if register and len(values) >= HELD_FROM_VALUES
             else None
         )
-        tokeniser = Tokeniser.open(deployment, connection, domain)
-        registrar = Registrar(
-            connection,
-            tokeniser.domain.id,
-            tokeniser.domain_key.version,
-            access.now,
-            enroller=card_enroller(deployment, connection, tokeniser, access.now),
-            held=held,
-        )
-        for outcome in tokeniser.tokenise_many(identifier_kind, values):
+        (results,) = _pseudonymise(deployment, connection, [(request, identifier_kind)], held)
+    return results
+
+
+def pseudonymise_together(
+    deployment: Deployment, requests: Sequence[ValuesCall]
+) -> list[list[str | InvalidIdentifier]]:
+    """:func:`pseudonymise_values` of several requests in one transaction (a group commit of
+    short API calls, see :mod:`api.calls`): each gets the results and the access-log entry it
+    would have got alone, in order; their registrations and entries are written together.
+
+    Rows registered by the group take the time of its latest request. When any request is
+    refused, or anything fails, the whole group is rolled back and the error raised, with
+    nothing recorded: the caller then makes each request alone, which records its own outcome.
+    """
+    kinds = []
+    for request in requests:
+        require(request.access, "pseudonymise", request.domain)
+        kinds.append(get_kind(request.kind))
+    with deployment.transaction() as connection:
+        return _pseudonymise(deployment, connection, list(zip(requests, kinds, strict=True)))
+
+
+def _pseudonymise(
+    deployment: Deployment,
+    connection: Connection,
+    requests: Sequence[tuple[ValuesCall, IdentifierKind]],
+    held: SortedInserts | None = None,
+) -> list[list[str | InvalidIdentifier]]:
+    """Tokenise and register each request's values, and record one entry per request."""
+    now = max(request.access.now for request, _ in requests)
+    opened: dict[str, tuple[Tokeniser, Registrar]] = {}
+    answers: list[list[str | InvalidIdentifier]] = []
+    entries: list[Pending] = []
+    for request, identifier_kind in requests:
+        if request.domain not in opened:
+            tokeniser = Tokeniser.open(deployment, connection, request.domain)
+            registrar = Registrar(
+                connection,
+                tokeniser.domain.id,
+                tokeniser.domain_key.version,
+                now,
+                enroller=card_enroller(deployment, connection, tokeniser, now),
+                held=held,
+            )
+            opened[request.domain] = (tokeniser, registrar)
+        tokeniser, registrar = opened[request.domain]
+        results: list[str | InvalidIdentifier] = []
+        bases: dict[bytes, None] = {}  # distinct, in order
+        rejected = 0
+        for outcome in tokeniser.tokenise_many(identifier_kind, request.values):
             if isinstance(outcome, InvalidIdentifier):
                 results.append(outcome)
+                rejected += 1
                 continue
             base, mac, text = outcome
             results.append(text)
-            bases.append(base)
-            if register:
-                registrar.add(base, mac, kind)
-        registrar.finish()
-        rejected = len(results) - len(bases)
-        deployment.record(
-            connection,
-            access,
-            action="pseudonymise",
-            domains=[domain],
-            counts=Counts(len(results), len(bases), rejected),
-            subject=deployment.subject_reference(connection, bases[0])
-            if len(values) == 1 and bases
-            else None,
-            detail={"kind": kind, "registered": registrar.registered},
+            bases[base] = None
+            if request.register:
+                registrar.add(base, mac, request.kind)
+        entries.append(
+            Pending(
+                request.access,
+                "pseudonymise",
+                domains=[request.domain],
+                counts=Counts(len(results), len(results) - rejected, rejected),
+                subject=deployment.subject_reference(connection, next(iter(bases)))
+                if len(request.values) == 1 and bases
+                else None,
+                detail={"kind": request.kind, "registered": len(bases) if request.register else 0},
+            )
         )
-    return results
+        answers.append(results)
+    for _, registrar in opened.values():
+        registrar.finish()
+    deployment.record_many(connection, entries)
+    return answers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from api import create_app
 from tests.api.conftest import Api
@@ -101,3 +102,31 @@ def test_cli_prints_a_new_key_once(cli: Cli) -> None:
     assert rotated.stdout.strip() != token
     assert 0 == cli("client", "revoke", "casino-app").exit_code
     assert "revoked" in cli.ok("client", "list").stdout
+
+
+def test_cached_keys_are_checked_together_each_against_its_own_row(api: Api) -> None:
+    """The requests that wait together have their cached keys checked in one read of the
+    clients' rows; a key revoked since it was cached is refused, the others are not."""
+    names = ["casino-app", "sncf-app", "hub-app"]
+    for name in names:
+        assert 200 == whoami(api, api.tokens[name])[0]  # verified and now cached
+    service = api.http.app.state.service  # type: ignore[attr-defined]
+    deployment = Deployment.open(api.database.settings(argon2_profile="test"))
+    try:
+        revoke_client(deployment, access=ACCESS, name="sncf-app")
+    finally:
+        deployment.close()
+    reads: list[str] = []
+    engine = service.deployment().engine
+    listener = lambda *args: reads.append(args[2])  # noqa: E731 - (conn, cursor, statement, …)
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        tokens = [*(api.tokens[name] for name in names), None, "nonsense", api.tokens["hub-app"]]
+        records = service.authenticator().cached_many(tokens)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert [r.name if r else None for r in records] == [
+        "casino-app", None, "hub-app", None, None, "hub-app"
+    ]  # fmt: skip
+    assert len([s for s in reads if "FROM clients" in s]) == 1
+    assert 401 == whoami(api, api.tokens["sncf-app"])[0]

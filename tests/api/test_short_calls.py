@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
+from api import calls
 from api.calls import SHORT_CALL_THREADS, SHORT_CALL_VALUES, call
 from api.routes import data
 from tests.api.conftest import Api
@@ -26,15 +27,23 @@ POOL_THREAD = "AnyIO worker thread"
 
 @pytest.fixture
 def threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the threads the route's core calls ran in."""
+    """The names of the threads the route's core calls ran in (long calls from the route,
+    short ones alone or in groups from api.calls)."""
     seen: list[str] = []
-    real: Callable[..., Any] = data.pseudonymise_values
 
-    def recorded(*args: Any, **kwargs: Any) -> Any:
-        seen.append(threading.current_thread().name)
-        return real(*args, **kwargs)
+    def recorded(real: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            seen.append(threading.current_thread().name)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(data, "pseudonymise_values", recorded)
+        return run
+
+    for module, name in [
+        (data, "pseudonymise_values"),
+        (calls, "pseudonymise_values"),
+        (calls, "pseudonymise_together"),
+    ]:
+        monkeypatch.setattr(module, name, recorded(getattr(module, name)))
     return seen
 
 

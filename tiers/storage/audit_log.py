@@ -18,9 +18,10 @@ __all__ = [
     "checkpoints",
     "delete_before",
     "entry_at",
+    "entry_row",
     "fill_other_subjects",
     "insert_checkpoint",
-    "insert_entry",
+    "insert_entries",
     "last_seq_before",
     "lock_state",
     "other_subject_of",
@@ -92,8 +93,7 @@ def other_subject_of(detail: Mapping[str, object]) -> str | None:
     return other if isinstance(other, str) else None
 
 
-def insert_entry(
-    connection: Connection,
+def entry_row(
     *,
     seq: int,
     time: datetime,
@@ -104,21 +104,25 @@ def insert_entry(
     other_subject: str | None = None,
     entry: bytes,
     digest: bytes,
-) -> None:
-    connection.execute(
-        _INSERT,
-        {
-            "seq": seq,
-            "time": time,
-            "actor": actor[:128],
-            "action": action[:64],
-            "outcome": outcome,
-            "subject": subject,
-            "other_subject": other_subject,
-            "entry": entry.decode("ascii"),
-            "hash": digest,
-        },
-    )
+) -> dict[str, object]:
+    """The ``audit_entries`` row of an entry, for :func:`insert_entries`."""
+    return {
+        "seq": seq,
+        "time": time,
+        "actor": actor[:128],
+        "action": action[:64],
+        "outcome": outcome,
+        "subject": subject,
+        "other_subject": other_subject,
+        "entry": entry.decode("ascii"),
+        "hash": digest,
+    }
+
+
+def insert_entries(connection: Connection, rows: Sequence[Mapping[str, object]]) -> None:
+    """Insert :func:`entry_row` rows (one statement, executed for each)."""
+    if rows:
+        connection.execute(_INSERT, list(rows))
 
 
 def insert_checkpoint(connection: Connection, checkpoint: Checkpoint) -> None:

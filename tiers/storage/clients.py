@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,6 +84,17 @@ def by_prefix(connection: Connection, *, prefix: str) -> ClientRecord | None:
 
 def by_id(connection: Connection, *, client_id: int) -> ClientRecord | None:
     return _one(connection, "id", client_id)
+
+
+_BY_IDS = select(clients).where(clients.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def by_ids(connection: Connection, client_ids: Iterable[int]) -> dict[int, ClientRecord]:
+    """The clients of ``client_ids`` that exist, by id (one query)."""
+    wanted = list(dict.fromkeys(client_ids))
+    if not wanted:
+        return {}
+    return {row.id: _record(row) for row in connection.execute(_BY_IDS, {"ids": wanted})}
 
 
 def list_all(connection: Connection) -> list[ClientRecord]:

@@ -1,0 +1,126 @@
+"""Several pseudonymise requests made together (the API's group commit) give each request what
+it gets alone: its answers, its registrations and its own access-log entry; a refused request
+makes the whole group roll back with nothing recorded."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audit import AuditEntry
+from tests.conftest import ACCESS, NOW, Database
+from tiers.admin import add_domain
+from tiers.audit_ops import verify_stored
+from tiers.auditing import Access
+from tiers.deployment import Deployment
+from tiers.errors import DomainHidden, InvalidIdentifier, TiersError
+from tiers.tokenisation import ValuesCall, pseudonymise_together, pseudonymise_values
+
+PARTNERS = ("casino", "sncf")
+# Valid and invalid values of each kind (the invalid ones are rejected, never registered).
+VALUES = {
+    "card": ["4970101234560001", "4970 1012 3456 0002", "4970101234560003", "12ab", ""],
+    "email": ["Jean.Dupont@Example.fr", "marie@example.org", "no-at-sign", "a@b"],
+}
+
+
+@pytest.fixture
+def partners(deployment: Deployment) -> Deployment:
+    for name in (*PARTNERS, "hub"):
+        add_domain(deployment, access=ACCESS, name=name, role="hub" if name == "hub" else "partner")
+    return deployment
+
+
+def _access(domain: str, n: int) -> Access:
+    return Access(f"client:{domain}-app", "partner", "test", NOW, f"r-{n}", domain=domain)
+
+
+@st.composite
+def _requests(draw: st.DrawFn) -> list[ValuesCall]:
+    requests = []
+    for n in range(draw(st.integers(1, 6))):
+        domain = draw(st.sampled_from(PARTNERS))
+        kind = draw(st.sampled_from(sorted(VALUES)))
+        values = draw(st.lists(st.sampled_from(VALUES[kind]), min_size=1, max_size=4))
+        requests.append(ValuesCall(_access(domain, n), domain, kind, values, draw(st.booleans())))
+    return requests
+
+
+def _answer(results: list[str | InvalidIdentifier]) -> list[str]:
+    return [r.code if isinstance(r, InvalidIdentifier) else r for r in results]
+
+
+def _entry(entry: AuditEntry) -> AuditEntry:
+    """An entry without its place in the log (its sequence number and predecessor)."""
+    return replace(entry, seq=0, prev="")
+
+
+@settings(max_examples=30)
+@given(requests=_requests())
+def test_a_group_gives_each_request_what_it_gets_alone(
+    partners: Deployment, database: Database, requests: list[ValuesCall]
+) -> None:
+    before = len(database.audit_entries())
+    together = pseudonymise_together(partners, requests)
+    group_entries = database.audit_entries()[before:]
+    registered = database.rows()
+    alone = [
+        pseudonymise_values(
+            partners,
+            access=r.access,
+            domain=r.domain,
+            kind=r.kind,
+            values=r.values,
+            register=r.register,
+        )
+        for r in requests
+    ]
+    alone_entries = database.audit_entries()[before + len(requests) :]
+    assert [_answer(a) for a in together] == [_answer(a) for a in alone]
+    # One entry per request, in order, each the one the request writes alone.
+    assert [_entry(e) for e in group_entries] == [_entry(e) for e in alone_entries]
+    assert [e.request_id for e in group_entries] == [r.access.request_id for r in requests]
+    for request, answer, entry in zip(requests, together, group_entries, strict=True):
+        distinct = {a for a in answer if isinstance(a, str)}  # one pseudonym per customer
+        assert entry.detail["registered"] == (len(distinct) if request.register else 0)
+    # Alone, the requests register nothing the group did not.
+    assert database.rows() == registered
+    written = len(database.audit_entries())
+    assert verify_stored(partners, access=ACCESS).entries == written
+
+
+def test_a_group_registers_only_what_its_registering_requests_ask_for(
+    partners: Deployment, database: Database
+) -> None:
+    before = database.rows()
+    looked_up = ValuesCall(_access("casino", 1), "casino", "card", ["4970101234560001"], False)
+    pseudonymise_together(partners, [looked_up, replace(looked_up, values=["4970101234560009"])])
+    assert database.rows() == before
+    registering = replace(looked_up, register=True)
+    pseudonymise_together(partners, [looked_up, registering])
+    after = database.rows()
+    assert len(after["subjects"]) == len(before["subjects"]) + 1
+    assert len(after["cards"]) == len(before["cards"]) + 1
+
+
+@pytest.mark.parametrize(
+    ("refused", "error"),
+    [
+        (ValuesCall(_access("casino", 2), "sncf", "card", ["4970101234560001"]), DomainHidden),
+        (ValuesCall(_access("casino", 2), "casino", "iban", ["4970101234560001"]), TiersError),
+        (ValuesCall(ACCESS, "nowhere", "card", ["4970101234560001"]), TiersError),
+    ],
+    ids=["other partner's domain", "unknown kind", "unknown domain"],
+)
+def test_one_refused_request_rolls_the_group_back_and_records_nothing(
+    partners: Deployment, database: Database, refused: ValuesCall, error: type[Exception]
+) -> None:
+    fine = ValuesCall(_access("casino", 1), "casino", "card", ["4970101234560004"])
+    rows, entries = database.rows(), database.audit_entries()
+    with pytest.raises(error):
+        pseudonymise_together(partners, [fine, refused])
+    assert database.rows() == rows
+    assert database.audit_entries() == entries
