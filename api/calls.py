@@ -20,9 +20,10 @@ The check of other processes is a try of their lock, released at once: one that 
 in the few microseconds between that try and the call's own transaction makes the event loop
 wait for it, as a pool thread would have waited (at most ``SQLITE_BUSY_MS``, then 503).
 
-Short ``pseudonymise`` calls are made in groups (:func:`pseudonymise_grouped`, a group commit,
-see :mod:`api.grouping`): in one transaction, by
-:func:`tiers.tokenisation.pseudonymise_together`. Each call still gets its own results and its
+Short ``pseudonymise`` calls and single-key link resolutions are made in groups
+(:func:`pseudonymise_grouped`, :func:`resolve_grouped`; a group commit, see
+:mod:`api.grouping`): in one transaction, by :func:`tiers.tokenisation.pseudonymise_together`
+or :func:`tiers.resolution.resolve_together`. Each call still gets its own results and its
 own access-log entry, but the transaction, the log head's lock and update, the key look-ups and
 the inserts are shared: at sixteen calls a group, a call's core work took a fifth of its time
 alone (in process, SQLite). If any call of a group is refused, or the group fails, nothing of
@@ -43,8 +44,10 @@ from anyio.lowlevel import RunVar
 from fastapi.concurrency import run_in_threadpool
 
 from api.grouping import Grouped
+from tiers.auditing import Access
 from tiers.deployment import Deployment
-from tiers.errors import InvalidIdentifier
+from tiers.errors import InvalidIdentifier, TiersError
+from tiers.resolution import Resolution, resolve, resolve_together
 from tiers.tokenisation import ValuesCall, pseudonymise_together, pseudonymise_values
 
 __all__ = [
@@ -52,7 +55,9 @@ __all__ = [
     "SHORT_CALL_THREADS",
     "SHORT_CALL_VALUES",
     "call",
+    "grouped_calls",
     "pseudonymise_grouped",
+    "resolve_grouped",
     "short_call_in_pool",
 ]
 
@@ -72,6 +77,7 @@ SHORT_CALL_THREADS = 2
 _SHORT_THREADS: RunVar[anyio.CapacityLimiter] = RunVar("tiers_short_call_threads")
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 async def call(deployment: Deployment, function: Callable[[], R], *, short: bool) -> R:
@@ -98,46 +104,90 @@ async def short_call_in_pool(function: Callable[[], R]) -> R:
 Answer = list[str | InvalidIdentifier]
 
 
+def grouped_calls(
+    name: str,
+    together: Callable[[Deployment, list[T]], Sequence[R]],
+    alone: Callable[[Deployment, T], R],
+    *,
+    size: Callable[[T], int] = lambda _: 1,
+    limit: int = 64,
+) -> Grouped[tuple[Deployment, T], R]:
+    """Short core calls made in groups: ``together(deployment, items)`` in one transaction
+    (refusing or failing as a whole, with nothing recorded), or else ``alone`` for each item,
+    each recording its own outcome. Each runs as a short call (:func:`call`)."""
+
+    async def make(calls: list[tuple[Deployment, T]]) -> Sequence[R | BaseException]:
+        deployment = calls[0][0]  # a service has one; were there several, each call goes alone
+        if len(calls) > 1 and all(other is deployment for other, _ in calls):
+            items = [item for _, item in calls]
+            try:
+                return await call(
+                    deployment, functools.partial(together, deployment, items), short=True
+                )
+            except Exception as error:  # noqa: BLE001 - a refusal or a failure: each alone
+                kind = type(error).__name__
+                _log.debug(
+                    "a group of %d %s calls is made call by call (%s)", len(calls), name, kind
+                )
+        each = [
+            call(owner, functools.partial(alone, owner, item), short=True) for owner, item in calls
+        ]
+        return await asyncio.gather(*each, return_exceptions=True)
+
+    return Grouped(name, make, size=lambda pair: size(pair[1]), limit=limit)
+
+
+# The core functions are looked up when a group is made (a test's spy on them sees the calls).
+
+
+def _pseudonymise_together(deployment: Deployment, requests: list[ValuesCall]) -> list[Answer]:
+    return pseudonymise_together(deployment, requests)
+
+
+def _pseudonymise_alone(deployment: Deployment, request: ValuesCall) -> Answer:
+    return pseudonymise_values(
+        deployment,
+        access=request.access,
+        domain=request.domain,
+        kind=request.kind,
+        values=request.values,
+        register=request.register,
+    )
+
+
+_PSEUDONYMISE = grouped_calls(
+    "pseudonymise",
+    _pseudonymise_together,
+    _pseudonymise_alone,
+    size=lambda request: len(request.values),
+    limit=GROUP_VALUES,
+)
+
+
 async def pseudonymise_grouped(deployment: Deployment, request: ValuesCall) -> Answer:
     """:func:`~tiers.tokenisation.pseudonymise_values` of a short call, in a group with the
     calls that wait beside it (see above)."""
     return await _PSEUDONYMISE((deployment, request))
 
 
-async def _pseudonymise_group(
-    calls: list[tuple[Deployment, ValuesCall]],
-) -> Sequence[Answer | BaseException]:
-    deployment = calls[0][0]  # a service has one; were there several, each call goes alone
-    if len(calls) > 1 and all(other is deployment for other, _ in calls):
-        requests = [request for _, request in calls]
-        together = functools.partial(pseudonymise_together, deployment, requests)
-        try:
-            return await call(deployment, together, short=True)
-        except Exception as error:  # noqa: BLE001 - a refusal or a failure: each call alone
-            name = type(error).__name__
-            _log.debug("a group of %d calls is made call by call (%s)", len(calls), name)
-    alone = [
-        call(
-            owner,
-            functools.partial(
-                pseudonymise_values,
-                owner,
-                access=request.access,
-                domain=request.domain,
-                kind=request.kind,
-                values=request.values,
-                register=request.register,
-            ),
-            short=True,
-        )
-        for owner, request in calls
-    ]
-    return await asyncio.gather(*alone, return_exceptions=True)
+Resolved = list[Resolution | TiersError]
 
 
-_PSEUDONYMISE: Grouped[tuple[Deployment, ValuesCall], Answer] = Grouped(
-    "pseudonymise",
-    _pseudonymise_group,
-    size=lambda item: len(item[1].values),
-    limit=GROUP_VALUES,
-)
+def _resolve_together(deployment: Deployment, requests: list[tuple[Access, str]]) -> list[Resolved]:
+    return resolve_together(deployment, requests)
+
+
+def _resolve_alone(deployment: Deployment, request: tuple[Access, str]) -> Resolved:
+    access, linking_key = request
+    return resolve(deployment, access=access, linking_keys=[linking_key], strict=True)
+
+
+_RESOLVE = grouped_calls("link_resolve", _resolve_together, _resolve_alone)
+
+
+async def resolve_grouped(deployment: Deployment, access: Access, linking_key: str) -> Resolution:
+    """:func:`~tiers.resolution.resolve` (strict) of one hub linking key, in a group with the
+    calls that wait beside it (see above)."""
+    (result,) = await _RESOLVE((deployment, (access, linking_key)))
+    assert isinstance(result, Resolution)  # strict: an unknown key was raised
+    return result

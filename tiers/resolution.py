@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 
 from audit import Counts
 from keys import Keyring
-from tiers.auditing import Access, audited
+from tiers.auditing import Access, Pending, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.errors import NotFound, TiersError
@@ -20,7 +20,7 @@ from tiers.storage import links
 from tiers.storage.domains import DomainRecord
 from tiers.storage.links import CardRow
 
-__all__ = ["CardView", "Resolution", "behind_hub_key", "resolve"]
+__all__ = ["CardView", "Resolution", "behind_hub_key", "resolve", "resolve_together"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +104,40 @@ def resolve(
 ) -> list[Resolution | TiersError]:
     """Resolve hub linking keys (card or customer keys) in the hub domain, in order; an
     unknown or malformed key gets its error in its place (with ``strict``, it is raised)."""
-    results: list[Resolution | TiersError] = []
     with deployment.transaction() as connection:
-        hub = deployment.hub_domain(connection)
-        if hub is None:
-            raise NotFound("no hub domain", code="unknown_domain")
+        (results,) = _resolve(deployment, connection, [(access, linking_keys)], strict=strict)
+    return results
+
+
+def resolve_together(
+    deployment: Deployment, requests: Sequence[tuple[Access, str]]
+) -> list[list[Resolution | TiersError]]:
+    """:func:`resolve` (strict) of several requests for one key each, in one transaction with
+    an access-log entry per request (a group commit of API calls, see :mod:`api.calls`). When
+    any request is refused or any key unknown, nothing is recorded and the error is raised: the
+    caller then makes each request alone, which records its own outcome."""
+    with deployment.transaction() as connection:
+        return _resolve(
+            deployment, connection, [(access, [key]) for access, key in requests], strict=True
+        )
+
+
+def _resolve(
+    deployment: Deployment,
+    connection: Connection,
+    requests: Sequence[tuple[Access, Sequence[str]]],
+    *,
+    strict: bool,
+) -> list[list[Resolution | TiersError]]:
+    hub = deployment.hub_domain(connection)
+    if hub is None:
+        raise NotFound("no hub domain", code="unknown_domain")
+    ring = deployment.domain_keyring(connection, hub)  # unwrapped once for all
+    answers: list[list[Resolution | TiersError]] = []
+    entries: list[Pending] = []
+    for access, linking_keys in requests:
         require(access, "link_resolve", hub.name)
-        ring = deployment.domain_keyring(connection, hub)  # unwrapped once for the batch
+        results: list[Resolution | TiersError] = []
         bases: list[bytes] = []
         for text in linking_keys:
             try:
@@ -122,14 +149,17 @@ def resolve(
                 continue
             results.append(resolution)
             bases.append(base)
-        deployment.record(
-            connection,
-            access,
-            action="link_resolve",
-            domains=[hub.name],
-            counts=Counts(len(linking_keys), len(bases), len(linking_keys) - len(bases)),
-            subject=deployment.subject_reference(connection, bases[0])
-            if len(linking_keys) == 1 and bases
-            else None,
+        entries.append(
+            Pending(
+                access,
+                "link_resolve",
+                domains=[hub.name],
+                counts=Counts(len(linking_keys), len(bases), len(linking_keys) - len(bases)),
+                subject=deployment.subject_reference(connection, bases[0])
+                if len(linking_keys) == 1 and bases
+                else None,
+            )
         )
-    return results
+        answers.append(results)
+    deployment.record_many(connection, entries)
+    return answers

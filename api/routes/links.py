@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from api.calls import call
+from api.calls import resolve_grouped
 from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
 from api.schemas import ERRORS, ValueError_, _Strict, batch_results
 from tiers import cards, links, resolution
@@ -182,15 +182,7 @@ def transfer(
 async def link(linking_key: str, deployment: DeploymentDep, access: CurrentAccess) -> ResolutionOut:
     """The customer behind a hub linking key (a card's or the customer's): its alliance key,
     cards as hub keys, and attached SG."""
-    (result,) = await call(
-        deployment,
-        lambda: resolution.resolve(
-            deployment, access=access, linking_keys=[linking_key], strict=True
-        ),
-        short=True,
-    )
-    assert isinstance(result, resolution.Resolution)
-    return _resolution(result)
+    return _resolution(await resolve_grouped(deployment, access, linking_key))
 
 
 @router.post(

@@ -5,14 +5,18 @@ own in the access log, which verifies."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from api import calls, grouping
+from audit import AuditEntry
 from tests.api.conftest import Api
 from tests.conftest import ACCESS, assert_absent
 from tiers.audit_ops import verify_stored
@@ -30,59 +34,98 @@ REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
 ]
 
 
-@pytest.fixture
-def groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The size of each group made together (the real function runs)."""
+def _spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """The size of each group ``api.calls.<name>`` makes together (the real function runs)."""
     sizes: list[int] = []
-    real: Callable[..., Any] = calls.pseudonymise_together
+    real: Callable[..., Any] = getattr(calls, name)
 
     def together(deployment: Deployment, requests: list[Any]) -> Any:
         sizes.append(len(requests))
         return real(deployment, requests)
 
-    monkeypatch.setattr(calls, "pseudonymise_together", together)
+    monkeypatch.setattr(calls, name, together)
     return sizes
 
 
-def _post(api: Api, n: int, client: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+@pytest.fixture
+def groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    return _spy(monkeypatch, "pseudonymise_together")
+
+
+@pytest.fixture
+def resolution_groups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    return _spy(monkeypatch, "resolve_together")
+
+
+Answer = tuple[int, dict[str, Any]]
+
+
+def _post(api: Api, n: int, client: str, body: dict[str, Any]) -> Answer:
     headers = {**api.headers(client), "X-Request-Id": f"req{n}"}
     response = api.http.post("/v1/pseudonymise", json=body, headers=headers)
     return response.status_code, response.json()
 
 
-def test_calls_arriving_together_are_made_together_each_as_alone(
-    api: Api, groups: list[int]
-) -> None:
+def _get(api: Api, n: int, client: str, path: str) -> Answer:
+    headers = {**api.headers(client), "X-Request-Id": f"req{n}"}
+    response = api.http.get(path, headers=headers)
+    return response.status_code, response.json()
+
+
+def _concurrently(api: Api, sends: list[Callable[[], Answer]]) -> list[Answer]:
+    """The answers of ``sends``, sent at once from threads of their own. The first call to
+    reach the database waits for a writer that holds the log head: the others meanwhile wait
+    for the next group (however slowly the machine brings them there)."""
     deployment: Deployment = api.http.app.state.service.deployment()  # type: ignore[attr-defined]
-    answers: dict[int, tuple[int, dict[str, Any]]] = {}
-    started = threading.Barrier(len(REQUESTS) + 1)
+    answers: dict[int, Answer] = {}
+    started = threading.Barrier(len(sends) + 1)
 
-    def send(n: int, client: str, body: dict[str, Any]) -> None:
+    def send(n: int) -> None:
         started.wait()
-        answers[n] = _post(api, n, client, body)
+        answers[n] = sends[n]()
 
-    threads = [
-        threading.Thread(target=send, args=(n, client, body))
-        for n, (client, body, _, _) in enumerate(REQUESTS)
-    ]
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(len(sends))]
     for thread in threads:
         thread.start()
-    # The first call to reach the database waits for this writer, which holds the log head:
-    # the others meanwhile wait for the next group (however slowly the machine brings them).
     with deployment.transaction() as connection:
         audit_log.lock_state(connection)
         started.wait()
         time.sleep(0.5)
     for thread in threads:
         thread.join(30)
+    return [answers[n] for n in range(len(sends))]
+
+
+def _entries_by_request(api: Api, count: int) -> dict[str, AuditEntry]:
+    """The first entry of each request ``req<n>`` (of the calls made together)."""
+    entries = [e for e in api.database.audit_entries() if e.request_id.startswith("req")]
+    found = {e.request_id: e for e in reversed(entries)}
+    assert sorted(found) == sorted(f"req{n}" for n in range(count))
+    return found
+
+
+def _log_verifies(api: Api) -> None:
+    deployment: Deployment = api.http.app.state.service.deployment()  # type: ignore[attr-defined]
+    written = len(api.database.audit_entries())
+    assert verify_stored(deployment, access=ACCESS).entries == written
+
+
+def test_calls_arriving_together_are_made_together_each_as_alone(
+    api: Api, groups: list[int]
+) -> None:
+    answers = _concurrently(
+        api,
+        [
+            functools.partial(_post, api, n, client, body)
+            for n, (client, body, _, _) in enumerate(REQUESTS)
+        ],
+    )
     assert max(groups) > 1, groups  # some were made together
-    assert [answers[n][0] for n in range(len(REQUESTS))] == [r[2] for r in REQUESTS]
+    assert [status for status, _ in answers] == [r[2] for r in REQUESTS]
     # The same calls one at a time: the same answers.
     for n, (client, body, _, _) in enumerate(REQUESTS):
         assert _post(api, n, client, body) == answers[n]
-    entries = [e for e in api.database.audit_entries() if e.request_id.startswith("req")]
-    by_request = {e.request_id: e for e in entries[: len(REQUESTS)]}
-    assert sorted(by_request) == sorted(f"req{n}" for n in range(len(REQUESTS)))
+    by_request = _entries_by_request(api, len(REQUESTS))
     for n, (client, body, _, outcome) in enumerate(REQUESTS):
         entry = by_request[f"req{n}"]
         assert (entry.actor, entry.action, entry.outcome) == (client, "pseudonymise", outcome)
@@ -90,9 +133,55 @@ def test_calls_arriving_together_are_made_together_each_as_alone(
             valid = sum(v != "12ab" for v in body["values"])
             counts = entry.counts
             assert (counts.records_in, counts.records_out) == (len(body["values"]), valid)
-    written = len(api.database.audit_entries())
-    assert verify_stored(deployment, access=ACCESS).entries == written
+    _log_verifies(api)
     assert_absent(api.database.stored_bytes(), CARDS, "the database")
+
+
+def _hub_card_keys(api: Api) -> list[str]:
+    """The hub's linking keys of the cards enrolled so far."""
+    engine = create_engine(api.database.url or f"sqlite:///{api.database.home / 'tiers.db'}")
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT version, value FROM hub_keys WHERE kind = 'card' ORDER BY value")
+            ).all()
+    finally:
+        engine.dispose()
+    return [f"hub.v{v}.{base64.b32encode(bytes(value)).decode().lower()}" for v, value in rows]
+
+
+def test_link_resolutions_arriving_together_are_made_together_each_as_alone(
+    api: Api, resolution_groups: list[int]
+) -> None:
+    enrolled = api.http.post(
+        "/v1/cards/enrol", headers=api.headers("casino-app"), json={"values": CARDS[:10]}
+    )
+    assert enrolled.status_code == 200
+    keys = _hub_card_keys(api)
+    unknown = keys[0][:-4] + ("aaaa" if not keys[0].endswith("aaaa") else "bbbb")
+    # (client, key, status, outcome logged)
+    wanted = [
+        *[("hub-app", key, 200, "ok") for key in keys],
+        ("hub-app", unknown, 404, "error"),
+        ("casino-app", keys[0], 403, "denied"),
+    ]
+    answers = _concurrently(
+        api,
+        [
+            functools.partial(_get, api, n, client, f"/v1/links/{key}")
+            for n, (client, key, _, _) in enumerate(wanted)
+        ],
+    )
+    assert max(resolution_groups) > 1, resolution_groups  # some were made together
+    assert [status for status, _ in answers] == [w[2] for w in wanted]
+    for n, (client, key, _, _) in enumerate(wanted):
+        assert _get(api, n, client, f"/v1/links/{key}") == answers[n]
+    assert {a["cards"][0]["linking_key"] for _, a in answers[: len(keys)]} == set(keys)
+    by_request = _entries_by_request(api, len(wanted))
+    for n, (client, _, _, outcome) in enumerate(wanted):
+        entry = by_request[f"req{n}"]
+        assert (entry.actor, entry.action, entry.outcome) == (client, "link_resolve", outcome)
+    _log_verifies(api)
 
 
 def test_a_call_alone_waits_for_no_group(api: Api, groups: list[int]) -> None:

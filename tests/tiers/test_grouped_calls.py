@@ -12,11 +12,13 @@ from hypothesis import strategies as st
 
 from audit import AuditEntry
 from tests.conftest import ACCESS, NOW, Database
+from tests.tiers.test_links import hub_key
 from tiers.admin import add_domain
 from tiers.audit_ops import verify_stored
 from tiers.auditing import Access
 from tiers.deployment import Deployment
 from tiers.errors import DomainHidden, InvalidIdentifier, TiersError
+from tiers.resolution import resolve, resolve_together
 from tiers.tokenisation import ValuesCall, pseudonymise_together, pseudonymise_values
 
 PARTNERS = ("casino", "sncf")
@@ -124,3 +126,30 @@ def test_one_refused_request_rolls_the_group_back_and_records_nothing(
         pseudonymise_together(partners, [fine, refused])
     assert database.rows() == rows
     assert database.audit_entries() == entries
+
+
+def test_link_resolutions_together_give_each_request_what_it_gets_alone(
+    partners: Deployment, database: Database
+) -> None:
+    cards = ["4970101234560001", "4970101234560003", "4970101234560005"]
+    pseudonymise_values(
+        partners, access=_access("casino", 0), domain="casino", kind="card", values=cards
+    )
+    keys = [hub_key(partners, "casino", card) for card in cards]
+    hub = [Access("hub-app", "hub", "test", NOW, f"h-{n}", domain="hub") for n in range(4)]
+    requests = [(hub[0], keys[0]), (hub[1], keys[2]), (hub[2], keys[1]), (hub[3], keys[0])]
+    before = len(database.audit_entries())
+    together = resolve_together(partners, requests)
+    group_entries = database.audit_entries()[before:]
+    alone = [resolve(partners, access=a, linking_keys=[k], strict=True) for a, k in requests]
+    assert together == alone
+    assert [_entry(e) for e in group_entries] == [
+        _entry(e) for e in database.audit_entries()[before + len(requests) :]
+    ]
+    assert [e.request_id for e in group_entries] == ["h-0", "h-1", "h-2", "h-3"]
+    # An unknown key, or a client that may not resolve, refuses the whole group: nothing kept.
+    entries = database.audit_entries()
+    for refused in [(hub[0], keys[0][:-2] + "aa"), (_access("casino", 9), keys[0])]:
+        with pytest.raises(TiersError):
+            resolve_together(partners, [*requests, refused])
+        assert database.audit_entries() == entries
