@@ -1,6 +1,7 @@
-"""Short pseudonymise calls that arrive together are made in groups (one transaction), and
-each still gets exactly what it gets alone: its pseudonyms or its error, and one entry of its
-own in the access log, which verifies."""
+"""Short pseudonymise calls and single-key link resolutions that arrive together are made in
+groups (one transaction), and each still gets exactly what it gets alone: its answer or its
+error, and one entry of its own in the access log, which verifies. Then the grouping itself
+(api.grouping): order, limits, failures."""
 
 from __future__ import annotations
 
