@@ -57,6 +57,7 @@ __all__ = [
     "call",
     "grouped_calls",
     "pseudonymise_grouped",
+    "pseudonymise_one",
     "resolve_grouped",
     "short_call_in_pool",
 ]
@@ -144,7 +145,8 @@ def _pseudonymise_together(deployment: Deployment, requests: list[ValuesCall]) -
     return pseudonymise_together(deployment, requests)
 
 
-def _pseudonymise_alone(deployment: Deployment, request: ValuesCall) -> Answer:
+def pseudonymise_one(deployment: Deployment, request: ValuesCall) -> Answer:
+    """:func:`~tiers.tokenisation.pseudonymise_values` of one request, alone."""
     return pseudonymise_values(
         deployment,
         access=request.access,
@@ -158,7 +160,7 @@ def _pseudonymise_alone(deployment: Deployment, request: ValuesCall) -> Answer:
 _PSEUDONYMISE = grouped_calls(
     "pseudonymise",
     _pseudonymise_together,
-    _pseudonymise_alone,
+    pseudonymise_one,
     size=lambda request: len(request.values),
     limit=GROUP_VALUES,
 )

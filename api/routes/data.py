@@ -8,7 +8,7 @@ from typing import IO, Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 
-from api.calls import SHORT_CALL_VALUES, call, pseudonymise_grouped
+from api.calls import SHORT_CALL_VALUES, call, pseudonymise_grouped, pseudonymise_one
 from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
 from api.downloads import CsvDownload
 from api.schemas import (
@@ -24,7 +24,7 @@ from api.upload import stream_multipart
 from tiers import clients
 from tiers.errors import InvalidRequest
 from tiers.jobs import JobRecord, delete_job, get_job, job_file, list_jobs, run_file_job
-from tiers.tokenisation import ValuesCall, pseudonymise_values
+from tiers.tokenisation import ValuesCall
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
@@ -54,24 +54,14 @@ async def pseudonymise(
             f"at most {deployment.settings.max_batch_values} values per call",
             code="too_many_values",
         )
-    request_values = ValuesCall(
+    wanted = ValuesCall(
         access, body.domain or client.domain or "", body.kind, body.values, body.register_subjects
     )
     if len(body.values) <= SHORT_CALL_VALUES:
-        results = await pseudonymise_grouped(deployment, request_values)
+        results = await pseudonymise_grouped(deployment, wanted)
     else:
         results = await call(
-            deployment,
-            functools.partial(
-                pseudonymise_values,
-                deployment,
-                access=access,
-                domain=request_values.domain,
-                kind=body.kind,
-                values=body.values,
-                register=body.register_subjects,
-            ),
-            short=False,
+            deployment, functools.partial(pseudonymise_one, deployment, wanted), short=False
         )
     return PseudonymiseResponse(**batch_results(results))
 

@@ -16,7 +16,6 @@ import pytest
 
 from api import calls
 from api.calls import SHORT_CALL_THREADS, SHORT_CALL_VALUES, call
-from api.routes import data
 from tests.api.conftest import Api
 from tests.conftest import ACCESS
 from tiers.deployment import Deployment
@@ -27,8 +26,8 @@ POOL_THREAD = "AnyIO worker thread"
 
 @pytest.fixture
 def threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of the threads the route's core calls ran in (long calls from the route,
-    short ones alone or in groups from api.calls)."""
+    """The names of the threads the route's core calls ran in (alone or in groups, as
+    api.calls makes them)."""
     seen: list[str] = []
 
     def recorded(real: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,12 +37,8 @@ def threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return run
 
-    for module, name in [
-        (data, "pseudonymise_values"),
-        (calls, "pseudonymise_values"),
-        (calls, "pseudonymise_together"),
-    ]:
-        monkeypatch.setattr(module, name, recorded(getattr(module, name)))
+    for name in ("pseudonymise_values", "pseudonymise_together"):
+        monkeypatch.setattr(calls, name, recorded(getattr(calls, name)))
     return seen
 
 
