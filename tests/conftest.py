@@ -103,8 +103,9 @@ class Database:
 
     def integrity_faults(self) -> dict[str, int]:
         """What the schema no longer makes the database check since migration 0010, counted:
-        index entries and cards naming a subject or a domain the database does not hold, and
-        cards of one partner with the same subject. There must be none."""
+        index entries and cards naming a subject or a domain the database does not hold, cards
+        of one partner with the same subject, and cards left without a key of the hub's. There
+        must be none."""
         if self.backend == "sqlite" and not (self.home / "tiers.db").exists():
             return {}
         references = (
@@ -118,6 +119,15 @@ class Database:
             f"(SELECT 1 FROM {parent} WHERE {parent}.{key} = {table}.{column})"
             for table, column, parent, key in references
         }
+        # A card in a partner's domain is keyed in the hub's active version once a hub exists,
+        # unless it was withdrawn: tiers.tokenisation.Registrar.flush relies on it.
+        queries["cards without a hub key"] = (
+            "SELECT count(*) FROM cards JOIN domains hub ON hub.role = 'hub' "
+            "JOIN keys k ON k.owner = hub.name AND k.purpose = 'pseudonym' AND k.state = 'active' "
+            "WHERE NOT EXISTS (SELECT 1 FROM withdrawn w WHERE w.ref = cards.ref) "
+            "AND NOT EXISTS "
+            "(SELECT 1 FROM hub_keys h WHERE h.ref = cards.ref AND h.version = k.version)"
+        )
         queries["cards twice"] = (
             "SELECT count(*) FROM (SELECT partner_id, base FROM cards "
             "GROUP BY partner_id, base HAVING count(*) > 1) AS twice"
@@ -125,7 +135,9 @@ class Database:
         engine = create_engine(self.url or f"sqlite:///{self.home / 'tiers.db'}")
         try:
             with engine.connect() as connection:
-                if not {"cards", "pseudonym_index"} <= set(inspect(connection).get_table_names()):
+                if not {"cards", "pseudonym_index", "withdrawn"} <= set(
+                    inspect(connection).get_table_names()
+                ):
                     return {}
                 return {
                     fault: connection.execute(text(query)).scalar_one()
@@ -159,7 +171,8 @@ class Database:
 
 def _no_integrity_fault(database: Database) -> None:
     """Checked after every test that has a database: whatever it wrote, every index entry and
-    card names a subject and a domain that exist, and no partner has a card twice."""
+    card names a subject and a domain that exist, no partner has a card twice, and every card
+    not withdrawn has a key in the hub's active version, if there is a hub."""
     assert {} == {fault: n for fault, n in database.integrity_faults().items() if n}
 
 

@@ -133,6 +133,8 @@ class Registrar:
     enroller: Callable[[list[bytes]], None] | None = None
     # Where the rows are held to be inserted in key order at the end (see finish).
     held: SortedInserts | None = None
+    # Look each batch up in the index first and write only what it does not hold (see flush).
+    skip_known: bool = False
     _pending: dict[bytes, bytes] = field(default_factory=dict)
     _cards: list[bytes] = field(default_factory=list)
     registered: int = 0
@@ -145,20 +147,40 @@ class Registrar:
             self.flush()
 
     def flush(self) -> None:
+        """Register the pending pairs and enrol the pending cards.
+
+        With ``skip_known``, the pairs the index already holds (same value, same subject) are
+        left out, and so are their cards: registering them again would change nothing, and a
+        card whose subject is indexed in a partner's domain is enrolled already and, unless
+        withdrawn, keyed in every live hub version. Every path that indexes a partner's card
+        enrols it in the same transaction (this one, :func:`tiers.cards.enrol_cards`, an
+        exchange's keys); a hub created later keys the cards enrolled before it
+        (:func:`tiers.links.backfill_hub_keys`), and a new hub version keys every keyed card
+        (:func:`tiers.rekey.rekey_hub`). The test suite checks that invariant after each test.
+        """
         if not self._pending:
             return
+        pairs = list(self._pending.items())
+        cards = self._cards
+        if self.skip_known:
+            known = subjects.known(
+                self.connection, domain_id=self.domain_id, version=self.version, pairs=pairs
+            )
+            if known:
+                pairs = [pair for pair in pairs if pair[0] not in known]
+                cards = [base for base in cards if base not in known]
         subjects.register(
             self.connection,
             domain_id=self.domain_id,
             version=self.version,
-            pairs=list(self._pending.items()),
+            pairs=pairs,
             now=self.now,
         )
         self.registered += len(self._pending)
         self._pending.clear()
-        if self._cards and self.enroller is not None:
-            self.enroller(self._cards)
-            self._cards = []
+        self._cards = []
+        if cards and self.enroller is not None:
+            self.enroller(cards)
 
     def finish(self) -> None:
         """Write what is pending, and what is held, into the tables."""
@@ -257,6 +279,7 @@ def _pseudonymise(
                 now,
                 enroller=card_enroller(deployment, connection, tokeniser, now),
                 held=held,
+                skip_known=True,
             )
             opened[request.domain] = (tokeniser, registrar)
         tokeniser, registrar = opened[request.domain]

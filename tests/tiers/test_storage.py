@@ -457,6 +457,7 @@ def test_the_integrity_check_after_each_test_finds_each_fault(
     """What the schema no longer checks (migration 0010), the test suite does after every test:
     here each fault is made, counted, and taken away again."""
     add_domain(deployment, access=ACCESS, name="casino", role="partner")
+    add_domain(deployment, access=ACCESS, name="hub", role="hub")
     pseudonymise_values(
         deployment, access=ACCESS, domain="casino", kind="card", values=["49701012345678"]
     )
@@ -467,6 +468,8 @@ def test_the_integrity_check_after_each_test_finds_each_fault(
         connection.execute(insert(card_table).values(**row))  # the same card, twice
         unknown = {"id": 9, "ref": b"\1" * 32, "base": b"\2" * 32}  # a subject nobody registered
         connection.execute(insert(card_table).values(**{**row, **unknown}))
+        # Neither has a hub key; the second is withdrawn, so it needs none.
+        connection.execute(insert(withdrawn).values(ref=unknown["ref"], withdrawn_at=ACCESS.now))
         connection.execute(
             insert(pseudonym_index).values(
                 domain_id=99,
@@ -482,8 +485,18 @@ def test_the_integrity_check_after_each_test_finds_each_fault(
         "cards.base dangling": 1,
         "cards.partner_id dangling": 0,
         "cards twice": 1,
+        "cards without a hub key": 1,
     } == database.integrity_faults()
     with deployment.engine.begin() as connection:
         connection.execute(delete(card_table).where(card_table.c.id != card["id"]))
+        connection.execute(delete(withdrawn))
         connection.execute(delete(pseudonym_index).where(pseudonym_index.c.domain_id == 99))
+    assert not any(database.integrity_faults().values())
+    with deployment.engine.begin() as connection:
+        connection.execute(delete(hub_keys))
+    assert {"cards without a hub key": 1} == {
+        fault: n for fault, n in database.integrity_faults().items() if n
+    }
+    with deployment.engine.begin() as connection:
+        connection.execute(insert(withdrawn).values(ref=card["ref"], withdrawn_at=ACCESS.now))
     assert not any(database.integrity_faults().values())

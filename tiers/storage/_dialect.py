@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COPY_THRESHOLD",
+    "DRIVER_IN_CHUNK",
     "HELD_INSERTS",
     "IN_CHUNK",
     "Parent",
@@ -39,6 +40,7 @@ __all__ = [
     "in_chunks",
     "insert_from_stage",
     "insert_ignoring_duplicates",
+    "rows_where_in",
     "stage_table",
     "unique_key",
     "versioned_chunks",
@@ -56,6 +58,38 @@ COPY_THRESHOLD = 500
 # The most values one ``IN`` list takes (SQLite binds one parameter per value; its limit is
 # 32,766 since 3.32, 999 before).
 IN_CHUNK = 1000
+
+
+# Values one statement of rows_where_in takes on SQLite: well under its limit of 32,766 bound
+# parameters.
+DRIVER_IN_CHUNK = 5_000
+
+
+def rows_where_in(
+    connection: Connection,
+    query: str,
+    values: Sequence[Any],
+    head: tuple[Any, ...] = (),
+    chunk: int = DRIVER_IN_CHUNK,
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``query``, a ``SELECT`` whose last condition is ``{in}``, for ``values``;
+    ``{p}`` marks each of the parameters before it, given in ``head``.
+
+    Written for the driver rather than as SQLAlchemy's expanding ``IN``, which renders and
+    processes the list on every call: ten times the query for one value, twice for 10,000.
+    One array parameter on PostgreSQL (``= ANY(…)``); on SQLite, one placeholder a value, in
+    statements of at most ``chunk`` values.
+    """
+    if not values:
+        return
+    if connection.dialect.name == "postgresql":
+        statement = query.format(p="%s", **{"in": "= ANY(%s)"})
+        yield from connection.exec_driver_sql(statement, (*head, list(values)))
+        return
+    for start in range(0, len(values), chunk):
+        part = tuple(values[start : start + chunk])
+        statement = query.format(p="?", **{"in": f"IN ({','.join('?' * len(part))})"})
+        yield from connection.exec_driver_sql(statement, (*head, *part))
 
 
 def in_chunks(values: Iterable[Any]) -> Iterator[list[Any]]:

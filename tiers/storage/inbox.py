@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from tiers.storage._dialect import insert_ignoring_duplicates
+from tiers.storage._dialect import DRIVER_IN_CHUNK, insert_ignoring_duplicates, rows_where_in
 from tiers.storage.tables import deliveries, withdrawn
 
 __all__ = [
@@ -97,29 +97,15 @@ def mark_withdrawn(connection: Connection, *, refs: Sequence[bytes], now: dateti
         )
 
 
-# Refs looked up per statement on SQLite: well under its limit of 32,766 bound parameters.
-WITHDRAWN_CHUNK = 5_000
+# Refs looked up per statement on SQLite.
+WITHDRAWN_CHUNK = DRIVER_IN_CHUNK
 
 
 def withdrawn_refs(connection: Connection, *, refs: Sequence[bytes]) -> set[bytes]:
-    """Those of ``refs`` whose card was withdrawn.
-
-    Written for the driver rather than as SQLAlchemy's expanding ``IN``, which renders and
-    processes the list on every call: ten times the query for one ref, twice for 10,000. One
-    array parameter on PostgreSQL; on SQLite, one placeholder per ref, in chunks.
-    """
-    if not refs:
-        return set()
-    if connection.dialect.name == "postgresql":
-        rows = connection.exec_driver_sql(_WITHDRAWN_ANY, (list(refs),))
-        return {bytes(ref) for (ref,) in rows}
-    found: set[bytes] = set()
-    for start in range(0, len(refs), WITHDRAWN_CHUNK):
-        chunk = tuple(refs[start : start + WITHDRAWN_CHUNK])
-        marks = ",".join("?" * len(chunk))
-        found.update(ref for (ref,) in connection.exec_driver_sql(_WITHDRAWN_IN % marks, chunk))
-    return found
+    """Those of ``refs`` whose card was withdrawn (:func:`~tiers.storage._dialect.rows_where_in`:
+    one array parameter on PostgreSQL, chunks of placeholders on SQLite)."""
+    rows = rows_where_in(connection, _WITHDRAWN, refs, chunk=WITHDRAWN_CHUNK)
+    return {bytes(ref) for (ref,) in rows}
 
 
-_WITHDRAWN_ANY = "SELECT ref FROM withdrawn WHERE ref = ANY(%s)"
-_WITHDRAWN_IN = "SELECT ref FROM withdrawn WHERE ref IN (%s)"  # one ? per ref
+_WITHDRAWN = "SELECT ref FROM withdrawn WHERE ref {in}"

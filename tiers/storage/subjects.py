@@ -7,10 +7,23 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, func, select
 
-from tiers.storage._dialect import Parent, bulk_insert_ignoring_duplicates, versioned_chunks
+from tiers.storage._dialect import (
+    Parent,
+    bulk_insert_ignoring_duplicates,
+    rows_where_in,
+    versioned_chunks,
+)
 from tiers.storage.tables import pseudonym_index, subjects
 
-__all__ = ["count_index", "delete_version", "lookup", "lookup_many", "register", "reindex"]
+__all__ = [
+    "count_index",
+    "delete_version",
+    "known",
+    "lookup",
+    "lookup_many",
+    "register",
+    "reindex",
+]
 
 _REINDEX_BATCH = 10_000
 
@@ -66,6 +79,22 @@ def lookup_many(
             ((version, bytes(row.value)), bytes(row.subject)) for row in connection.execute(query)
         )
     return found
+
+
+def known(
+    connection: Connection, *, domain_id: int, version: int, pairs: Sequence[tuple[bytes, bytes]]
+) -> set[bytes]:
+    """The subjects of those ``(base, pseudonym value)`` the index holds already (the value
+    indexed with that same subject); written for the driver, as it is on the hot path."""
+    wanted = dict((value, base) for base, value in pairs)
+    rows = rows_where_in(connection, _INDEXED, list(wanted), head=(domain_id, version))
+    return {bytes(subject) for value, subject in rows if wanted.get(bytes(value)) == subject}
+
+
+_INDEXED = (
+    "SELECT value, subject FROM pseudonym_index WHERE domain_id = {p} AND version = {p} "
+    "AND value {in}"
+)
 
 
 def count_index(connection: Connection, *, domain_id: int, version: int | None = None) -> int:
