@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
@@ -252,3 +253,19 @@ def assert_absent(haystack: bytes, needles: Sequence[str], where: str) -> None:
         for form in {needle, needle.lower(), needle.upper()}:
             for encoded in (form.encode("utf-8"), form.encode("utf-16-le")):
                 assert encoded not in haystack, f"a clear identifier was found in {where}"
+
+
+@contextmanager
+def statements(deployment: Deployment, containing: str) -> Iterator[list[str]]:
+    """The statements sent to the database that contain ``containing``, while in the block."""
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if containing in statement:
+            seen.append(statement)
+
+    event.listen(deployment.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(deployment.engine, "before_cursor_execute", record)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import event, update
+from sqlalchemy import update
 
-from tests.conftest import ACCESS
+from tests.conftest import ACCESS, statements
 from tiers import keyrings
 from tiers.admin import add_domain, destroy_key, rotate_key
 from tiers.deployment import Deployment
@@ -152,27 +151,11 @@ def _domain_missing(deployment: Deployment) -> bool:
         return keystore.load(connection, owner="casino", purpose="pseudonym") == []
 
 
-@contextmanager
-def _statements(deployment: Deployment, containing: str) -> Iterator[list[str]]:
-    """The statements sent to the database that contain ``containing``, while in the block."""
-    seen: list[str] = []
-
-    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if containing in statement:
-            seen.append(statement)
-
-    event.listen(deployment.engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(deployment.engine, "before_cursor_execute", record)
-
-
 def test_a_transaction_reads_the_generation_once_and_the_next_one_afresh(
     deployment: Deployment, other: Deployment
 ) -> None:
     add_domain(deployment, name="casino", role="partner", access=ACCESS)
-    with _statements(deployment, "key_generation") as reads:
+    with statements(deployment, "key_generation") as reads:
         # A read-only transaction: on SQLite, the other writer does not wait for it.
         with deployment.reading() as connection:
             domain = deployment.domain(connection, "casino")
@@ -200,7 +183,7 @@ def _hub(deployment: Deployment) -> DomainRecord | None:
 def test_domain_records_are_read_once_while_nothing_changes(deployment: Deployment) -> None:
     add_domain(deployment, name="casino", role="partner", access=ACCESS)
     add_domain(deployment, name="hub", role="hub", access=ACCESS)
-    with _statements(deployment, "FROM domains") as reads:
+    with statements(deployment, "FROM domains") as reads:
         for _ in range(3):
             assert _domain(deployment, "casino").role == "partner"
             hub = _hub(deployment)
