@@ -26,9 +26,12 @@ Short ``pseudonymise`` calls and single-key link resolutions are made in groups
 or :func:`tiers.resolution.resolve_together`. Each call still gets its own results and its
 own access-log entry, but the transaction, the log head's lock and update, the key look-ups and
 the inserts are shared: at sixteen calls a group, a call's core work took a fifth of its time
-alone (in process, SQLite). If any call of a group is refused, or the group fails, nothing of
-it is kept and each of its calls is made alone, as it would have been without the others,
-recording its own outcome.
+alone (in process, SQLite). A ``pseudonymise`` call that would be refused before its
+transaction (another domain, a role without the right, an unknown kind:
+:func:`tiers.tokenisation.may_go_together`) is made alone from the start, and the others
+together. If any call of a group is refused all the same (an unknown domain or key), or the
+group fails, nothing of it is kept and each of its calls is made alone, as it would have been
+without the others, recording its own outcome.
 """
 
 from __future__ import annotations
@@ -48,7 +51,12 @@ from tiers.auditing import Access
 from tiers.deployment import Deployment
 from tiers.errors import InvalidIdentifier, TiersError
 from tiers.resolution import Resolution, resolve, resolve_together
-from tiers.tokenisation import ValuesCall, pseudonymise_together, pseudonymise_values
+from tiers.tokenisation import (
+    ValuesCall,
+    may_go_together,
+    pseudonymise_together,
+    pseudonymise_values,
+)
 
 __all__ = [
     "GROUP_VALUES",
@@ -112,28 +120,39 @@ def grouped_calls(
     *,
     size: Callable[[T], int] = lambda _: 1,
     limit: int = 64,
+    eligible: Callable[[T], bool] = lambda _: True,
 ) -> Grouped[tuple[Deployment, T], R]:
     """Short core calls made in groups: ``together(deployment, items)`` in one transaction
     (refusing or failing as a whole, with nothing recorded), or else ``alone`` for each item,
-    each recording its own outcome. Each runs as a short call (:func:`call`)."""
+    each recording its own outcome. An item that is not ``eligible`` (one ``together`` would
+    refuse before its transaction) is made alone from the start, and the others together.
+    Each runs as a short call (:func:`call`)."""
 
     async def make(calls: list[tuple[Deployment, T]]) -> Sequence[R | BaseException]:
         deployment = calls[0][0]  # a service has one; were there several, each call goes alone
-        if len(calls) > 1 and all(other is deployment for other, _ in calls):
-            items = [item for _, item in calls]
+        grouped = [
+            n for n, (owner, item) in enumerate(calls) if owner is deployment and eligible(item)
+        ]
+        answers: dict[int, R | BaseException] = {}
+        if len(grouped) > 1:
+            items = [calls[n][1] for n in grouped]
             try:
-                return await call(
+                made = await call(
                     deployment, functools.partial(together, deployment, items), short=True
                 )
+                answers.update(zip(grouped, made, strict=True))
             except Exception as error:  # noqa: BLE001 - a refusal or a failure: each alone
                 kind = type(error).__name__
                 _log.debug(
-                    "a group of %d %s calls is made call by call (%s)", len(calls), name, kind
+                    "a group of %d %s calls is made call by call (%s)", len(items), name, kind
                 )
+        rest = [n for n in range(len(calls)) if n not in answers]
         each = [
-            call(owner, functools.partial(alone, owner, item), short=True) for owner, item in calls
+            call(owner, functools.partial(alone, owner, item), short=True)
+            for owner, item in (calls[n] for n in rest)
         ]
-        return await asyncio.gather(*each, return_exceptions=True)
+        answers.update(zip(rest, await asyncio.gather(*each, return_exceptions=True), strict=True))
+        return [answers[n] for n in range(len(calls))]
 
     return Grouped(name, make, size=lambda pair: size(pair[1]), limit=limit)
 
@@ -163,6 +182,7 @@ _PSEUDONYMISE = grouped_calls(
     pseudonymise_one,
     size=lambda request: len(request.values),
     limit=GROUP_VALUES,
+    eligible=may_go_together,
 )
 
 

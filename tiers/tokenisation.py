@@ -15,7 +15,7 @@ from tiers.auditing import Access, Pending, audited
 from tiers.authorisation import require
 from tiers.cards import CardEnrolment
 from tiers.deployment import Deployment
-from tiers.errors import InvalidIdentifier, InvalidRequest
+from tiers.errors import InvalidIdentifier, InvalidRequest, TiersError
 from tiers.identifiers import IdentifierKind, NormalisationOptions, get_kind
 from tiers.pseudonyms import PSEUDONYM_BYTES, b32_text, b32_texts, pseudonym_values
 from tiers.storage import SortedInserts, sorted_inserts, subjects
@@ -28,6 +28,7 @@ __all__ = [
     "Registrar",
     "Tokeniser",
     "ValuesCall",
+    "may_go_together",
     "pseudonymise_together",
     "pseudonymise_values",
 ]
@@ -261,12 +262,26 @@ def pseudonymise_together(
     refused, or anything fails, the whole group is rolled back and the error raised, with
     nothing recorded: the caller then makes each request alone, which records its own outcome.
     """
-    kinds = []
-    for request in requests:
-        require(request.access, "pseudonymise", request.domain)
-        kinds.append(get_kind(request.kind))
+    kinds = [_checked(request) for request in requests]
     with deployment.transaction() as connection:
         return _pseudonymise(deployment, connection, list(zip(requests, kinds, strict=True)))
+
+
+def may_go_together(request: ValuesCall) -> bool:
+    """Whether ``request`` passes the checks :func:`pseudonymise_together` makes before its
+    transaction: one that does not is better made alone (which records its refusal) than in a
+    group it would take down with it."""
+    try:
+        _checked(request)
+    except TiersError:
+        return False
+    return True
+
+
+def _checked(request: ValuesCall) -> IdentifierKind:
+    """The caller's right to the request's domain, and its kind (raised as refused)."""
+    require(request.access, "pseudonymise", request.domain)
+    return get_kind(request.kind)
 
 
 def _pseudonymise(

@@ -19,7 +19,12 @@ from tiers.auditing import Access
 from tiers.deployment import Deployment
 from tiers.errors import DomainHidden, InvalidIdentifier, TiersError
 from tiers.resolution import resolve, resolve_together
-from tiers.tokenisation import ValuesCall, pseudonymise_together, pseudonymise_values
+from tiers.tokenisation import (
+    ValuesCall,
+    may_go_together,
+    pseudonymise_together,
+    pseudonymise_values,
+)
 
 PARTNERS = ("casino", "sncf")
 # Valid and invalid values of each kind (the invalid ones are rejected, never registered).
@@ -126,6 +131,17 @@ def test_one_refused_request_rolls_the_group_back_and_records_nothing(
         pseudonymise_together(partners, [fine, refused])
     assert database.rows() == rows
     assert database.audit_entries() == entries
+
+
+def test_what_is_refused_before_the_transaction_does_not_go_in_a_group() -> None:
+    fine = ValuesCall(_access("casino", 1), "casino", "card", ["4970101234560004"])
+    assert may_go_together(fine)
+    assert not may_go_together(replace(fine, domain="sncf"))  # another partner's domain
+    assert not may_go_together(replace(fine, kind="iban"))
+    hub = Access("hub-app", "hub", "test", NOW, "h-1", domain="hub")
+    assert not may_go_together(replace(fine, access=hub, domain="hub"))  # not the hub's right
+    # An unknown domain is only found in the transaction: the group is refused then.
+    assert may_go_together(replace(fine, access=ACCESS, domain="nowhere"))
 
 
 def test_link_resolutions_together_give_each_request_what_it_gets_alone(
