@@ -130,11 +130,15 @@ class _HubKeys:
                 else str(domain_pseudonym(self.hub_key, self.hub.name, b))
                 for b in bases
             ]
-        known = [b for b in bases if isinstance(b, bytes)]
-        self.enrolment.enrol(known, self.now)
+        known = list(dict.fromkeys(b for b in bases if isinstance(b, bytes)))
         refs = dict(zip(known, card_refs(self.base_key, self.partner.name, known), strict=True))
         found = links_repo.cards_by_refs(self.connection, refs=list(refs.values()))
-        withdrawn = inbox_repo.withdrawn_refs(self.connection, refs=list(found))
+        # Only the cards not enrolled yet are enrolled: one that is was keyed then, unless
+        # withdrawn (the invariant tiers.tokenisation.Registrar.flush relies on too). New
+        # cards are linked to no customer: each is its own target.
+        new = [base for base in known if refs[base] not in found]
+        self.enrolment.enrol(new, self.now)
+        withdrawn = inbox_repo.withdrawn_refs(self.connection, refs=list(refs.values()))
         owners = links_repo.customers_by_ids(
             self.connection,
             ids=[c.customer_id for c in found.values() if c.customer_id is not None],
@@ -142,8 +146,10 @@ class _HubKeys:
         targets = {
             ref: ref if card.customer_id is None else owners[card.customer_id].base
             for ref, card in found.items()
-            if ref not in withdrawn
         }
+        targets.update((refs[base], refs[base]) for base in new)
+        for ref in withdrawn:
+            targets.pop(ref, None)
         values_ = links_repo.hub_values(
             self.connection, refs=list(targets.values()), version=self.hub_key.version
         )
