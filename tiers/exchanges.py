@@ -132,7 +132,7 @@ class _HubKeys:
             ]
         known = list(dict.fromkeys(b for b in bases if isinstance(b, bytes)))
         refs = dict(zip(known, card_refs(self.base_key, self.partner.name, known), strict=True))
-        found = links_repo.cards_by_refs(self.connection, refs=list(refs.values()))
+        found = links_repo.card_customers(self.connection, refs=list(refs.values()))
         # Only the cards not enrolled yet are enrolled: one that is was keyed then, unless
         # withdrawn (the invariant tiers.tokenisation.Registrar.flush relies on too). New
         # cards are linked to no customer: each is its own target.
@@ -140,12 +140,11 @@ class _HubKeys:
         self.enrolment.enrol(new, self.now)
         withdrawn = inbox_repo.withdrawn_refs(self.connection, refs=list(refs.values()))
         owners = links_repo.customers_by_ids(
-            self.connection,
-            ids=[c.customer_id for c in found.values() if c.customer_id is not None],
+            self.connection, ids=[c for c in found.values() if c is not None]
         )
         targets = {
-            ref: ref if card.customer_id is None else owners[card.customer_id].base
-            for ref, card in found.items()
+            ref: ref if customer is None else owners[customer].base
+            for ref, customer in found.items()
         }
         targets.update((refs[base], refs[base]) for base in new)
         for ref in withdrawn:

@@ -251,6 +251,14 @@ def test_hub_rotation_translates_every_key_and_retiring_ends_the_overlap(
             == (before[old].attached_to, [c.partner for c in before[old].cards])
         )  # type: ignore[union-attr]
         assert new_view.alliance_key and new_view.alliance_key.startswith("hub.v2.")
+    # Sent during the overlap (keys of both versions stored): the new version's keys.
+    report = send(
+        alliance, "casino", "card,date,amount\n10000001,2026-11-03,1\n10000002,2026-11-03,1\n"
+    )
+    sent = [row[0] for row in read(alliance, HUB, report.delivery)[1:]]  # type: ignore[attr-defined]
+    assert sent[0] in pairs.values()  # the card's key translated by the rotation
+    assert sent[1] not in pairs.values()  # a card enrolled since, keyed in the new version
+    assert sent[1].startswith("hub.v2.")
     with pytest.raises(KeyStateError) as early:
         retire_key(alliance, access=at(31), domain="hub", version=1)
     assert "overlap_not_over" == early.value.code

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, String, cast, delete, insert, inspect, select
 from tests.conftest import ACCESS, Database
 from tiers.admin import add_domain, rotate_key
 from tiers.deployment import Deployment
-from tiers.storage import _dialect, bulk_load, inbox, migrate, subjects
+from tiers.storage import _dialect, bulk_load, inbox, links, migrate, subjects
 from tiers.storage._dialect import COPY_THRESHOLD, bulk_insert_ignoring_duplicates
 from tiers.storage.database import BULK_CACHE_KIB, alembic_config
 from tiers.storage.inbox import WITHDRAWN_CHUNK
@@ -500,3 +500,33 @@ def test_the_integrity_check_after_each_test_finds_each_fault(
     with deployment.engine.begin() as connection:
         connection.execute(insert(withdrawn).values(ref=card["ref"], withdrawn_at=ACCESS.now))
     assert not any(database.integrity_faults().values())
+
+
+def test_hub_values_take_the_version_asked_and_card_customers_the_enrolled_cards(
+    deployment: Deployment,
+) -> None:
+    refs = [bytes([n]) * 32 for n in range(1, 4)]
+
+    class Undone(Exception):
+        """Rolls the rows back: a card of no subject would be an integrity fault."""
+
+    with pytest.raises(Undone), deployment.transaction() as connection:
+        # Two versions of the first ref's key, the newer stored first.
+        insert_hub_keys(
+            connection,
+            [
+                {"version": 2, "value": b"\x02" * 20, "kind": "card", "ref": refs[0]},
+                {"version": 1, "value": b"\x01" * 20, "kind": "card", "ref": refs[0]},
+                {"version": 1, "value": b"\x03" * 20, "kind": "card", "ref": refs[1]},
+            ],
+        )
+        asked = [refs[0], refs[1], refs[0], refs[2]]
+        assert links.hub_values(connection, refs=asked, version=2) == {refs[0]: b"\x02" * 20}
+        assert links.hub_values(connection, refs=asked, version=1) == {
+            refs[0]: b"\x01" * 20,
+            refs[1]: b"\x03" * 20,
+        }
+        links.enrol(connection, partner_id=1, cards_=[(refs[1], b"\x09" * 32)], now=ACCESS.now)
+        assert links.card_customers(connection, refs=refs) == {refs[1]: None}
+        assert links.card_customers(connection, refs=[]) == {}
+        raise Undone

@@ -9,7 +9,12 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from tiers.storage._dialect import bulk_insert_ignoring_duplicates, in_chunks, versioned_chunks
+from tiers.storage._dialect import (
+    bulk_insert_ignoring_duplicates,
+    in_chunks,
+    rows_where_in,
+    versioned_chunks,
+)
 from tiers.storage.tables import (
     attachments,
     cards,
@@ -29,6 +34,7 @@ __all__ = [
     "all_refs",
     "attachment_history",
     "card_by_ref",
+    "card_customers",
     "cards_by_refs",
     "cards_of",
     "cards_of_customers",
@@ -131,6 +137,13 @@ def cards_by_refs(connection: Connection, *, refs: Sequence[bytes]) -> dict[byte
         for row in connection.execute(_CARD.where(cards.c.ref.in_(chunk))):
             found[bytes(row.ref)] = _card(row)
     return found
+
+
+def card_customers(connection: Connection, *, refs: Sequence[bytes]) -> dict[bytes, int | None]:
+    """The enrolled cards among ``refs``, by ref: each one's customer, or ``None``. Written
+    for the driver (:func:`~tiers.storage._dialect.rows_where_in`): on an exchange's hot path."""
+    rows = rows_where_in(connection, "SELECT ref, customer_id FROM cards WHERE ref {in}", refs)
+    return {bytes(ref): customer for ref, customer in rows}
 
 
 def cards_of(connection: Connection, *, customer_id: int) -> list[CardRow]:
@@ -310,18 +323,13 @@ def hub_values(
 
     Selected by ref alone, the version filtered here: with the version in the query, PostgreSQL
     could walk the primary key's whole version instead of the ref index (it did, in a large
-    exchange whose transaction had grown the table past its statistics: 500 rows/s)."""
-    found: dict[bytes, bytes] = {}
-    for chunk in in_chunks(refs):
-        query = select(hub_keys.c.ref, hub_keys.c.version, hub_keys.c.value).where(
-            hub_keys.c.ref.in_(chunk)
-        )
-        found.update(
-            (bytes(row.ref), bytes(row.value))
-            for row in connection.execute(query)
-            if row.version == version
-        )
-    return found
+    exchange whose transaction had grown the table past its statistics: 500 rows/s). Written
+    for the driver (:func:`~tiers.storage._dialect.rows_where_in`), as it is on an exchange's
+    hot path."""
+    unique = list(dict.fromkeys(refs))
+    query = "SELECT ref, version, value FROM hub_keys WHERE ref {in}"
+    rows = rows_where_in(connection, query, unique)
+    return {bytes(ref): bytes(value) for ref, in_version, value in rows if in_version == version}
 
 
 def hub_keys_of(connection: Connection, *, refs: Sequence[bytes]) -> list[tuple[int, bytes]]:
