@@ -56,31 +56,28 @@ def _registered(
     """The tables once ``values`` are registered in casino's domain by a :class:`Registrar`,
     read inside its transaction, which is then rolled back."""
     outcome: dict[str, list[tuple[object, ...]]] = {}
-    with contextlib.suppress(_Undone), ExitStack() as stack:
-        connection = stack.enter_context(deployment.transaction())
-        held = (
-            stack.enter_context(sorted_inserts(connection))
-            if len(values) >= HELD_FROM_VALUES
-            else None
-        )
-        tokeniser = Tokeniser.open(deployment, connection, "casino")
-        registrar = Registrar(
-            connection,
-            tokeniser.domain.id,
-            tokeniser.domain_key.version,
-            NOW,
-            enroller=card_enroller(deployment, connection, tokeniser, NOW),
-            held=held,
-            skip_known=skip_known,
-        )
-        for token in tokeniser.tokenise_many(get_kind("card"), values):
-            assert isinstance(token, tuple)
-            base, mac, _ = token
-            registrar.add(base, mac, "card")
-        registrar.finish()
-        if held is not None:
-            stack.close()  # the held rows go into the tables when the block ends
-            connection = stack.enter_context(deployment.transaction())
+    with contextlib.suppress(_Undone), deployment.transaction() as connection:
+        with ExitStack() as holding:  # the held rows go into the tables when it closes
+            held = (
+                holding.enter_context(sorted_inserts(connection))
+                if len(values) >= HELD_FROM_VALUES
+                else None
+            )
+            tokeniser = Tokeniser.open(deployment, connection, "casino")
+            registrar = Registrar(
+                connection,
+                tokeniser.domain.id,
+                tokeniser.domain_key.version,
+                NOW,
+                enroller=card_enroller(deployment, connection, tokeniser, NOW),
+                held=held,
+                skip_known=skip_known,
+            )
+            for token in tokeniser.tokenise_many(get_kind("card"), values):
+                assert isinstance(token, tuple)
+                base, mac, _ = token
+                registrar.add(base, mac, "card")
+            registrar.finish()
         outcome = _tables(connection)
         raise _Undone
     return outcome
@@ -162,6 +159,8 @@ def test_a_large_batch_half_known_registers_only_the_rest(history: _History) -> 
     everything = _registered(history.deployment, values, skip_known=False)
     assert _registered(history.deployment, values, skip_known=True) == everything
     assert len(everything["cards"]) == len(values)
+    with history.deployment.engine.connect() as connection:  # both were rolled back
+        assert len(_tables(connection)["cards"]) == len(values[::2])
 
 
 def test_known_names_the_subjects_indexed_with_that_same_subject(history: _History) -> None:
