@@ -87,7 +87,14 @@ class CardEnrolment:
         if not bases or self.partner.role != "partner":
             return
         unique = list(dict.fromkeys(bases))
-        refs = list(zip(card_refs(self.base_key, self.partner.name, unique), unique, strict=True))
+        refs = card_refs(self.base_key, self.partner.name, unique)
+        self.enrol_refs(list(zip(refs, unique, strict=True)), now)
+
+    def enrol_refs(self, refs: Sequence[tuple[bytes, bytes]], now: datetime) -> None:
+        """:meth:`enrol` of cards whose references the caller has already computed, as
+        ``(ref, base)`` without repeats."""
+        if not refs or self.partner.role != "partner":
+            return
         links.enrol(self.connection, partner_id=self.partner.id, cards_=refs, now=now)
         if self.hub is None or self.hub_key is None:
             return

@@ -137,7 +137,7 @@ class _HubKeys:
         # withdrawn (the invariant tiers.tokenisation.Registrar.flush relies on too). New
         # cards are linked to no customer: each is its own target.
         new = [base for base in known if refs[base] not in found]
-        self.enrolment.enrol(new, self.now)
+        self.enrolment.enrol_refs([(refs[base], base) for base in new], self.now)
         withdrawn = inbox_repo.withdrawn_refs(self.connection, refs=list(refs.values()))
         owners = links_repo.customers_by_ids(
             self.connection, ids=[c for c in found.values() if c is not None]

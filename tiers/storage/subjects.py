@@ -12,7 +12,6 @@ from tiers.storage._dialect import (
     Parent,
     bulk_insert_ignoring_duplicates,
     rows_where_in,
-    versioned_chunks,
 )
 from tiers.storage.tables import pseudonym_index, subjects
 
@@ -68,17 +67,26 @@ def lookup(connection: Connection, *, domain_id: int, version: int, value: bytes
 def lookup_many(
     connection: Connection, *, domain_id: int, wanted: Iterable[tuple[int, bytes]]
 ) -> dict[tuple[int, bytes], bytes]:
-    """:func:`lookup` of many ``(version, value)``: the subject of each one found."""
+    """:func:`lookup` of many ``(version, value)``: the subject of each one found.
+
+    Written for the driver, as it is on the hot path (an exchange's pseudonyms, and
+    :func:`known` for every registering call). On PostgreSQL, one probe of the index per value,
+    whatever the table's statistics say: with ``value = ANY(…)`` the planner took a scan of the
+    domain's whole index (all of it, or the rows of the domain and version filtered against the
+    list) as soon as its estimates were stale or the list long, a cost that grows with the
+    alliance.
+    """
+    by_version: dict[int, dict[bytes, None]] = {}
+    for version, value in wanted:
+        by_version.setdefault(version, {})[value] = None
     found: dict[tuple[int, bytes], bytes] = {}
-    for version, chunk in versioned_chunks(wanted):
-        query = select(pseudonym_index.c.value, pseudonym_index.c.subject).where(
-            pseudonym_index.c.domain_id == domain_id,
-            pseudonym_index.c.version == version,
-            pseudonym_index.c.value.in_(chunk),
-        )
-        found.update(
-            ((version, bytes(row.value)), bytes(row.subject)) for row in connection.execute(query)
-        )
+    for version, values in by_version.items():
+        rows: Iterable[Sequence[Any]]
+        if connection.dialect.name == "postgresql":
+            rows = connection.exec_driver_sql(_INDEXED_PROBES, (list(values), domain_id, version))
+        else:
+            rows = rows_where_in(connection, _INDEXED, list(values), head=(domain_id, version))
+        found.update(((version, bytes(value)), bytes(subject)) for value, subject in rows)
     return found
 
 
@@ -86,20 +94,11 @@ def known(
     connection: Connection, *, domain_id: int, version: int, pairs: Sequence[tuple[bytes, bytes]]
 ) -> set[bytes]:
     """The subjects of those ``(base, pseudonym value)`` the index holds already (the value
-    indexed with that same subject); written for the driver, as it is on the hot path.
-
-    On PostgreSQL, one probe of the index per value, whatever the table's statistics say: with
-    ``value = ANY(…)`` the planner took a scan of the domain's whole index (all of it, or the
-    rows of the domain and version filtered against the list) as soon as its estimates were
-    stale or the list long, a cost that grows with the alliance.
-    """
-    wanted = {value: base for base, value in pairs}
-    rows: Iterable[Sequence[Any]]
-    if connection.dialect.name == "postgresql":
-        rows = connection.exec_driver_sql(_INDEXED_PROBES, (list(wanted), domain_id, version))
-    else:
-        rows = rows_where_in(connection, _INDEXED, list(wanted), head=(domain_id, version))
-    return {bytes(subject) for value, subject in rows if wanted.get(bytes(value)) == subject}
+    indexed with that same subject), by :func:`lookup_many`."""
+    found = lookup_many(
+        connection, domain_id=domain_id, wanted=[(version, value) for _, value in pairs]
+    )
+    return {base for base, value in pairs if found.get((version, value)) == base}
 
 
 _INDEXED = (
