@@ -67,7 +67,7 @@ def machine() -> dict[str, Any]:
 
 def line(label: str, value: float, unit: str, note: str = "") -> None:
     shown = f"{value:>14,.3f}" if unit == "×" else f"{value:>14,.1f}"
-    print(f"  {label:<56} {shown} {unit:<10} {note}")
+    print(f"  {label:<64} {shown} {unit:<10} {note}")
 
 
 def peer_runs(options: argparse.Namespace, path: Path, work: Path) -> dict[str, float]:
@@ -103,7 +103,7 @@ def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any
     figures["peers"] = peers
     out = work / "out.csv"
     tiers: dict[str, float] = {}
-    backends = [("sqlite", None)]
+    backends: list[tuple[str, str | None]] = [("sqlite", None)]
     if options.database_url:
         backends.append(("postgresql", options.database_url))
     for backend, url in backends:
@@ -115,32 +115,12 @@ def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any
                     path, out, home=home, database_url=scoped, register=register
                 )
             line(label, tiers[label], "rows/s")
-    env = {**os.environ, "TIERS_HOME": str(work / "cli-home"), "TIERS_ARGON2_PROFILE": "test"}
-    subprocess.run(  # noqa: S603 - our own CLI
-        [str(Path(sys.executable).with_name("tiers")), "init"], env=env, check=True,
-        capture_output=True,
-    )  # fmt: skip
-    subprocess.run(  # noqa: S603
-        [str(Path(sys.executable).with_name("tiers")), "domain", "add", "casino", "--role",
-         "partner"], env=env, check=True, capture_output=True,
-    )  # fmt: skip
-    memory: dict[str, int] = {}
-    command_rate, memory[str(rows)] = files_bench.tiers_command(path, out, env)
-    tiers["tiers tokenise-file command, without registration"] = command_rate
-    line("tiers tokenise-file command, without registration", command_rate, "rows/s")
-    big = rows * 4
-    big_path = write_customer_file(work / "customers-4x.csv", big)
-    _, memory[str(big)] = files_bench.tiers_command(big_path, out, env)
-    big_path.unlink()
-    for size, peak in memory.items():
-        line(f"peak memory of the command at {int(size):,} rows", peak, "MiB")
-    label = "tiers tokenise-file command, with registration"
-    tiers[label], registering = files_bench.tiers_command(path, out, env, register=True)
-    line(label, tiers[label], "rows/s")
-    line(f"peak memory of the command registering {rows:,} rows", registering, "MiB")
+    memory, registering = _command_runs(backends, path, rows, work, tiers)
     figures["tiers"] = tiers
     figures["peak_memory_mib"] = memory
-    figures["peak_memory_registering_mib"] = {str(rows): registering}
+    figures["peak_memory_registering_mib"] = {
+        f"{backend}, {rows}": peak for backend, peak in registering.items()
+    }
     best = tiers["tiers in process, sqlite, without registration"]
     ratios = {"tiers / ceiling (all cores)": best / figures["ceiling_all_cores"]}
     if peers:
@@ -149,6 +129,56 @@ def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any
     for name, value in ratios.items():
         line(name, value, "×")
     results["file_tokenisation"] = figures
+
+
+def _command_runs(
+    backends: list[tuple[str, str | None]],
+    path: Path,
+    rows: int,
+    work: Path,
+    tiers: dict[str, float],
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The ``tiers tokenise-file`` command on each backend, without and with registration,
+    its rates added to ``tiers``; returns its peak memory (MiB) without registration at the
+    file's size and four times that (SQLite), and registering (each backend)."""
+    out = work / "out.csv"
+    memory: dict[str, int] = {}
+    registering: dict[str, int] = {}
+    for backend, url in backends:
+        with fresh_schema(url) as scoped:
+            env = _command_home(work / f"cli-home-{backend}", scoped)
+            label = f"tiers tokenise-file command, {backend}, without registration"
+            tiers[label], peak = files_bench.tiers_command(path, out, env)
+            line(label, tiers[label], "rows/s")
+            line(f"peak memory of the command, {backend}, {rows:,} rows", peak, "MiB")
+            if backend == "sqlite":  # the file's size, not the database, is what could matter
+                memory[str(rows)] = peak
+                big = rows * 4
+                big_path = write_customer_file(work / "customers-4x.csv", big)
+                _, memory[str(big)] = files_bench.tiers_command(big_path, out, env)
+                big_path.unlink()
+                line(
+                    f"peak memory of the command, {backend}, {big:,} rows", memory[str(big)], "MiB"
+                )
+            label = f"tiers tokenise-file command, {backend}, with registration"
+            tiers[label], registering[backend] = files_bench.tiers_command(
+                path, out, env, register=True
+            )
+            line(label, tiers[label], "rows/s")
+            line(f"peak memory of the command, {backend}, registering", registering[backend], "MiB")
+    return memory, registering
+
+
+def _command_home(home: Path, database_url: str | None) -> dict[str, str]:
+    """The environment of a ``tiers`` command using a new home (and database, if given) with
+    the benchmark's partner domain."""
+    env = {**os.environ, "TIERS_HOME": str(home), "TIERS_ARGON2_PROFILE": "test"}
+    if database_url:
+        env["TIERS_DATABASE_URL"] = database_url
+    tiers = str(Path(sys.executable).with_name("tiers"))
+    for arguments in (["init"], ["domain", "add", "casino", "--role", "partner"]):
+        subprocess.run([tiers, *arguments], env=env, check=True, capture_output=True)  # noqa: S603
+    return env
 
 
 def api_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
