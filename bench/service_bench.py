@@ -117,7 +117,7 @@ def reference(seconds: float, workers: int) -> dict[str, Any]:
         "--log-level", "warning", "--workers", str(workers),
     ]  # fmt: skip
     with _serving(command, env) as port:
-        return {"workers": workers, **_pseudonymise_load(port, token, seconds)}
+        return {"workers": workers, **_pseudonymise_load(port, token, seconds, workers)}
 
 
 @contextlib.contextmanager
@@ -143,7 +143,16 @@ def _serving(command: list[str], env: dict[str, str]) -> Iterator[int]:
         server.wait(timeout=60)
 
 
-def _pseudonymise_load(port: int, token: str, seconds: float) -> dict[str, Any]:
+def batch_connections(workers: int) -> int:
+    """Connections that send batches: two per worker. uvicorn's workers share one listening
+    socket and whichever is awake takes the next connection, so two connections to two workers
+    often both went to one, which then did all the work (the reference made 251,000 or 494,000
+    identifiers/s from one run to the next, the two values only; with four, 492,000 to 494,000
+    in each of four runs)."""
+    return 2 * workers
+
+
+def _pseudonymise_load(port: int, token: str, seconds: float, workers: int) -> dict[str, Any]:
     single = _load(
         port, token, seconds, path="/v1/pseudonymise", body={"kind": "card", "values": ["10000001"]}
     )
@@ -152,7 +161,7 @@ def _pseudonymise_load(port: int, token: str, seconds: float) -> dict[str, Any]:
         token,
         seconds,
         path="/v1/pseudonymise",
-        connections=2,
+        connections=batch_connections(workers),
         body={"kind": "card", "values": [str(20_000_000 + n) for n in range(10_000)]},
     )
     batch["identifiers_per_second"] = round(batch["requests_per_second"] * 10_000)
@@ -175,10 +184,15 @@ def _api(home: Path, database_url: str | None, seconds: float, workers: int) -> 
     hub = _tiers(env, "client", "add", "hub-app", "--role", "hub", "--domain", "hub")
     command = [str(Path(sys.executable).with_name("tiers")), "serve", "--workers", str(workers)]
     with _serving(command, env) as port:
-        calls = _pseudonymise_load(port, partner, seconds)
+        calls = _pseudonymise_load(port, partner, seconds, workers)
         # The batches above repeat their values: after the first call each is known. New ones:
         fresh = _load(
-            port, partner, seconds, path="/v1/pseudonymise", connections=2, fresh_cards=10_000
+            port,
+            partner,
+            seconds,
+            path="/v1/pseudonymise",
+            connections=batch_connections(workers),
+            fresh_cards=10_000,
         )
         fresh["identifiers_per_second"] = round(fresh["requests_per_second"] * 10_000)
         links = _load(port, hub, seconds, method="GET", path=f"/v1/links/{keys[0]}")
