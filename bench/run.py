@@ -117,7 +117,9 @@ def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any
             line(label, tiers[label], "rows/s")
     memory, registering = _command_runs(backends, path, rows, work, tiers)
     figures["tiers"] = tiers
-    figures["peak_memory_mib"] = memory
+    figures["peak_memory_mib"] = memory.pop("sqlite")
+    if "postgresql" in memory:
+        figures["peak_memory_postgresql_mib"] = memory["postgresql"]
     figures["peak_memory_registering_mib"] = {
         f"{backend}, {rows}": peak for backend, peak in registering.items()
     }
@@ -137,29 +139,29 @@ def _command_runs(
     rows: int,
     work: Path,
     tiers: dict[str, float],
-) -> tuple[dict[str, int], dict[str, int]]:
+) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
     """The ``tiers tokenise-file`` command on each backend, without and with registration,
-    its rates added to ``tiers``; returns its peak memory (MiB) without registration at the
-    file's size and four times that (SQLite), and registering (each backend)."""
+    its rates added to ``tiers``; returns its peak memory (MiB) without registration, by
+    backend and rows (on SQLite also at four times the file's size), and registering, by
+    backend."""
     out = work / "out.csv"
-    memory: dict[str, int] = {}
+    memory: dict[str, dict[str, int]] = {}
     registering: dict[str, int] = {}
     for backend, url in backends:
         with fresh_schema(url) as scoped:
             env = _command_home(work / f"cli-home-{backend}", scoped)
             label = f"tiers tokenise-file command, {backend}, without registration"
             tiers[label], peak = files_bench.tiers_command(path, out, env)
+            memory[backend] = {str(rows): peak}
             line(label, tiers[label], "rows/s")
             line(f"peak memory of the command, {backend}, {rows:,} rows", peak, "MiB")
             if backend == "sqlite":  # the file's size, not the database, is what could matter
-                memory[str(rows)] = peak
                 big = rows * 4
                 big_path = write_customer_file(work / "customers-4x.csv", big)
-                _, memory[str(big)] = files_bench.tiers_command(big_path, out, env)
+                _, peak = files_bench.tiers_command(big_path, out, env)
                 big_path.unlink()
-                line(
-                    f"peak memory of the command, {backend}, {big:,} rows", memory[str(big)], "MiB"
-                )
+                memory[backend][str(big)] = peak
+                line(f"peak memory of the command, {backend}, {big:,} rows", peak, "MiB")
             label = f"tiers tokenise-file command, {backend}, with registration"
             tiers[label], registering[backend] = files_bench.tiers_command(
                 path, out, env, register=True

@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,9 +41,15 @@ def _tiers(env: dict[str, str], *args: str) -> str:
     ).stdout.strip()
 
 
+# A campaign is timed this many times and the median kept: timed once, right after the API
+# section, routing at 100,000 customers took 124 and 136 µs a key in two full runs, and 58 and
+# 60 µs alone.
+CAMPAIGN_RUNS = 3
+
+
 def scale(customers: int, database_url: str | None, lookups: int = 2000) -> dict[str, Any]:
-    """Mean time of one hub link resolution and of routing a 1000-key campaign (in a home
-    removed afterwards: a million customers take 2 GB)."""
+    """Mean time of one hub link resolution, and median time per key of routing a 1000-key
+    campaign (in a home removed afterwards: a million customers take 2 GB)."""
     with tempfile.TemporaryDirectory(prefix="tiers-bench-scale-") as directory:
         return _scale(Path(directory), customers, database_url, lookups)
 
@@ -62,9 +69,12 @@ def _scale(home: Path, customers: int, database_url: str | None, lookups: int) -
             resolve(deployment, access=hub, linking_keys=[key], strict=True)
         resolution = (time.perf_counter() - started) / len(sample)
         campaign = sample[:1000]
-        started = time.perf_counter()
-        send_campaign(deployment, access=hub, name="bench", linking_keys=campaign)
-        routing = (time.perf_counter() - started) / len(campaign)
+        routings = []
+        for run in range(CAMPAIGN_RUNS):
+            started = time.perf_counter()
+            send_campaign(deployment, access=hub, name=f"bench-{run}", linking_keys=campaign)
+            routings.append((time.perf_counter() - started) / len(campaign))
+        routing = statistics.median(routings)
     finally:
         deployment.close()
     return {
