@@ -15,9 +15,12 @@ from tests.conftest import ACCESS, Database
 from tiers.admin import add_domain, rotate_key
 from tiers.deployment import Deployment
 from tiers.storage import _dialect, bulk_load, inbox, links, migrate, subjects
-from tiers.storage._dialect import COPY_THRESHOLD, bulk_insert_ignoring_duplicates
+from tiers.storage._dialect import (
+    COPY_THRESHOLD,
+    DRIVER_IN_CHUNK,
+    bulk_insert_ignoring_duplicates,
+)
 from tiers.storage.database import BULK_CACHE_KIB, alembic_config
-from tiers.storage.inbox import WITHDRAWN_CHUNK
 from tiers.storage.links import insert_hub_keys
 from tiers.storage.tables import cards as card_table
 from tiers.storage.tables import hub_keys, metadata, pseudonym_index, withdrawn
@@ -291,7 +294,7 @@ def test_withdrawn_refs_finds_exactly_the_withdrawn_ones(
 
 def test_withdrawn_refs_looks_at_every_ref_of_a_long_list(deployment: Deployment) -> None:
     """Longer than two chunks, every ref withdrawn: none may be missed at a chunk's edge."""
-    refs = [n.to_bytes(32, "big") for n in range(2 * WITHDRAWN_CHUNK + 3)]
+    refs = [n.to_bytes(32, "big") for n in range(2 * DRIVER_IN_CHUNK + 3)]
     others = [(n + len(refs)).to_bytes(32, "big") for n in range(len(refs))]
     with deployment.engine.begin() as connection:
         inbox.mark_withdrawn(connection, refs=refs, now=ACCESS.now)

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from tiers.storage._dialect import DRIVER_IN_CHUNK, insert_ignoring_duplicates, rows_where_in
+from tiers.storage._dialect import insert_ignoring_duplicates, rows_where_in
 from tiers.storage.tables import deliveries, withdrawn
 
 __all__ = [
@@ -97,14 +97,10 @@ def mark_withdrawn(connection: Connection, *, refs: Sequence[bytes], now: dateti
         )
 
 
-# Refs looked up per statement on SQLite.
-WITHDRAWN_CHUNK = DRIVER_IN_CHUNK
-
-
 def withdrawn_refs(connection: Connection, *, refs: Sequence[bytes]) -> set[bytes]:
     """Those of ``refs`` whose card was withdrawn (:func:`~tiers.storage._dialect.rows_where_in`:
     one array parameter on PostgreSQL, chunks of placeholders on SQLite)."""
-    rows = rows_where_in(connection, _WITHDRAWN, refs, chunk=WITHDRAWN_CHUNK)
+    rows = rows_where_in(connection, _WITHDRAWN, refs)
     return {bytes(ref) for (ref,) in rows}
 
 
