@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -25,6 +26,8 @@ from tiers.ratelimit import RateLimiter
 from tiers.settings import Settings
 
 __all__ = ["create_app"]
+
+_log = logging.getLogger("tiers.audit")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -98,6 +101,8 @@ class Service:
         self._deployment: Deployment | None = None
         self._authenticator: Authenticator | None = None
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._signer: threading.Thread | None = None
 
     def deployment(self) -> Deployment:
         """Raises :class:`~tiers.errors.TiersError` (mapped to 503) while it cannot be opened."""
@@ -121,8 +126,30 @@ class Service:
         return self._authenticator
 
     def close(self) -> None:
+        self._stop.set()
+        if self._signer is not None:
+            self._signer.join(timeout=10)
         if self._deployment is not None:
+            self._deployment.sign_pending()
             self._deployment.close()
+
+    def start_checkpoints(self) -> None:
+        """Sign what no checkpoint covers every ``audit_checkpoint_seconds`` and send it to the
+        witnesses, in a thread of its own (it waits on disks and on the network)."""
+        self._signer = threading.Thread(target=self._checkpoints, name="checkpoints", daemon=True)
+        self._signer.start()
+
+    def _checkpoints(self) -> None:
+        while not self._stop.wait(self.settings.audit_checkpoint_seconds):
+            deployment = self._deployment
+            if deployment is None:
+                continue
+            try:
+                if deployment.due_for_checkpoint():
+                    deployment.sign_pending()
+                deployment.witness_newest()
+            except Exception as error:  # noqa: BLE001 - the thread must outlive a bad second
+                _log.error("checkpoint thread: %s", type(error).__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -142,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         with contextlib.suppress(TiersError):
             service.deployment()  # open now if possible; /readyz says why not otherwise
+        service.start_checkpoints()
         try:
             yield
         finally:

@@ -7,11 +7,12 @@ import binascii
 import io
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import IO
 
-from audit.checkpoint import Checkpoint, key_id
+from audit.checkpoint import Checkpoint, checkpoint_from_note, key_id
+from audit.note import Note, VerifierKey, verify_cosignature
 from audit.verify import PurgeMark, StoredEntry, Verification, verify_log
 from tiers.errors import AuditIntegrityError
 
@@ -27,6 +28,8 @@ class Bundle:
     checkpoints: tuple[Checkpoint, ...]
     purge: PurgeMark | None
     exported_at: datetime
+    # The newest checkpoint as a signed note with the witnesses' cosignatures, if any.
+    witnessed: str | None = None
 
 
 def write_bundle(
@@ -37,6 +40,7 @@ def write_bundle(
     checkpoints: Sequence[Checkpoint],
     purge: PurgeMark | None,
     exported_at: datetime,
+    witnessed: str | None = None,
 ) -> None:
     """Stream a bundle as JSON, one entry per line (a diff points at the entry), so that memory
     does not grow with the log."""
@@ -52,6 +56,7 @@ def write_bundle(
             "frontier": [node.hex() for node in purge.frontier],
         },
         "checkpoints": [c.as_dict() for c in checkpoints],
+        "witnessed": witnessed,
     }
     opening = json.dumps(head, sort_keys=True, indent=1)
     handle.write(opening[: opening.rindex("}")].rstrip() + ',\n "entries": [')
@@ -73,6 +78,7 @@ def dump_bundle(bundle: Bundle) -> bytes:
         checkpoints=bundle.checkpoints,
         purge=bundle.purge,
         exported_at=bundle.exported_at,
+        witnessed=bundle.witnessed,
     )
     return buffer.getvalue().encode("ascii")
 
@@ -117,6 +123,9 @@ def load_bundle(data: bytes) -> Bundle:
         entries_raw = raw["entries"]
         if not isinstance(entries_raw, list):
             raise TypeError("entries is a list")
+        witnessed = raw.get("witnessed")
+        if witnessed is not None and not isinstance(witnessed, str):
+            raise TypeError("witnessed is a note")
     except (
         UnicodeDecodeError,
         json.JSONDecodeError,
@@ -127,18 +136,66 @@ def load_bundle(data: bytes) -> Bundle:
     ):
         raise AuditIntegrityError("not a tiers audit export", code="malformed_bundle") from None
     return Bundle(
-        public_key, _entries(entries_raw), checkpoints, purge, exported_at.replace(tzinfo=UTC)
+        public_key,
+        _entries(entries_raw),
+        checkpoints,
+        purge,
+        exported_at.replace(tzinfo=UTC),
+        witnessed,
     )
 
 
-def verify_bundle(data: bytes, *, expected_key: str | None = None) -> Verification:
+def verify_bundle(
+    data: bytes,
+    *,
+    expected_key: str | None = None,
+    witnesses: Sequence[VerifierKey] = (),
+    quorum: int | None = None,
+) -> Verification:
     """Verify an exported bundle offline. ``expected_key`` pins the checkpoint key fingerprint
     (``ed25519:…``): without it, the bundle's own key is trusted, which proves integrity only
-    against whoever did not hold the signing key."""
+    against whoever did not hold the signing key. With ``witnesses``, the bundle's newest
+    checkpoint must also carry valid cosignatures of ``quorum`` of them (default: all), which
+    proves it against whoever held the signing key but could not make the witnesses agree."""
     bundle = load_bundle(data)
     if expected_key is not None and key_id(bundle.public_key) != expected_key:
         raise AuditIntegrityError(
             f"the bundle is signed by {key_id(bundle.public_key)}, not {expected_key}",
             code="unexpected_key",
         )
-    return verify_log(bundle.entries, bundle.checkpoints, bundle.public_key, bundle.purge)
+    witnessed = _witnessed(bundle) if bundle.witnessed is not None else None
+    checkpoints = [*bundle.checkpoints, *([witnessed[0]] if witnessed else [])]
+    result = verify_log(bundle.entries, checkpoints, bundle.public_key, bundle.purge)
+    if not witnesses:
+        return result
+    if witnessed is None:
+        raise AuditIntegrityError("the bundle carries no witnessed checkpoint", code="unwitnessed")
+    checkpoint, note = witnessed
+    text = note.text
+    cosigned = set()
+    for key in witnesses:
+        for line in note.signatures:
+            try:
+                verify_cosignature(text, line, key)
+            except AuditIntegrityError:
+                continue
+            cosigned.add(key.name)
+    needed = quorum or len(witnesses)
+    if len(cosigned) < needed:
+        raise AuditIntegrityError(
+            f"the checkpoint of size {checkpoint.tree_size} is cosigned by {len(cosigned)} of "
+            f"the {len(witnesses)} witnesses given, not {needed}",
+            code="unwitnessed",
+        )
+    return replace(
+        result,
+        notes=(
+            f"checkpoint of size {checkpoint.tree_size} cosigned by {', '.join(sorted(cosigned))}",
+        ),
+    )
+
+
+def _witnessed(bundle: Bundle) -> tuple[Checkpoint, Note]:
+    assert bundle.witnessed is not None
+    note = Note.parse(bundle.witnessed)
+    return checkpoint_from_note(note, bundle.public_key), note

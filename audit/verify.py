@@ -48,14 +48,20 @@ class Verification:
     root: bytes
     key: str
     purged: int
+    head: str = GENESIS
+    # Filled in by whoever also checked the log against checkpoints kept outside it.
+    notes: tuple[str, ...] = ()
 
     def summary(self) -> str:
         last = self.first_seq + self.entries - 1
         span = f"entries {self.first_seq}-{last}" if self.entries else "no entries"
         purged = f", {self.purged} purged under a signed checkpoint" if self.purged else ""
-        return (
-            f"audit log intact: {span}{purged}, {self.checkpoints} signed checkpoints, "
-            f"root {self.root.hex()[:16]}…, key {self.key}"
+        return "; ".join(
+            (
+                f"audit log intact: {span}{purged}, {self.checkpoints} signed checkpoints, "
+                f"root {self.root.hex()[:16]}…, key {self.key}",
+                *self.notes,
+            )
         )
 
 
@@ -91,11 +97,11 @@ def verify_log(
     """
     tree, previous = _start(purge, public_key)
     base = tree.size
-    pending: dict[int, Checkpoint] = {}
+    pending: dict[int, list[Checkpoint]] = {}
     for checkpoint in checkpoints:
         verify_checkpoint(checkpoint, public_key)
         if checkpoint.tree_size > base:
-            pending[checkpoint.tree_size] = checkpoint
+            pending.setdefault(checkpoint.tree_size, []).append(checkpoint)
     verified_up_to = base
     count = 0
     for offset, stored in enumerate(entries):
@@ -115,8 +121,7 @@ def verify_log(
             raise _bad(seq, "does not link to the previous entry")
         previous = stored.hash.hex()
         tree.append(stored.hash)
-        if tree.size in pending:
-            checkpoint = pending.pop(tree.size)
+        for checkpoint in pending.pop(tree.size, ()):
             if checkpoint.root != tree.root() or checkpoint.chain != previous:
                 raise AuditIntegrityError(
                     f"entries {verified_up_to}-{seq} were rewritten: they do not match the "
@@ -136,4 +141,5 @@ def verify_log(
         root=tree.root(),
         key=key_id(public_key),
         purged=base,
+        head=previous,
     )

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from audit import Counts
+from audit import ORIGIN, Counts
 from keys import KeyVersion, MasterKey, write_development_key
 from policy import load_policy
-from tiers import keyrings
+from tiers import checkpointing, keyrings
 from tiers.auditing import AUDIT_DOMAIN, Access, audited
 from tiers.authorisation import require
 from tiers.deployment import MASTER_CHECK, Deployment
@@ -34,6 +34,7 @@ from tiers.pseudonyms import DOMAIN_NAME, pseudonym_value
 from tiers.rekey import OVERLAP, drop_hub_version, rekey_hub
 from tiers.settings import Settings
 from tiers.storage import (
+    audit_log,
     bulk_load,
     domains,
     make_engine,
@@ -155,12 +156,23 @@ def initialise(settings: Settings, *, access: Access) -> InitReport:
                     now=access.now,
                 )
                 created.append("attachment policy")
+            if meta_repo.get(connection, name=checkpointing.META_ORIGIN) is None:
+                legacy = audit_log.peek_state(connection)[0] > 0
+                origin = ORIGIN if legacy else settings.audit_origin or checkpointing.new_origin()
+                meta_repo.put(connection, name=checkpointing.META_ORIGIN, value=origin)
+            store = deployment.checkpoint_store(connection)
+            if not store.exists():
+                created.append("checkpoint store")
             deployment.record(
                 connection,
                 access,
                 action="init",
                 detail={"created": ", ".join(created) or "nothing"},
             )
+        if "checkpoint store" in created:
+            checkpointing.adopt(deployment, now=access.now)
+        else:
+            checkpointing.sign_pending(deployment)
         url = engine.url.render_as_string(hide_password=True)
     finally:
         engine.dispose()

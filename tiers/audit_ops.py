@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,12 @@ from audit import (
     render_report,
     verify_log,
 )
-from audit.bundle import write_bundle
+from audit.bundle import load_bundle, write_bundle
+from audit.checkpoint import checkpoint_from_note, verify_checkpoint
 from audit.entry import AuditEntry
+from audit.merkle import verify_consistency
+from audit.note import Note
+from tiers import checkpointing, witnessing
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.cards import card_of
@@ -37,6 +41,7 @@ from tiers.identifiers import get_kind
 from tiers.pseudonyms import base_pseudonym
 from tiers.storage import audit_log
 from tiers.storage import links as links_repo
+from tiers.storage.checkpoint_store import StoredCheckpoint
 from tiers.storage.domains import DomainRecord
 
 __all__ = [
@@ -44,12 +49,16 @@ __all__ = [
     "PurgeResult",
     "ReportResult",
     "export_log",
+    "kept_checkpoint",
+    "latest_note",
+    "log_key",
     "lookup_subject",
     "prove",
     "purge_log",
     "read_checkpoints",
     "read_log",
     "sign_checkpoint",
+    "verify_against",
     "verify_stored",
     "write_report",
 ]
@@ -120,14 +129,121 @@ def _checked(rows: Iterator[tuple[StoredEntry, Row[Any]]]) -> Iterator[StoredEnt
 
 
 def _verify(deployment: Deployment, connection: Connection) -> Verification:
+    """Verify the database's log on its own and against the checkpoint store outside it."""
     state = audit_log.lock_state(connection)
     public_key = deployment.signer(connection).public_key
-    return verify_log(
+    store = deployment.checkpoint_store(connection)
+    outside = store.records()
+    result = verify_log(
         _checked(audit_log.stored_entries(connection)),
-        audit_log.checkpoints(connection),
+        [*audit_log.checkpoints(connection), *(r.checkpoint for r in outside)],
         public_key,
         audit_log.purge_mark(connection, state),
     )
+    _check_state(state, result)
+    if state.purged:
+        _check_purge(connection, state.purged, store.at(state.purged), result)
+    latest = store.latest()
+    unsigned = result.tree_size - (latest.size if latest else 0)
+    notes = (
+        f"{len(outside)} of the checkpoints kept outside the database",
+        f"{unsigned} newest entries not yet under one" if unsigned else "every entry under one",
+        *witnessing.status(deployment, latest).notes(),
+    )
+    return replace(result, notes=notes)
+
+
+def _check_state(state: audit_log.AuditState, result: Verification) -> None:
+    """The state row (head, size, compact range) must say what the entries say."""
+    if (
+        state.next_seq != result.tree_size
+        or state.head != result.head
+        or CompactRange(state.next_seq, state.frontier).root() != result.root
+    ):
+        raise AuditIntegrityError(
+            f"the log's state row does not match its {result.tree_size} entries",
+            code="tampered",
+            seq=result.tree_size,
+        )
+
+
+def _check_purge(
+    connection: Connection, purged: int, mark: StoredCheckpoint | None, result: Verification
+) -> None:
+    """A purge stands only where the store kept its signed mark and the log its own entry."""
+    recorded = any(
+        parse_entry(data).detail.get("through_seq") == purged - 1
+        for data in audit_log.query(connection, action="audit_purge")
+    )
+    if mark is None or not mark.purge or not recorded:
+        raise AuditIntegrityError(
+            f"entries 0-{purged - 1} are marked purged, but no purge of them was signed outside "
+            "the database and logged",
+            code="tampered",
+            seq=0,
+        )
+    del result  # the mark's root was checked against the purge record by verify_log
+
+
+@audited("audit_verify_against", domain_arg=None)
+def verify_against(deployment: Deployment, *, access: Access, kept: bytes) -> Verification:
+    """Verify the stored log, then prove it extends ``kept``: a checkpoint (signed note) or an
+    export bundle that a party kept earlier, by an RFC 9162 consistency proof from its newest
+    checkpoint to the log's current tree. Raises :class:`AuditIntegrityError` otherwise."""
+    require(access, "audit_verify")
+    result = verify_stored(deployment, access=access)
+    with deployment.reading() as connection:
+        public_key = deployment.signer(connection).public_key
+        old = kept_checkpoint(kept, public_key)
+        leaves, prefix = _leaves(connection)
+        try:
+            nodes = consistency_proof(old.tree_size, result.tree_size, leaves, prefix)
+            verify_consistency(old.tree_size, result.tree_size, old.root, result.root, nodes)
+        except AuditIntegrityError:
+            raise AuditIntegrityError(
+                f"the log is not an extension of the kept checkpoint of size {old.tree_size}: "
+                "it was rewritten or truncated since",
+                code="tampered",
+                seq=min(old.tree_size, result.tree_size),
+            ) from None
+    return replace(
+        result, notes=(*result.notes, f"extends the kept checkpoint of size {old.tree_size}")
+    )
+
+
+@audited("audit_log_key", domain_arg=None)
+def log_key(deployment: Deployment, *, access: Access) -> str:
+    """The log's verifier key in C2SP vkey form (its name is the origin's)."""
+    require(access, "audit_read")
+    with deployment.transaction() as connection:
+        key = deployment.signer(connection).verifier_key(audit_log.log_origin(connection))
+        deployment.record(connection, access, action="audit_log_key")
+    return key.encode()
+
+
+def latest_note(deployment: Deployment, *, access: Access) -> str:
+    """The newest checkpoint outside the database as a signed note, with its cosignatures. It
+    holds only a size and hashes: any authenticated role may read it (the read is logged)."""
+    with deployment.transaction() as connection:
+        latest = deployment.checkpoint_store(connection).latest()
+        public_key = deployment.signer(connection).public_key
+        deployment.record(connection, access, action="audit_checkpoint_read")
+    if latest is None:
+        raise NotFound("no signed checkpoint yet", code="no_checkpoint")
+    return latest.checkpoint.note(public_key, latest.cosignatures).encode()
+
+
+def kept_checkpoint(kept: bytes, public_key: bytes) -> Checkpoint:
+    """The newest checkpoint of a kept file: a signed note, or an export bundle."""
+    text = kept.decode("utf-8", "replace")
+    if text.lstrip().startswith("{"):
+        bundle = load_bundle(kept)
+        if not bundle.checkpoints:
+            raise AuditIntegrityError("the kept export holds no checkpoint", code="no_checkpoint")
+        newest = max(bundle.checkpoints, key=lambda c: c.tree_size)
+        verify_checkpoint(newest, public_key)
+        return newest
+    return checkpoint_from_note(Note.parse(text), public_key)
 
 
 @audited("audit_checkpoints", domain_arg=None)
@@ -150,6 +266,7 @@ def verify_stored(deployment: Deployment, *, access: Access) -> Verification:
     found intact (or, through :func:`audited`, after it was found damaged).
     """
     require(access, "audit_verify")
+    deployment.sign_pending()  # entries no checkpoint covers yet, if the log allows it
     with deployment.transaction() as connection:
         result = _verify(deployment, connection)
     with deployment.transaction() as connection:
@@ -163,19 +280,14 @@ def verify_stored(deployment: Deployment, *, access: Access) -> Verification:
     return result
 
 
-def _checkpoint_now(deployment: Deployment, connection: Connection, access: Access) -> Checkpoint:
-    state = audit_log.lock_state(connection)
-    tree = CompactRange(state.next_seq, state.frontier)
-    existing = {c.tree_size: c for c in audit_log.checkpoints(connection)}
-    if tree.size in existing:
-        return existing[tree.size]
-    checkpoint = deployment.signer(connection).sign(
-        tree_size=tree.size, root=tree.root(), chain=state.head, now=access.now
-    )
-    audit_log.insert_checkpoint(connection, checkpoint)
-    state.last_checkpoint = tree.size
-    audit_log.save_state(connection, state)
-    return checkpoint
+def _checkpoint_now(deployment: Deployment) -> Checkpoint:
+    """A checkpoint over every committed entry, signed into the store if none covers them all
+    yet. Raises what :func:`tiers.checkpointing.sign_pending` raises."""
+    checkpointing.sign_pending(deployment)
+    with deployment.reading() as connection:
+        latest = deployment.checkpoint_store(connection).latest()
+    assert latest is not None  # sign_pending raises when the store holds none
+    return latest.checkpoint
 
 
 @audited("audit_checkpoint", domain_arg=None)
@@ -184,7 +296,7 @@ def sign_checkpoint(deployment: Deployment, *, access: Access) -> Checkpoint:
     require(access, "audit_checkpoint")
     with deployment.transaction() as connection:
         deployment.record(connection, access, action="audit_checkpoint")
-        return _checkpoint_now(deployment, connection, access)
+    return _checkpoint_now(deployment)
 
 
 @audited("audit_export", domain_arg=None)
@@ -193,11 +305,15 @@ def export_log(deployment: Deployment, *, access: Access, output: Path) -> str:
     checkpoint key's fingerprint. The export's own entry is in the bundle, under a checkpoint
     signed for it, so that the bundle is verifiable up to its last entry."""
     require(access, "audit_export")
-    with atomic_output(output) as handle, deployment.transaction() as connection:
+    with deployment.transaction() as connection:
         deployment.record(connection, access, action="audit_export")
-        _checkpoint_now(deployment, connection, access)
+    _checkpoint_now(deployment)
+    deployment.witness_newest()
+    with atomic_output(output) as handle, deployment.reading() as connection:
         state = audit_log.lock_state(connection)
         signer = deployment.signer(connection)
+        newest = deployment.checkpoint_store(connection).latest()
+        assert newest is not None
         write_bundle(
             handle,
             public_key=signer.public_key,
@@ -205,6 +321,7 @@ def export_log(deployment: Deployment, *, access: Access, output: Path) -> str:
             checkpoints=audit_log.checkpoints(connection),
             purge=audit_log.purge_mark(connection, state),
             exported_at=access.now,
+            witnessed=newest.checkpoint.note(signer.public_key, newest.cosignatures).encode(),
         )
     return key_id(signer.public_key)
 
@@ -322,31 +439,16 @@ def purge_log(
     if days < 1:
         raise InvalidRequest("the retention period is at least one day", code="bad_period")
     cutoff = access.now - timedelta(days=days)
+    checkpointing.sign_pending(deployment)  # the store covers everything before anything goes
     with deployment.transaction() as connection:
         _verify(deployment, connection)
         state = audit_log.lock_state(connection)
         end = audit_log.last_seq_before(connection, cutoff=cutoff, first=state.purged)
         purged = 0
         if end is not None and end > state.purged:
-            tree = CompactRange(state.purged, state.purge_frontier or [])
-            chain = state.head
-            for stored, _ in audit_log.stored_entries(connection):
-                if stored.seq >= end:
-                    break
-                tree.append(stored.hash)
-                chain = stored.hash.hex()
-            existing = {c.tree_size for c in audit_log.checkpoints(connection)}
-            if end not in existing:
-                audit_log.insert_checkpoint(
-                    connection,
-                    deployment.signer(connection).sign(
-                        tree_size=end, root=tree.root(), chain=chain, now=access.now
-                    ),
-                )
+            _purge_mark(deployment, connection, state, end, access.now)
             purged = audit_log.delete_before(connection, end=end)
             state.purged = end
-            state.purge_frontier = tree.nodes
-            state.last_checkpoint = max(state.last_checkpoint, end)
             audit_log.save_state(connection, state)
         deployment.record(
             connection,
@@ -356,6 +458,33 @@ def purge_log(
             detail={"retention_days": days, "through_seq": (end - 1) if purged and end else -1},
         )
     return PurgeResult(purged, (end - 1) if purged and end else None, cutoff)
+
+
+def _purge_mark(
+    deployment: Deployment,
+    connection: Connection,
+    state: audit_log.AuditState,
+    end: int,
+    now: datetime,
+) -> None:
+    """Sign the tree of the first ``end`` entries, the stand-in for them once purged, into the
+    store (as a purge mark) and the database; ``state`` gets its compact range."""
+    tree = CompactRange(state.purged, state.purge_frontier or [])
+    chain = state.head
+    for stored, _ in audit_log.stored_entries(connection):
+        if stored.seq >= end:
+            break
+        tree.append(stored.hash)
+        chain = stored.hash.hex()
+    store = deployment.checkpoint_store(connection)
+    mark = deployment.signer(connection).sign(
+        tree_size=end, root=tree.root(), chain=chain, now=now, origin=store.origin()
+    )
+    store.append_checkpoint(mark, tree.nodes, purge=True)
+    if audit_log.checkpoint_at(connection, size=end) is None:
+        audit_log.insert_checkpoint(connection, mark)
+    state.purge_frontier = tree.nodes
+    state.last_checkpoint = max(state.last_checkpoint, end)
 
 
 @dataclass(frozen=True, slots=True)

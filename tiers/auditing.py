@@ -19,7 +19,7 @@ from typing import ParamSpec, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from audit import AuditEntry, CheckpointSigner, CompactRange, Counts, leaf_hash
+from audit import AuditEntry, CompactRange, Counts, leaf_hash
 from tiers.errors import (
     AuditUnavailable,
     Forbidden,
@@ -80,15 +80,10 @@ class Pending:
     detail: Mapping[str, str | int] = field(default_factory=dict)
 
 
-def _append(
-    connection: Connection,
-    pending: Sequence[Pending],
-    *,
-    signer: CheckpointSigner | None,
-    checkpoint_every: int,
-) -> list[AuditEntry]:
+def _append(connection: Connection, pending: Sequence[Pending]) -> list[AuditEntry]:
     """Append ``pending`` in order: the log head read and locked once, the entries inserted
-    together, the head saved once; a checkpoint is signed wherever the tree reaches one."""
+    together, the head saved once. Checkpoints are signed once the entries are committed
+    (tiers.checkpointing), never inside the transaction that writes them."""
     state = audit_log.lock_state(connection)
     tree = CompactRange(state.next_seq, state.frontier)
     entries: list[AuditEntry] = []
@@ -129,14 +124,6 @@ def _append(
         tree.append(digest)
         state.next_seq += 1
         state.head = digest.hex()
-        if signer is not None and state.next_seq - state.last_checkpoint >= checkpoint_every:
-            audit_log.insert_checkpoint(
-                connection,
-                signer.sign(
-                    tree_size=tree.size, root=tree.root(), chain=state.head, now=access.now
-                ),
-            )
-            state.last_checkpoint = tree.size
         entries.append(entry)
     audit_log.insert_entries(connection, rows)
     state.frontier = tree.nodes
@@ -149,8 +136,6 @@ def record(
     access: Access,
     *,
     action: str,
-    signer: CheckpointSigner | None,
-    checkpoint_every: int,
     outcome: str = "ok",
     code: str | None = None,
     domains: Sequence[str] = (),
@@ -173,20 +158,14 @@ def record(
         subject=subject,
         detail=detail or {},
     )
-    return record_many(connection, [entry], signer=signer, checkpoint_every=checkpoint_every)[0]
+    return record_many(connection, [entry])[0]
 
 
-def record_many(
-    connection: Connection,
-    pending: Sequence[Pending],
-    *,
-    signer: CheckpointSigner | None,
-    checkpoint_every: int,
-) -> list[AuditEntry]:
+def record_many(connection: Connection, pending: Sequence[Pending]) -> list[AuditEntry]:
     """Append an entry for each of several operations done in the caller's transaction, in
     order (see :func:`record`)."""
     try:
-        return _append(connection, pending, signer=signer, checkpoint_every=checkpoint_every)
+        return _append(connection, pending)
     except SQLAlchemyError as exc:
         raise AuditUnavailable(
             f"the access log cannot be written ({type(exc).__name__}); nothing was done"
@@ -214,11 +193,10 @@ def record_failure(
     outcome, code = _outcome(error)
     try:
         with engine.begin() as connection:
-            # No checkpoint here: the signing key may be what is unavailable.
             entry = Pending(
                 access, action, outcome=outcome, code=code, domains=domains, detail=detail or {}
             )
-            _append(connection, [entry], signer=None, checkpoint_every=1)
+            _append(connection, [entry])
     except Exception as exc:  # noqa: BLE001 - reported as a log line, the operation's error wins
         _log.error("could not record a failed %s in the access log: %s", action, type(exc).__name__)
         return False

@@ -21,14 +21,22 @@ from sqlalchemy import Connection, LargeBinary, func, insert, select
 
 from audit import Counts
 from keys import KeyIdentity, MasterKey, unwrap_key, wrap_key
+from tiers import checkpointing
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.csvio import atomic_binary_output
 from tiers.deployment import MASTER_CHECK, Deployment
-from tiers.errors import InvalidFile, InvalidRequest, KeyUnavailable, NotInitialised
+from tiers.errors import (
+    InvalidFile,
+    InvalidRequest,
+    KeyUnavailable,
+    LogInconsistent,
+    NotInitialised,
+)
 from tiers.settings import Settings
 from tiers.storage import audit_log, check_schema, keystore, make_engine, migrate
 from tiers.storage import meta as meta_repo
+from tiers.storage.checkpoint_store import CheckpointStore
 from tiers.storage.tables import UTCDateTime, key_generation, keys, metadata
 
 __all__ = ["BACKUP_FORMAT", "RestoreReport", "backup", "restore", "rotate_master_key"]
@@ -186,6 +194,9 @@ def restore(settings: Settings, *, access: Access, archive_path: Path) -> Restor
             audit_log.fill_other_subjects(connection)  # a backup made before migration 0009
             if connection.dialect.name == "postgresql":
                 _reset_sequences(connection)
+            _check_against_store(Deployment(settings, engine, master), connection)
+        if not CheckpointStore(settings.checkpoint_directory, b"").exists():
+            checkpointing.adopt(Deployment(settings, engine, master), now=access.now)
     finally:
         engine.dispose()
     inbox = settings.home / "inbox"
@@ -205,6 +216,22 @@ def restore(settings: Settings, *, access: Access, archive_path: Path) -> Restor
     finally:
         deployment.close()
     return RestoreReport(len(lines), len(files), str(manifest.get("revision")))
+
+
+def _check_against_store(deployment: Deployment, connection: Connection) -> None:
+    """Refuse a backup whose log the checkpoint store already shows to have gone further (or
+    elsewhere): restoring it would roll the log back behind what was signed outside the
+    database. Without a store (a new home), the restored log is adopted by a new one."""
+    if not deployment.checkpoint_store(connection).exists():
+        return
+    try:
+        checkpointing.check_extends(deployment, connection)
+    except LogInconsistent:
+        raise InvalidRequest(
+            "the backup's access log is behind, or not consistent with, the checkpoints signed "
+            "outside the database: restoring it would roll the log back",
+            code="backup_behind_store",
+        ) from None
 
 
 def _reset_sequences(connection: Connection) -> None:

@@ -13,14 +13,22 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from audit import AuditEntry, CheckpointSigner, Counts
 from keys import Keyring, MasterKey
-from tiers import auditing, keyrings
+from tiers import auditing, checkpointing, keyrings, witnessing
 from tiers.auditing import AUDIT_DOMAIN, Access
-from tiers.errors import KeyUnavailable, NotFound, NotInitialised, TiersError
+from tiers.errors import (
+    AuditUnavailable,
+    CheckpointStoreError,
+    KeyUnavailable,
+    NotFound,
+    NotInitialised,
+    TiersError,
+)
 from tiers.identifiers import NormalisationOptions
 from tiers.pseudonyms import DOMAIN_NAME, domain_pseudonym
 from tiers.settings import Settings
-from tiers.storage import SQLITE_BUSY_MS, check_schema, domains, keystore, make_engine
+from tiers.storage import SQLITE_BUSY_MS, audit_log, check_schema, domains, keystore, make_engine
 from tiers.storage import meta as meta_repo
+from tiers.storage.checkpoint_store import CheckpointStore, StoredCheckpoint
 from tiers.storage.domains import DomainRecord
 
 __all__ = ["MASTER_CHECK", "Deployment"]
@@ -53,6 +61,17 @@ class Deployment:
     _writer: threading.RLock = field(default_factory=threading.RLock, repr=False)
     # Unwrapped keyrings and domain records, kept under one key generation (see :meth:`_kept`).
     _kept_now: _Kept | None = field(default=None, repr=False)
+    # Why the log cannot be written now (tiers.checkpointing): every record() raises it. A
+    # store that failed clears when a checkpoint is signed again; an inconsistent log never
+    # does in this process.
+    log_fault: AuditUnavailable | None = None
+    # Entries this process appended since it last signed (a checkpoint every N of them).
+    _unsigned: int = 0
+    _store: CheckpointStore | None = field(default=None, repr=False)
+    # The newest checkpoint this process signed (witnesses are sent it: tiers.witnessing).
+    last_signed: StoredCheckpoint | None = None
+    # The size each witness (by URL) last cosigned, as far as this process knows.
+    witness_sizes: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def open(cls, settings: Settings) -> Deployment:
@@ -79,7 +98,65 @@ class Deployment:
         except BaseException:
             engine.dispose()
             raise
-        return cls(settings, engine, master)
+        deployment = cls(settings, engine, master)
+        deployment.sign_pending()  # reconciles what a crash left, or finds the log faulty
+        return deployment
+
+    def sign_pending(self) -> StoredCheckpoint | None:
+        """Sign what no checkpoint covers yet; a failure is kept in :attr:`log_fault` (and
+        reported loudly) instead of raised, for callers whose own work is already done."""
+        try:
+            return checkpointing.sign_pending(self)
+        except AuditUnavailable as error:
+            self.log_fault = error
+            return None
+
+    def witness_newest(self) -> list[witnessing.Submission]:
+        """Send the store's newest checkpoint to the witnesses that have not cosigned it.
+        Outside any transaction: it waits on the network."""
+        if not self.settings.witnesses.strip() or self.log_fault is not None:
+            return []
+        with self.reading() as connection:
+            latest = self.checkpoint_store(connection).latest()
+        return [] if latest is None else witnessing.submit(self, latest)
+
+    def witness_status(self) -> witnessing.WitnessStatus:
+        """Whether the witnesses' quorum cosigned the store's newest checkpoint."""
+        with self.reading() as connection:
+            latest = self.checkpoint_store(connection).latest()
+        return witnessing.status(self, latest)
+
+    def due_for_checkpoint(self) -> bool:
+        """Whether some committed entry is not under a checkpoint (one cheap read, no lock)."""
+        with self.engine.connect() as connection:
+            next_seq, last = audit_log.peek_state(connection)
+        return next_seq > last
+
+    def checkpoint_store(self, connection: Connection) -> CheckpointStore:
+        """The store of signed checkpoints outside the database, read with the log's key."""
+        if self._store is None:
+            self._store = CheckpointStore(
+                self.settings.checkpoint_directory, self.signer(connection).public_key
+            )
+        return self._store
+
+    def store_error(self, message: str) -> CheckpointStoreError:
+        error = CheckpointStoreError(
+            f"the checkpoint store is damaged: {message}", code="checkpoint_store_damaged"
+        )
+        self.log_fault = error
+        return error
+
+    def signed(self, stored: StoredCheckpoint) -> None:
+        """Note a checkpoint this process signed; a store that had failed works again."""
+        self.last_signed = stored
+        self._unsigned = 0
+        if isinstance(self.log_fault, CheckpointStoreError):
+            self.log_fault = None
+
+    def _writable_log(self) -> None:
+        if self.log_fault is not None:
+            raise type(self.log_fault)(self.log_fault.message, code=self.log_fault.code)
 
     @classmethod
     def open_for(cls, settings: Settings, access: Access, *, action: str) -> Deployment:
@@ -116,13 +193,17 @@ class Deployment:
         self.engine.dispose()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self, *, checkpoint: bool = True) -> Iterator[Connection]:
+        """A write transaction. Once it is committed, a checkpoint is signed if this process
+        has appended ``audit_checkpoint_every`` entries since its last (``checkpoint``)."""
         if self.engine.dialect.name != "sqlite":
             with self.engine.begin() as connection:
                 yield connection
-            return
-        with self._writer, self.engine.begin() as connection:
-            yield connection
+        else:
+            with self._writer, self.engine.begin() as connection:
+                yield connection
+        if checkpoint and self._unsigned >= self.settings.audit_checkpoint_every:
+            self.sign_pending()
 
     @property
     def embedded(self) -> bool:
@@ -281,12 +362,12 @@ class Deployment:
         code: str | None = None,
     ) -> AuditEntry:
         """Record an operation in the caller's transaction (see tiers.auditing)."""
+        self._writable_log()
+        self._unsigned += 1
         return auditing.record(
             connection,
             access,
             action=action,
-            signer=self.signer(connection),
-            checkpoint_every=self.settings.audit_checkpoint_every,
             domains=domains,
             counts=counts,
             subject=subject,
@@ -299,9 +380,6 @@ class Deployment:
         self, connection: Connection, pending: Sequence[auditing.Pending]
     ) -> list[AuditEntry]:
         """Record several operations in the caller's transaction, in order."""
-        return auditing.record_many(
-            connection,
-            pending,
-            signer=self.signer(connection),
-            checkpoint_every=self.settings.audit_checkpoint_every,
-        )
+        self._writable_log()
+        self._unsigned += len(pending)
+        return auditing.record_many(connection, pending)

@@ -28,6 +28,8 @@ log) and a message that never contains a clear identifier or key material.
     ├── PolicyViolation                  a request an attachment rule refuses
     ├── AuditIntegrityError              the access log failed verification
     └── AuditUnavailable                 the access log cannot be written (fail closed)
+        ├── CheckpointStoreError         the checkpoint store outside the database fails
+        └── LogInconsistent              the log contradicts a checkpoint signed before
 
 This module imports nothing from the rest of the project, so every package
 (``keys``, ``policy``, ``audit``) may share the vocabulary without a cycle.
@@ -39,6 +41,7 @@ __all__ = [
     "AlreadyExists",
     "AuditIntegrityError",
     "AuditUnavailable",
+    "CheckpointStoreError",
     "ConfigurationError",
     "DatabaseUnavailable",
     "DomainHidden",
@@ -51,6 +54,7 @@ __all__ = [
     "KeyDestroyed",
     "KeyStateError",
     "KeyUnavailable",
+    "LogInconsistent",
     "NotFound",
     "NotInitialised",
     "PolicyViolation",
@@ -225,3 +229,17 @@ class AuditUnavailable(TiersError):
     """The access log cannot be written: the operation it would describe is not carried out."""
 
     code = "audit_unavailable"
+
+
+class CheckpointStoreError(AuditUnavailable):
+    """The checkpoint store outside the database is missing, unreadable, unwritable or damaged:
+    nothing is signed, and nothing that needs the log is done."""
+
+    code = "checkpoint_store_unavailable"
+
+
+class LogInconsistent(AuditUnavailable):
+    """The database's log is not consistent with the last checkpoint signed outside it: the
+    service refuses every write that needs the log until an operator recovers it."""
+
+    code = "log_inconsistent"

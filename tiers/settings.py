@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     phone_region: str = "FR"
     audit_checkpoint_every: int = Field(default=256, ge=1)
+    # A checkpoint is also signed this long after an entry that none covers (tiers serve).
+    audit_checkpoint_seconds: float = Field(default=1.0, gt=0, le=3600)
+    # The log's origin line, chosen once by `tiers init` (default: tiers/<random>).
+    audit_origin: str | None = Field(default=None, min_length=1, max_length=128)
+    # Where signed checkpoints are kept outside the database (default $TIERS_HOME/checkpoints).
+    checkpoint_dir: Path | None = None
+    # Witnesses that cosign each checkpoint: "URL VKEY" pairs separated by ";" or newlines.
+    witnesses: str = ""
+    witness_quorum: int | None = Field(default=None, ge=1)
+    witness_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     audit_retention_days: int = Field(default=365, ge=1)
     argon2_profile: Literal["owasp", "rfc9106-low-memory", "test"] = "owasp"
     rate_limit_per_second: float = Field(default=200.0, gt=0)
@@ -64,6 +74,10 @@ class Settings(BaseSettings):
     @property
     def default_master_key_path(self) -> Path:
         return self.home / "master.key"
+
+    @property
+    def checkpoint_directory(self) -> Path:
+        return self.checkpoint_dir or self.home / "checkpoints"
 
     @property
     def database_path(self) -> Path:

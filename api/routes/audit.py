@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, PlainTextResponse
 
 from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
 from api.schemas import ERRORS, AlertOut, AuditSubjectRequest, CheckpointOut, VerificationOut
@@ -63,6 +63,19 @@ def alert_list(
         )
         for a in found
     ]
+
+
+@router.get(
+    "/checkpoint",
+    name="audit_checkpoint_read",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}}},
+)
+def latest_checkpoint(deployment: DeploymentDep, access: CurrentAccess) -> PlainTextResponse:
+    """The newest checkpoint kept outside the database, as a C2SP signed note (tlog-checkpoint)
+    with the witnesses' cosignatures. It holds a size and hashes only: any role may read it."""
+    note = audit_ops.latest_note(deployment, access=access)
+    return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
 
 
 @router.get("/checkpoints", name="audit_checkpoints", response_model=list[CheckpointOut])

@@ -18,9 +18,15 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", name="readyz", responses={503: {"description": "not ready"}})
 def readyz(request: Request) -> JSONResponse:
-    """Readiness: the database answers and the keyring can be unwrapped."""
+    """Readiness: the database answers, the keyring can be unwrapped and the access log can be
+    written (its checkpoint store works and the log is consistent with it). The witnesses'
+    quorum is reported, not required: a witness that is down does not stop the service."""
     try:
-        request.app.state.service.deployment().check_ready()
+        deployment = request.app.state.service.deployment()
+        deployment.check_ready()
+        if deployment.log_fault is not None:
+            raise deployment.log_fault
+        witnesses = deployment.witness_status()
     except TiersError as error:
         return JSONResponse({"status": "unavailable", "code": error.code}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "ready", "witnesses": witnesses.as_dict()})

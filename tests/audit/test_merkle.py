@@ -132,3 +132,20 @@ def test_proofs_after_the_prefix_is_pruned_match_the_full_tree(
     assert consistency_proof(base, size, leaves) == consistency_proof(
         base, size, leaves[base:], prefix
     )
+
+
+@given(sizes=st.tuples(st.integers(1, 300), st.integers(0, 300)).map(lambda t: (t[0], t[0] + t[1])))
+def test_a_consistency_proof_needs_only_the_old_trees_compact_range(
+    sizes: tuple[int, int],
+) -> None:
+    """The signer proves a new tree from its last checkpoint's compact range and the entries
+    after it, without the older entries: the proof is the one made from every leaf, and it
+    verifies (RFC 9162 §2.1.4)."""
+    old, new = sizes
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(new)]
+    prefix = CompactRange()
+    for leaf in leaves[:old]:
+        prefix.append(leaf)
+    proof = consistency_proof(old, new, leaves[old:], prefix)
+    assert consistency_proof(old, new, leaves) == proof
+    assert verify_consistency(old, new, root(leaves[:old]), root(leaves), proof)

@@ -36,6 +36,7 @@ def test_initialise_is_idempotent_and_creates_one_development_key(database: Data
         "checkpoint signing key",
         "audit domain",
         "attachment policy",
+        "checkpoint store",
     ) == first.created
     assert not second.generated_development_key and () == second.created
     assert content == key_file.read_bytes()

@@ -281,7 +281,12 @@ def test_job_purge_and_delete_commands(
             client = client_repo.by_name(connection, name="casino-app")
         assert client is not None
         partner = Access(
-            "casino-app", "partner", "test", datetime.now(UTC), None, "casino", client.id
+            "casino-app",
+            "partner",
+            "test",
+            datetime.now(UTC),
+            domain="casino",
+            client_id=client.id,
         )
         jobs = [
             run_file_job(

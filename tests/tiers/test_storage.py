@@ -67,7 +67,7 @@ def test_no_table_has_a_column_for_clear_identifiers(deployment: Deployment) -> 
             "entry",
             "hash",
         },
-        "audit_checkpoints": {"tree_size", "root", "chain", "time", "signature", "key"},
+        "audit_checkpoints": {"tree_size", "root", "chain", "time", "signature", "key", "origin"},
         "audit_state": {
             "id",
             "next_seq",

@@ -12,6 +12,7 @@ from tiers.cli.exchanges import campaign_app, exchange_app, inbox_app, withdraw
 from tiers.cli.links import card_app, customer_app, link_app, policy_app
 from tiers.cli.ops import backup, master_key_app, restore
 from tiers.cli.serve import serve
+from tiers.cli.witness import witness_app
 
 __all__ = ["app", "main"]
 
@@ -44,6 +45,7 @@ app.add_typer(master_key_app, name="master-key")
 app.command("pseudonymise")(pseudonymise)
 app.command("tokenise-file")(tokenise_file_command)
 app.command("serve")(serve)
+app.add_typer(witness_app, name="witness")
 
 
 def main() -> None:

@@ -137,6 +137,14 @@ def deployment(access: Access, action: str) -> Iterator[Deployment]:
                 record_failure(opened.engine, access, action=action, error=failure)
         raise
     finally:
+        # A command leaves no entry of its own unsigned: the checkpoint store covers it, and
+        # the witnesses are sent it.
+        opened.sign_pending()
+        opened.witness_newest()
+        if opened.log_fault is not None:
+            err_console.print(
+                f"error: {opened.log_fault.message} [{opened.log_fault.code}]", markup=False
+            )
         opened.close()
 
 

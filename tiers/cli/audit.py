@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from audit import AuditEntry, verify_bundle
+from audit.note import VerifierKey
 from tiers import alerts, audit_ops
 from tiers.cli._common import (
     counted,
@@ -22,7 +23,7 @@ from tiers.cli._common import (
     print_rows,
     printable,
 )
-from tiers.errors import InvalidRequest, NotFound
+from tiers.errors import AuditIntegrityError, InvalidRequest, NotFound
 
 __all__ = ["audit_app"]
 
@@ -119,12 +120,41 @@ def audit_log(
 
 @audit_app.command("verify")
 @handles_errors
-def audit_verify() -> None:
-    """Verify the stored log and checkpoints; names the first bad entry when it is not intact."""
+def audit_verify(
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            help="a checkpoint (signed note) or export a party kept: prove the log extends it"
+        ),
+    ] = None,
+) -> None:
+    """Verify the stored log against its checkpoints, those kept outside the database and the
+    witnesses' cosignatures; names the first bad entry when it is not intact."""
     access = operator(AUDIT_PURPOSE)
+    kept = _read(against) if against is not None else None
     with deployment(access, "audit_verify") as dep:
-        result = audit_ops.verify_stored(dep, access=access)
+        if kept is None:
+            result = audit_ops.verify_stored(dep, access=access)
+        else:
+            result = audit_ops.verify_against(dep, access=access, kept=kept)
     out_console.print(result.summary(), markup=False)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise NotFound(f"no such file: {path}", code="no_such_file") from None
+
+
+@audit_app.command("log-key")
+@handles_errors
+def audit_log_key() -> None:
+    """The log's verifier key (C2SP vkey), for witnesses' --log-key and for verifiers."""
+    access = operator(AUDIT_PURPOSE)
+    with deployment(access, "audit_log_key") as dep:
+        key = audit_ops.log_key(dep, access=access)
+    out_console.print(key, markup=False)
 
 
 @audit_app.command("alerts")
@@ -223,13 +253,21 @@ def audit_verify_export(
     key: Annotated[
         str | None, typer.Option(help="expected checkpoint key fingerprint (ed25519:…)")
     ] = None,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(help="a witness's verifier key whose cosignature is required (repeat)"),
+    ] = None,
+    quorum: Annotated[
+        int | None, typer.Option(min=1, help="how many of the witnesses (default: all)")
+    ] = None,
 ) -> None:
     """Verify an exported bundle offline: no database, no master key."""
+    data = _read(bundle)
     try:
-        data = bundle.read_bytes()
-    except FileNotFoundError:
-        raise NotFound(f"no such file: {bundle}", code="no_such_file") from None
-    result = verify_bundle(data, expected_key=key)
+        witnesses = [VerifierKey.parse(text) for text in witness or []]
+    except AuditIntegrityError:
+        raise InvalidRequest("--witness takes a witness's verifier key", code="bad_key") from None
+    result = verify_bundle(data, expected_key=key, witnesses=witnesses, quorum=quorum)
     out_console.print(result.summary(), markup=False)
     if key is None:
         out_console.print(

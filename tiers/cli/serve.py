@@ -41,6 +41,12 @@ def serve(
     master = settings.load_master_key()
     if master.development:
         warn_development_key(master.source)
+    if not settings.witnesses.strip():
+        err_console.print(
+            "note: no witness configured (TIERS_WITNESSES): the access log's checkpoints are "
+            "kept on this host only, and its operator could replace them unseen",
+            markup=False,
+        )
     out_console.print(f"tiers listening on http://{host}:{port}", markup=False)
     if workers > 1 and not settings.database_url:
         err_console.print(

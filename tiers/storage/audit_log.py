@@ -10,11 +10,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
 
-from audit import Checkpoint, PurgeMark, StoredEntry
+from audit import ORIGIN, Checkpoint, PurgeMark, StoredEntry
+from tiers.storage import meta as meta_repo
 from tiers.storage.tables import audit_checkpoints, audit_entries, audit_state
 
 __all__ = [
     "AuditState",
+    "checkpoint_at",
     "checkpoints",
     "delete_before",
     "entry_at",
@@ -23,8 +25,11 @@ __all__ = [
     "insert_checkpoint",
     "insert_entries",
     "last_seq_before",
+    "leaves_between",
     "lock_state",
+    "log_origin",
     "other_subject_of",
+    "peek_state",
     "purge_mark",
     "query",
     "save_state",
@@ -134,30 +139,67 @@ def insert_checkpoint(connection: Connection, checkpoint: Checkpoint) -> None:
             time=checkpoint.time,
             signature=checkpoint.signature,
             key=checkpoint.key,
+            origin=checkpoint.origin,
         )
     )
 
 
-def _checkpoint(row: object) -> Checkpoint:
+META_ORIGIN = "audit_origin"
+
+
+def log_origin(connection: Connection) -> str:
+    """The log's origin line, chosen by ``tiers init`` (a log made before origins were chosen
+    keeps the one its checkpoints were signed with)."""
+    return meta_repo.get(connection, name=META_ORIGIN) or ORIGIN
+
+
+def _checkpoint(row: Row[Any], origin: str) -> Checkpoint:
     r = row
-    return Checkpoint(r.tree_size, r.root, r.chain, r.time, r.signature, r.key)  # type: ignore[attr-defined]
+    return Checkpoint(r.tree_size, r.root, r.chain, r.time, r.signature, r.key, r.origin or origin)
 
 
 def checkpoints(connection: Connection) -> list[Checkpoint]:
+    """Every checkpoint the database holds; one without its origin (signed before migration
+    0012, or the column lost in a downgrade) has the log's."""
+    origin = log_origin(connection)
     rows = connection.execute(select(audit_checkpoints).order_by(audit_checkpoints.c.tree_size))
-    return [_checkpoint(row) for row in rows]
+    return [_checkpoint(row, origin) for row in rows]
+
+
+def checkpoint_at(connection: Connection, *, size: int) -> Checkpoint | None:
+    row = connection.execute(
+        select(audit_checkpoints).where(audit_checkpoints.c.tree_size == size)
+    ).one_or_none()
+    return None if row is None else _checkpoint(row, log_origin(connection))
+
+
+_STATE = select(audit_state).where(audit_state.c.id == 1)
+
+
+def peek_state(connection: Connection) -> tuple[int, int]:
+    """``(next_seq, last_checkpoint)`` without locking: whether a checkpoint is due."""
+    row = connection.execute(_STATE).one()
+    return int(row.next_seq), int(row.last_checkpoint)
+
+
+def leaves_between(connection: Connection, *, start: int, end: int) -> list[StoredEntry]:
+    """The stored entries ``start <= seq < end``, in order."""
+    rows = connection.execute(
+        select(audit_entries.c.seq, audit_entries.c.entry, audit_entries.c.hash)
+        .where(audit_entries.c.seq >= start, audit_entries.c.seq < end)
+        .order_by(audit_entries.c.seq)
+    )
+    return [StoredEntry(r.seq, r.entry.encode("ascii", "replace"), r.hash) for r in rows]
 
 
 def purge_mark(connection: Connection, state: AuditState) -> PurgeMark | None:
     """The signed stand-in for purged entries, or ``None`` if nothing was ever purged."""
     if not state.purged:
         return None
-    row = connection.execute(
-        select(audit_checkpoints).where(audit_checkpoints.c.tree_size == state.purged)
-    ).one_or_none()
-    if row is None or state.purge_frontier is None:
+    checkpoint = checkpoint_at(connection, size=state.purged)
+    if checkpoint is None or state.purge_frontier is None:
         return PurgeMark(Checkpoint(state.purged, b"", "", datetime.min, b"", ""), ())
-    return PurgeMark(_checkpoint(row), tuple(state.purge_frontier))
+    return PurgeMark(checkpoint, tuple(state.purge_frontier))
 
 
 def stored_entries(connection: Connection) -> Iterator[tuple[StoredEntry, Row[Any]]]:

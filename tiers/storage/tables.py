@@ -169,6 +169,9 @@ audit_checkpoints = Table(
     Column("time", UTCDateTime, nullable=False),
     Column("signature", LargeBinary(64), nullable=False),
     Column("key", String(32), nullable=False),
+    # The log's origin line; NULL for checkpoints signed before origins were per deployment
+    # (audit.checkpoint.ORIGIN). Migration 0012.
+    Column("origin", String(128), nullable=True),
 )
 
 # One row (id 1): the head of the log, locked by every append so that entries are chained in
