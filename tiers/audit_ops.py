@@ -195,7 +195,7 @@ def verify_against(deployment: Deployment, *, access: Access, kept: bytes) -> Ve
     with deployment.reading() as connection:
         public_key = deployment.signer(connection).public_key
         old = kept_checkpoint(kept, public_key)
-        leaves, prefix = _leaves(connection)
+        leaves, prefix = audit_log.tree_leaves(connection)
         try:
             nodes = consistency_proof(old.tree_size, result.tree_size, leaves, prefix)
             verify_consistency(old.tree_size, result.tree_size, old.root, result.root, nodes)
@@ -267,8 +267,16 @@ def verify_stored(deployment: Deployment, *, access: Access) -> Verification:
     """
     require(access, "audit_verify")
     deployment.sign_pending()  # entries no checkpoint covers yet, if the log allows it
+    deployment.witness_newest()
     with deployment.transaction() as connection:
         result = _verify(deployment, connection)
+        witnessed = witnessing.status(deployment, deployment.checkpoint_store(connection).latest())
+    if witnessed.witnesses and not witnessed.reached:
+        raise AuditIntegrityError(
+            f"the witnesses did not cosign the newest checkpoint: {witnessed.notes()[0]}; a "
+            "witness refuses a history that does not extend the one it cosigned before",
+            code="unwitnessed",
+        )
     with deployment.transaction() as connection:
         deployment.record(
             connection,
@@ -509,14 +517,6 @@ class Proof:
         }
 
 
-def _leaves(connection: Connection) -> tuple[list[bytes], CompactRange | None]:
-    state = audit_log.lock_state(connection)
-    prefix = None
-    if state.purged:
-        prefix = CompactRange(state.purged, state.purge_frontier or [])
-    return [stored.hash for stored, _ in audit_log.stored_entries(connection)], prefix
-
-
 def _signed(connection: Connection, size: int) -> Checkpoint:
     for checkpoint in audit_log.checkpoints(connection):
         if checkpoint.tree_size == size:
@@ -538,7 +538,7 @@ def prove(
     hashes) and verify against the signed checkpoints without the rest of the log."""
     require(access, "audit_proof")
     with deployment.transaction() as connection:
-        leaves, prefix = _leaves(connection)
+        leaves, prefix = audit_log.tree_leaves(connection)
         base = prefix.size if prefix else 0
         checkpoints = audit_log.checkpoints(connection)
         if not checkpoints:

@@ -170,16 +170,21 @@ def _post(url: str, body: bytes, timeout: float) -> bytes:
 
 
 def _proof(deployment: Deployment, old: int, stored: StoredCheckpoint) -> list[bytes]:
-    """A consistency proof from the store's checkpoint at ``old`` to ``stored``."""
+    """A consistency proof from size ``old`` to ``stored``: from the store's checkpoint there,
+    or, for a size the store does not hold, from the database's leaves (the witness judges)."""
     if old == 0:
         return []
     with deployment.reading() as connection:
         start = deployment.checkpoint_store(connection).at(old)
-        if start is None:
-            raise _Refused("unknown_size")
-        entries = audit_log.leaves_between(connection, start=old, end=stored.size)
-    leaves = [entry.hash for entry in entries]
-    return consistency_proof(old, stored.size, leaves, start.compact_range())
+        if start is not None:
+            entries = audit_log.leaves_between(connection, start=old, end=stored.size)
+            leaves, prefix = [entry.hash for entry in entries], start.compact_range()
+        else:
+            leaves, prefix = audit_log.tree_leaves(connection)
+    try:
+        return consistency_proof(old, stored.size, leaves, prefix)
+    except AuditIntegrityError:
+        raise _Refused("unknown_size") from None
 
 
 def _submit_one(

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, or_, select, update
 
-from audit import ORIGIN, Checkpoint, PurgeMark, StoredEntry
+from audit import ORIGIN, Checkpoint, CompactRange, PurgeMark, StoredEntry
 from tiers.storage import meta as meta_repo
 from tiers.storage.tables import audit_checkpoints, audit_entries, audit_state
 
@@ -34,6 +34,7 @@ __all__ = [
     "query",
     "save_state",
     "stored_entries",
+    "tree_leaves",
 ]
 
 _BATCH = 5000
@@ -217,6 +218,15 @@ def stored_entries(connection: Connection) -> Iterator[tuple[StoredEntry, Row[An
         for row in rows:
             yield StoredEntry(row.seq, row.entry.encode("ascii", "replace"), row.hash), row
         last = rows[-1].seq
+
+
+def tree_leaves(connection: Connection) -> tuple[list[bytes], CompactRange | None]:
+    """Every stored leaf hash in order, and the compact range that stands for purged ones."""
+    state = lock_state(connection)
+    prefix = None
+    if state.purged:
+        prefix = CompactRange(state.purged, state.purge_frontier or [])
+    return [stored.hash for stored, _ in stored_entries(connection)], prefix
 
 
 def query(
