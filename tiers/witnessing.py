@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from audit import consistency_proof
+from audit import CompactRange, consistency_proof
 from audit.note import COSIGNATURE, Note, NoteSignature, VerifierKey, verify_cosignature
 from tiers.errors import AuditIntegrityError, ConfigurationError
 from tiers.storage import audit_log
@@ -176,6 +176,7 @@ def _proof(deployment: Deployment, old: int, stored: StoredCheckpoint) -> list[b
         return []
     with deployment.reading() as connection:
         start = deployment.checkpoint_store(connection).at(old)
+        prefix: CompactRange | None
         if start is not None:
             entries = audit_log.leaves_between(connection, start=old, end=stored.size)
             leaves, prefix = [entry.hash for entry in entries], start.compact_range()
