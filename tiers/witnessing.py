@@ -98,6 +98,8 @@ class WitnessStatus:
         )
 
     def as_dict(self) -> dict[str, object]:
+        if not self.witnesses:
+            return {"configured": 0}
         return {
             "configured": self.witnesses,
             "quorum": self.quorum,

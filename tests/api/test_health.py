@@ -31,7 +31,8 @@ def test_readyz_fails_before_init_and_recovers_without_restart(database: Databas
         assert 503 == refused.status_code
         initialise(database.settings(), access=ACCESS)
         after = client.get("/readyz")
-        assert (200, {"status": "ready"}) == (after.status_code, after.json())
+        ready = {"status": "ready", "witnesses": {"configured": 0}}
+        assert (200, ready) == (after.status_code, after.json())
 
 
 def free_port() -> int:
@@ -68,9 +69,10 @@ def test_tiers_serve_runs_a_real_server(
                 if server.poll() is not None:
                     pytest.fail("tiers serve exited early")
                 time.sleep(0.2)
-        assert body == b'{"status":"ready"}'
+        assert body == b'{"status":"ready","witnesses":{"configured":0}}'
     finally:
         server.send_signal(signal.SIGINT)
         stdout, stderr = server.communicate(timeout=30)
     assert b"DEVELOPMENT master key" in stderr
+    assert b"no witness configured" in stderr
     assert (b'"GET /readyz HTTP/1.1" 200' in stdout + stderr) is access_log
