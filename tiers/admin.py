@@ -14,8 +14,9 @@ from sqlalchemy.exc import IntegrityError
 
 from audit import ORIGIN, Counts
 from keys import KeyVersion, MasterKey, write_development_key
+from keys.rows import RowSealer
 from policy import load_policy
-from tiers import checkpointing, keyrings
+from tiers import checkpointing, keyrings, sealing
 from tiers.auditing import AUDIT_DOMAIN, Access, audited
 from tiers.authorisation import require
 from tiers.deployment import MASTER_CHECK, Deployment
@@ -135,6 +136,7 @@ def initialise(settings: Settings, *, access: Access) -> InitReport:
         migrate(engine)
         with engine.begin() as connection:
             _check_master(connection, master)
+            sealed = sealing.seal_unsealed(connection, RowSealer(master))
             created = [
                 name
                 for name, purpose, owner in (
@@ -145,6 +147,8 @@ def initialise(settings: Settings, *, access: Access) -> InitReport:
             ]
             if _ensure_audit_domain(connection, master, access):
                 created.append("audit domain")
+            if sealed:
+                created.append(f"seals of {sealed} rows of power")
             deployment = Deployment(settings, engine, master)
             if links_repo.active_policy(connection) is None:
                 policy = load_policy(default_policy())
@@ -332,7 +336,9 @@ def destroy_key(
     with deployment.transaction() as connection:
         record_ = deployment.domain(connection, domain)
         keyring = deployment.domain_keyring(connection, record_)
-        keyrings.destroy_version(connection, keyring, version=version, now=access.now)
+        keyrings.destroy_version(
+            connection, deployment.master, keyring, version=version, now=access.now
+        )
         unlinked = subjects.delete_version(connection, domain_id=record_.id, version=version)
         if record_.role == "hub":
             unlinked += drop_hub_version(connection, version)

@@ -5,6 +5,7 @@ new master key, in one transaction."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import os
@@ -21,7 +22,8 @@ from sqlalchemy import Connection, LargeBinary, func, insert, select
 
 from audit import Counts
 from keys import KeyIdentity, MasterKey, unwrap_key, wrap_key
-from tiers import checkpointing
+from keys.rows import RowSealer
+from tiers import checkpointing, sealing
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.csvio import atomic_binary_output
@@ -93,20 +95,41 @@ def backup(deployment: Deployment, *, access: Access, output: Path) -> int:
         dump = _dump(connection)
         connection.rollback()
     rows = dump.count(b"\n")
-    manifest = {
+    inbox = deployment.settings.home / "inbox"
+    files = {p.name: p.read_bytes() for p in sorted(inbox.glob("*.csv"))} if inbox.exists() else {}
+    manifest: dict[str, object] = {
         "format": BACKUP_FORMAT,
         "revision": revision,
         "master_key_check": check,
         "created_at": access.now.isoformat(),
         "rows": rows,
     }
-    inbox = deployment.settings.home / "inbox"
+    manifest["seal"] = _seal(deployment.sealer(), manifest, dump, files)
     with atomic_binary_output(output) as handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
         _add(tar, "manifest.json", json.dumps(manifest, indent=1).encode())
         _add(tar, "database.jsonl", dump)
-        for path in sorted(inbox.glob("*.csv")) if inbox.exists() else []:
-            _add(tar, f"inbox/{path.name}", path.read_bytes())
+        for name, data in files.items():
+            _add(tar, f"inbox/{name}", data)
     return rows
+
+
+_SEALED = ("format", "revision", "master_key_check", "created_at", "rows")
+
+
+def _seal_fields(
+    manifest: dict[str, Any], dump: bytes, files: dict[str, bytes]
+) -> list[str | int | bool | None]:
+    """What a backup's seal binds: the manifest, the database's rows and every inbox file."""
+    fields: list[str | int | bool | None] = [str(manifest.get(name)) for name in _SEALED]
+    fields.append(hashlib.sha256(dump).hexdigest())
+    for name in sorted(files):
+        fields += [name, hashlib.sha256(files[name]).hexdigest()]
+    return fields
+
+
+def _seal(sealer: RowSealer, manifest: dict[str, Any], dump: bytes, files: dict[str, bytes]) -> str:
+    """A MAC over the whole backup under a key derived from the master key."""
+    return sealer.seal("backup", _seal_fields(manifest, dump, files))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +153,7 @@ def _typed(table_name: str, row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_archive(path: Path) -> tuple[dict[str, Any], list[str], dict[str, bytes]]:
+def _read_archive(path: Path) -> tuple[dict[str, Any], bytes, dict[str, bytes]]:
     try:
         with tarfile.open(path, "r:gz") as archive:
             members: dict[str, bytes] = {}
@@ -141,7 +164,8 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], list[str], dict[str, byte
         manifest = json.loads(members["manifest.json"])
         if not isinstance(manifest, dict) or manifest.get("format") != BACKUP_FORMAT:
             raise ValueError("format")
-        lines = members["database.jsonl"].decode("utf-8").splitlines()
+        dump = members["database.jsonl"]
+        dump.decode("utf-8")
     except (
         OSError,
         EOFError,
@@ -157,19 +181,50 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], list[str], dict[str, byte
         for name, data in members.items()
         if name.startswith("inbox/") and re.fullmatch(r"[0-9a-f]{32}\.csv", name[6:])
     }
-    return manifest, lines, files
+    return manifest, dump, files
 
 
-def restore(settings: Settings, *, access: Access, archive_path: Path) -> RestoreReport:
-    """Restore a backup into a new home or an empty database, under the master key it was made
-    with. Raises :class:`InvalidFile` (damaged archive), :class:`InvalidRequest` (the target is
-    already initialised) and :class:`KeyUnavailable` (another master key)."""
-    manifest, lines, files = _read_archive(archive_path)
-    master = settings.load_master_key()
+def _check_backup(
+    master: MasterKey,
+    manifest: dict[str, Any],
+    dump: bytes,
+    files: dict[str, bytes],
+    *,
+    accept_unsealed: bool,
+) -> bool:
+    """Refuse a backup made under another master key, or whose seal fails; returns whether it
+    has no seal at all (accepted only when ``accept_unsealed``)."""
     if not master.matches(str(manifest.get("master_key_check") or "")):
         raise KeyUnavailable(
             "the master key is not the one the backup was made under", code="wrong_master_key"
         )
+    unsealed = "seal" not in manifest
+    if unsealed and not accept_unsealed:
+        raise InvalidFile(
+            "the backup has no seal (it was made before backups were sealed): restore it with "
+            "--unsealed only if you know where it has been; nothing was restored",
+            code="unsealed_backup",
+        )
+    if not unsealed and not RowSealer(master).holds(
+        "backup", _seal_fields(manifest, dump, files), manifest.get("seal")
+    ):
+        raise InvalidFile(
+            "the backup fails its seal: it was changed after it was made; nothing was restored",
+            code="bad_backup_seal",
+        )
+    return unsealed
+
+
+def restore(
+    settings: Settings, *, access: Access, archive_path: Path, accept_unsealed: bool = False
+) -> RestoreReport:
+    """Restore a backup into a new home or an empty database, under the master key it was made
+    with. Raises :class:`InvalidFile` (damaged archive), :class:`InvalidRequest` (the target is
+    already initialised) and :class:`KeyUnavailable` (another master key)."""
+    manifest, dump, files = _read_archive(archive_path)
+    lines = dump.decode("utf-8").splitlines()
+    master = settings.load_master_key()
+    unsealed = _check_backup(master, manifest, dump, files, accept_unsealed=accept_unsealed)
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not settings.database_url and not settings.database_path.exists():
         os.close(os.open(settings.database_path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -192,6 +247,8 @@ def restore(settings: Settings, *, access: Access, archive_path: Path) -> Restor
                     [_typed(record["table"], record["row"])],
                 )
             audit_log.fill_other_subjects(connection)  # a backup made before migration 0009
+            if unsealed:  # its rows of power are taken as they are, as the operator asked
+                sealing.seal_unsealed(connection, RowSealer(master))
             if connection.dialect.name == "postgresql":
                 _reset_sequences(connection)
             _check_against_store(Deployment(settings, engine, master), connection)
@@ -211,7 +268,7 @@ def restore(settings: Settings, *, access: Access, archive_path: Path) -> Restor
                 access,
                 action="restore",
                 counts=Counts(records_in=len(lines)),
-                detail={"files": len(files)},
+                detail={"files": len(files), "unsealed": int(unsealed)},
             )
     finally:
         deployment.close()
@@ -270,6 +327,7 @@ def rotate_master_key(deployment: Deployment, *, access: Access, new_master: Mas
                 moved += 1
             keystore.forget_generation(connection)
             meta_repo.put(connection, name=MASTER_CHECK, value=new_master.check_value())
+            sealing.reseal_all(connection, RowSealer(new_master))
             # From here the keys open only under the new master key, the signing key of the
             # entry below included (a process that had not unwrapped it yet, as a command
             # line's has not, would otherwise fail here and roll the rotation back).

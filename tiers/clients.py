@@ -26,6 +26,7 @@ from argon2 import PasswordHasher, Type, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from audit import Counts
+from tiers import sealing
 from tiers.auditing import Access, audited
 from tiers.authorisation import CLIENT_ROLES, require
 from tiers.deployment import Deployment
@@ -125,6 +126,8 @@ def add_client(
             key_hash=hasher.hash(token),
             now=access.now,
         )
+        sealing.seal_client(connection, deployment.sealer(), client_id=record.id)
+        record = repo.by_id(connection, client_id=record.id) or record
         deployment.record(
             connection,
             access,
@@ -163,6 +166,7 @@ def revoke_client(deployment: Deployment, *, access: Access, name: str) -> Clien
         if not record.active:
             raise InvalidRequest(f"client {name!r} is already revoked", code="already_revoked")
         repo.revoke(connection, client_id=record.id, now=access.now)
+        sealing.seal_client(connection, deployment.sealer(), client_id=record.id)
         deployment.record(connection, access, action="client_revoke", detail={"client": name})
     return record
 
@@ -180,6 +184,7 @@ def rotate_client_key(deployment: Deployment, *, access: Access, name: str) -> I
         repo.set_key(
             connection, client_id=record.id, key_prefix=prefix, key_hash=hasher.hash(token)
         )
+        sealing.seal_client(connection, deployment.sealer(), client_id=record.id)
         deployment.record(connection, access, action="client_rotate_key", detail={"client": name})
         updated = repo.by_id(connection, client_id=record.id)
     assert updated is not None
@@ -217,6 +222,11 @@ class Authenticator:
     def _refuse(self) -> Unauthorised:
         return Unauthorised("missing or invalid API key")
 
+    def _obeyed(self, record: ClientRecord) -> ClientRecord:
+        """``record`` if its seal holds; :class:`~tiers.errors.RowTampered` otherwise (a role,
+        domain or key changed outside the service is not obeyed)."""
+        return sealing.check_client(self._deployment.sealer(), record)
+
     def _dummy_verify(self) -> None:
         with contextlib.suppress(VerificationError):
             self._hasher.verify(self._dummy, "tiers_" + "x" * 54)
@@ -244,7 +254,13 @@ class Authenticator:
                 answers.append(None)
                 continue
             record = records.get(entry[0])
-            if record is None or not record.active or record.credential_version != entry[1]:
+            if (
+                record is None
+                or not record.active
+                or record.credential_version != entry[1]
+                or not sealing.client_holds(self._deployment.sealer(), record)
+            ):
+                # authenticate() decides afresh (and refuses a row whose seal fails)
                 with self._lock:
                     self._cache.pop(fingerprint, None)
                 record = None
@@ -271,6 +287,7 @@ class Authenticator:
             raise self._refuse() from None
         if not record.active:
             raise self._refuse()
+        self._obeyed(record)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()

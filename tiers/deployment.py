@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from audit import AuditEntry, CheckpointSigner, Counts
 from keys import Keyring, MasterKey
+from keys.rows import RowSealer
 from tiers import auditing, checkpointing, keyrings, witnessing
 from tiers.auditing import AUDIT_DOMAIN, Access
 from tiers.errors import (
@@ -68,6 +69,7 @@ class Deployment:
     # Entries this process appended since it last signed (a checkpoint every N of them).
     _unsigned: int = 0
     _store: CheckpointStore | None = field(default=None, repr=False)
+    _sealer: tuple[MasterKey, RowSealer] | None = field(default=None, repr=False)
     # The newest checkpoint this process signed (witnesses are sent it: tiers.witnessing).
     last_signed: StoredCheckpoint | None = None
     # The size each witness (by URL) last cosigned, as far as this process knows.
@@ -131,6 +133,14 @@ class Deployment:
         with self.engine.connect() as connection:
             next_seq, last = audit_log.peek_state(connection)
         return next_seq > last
+
+    def sealer(self) -> RowSealer:
+        """The seals of rows of power under the current master key (kept while it is)."""
+        sealer = self._sealer
+        if sealer is None or sealer[0] is not self.master:
+            sealer = (self.master, RowSealer(self.master))
+            self._sealer = sealer
+        return sealer[1]
 
     def checkpoint_store(self, connection: Connection) -> CheckpointStore:
         """The store of signed checkpoints outside the database, read with the log's key."""

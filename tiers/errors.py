@@ -23,7 +23,8 @@ log) and a message that never contains a clear identifier or key material.
     ├── ConfigurationError               settings that are missing or unsafe
     ├── Unauthorised                     no valid credentials (one answer for every cause)
     ├── Forbidden                        the caller's role may not do this
-    │   └── DomainHidden                 a domain the caller may not use (shown as not found)
+    │   ├── DomainHidden                 a domain the caller may not use (shown as not found)
+    │   └── RowTampered                  a row of power changed outside the service
     ├── RateLimited                      too many requests from one client
     ├── PolicyViolation                  a request an attachment rule refuses
     ├── AuditIntegrityError              the access log failed verification
@@ -59,6 +60,7 @@ __all__ = [
     "NotInitialised",
     "PolicyViolation",
     "RateLimited",
+    "RowTampered",
     "StateConflict",
     "TiersError",
     "Unauthorised",
@@ -243,3 +245,10 @@ class LogInconsistent(AuditUnavailable):
     service refuses every write that needs the log until an operator recovers it."""
 
     code = "log_inconsistent"
+
+
+class RowTampered(Forbidden):
+    """A row that grants power (a client, a keyring) fails its seal: it was changed outside the
+    service, and the service does not obey it (tiers.sealing)."""
+
+    code = "row_tampered"

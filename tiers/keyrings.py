@@ -17,6 +17,8 @@ from keys import (
     unwrap_key,
     wrap_key,
 )
+from keys.rows import RowSealer
+from tiers import sealing
 from tiers.errors import NotFound, NotInitialised
 from tiers.storage import keystore
 
@@ -40,14 +42,16 @@ SIGNING_PURPOSE = "signing"
 def load_keyring(connection: Connection, master: MasterKey, *, owner: str, purpose: str) -> Keyring:
     """Unwrap every live version of ``owner``'s ``purpose`` key.
 
-    Raises :class:`NotFound` (no such keyring; :class:`NotInitialised` for the base key) and
-    :class:`~tiers.errors.KeyUnavailable` (wrong master key or damaged record).
+    Raises :class:`NotFound` (no such keyring; :class:`NotInitialised` for the base key),
+    :class:`~tiers.errors.RowTampered` (its versions or states were changed outside the
+    service) and :class:`~tiers.errors.KeyUnavailable` (wrong master key or damaged record).
     """
     records = keystore.load(connection, owner=owner, purpose=purpose)
     if not records:
         if owner == SERVICE_OWNER:
             raise NotInitialised(f"no {purpose} key; run `tiers init`")
         raise NotFound(f"no {purpose} key for {owner}")
+    sealing.check_keyring(connection, RowSealer(master), owner=owner, purpose=purpose)
     versions: dict[int, KeyVersion] = {}
     materials: dict[int, Secret] = {}
     for record in records:
@@ -78,6 +82,7 @@ def create_keyring(
         wrapped=wrap_key(master, material, identity),
         now=now,
     )
+    sealing.seal_keyring(connection, RowSealer(master), owner=owner, purpose=purpose)
     return Keyring.create(owner=owner, purpose=purpose, material=material, now=now)
 
 
@@ -107,11 +112,14 @@ def rotate_keyring(
         wrapped=wrap_key(master, material, identity),
         now=now,
     )
+    sealing.seal_keyring(
+        connection, RowSealer(master), owner=keyring.owner, purpose=keyring.purpose
+    )
     return rotated
 
 
 def destroy_version(
-    connection: Connection, keyring: Keyring, *, version: int, now: datetime
+    connection: Connection, master: MasterKey, keyring: Keyring, *, version: int, now: datetime
 ) -> Keyring:
     """Erase the wrapped material of ``version`` for good (see :meth:`Keyring.destroyed`)."""
     shredded = keyring.destroyed(version, now)
@@ -123,5 +131,8 @@ def destroy_version(
         state=KeyState.DESTROYED.value,
         now=now,
         erase=True,
+    )
+    sealing.seal_keyring(
+        connection, RowSealer(master), owner=keyring.owner, purpose=keyring.purpose
     )
     return shredded

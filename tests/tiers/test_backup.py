@@ -154,14 +154,21 @@ def test_a_backup_restores_into_an_empty_postgresql_database(
 
 
 def without_column(archive: Path, target: Path, table: str, column: str) -> Path:
-    """``archive`` as a backup made before ``column`` of ``table`` existed."""
+    """``archive`` as a backup made before ``column`` of ``table`` existed (and so before
+    backups and rows of power were sealed)."""
     with tarfile.open(archive, "r:gz") as source:
         members = {m.name: source.extractfile(m).read() for m in source.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    manifest = json.loads(members["manifest.json"])
+    del manifest["seal"]
+    members["manifest.json"] = json.dumps(manifest).encode()
     lines = []
     for line in members["database.jsonl"].decode().splitlines():
         record = json.loads(line)
         if record["table"] == table:
             del record["row"][column]
+        if record["table"] == "keyring_seals":
+            continue
+        record["row"].pop("seal", None)
         lines.append(json.dumps(record, sort_keys=True))
     members["database.jsonl"] = ("\n".join(lines) + "\n").encode()
     with tarfile.open(target, "w:gz") as out:
@@ -181,7 +188,10 @@ def test_a_backup_made_before_migration_0009_restores_with_the_other_card_search
     backup(deployment, access=ACCESS, output=archive)
     old = without_column(archive, tmp_path / "old.backup", "audit_entries", "other_subject")
     target = Settings(home=tmp_path / "restored", master_key_file=database.home / "master.key")
-    restore(target, access=ACCESS, archive_path=old)
+    with pytest.raises(InvalidFile) as refused:
+        restore(target, access=ACCESS, archive_path=old)
+    assert "unsealed_backup" == refused.value.code
+    restore(target, access=ACCESS, archive_path=old, accept_unsealed=True)
     restored = Deployment.open(target)
     auditor = replace(ACCESS, role="auditor", actor="dpo")
     try:

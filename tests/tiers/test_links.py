@@ -17,7 +17,7 @@ from sqlalchemy import select
 from keys import Keyring, length_prefixed, new_key_material
 from tests.conftest import ACCESS, Database, assert_absent
 from tiers import tokenisation
-from tiers.admin import add_domain
+from tiers.admin import add_domain, initialise
 from tiers.audit_ops import lookup_subject, verify_stored
 from tiers.auditing import Access
 from tiers.cards import card_ref, card_refs, enrol_cards
@@ -28,7 +28,6 @@ from tiers.inbox import list_inbox
 from tiers.links import associate, dissociate, transfer
 from tiers.pseudonyms import Pseudonym, base_pseudonym
 from tiers.resolution import Resolution, resolve
-from tiers.storage import migrate
 from tiers.storage.database import alembic_config
 from tiers.storage.tables import hub_keys, metadata
 from tiers.tokenisation import pseudonymise_values
@@ -350,7 +349,7 @@ def test_migration_0009_makes_the_other_card_of_earlier_associations_searchable(
     dissociate(dep, access=at(4), domain="sncf", card="70000001")
     with dep.engine.begin() as connection:
         command.downgrade(alembic_config(connection), "0008")
-    migrate(dep.engine)
+    initialise(database.settings(), access=ACCESS)  # the upgrade: migrations, then seals
     with dep.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     found = lookup_subject(dep, access=auditor, domain="sncf", kind="card", value="70000001")

@@ -10,7 +10,7 @@ from tiers.cli.clients import client_app
 from tiers.cli.data import job_app, pseudonymise, tokenise_file_command
 from tiers.cli.exchanges import campaign_app, exchange_app, inbox_app, withdraw
 from tiers.cli.links import card_app, customer_app, link_app, policy_app
-from tiers.cli.ops import backup, master_key_app, restore
+from tiers.cli.ops import backup, check, master_key_app, restore
 from tiers.cli.serve import serve
 from tiers.cli.witness import witness_app
 
@@ -41,6 +41,7 @@ app.add_typer(job_app, name="job")
 customer_app.command("withdraw")(withdraw)
 app.command("backup")(backup)
 app.command("restore")(restore)
+app.command("check")(check)
 app.add_typer(master_key_app, name="master-key")
 app.command("pseudonymise")(pseudonymise)
 app.command("tokenise-file")(tokenise_file_command)

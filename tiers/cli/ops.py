@@ -1,4 +1,4 @@
-"""Operator commands for the lifecycle of a deployment: ``backup``, ``restore``,
+"""Operator commands for the lifecycle of a deployment: ``backup``, ``restore``, ``check``,
 ``master-key rotate``."""
 
 from __future__ import annotations
@@ -10,16 +10,19 @@ import typer
 
 from keys import MasterKey
 from tiers import backup as backups
+from tiers import checks
 from tiers.cli._common import (
+    EXIT_ERROR,
     counted,
     deployment,
+    err_console,
     handles_errors,
     load_settings,
     operator,
     out_console,
 )
 
-__all__ = ["backup", "master_key_app", "restore"]
+__all__ = ["backup", "check", "master_key_app", "restore"]
 
 master_key_app = typer.Typer(help="The master key (key-encryption key).", no_args_is_help=True)
 
@@ -40,14 +43,37 @@ def backup(
 
 
 @handles_errors
-def restore(archive: Annotated[Path, typer.Argument(help="a backup archive")]) -> None:
-    """Restore a backup into a new home (or an empty database) under the same master key."""
-    report = backups.restore(load_settings(), access=operator(), archive_path=archive)
+def restore(
+    archive: Annotated[Path, typer.Argument(help="a backup archive")],
+    unsealed: Annotated[
+        bool,
+        typer.Option(help="accept a backup made before backups were sealed (logged)"),
+    ] = False,
+) -> None:
+    """Restore a backup into a new home (or an empty database) under the same master key. A
+    backup whose seal fails, or one behind the checkpoint store, is refused."""
+    report = backups.restore(
+        load_settings(), access=operator(), archive_path=archive, accept_unsealed=unsealed
+    )
     out_console.print(
         f"restored {counted(report.rows, 'row')} and {counted(report.files, 'inbox file')} "
         f"(schema {report.revision})",
         markup=False,
     )
+
+
+@handles_errors
+def check() -> None:
+    """List every row of power (client, keyring) changed outside the service: the service does
+    not obey them. Exits 1 when there is any."""
+    access = operator("integrity check")
+    with deployment(access, "check") as dep:
+        found = checks.check_deployment(dep, access=access)
+    for finding in found:
+        err_console.print(finding.line(), markup=False)
+    if found:
+        raise typer.Exit(EXIT_ERROR)
+    out_console.print("no finding: every client and keyring holds its seal", markup=False)
 
 
 @master_key_app.command("rotate")

@@ -11,7 +11,17 @@ from sqlalchemy import Connection, Row, bindparam, insert, select, update
 
 from tiers.storage.tables import clients
 
-__all__ = ["ClientRecord", "add", "by_id", "by_name", "by_prefix", "list_all", "revoke", "set_key"]
+__all__ = [
+    "ClientRecord",
+    "add",
+    "by_id",
+    "by_name",
+    "by_prefix",
+    "list_all",
+    "revoke",
+    "set_key",
+    "set_seal",
+]
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -26,6 +36,7 @@ class ClientRecord:
     active: bool
     created_at: datetime
     revoked_at: datetime | None
+    seal: str | None = None
 
     def __repr__(self) -> str:  # the hash is not the key, but it is an offline-attack target
         return f"<ClientRecord {self.name} {self.role} {'active' if self.active else 'revoked'}>"
@@ -119,3 +130,7 @@ def revoke(connection: Connection, *, client_id: int, now: datetime) -> None:
         .where(clients.c.id == client_id)
         .values(active=False, revoked_at=now, credential_version=clients.c.credential_version + 1)
     )
+
+
+def set_seal(connection: Connection, *, client_id: int, seal: str) -> None:
+    connection.execute(update(clients).where(clients.c.id == client_id).values(seal=seal))

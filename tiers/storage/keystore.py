@@ -7,9 +7,19 @@ from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from tiers.storage.tables import key_generation, keys
+from tiers.storage.tables import key_generation, keyring_seals, keys
 
-__all__ = ["KeyRecord", "forget_generation", "generation", "insert_version", "load", "set_state"]
+__all__ = [
+    "KeyRecord",
+    "forget_generation",
+    "generation",
+    "insert_version",
+    "keyrings",
+    "load",
+    "put_seal",
+    "seal_of",
+    "set_state",
+]
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -116,3 +126,27 @@ def set_state(
         .values(**values)
     )
     forget_generation(connection)
+
+
+def keyrings(connection: Connection) -> list[tuple[str, str]]:
+    """Every (owner, purpose) that has key versions."""
+    rows = connection.execute(select(keys.c.owner, keys.c.purpose).distinct())
+    return sorted((row.owner, row.purpose) for row in rows)
+
+
+def seal_of(connection: Connection, *, owner: str, purpose: str) -> str | None:
+    return connection.execute(
+        select(keyring_seals.c.seal).where(
+            keyring_seals.c.owner == owner, keyring_seals.c.purpose == purpose
+        )
+    ).scalar_one_or_none()
+
+
+def put_seal(connection: Connection, *, owner: str, purpose: str, seal: str) -> None:
+    updated = connection.execute(
+        update(keyring_seals)
+        .where(keyring_seals.c.owner == owner, keyring_seals.c.purpose == purpose)
+        .values(seal=seal)
+    )
+    if not updated.rowcount:
+        connection.execute(insert(keyring_seals).values(owner=owner, purpose=purpose, seal=seal))

@@ -104,6 +104,15 @@ keys = Table(
     UniqueConstraint("owner", "purpose", "version"),
 )
 
+# One row per keyring: the seal of its versions and their states (tiers.sealing, migration 0013).
+keyring_seals = Table(
+    "keyring_seals",
+    metadata,
+    Column("owner", String(32), primary_key=True),
+    Column("purpose", String(16), primary_key=True),
+    Column("seal", String(80), nullable=False),
+)
+
 # One row: a random token that database triggers replace whenever a row of `keys` or of
 # `domains` is inserted, updated or deleted, by any code or by hand. A process may keep
 # unwrapped keyrings and domain records while the token it read them under is still the
@@ -205,6 +214,9 @@ clients = Table(
     Column("active", Boolean, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+    # hmac-sha256 seal of the row's powers under a key derived from the master key
+    # (tiers.sealing); NULL only in a database made before migration 0013, until `tiers init`.
+    Column("seal", String(80), nullable=True),
 )
 
 # File jobs. Outputs live under $TIERS_HOME/jobs/<id>/; the uploaded file itself is never stored.

@@ -1,0 +1,170 @@
+"""Rows that grant power, edited in the database as its administrator could: the service does
+not obey them, `tiers check` lists them, and backups edited or rolled back are refused."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from keys import MasterKey, new_key_material
+from tests.conftest import ACCESS, Cli, Database
+from tests.forgery import engine_of
+from tiers.admin import add_domain, rotate_key
+from tiers.backup import backup, restore, rotate_master_key
+from tiers.checks import check_deployment
+from tiers.clients import Authenticator, add_client, revoke_client
+from tiers.deployment import Deployment
+from tiers.errors import InvalidFile, InvalidRequest, RowTampered
+from tiers.settings import Settings
+from tiers.tokenisation import pseudonymise_values
+
+
+@pytest.fixture
+def settings(database: Database) -> Settings:
+    return database.settings(argon2_profile="test")
+
+
+def _edit(database: Database, statement: str, **values: object) -> None:
+    engine = engine_of(database)
+    with engine.begin() as connection:
+        connection.execute(text(statement), values)
+    engine.dispose()
+
+
+def _partner(deployment: Deployment) -> str:
+    add_domain(deployment, access=ACCESS, name="casino", role="partner")
+    return add_client(
+        deployment, access=ACCESS, name="casino-app", role="partner", domain="casino"
+    ).token
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE clients SET role = 'admin', domain = NULL WHERE name = 'casino-app'",
+        "UPDATE clients SET role = 'auditor', domain = NULL WHERE name = 'casino-app'",
+        "UPDATE clients SET domain = 'sncf' WHERE name = 'casino-app'",
+    ],
+)
+def test_a_client_given_powers_in_the_database_is_not_obeyed(
+    deployment: Deployment, database: Database, edit: str
+) -> None:
+    token = _partner(deployment)
+    authenticator = Authenticator(deployment)
+    assert "partner" == authenticator.authenticate(token).role  # and now cached
+    assert [] == check_deployment(deployment, access=ACCESS)
+    _edit(database, edit)
+    assert authenticator.cached(token) is None  # the cached verification does not stand
+    with pytest.raises(RowTampered) as refused:
+        authenticator.authenticate(token)
+    assert "row_tampered" == refused.value.code
+    found = check_deployment(deployment, access=ACCESS)
+    assert ["client casino-app"] == [f"{f.kind} {f.name}" for f in found]
+
+
+def test_a_revoked_client_revived_in_the_database_stays_revoked(
+    deployment: Deployment, database: Database
+) -> None:
+    token = _partner(deployment)
+    revoke_client(deployment, access=ACCESS, name="casino-app")
+    _edit(database, "UPDATE clients SET active = :on, revoked_at = NULL", on=True)
+    with pytest.raises(RowTampered):
+        Authenticator(deployment).authenticate(token)
+
+
+def test_swapped_key_states_are_not_used(deployment: Deployment, database: Database) -> None:
+    add_domain(deployment, access=ACCESS, name="casino", role="partner")
+    rotate_key(deployment, access=ACCESS, domain="casino")
+    (before,) = pseudonymise_values(
+        deployment, access=ACCESS, domain="casino", kind="card", values=["12345678"]
+    )
+    assert str(before).startswith("casino.v2.")
+    _edit(
+        database,
+        "UPDATE keys SET state = CASE WHEN version = 1 THEN 'active' ELSE 'verify-only' END "
+        "WHERE owner = 'casino' AND purpose = 'pseudonym'",
+    )
+    with pytest.raises(RowTampered):
+        pseudonymise_values(
+            deployment, access=ACCESS, domain="casino", kind="card", values=["12345678"]
+        )
+    found = check_deployment(deployment, access=ACCESS)
+    assert ["keyring casino/pseudonym"] == [f"{f.kind} {f.name}" for f in found]
+
+
+def test_tiers_check_exits_1_and_names_the_row(initialised_cli: Cli, database: Database) -> None:
+    assert "no finding" in initialised_cli.ok("check").stdout
+    initialised_cli.ok("client", "add", "casino-app", "--role", "partner", "--domain", "casino")
+    _edit(database, "UPDATE clients SET role = 'admin', domain = NULL")
+    result = initialised_cli("check")
+    assert 1 == result.exit_code
+    assert "client casino-app: fails its seal" in result.stderr
+
+
+def test_a_master_key_rotation_reseals_every_row(
+    deployment: Deployment, database: Database
+) -> None:
+    token = _partner(deployment)
+    rotate_master_key(
+        deployment, access=ACCESS, new_master=MasterKey(new_key_material(), source="test")
+    )
+    assert [] == check_deployment(deployment, access=ACCESS)
+    assert "casino-app" == Authenticator(deployment).authenticate(token).name
+
+
+def _members(archive: Path) -> dict[str, bytes]:
+    with tarfile.open(archive, "r:gz") as source:
+        return {m.name: source.extractfile(m).read() for m in source.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+def _write(members: dict[str, bytes], target: Path) -> Path:
+    with tarfile.open(target, "w:gz") as out:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            out.addfile(info, io.BytesIO(data))
+    return target
+
+
+def test_a_backup_edited_after_it_was_made_is_refused(
+    deployment: Deployment, database: Database, tmp_path: Path
+) -> None:
+    _partner(deployment)
+    archive = tmp_path / "tiers.backup"
+    backup(deployment, access=ACCESS, output=archive)
+    members = _members(archive)
+    members["database.jsonl"] = members["database.jsonl"].replace(
+        b'"role": "partner"', b'"role": "admin"'
+    )
+    edited = _write(members, tmp_path / "edited.backup")
+    target = Settings(home=tmp_path / "restored", master_key_file=database.home / "master.key")
+    with pytest.raises(InvalidFile) as refused:
+        restore(target, access=ACCESS, archive_path=edited)
+    assert "bad_backup_seal" == refused.value.code
+    assert not (tmp_path / "restored" / "tiers.db").exists()
+    manifest = json.loads(members["manifest.json"])
+    assert manifest["seal"].startswith("hmac-sha256:")
+
+
+def test_a_backup_behind_the_checkpoint_store_is_refused(
+    deployment: Deployment, database: Database, tmp_path: Path
+) -> None:
+    """Restoring an older backup over a deployment whose checkpoints went further would roll
+    the log back: refused, the store being the same."""
+    archive = tmp_path / "tiers.backup"
+    backup(deployment, access=ACCESS, output=archive)
+    add_domain(deployment, access=ACCESS, name="casino", role="partner")
+    deployment.sign_pending()
+    target = Settings(
+        home=tmp_path / "restored",
+        master_key_file=database.home / "master.key",
+        checkpoint_dir=database.home / "checkpoints",
+    )
+    with pytest.raises(InvalidRequest) as refused:
+        restore(target, access=ACCESS, archive_path=archive)
+    assert "backup_behind_store" == refused.value.code
