@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import exchanges_bench, files_bench, service_bench
+from bench import checkpoints_bench, exchanges_bench, files_bench, service_bench
 from bench.data import write_customer_file
 from bench.pg import fresh_schema
 
@@ -224,6 +224,24 @@ def api_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
     results["api"] = {**runs, "reference": references}
 
 
+def checkpoints_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
+    seconds = 5.0 if options.quick else 20.0
+    print(f"Checkpoints outside the database and a witness (SQLite, single calls, {seconds:.0f} s)")
+    figures = checkpoints_bench.checkpoint_costs(seconds)
+    for variant in checkpoints_bench.VARIANTS:
+        run = figures[variant]
+        note = (
+            f"p50 {run['p50_ms']} / p99 {run['p99_ms']} ms; "
+            f"{run['checkpoints']['signed']} checkpoints, {run['checkpoints']['cosigned']} cosigned"
+        )
+        line(f"{variant}: single-value pseudonymise", run["requests_per_second"], "req/s", note)
+        if run["errors"]:
+            print(f"  ! {run['errors']} requests failed ({variant})")
+    for name, value in figures["ratios"].items():
+        line(name.replace("_", " "), value, "×")
+    results["checkpoints"] = figures
+
+
 def _calls_lines(label: str, run: dict[str, Any]) -> None:
     single = run["single"]
     note = f"p50 {single['p50_ms']} / p95 {single['p95_ms']} / p99 {single['p99_ms']} ms"
@@ -270,7 +288,7 @@ def main() -> int:
     parser.add_argument("--scale", default=None, help="customer counts, comma-separated")
     parser.add_argument("--exchange-rows", type=int, default=None, help="rows (default 200 000)")
     parser.add_argument(
-        "--skip", default="", help="sections to skip: files,peers,exchanges,api,scale"
+        "--skip", default="", help="sections to skip: files,peers,exchanges,api,checkpoints,scale"
     )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
     options = parser.parse_args()
@@ -290,6 +308,8 @@ def main() -> int:
             exchange_section(options, Path(directory), results)
         if "api" not in options.skip:
             api_section(options, results)
+        if "checkpoints" not in options.skip:
+            checkpoints_section(options, results)
         if "scale" not in options.skip:
             scale_section(options, results)
     results["seconds"] = round(time.perf_counter() - started, 1)

@@ -85,10 +85,10 @@ def _scale(home: Path, customers: int, database_url: str | None, lookups: int) -
     }
 
 
-def _ready(port: int) -> bool:
+def _ready(port: int, path: str = "/readyz") -> bool:
     try:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        connection.request("GET", "/readyz")
+        connection.request("GET", path)
         return connection.getresponse().status == 200
     except OSError:
         return False
@@ -131,9 +131,12 @@ def reference(seconds: float, workers: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _serving(command: list[str], env: dict[str, str]) -> Iterator[int]:
-    """Start ``command --port N`` on 127.0.0.1, wait until it is ready, stop it afterwards."""
-    port = 18_000 + os.getpid() % 1000
+def _serving(
+    command: list[str], env: dict[str, str], *, ready: str = "/readyz", base: int = 18_000
+) -> Iterator[int]:
+    """Start ``command --port N`` on 127.0.0.1, wait until ``GET ready`` answers, stop it
+    afterwards."""
+    port = base + os.getpid() % 1000
     server = subprocess.Popen(  # noqa: S603 - our own CLI or uvicorn
         [*command, "--port", str(port)],
         cwd=ROOT,
@@ -143,7 +146,7 @@ def _serving(command: list[str], env: dict[str, str]) -> Iterator[int]:
     )
     try:
         deadline = time.monotonic() + 60
-        while not _ready(port):
+        while not _ready(port, ready):
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("the service did not start")
             time.sleep(0.2)

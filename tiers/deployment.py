@@ -81,9 +81,12 @@ class Deployment:
 
         Raises :class:`NotInitialised` (no schema, no master key check value),
         :class:`KeyUnavailable` (the master key is missing or is not this database's) and
-        :class:`~tiers.errors.ConfigurationError`.
+        :class:`~tiers.errors.ConfigurationError` (bad witness settings among others). A
+        checkpoint is signed over what no checkpoint covers yet; a log that cannot be signed
+        leaves the deployment open with :attr:`log_fault` set (its writes are refused).
         """
         master = settings.load_master_key()
+        witnessing.configured(settings)  # refuse bad witness settings before anything runs
         engine = make_engine(settings.resolved_database_url())
         try:
             check_schema(engine)

@@ -31,7 +31,15 @@ if TYPE_CHECKING:
     from tiers.deployment import Deployment
     from tiers.settings import Settings
 
-__all__ = ["Submission", "Witness", "WitnessStatus", "configured", "status", "submit"]
+__all__ = [
+    "Submission",
+    "Witness",
+    "WitnessStatus",
+    "configured",
+    "request_for",
+    "status",
+    "submit",
+]
 
 _log = logging.getLogger("tiers.audit")
 _SIZE = re.compile(rb"(0|[1-9][0-9]{0,18})\n")
@@ -190,14 +198,21 @@ def _proof(deployment: Deployment, old: int, stored: StoredCheckpoint) -> list[b
         raise _Refused("unknown_size") from None
 
 
+def request_for(deployment: Deployment, stored: StoredCheckpoint, old: int) -> bytes:
+    """The ``add-checkpoint`` request body for ``stored``, proved from size ``old``."""
+    with deployment.reading() as connection:
+        public_key = deployment.signer(connection).public_key
+    note = stored.checkpoint.note(public_key)
+    return _request_body(old, _proof(deployment, old, stored), note)
+
+
 def _submit_one(
-    deployment: Deployment, witness: Witness, stored: StoredCheckpoint, note: Note, old: int
+    deployment: Deployment, witness: Witness, stored: StoredCheckpoint, old: int
 ) -> NoteSignature:
     timeout = deployment.settings.witness_timeout_seconds
     for _ in range(2):  # a 409 tells the size the witness has: one more try from there
         try:
-            body = _request_body(old, _proof(deployment, old, stored), note)
-            answer = _post(witness.url, body, timeout)
+            answer = _post(witness.url, request_for(deployment, stored, old), timeout)
         except _Refused as refused:
             if refused.code == "http_409" and refused.size is not None and refused.size != old:
                 old = refused.size
@@ -226,13 +241,11 @@ def submit(deployment: Deployment, stored: StoredCheckpoint) -> list[Submission]
         return []
     with deployment.reading() as connection:
         store = deployment.checkpoint_store(connection)
-        public_key = deployment.signer(connection).public_key
-    note = stored.checkpoint.note(public_key)
     results, gathered = [], []
     for witness in missing:
         old = deployment.witness_sizes.get(witness.url, 0)
         try:
-            gathered.append(_submit_one(deployment, witness, stored, note, old))
+            gathered.append(_submit_one(deployment, witness, stored, old))
         except _Refused as refused:
             _log.warning(
                 "witness %s did not cosign the checkpoint of size %d: %s",

@@ -35,9 +35,12 @@ def tiers(*args: str, env: dict[str, str]) -> str:
 STARTED: list[subprocess.Popen[bytes]] = []
 
 
-def start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+def launch(
+    arguments: list[str], env: dict[str, str] | None, port: int, ready: str
+) -> subprocess.Popen[bytes]:
+    """Run ``tiers *arguments`` and wait until ``GET ready`` answers 200 on ``port``."""
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("tiers")), "serve", "--port", str(port)],
+        [str(Path(sys.executable).with_name("tiers")), *arguments],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -47,13 +50,17 @@ def start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     while time.monotonic() < deadline:
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/readyz")
+            connection.request("GET", ready)
             if connection.getresponse().status == 200:
                 return server
         except OSError:
             time.sleep(0.2)
     server.kill()
-    pytest.fail("the service did not start")
+    pytest.fail(f"tiers {arguments[0]} did not start")
+
+
+def start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    return launch(["serve", "--port", str(port)], env, port, "/readyz")
 
 
 def request(

@@ -18,31 +18,15 @@ from audit import verify_bundle
 from audit.note import Note, VerifierKey, verify_cosignature
 from tests.conftest import Database
 from tests.forgery import delete_checkpoints, rewrite
-from tests.hardening.service import STARTED, free_port, request, start, stop, tiers
+from tests.hardening.service import free_port, launch, request, start, stop, tiers
 from tiers.storage.checkpoint_store import FILE_NAME
 
 pytestmark = pytest.mark.slow
 
 
 def _witness(home: Path, log_key: str, port: int) -> subprocess.Popen[bytes]:
-    command = [str(Path(sys.executable).with_name("tiers")), "witness", "serve"]
-    server = subprocess.Popen(
-        [*command, "--home", str(home), "--log-key", log_key, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    STARTED.append(server)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/")
-            if connection.getresponse().status == 200:
-                return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    pytest.fail("the witness did not start")
+    arguments = ["witness", "serve", "--home", str(home), "--log-key", log_key]
+    return launch([*arguments, "--port", str(port)], None, port, "/")
 
 
 def _readiness(port: int) -> dict[str, object]:

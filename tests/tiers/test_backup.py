@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
 import os
-import tarfile
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +14,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from keys import MasterKey
+from tests.archives import read_members, write_members
 from tests.conftest import ACCESS, POSTGRES_URL, Database, assert_absent
 from tiers.admin import add_domain, initialise
 from tiers.audit_ops import lookup_subject, verify_stored
@@ -156,8 +155,7 @@ def test_a_backup_restores_into_an_empty_postgresql_database(
 def without_column(archive: Path, target: Path, table: str, column: str) -> Path:
     """``archive`` as a backup made before ``column`` of ``table`` existed (and so before
     backups and rows of power were sealed)."""
-    with tarfile.open(archive, "r:gz") as source:
-        members = {m.name: source.extractfile(m).read() for m in source.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    members = read_members(archive)
     manifest = json.loads(members["manifest.json"])
     del manifest["seal"]
     members["manifest.json"] = json.dumps(manifest).encode()
@@ -171,12 +169,7 @@ def without_column(archive: Path, target: Path, table: str, column: str) -> Path
         record["row"].pop("seal", None)
         lines.append(json.dumps(record, sort_keys=True))
     members["database.jsonl"] = ("\n".join(lines) + "\n").encode()
-    with tarfile.open(target, "w:gz") as out:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            out.addfile(info, io.BytesIO(data))
-    return target
+    return write_members(members, target)
 
 
 def test_a_backup_made_before_migration_0009_restores_with_the_other_card_searchable(

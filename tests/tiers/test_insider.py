@@ -20,12 +20,14 @@ from sqlalchemy import text
 
 from tests.conftest import ACCESS, Database
 from tests.forgery import delete_checkpoints, engine_of, rewrite
-from tiers import checkpointing
+from tiers import checkpointing, witnessing
 from tiers.admin import add_domain
 from tiers.audit_ops import export_log, purge_log, verify_against, verify_stored
 from tiers.deployment import Deployment
 from tiers.errors import AuditIntegrityError, CheckpointStoreError, LogInconsistent
+from tiers.storage.audit_log import log_origin
 from tiers.storage.checkpoint_store import FILE_NAME
+from tiers.witness import WitnessHome, init_witness
 
 AUDITOR = replace(ACCESS, role="auditor", actor="dpo")
 
@@ -39,6 +41,60 @@ def _grow(deployment: Deployment, names: list[str]) -> None:
     for name in names:
         add_domain(deployment, access=ACCESS, name=name, role="partner")
         deployment.sign_pending()
+
+
+@pytest.fixture
+def witness(deployment: Deployment, tmp_path: Path) -> WitnessHome:
+    """A witness of this log (in process: the same decisions as `tiers witness serve`)."""
+    init_witness(tmp_path / "witness", "test/witness")
+    with deployment.reading() as connection:
+        key = deployment.signer(connection).verifier_key(log_origin(connection))
+    return WitnessHome(tmp_path / "witness", [key])
+
+
+def _show(deployment: Deployment, witness: WitnessHome, old: int) -> tuple[int, int]:
+    """Send the store's newest checkpoint to ``witness``, proved from ``old``; returns the
+    witness's answer and the checkpoint's size."""
+    with deployment.reading() as connection:
+        latest = deployment.checkpoint_store(connection).latest()
+    assert latest is not None
+    answer = witness.add_checkpoint(witnessing.request_for(deployment, latest, old))
+    return answer.status, latest.size
+
+
+def _assert_witness_refuses_the_forgery(
+    deployment: Deployment, database: Database, witness: WitnessHome, cosigned: int
+) -> None:
+    """The insider also holds the log's key: they replace the store with one over the forged
+    log and show it to the witness, which cosigned the real log up to ``cosigned``."""
+    (database.home / "checkpoints" / FILE_NAME).unlink()
+    forger = Deployment(database.settings(), deployment.engine, deployment.master)
+    checkpointing.adopt(forger, now=ACCESS.now)
+    status, _ = _show(forger, witness, cosigned)
+    assert status in (400, 409, 422), f"the witness cosigned a forged history ({status})"
+
+
+def _before_the_attack(
+    deployment: Deployment, database: Database, witness: WitnessHome, names: list[str]
+) -> tuple[list[str], int]:
+    """The honest log grows and a witness cosigns it; returns the store's lines and the size
+    the witness cosigned."""
+    _grow(deployment, names)
+    status, cosigned = _show(deployment, witness, 0)
+    assert 200 == status
+    return _store_lines(database), cosigned
+
+
+def _after_the_attack(
+    deployment: Deployment,
+    database: Database,
+    witness: WitnessHome,
+    before: tuple[list[str], int],
+) -> None:
+    """Neither the service nor the witness signs the forgery."""
+    lines, cosigned = before
+    _assert_not_signed_over(database, lines)
+    _assert_witness_refuses_the_forgery(deployment, database, witness, cosigned)
 
 
 def _assert_not_signed_over(database: Database, settings_lines: list[str]) -> None:
@@ -57,30 +113,28 @@ def _assert_not_signed_over(database: Database, settings_lines: list[str]) -> No
 
 
 def test_a_whole_rewrite_with_fresh_hashes_is_detected_and_not_re_signed(
-    deployment: Deployment, database: Database
+    deployment: Deployment, database: Database, witness: WitnessHome
 ) -> None:
-    _grow(deployment, ["casino", "sncf", "fnac"])
-    lines = _store_lines(database)
+    before = _before_the_attack(deployment, database, witness, ["casino", "sncf", "fnac"])
     delete_checkpoints(database)
     rewrite(database, start=1)
     with pytest.raises(AuditIntegrityError) as found:
         verify_stored(deployment, access=AUDITOR)
     assert "tampered" == found.value.code
-    _assert_not_signed_over(database, lines)
+    _after_the_attack(deployment, database, witness, before)
 
 
 def test_a_rewrite_after_the_previous_checkpoint_is_detected(
-    deployment: Deployment, database: Database
+    deployment: Deployment, database: Database, witness: WitnessHome
 ) -> None:
-    _grow(deployment, ["casino", "sncf", "fnac"])
-    lines = _store_lines(database)
+    before = _before_the_attack(deployment, database, witness, ["casino", "sncf", "fnac"])
     newest = len(database.audit_entries())
     delete_checkpoints(database, from_size=newest)  # only the newest one
     rewrite(database, start=newest - 1)
     with pytest.raises(AuditIntegrityError) as found:
         verify_stored(deployment, access=AUDITOR)
     assert newest - 1 == found.value.seq
-    _assert_not_signed_over(database, lines)
+    _after_the_attack(deployment, database, witness, before)
 
 
 def test_a_fake_purge_is_detected(deployment: Deployment, database: Database) -> None:
@@ -106,16 +160,15 @@ def test_a_real_purge_still_verifies(deployment: Deployment, database: Database)
 
 
 def test_tail_truncation_is_detected_and_not_re_signed(
-    deployment: Deployment, database: Database
+    deployment: Deployment, database: Database, witness: WitnessHome
 ) -> None:
-    _grow(deployment, ["casino", "sncf"])
-    lines = _store_lines(database)
+    before = _before_the_attack(deployment, database, witness, ["casino", "sncf"])
     delete_checkpoints(database)
     rewrite(database, start=0, drop_tail=2)
     with pytest.raises(AuditIntegrityError) as found:
         verify_stored(deployment, access=AUDITOR)
     assert "missing" in found.value.message
-    _assert_not_signed_over(database, lines)
+    _after_the_attack(deployment, database, witness, before)
 
 
 def test_a_kept_checkpoint_catches_a_rewrite_made_with_the_store(
@@ -181,7 +234,7 @@ import os, signal, sys
 from tiers.deployment import Deployment
 from tiers.settings import Settings
 from tiers.storage import audit_log
-from tiers import checkpointing
+from tiers import checkpointing, witnessing
 from tiers.admin import add_domain
 from tests.conftest import ACCESS
 

@@ -3,15 +3,14 @@ not obey them, `tiers check` lists them, and backups edited or rolled back are r
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from keys import MasterKey, new_key_material
+from tests.archives import read_members, write_members
 from tests.conftest import ACCESS, Cli, Database
 from tests.forgery import engine_of
 from tiers.admin import add_domain, rotate_key
@@ -117,31 +116,17 @@ def test_a_master_key_rotation_reseals_every_row(
     assert "casino-app" == Authenticator(deployment).authenticate(token).name
 
 
-def _members(archive: Path) -> dict[str, bytes]:
-    with tarfile.open(archive, "r:gz") as source:
-        return {m.name: source.extractfile(m).read() for m in source.getmembers() if m.isfile()}  # type: ignore[union-attr]
-
-
-def _write(members: dict[str, bytes], target: Path) -> Path:
-    with tarfile.open(target, "w:gz") as out:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            out.addfile(info, io.BytesIO(data))
-    return target
-
-
 def test_a_backup_edited_after_it_was_made_is_refused(
     deployment: Deployment, database: Database, tmp_path: Path
 ) -> None:
     _partner(deployment)
     archive = tmp_path / "tiers.backup"
     backup(deployment, access=ACCESS, output=archive)
-    members = _members(archive)
+    members = read_members(archive)
     members["database.jsonl"] = members["database.jsonl"].replace(
         b'"role": "partner"', b'"role": "admin"'
     )
-    edited = _write(members, tmp_path / "edited.backup")
+    edited = write_members(members, tmp_path / "edited.backup")
     target = Settings(home=tmp_path / "restored", master_key_file=database.home / "master.key")
     with pytest.raises(InvalidFile) as refused:
         restore(target, access=ACCESS, archive_path=edited)

@@ -138,9 +138,15 @@ def deployment(access: Access, action: str) -> Iterator[Deployment]:
         raise
     finally:
         # A command leaves no entry of its own unsigned: the checkpoint store covers it, and
-        # the witnesses are sent it.
-        opened.sign_pending()
-        opened.witness_newest()
+        # the witnesses are sent it. A failure here never hides the command's own outcome.
+        try:
+            opened.sign_pending()
+            opened.witness_newest()
+        except Exception as exc:  # noqa: BLE001 - reported; the command's result stands
+            err_console.print(
+                f"warning: no checkpoint was signed or witnessed ({type(exc).__name__})",
+                markup=False,
+            )
         if opened.log_fault is not None:
             err_console.print(
                 f"error: {opened.log_fault.message} [{opened.log_fault.code}]", markup=False
