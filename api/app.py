@@ -102,6 +102,7 @@ class Service:
         self._authenticator: Authenticator | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._signer: threading.Thread | None = None
 
     def deployment(self) -> Deployment:
@@ -110,6 +111,7 @@ class Service:
             with self._lock:
                 if self._deployment is None:
                     deployment = Deployment.open(self.settings)
+                    deployment.checkpoint_due = self._wake.set
                     recover_jobs(deployment, now=datetime.now(UTC))
                     recover_inbox(deployment)
                     self._authenticator = Authenticator(deployment)
@@ -127,6 +129,7 @@ class Service:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._signer is not None:
             self._signer.join(timeout=10)
         if self._deployment is not None:
@@ -134,13 +137,19 @@ class Service:
             self._deployment.close()
 
     def start_checkpoints(self) -> None:
-        """Sign what no checkpoint covers every ``audit_checkpoint_seconds`` and send it to the
+        """Sign what no checkpoint covers every ``audit_checkpoint_seconds``, and as soon as a
+        request brings the unsigned entries to ``audit_checkpoint_every``, and send it to the
         witnesses, in a thread of its own (it waits on disks and on the network)."""
         self._signer = threading.Thread(target=self._checkpoints, name="checkpoints", daemon=True)
         self._signer.start()
 
     def _checkpoints(self) -> None:
-        while not self._stop.wait(self.settings.audit_checkpoint_seconds):
+        while True:
+            # Every few seconds, or at once when a worker's unsigned entries reach the count.
+            self._wake.wait(self.settings.audit_checkpoint_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             deployment = self._deployment
             if deployment is None:
                 continue

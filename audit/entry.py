@@ -88,6 +88,19 @@ def _require(condition: bool, what: str) -> None:
         raise AuditIntegrityError(f"malformed entry: {what}", code="malformed_entry")
 
 
+def entry_link(data: bytes) -> tuple[int, str]:
+    """An entry's sequence number and the hash it links to, without the rest of its checks
+    (:func:`parse_entry` makes them all): for the signer, which proves the chain and the tree
+    and leaves the entries' canonical form to verification."""
+    try:
+        raw = json.loads(data)
+        seq, prev = raw["seq"], raw["prev"]
+    except (ValueError, TypeError, KeyError):
+        raise AuditIntegrityError("malformed entry: not JSON", code="malformed_entry") from None
+    _require(isinstance(seq, int) and isinstance(prev, str), "seq or prev")
+    return seq, prev
+
+
 def parse_entry(data: bytes) -> AuditEntry:
     """Parse canonical bytes back; raises :class:`AuditIntegrityError` unless they are canonical."""
     try:

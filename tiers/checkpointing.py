@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from audit import CompactRange, consistency_proof, leaf_hash, parse_entry
-from audit.entry import GENESIS
+from audit import CompactRange, consistency_proof, leaf_hash
+from audit.entry import GENESIS, entry_link
 from audit.merkle import verify_consistency
 from tiers.errors import AuditIntegrityError, LogInconsistent
 from tiers.storage import audit_log
@@ -73,10 +73,10 @@ def _leaves_since(
         seq = start + offset
         digest = leaf_hash(stored.data)
         try:
-            entry = parse_entry(stored.data)
+            linked_seq, prev = entry_link(stored.data)
         except AuditIntegrityError:
-            raise _inconsistent(deployment, f"entry {seq} is not a canonical entry") from None
-        if stored.seq != seq or entry.seq != seq or digest != stored.hash or entry.prev != chain:
+            raise _inconsistent(deployment, f"entry {seq} is not an entry") from None
+        if stored.seq != seq or linked_seq != seq or digest != stored.hash or prev != chain:
             raise _inconsistent(
                 deployment, f"entry {seq} does not follow the checkpoint of size {start}"
             )

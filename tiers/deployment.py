@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -74,6 +74,10 @@ class Deployment:
     last_signed: StoredCheckpoint | None = None
     # The size each witness (by URL) last cosigned, as far as this process knows.
     witness_sizes: dict[str, int] = field(default_factory=dict)
+    # Called instead of signing when a transaction brings the count of unsigned entries to
+    # ``audit_checkpoint_every``: a service sets it to wake its checkpoint thread, so that no
+    # request waits on a signature and an fsync. None: sign in the committing thread.
+    checkpoint_due: Callable[[], None] | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings) -> Deployment:
@@ -216,7 +220,10 @@ class Deployment:
             with self._writer, self.engine.begin() as connection:
                 yield connection
         if checkpoint and self._unsigned >= self.settings.audit_checkpoint_every:
-            self.sign_pending()
+            if self.checkpoint_due is not None:
+                self.checkpoint_due()
+            else:
+                self.sign_pending()
 
     @property
     def embedded(self) -> bool:
