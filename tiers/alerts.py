@@ -9,6 +9,12 @@ access log shows who tried. Two signs are raised, per actor and per clock hour (
 - ``refusals``: more refused or failed calls than ``alert_refusals_per_hour`` (a stolen key
   probing other domains, or someone guessing keys, who is logged as ``anonymous``).
 
+And the alarms of the log's own integrity, raised now (their hour is the current one):
+
+- ``log_inconsistent`` or ``checkpoint_store_…``: the service cannot sign the log (see
+  :mod:`tiers.checkpointing`); the scan is then not logged, since nothing can be;
+- ``row_tampered``: a client or keyring whose seal fails (:mod:`tiers.sealing`).
+
 The scan reads the log, not a counter in one process, so it sees every worker and every host.
 Run it from cron or a monitor: ``tiers audit alerts`` exits 3 when it finds something.
 """
@@ -20,12 +26,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import Connection
+
 from audit import Counts, parse_entry
 from audit.entry import AuditEntry
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.errors import InvalidRequest
+from tiers.sealing import find_tampered
 from tiers.storage import audit_log
 
 __all__ = ["LOOKUP_ACTIONS", "Alert", "Thresholds", "find_alerts", "scan"]
@@ -43,7 +52,7 @@ class Thresholds:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    kind: str  # "volume" or "refusals"
+    kind: str  # "volume", "refusals", "row_tampered" or the log's fault code
     actor: str
     hour: datetime  # the start of the clock hour, UTC
     observed: int
@@ -81,6 +90,17 @@ def scan(entries: Iterable[AuditEntry], thresholds: Thresholds) -> list[Alert]:
     return sorted(found, key=lambda a: (a.hour, a.kind, a.actor))
 
 
+def _integrity(deployment: Deployment, connection: Connection, now: datetime) -> list[Alert]:
+    """The alarms of the log's and the rows' integrity, as they stand now."""
+    hour = _hour(_utc(now))
+    found = []
+    if deployment.log_fault is not None:
+        found.append(Alert(deployment.log_fault.code, "service", hour, 1, 0))
+    for finding in find_tampered(connection, deployment.master):
+        found.append(Alert("row_tampered", f"{finding.kind}:{finding.name}", hour, 1, 0))
+    return found
+
+
 @audited("audit_alerts", domain_arg=None)
 def find_alerts(
     deployment: Deployment,
@@ -101,12 +121,15 @@ def find_alerts(
     thresholds = thresholds or Thresholds(
         settings.alert_values_per_hour, settings.alert_refusals_per_hour
     )
+    if deployment.log_fault is not None:  # nothing can be logged: the alarm says why
+        with deployment.reading() as connection:
+            return _integrity(deployment, connection, access.now)
     with deployment.transaction() as connection:
         entries = (
             parse_entry(data)
             for data in audit_log.query(connection, since=_hour(since), until=until)
         )
-        found = scan(entries, thresholds)
+        found = scan(entries, thresholds) + _integrity(deployment, connection, access.now)
         deployment.record(
             connection,
             access,

@@ -22,6 +22,7 @@ from tests.conftest import ACCESS, Database
 from tests.forgery import delete_checkpoints, engine_of, rewrite
 from tiers import checkpointing, witnessing
 from tiers.admin import add_domain
+from tiers.alerts import find_alerts
 from tiers.audit_ops import export_log, purge_log, verify_against, verify_stored
 from tiers.deployment import Deployment
 from tiers.errors import AuditIntegrityError, CheckpointStoreError, LogInconsistent
@@ -103,6 +104,8 @@ def _assert_not_signed_over(database: Database, settings_lines: list[str]) -> No
     reopened = Deployment.open(database.settings())
     try:
         assert isinstance(reopened.log_fault, LogInconsistent)
+        alarms = find_alerts(reopened, access=AUDITOR)
+        assert [("log_inconsistent", "service")] == [(a.kind, a.actor) for a in alarms]
         with pytest.raises(LogInconsistent) as refused:
             add_domain(reopened, access=ACCESS, name="forged", role="partner")
         assert "log_inconsistent" == refused.value.code
@@ -236,6 +239,7 @@ from tiers.settings import Settings
 from tiers.storage import audit_log
 from tiers import checkpointing, witnessing
 from tiers.admin import add_domain
+from tiers.alerts import find_alerts
 from tests.conftest import ACCESS
 
 settings = Settings(home=sys.argv[1], database_url=sys.argv[2] or None)

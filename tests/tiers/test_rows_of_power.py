@@ -98,11 +98,15 @@ def test_swapped_key_states_are_not_used(deployment: Deployment, database: Datab
 
 def test_tiers_check_exits_1_and_names_the_row(initialised_cli: Cli, database: Database) -> None:
     assert "no finding" in initialised_cli.ok("check").stdout
+    assert "no alerts" in initialised_cli.ok("audit", "alerts").stdout
     initialised_cli.ok("client", "add", "casino-app", "--role", "partner", "--domain", "casino")
     _edit(database, "UPDATE clients SET role = 'admin', domain = NULL")
     result = initialised_cli("check")
     assert 1 == result.exit_code
     assert "client casino-app: fails its seal" in result.stderr
+    alerts = initialised_cli("audit", "alerts")
+    assert 3 == alerts.exit_code  # what a monitor watches
+    assert "row_tampered\tclient:casino-app" in alerts.stdout
 
 
 def test_a_master_key_rotation_reseals_every_row(
