@@ -21,11 +21,12 @@ from sqlalchemy import text
 from tests.conftest import ACCESS, Database
 from tests.forgery import delete_checkpoints, engine_of, rewrite
 from tiers import checkpointing, witnessing
-from tiers.admin import add_domain
+from tiers.admin import add_domain, initialise
 from tiers.alerts import find_alerts
-from tiers.audit_ops import export_log, purge_log, verify_against, verify_stored
+from tiers.audit_ops import export_log, latest_note, purge_log, verify_against, verify_stored
 from tiers.deployment import Deployment
 from tiers.errors import AuditIntegrityError, CheckpointStoreError, LogInconsistent
+from tiers.settings import Settings
 from tiers.storage.audit_log import log_origin
 from tiers.storage.checkpoint_store import FILE_NAME
 from tiers.witness import WitnessHome, init_witness
@@ -238,7 +239,7 @@ from tiers.deployment import Deployment
 from tiers.settings import Settings
 from tiers.storage import audit_log
 from tiers import checkpointing, witnessing
-from tiers.admin import add_domain
+from tiers.admin import add_domain, initialise
 from tiers.alerts import find_alerts
 from tests.conftest import ACCESS
 
@@ -275,3 +276,50 @@ def test_a_kill_between_the_store_and_the_commit_is_reconciled(
         recorded = connection.execute(text("SELECT max(tree_size) FROM audit_checkpoints"))
         assert recorded.scalar_one() >= len(database.audit_entries()) - 1
     engine.dispose()
+
+
+def test_a_store_of_another_deployment_is_refused(
+    deployment: Deployment, database: Database, tmp_path: Path
+) -> None:
+    """Two services pointed at one checkpoint store: the second's key does not verify the
+    first's checkpoints, and it signs nothing there."""
+    other = Settings(home=tmp_path / "other", checkpoint_dir=tmp_path / "shared")
+    initialise(other, access=ACCESS)
+    shared = database.settings(checkpoint_dir=tmp_path / "shared")
+    before = (tmp_path / "shared" / FILE_NAME).read_bytes()
+    reopened = Deployment.open(shared)
+    try:
+        assert isinstance(reopened.log_fault, CheckpointStoreError)
+        assert "checkpoint_store_damaged" == reopened.log_fault.code
+    finally:
+        reopened.close()
+    assert before == (tmp_path / "shared" / FILE_NAME).read_bytes()
+
+
+def test_a_store_that_cannot_be_read_stops_writes(
+    deployment: Deployment, database: Database
+) -> None:
+    path = database.home / "checkpoints" / FILE_NAME
+    path.unlink()
+    path.mkdir()  # not a file any more
+    reopened = Deployment.open(database.settings())
+    try:
+        with pytest.raises(CheckpointStoreError) as refused:
+            add_domain(reopened, access=ACCESS, name="casino", role="partner")
+        assert "checkpoint_store_unreadable" == refused.value.code
+    finally:
+        reopened.close()
+
+
+def test_a_kept_signed_note_proves_the_log_still_extends_it(
+    deployment: Deployment, database: Database
+) -> None:
+    _grow(deployment, ["casino", "sncf"])
+    kept = latest_note(deployment, access=AUDITOR).encode()
+    assert kept.decode().splitlines()[0].startswith("tiers/")  # a C2SP checkpoint note
+    _grow(deployment, ["fnac"])
+    result = verify_against(deployment, access=AUDITOR, kept=kept)
+    assert "extends the kept checkpoint" in result.summary()
+    rewrite(database, start=1)
+    with pytest.raises(AuditIntegrityError):
+        verify_against(deployment, access=AUDITOR, kept=kept)

@@ -5,6 +5,8 @@ cosigns only one history, each cosigned tree extending the one before."""
 from __future__ import annotations
 
 import base64
+import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -133,3 +135,17 @@ def test_a_witness_cosigns_one_history_only(
                     size, new, root(old), root(now), consistency_proof(size, new, now)
                 )
             size, history = new, claimed
+
+
+def test_cosignature_times_never_go_back(witness: WitnessHome, log: CheckpointSigner) -> None:
+    """A clock that jumps back does not make a cosignature older than the last one."""
+    assert 200 == witness.add_checkpoint(_request(log, 0, 3)).status
+    state = json.loads((witness.home / "state.json").read_text())
+    ahead = int(time.time()) + 10**6  # as if the clock had been far ahead, then set back
+    state[ORIGIN]["time"] = ahead
+    (witness.home / "state.json").write_text(json.dumps(state))
+    body = _request(log, 3, 5)
+    answer = witness.add_checkpoint(body)
+    note = Note.parse(body.decode().split("\n\n", 1)[1])
+    (line,) = Note.parse("x\n\n" + answer.body).signatures
+    assert ahead == verify_cosignature(note.text, line, witness.key).timestamp
