@@ -158,7 +158,7 @@ def sign_pending(deployment: Deployment, *, now: datetime | None = None) -> Stor
         signed = store.latest()
         assert signed is not None and signed.checkpoint == checkpoint
         _record(connection, state, signed)
-    deployment.signed(signed)
+    deployment.signed()
     return signed
 
 

@@ -70,8 +70,6 @@ class Deployment:
     _unsigned: int = 0
     _store: CheckpointStore | None = field(default=None, repr=False)
     _sealer: tuple[MasterKey, RowSealer] | None = field(default=None, repr=False)
-    # The newest checkpoint this process signed (witnesses are sent it: tiers.witnessing).
-    last_signed: StoredCheckpoint | None = None
     # The size each witness (by URL) last cosigned, as far as this process knows.
     witness_sizes: dict[str, int] = field(default_factory=dict)
     # Called instead of signing when a transaction brings the count of unsigned entries to
@@ -118,7 +116,11 @@ class Deployment:
             return checkpointing.sign_pending(self)
         except AuditUnavailable as error:
             self.log_fault = error
-            return None
+        except TiersError as error:  # the signing key itself is unavailable or tampered with
+            self.log_fault = AuditUnavailable(
+                f"no checkpoint can be signed: {error.message}", code=error.code
+            )
+        return None
 
     def witness_newest(self) -> list[witnessing.Submission]:
         """Send the store's newest checkpoint to the witnesses that have not cosigned it.
@@ -164,9 +166,8 @@ class Deployment:
         self.log_fault = error
         return error
 
-    def signed(self, stored: StoredCheckpoint) -> None:
-        """Note a checkpoint this process signed; a store that had failed works again."""
-        self.last_signed = stored
+    def signed(self) -> None:
+        """Note that this process signed a checkpoint; a store that had failed works again."""
         self._unsigned = 0
         if isinstance(self.log_fault, CheckpointStoreError):
             self.log_fault = None

@@ -157,3 +157,20 @@ def test_a_backup_behind_the_checkpoint_store_is_refused(
     with pytest.raises(InvalidRequest) as refused:
         restore(target, access=ACCESS, archive_path=archive)
     assert "backup_behind_store" == refused.value.code
+
+
+def test_a_tampered_signing_keyring_stops_writes_and_is_listed(
+    deployment: Deployment, database: Database, cli: Cli
+) -> None:
+    _edit(
+        database,
+        "UPDATE keys SET state = 'verify-only' WHERE owner = '_service' AND purpose = 'signing'",
+    )
+    result = cli("check")
+    assert 1 == result.exit_code
+    assert "keyring _service/signing: fails its seal" in result.stderr
+    reopened = Deployment.open(database.settings())
+    try:
+        assert reopened.log_fault is not None and "row_tampered" == reopened.log_fault.code
+    finally:
+        reopened.close()
