@@ -142,7 +142,7 @@ def _verify(deployment: Deployment, connection: Connection) -> Verification:
     )
     _check_state(state, result)
     if state.purged:
-        _check_purge(connection, state.purged, store.at(state.purged), result)
+        _check_purge(connection, state.purged, store.at(state.purged))
     latest = store.latest()
     unsigned = result.tree_size - (latest.size if latest else 0)
     notes = (
@@ -167,10 +167,9 @@ def _check_state(state: audit_log.AuditState, result: Verification) -> None:
         )
 
 
-def _check_purge(
-    connection: Connection, purged: int, mark: StoredCheckpoint | None, result: Verification
-) -> None:
-    """A purge stands only where the store kept its signed mark and the log its own entry."""
+def _check_purge(connection: Connection, purged: int, mark: StoredCheckpoint | None) -> None:
+    """A purge stands only where the store kept its signed mark (whose root verify_log checks
+    against the purge record) and the log the entry of the purge that made it."""
     recorded = any(
         parse_entry(data).detail.get("through_seq") == purged - 1
         for data in audit_log.query(connection, action="audit_purge")
@@ -182,7 +181,6 @@ def _check_purge(
             code="tampered",
             seq=0,
         )
-    del result  # the mark's root was checked against the purge record by verify_log
 
 
 @audited("audit_verify_against", domain_arg=None)
@@ -206,6 +204,13 @@ def verify_against(deployment: Deployment, *, access: Access, kept: bytes) -> Ve
                 code="tampered",
                 seq=min(old.tree_size, result.tree_size),
             ) from None
+    with deployment.transaction() as connection:
+        deployment.record(
+            connection,
+            access,
+            action="audit_verify_against",
+            detail={"kept_size": old.tree_size, "tree_size": result.tree_size},
+        )
     return replace(
         result, notes=(*result.notes, f"extends the kept checkpoint of size {old.tree_size}")
     )
