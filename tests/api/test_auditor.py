@@ -5,7 +5,8 @@ from __future__ import annotations
 from sqlalchemy import create_engine, text
 
 from audit import verify_bundle
-from tests.api.conftest import Api
+from audit.note import Note
+from tests.api.conftest import CLIENTS, Api
 from tests.conftest import assert_absent
 
 
@@ -57,3 +58,24 @@ def test_a_damaged_log_answers_409_with_the_first_bad_entry(api: Api) -> None:
         response.json()["error"]["code"],
         response.json()["error"]["seq"],
     )
+
+
+def test_every_role_reads_the_newest_checkpoint_as_a_signed_note(api: Api) -> None:
+    """It holds a size and hashes only; reading it is logged; anonymous callers get 401."""
+    notes = {}
+    for name in CLIENTS:
+        reply = api.http.get("/v1/audit/checkpoint", headers=api.headers(name, purpose=None))
+        assert (200, "text/plain; charset=utf-8") == (
+            reply.status_code,
+            reply.headers["content-type"],
+        )
+        notes[name] = Note.parse(reply.text)
+    for note in notes.values():
+        origin, size, _root, chain, time, _ = note.text.split("\n")
+        assert origin.startswith("tiers/") and int(size) > 0
+        assert chain.startswith("chain ") and time.startswith("time ")
+        assert [origin] == [s.name for s in note.signatures]
+    assert 401 == api.http.get("/v1/audit/checkpoint").status_code
+    reads = [e for e in api.database.audit_entries() if e.action == "audit_checkpoint_read"]
+    assert sorted([*CLIENTS, "anonymous"]) == sorted(e.actor for e in reads)
+    assert {"anonymous": "denied"} == {e.actor: e.outcome for e in reads if e.outcome != "ok"}
