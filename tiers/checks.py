@@ -1,27 +1,45 @@
 """``tiers check``: what the database holds that the service would not obey, listed for the
-operator (rows of power whose seal fails, see :mod:`tiers.sealing`)."""
+operator.
+
+- Rows of power whose seal fails (:mod:`tiers.sealing`): changed outside the service.
+- Rows of power that contradict the access log: a seal binds what a row says, not when, so a
+  database writer who kept an older row with its seal (a client before its revocation or key
+  rotation, a key version before its destruction) could put both back. The log, which its
+  checkpoints, witnesses and auditors protect, says what the service last did to each: the
+  row must agree. (Entries purged from the log can no longer be compared.)
+"""
 
 from __future__ import annotations
 
-from audit import Counts
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from audit import Counts, parse_entry
+from audit.entry import AuditEntry
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
+from tiers.keyrings import PSEUDONYM_PURPOSE
 from tiers.sealing import Finding, find_tampered
+from tiers.storage import audit_log, keystore
+from tiers.storage import clients as client_repo
 
-__all__ = ["Finding", "check_deployment"]
+__all__ = ["Finding", "check_deployment", "find_rollbacks"]
 
 
 @audited("check", domain_arg=None)
 def check_deployment(deployment: Deployment, *, access: Access) -> list[Finding]:
-    """Every row of power that fails its seal; the check is logged with how many it found
-    (when the log can be written: a tampered signing keyring is among what it reports)."""
+    """Every row of power that fails its seal or contradicts the log; the check is logged
+    with how many it found (when the log can be written: a tampered signing keyring is among
+    what it reports)."""
     require(access, "audit_verify")
     if deployment.log_fault is not None:  # nothing can be logged: the findings still matter
         with deployment.reading() as connection:
-            return find_tampered(connection, deployment.master)
+            return _findings(deployment, connection)
     with deployment.transaction() as connection:
-        found = find_tampered(connection, deployment.master)
+        found = _findings(deployment, connection)
         deployment.record(
             connection,
             access,
@@ -29,4 +47,92 @@ def check_deployment(deployment: Deployment, *, access: Access) -> list[Finding]
             counts=Counts(records_out=len(found)),
             detail={"findings": len(found)},
         )
+    return found
+
+
+def _findings(deployment: Deployment, connection: Connection) -> list[Finding]:
+    """One finding a row: its failed seal first, else its disagreement with the log."""
+    tampered = find_tampered(connection, deployment.master)
+    named = {(f.kind, f.name) for f in tampered}
+    return tampered + [f for f in find_rollbacks(connection) if (f.kind, f.name) not in named]
+
+
+def _logged(connection: Connection, *actions: str) -> Iterator[AuditEntry]:
+    for action in actions:
+        for data in audit_log.query(connection, action=action):
+            entry = parse_entry(data)
+            if entry.outcome == "ok":
+                yield entry
+
+
+@dataclass
+class _ClientHistory:
+    """What the log says the service did to one client."""
+
+    added: AuditEntry | None = None
+    revoked: bool = False
+    rotations: int = 0
+
+
+def find_rollbacks(connection: Connection) -> list[Finding]:
+    """Clients and keyrings whose rows say less than the log (a rollback)."""
+    return _client_rollbacks(connection) + _key_rollbacks(connection)
+
+
+def _client_rollbacks(connection: Connection) -> list[Finding]:
+    history: dict[str, _ClientHistory] = {}
+    for entry in _logged(connection, "client_add", "client_revoke", "client_rotate_key"):
+        known = history.setdefault(str(entry.detail.get("client")), _ClientHistory())
+        if entry.action == "client_add":
+            known.added = entry
+        elif entry.action == "client_revoke":
+            known.revoked = True
+        else:
+            known.rotations += 1
+    found = []
+    for record in client_repo.list_all(connection):
+        logged = history.get(record.name)
+        if logged is None:
+            continue
+        why = None
+        if logged.revoked and record.active:
+            why = "active, but the access log shows its revocation"
+        elif logged.added is not None:
+            expected = 1 + logged.rotations + int(logged.revoked)
+            domain = logged.added.domains[0] if logged.added.domains else None
+            if record.credential_version != expected:
+                why = f"at credential {record.credential_version}, the log's is {expected}"
+            elif (record.role, record.domain) != (logged.added.detail.get("role"), domain):
+                why = "its role or domain is not the one the log shows it was given"
+        if why:
+            found.append(Finding("client", record.name, why))
+    return found
+
+
+def _key_rollbacks(connection: Connection) -> list[Finding]:
+    destroyed: dict[str, set[int]] = {}
+    newest: dict[str, int] = {}
+    for entry in _logged(connection, "key_rotate", "key_destroy"):
+        if not entry.domains:
+            continue
+        owner = entry.domains[0]
+        if entry.action == "key_destroy":
+            destroyed.setdefault(owner, set()).add(int(entry.detail.get("version", 0)))
+        else:
+            newest[owner] = max(newest.get(owner, 0), int(entry.detail.get("new_version", 0)))
+    found = []
+    for owner in sorted(set(destroyed) | set(newest)):
+        states = {
+            record.version: (record.state, record.wrapped is not None)
+            for record in keystore.load(connection, owner=owner, purpose=PSEUDONYM_PURPOSE)
+        }
+        revived = [v for v in sorted(destroyed.get(owner, ())) if states.get(v, ("", False))[1]]
+        latest = newest.get(owner)
+        if revived:
+            why = f"version {revived[0]} has key material, but the log shows it destroyed"
+        elif latest is not None and max(states, default=0) < latest:
+            why = f"its newest version is {max(states, default=0)}, the log's is {latest}"
+        else:
+            continue
+        found.append(Finding("keyring", f"{owner}/{PSEUDONYM_PURPOSE}", why))
     return found

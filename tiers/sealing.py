@@ -110,13 +110,14 @@ def check_keyring(connection: Connection, sealer: RowSealer, *, owner: str, purp
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """A row of power that fails its seal."""
+    """A row of power that fails its seal, or that contradicts the access log."""
 
     kind: str
     name: str
+    why: str = "fails its seal (changed outside the service)"
 
     def line(self) -> str:
-        return f"{self.kind} {self.name}: fails its seal (changed outside the service)"
+        return f"{self.kind} {self.name}: {self.why}"
 
 
 def find_tampered(connection: Connection, master: MasterKey) -> list[Finding]:

@@ -13,7 +13,7 @@ from keys import MasterKey, new_key_material
 from tests.archives import read_members, write_members
 from tests.conftest import ACCESS, Cli, Database
 from tests.forgery import engine_of
-from tiers.admin import add_domain, rotate_key
+from tiers.admin import add_domain, destroy_key, rotate_key
 from tiers.backup import backup, restore, rotate_master_key
 from tiers.checks import check_deployment
 from tiers.clients import Authenticator, add_client, revoke_client
@@ -174,3 +174,54 @@ def test_a_tampered_signing_keyring_stops_writes_and_is_listed(
         assert reopened.log_fault is not None and "row_tampered" == reopened.log_fault.code
     finally:
         reopened.close()
+
+
+def _row(database: Database, statement: str) -> dict[str, object]:
+    engine = engine_of(database)
+    with engine.connect() as connection:
+        row = connection.execute(text(statement)).mappings().one()
+    engine.dispose()
+    return dict(row)
+
+
+def test_a_revocation_rolled_back_with_the_old_seal_is_found(
+    deployment: Deployment, database: Database
+) -> None:
+    """The seal holds (the row and its seal are the old ones, both genuine), but the log shows
+    the revocation: tiers check names the client."""
+    _partner(deployment)
+    before = _row(database, "SELECT * FROM clients WHERE name = 'casino-app'")
+    revoke_client(deployment, access=ACCESS, name="casino-app")
+    assert [] == check_deployment(deployment, access=ACCESS)
+    _edit(
+        database,
+        "UPDATE clients SET active = :active, revoked_at = NULL, "
+        "credential_version = :version, seal = :seal WHERE name = 'casino-app'",
+        active=before["active"],
+        version=before["credential_version"],
+        seal=before["seal"],
+    )
+    (finding,) = check_deployment(deployment, access=ACCESS)
+    assert ("client", "casino-app") == (finding.kind, finding.name)
+    assert "revocation" in finding.why
+
+
+def test_a_destroyed_key_version_put_back_with_its_old_seal_is_found(
+    deployment: Deployment, database: Database
+) -> None:
+    add_domain(deployment, access=ACCESS, name="casino", role="partner")
+    rotate_key(deployment, access=ACCESS, domain="casino")
+    where = "owner = 'casino' AND purpose = 'pseudonym'"
+    old_row = _row(database, f"SELECT * FROM keys WHERE {where} AND version = 1")  # noqa: S608
+    old_seal = _row(database, f"SELECT seal FROM keyring_seals WHERE {where}")["seal"]  # noqa: S608
+    destroy_key(deployment, access=ACCESS, domain="casino", version=1)
+    _edit(
+        database,
+        f"UPDATE keys SET state = :state, wrapped = :wrapped WHERE {where} AND version = 1",  # noqa: S608
+        state=old_row["state"],
+        wrapped=old_row["wrapped"],
+    )
+    _edit(database, f"UPDATE keyring_seals SET seal = :seal WHERE {where}", seal=old_seal)  # noqa: S608
+    (finding,) = check_deployment(deployment, access=ACCESS)
+    assert ("keyring", "casino/pseudonym") == (finding.kind, finding.name)
+    assert "destroyed" in finding.why
