@@ -159,7 +159,8 @@ def _client(connection: object, name: str) -> ClientRecord:
 
 @audited("client_revoke", domain_arg=None)
 def revoke_client(deployment: Deployment, *, access: Access, name: str) -> ClientRecord:
-    """Revoke a client's key for good (its cached verifications die with it)."""
+    """Revoke a client's key for good (its cached verifications die with it); returns the
+    client as it now is."""
     require(access, "client_revoke")
     with deployment.transaction() as connection:
         record = _client(connection, name)
@@ -168,7 +169,9 @@ def revoke_client(deployment: Deployment, *, access: Access, name: str) -> Clien
         repo.revoke(connection, client_id=record.id, now=access.now)
         sealing.seal_client(connection, deployment.sealer(), client_id=record.id)
         deployment.record(connection, access, action="client_revoke", detail={"client": name})
-    return record
+        revoked = repo.by_id(connection, client_id=record.id)
+    assert revoked is not None
+    return revoked
 
 
 @audited("client_rotate_key", domain_arg=None)

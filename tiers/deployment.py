@@ -19,6 +19,7 @@ from tiers.auditing import AUDIT_DOMAIN, Access
 from tiers.errors import (
     AuditUnavailable,
     CheckpointStoreError,
+    DatabaseUnavailable,
     KeyUnavailable,
     NotFound,
     NotInitialised,
@@ -203,9 +204,7 @@ class Deployment:
                 self.base_keyring(connection)
                 self.signer(connection)
         except SQLAlchemyError:
-            raise NotInitialised(
-                "the database does not answer", code="database_unavailable"
-            ) from None
+            raise DatabaseUnavailable("the database does not answer") from None
 
     def close(self) -> None:
         self.engine.dispose()

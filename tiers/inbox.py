@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
@@ -185,11 +186,13 @@ def delivery_file(
 def ack_delivery(
     deployment: Deployment, *, access: Access, delivery_id: str, domain: str | None = None
 ) -> DeliveryRecord:
-    """Acknowledge a delivery: it is purged after the retention period."""
+    """Acknowledge a delivery: it is purged after the retention period. Returns it as it is
+    now (acknowledged; an earlier acknowledgement keeps its time)."""
     require(access, "inbox_ack", domain)
     with deployment.transaction() as connection:
         record = _owned(deployment, connection, access, delivery_id, domain)
         repo.ack(connection, delivery_id=record.id, now=access.now)
+        record = replace(record, acked_at=record.acked_at or access.now)
         deployment.record(
             connection,
             access,

@@ -130,3 +130,9 @@ def test_cached_keys_are_checked_together_each_against_its_own_row(api: Api) -> 
     ]  # fmt: skip
     assert len([s for s in reads if "FROM clients" in s]) == 1
     assert 401 == whoami(api, api.tokens["sncf-app"])[0]
+
+
+def test_a_revocation_answers_with_the_client_as_it_now_is(api: Api) -> None:
+    reply = api.http.post("/v1/clients/sncf-app/revoke", headers=api.headers("ops"))
+    assert 200 == reply.status_code
+    assert (False, True) == (reply.json()["active"], reply.json()["revoked_at"] is not None)

@@ -4,12 +4,14 @@ import base64
 import os
 
 import pytest
+from sqlalchemy import create_engine
 
 from tests.conftest import ACCESS, Database, assert_absent
 from tiers.admin import add_domain, destroy_key, initialise, list_domains, list_keys, rotate_key
 from tiers.deployment import Deployment
 from tiers.errors import (
     AlreadyExists,
+    DatabaseUnavailable,
     InvalidRequest,
     KeyDestroyed,
     KeyStateError,
@@ -173,3 +175,12 @@ def test_the_database_never_holds_the_clear_values(
     pseudonymise_values(deployment, domain="casino", kind="card", values=CARDS, access=ACCESS)
     rotate_key(deployment, domain="casino", access=ACCESS)
     assert_absent(database.stored_bytes(), [*emails, *CARDS], "the database")
+
+
+def test_readiness_says_the_database_does_not_answer(deployment: Deployment) -> None:
+    """A database that stops answering is DatabaseUnavailable (503), not a missing init."""
+    deployment.engine.dispose()
+    deployment.engine = create_engine("postgresql+psycopg://tiers@127.0.0.1:1/nowhere")
+    with pytest.raises(DatabaseUnavailable) as refused:
+        deployment.check_ready()
+    assert "database_unavailable" == refused.value.code
