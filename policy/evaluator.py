@@ -80,6 +80,8 @@ class Decision:
     survivor: int | None = None
     noop: bool = False
     dissolve: bool = False
+    # A refusal that time will lift: when (``transfer.too_soon``).
+    not_before: datetime | None = None
 
     @property
     def accepted(self) -> bool:
@@ -248,7 +250,8 @@ def _transfer(request: Transfer, policy: AttachmentPolicy) -> Decision:
         )
     last = customer.last_transfer_at
     if last is not None and request.now - last < timedelta(days=policy.transfer_min_days):
-        return _refuse("transfer.too_soon", policy)
+        possible = last + timedelta(days=policy.transfer_min_days)
+        return Decision("refuse", "transfer.too_soon", policy.version, not_before=possible)
     return Decision(
         "accept",
         "transfer.customer_choice",

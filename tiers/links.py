@@ -203,7 +203,9 @@ def _finish(
         detail["other_subject"] = deployment.subject_reference(connection, other.base)
     subject = deployment.subject_reference(connection, card.base)
     if not decision.accepted:
-        raise PolicyViolation(f"refused by rule {decision.rule}", code=decision.rule)
+        when = decision.not_before
+        later = f"; possible from {when.date().isoformat()}" if when is not None else ""
+        raise PolicyViolation(f"refused by rule {decision.rule}{later}", code=decision.rule)
     deployment.record(
         connection, access, action=action, domains=domains, subject=subject, detail=detail
     )

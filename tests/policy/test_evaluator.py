@@ -159,4 +159,9 @@ def test_transfer_rules(
     assert rule == decision.rule
     if rule == "transfer.customer_choice":
         assert (requester, card_.id) == (decision.attached_to, decision.attaching_card)
+    # Only a refusal that time lifts says when.
+    after = None
+    if rule == "transfer.too_soon" and transferred is not None:
+        after = transferred + timedelta(days=POLICY.transfer_min_days)
+    assert after == decision.not_before
     assert "transfer.not_linked" == evaluate(Transfer("casino", CASINO, None, T), POLICY).rule

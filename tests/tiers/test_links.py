@@ -115,6 +115,8 @@ def test_a_customer_links_cards_moves_sg_and_unlinks(
     with pytest.raises(PolicyViolation) as too_soon:
         transfer(dep, access=at(6), domain="casino", card="10000001")
     assert "transfer.too_soon" == too_soon.value.code
+    possible = (at(5).now + timedelta(days=90)).date().isoformat()  # the policy's 90 days
+    assert too_soon.value.message.endswith(f"possible from {possible}")
     # Dissociating the attaching card re-attaches to the oldest remaining eligible card.
     out = dissociate(dep, access=at(7), domain="galeries-lafayette", card="20000001")
     assert "reattach.oldest_card" == out.rule
