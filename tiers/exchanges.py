@@ -373,7 +373,7 @@ def send_exchange(
 def withdraw_customer(deployment: Deployment, *, access: Access, domain: str, card: str) -> int:
     """A customer leaves the alliance, through their SG: links removed, hub keys retired for
     good, and a withdrawal notice (the hub keys to erase) delivered to the hub. Returns the
-    number of hub keys withdrawn."""
+    number of hub keys withdrawn; withdrawing again withdraws none and delivers nothing."""
     require(access, "customer_withdraw", domain)
     with deployment.transaction() as connection:
         links_repo.lock(connection)
@@ -409,7 +409,7 @@ def withdraw_customer(deployment: Deployment, *, access: Access, domain: str, ca
         hub = deployment.hub_domain(connection)
         links_repo.delete_hub_keys(connection, refs=refs)
         inbox_repo.mark_withdrawn(connection, refs=refs, now=access.now)
-        if hub is not None:
+        if hub is not None and keys:  # a repeated withdrawal has no key left to announce
             with staged_delivery(
                 deployment,
                 connection,

@@ -208,7 +208,11 @@ def test_a_withdrawn_customer_disappears_from_resolution_and_campaigns(
     assert 3 == withdrawn  # the customer key and its two card keys
     (gone,) = resolve(alliance, access=HUB, linking_keys=[key])
     assert "unknown_key" == getattr(gone, "code", None)
+    again = withdraw_customer(
+        alliance, access=partner("casino", 12), domain="casino", card="10000001"
+    )
     notice = [d for d in list_inbox(alliance, access=HUB) if d.kind == "withdrawal"]
+    assert (0, 1) == (again, len(notice))  # no second, empty notice
     assert key in [row[0] for row in read(alliance, HUB, notice[0].id)[1:]]
     report = send_campaign(alliance, access=HUB, name="after", linking_keys=[key])
     assert ({}, {"unknown": 1}) == (report.per_sg, report.dropped)
