@@ -95,10 +95,12 @@ def send_campaign(
 ) -> CampaignReport:
     """Route the hub's list of linking keys to each customer's attached SG, as pseudonyms of
     that SG's domain; no partner receives a customer attached to another SG. The keys are
-    routed ``keys_per_batch`` at a time; the deliveries are the same whatever the batch."""
+    routed ``keys_per_batch`` at a time; the deliveries are the same whatever the batch. A
+    customer reached through two keys (a card's and the customer's, say) is delivered once and
+    the second key counted in ``dropped`` as ``same_customer``."""
     report = CampaignReport()
     dropped: Counter[str] = Counter()
-    routed: dict[str, list[str]] = {}
+    routed: dict[str, dict[str, None]] = {}  # per SG, its pseudonyms in order, once each
     sgs: dict[str, tuple[DomainRecord, DomainKey]] = {}
     with deployment.transaction() as connection:
         hub = deployment.hub_domain(connection)
@@ -114,7 +116,11 @@ def send_campaign(
                     sg = deployment.domain(connection, sg_name)
                     sgs[sg_name] = (sg, deployment.domain_keyring(connection, sg).active)
                 sg, key = sgs[sg_name]
-                routed.setdefault(sg_name, []).append(str(domain_pseudonym(key, sg_name, base)))
+                text = str(domain_pseudonym(key, sg_name, base))
+                listed = routed.setdefault(sg_name, {})
+                if text in listed:  # another key of a customer already listed
+                    dropped["same_customer"] += 1
+                listed[text] = None
         for sg_name, pseudonyms in sorted(routed.items()):
             sg, _ = sgs[sg_name]
             with staged_delivery(
@@ -127,7 +133,7 @@ def send_campaign(
                 sender=access.actor,
                 now=access.now,
             ) as delivery:
-                for pseudonym_text in sorted(set(pseudonyms)):
+                for pseudonym_text in sorted(pseudonyms):
                     delivery.write([pseudonym_text])
             report.per_sg[sg_name] = delivery.rows
             report.deliveries[sg_name] = delivery.id

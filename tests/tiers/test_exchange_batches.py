@@ -209,6 +209,8 @@ def test_a_campaign_routes_each_key_as_resolving_it_says_whatever_the_batch(
                 dropped["unknown" if code == "unknown_key" else "malformed"] += 1
             elif answer.attached_to is None:
                 dropped["no_sg"] += 1
+            elif own[answer.attached_to] in routed.get(answer.attached_to, set()):
+                dropped["same_customer"] += 1
             else:
                 routed.setdefault(answer.attached_to, set()).add(own[answer.attached_to])
         return routed, dropped

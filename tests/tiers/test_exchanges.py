@@ -193,6 +193,21 @@ def test_a_campaign_reaches_each_sg_with_exactly_its_customers(alliance: Deploym
     assert [] == [d for d in list_inbox(alliance, access=partner("sncf")) if d.kind == "campaign"]
 
 
+def test_a_customer_named_twice_is_delivered_once_and_counted(alliance: Deployment) -> None:
+    """Through the customer's key and one of its cards' keys: one row, and the second key
+    accounted for as ``same_customer``, not lost silently."""
+    send(alliance, "casino", "card,date,amount\n10000001,2026-11-02,1\n")
+    key = read(alliance, HUB, list_inbox(alliance, access=HUB)[0].id)[1][0]
+    (seen,) = resolve(alliance, access=HUB, linking_keys=[key])
+    assert isinstance(seen, Resolution) and seen.alliance_key is not None
+    card_keys = [c.linking_key for c in seen.cards]
+    report = send_campaign(
+        alliance, access=HUB, name="twice", linking_keys=[seen.alliance_key, card_keys[0]]
+    )
+    assert seen.attached_to is not None
+    assert ({seen.attached_to: 1}, {"same_customer": 1}) == (report.per_sg, report.dropped)
+
+
 def test_a_withdrawn_customer_disappears_from_resolution_and_campaigns(
     alliance: Deployment,
 ) -> None:
