@@ -23,6 +23,7 @@ from tiers.auditing import Access
 from tiers.cli import app
 from tiers.deployment import Deployment
 from tiers.settings import Settings
+from tiers.storage import integrity
 
 hypothesis_settings.register_profile(
     "tiers",
@@ -103,36 +104,11 @@ class Database:
             engine.dispose()
 
     def integrity_faults(self) -> dict[str, int]:
-        """What the schema no longer makes the database check since migration 0010, counted:
-        index entries and cards naming a subject or a domain the database does not hold, cards
-        of one partner with the same subject, and cards left without a key of the hub's. There
-        must be none."""
+        """What the schema no longer makes the database check since migration 0010, counted by
+        the product's own check (tiers.storage.integrity, which `tiers check` runs). There must
+        be none."""
         if self.backend == "sqlite" and not (self.home / "tiers.db").exists():
             return {}
-        references = (
-            ("pseudonym_index", "subject", "subjects", "base"),
-            ("pseudonym_index", "domain_id", "domains", "id"),
-            ("cards", "base", "subjects", "base"),
-            ("cards", "partner_id", "domains", "id"),
-        )
-        queries = {
-            f"{table}.{column} dangling": f"SELECT count(*) FROM {table} WHERE NOT EXISTS "  # noqa: S608
-            f"(SELECT 1 FROM {parent} WHERE {parent}.{key} = {table}.{column})"
-            for table, column, parent, key in references
-        }
-        # A card in a partner's domain is keyed in the hub's active version once a hub exists,
-        # unless it was withdrawn: tiers.tokenisation.Registrar.flush relies on it.
-        queries["cards without a hub key"] = (
-            "SELECT count(*) FROM cards JOIN domains hub ON hub.role = 'hub' "
-            "JOIN keys k ON k.owner = hub.name AND k.purpose = 'pseudonym' AND k.state = 'active' "
-            "WHERE NOT EXISTS (SELECT 1 FROM withdrawn w WHERE w.ref = cards.ref) "
-            "AND NOT EXISTS "
-            "(SELECT 1 FROM hub_keys h WHERE h.ref = cards.ref AND h.version = k.version)"
-        )
-        queries["cards twice"] = (
-            "SELECT count(*) FROM (SELECT partner_id, base FROM cards "
-            "GROUP BY partner_id, base HAVING count(*) > 1) AS twice"
-        )
         engine = create_engine(self.url or f"sqlite:///{self.home / 'tiers.db'}")
         try:
             with engine.connect() as connection:
@@ -140,10 +116,7 @@ class Database:
                     inspect(connection).get_table_names()
                 ):
                     return {}
-                return {
-                    fault: connection.execute(text(query)).scalar_one()
-                    for fault, query in queries.items()
-                }
+                return integrity.faults(connection)
         finally:
             engine.dispose()
 

@@ -7,6 +7,8 @@ operator.
   rotation, a key version before its destruction) could put both back. The log, which its
   checkpoints, witnesses and auditors protect, says what the service last did to each: the
   row must agree. (Entries purged from the log can no longer be compared.)
+- What the schema no longer checks (:mod:`tiers.storage.integrity`): index entries and cards
+  naming what does not exist, a card twice, a card without its hub key.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.keyrings import PSEUDONYM_PURPOSE
 from tiers.sealing import Finding, find_tampered
-from tiers.storage import audit_log, keystore
+from tiers.storage import audit_log, integrity, keystore
 from tiers.storage import clients as client_repo
 
 __all__ = ["Finding", "check_deployment", "find_rollbacks"]
@@ -51,10 +53,17 @@ def check_deployment(deployment: Deployment, *, access: Access) -> list[Finding]
 
 
 def _findings(deployment: Deployment, connection: Connection) -> list[Finding]:
-    """One finding a row: its failed seal first, else its disagreement with the log."""
+    """One finding a row of power (its failed seal first, else its disagreement with the log),
+    then one a kind of integrity fault."""
     tampered = find_tampered(connection, deployment.master)
     named = {(f.kind, f.name) for f in tampered}
-    return tampered + [f for f in find_rollbacks(connection) if (f.kind, f.name) not in named]
+    rolled_back = [f for f in find_rollbacks(connection) if (f.kind, f.name) not in named]
+    broken = [
+        Finding("integrity", fault, f"{count} {'row' if count == 1 else 'rows'}")
+        for fault, count in integrity.faults(connection).items()
+        if count
+    ]
+    return tampered + rolled_back + broken
 
 
 def _logged(connection: Connection, *actions: str) -> Iterator[AuditEntry]:

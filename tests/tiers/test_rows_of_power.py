@@ -225,3 +225,16 @@ def test_a_destroyed_key_version_put_back_with_its_old_seal_is_found(
     (finding,) = check_deployment(deployment, access=ACCESS)
     assert ("keyring", "casino/pseudonym") == (finding.kind, finding.name)
     assert "destroyed" in finding.why
+
+
+def test_tiers_check_reports_integrity_faults(initialised_cli: Cli, database: Database) -> None:
+    """What migration 0010 no longer makes the database check, checked in production."""
+    initialised_cli.ok("pseudonymise", "--domain", "casino", "--kind", "card", "49701012345678")
+    _edit(database, "DELETE FROM subjects")  # the index entry and the card now name nothing
+    result = initialised_cli("check")
+    assert 1 == result.exit_code
+    assert "integrity pseudonym_index.subject dangling: 1 row" in result.stderr
+    assert "integrity cards.base dangling: 1 row" in result.stderr
+    for table in ("pseudonym_index", "hub_keys", "cards"):  # what named the lost subject
+        _edit(database, f"DELETE FROM {table}")  # noqa: S608 - a name of this test's
+    assert "no finding" in initialised_cli.ok("check").stdout

@@ -64,8 +64,9 @@ def restore(
 
 @handles_errors
 def check() -> None:
-    """List every row of power (client, keyring) changed outside the service: the service does
-    not obey them. Exits 1 when there is any."""
+    """List every row of power (client, keyring) changed outside the service or contradicting
+    the access log, and every integrity fault of the index and cards. Exits 1 when there is
+    any."""
     access = operator("integrity check")
     with deployment(access, "check") as dep:
         found = checks.check_deployment(dep, access=access)
@@ -73,7 +74,11 @@ def check() -> None:
         err_console.print(finding.line(), markup=False)
     if found:
         raise typer.Exit(EXIT_ERROR)
-    out_console.print("no finding: every client and keyring holds its seal", markup=False)
+    out_console.print(
+        "no finding: every client and keyring holds its seal and agrees with the log; the "
+        "index and the cards are whole",
+        markup=False,
+    )
 
 
 @master_key_app.command("rotate")
