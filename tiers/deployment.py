@@ -33,9 +33,15 @@ from tiers.storage import meta as meta_repo
 from tiers.storage.checkpoint_store import CheckpointStore, StoredCheckpoint
 from tiers.storage.domains import DomainRecord
 
-__all__ = ["MASTER_CHECK", "Deployment"]
+__all__ = ["MASTER_CHECK", "Deployment", "unknown_domain"]
 
 MASTER_CHECK = "master_key_check"
+
+
+def unknown_domain(name: str) -> NotFound:
+    """The one answer for a domain that does not exist, and for one a caller may not name in
+    that place (so that the answer does not tell which)."""
+    return NotFound(f"unknown domain {name!r}", code="unknown_domain")
 
 
 @dataclass(slots=True)
@@ -301,7 +307,7 @@ class Deployment:
         # A malformed name cannot exist: answered without asking the database.
         record = domains.get(connection, name=name) if DOMAIN_NAME.fullmatch(name) else None
         if record is None:
-            raise NotFound(f"unknown domain {name!r}", code="unknown_domain")
+            raise unknown_domain(name)
         if kept is not None:
             kept.domains[name] = record
         return record

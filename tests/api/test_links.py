@@ -74,3 +74,20 @@ def test_the_hub_view_holds_only_hub_keys(api: Api) -> None:
     assert all(c["linking_key"].startswith("hub.v1.") for c in body["cards"])
     assert "casino.v" not in view.text and "sncf.v" not in view.text
     assert_absent(view.content, ["10000001", "70000001"], "the hub's view")
+
+
+def test_naming_the_hub_or_audit_domain_answers_like_an_unknown_domain(api: Api) -> None:
+    """A partner learns nothing of the alliance's other domains from an association."""
+    casino = api.headers("casino-app", "desk")
+    api.http.post("/v1/cards/enrol", headers=casino, json={"values": ["10000001"]})
+    answers = {}
+    for other in ("hub", "audit", "nowhere"):
+        reply = api.http.post(
+            "/v1/cards/associate",
+            headers=casino,
+            json={"card": "10000001", "other_domain": other, "other_card": "70000001"},
+        )
+        body = reply.json()["error"]
+        answers[other] = (reply.status_code, body["code"], body["message"].replace(other, "…"))
+    assert 1 == len(set(answers.values())), answers
+    assert (404, "unknown_domain") == answers["hub"][:2]
