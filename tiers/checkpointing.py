@@ -144,21 +144,22 @@ def sign_pending(deployment: Deployment, *, now: datetime | None = None) -> Stor
     with deployment.transaction(checkpoint=False) as connection:
         state, last = check_extends(deployment, connection)
         store = deployment.checkpoint_store(connection)
-        if last.size == state.next_seq:
+        signed: StoredCheckpoint | None = None
+        if last.size == state.next_seq:  # signed already, by another process perhaps
             _record(connection, state, last)  # a crash may have left it unrecorded
-            return None
-        checkpoint = deployment.signer(connection).sign(
-            tree_size=state.next_seq,
-            root=CompactRange(state.next_seq, state.frontier).root(),
-            chain=state.head,
-            now=moment,
-            origin=store.origin(),
-        )
-        store.append_checkpoint(checkpoint, state.frontier)
-        signed = store.latest()
-        assert signed is not None and signed.checkpoint == checkpoint
-        _record(connection, state, signed)
-    deployment.signed()
+        else:
+            checkpoint = deployment.signer(connection).sign(
+                tree_size=state.next_seq,
+                root=CompactRange(state.next_seq, state.frontier).root(),
+                chain=state.head,
+                now=moment,
+                origin=store.origin(),
+            )
+            store.append_checkpoint(checkpoint, state.frontier)
+            signed = store.latest()
+            assert signed is not None and signed.checkpoint == checkpoint
+            _record(connection, state, signed)
+    deployment.signed()  # every entry is under a checkpoint: this process's count starts again
     return signed
 
 

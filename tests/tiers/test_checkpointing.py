@@ -47,3 +47,19 @@ def test_a_service_is_woken_instead_of_signing_in_the_request(every_two: Deploym
     signed = every_two.sign_pending()
     assert signed is not None and before[-1] + 2 == signed.size
     every_two.close()
+
+
+def test_entries_another_process_signed_count_no_more(
+    every_two: Deployment, database: Database
+) -> None:
+    """When another process has signed everything, this one's count starts again: it is not
+    woken, entry after entry, to find nothing to sign."""
+    woken: list[int] = []
+    every_two.checkpoint_due = lambda: woken.append(1)
+    add_domain(every_two, access=ACCESS, name="casino", role="partner")
+    other = Deployment.open(database.settings(audit_checkpoint_every=2))  # signs on opening
+    other.close()
+    assert every_two.sign_pending() is None  # nothing left to sign
+    add_domain(every_two, access=ACCESS, name="sncf", role="partner")
+    assert [] == woken  # one entry since: below the count
+    every_two.close()
