@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import ACCESS, Database
 from tiers.admin import add_domain, initialise
+from tiers.audit_ops import verify_stored
 from tiers.deployment import Deployment
 from tiers.storage import audit_log
 
@@ -34,6 +35,8 @@ def test_a_checkpoint_is_signed_every_n_entries_of_a_process(every_two: Deployme
     first = start[-1]
     assert [first + 2, first + 4] == outside[len(start) :]
     assert set(outside) <= set(inside)
+    # Each is kept twice (database and store) and counted once.
+    assert len(outside) == verify_stored(every_two, access=ACCESS).checkpoints
     every_two.close()
 
 
