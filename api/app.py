@@ -103,7 +103,7 @@ class Service:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._signer: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def deployment(self) -> Deployment:
         """Raises :class:`~tiers.errors.TiersError` (mapped to 503) while it cannot be opened."""
@@ -130,35 +130,47 @@ class Service:
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._signer is not None:
-            self._signer.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
         if self._deployment is not None:
             self._deployment.sign_pending()
             self._deployment.close()
 
     def start_checkpoints(self) -> None:
-        """Sign what no checkpoint covers every ``audit_checkpoint_seconds``, and as soon as a
-        request brings the unsigned entries to ``audit_checkpoint_every``, and send it to the
-        witnesses, in a thread of its own (it waits on disks and on the network)."""
-        self._signer = threading.Thread(target=self._checkpoints, name="checkpoints", daemon=True)
-        self._signer.start()
+        """Two threads of their own (they wait on disks and on the network): one signs what no
+        checkpoint covers every ``audit_checkpoint_seconds``, and as soon as a request brings
+        the unsigned entries to ``audit_checkpoint_every``; the other sends the newest
+        checkpoint to the witnesses, so that a witness that is down or slow never delays a
+        signature."""
+        self._threads = [
+            threading.Thread(target=self._checkpoints, name="checkpoints", daemon=True),
+            threading.Thread(target=self._witnesses, name="witnesses", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def _checkpoints(self) -> None:
         while True:
-            # Every few seconds, or at once when a worker's unsigned entries reach the count.
+            # Every audit_checkpoint_seconds, or at once when the unsigned entries reach the count.
             self._wake.wait(self.settings.audit_checkpoint_seconds)
             self._wake.clear()
             if self._stop.is_set():
                 return
             deployment = self._deployment
-            if deployment is None:
-                continue
             try:
-                if deployment.due_for_checkpoint():
+                if deployment is not None and deployment.due_for_checkpoint():
                     deployment.sign_pending()
-                deployment.witness_newest()
             except Exception as error:  # noqa: BLE001 - the thread must outlive a bad second
                 _log.error("checkpoint thread: %s", type(error).__name__)
+
+    def _witnesses(self) -> None:
+        while not self._stop.wait(self.settings.audit_checkpoint_seconds):
+            deployment = self._deployment
+            try:
+                if deployment is not None:
+                    deployment.witness_newest()
+            except Exception as error:  # noqa: BLE001 - the thread must outlive a bad witness
+                _log.error("witness thread: %s", type(error).__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

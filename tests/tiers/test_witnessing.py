@@ -4,66 +4,20 @@ nothing the service did is lost; bad settings are refused with their code."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from audit.note import COSIGNATURE, VerifierKey, cosign
 from tests.conftest import ACCESS, Database
 from tests.hardening.service import free_port
+from tests.witnesses import KEY, misbehaving
 from tiers.admin import add_domain, initialise
 from tiers.deployment import Deployment
 from tiers.errors import ConfigurationError
 from tiers.settings import Settings
 from tiers.witnessing import configured
-
-WITNESS = Ed25519PrivateKey.generate()
-KEY = VerifierKey.of("test/w", WITNESS, COSIGNATURE)
-
-
-class _Witness(BaseHTTPRequestHandler):
-    """A witness that misbehaves as ``server.mode`` says."""
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        body = self.rfile.read(length).decode()
-        mode = self.server.mode  # type: ignore[attr-defined]
-        if mode == "slow":
-            time.sleep(3)
-        if mode == "garbage":
-            answer = b"\x00\xffnot a signature line\n"
-        elif mode == "stranger":
-            text = body.split("\n\n", 1)[1].rsplit("\n\n", 1)[0] + "\n"
-            line = cosign(text, "test/w", Ed25519PrivateKey.generate(), 1)
-            answer = line.line().encode()
-        else:
-            answer = b"refused\n"
-        self.send_response(200 if mode != "refuses" else 403)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
-@pytest.fixture
-def misbehaving() -> Iterator[tuple[ThreadingHTTPServer, int]]:
-    port = free_port()
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Witness)
-    # The slow witness answers after the client gave up (its timeout): no traceback for that.
-    server.handle_error = lambda request, address: None  # type: ignore[method-assign]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server, port
-    server.shutdown()
-    server.server_close()
 
 
 def _deployment(database: Database, url: str, timeout: float = 5) -> Deployment:
@@ -82,13 +36,13 @@ def _deployment(database: Database, url: str, timeout: float = 5) -> Deployment:
     ],
 )
 def test_a_misbehaving_witness_is_reported_and_nothing_is_lost(
-    database: Database,
-    misbehaving: tuple[ThreadingHTTPServer, int],
-    mode: str,
-    code: str,
+    database: Database, mode: str, code: str
 ) -> None:
-    server, port = misbehaving
-    server.mode = mode  # type: ignore[attr-defined]
+    with misbehaving(mode) as port:
+        _reported(database, port, code)
+
+
+def _reported(database: Database, port: int, code: str) -> None:
     deployment = _deployment(database, f"http://127.0.0.1:{port}", timeout=1)
     try:
         add_domain(deployment, access=ACCESS, name="casino", role="partner")
