@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from api.errors import error_body, install_error_handlers
+from api.errors import OneLine, error_body, install_error_handlers
 from api.routes import admin, audit, data, exchanges, health, links
 from tiers import __version__
 from tiers.clients import Authenticator
@@ -173,6 +173,13 @@ class Service:
                 _log.error("witness thread: %s", type(error).__name__)
 
 
+def _one_line_errors() -> None:
+    """The server's error log gets one line an exception, never a traceback (api.errors)."""
+    server = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, OneLine) for f in server.filters):
+        server.addFilter(OneLine())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service over the deployment ``settings`` names (default: the environment).
 
@@ -213,6 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     install_error_handlers(app)
+    _one_line_errors()
     app.add_middleware(
         _BodyLimit,
         json_limit=settings.max_json_body_bytes,

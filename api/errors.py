@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from tiers.auditing import Access, is_recorded, mark_recorded, record_failure
 from tiers.errors import (
@@ -37,7 +38,7 @@ from tiers.errors import (
     UnknownKeyVersion,
 )
 
-__all__ = ["error_body", "install_error_handlers", "status_of"]
+__all__ = ["OneLine", "error_body", "install_error_handlers", "status_of"]
 
 _log = logging.getLogger("tiers.api")
 
@@ -136,6 +137,25 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
+        if isinstance(error, ClientDisconnect):  # the caller went away: nothing to answer
+            _log.warning("client disconnected on %s", request.url.path)
+            _audit_refusal(request, TiersError("the client went away", code="client_disconnected"))
+            return JSONResponse(error_body("client_disconnected", "client went away"), 499)
         _log.error("internal error on %s: %s", request.url.path, type(error).__name__)
         _audit_refusal(request, error)
         return JSONResponse(error_body("internal", "internal error"), status_code=500)
+
+
+class OneLine(logging.Filter):
+    """Every record one line, without a traceback: the exception's type only, since its
+    message or its frames could quote data. Installed on the server's error logger, which
+    prints the exceptions the application re-raises after answering them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            kind = type(record.exc_info[1]).__name__
+            record.msg = f"{record.getMessage().strip()} ({kind})"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
