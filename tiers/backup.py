@@ -96,7 +96,7 @@ def backup(deployment: Deployment, *, access: Access, output: Path) -> int:
         connection.rollback()
     rows = dump.count(b"\n")
     inbox = deployment.settings.home / "inbox"
-    files = {p.name: p.read_bytes() for p in sorted(inbox.glob("*.csv"))} if inbox.exists() else {}
+    paths = sorted(inbox.glob("*.csv")) if inbox.exists() else []
     manifest: dict[str, object] = {
         "format": BACKUP_FORMAT,
         "revision": revision,
@@ -104,32 +104,35 @@ def backup(deployment: Deployment, *, access: Access, output: Path) -> int:
         "created_at": access.now.isoformat(),
         "rows": rows,
     }
-    manifest["seal"] = _seal(deployment.sealer(), manifest, dump, files)
+    # Each inbox file is read to be hashed, then again to be archived: never all at once.
+    digests = {path.name: _file_digest(path) for path in paths}
+    manifest["seal"] = deployment.sealer().seal("backup", _seal_fields(manifest, dump, digests))
     with atomic_binary_output(output) as handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
         _add(tar, "manifest.json", json.dumps(manifest, indent=1).encode())
         _add(tar, "database.jsonl", dump)
-        for name, data in files.items():
-            _add(tar, f"inbox/{name}", data)
+        for path in paths:
+            _add(tar, f"inbox/{path.name}", path.read_bytes())
     return rows
 
 
 _SEALED = ("format", "revision", "master_key_check", "created_at", "rows")
 
 
+def _file_digest(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def _seal_fields(
-    manifest: dict[str, Any], dump: bytes, files: dict[str, bytes]
+    manifest: dict[str, Any], dump: bytes, digests: dict[str, str]
 ) -> list[str | int | bool | None]:
-    """What a backup's seal binds: the manifest, the database's rows and every inbox file."""
+    """What a backup's seal binds: the manifest, the database's rows and every inbox file
+    (by its SHA-256, ``digests``)."""
     fields: list[str | int | bool | None] = [str(manifest.get(name)) for name in _SEALED]
     fields.append(hashlib.sha256(dump).hexdigest())
-    for name in sorted(files):
-        fields += [name, hashlib.sha256(files[name]).hexdigest()]
+    for name in sorted(digests):
+        fields += [name, digests[name]]
     return fields
-
-
-def _seal(sealer: RowSealer, manifest: dict[str, Any], dump: bytes, files: dict[str, bytes]) -> str:
-    """A MAC over the whole backup under a key derived from the master key."""
-    return sealer.seal("backup", _seal_fields(manifest, dump, files))
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +208,9 @@ def _check_backup(
             "--unsealed only if you know where it has been; nothing was restored",
             code="unsealed_backup",
         )
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     if not unsealed and not RowSealer(master).holds(
-        "backup", _seal_fields(manifest, dump, files), manifest.get("seal")
+        "backup", _seal_fields(manifest, dump, digests), manifest.get("seal")
     ):
         raise InvalidFile(
             "the backup fails its seal: it was changed after it was made; nothing was restored",
