@@ -38,7 +38,7 @@ from tiers.errors import (
     UnknownKeyVersion,
 )
 
-__all__ = ["OneLine", "error_body", "install_error_handlers", "status_of"]
+__all__ = ["OneLine", "error_body", "install_error_handlers", "route_template", "status_of"]
 
 _log = logging.getLogger("tiers.api")
 
@@ -91,6 +91,12 @@ def _audit_refusal(request: Request, error: BaseException) -> None:
     mark_recorded(error)
 
 
+def route_template(request: Request) -> str:
+    """The route's template (``/v1/links/{linking_key}``), never the path itself: a path can hold a
+    hub linking key, which no plain log line may carry."""
+    return str(getattr(request.scope.get("route"), "path", "(no route)"))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TiersError)
     async def tiers_error(request: Request, error: TiersError) -> JSONResponse:
@@ -138,10 +144,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
         if isinstance(error, ClientDisconnect):  # the caller went away: nothing to answer
-            _log.warning("client disconnected on %s", request.url.path)
+            _log.warning("client disconnected on %s", route_template(request))
             _audit_refusal(request, TiersError("the client went away", code="client_disconnected"))
             return JSONResponse(error_body("client_disconnected", "client went away"), 499)
-        _log.error("internal error on %s: %s", request.url.path, type(error).__name__)
+        _log.error("internal error on %s: %s", route_template(request), type(error).__name__)
         _audit_refusal(request, error)
         return JSONResponse(error_body("internal", "internal error"), status_code=500)
 
