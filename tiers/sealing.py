@@ -139,21 +139,22 @@ def find_tampered(connection: Connection, master: MasterKey) -> list[Finding]:
 def seal_unsealed(connection: Connection, sealer: RowSealer) -> int:
     """Seal the rows that have no seal yet (a database made before seals); returns how many.
     A row with a seal that fails is left as it is, for ``tiers check`` to report."""
-    count = 0
-    for record in client_repo.list_all(connection):
-        if record.seal is None:
-            seal_client(connection, sealer, client_id=record.id)
-            count += 1
-    for owner, purpose in keystore.keyrings(connection):
-        if keystore.seal_of(connection, owner=owner, purpose=purpose) is None:
-            seal_keyring(connection, sealer, owner=owner, purpose=purpose)
-            count += 1
-    return count
+    return _seal_rows(connection, sealer, every=False)
 
 
 def reseal_all(connection: Connection, sealer: RowSealer) -> None:
     """Seal every row again (under a new master key's sealer)."""
+    _seal_rows(connection, sealer, every=True)
+
+
+def _seal_rows(connection: Connection, sealer: RowSealer, *, every: bool) -> int:
+    count = 0
     for record in client_repo.list_all(connection):
-        seal_client(connection, sealer, client_id=record.id)
+        if every or record.seal is None:
+            seal_client(connection, sealer, client_id=record.id)
+            count += 1
     for owner, purpose in keystore.keyrings(connection):
-        seal_keyring(connection, sealer, owner=owner, purpose=purpose)
+        if every or keystore.seal_of(connection, owner=owner, purpose=purpose) is None:
+            seal_keyring(connection, sealer, owner=owner, purpose=purpose)
+            count += 1
+    return count
