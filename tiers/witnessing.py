@@ -236,7 +236,8 @@ def _submit_one(
 def submit(deployment: Deployment, stored: StoredCheckpoint) -> list[Submission]:
     """Send ``stored`` to every witness that has not cosigned it yet; store what comes back."""
     witnesses, _ = configured(deployment.settings)
-    missing = [w for w in witnesses if w.key.name not in _cosigners(stored, witnesses)]
+    done = _cosigners(stored, witnesses)
+    missing = [w for w in witnesses if w.key.name not in done]
     if not missing:
         return []
     with deployment.reading() as connection:
