@@ -164,8 +164,8 @@ def initialise(settings: Settings, *, access: Access) -> InitReport:
                 legacy = audit_log.peek_state(connection)[0] > 0
                 origin = ORIGIN if legacy else settings.audit_origin or checkpointing.new_origin()
                 meta_repo.put(connection, name=checkpointing.META_ORIGIN, value=origin)
-            store = deployment.checkpoint_store(connection)
-            if not store.exists():
+            new_store = not deployment.checkpoint_store(connection).exists()
+            if new_store:
                 created.append("checkpoint store")
             deployment.record(
                 connection,
@@ -173,7 +173,7 @@ def initialise(settings: Settings, *, access: Access) -> InitReport:
                 action="init",
                 detail={"created": ", ".join(created) or "nothing"},
             )
-        if "checkpoint store" in created:
+        if new_store:
             checkpointing.adopt(deployment, now=access.now)
         else:
             checkpointing.sign_pending(deployment)
