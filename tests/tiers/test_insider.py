@@ -99,6 +99,19 @@ def _after_the_attack(
     _assert_witness_refuses_the_forgery(deployment, database, witness, cosigned)
 
 
+def _assert_writes_refused(database: Database, code: str) -> None:
+    """A service opened over a store in this state knows its log cannot be signed, and refuses
+    every write that needs the log with ``code``."""
+    reopened = Deployment.open(database.settings())
+    try:
+        assert isinstance(reopened.log_fault, CheckpointStoreError)
+        with pytest.raises(CheckpointStoreError) as refused:
+            add_domain(reopened, access=ACCESS, name="casino", role="partner")
+        assert code == refused.value.code
+    finally:
+        reopened.close()
+
+
 def _assert_not_signed_over(database: Database, settings_lines: list[str]) -> None:
     """A service opened over the forged log finds it inconsistent, signs nothing, and refuses
     every write that needs the log."""
@@ -198,14 +211,7 @@ def test_a_missing_store_stops_writes_with_its_own_code(
     deployment: Deployment, database: Database
 ) -> None:
     (database.home / "checkpoints" / FILE_NAME).unlink()
-    reopened = Deployment.open(database.settings())
-    try:
-        assert isinstance(reopened.log_fault, CheckpointStoreError)
-        with pytest.raises(CheckpointStoreError) as refused:
-            add_domain(reopened, access=ACCESS, name="casino", role="partner")
-        assert "checkpoint_store_missing" == refused.value.code
-    finally:
-        reopened.close()
+    _assert_writes_refused(database, "checkpoint_store_missing")
 
 
 def test_a_torn_last_line_is_ignored_and_cut_off(
@@ -302,13 +308,7 @@ def test_a_store_that_cannot_be_read_stops_writes(
     path = database.home / "checkpoints" / FILE_NAME
     path.unlink()
     path.mkdir()  # not a file any more
-    reopened = Deployment.open(database.settings())
-    try:
-        with pytest.raises(CheckpointStoreError) as refused:
-            add_domain(reopened, access=ACCESS, name="casino", role="partner")
-        assert "checkpoint_store_unreadable" == refused.value.code
-    finally:
-        reopened.close()
+    _assert_writes_refused(database, "checkpoint_store_unreadable")
 
 
 def test_a_kept_signed_note_proves_the_log_still_extends_it(
