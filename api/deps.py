@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -12,16 +11,20 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.calls import short_call_in_pool
 from api.grouping import Grouped
-from tiers.auditing import Access
+from tiers.auditing import Access, purpose_or_unspecified, stated_purpose
 from tiers.clients import Authenticator
 from tiers.deployment import Deployment
-from tiers.errors import InvalidRequest
 from tiers.ratelimit import RateLimiter
 from tiers.storage.clients import ClientRecord
 
-__all__ = ["CurrentAccess", "CurrentClient", "DeploymentDep", "PurposeHeader", "access_with"]
-
-MAX_PURPOSE = 200
+__all__ = [
+    "CurrentAccess",
+    "CurrentClient",
+    "DataAccess",
+    "DeploymentDep",
+    "PurposeHeader",
+    "access_with",
+]
 
 
 # The dependencies that do no I/O are coroutines: FastAPI runs each plain-function dependency
@@ -108,38 +111,39 @@ PurposeHeader = Annotated[
 
 
 def access_with(request: Request, purpose: str | None, *, required: bool) -> Access:
-    """The request's access record with its purpose (body field or ``X-Purpose`` header)."""
+    """The request's access record with its purpose (body field or ``X-Purpose`` header,
+    checked by :func:`~tiers.auditing.stated_purpose`). A refusal is logged with the purpose
+    ``unspecified``."""
     access: Access = request.state.access
-    purpose = (purpose or "").strip()
-    if any(unicodedata.category(c)[0] == "C" for c in purpose):
-        raise InvalidRequest("the purpose may not hold control characters", code="bad_purpose")
-    if len(purpose) > MAX_PURPOSE:
-        raise InvalidRequest(
-            f"the purpose is longer than {MAX_PURPOSE} characters", code="bad_purpose"
-        )
-    if required and not purpose:
-        raise InvalidRequest(
-            "state a purpose (X-Purpose header or `purpose` field): it is required for data access",
-            code="purpose_required",
-        )
     full = Access(
         actor=access.actor,
         role=access.role,
-        purpose=purpose or "unspecified",
+        purpose=purpose_or_unspecified(purpose),
         now=access.now,
         request_id=access.request_id,
         domain=access.domain,
         client_id=access.client_id,
     )
     request.state.access = full
+    stated_purpose(purpose, required=required, how="the X-Purpose header or the `purpose` field")
     return full
 
 
 async def current_access(
     request: Request, _client: CurrentClient, purpose: PurposeHeader = None
 ) -> Access:
-    """For routes that take no body: the purpose comes from the header and is optional."""
+    """For routes that take no body and touch no data (administration, the log's integrity):
+    the purpose comes from the header and is optional."""
     return access_with(request, purpose, required=False)
 
 
+async def data_access(
+    request: Request, _client: CurrentClient, purpose: PurposeHeader = None
+) -> Access:
+    """For routes that take no body and read or write data, links, deliveries, outputs or the
+    log's entries: the purpose comes from the header and is required."""
+    return access_with(request, purpose, required=True)
+
+
 CurrentAccess = Annotated[Access, Depends(current_access)]
+DataAccess = Annotated[Access, Depends(data_access)]

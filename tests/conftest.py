@@ -190,14 +190,19 @@ def deployment(settings: Settings) -> Iterator[Deployment]:
 
 @dataclass
 class Cli:
-    """Runs the real ``tiers`` command line in process, against the test's database."""
+    """Runs the real ``tiers`` command line in process, against the test's database, as an
+    operator who exported a purpose (``TIERS_PURPOSE``) for the session."""
 
     database: Database
     runner: CliRunner = field(default_factory=CliRunner)
 
     def __call__(self, *args: str, input: str | bytes | None = None, **env: str) -> Result:
         return self.runner.invoke(
-            app, list(args), input=input, env={**self.database.env(), **env}, catch_exceptions=False
+            app,
+            list(args),
+            input=input,
+            env={"TIERS_PURPOSE": "test suite", **self.database.env(), **env},
+            catch_exceptions=False,
         )
 
     def ok(self, *args: str, input: str | bytes | None = None) -> Result:

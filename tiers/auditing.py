@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ from audit import AuditEntry, CompactRange, Counts, leaf_hash
 from tiers.errors import (
     AuditUnavailable,
     Forbidden,
+    InvalidRequest,
     PolicyViolation,
+    PurposeRequired,
     RateLimited,
     TiersError,
     Unauthorised,
@@ -39,12 +42,16 @@ __all__ = [
     "audited",
     "is_recorded",
     "mark_recorded",
+    "purpose_or_unspecified",
     "record",
     "record_failure",
     "record_many",
+    "stated_purpose",
 ]
 
 AUDIT_DOMAIN = "audit"
+MAX_PURPOSE = 200
+UNSPECIFIED = "unspecified"
 _log = logging.getLogger("tiers.audit")
 
 P = ParamSpec("P")
@@ -64,6 +71,35 @@ class Access:
     domain: str | None = None
     # The API client's id (None on the command line).
     client_id: int | None = None
+
+
+def stated_purpose(text: str | None, *, required: bool, how: str) -> str:
+    """The purpose a caller stated (``how``: where it is stated), trimmed; ``unspecified`` when
+    none was stated and none is ``required``. A purpose goes into the log as it is: it may not
+    hold control characters, nor be longer than ``MAX_PURPOSE``. An access to data, links,
+    deliveries, outputs or the log's entries requires one (:class:`PurposeRequired`);
+    ``unspecified`` itself is not one."""
+    purpose = (text or "").strip()
+    if any(unicodedata.category(c)[0] == "C" for c in purpose):
+        raise InvalidRequest("the purpose may not hold control characters", code="bad_purpose")
+    if len(purpose) > MAX_PURPOSE:
+        raise InvalidRequest(
+            f"the purpose is longer than {MAX_PURPOSE} characters", code="bad_purpose"
+        )
+    if purpose in ("", UNSPECIFIED):
+        if required:
+            raise PurposeRequired(how)
+        return UNSPECIFIED
+    return purpose
+
+
+def purpose_or_unspecified(text: str | None) -> str:
+    """``text`` as a purpose if it is a valid one, else ``unspecified`` (never raises): the
+    purpose of an access record made before the purpose is checked."""
+    try:
+        return stated_purpose(text, required=False, how="")
+    except InvalidRequest:
+        return UNSPECIFIED
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +210,9 @@ def record_many(connection: Connection, pending: Sequence[Pending]) -> list[Audi
 
 def _outcome(error: BaseException) -> tuple[str, str]:
     if isinstance(error, TiersError):
-        denied = isinstance(error, PolicyViolation | Forbidden | Unauthorised | RateLimited)
+        denied = isinstance(
+            error, PolicyViolation | Forbidden | Unauthorised | RateLimited | PurposeRequired
+        )
         return ("denied" if denied else "error"), error.code
     return "error", "internal"
 

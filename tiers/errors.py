@@ -17,6 +17,7 @@ log) and a message that never contains a clear identifier or key material.
     ├── NotFound                         an unknown domain, kind, client, job, ...
     ├── AlreadyExists                    creating something that exists
     ├── InvalidRequest      (ValueError) a malformed name, option or argument
+    │   └── PurposeRequired              an access to data that states no purpose
     ├── InvalidFile         (ValueError) an input file that cannot be processed at all
     ├── NotInitialised                   the home or database has not been set up
     ├── DatabaseUnavailable              the database cannot be reached (retry later)
@@ -59,6 +60,7 @@ __all__ = [
     "NotFound",
     "NotInitialised",
     "PolicyViolation",
+    "PurposeRequired",
     "RateLimited",
     "RowTampered",
     "StateConflict",
@@ -151,6 +153,16 @@ class InvalidRequest(TiersError, ValueError):
     """A malformed name, option or argument."""
 
     code = "invalid_request"
+
+
+class PurposeRequired(InvalidRequest):
+    """An access to data, links, deliveries, outputs or the log that states no purpose: refused
+    (HTTP 400) and logged as ``denied``."""
+
+    code = "purpose_required"
+
+    def __init__(self, how: str) -> None:
+        super().__init__(f"state a purpose ({how}): it is required for this access")
 
 
 class InvalidFile(TiersError, ValueError):

@@ -9,7 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 
-from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
+from api.deps import (
+    CurrentAccess,
+    CurrentClient,
+    DataAccess,
+    DeploymentDep,
+    PurposeHeader,
+    access_with,
+)
 from api.schemas import ERRORS, AlertOut, AuditSubjectRequest, CheckpointOut, VerificationOut
 from tiers import alerts, audit_ops
 
@@ -19,7 +26,7 @@ router = APIRouter(prefix="/v1/audit", responses=ERRORS, tags=["auditor"])
 @router.get("/entries", name="audit_read")
 def entries(
     deployment: DeploymentDep,
-    access: CurrentAccess,
+    access: DataAccess,
     since: datetime | None = None,
     until: datetime | None = None,
     actor: Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9:._@-]+$")] = None,
@@ -50,7 +57,7 @@ def verify(deployment: DeploymentDep, access: CurrentAccess) -> VerificationOut:
 @router.get("/alerts", name="audit_alerts", response_model=list[AlertOut])
 def alert_list(
     deployment: DeploymentDep,
-    access: CurrentAccess,
+    access: DataAccess,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[AlertOut]:
@@ -88,9 +95,7 @@ def checkpoints(deployment: DeploymentDep, access: CurrentAccess) -> list[Checkp
 
 
 @router.get("/export", name="audit_export", response_class=FileResponse)
-def export(
-    deployment: DeploymentDep, access: CurrentAccess, tasks: BackgroundTasks
-) -> FileResponse:
+def export(deployment: DeploymentDep, access: DataAccess, tasks: BackgroundTasks) -> FileResponse:
     """A self-contained bundle, verifiable offline with `tiers audit verify-export`."""
     directory = deployment.settings.home / "exports"
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -121,7 +126,7 @@ def subject(
 @router.get("/proof", name="audit_proof")
 def proof(
     deployment: DeploymentDep,
-    access: CurrentAccess,
+    access: DataAccess,
     seq: Annotated[int | None, Query(ge=0)] = None,
     from_size: Annotated[int | None, Query(ge=1)] = None,
     to_size: Annotated[int | None, Query(ge=1)] = None,

@@ -9,7 +9,14 @@ from typing import IO, Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 
 from api.calls import SHORT_CALL_VALUES, call, pseudonymise_grouped, pseudonymise_one
-from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
+from api.deps import (
+    CurrentAccess,
+    CurrentClient,
+    DataAccess,
+    DeploymentDep,
+    PurposeHeader,
+    access_with,
+)
 from api.downloads import CsvDownload
 from api.schemas import (
     ERRORS,
@@ -163,7 +170,7 @@ def job(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> JobOut
 
 
 @router.delete("/jobs/{job_id}", name="job_delete", response_model=JobOut, tags=["partner"])
-def remove_job(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> JobOut:
+def remove_job(job_id: str, deployment: DeploymentDep, access: DataAccess) -> JobOut:
     """Delete a finished job's output and rejects files (once fetched; otherwise they are
     deleted `TIERS_JOB_RETENTION_DAYS` after the job finished). The job stays listed as
     `deleted`; a running job is answered 409 `job_running`."""
@@ -184,7 +191,7 @@ def _download(
     response_class=CsvDownload,
     responses=JSON_ERRORS,
 )
-def job_output(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> CsvDownload:
+def job_output(job_id: str, deployment: DeploymentDep, access: DataAccess) -> CsvDownload:
     """The tokenised file (streamed)."""
     return _download(deployment, access, job_id, "output")
 
@@ -196,6 +203,6 @@ def job_output(job_id: str, deployment: DeploymentDep, access: CurrentAccess) ->
     response_class=CsvDownload,
     responses=JSON_ERRORS,
 )
-def job_rejects(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> CsvDownload:
+def job_rejects(job_id: str, deployment: DeploymentDep, access: DataAccess) -> CsvDownload:
     """The rejected rows as `line,column,code` (streamed)."""
     return _download(deployment, access, job_id, "rejects")

@@ -7,7 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
+from api.deps import (
+    CurrentClient,
+    DataAccess,
+    DeploymentDep,
+    PurposeHeader,
+    access_with,
+)
 from api.downloads import CsvDownload
 from api.schemas import ERRORS, JSON_ERRORS, _Strict
 from api.upload import stream_body
@@ -112,7 +118,7 @@ async def send(
 
 @router.get("/inbox", name="inbox_read", response_model=list[DeliveryOut], tags=["partner", "hub"])
 def list_deliveries(
-    deployment: DeploymentDep, access: CurrentAccess, include_acked: bool = False
+    deployment: DeploymentDep, access: DataAccess, include_acked: bool = False
 ) -> list[DeliveryOut]:
     """Deliveries waiting in your inbox, oldest first."""
     return [
@@ -128,7 +134,7 @@ def list_deliveries(
     responses=JSON_ERRORS,
     tags=["partner", "hub"],
 )
-def get_delivery(delivery_id: str, deployment: DeploymentDep, access: CurrentAccess) -> CsvDownload:
+def get_delivery(delivery_id: str, deployment: DeploymentDep, access: DataAccess) -> CsvDownload:
     """One delivery's CSV (streamed)."""
     handle = inbox.delivery_file(deployment, access=access, delivery_id=delivery_id)
     return CsvDownload(handle, f"{delivery_id}.csv")
@@ -140,7 +146,7 @@ def get_delivery(delivery_id: str, deployment: DeploymentDep, access: CurrentAcc
     response_model=DeliveryOut,
     tags=["partner", "hub"],
 )
-def ack(delivery_id: str, deployment: DeploymentDep, access: CurrentAccess) -> DeliveryOut:
+def ack(delivery_id: str, deployment: DeploymentDep, access: DataAccess) -> DeliveryOut:
     """Acknowledge a delivery: it is purged after the retention period."""
     return _delivery(inbox.ack_delivery(deployment, access=access, delivery_id=delivery_id))
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from api.calls import resolve_grouped
-from api.deps import CurrentAccess, CurrentClient, DeploymentDep, PurposeHeader, access_with
+from api.deps import CurrentClient, DataAccess, DeploymentDep, PurposeHeader, access_with
 from api.schemas import ERRORS, ValueError_, _Strict, batch_results
 from tiers import cards, links, resolution
 from tiers.errors import TiersError
@@ -179,7 +179,7 @@ def transfer(
 
 
 @router.get("/links/{linking_key}", name="link_resolve", response_model=ResolutionOut, tags=["hub"])
-async def link(linking_key: str, deployment: DeploymentDep, access: CurrentAccess) -> ResolutionOut:
+async def link(linking_key: str, deployment: DeploymentDep, access: DataAccess) -> ResolutionOut:
     """The customer behind a hub linking key (a card's or the customer's): its alliance key,
     cards as hub keys, and attached SG."""
     return _resolution(await resolve_grouped(deployment, access, linking_key))
@@ -196,7 +196,7 @@ def resolve(
     purpose: PurposeHeader = None,
 ) -> list[ResolveItem]:
     """Many linking keys at once, in order; an unknown key gets its error code in its place."""
-    access = access_with(request, body.purpose or purpose, required=False)
+    access = access_with(request, body.purpose or purpose, required=True)
     results = resolution.resolve(deployment, access=access, linking_keys=body.linking_keys)
     return [
         ResolveItem(linking_key=key, error=r.code)

@@ -217,25 +217,3 @@ def test_a_partner_cannot_read_another_partners_job(api: Api) -> None:
     assert (404, "unknown_job") == (other.status_code, other.json()["error"]["code"])
     output = api.http.get(f"/v1/jobs/{job_id}/output", headers=api.headers("sncf-app"))
     assert 404 == output.status_code
-
-
-def test_data_access_requires_a_purpose(api: Api) -> None:
-    response = api.http.post(
-        "/v1/pseudonymise",
-        headers=api.headers("casino-app", purpose=None),
-        json={"kind": "card", "values": ["12345678"]},
-    )
-    assert (400, "purpose_required") == (response.status_code, response.json()["error"]["code"])
-    entry = api.database.audit_entries()[-1]
-    assert ("pseudonymise", "error", "purpose_required") == (
-        entry.action,
-        entry.outcome,
-        entry.code,
-    )
-    with_body = api.http.post(
-        "/v1/pseudonymise",
-        headers=api.headers("casino-app", purpose=None),
-        json={"kind": "card", "values": ["12345678"], "purpose": "crm sync"},
-    )
-    assert 200 == with_body.status_code
-    assert "crm sync" == api.database.audit_entries()[-1].purpose

@@ -203,7 +203,7 @@ def test_a_key_rotation_killed_mid_reindex_leaves_the_old_version_whole(
     cards.write_text("card\n" + "".join(f"{10_000_000 + n}\n" for n in range(100_000)))
     tiers(
         "tokenise-file", str(cards), "-o", str(tmp_path / "out.csv"), "--domain", "casino",
-        "--column", "card=card", env=env,
+        "--column", "card=card", "--purpose", "loyalty file migration", env=env,
     )  # fmt: skip
     operator = tiers("client", "add", "ops", "--role", "admin", env=env).strip()
     hub = tiers("client", "add", "hub-app", "--role", "hub", "--domain", "hub", env=env).strip()

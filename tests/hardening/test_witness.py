@@ -86,7 +86,7 @@ def test_a_witness_cosigns_the_log_and_refuses_a_forged_history(
         request(port, "GET", "/v1/audit/verify", auditor)
     finally:
         stop(server)
-    tiers("audit", "export", "-o", str(exported), env=env)
+    tiers("audit", "export", "-o", str(exported), "--purpose", "witness check", env=env)
     assert verify_bundle(exported.read_bytes(), witnesses=[key]).entries > 0
     assert [] == _conflicts(witness_home)
 
@@ -107,7 +107,7 @@ def test_a_witness_cosigns_the_log_and_refuses_a_forged_history(
     )
     assert 1 == verified.returncode
     assert "[unwitnessed]" in verified.stderr and "0 of 1 cosigned" in verified.stderr
-    tiers("audit", "export", "-o", str(exported), env=env)
+    tiers("audit", "export", "-o", str(exported), "--purpose", "witness check", env=env)
     with pytest.raises(Exception, match="cosigned by 0"):
         verify_bundle(exported.read_bytes(), witnesses=[key])
     stop(witness)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from xml.etree import ElementTree
@@ -11,7 +12,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from audit import Checkpoint, leaf_hash, parse_entry, verify_consistency, verify_inclusion
-from tests.conftest import Cli, Database, assert_absent
+from tests.conftest import ACCESS, Cli, Database, assert_absent
+from tiers.deployment import Deployment
+from tiers.tokenisation import pseudonymise_values
 
 CLEAR = [
     "4970101234560001",
@@ -251,11 +254,24 @@ def test_subject_lookup_finds_one_customer_without_naming_anyone(
     assert_absent(found.stdout.encode(), CLEAR, "the look-up output")
 
 
-def test_log_injection_is_neutralised(initialised_cli: Cli, database: Database) -> None:
+def test_log_injection_is_refused_and_old_entries_are_neutralised(
+    initialised_cli: Cli, database: Database
+) -> None:
     purpose = "campaign\r\n2026-01-01 admin login ok\x1b[2J"
-    initialised_cli.ok(
+    refused = initialised_cli(
         "pseudonymise", "--domain", "casino", "--kind", "card", "12345678", "--purpose", purpose
     )
+    assert 0 != refused.exit_code and "[bad_purpose]" in refused.stderr
+    assert "admin login" not in refused.stderr
+    entry = database.audit_entries()[-1]
+    assert ("bad_purpose", "unspecified") == (entry.code, entry.purpose)
+    # An entry written before purposes were checked still prints on one line.
+    opened = Deployment.open(database.settings())
+    try:
+        old = replace(ACCESS, purpose=purpose)
+        pseudonymise_values(opened, access=old, domain="casino", kind="card", values=["12345678"])
+    finally:
+        opened.close()
     assert purpose == database.audit_entries()[-1].purpose
     listing = initialised_cli.ok("audit", "log").stdout
     assert "\x1b" not in listing and "\r" not in listing

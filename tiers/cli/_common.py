@@ -11,14 +11,20 @@ import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from tiers.auditing import Access, is_recorded, record_failure
+from tiers.auditing import (
+    Access,
+    is_recorded,
+    purpose_or_unspecified,
+    record_failure,
+    stated_purpose,
+)
 from tiers.deployment import Deployment
 from tiers.errors import TiersError
 from tiers.settings import Settings
@@ -27,6 +33,7 @@ __all__ = [
     "EXIT_ERROR",
     "EXIT_INTERNAL",
     "EXIT_REJECTS",
+    "Purpose",
     "counted",
     "deployment",
     "err_console",
@@ -107,20 +114,47 @@ def handles_errors(function: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def operator(purpose: str = "administration") -> Access:
-    """The access of whoever runs the command line: the operating-system user, as operator."""
+ADMINISTRATION = "administration"
+
+# A command that reads or writes data, links, deliveries, outputs or the log's entries states
+# why, on its command line or in the environment; there is no default.
+Purpose = Annotated[
+    str | None,
+    typer.Option(
+        "--purpose",
+        envvar="TIERS_PURPOSE",
+        show_default=False,
+        help="why: recorded in the access log; required [env: TIERS_PURPOSE]",
+    ),
+]
+
+
+def operator(purpose: str | None = ADMINISTRATION) -> Access:
+    """The access of whoever runs the command line: the operating-system user, as operator.
+    A purpose that is missing or invalid is recorded as ``unspecified``; :func:`deployment`
+    refuses it where one is required."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no login name in some containers
         user = "unknown"
-    return Access(actor=f"operator:{user}", role="operator", purpose=purpose, now=now())
+    return Access(
+        actor=f"operator:{user}",
+        role="operator",
+        purpose=purpose_or_unspecified(purpose),
+        now=now(),
+    )
 
 
 @contextmanager
-def deployment(access: Access, action: str) -> Iterator[Deployment]:
-    """The deployment, opened for ``action``; a refusal to open is recorded when possible."""
+def deployment(
+    access: Access, action: str, *, purpose: str | None = ADMINISTRATION
+) -> Iterator[Deployment]:
+    """The deployment, opened for ``action``; a refusal to open is recorded when possible.
+    ``purpose`` is the one the command line stated: missing or invalid, the command is
+    refused (``purpose_required``, ``bad_purpose``) and the refusal recorded."""
     opened = Deployment.open_for(load_settings(), access, action=action)
     try:
+        stated_purpose(purpose, required=True, how="--purpose or TIERS_PURPOSE")
         yield opened
     except BaseException as error:
         # Refusals raised by the command itself (bad arguments) are logged here; those of the

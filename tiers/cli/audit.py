@@ -15,6 +15,7 @@ from audit import AuditEntry, verify_bundle
 from audit.note import VerifierKey
 from tiers import alerts, audit_ops
 from tiers.cli._common import (
+    Purpose,
     counted,
     deployment,
     handles_errors,
@@ -103,10 +104,11 @@ def audit_log(
     actor: Annotated[str | None, typer.Option(help="only this actor")] = None,
     action: Annotated[str | None, typer.Option(help="only this action")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+    purpose: Purpose = None,
 ) -> None:
     """List entries, oldest first."""
-    access = operator(AUDIT_PURPOSE)
-    with deployment(access, "audit_read") as dep:
+    access = operator(purpose)
+    with deployment(access, "audit_read", purpose=purpose) as dep:
         entries = audit_ops.read_log(
             dep,
             access=access,
@@ -172,11 +174,12 @@ def audit_alerts(
         int | None,
         typer.Option(min=1, help="default: TIERS_ALERT_REFUSALS_PER_HOUR"),
     ] = None,
+    purpose: Purpose = None,
 ) -> None:
     """Signs of a dictionary attack or of key guessing, per actor and hour; exits 3 when there
     are any (for cron and monitors)."""
-    access = operator(AUDIT_PURPOSE)
-    with deployment(access, "audit_alerts") as dep:
+    access = operator(purpose)
+    with deployment(access, "audit_alerts", purpose=purpose) as dep:
         thresholds = alerts.Thresholds(
             values_per_hour or dep.settings.alert_values_per_hour,
             refusals_per_hour or dep.settings.alert_refusals_per_hour,
@@ -226,10 +229,11 @@ def audit_proof(
     to_size: Annotated[
         int | None, typer.Option(help="of this checkpoint (default: latest)")
     ] = None,
+    purpose: Purpose = None,
 ) -> None:
     """An inclusion or consistency proof, as JSON, checkable offline against signed checkpoints."""
-    access = operator(AUDIT_PURPOSE)
-    with deployment(access, "audit_proof") as dep:
+    access = operator(purpose)
+    with deployment(access, "audit_proof", purpose=purpose) as dep:
         proof = audit_ops.prove(dep, access=access, seq=seq, old_size=from_size, new_size=to_size)
     sys.stdout.write(json.dumps(proof.as_dict(), indent=1, sort_keys=True) + "\n")
 
@@ -238,10 +242,11 @@ def audit_proof(
 @handles_errors
 def audit_export(
     output: Annotated[Path, typer.Option("-o", "--output", help="the bundle to write (JSON)")],
+    purpose: Purpose = None,
 ) -> None:
     """Write a self-contained bundle: entries, signed checkpoints and the public key."""
-    access = operator(AUDIT_PURPOSE)
-    with deployment(access, "audit_export") as dep:
+    access = operator(purpose)
+    with deployment(access, "audit_export", purpose=purpose) as dep:
         key = audit_ops.export_log(dep, access=access, output=output)
     out_console.print(f"exported to {output}; checkpoint key {key}", markup=False)
 
@@ -283,12 +288,12 @@ def audit_subject(
     value: Annotated[str, typer.Argument(help="the customer's identifier (kept in memory only)")],
     domain: Annotated[str, typer.Option(help="the domain whose rules normalise the value")],
     kind: Annotated[str, typer.Option(help="card, email, phone or person")],
-    purpose: Annotated[str, typer.Option(help="why this customer is looked up")],
+    purpose: Purpose = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
 ) -> None:
     """Entries that concern one customer, found by subject reference."""
     access = operator(purpose)
-    with deployment(access, "audit_subject") as dep:
+    with deployment(access, "audit_subject", purpose=purpose) as dep:
         entries = audit_ops.lookup_subject(
             dep, access=access, domain=domain, kind=kind, value=value
         )
@@ -301,10 +306,11 @@ def audit_report(
     since: Annotated[str, typer.Option(help="ISO date or date-time")],
     until: Annotated[str, typer.Option(help="ISO date or date-time, exclusive")],
     output: Annotated[Path, typer.Option("-o", "--output", help="the HTML file to write")],
+    purpose: Purpose = None,
 ) -> None:
     """A static HTML access report: counts per day, refusals, key events, a chart."""
-    access = operator(AUDIT_PURPOSE)
-    with deployment(access, "audit_report") as dep:
+    access = operator(purpose)
+    with deployment(access, "audit_report", purpose=purpose) as dep:
         start, end = parse_time(since, "--since"), parse_time(until, "--until")
         assert start is not None and end is not None
         result = audit_ops.write_report(dep, access=access, since=start, until=end, output=output)
@@ -321,10 +327,11 @@ def audit_purge(
     older_than: Annotated[
         int | None, typer.Option(help="days to keep (default TIERS_AUDIT_RETENTION_DAYS, 365)")
     ] = None,
+    purpose: Purpose = None,
 ) -> None:
     """Delete entries older than the retention period, keeping a signed checkpoint for them."""
-    access = operator(AUDIT_PURPOSE)
-    with deployment(access, "audit_purge") as dep:
+    access = operator(purpose)
+    with deployment(access, "audit_purge", purpose=purpose) as dep:
         result = audit_ops.purge_log(dep, access=access, older_than_days=older_than)
     if result.purged:
         out_console.print(

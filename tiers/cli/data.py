@@ -13,6 +13,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from tiers.cli._common import (
     EXIT_REJECTS,
+    Purpose,
     counted,
     deployment,
     err_console,
@@ -34,8 +35,6 @@ job_app = typer.Typer(
 )
 
 _CHUNK = 10_000
-# The command line is the operator's; clients of the API must state a purpose of their own.
-DEFAULT_PURPOSE = "operator-cli"
 
 
 def _stdin_values() -> Iterator[str]:
@@ -57,7 +56,7 @@ def pseudonymise(
         list[str] | None, typer.Argument(help="values; none: one per line on stdin")
     ] = None,
     register: Annotated[bool, typer.Option(help="register the subjects")] = True,
-    purpose: Annotated[str, typer.Option(help="why: recorded in the access log")] = DEFAULT_PURPOSE,
+    purpose: Purpose = None,
 ) -> None:
     """One pseudonym per line, in order; an invalid value prints error:<code> and exit status 2.
 
@@ -65,7 +64,7 @@ def pseudonymise(
     """
     failed = False
     access = operator(purpose)
-    with deployment(access, "pseudonymise") as dep:
+    with deployment(access, "pseudonymise", purpose=purpose) as dep:
         get_kind(kind)  # an unknown kind fails before standard input is read
         source: Iterator[str] = iter(values) if values else _stdin_values()
         first = True
@@ -98,13 +97,13 @@ def tokenise_file_command(
     rejects: Annotated[Path | None, typer.Option(help="default: OUT.rejects.csv")] = None,
     register: Annotated[bool, typer.Option(help="register the subjects")] = True,
     delimiter: Annotated[str, typer.Option(help="field delimiter")] = ",",
-    purpose: Annotated[str, typer.Option(help="why: recorded in the access log")] = DEFAULT_PURPOSE,
+    purpose: Purpose = None,
 ) -> None:
     """Replace identifier columns by pseudonyms, streaming; rejected rows go to the rejects file."""
     show_progress = err_console.is_terminal
     access = operator(purpose)
     with (
-        deployment(access, "tokenise_file") as dep,
+        deployment(access, "tokenise_file", purpose=purpose) as dep,
         Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -147,10 +146,10 @@ def tokenise_file_command(
 
 @job_app.command("delete")
 @handles_errors
-def job_delete(job: str) -> None:
+def job_delete(job: str, purpose: Purpose = None) -> None:
     """Delete a finished job's output and rejects files now (the job stays listed)."""
-    access = operator()
-    with deployment(access, "job_delete") as dep:
+    access = operator(purpose)
+    with deployment(access, "job_delete", purpose=purpose) as dep:
         delete_job(dep, access=access, job_id=job)
     out_console.print(f"deleted the files of job {job}", markup=False)
 
@@ -162,9 +161,10 @@ def job_purge(
         int | None,
         typer.Option(min=0, help="days after the job finished [default: TIERS_JOB_RETENTION_DAYS]"),
     ] = None,
+    purpose: Purpose = None,
 ) -> None:
     """Delete the files of every job finished more than N days ago (run it daily)."""
-    access = operator()
-    with deployment(access, "job_purge") as dep:
+    access = operator(purpose)
+    with deployment(access, "job_purge", purpose=purpose) as dep:
         count = purge_jobs(dep, access=access, older_than_days=older_than)
     out_console.print(f"deleted the files of {counted(count, 'job')}", markup=False)

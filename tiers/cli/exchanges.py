@@ -13,6 +13,7 @@ import typer
 from tiers import campaigns, exchanges, inbox
 from tiers.cli._common import (
     EXIT_REJECTS,
+    Purpose,
     counted,
     deployment,
     err_console,
@@ -32,7 +33,6 @@ inbox_app = typer.Typer(help="Deliveries waiting for a partner or the hub.", no_
 campaign_app = typer.Typer(
     help="Campaigns from the hub to each customer's SG.", no_args_is_help=True
 )
-Purpose = Annotated[str, typer.Option(help="why: recorded in the access log")]
 
 
 @exchange_app.command("send")
@@ -41,11 +41,11 @@ def exchange_send(
     source: Annotated[Path, typer.Argument(metavar="IN.csv")],
     domain: Annotated[str, typer.Option(help="the sending partner")],
     exchange_type: Annotated[str, typer.Option("--type", help="purchases, points, customers…")],
-    purpose: Purpose = "operator-cli",
+    purpose: Purpose = None,
 ) -> None:
     """Send a partner file to the hub's inbox; rejected rows go back to the partner's inbox."""
     access = operator(purpose)
-    with deployment(access, "exchange_send") as dep:
+    with deployment(access, "exchange_send", purpose=purpose) as dep:
         if not source.exists():
             raise NotFound(f"no such file: {source}", code="no_such_file")
         report = exchanges.send_exchange(
@@ -69,10 +69,11 @@ def exchange_send(
 def inbox_list(
     domain: Annotated[str, typer.Option(help="whose inbox")],
     all_: Annotated[bool, typer.Option("--all", help="acknowledged ones too")] = False,
+    purpose: Purpose = None,
 ) -> None:
     """Deliveries in an inbox, oldest first."""
-    access = operator()
-    with deployment(access, "inbox_read") as dep:
+    access = operator(purpose)
+    with deployment(access, "inbox_read", purpose=purpose) as dep:
         found = inbox.list_inbox(dep, access=access, domain=domain, include_acked=all_)
     print_rows(
         ("id", "kind", "name", "rows", "from", "created", "acknowledged"),
@@ -97,10 +98,11 @@ def inbox_get(
     delivery: str,
     domain: Annotated[str, typer.Option(help="whose inbox")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="default: stdout")] = None,
+    purpose: Purpose = None,
 ) -> None:
     """Write a delivery's CSV to a file or to standard output."""
-    access = operator()
-    with deployment(access, "inbox_get") as dep:
+    access = operator(purpose)
+    with deployment(access, "inbox_get", purpose=purpose) as dep:
         handle = inbox.delivery_file(dep, access=access, delivery_id=delivery, domain=domain)
     with handle:
         if output is None:
@@ -112,10 +114,12 @@ def inbox_get(
 
 @inbox_app.command("ack")
 @handles_errors
-def inbox_ack(delivery: str, domain: Annotated[str, typer.Option(help="whose inbox")]) -> None:
+def inbox_ack(
+    delivery: str, domain: Annotated[str, typer.Option(help="whose inbox")], purpose: Purpose = None
+) -> None:
     """Acknowledge a delivery (it is purged after the retention period)."""
-    access = operator()
-    with deployment(access, "inbox_ack") as dep:
+    access = operator(purpose)
+    with deployment(access, "inbox_ack", purpose=purpose) as dep:
         inbox.ack_delivery(dep, access=access, delivery_id=delivery, domain=domain)
     out_console.print(f"acknowledged {delivery}", markup=False)
 
@@ -124,10 +128,11 @@ def inbox_ack(delivery: str, domain: Annotated[str, typer.Option(help="whose inb
 @handles_errors
 def inbox_purge(
     older_than: Annotated[int, typer.Option(help="days after acknowledgement")] = 30,
+    purpose: Purpose = None,
 ) -> None:
     """Delete deliveries acknowledged more than N days ago."""
-    access = operator()
-    with deployment(access, "inbox_purge") as dep:
+    access = operator(purpose)
+    with deployment(access, "inbox_purge", purpose=purpose) as dep:
         count = inbox.purge_inbox(dep, access=access, older_than_days=older_than)
     out_console.print(f"purged {counted(count, 'delivery', 'deliveries')}", markup=False)
 
@@ -137,11 +142,11 @@ def inbox_purge(
 def campaign_send(
     name: str,
     keys: Annotated[Path, typer.Option(help="a file of hub linking keys, one per line")],
-    purpose: Purpose = "operator-cli",
+    purpose: Purpose = None,
 ) -> None:
     """Route a list of hub linking keys to each customer's attached SG."""
     access = operator(purpose)
-    with deployment(access, "campaign_send") as dep:
+    with deployment(access, "campaign_send", purpose=purpose) as dep:
         if not keys.exists():
             raise NotFound(f"no such file: {keys}", code="no_such_file")
         lines = [line.strip() for line in keys.read_text(encoding="utf-8").splitlines()]
@@ -155,10 +160,10 @@ def campaign_send(
 def withdraw(
     card: Annotated[str, typer.Argument(help="the customer's card at their SG")],
     domain: Annotated[str, typer.Option(help="the customer's SG")],
-    purpose: Purpose = "operator-cli",
+    purpose: Purpose = None,
 ) -> None:
     """A customer leaves the alliance: links removed, hub keys retired, the hub notified."""
     access = operator(purpose)
-    with deployment(access, "customer_withdraw") as dep:
+    with deployment(access, "customer_withdraw", purpose=purpose) as dep:
         count = exchanges.withdraw_customer(dep, access=access, domain=domain, card=card)
     out_console.print(f"withdrawn; {count} hub keys sent to the hub for erasure", markup=False)

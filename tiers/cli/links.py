@@ -12,7 +12,14 @@ import typer
 from rich.table import Table
 
 from tiers import cards, links, policies, resolution
-from tiers.cli._common import EXIT_REJECTS, deployment, handles_errors, operator, out_console
+from tiers.cli._common import (
+    EXIT_REJECTS,
+    Purpose,
+    deployment,
+    handles_errors,
+    operator,
+    out_console,
+)
 from tiers.errors import InvalidIdentifier, NotFound
 
 __all__ = ["card_app", "customer_app", "link_app", "policy_app"]
@@ -21,7 +28,6 @@ card_app = typer.Typer(help="Loyalty cards: enrol, associate, dissociate.", no_a
 customer_app = typer.Typer(help="Alliance customers: transfer to another SG.", no_args_is_help=True)
 link_app = typer.Typer(help="The hub's view of card links.", no_args_is_help=True)
 policy_app = typer.Typer(help="The attachment policy: check, diff, apply.", no_args_is_help=True)
-Purpose = Annotated[str, typer.Option(help="why: recorded in the access log")]
 
 
 def _read(path: Path) -> bytes:
@@ -45,11 +51,11 @@ def card_enrol(
     values: Annotated[list[str], typer.Argument(help="card numbers")],
     domain: Annotated[str, typer.Option(help="the partner enrolling them")],
     date: Annotated[str | None, typer.Option(help="enrolment date (ISO), default now")] = None,
-    purpose: Purpose = "operator-cli",
+    purpose: Purpose = None,
 ) -> None:
     """Enrol cards; prints each card's pseudonym, or error:<code>."""
     access = operator(purpose)
-    with deployment(access, "card_enrol") as dep:
+    with deployment(access, "card_enrol", purpose=purpose) as dep:
         when = datetime.fromisoformat(date) if date else None
         results = cards.enrol_cards(
             dep, access=access, domain=domain, values=values, enrolled_at=when
@@ -72,11 +78,11 @@ def card_associate(
     other_card: Annotated[str, typer.Argument(help="the other partner's card number")],
     domain: Annotated[str, typer.Option(help="the partner at whose desk this happens")],
     other_domain: Annotated[str, typer.Option(help="the other card's partner")],
-    purpose: Purpose = "operator-cli",
+    purpose: Purpose = None,
 ) -> None:
     """Link two cards into one alliance customer (refused with the rule's name)."""
     access = operator(purpose)
-    with deployment(access, "card_associate") as dep:
+    with deployment(access, "card_associate", purpose=purpose) as dep:
         _outcome(
             links.associate(
                 dep,
@@ -94,11 +100,11 @@ def card_associate(
 def card_dissociate(
     card: Annotated[str, typer.Argument(help="this partner's card (number or pseudonym)")],
     domain: Annotated[str, typer.Option(help="the partner")],
-    purpose: Purpose = "operator-cli",
+    purpose: Purpose = None,
 ) -> None:
     """Take a card out of its alliance customer."""
     access = operator(purpose)
-    with deployment(access, "card_dissociate") as dep:
+    with deployment(access, "card_dissociate", purpose=purpose) as dep:
         _outcome(links.dissociate(dep, access=access, domain=domain, card=card))
 
 
@@ -107,11 +113,11 @@ def card_dissociate(
 def customer_transfer(
     card: Annotated[str, typer.Argument(help="the customer's card at the new SG")],
     domain: Annotated[str, typer.Option(help="the SG the customer moves to")],
-    purpose: Purpose = "operator-cli",
+    purpose: Purpose = None,
 ) -> None:
     """Move a customer to another SG at their request (the policy decides)."""
     access = operator(purpose)
-    with deployment(access, "customer_transfer") as dep:
+    with deployment(access, "customer_transfer", purpose=purpose) as dep:
         _outcome(links.transfer(dep, access=access, domain=domain, card=card))
 
 
@@ -120,11 +126,11 @@ def customer_transfer(
 def link_show(
     linking_key: Annotated[str, typer.Argument(help="a hub linking key (card or customer)")],
     domain: Annotated[str, typer.Option(help="the hub domain")] = "hub",
-    purpose: Purpose = "operator-cli",
+    purpose: Purpose = None,
 ) -> None:
     """What the hub sees for one linking key: customer key, cards, attached SG."""
     access = operator(purpose)
-    with deployment(access, "link_resolve") as dep:
+    with deployment(access, "link_resolve", purpose=purpose) as dep:
         (result,) = resolution.resolve(dep, access=access, linking_keys=[linking_key], strict=True)
     assert isinstance(result, resolution.Resolution)
     table = Table("partner", "linking key", "since")
