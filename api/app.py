@@ -6,15 +6,16 @@ import contextlib
 import json
 import logging
 import threading
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 
-from api.errors import OneLine, error_body, install_error_handlers
+from api.errors import OneLine, caller_address, error_body, install_error_handlers
+from api.gate import Gate
 from api.routes import admin, audit, data, exchanges, health, links
 from tiers import __version__
 from tiers.clients import Authenticator
@@ -23,6 +24,7 @@ from tiers.errors import TiersError
 from tiers.inbox import recover_inbox
 from tiers.jobs import recover_jobs
 from tiers.ratelimit import RateLimiter
+from tiers.refusals import Refusal, RefusalTally
 from tiers.settings import Settings
 
 __all__ = ["create_app"]
@@ -37,8 +39,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class _BodyLimit:
-    """Refuse bodies over the limit before any work: by Content-Length at once, and by counting
-    what streams in (chunked uploads)."""
+    """Refuse bodies over the limit before any work, behind the door (:mod:`api.gate`): by
+    Content-Length at once; a JSON body sent in chunks is read whole (within the limit) before
+    the route sees it, and an upload is counted as it streams in. A refusal is traced under
+    the client's name (:mod:`tiers.refusals`)."""
 
     def __init__(self, app: ASGIApp, *, json_limit: int, upload_limit: int) -> None:
         self.app = app
@@ -46,17 +50,22 @@ class _BodyLimit:
         self.upload_limit = upload_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or "client" not in scope.get("state", {}):
             await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})["request_id"] = uuid.uuid4().hex
         uploads = ("/v1/files", "/v1/exchanges")
         limit = self.upload_limit if scope["path"] in uploads else self.json_limit
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _too_large(send, limit)
+            await _too_large(scope, send, limit)
             return
+        if scope["path"] not in uploads:
+            body = await _whole_body(receive, limit)
+            if body is None:
+                await _too_large(scope, send, limit)
+                return
+            receive = _replay(body, receive)
         seen = 0
 
         async def counted() -> Message:
@@ -70,14 +79,51 @@ class _BodyLimit:
         try:
             await self.app(scope, counted, send)
         except _TooLarge:
-            await _too_large(send, limit)
+            await _too_large(scope, send, limit)
 
 
 class _TooLarge(Exception):
     pass
 
 
-async def _too_large(send: Send, limit: int) -> None:
+async def _whole_body(receive: Receive, limit: int) -> bytes | None:
+    """The request's body, or None once it passes ``limit`` (the rest is not read)."""
+    body = bytearray()
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return bytes(body)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` whole, then waits on the connection as before."""
+    given = False
+
+    async def replayed() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
+
+
+async def _too_large(scope: Scope, send: Send, limit: int) -> None:
+    state = scope["state"]
+    service = scope["app"].state.service
+    deployment = service.opened()
+    if deployment is not None:
+        refusal = Refusal(
+            access=state["access"],
+            action="request_body",
+            code="too_large",
+            address=caller_address(scope),
+        )
+        await service.trace(deployment, refusal)
     body = json.dumps(error_body("too_large", f"the body exceeds {limit} bytes")).encode()
     await send(
         {
@@ -104,6 +150,7 @@ class Service:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self.tally = RefusalTally()
 
     def deployment(self) -> Deployment:
         """Raises :class:`~tiers.errors.TiersError` (mapped to 503) while it cannot be opened."""
@@ -127,12 +174,19 @@ class Service:
         assert self._authenticator is not None
         return self._authenticator
 
+    async def trace(self, deployment: Deployment, refusal: Refusal) -> None:
+        """Count a refusal made at the door; the first of its minute is written now, in the
+        thread pool (see :mod:`tiers.refusals`)."""
+        if self.tally.count(refusal):
+            await run_in_threadpool(self.tally.write, deployment, refusal)
+
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout=10)
         if self._deployment is not None:
+            self.tally.flush(self._deployment)
             self._deployment.sign_pending()
             self._deployment.close()
 
@@ -158,6 +212,8 @@ class Service:
                 return
             deployment = self._deployment
             try:
+                if deployment is not None:
+                    self.tally.flush(deployment, datetime.now(UTC))
                 if deployment is not None and deployment.due_for_checkpoint():
                     deployment.sign_pending()
             except Exception as error:  # noqa: BLE001 - the thread must outlive a bad second
@@ -221,9 +277,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     install_error_handlers(app)
     _one_line_errors()
+    # The last added runs first: the door, then the body's limit, then the routes.
     app.add_middleware(
         _BodyLimit,
         json_limit=settings.max_json_body_bytes,
         upload_limit=settings.max_upload_bytes,
     )
+    app.add_middleware(Gate, settings=settings)
     return app

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.calls import short_call_in_pool
-from api.grouping import Grouped
 from tiers.auditing import Access, purpose_or_unspecified, stated_purpose
-from tiers.clients import Authenticator
 from tiers.deployment import Deployment
+from tiers.errors import Unauthorised
 from tiers.ratelimit import RateLimiter
 from tiers.storage.clients import ClientRecord
 
@@ -45,63 +41,18 @@ async def get_deployment(request: Request) -> Deployment:
 DeploymentDep = Annotated[Deployment, Depends(get_deployment)]
 
 
-def _request_id(request: Request) -> str:
-    given = request.headers.get("x-request-id", "")
-    # Only a plain token is kept: the id goes into the log.
-    if given and len(given) <= 64 and given.replace("-", "").isalnum():
-        return given
-    return request.state.request_id  # type: ignore[no-any-return]
-
-
 async def current_client(
     request: Request,
     authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
 ) -> ClientRecord:
-    """The authenticated client; its rate is checked before anything else is done. A key whose
-    verification is cached is checked against the client's row (revoked, replaced?) with the
-    keys of the requests that wait beside it, in one read (see :mod:`api.grouping`): on the
-    event loop when the database is embedded (a read, which on SQLite never waits for a
-    writer), else as a short call in the pool. Argon2 runs in the pool."""
-    now = datetime.now(UTC)
-    request.state.anonymous = Access(
-        actor="anonymous", role="none", purpose="", now=now, request_id=_request_id(request)
-    )
-    token = None
-    if authorization and authorization[:7].lower() == "bearer ":
-        token = authorization[7:].strip()
-    deployment = await get_deployment(request)
-    authenticator: Authenticator = request.app.state.service.authenticator()
-    client = await _CACHED_CHECK((authenticator, deployment, token))
-    if client is None:
-        client = await run_in_threadpool(authenticator.authenticate, token)
-    request.state.access = Access(
-        actor=client.name,
-        role=client.role,
-        purpose="",
-        now=now,
-        request_id=_request_id(request),
-        domain=client.domain,
-        client_id=client.id,
-    )
+    """The client the door let in (:mod:`api.gate`, which verified ``authorization``); its
+    rate is checked before anything else is done."""
+    client: ClientRecord | None = getattr(request.state, "client", None)
+    if client is None:  # a route outside /v1 never asks for a client
+        raise Unauthorised("missing or invalid API key")
     limiter: RateLimiter = request.app.state.limiter
     limiter.check(client.id)
     return client
-
-
-async def _cached_checks(
-    checks: list[tuple[Authenticator, Deployment, str | None]],
-) -> list[ClientRecord | None]:
-    """:meth:`Authenticator.cached` of a group's keys, in one read."""
-    authenticator, deployment, _ = checks[0]
-    if any(other is not authenticator for other, _, _ in checks):  # a service has one
-        return [(await _cached_checks([check]))[0] for check in checks]
-    check = functools.partial(authenticator.cached_many, [token for _, _, token in checks])
-    return check() if deployment.embedded else await short_call_in_pool(check)
-
-
-_CACHED_CHECK: Grouped[tuple[Authenticator, Deployment, str | None], ClientRecord | None] = Grouped(
-    "cached_check", _cached_checks
-)
 
 
 CurrentClient = Annotated[ClientRecord, Depends(current_client)]

@@ -7,15 +7,18 @@ quote identifiers, and validation errors say where and what, never the value.
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from tiers.auditing import Access, is_recorded, mark_recorded, record_failure
+from tiers.budgets import BudgetExhausted
 from tiers.errors import (
     AlreadyExists,
     AuditIntegrityError,
@@ -37,8 +40,16 @@ from tiers.errors import (
     Unauthorised,
     UnknownKeyVersion,
 )
+from tiers.refusals import Refusal
 
-__all__ = ["OneLine", "error_body", "install_error_handlers", "route_template", "status_of"]
+__all__ = [
+    "OneLine",
+    "caller_address",
+    "error_body",
+    "install_error_handlers",
+    "route_template",
+    "status_of",
+]
 
 _log = logging.getLogger("tiers.api")
 
@@ -74,21 +85,33 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
-def _audit_refusal(request: Request, error: BaseException) -> None:
-    """Log a refusal the core did not log itself (authentication, validation, routing)."""
+async def _audit_refusal(request: Request, error: BaseException) -> None:
+    """Log a refusal the core did not log itself (purpose, validation, routing, the client's
+    request rate: that one through the tally of refusals, so that a flood does not flood the
+    log; see :mod:`tiers.refusals`)."""
     if is_recorded(error):
         return
     service = getattr(request.app.state, "service", None)
-    deployment = getattr(service, "_deployment", None)
-    access: Access | None = getattr(request.state, "access", None) or getattr(
-        request.state, "anonymous", None
-    )
+    deployment = service.opened() if service is not None else None
+    access: Access | None = getattr(request.state, "access", None)
     route = request.scope.get("route")
-    action = getattr(route, "name", None)
-    if deployment is None or access is None or action in (None, "healthz", "readyz"):
+    action = getattr(route, "name", None) or "request"
+    if service is None or deployment is None or access is None:
         return
-    record_failure(deployment.engine, access, action=str(action), error=error)
     mark_recorded(error)
+    if isinstance(error, RateLimited) and not isinstance(error, BudgetExhausted):
+        refusal = Refusal(access, str(action), error.code, caller_address(request.scope))
+        await service.trace(deployment, refusal)
+        return
+    await run_in_threadpool(
+        record_failure, deployment.engine, access, action=str(action), error=error
+    )
+
+
+def caller_address(scope: MutableMapping[str, Any]) -> str:
+    """The address the request came from, as the server saw it."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def route_template(request: Request) -> str:
@@ -100,7 +123,7 @@ def route_template(request: Request) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TiersError)
     async def tiers_error(request: Request, error: TiersError) -> JSONResponse:
-        _audit_refusal(request, error)
+        await _audit_refusal(request, error)
         headers: dict[str, str] = {}
         code, message = error.code, error.message
         if isinstance(error, DomainHidden):
@@ -122,7 +145,9 @@ def install_error_handlers(app: FastAPI) -> None:
             {"loc": [str(part) for part in item.get("loc", ())], "type": item.get("type", "")}
             for item in error.errors()
         ]
-        _audit_refusal(request, InvalidRequest("invalid request body", code="invalid_request"))
+        await _audit_refusal(
+            request, InvalidRequest("invalid request body", code="invalid_request")
+        )
         return JSONResponse(
             error_body(
                 "invalid_request", "the request does not match the schema", problems=problems
@@ -145,10 +170,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def internal_error(request: Request, error: Exception) -> JSONResponse:
         if isinstance(error, ClientDisconnect):  # the caller went away: nothing to answer
             _log.warning("client disconnected on %s", route_template(request))
-            _audit_refusal(request, TiersError("the client went away", code="client_disconnected"))
+            await _audit_refusal(
+                request, TiersError("the client went away", code="client_disconnected")
+            )
             return JSONResponse(error_body("client_disconnected", "client went away"), 499)
         _log.error("internal error on %s: %s", route_template(request), type(error).__name__)
-        _audit_refusal(request, error)
+        await _audit_refusal(request, error)
         return JSONResponse(error_body("internal", "internal error"), status_code=500)
 
 

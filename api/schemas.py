@@ -187,6 +187,22 @@ class IssuedKeyOut(ClientOut):
     api_key: str = Field(description="shown once: store it now, it cannot be read again")
 
 
+class ClientRequestOut(BaseModel):
+    """A request for a client (``add``) or a new key (``rotate``), until another admin
+    approves it; ``expired`` once past ``expires_at``."""
+
+    id: str
+    kind: str = Field(examples=["add"])
+    name: str
+    role: str
+    domain: str | None
+    requested_by: str
+    requested_at: datetime
+    expires_at: datetime
+    state: str = Field(examples=["pending"])
+    decided_by: str | None
+
+
 class AlertOut(BaseModel):
     """A sign of a dictionary attack (``volume``) or of key guessing (``refusals``)."""
 

@@ -9,9 +9,13 @@ from html import escape
 
 from audit.entry import AuditEntry
 
-__all__ = ["KEY_ACTIONS", "render_report"]
+__all__ = ["CLIENT_ACTIONS", "KEY_ACTIONS", "render_report"]
 
 KEY_ACTIONS = frozenset({"key_rotate", "key_destroy", "init", "master_key_rotate"})
+# Who may hold keys: clients made, asked for, approved, re-keyed and revoked.
+CLIENT_ACTIONS = frozenset(
+    {"client_add", "client_request", "client_approve", "client_rotate_key", "client_revoke"}
+)
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}
@@ -79,6 +83,27 @@ def _chart(entries: Sequence[AuditEntry], days: Sequence[date]) -> str:
     return "".join(parts)
 
 
+def _events(entries: Sequence[AuditEntry], actions: frozenset[str]) -> str:
+    """A table of the entries of ``actions``, each with its detail and where it was done."""
+    return _table(
+        ["seq", "time", "actor", "where", "action", "domains", "detail", "outcome"],
+        [
+            (
+                e.seq,
+                e.time.isoformat(),
+                e.actor,
+                "host" if e.actor.startswith("operator:") else "API",
+                e.action,
+                " ".join(e.domains),
+                " ".join(f"{k}={v}" for k, v in sorted(e.detail.items())),
+                e.outcome,
+            )
+            for e in entries
+            if e.action in actions
+        ],
+    )
+
+
 def render_report(
     entries: Sequence[AuditEntry],
     *,
@@ -96,7 +121,6 @@ def render_report(
     by_domain = Counter((e.time.date(), d) for e in entries for d in e.domains)
     by_purpose = Counter((e.time.date(), e.purpose) for e in entries)
     refusals = [e for e in entries if e.outcome != "ok"]
-    key_events = [e for e in entries if e.action in KEY_ACTIONS]
     status = "ok" if intact else "bad"
     sections = [
         f"<h1>tiers access report</h1><p>Period {escape(since.isoformat())} to "
@@ -127,22 +151,10 @@ def render_report(
                 for e in refusals
             ],
         ),
-        "<h2>Key events</h2>"
-        + _table(
-            ["seq", "time", "actor", "action", "domains", "detail", "outcome"],
-            [
-                (
-                    e.seq,
-                    e.time.isoformat(),
-                    e.actor,
-                    e.action,
-                    " ".join(e.domains),
-                    " ".join(f"{k}={v}" for k, v in sorted(e.detail.items())),
-                    e.outcome,
-                )
-                for e in key_events
-            ],
-        ),
+        "<h2>Key events</h2>" + _events(entries, KEY_ACTIONS),
+        "<h2>Clients: who may hold keys</h2><p>Made on the host by the operator (actor "
+        "<code>operator:…</code>), or asked for by an admin client of the API and approved by "
+        "another admin.</p>" + _events(entries, CLIENT_ACTIONS),
     ]
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

@@ -206,7 +206,7 @@ def add_domain(
     try:
         with deployment.transaction() as connection:
             if domains.get(connection, name=name) is not None:
-                raise AlreadyExists(f"domain {name!r} already exists")
+                raise AlreadyExists("a domain of that name already exists (name)")
             record_ = domains.add(
                 connection, name=name, role=role, card_luhn=card_luhn, now=access.now
             )
@@ -227,7 +227,7 @@ def add_domain(
                 detail={"role": role, "luhn": int(card_luhn)},
             )
     except IntegrityError:  # a concurrent add of the same name won the race
-        raise AlreadyExists(f"domain {name!r} already exists") from None
+        raise AlreadyExists("a domain of that name already exists (name)") from None
     return record_
 
 

@@ -4,10 +4,17 @@ Card numbers and phone numbers have little entropy: whoever can pseudonymise fre
 enumerate the space and build a reverse table of a domain. The rate limit bounds how fast; the
 access log shows who tried. Two signs are raised, per actor and per clock hour (UTC):
 
-- ``volume``: more clear identifiers submitted for pseudonyms that come back to the caller
-  (``pseudonymise``, ``tokenise_file``, ``link_resolve``) than ``alert_values_per_hour``;
+- ``volume``: more identifiers handled than ``alert_values_per_hour``, counted in values, not
+  requests, over every action that computes pseudonyms from identifiers the caller submits
+  (``IDENTIFIER_ACTIONS``: a file's identifier cells, an association's two cards) and the
+  linking keys the hub resolves;
 - ``refusals``: more refused or failed calls than ``alert_refusals_per_hour`` (a stolen key
-  probing other domains, or someone guessing keys, who is logged as ``anonymous``).
+  probing other domains, or someone guessing keys, who is logged as ``anonymous``);
+- ``association_refusals``: more refused associations than
+  ``alert_association_refusals_per_hour`` (a partner probing whether card numbers are
+  enrolled, or linked, at another partner: it is told only ``association_refused``);
+- ``client_created``, ``client_requested``, ``client_approved``, ``client_rekeyed``,
+  ``client_revoked``: each change of who may hold keys, whoever made it (threshold 0).
 
 And the alarms of the log's own integrity, raised now (their hour is the current one):
 
@@ -35,12 +42,32 @@ from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.errors import InvalidRequest
 from tiers.sealing import find_tampered
+from tiers.settings import Settings
 from tiers.storage import audit_log
 
-__all__ = ["LOOKUP_ACTIONS", "Alert", "Thresholds", "find_alerts", "scan"]
+__all__ = ["IDENTIFIER_ACTIONS", "Alert", "Thresholds", "find_alerts", "identifiers", "scan"]
 
-# Actions where the caller submits clear identifiers and gets their pseudonyms back.
-LOOKUP_ACTIONS = frozenset({"pseudonymise", "tokenise_file", "link_resolve"})
+# Actions whose entries count their values in ``counts.records_in`` (or, for files and
+# exchanges, ``detail["identifiers"]``), and those that take a fixed number of card numbers.
+_COUNTED = frozenset(
+    {"pseudonymise", "tokenise_file", "link_resolve", "card_enrol", "exchange_send"}
+)
+_FIXED = {
+    "card_associate": 2,
+    "card_dissociate": 1,
+    "customer_transfer": 1,
+    "customer_withdraw": 1,
+    "audit_subject": 1,
+}
+IDENTIFIER_ACTIONS = _COUNTED | frozenset(_FIXED)
+# Changes of who may hold keys: each raises an alert of its own kind, whatever their number.
+CLIENT_EVENTS = {
+    "client_add": "client_created",
+    "client_request": "client_requested",
+    "client_approve": "client_approved",
+    "client_rotate_key": "client_rekeyed",
+    "client_revoke": "client_revoked",
+}
 MAX_PERIOD = timedelta(days=31)
 
 
@@ -48,11 +75,22 @@ MAX_PERIOD = timedelta(days=31)
 class Thresholds:
     values_per_hour: int
     refusals_per_hour: int
+    association_refusals_per_hour: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Thresholds:
+        return cls(
+            settings.alert_values_per_hour,
+            settings.alert_refusals_per_hour,
+            settings.alert_association_refusals_per_hour,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    kind: str  # "volume", "refusals", "row_tampered" or the log's fault code
+    # "volume", "refusals", "association_refusals", a client event (CLIENT_EVENTS),
+    # "row_tampered" or a log fault
+    kind: str
     actor: str
     hour: datetime  # the start of the clock hour, UTC
     observed: int
@@ -68,21 +106,41 @@ def _hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
+def identifiers(entry: AuditEntry) -> int:
+    """The identifiers (or hub linking keys) a successful entry's call handled."""
+    if entry.action in _FIXED:
+        return _FIXED[entry.action]
+    if entry.action not in _COUNTED:
+        return 0
+    given = entry.detail.get("identifiers")
+    return given if isinstance(given, int) else entry.counts.records_in
+
+
 def scan(entries: Iterable[AuditEntry], thresholds: Thresholds) -> list[Alert]:
     """The alerts these entries raise, by hour, then kind, then actor."""
     values: Counter[tuple[datetime, str]] = Counter()
     refusals: Counter[tuple[datetime, str]] = Counter()
+    associations: Counter[tuple[datetime, str]] = Counter()
+    events: dict[str, Counter[tuple[datetime, str]]] = {
+        k: Counter() for k in CLIENT_EVENTS.values()
+    }
     for entry in entries:
         key = (_hour(entry.time), entry.actor)
         if entry.outcome != "ok":
             refusals[key] += 1
-        elif entry.action in LOOKUP_ACTIONS:
-            values[key] += entry.counts.records_in
+            if entry.action == "card_associate" and entry.outcome == "denied":
+                associations[key] += 1
+        else:
+            values[key] += identifiers(entry)
+            if entry.action in CLIENT_EVENTS:
+                events[CLIENT_EVENTS[entry.action]][key] += 1
     found = [
         Alert(kind, actor, hour, observed, threshold)
         for kind, counter, threshold in (
             ("volume", values, thresholds.values_per_hour),
             ("refusals", refusals, thresholds.refusals_per_hour),
+            ("association_refusals", associations, thresholds.association_refusals_per_hour),
+            *((kind, counter, 0) for kind, counter in events.items()),
         )
         for (hour, actor), observed in counter.items()
         if observed > threshold
@@ -117,10 +175,7 @@ def find_alerts(
     since = _utc(since or until - timedelta(hours=24))
     if until <= since or until - since > MAX_PERIOD:
         raise InvalidRequest("the period must be positive and at most 31 days", code="bad_period")
-    settings = deployment.settings
-    thresholds = thresholds or Thresholds(
-        settings.alert_values_per_hour, settings.alert_refusals_per_hour
-    )
+    thresholds = thresholds or Thresholds.of(deployment.settings)
     if deployment.log_fault is not None:  # nothing can be logged: the alarm says why
         with deployment.reading() as connection:
             return _integrity(deployment, connection, access.now)
@@ -138,6 +193,7 @@ def find_alerts(
             detail={
                 "values_per_hour": thresholds.values_per_hour,
                 "refusals_per_hour": thresholds.refusals_per_hour,
+                "association_refusals_per_hour": thresholds.association_refusals_per_hour,
             },
         )
     return found

@@ -355,6 +355,7 @@ def lookup_subject(
     at the desk, a hub resolution under the card behind the key): the entries about every
     card linked to it at the time of the look-up are returned too."""
     require(access, "audit_subject")
+    deployment.budget.admit(access, 1)
     identifier_kind = get_kind(kind)
     with deployment.transaction() as connection:
         record = deployment.domain(connection, domain)

@@ -127,6 +127,7 @@ def enrol_cards(
 ) -> list[str | InvalidIdentifier]:
     """Enrol a partner's cards (clear numbers); their pseudonyms in order, errors in place."""
     require(access, "card_enrol", domain)
+    deployment.budget.admit(access, len(values))
     kind = get_kind("card")
     results: list[str | InvalidIdentifier] = []
     with deployment.transaction() as connection:
@@ -174,7 +175,7 @@ def partner_domain(deployment: Deployment, connection: Connection, name: str) ->
     ``unknown_domain``): a partner learns nothing of the alliance's other domains from it."""
     record = deployment.domain(connection, name)
     if record.role != "partner":
-        raise unknown_domain(name)
+        raise unknown_domain()
     return record
 
 
@@ -202,5 +203,5 @@ def partner_card(
         base = base_pseudonym(deployment.base_keyring(connection).active, "card", normalised)
     row = None if base is None else card_of(deployment, connection, partner, base)
     if row is None:
-        raise NotFound(f"no card of {partner.name} by that number", code="unknown_card")
+        raise NotFound("no card of this partner by that number", code="unknown_card")
     return row

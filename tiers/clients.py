@@ -24,13 +24,21 @@ from typing import Literal
 
 from argon2 import PasswordHasher, Type, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import Connection
 
 from audit import Counts
 from tiers import sealing
 from tiers.auditing import Access, audited
 from tiers.authorisation import CLIENT_ROLES, require
 from tiers.deployment import Deployment
-from tiers.errors import AlreadyExists, InvalidRequest, NotFound, Unauthorised
+from tiers.errors import (
+    AlreadyExists,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RevokedKey,
+    Unauthorised,
+)
 from tiers.pseudonyms import DOMAIN_NAME
 from tiers.storage import clients as repo
 from tiers.storage.clients import ClientRecord
@@ -40,6 +48,7 @@ __all__ = [
     "Authenticator",
     "IssuedKey",
     "add_client",
+    "key_prefix",
     "list_clients",
     "password_hasher",
     "revoke_client",
@@ -63,6 +72,13 @@ _KEY = re.compile(r"tiers_([a-z2-7]{10})_([A-Za-z0-9_-]{43})")
 _CACHE_SECONDS = 60.0
 
 
+def key_prefix(token: str | None) -> str | None:
+    """The public part of an API key (``tiers_<10 characters>``), if ``token`` has the form of
+    one: it names a key without being a secret, and may be logged."""
+    match = _KEY.fullmatch(token or "")
+    return f"tiers_{match[1]}" if match else None
+
+
 def password_hasher(profile: str) -> PasswordHasher:
     return PasswordHasher(type=Type.ID, **ARGON2_PROFILES[profile])  # type: ignore[arg-type]
 
@@ -84,9 +100,10 @@ def _new_key() -> tuple[str, str]:
     return prefix, f"tiers_{prefix}_{secret}"
 
 
-def _validate(
+def validate(
     deployment: Deployment, connection: object, *, name: str, role: str, domain: str | None
 ) -> None:
+    """Refuse a client that cannot be: a bad name, role, or domain for the role."""
     if not DOMAIN_NAME.fullmatch(name):
         raise InvalidRequest(
             "a client name is a lower-case letter then 1 to 31 letters, digits or hyphens",
@@ -99,35 +116,70 @@ def _validate(
             raise InvalidRequest(f"a {role} client needs --domain", code="domain_required")
         record = deployment.domain(connection, domain)  # type: ignore[arg-type]
         if record.role != role:
-            raise InvalidRequest(f"domain {domain!r} is not a {role} domain", code="wrong_role")
+            raise InvalidRequest(f"the domain is not a {role} domain (domain)", code="wrong_role")
     elif domain is not None:
         raise InvalidRequest(f"a {role} client has no domain", code="no_domain_allowed")
+
+
+def _directly(access: Access) -> None:
+    """Only the operator on the host creates or re-keys a client at once; an admin client of
+    the API asks, and another admin approves (:mod:`tiers.approvals`)."""
+    if access.client_id is not None:
+        raise Forbidden(
+            "over the API a client is asked for, and another admin approves",
+            code="approval_required",
+        )
+
+
+def create(
+    deployment: Deployment,
+    connection: Connection,
+    access: Access,
+    *,
+    name: str,
+    role: str,
+    domain: str | None,
+) -> IssuedKey:
+    """Create a client in the caller's transaction (checked, sealed) and issue its key."""
+    validate(deployment, connection, name=name, role=role, domain=domain)
+    if repo.by_name(connection, name=name) is not None:
+        raise AlreadyExists("a client of that name already exists (name)")
+    prefix, token = _new_key()
+    hasher = password_hasher(deployment.settings.argon2_profile)
+    record = repo.add(
+        connection,
+        name=name,
+        role=role,
+        domain=domain,
+        key_prefix=prefix,
+        key_hash=hasher.hash(token),
+        now=access.now,
+    )
+    sealing.seal_client(connection, deployment.sealer(), client_id=record.id)
+    return IssuedKey(repo.by_id(connection, client_id=record.id) or record, token)
+
+
+def rekey(deployment: Deployment, connection: Connection, record: ClientRecord) -> IssuedKey:
+    """A new key for ``record`` in the caller's transaction; the old one stops working."""
+    prefix, token = _new_key()
+    hasher = password_hasher(deployment.settings.argon2_profile)
+    repo.set_key(connection, client_id=record.id, key_prefix=prefix, key_hash=hasher.hash(token))
+    sealing.seal_client(connection, deployment.sealer(), client_id=record.id)
+    updated = repo.by_id(connection, client_id=record.id)
+    assert updated is not None
+    return IssuedKey(updated, token)
 
 
 @audited("client_add", domain_arg="domain")
 def add_client(
     deployment: Deployment, *, access: Access, name: str, role: str, domain: str | None = None
 ) -> IssuedKey:
-    """Create a client and issue its API key. Raises :class:`InvalidRequest`,
-    :class:`AlreadyExists`, :class:`NotFound` (its domain)."""
+    """Create a client and issue its API key (the operator; see :func:`_directly`). Raises
+    :class:`InvalidRequest`, :class:`AlreadyExists`, :class:`NotFound` (its domain)."""
     require(access, "client_add")
-    hasher = password_hasher(deployment.settings.argon2_profile)
+    _directly(access)
     with deployment.transaction() as connection:
-        _validate(deployment, connection, name=name, role=role, domain=domain)
-        if repo.by_name(connection, name=name) is not None:
-            raise AlreadyExists(f"client {name!r} already exists")
-        prefix, token = _new_key()
-        record = repo.add(
-            connection,
-            name=name,
-            role=role,
-            domain=domain,
-            key_prefix=prefix,
-            key_hash=hasher.hash(token),
-            now=access.now,
-        )
-        sealing.seal_client(connection, deployment.sealer(), client_id=record.id)
-        record = repo.by_id(connection, client_id=record.id) or record
+        issued = create(deployment, connection, access, name=name, role=role, domain=domain)
         deployment.record(
             connection,
             access,
@@ -135,7 +187,7 @@ def add_client(
             domains=[domain] if domain else [],
             detail={"client": name, "role": role},
         )
-    return IssuedKey(record, token)
+    return issued
 
 
 @audited("client_list", domain_arg=None)
@@ -149,11 +201,19 @@ def list_clients(deployment: Deployment, *, access: Access) -> list[ClientRecord
     return found
 
 
+def active_client(connection: Connection, name: str) -> ClientRecord:
+    """The client ``name``, which must not be revoked."""
+    record = _client(connection, name)
+    if not record.active:
+        raise InvalidRequest("the client is revoked", code="already_revoked")
+    return record
+
+
 def _client(connection: object, name: str) -> ClientRecord:
     valid = DOMAIN_NAME.fullmatch(name)
     record = repo.by_name(connection, name=name) if valid else None  # type: ignore[arg-type]
     if record is None:
-        raise NotFound(f"unknown client {name!r}", code="unknown_client")
+        raise NotFound("unknown client (name)", code="unknown_client")
     return record
 
 
@@ -165,7 +225,7 @@ def revoke_client(deployment: Deployment, *, access: Access, name: str) -> Clien
     with deployment.transaction() as connection:
         record = _client(connection, name)
         if not record.active:
-            raise InvalidRequest(f"client {name!r} is already revoked", code="already_revoked")
+            raise InvalidRequest("the client is already revoked", code="already_revoked")
         repo.revoke(connection, client_id=record.id, now=access.now)
         sealing.seal_client(connection, deployment.sealer(), client_id=record.id)
         deployment.record(connection, access, action="client_revoke", detail={"client": name})
@@ -178,20 +238,11 @@ def revoke_client(deployment: Deployment, *, access: Access, name: str) -> Clien
 def rotate_client_key(deployment: Deployment, *, access: Access, name: str) -> IssuedKey:
     """Issue a new key; the old one stops working at once."""
     require(access, "client_rotate_key")
-    hasher = password_hasher(deployment.settings.argon2_profile)
+    _directly(access)
     with deployment.transaction() as connection:
-        record = _client(connection, name)
-        if not record.active:
-            raise InvalidRequest(f"client {name!r} is revoked", code="already_revoked")
-        prefix, token = _new_key()
-        repo.set_key(
-            connection, client_id=record.id, key_prefix=prefix, key_hash=hasher.hash(token)
-        )
-        sealing.seal_client(connection, deployment.sealer(), client_id=record.id)
+        issued = rekey(deployment, connection, active_client(connection, name))
         deployment.record(connection, access, action="client_rotate_key", detail={"client": name})
-        updated = repo.by_id(connection, client_id=record.id)
-    assert updated is not None
-    return IssuedKey(updated, token)
+    return issued
 
 
 @audited("whoami", domain_arg=None)
@@ -289,7 +340,7 @@ class Authenticator:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             raise self._refuse() from None
         if not record.active:
-            raise self._refuse()
+            raise RevokedKey(record.name)
         self._obeyed(record)
         with self._lock:
             if len(self._cache) > 10_000:

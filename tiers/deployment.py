@@ -16,7 +16,9 @@ from keys import Keyring, MasterKey
 from keys.rows import RowSealer
 from tiers import auditing, checkpointing, keyrings, witnessing
 from tiers.auditing import AUDIT_DOMAIN, Access
+from tiers.budgets import IdentifierBudget
 from tiers.errors import (
+    UNKNOWN_DOMAIN,
     AuditUnavailable,
     CheckpointStoreError,
     DatabaseUnavailable,
@@ -38,10 +40,10 @@ __all__ = ["MASTER_CHECK", "Deployment", "unknown_domain"]
 MASTER_CHECK = "master_key_check"
 
 
-def unknown_domain(name: str) -> NotFound:
+def unknown_domain() -> NotFound:
     """The one answer for a domain that does not exist, and for one a caller may not name in
-    that place (so that the answer does not tell which)."""
-    return NotFound(f"unknown domain {name!r}", code="unknown_domain")
+    that place (so that the answer does not tell which): the same for every name."""
+    return NotFound(UNKNOWN_DOMAIN, code="unknown_domain")
 
 
 @dataclass(slots=True)
@@ -83,6 +85,14 @@ class Deployment:
     # ``audit_checkpoint_every``: a service sets it to wake its checkpoint thread, so that no
     # request waits on a signature and an fsync. None: sign in the committing thread.
     checkpoint_due: Callable[[], None] | None = field(default=None, repr=False)
+    # The identifiers each API client may still submit (tiers.budgets), in this process.
+    budget: IdentifierBudget = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.budget = IdentifierBudget(
+            per_second=self.settings.budget_identifiers_per_second,
+            per_hour=self.settings.budget_identifiers_per_hour,
+        )
 
     @classmethod
     def open(cls, settings: Settings) -> Deployment:
@@ -307,7 +317,7 @@ class Deployment:
         # A malformed name cannot exist: answered without asking the database.
         record = domains.get(connection, name=name) if DOMAIN_NAME.fullmatch(name) else None
         if record is None:
-            raise unknown_domain(name)
+            raise unknown_domain()
         if kept is not None:
             kept.domains[name] = record
         return record

@@ -23,6 +23,7 @@ log) and a message that never contains a clear identifier or key material.
     ├── DatabaseUnavailable              the database cannot be reached (retry later)
     ├── ConfigurationError               settings that are missing or unsafe
     ├── Unauthorised                     no valid credentials (one answer for every cause)
+    │   └── RevokedKey                   a revoked client's own key (logged as that client)
     ├── Forbidden                        the caller's role may not do this
     │   ├── DomainHidden                 a domain the caller may not use (shown as not found)
     │   └── RowTampered                  a row of power changed outside the service
@@ -40,6 +41,7 @@ This module imports nothing from the rest of the project, so every package
 from __future__ import annotations
 
 __all__ = [
+    "UNKNOWN_DOMAIN",
     "AlreadyExists",
     "AuditIntegrityError",
     "AuditUnavailable",
@@ -62,12 +64,18 @@ __all__ = [
     "PolicyViolation",
     "PurposeRequired",
     "RateLimited",
+    "RevokedKey",
     "RowTampered",
     "StateConflict",
     "TiersError",
     "Unauthorised",
     "UnknownKeyVersion",
 ]
+
+
+# The message of an unknown domain, and of a domain the caller may not name there: the same
+# words for every name, and never the name itself.
+UNKNOWN_DOMAIN = "unknown domain"
 
 
 class TiersError(Exception):
@@ -195,6 +203,15 @@ class Unauthorised(TiersError):
     code = "unauthorised"
 
 
+class RevokedKey(Unauthorised):
+    """A key that verifies, of a revoked client: answered like every other refusal of
+    credentials, but logged under the client's name (``revoked_key``)."""
+
+    def __init__(self, client: str) -> None:
+        super().__init__("missing or invalid API key")
+        self.client = client
+
+
 class Forbidden(TiersError):
     """The caller is known but its role may not do this."""
 
@@ -206,7 +223,7 @@ class DomainHidden(Forbidden):
     unknown domain, so that clients cannot map the alliance."""
 
     def __init__(self, domain: str) -> None:
-        super().__init__(f"unknown domain {domain!r}")
+        super().__init__(UNKNOWN_DOMAIN)
         self.domain = domain
 
 

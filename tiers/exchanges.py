@@ -249,10 +249,10 @@ def _check_header(header: list[str], schema: ExchangeSchema, exchange_type: str)
         raise InvalidFile(
             f"the file has no {schema.identifier_column!r} column", code="no_identifier_column"
         )
-    for name in header:
+    for n, name in enumerate(header, start=1):
         if name != schema.identifier_column and name not in schema.columns:
             raise InvalidFile(
-                f"column {name!r} is not declared for exchange {exchange_type!r}",
+                f"column number {n} of the header is not declared for this exchange type",
                 code="undeclared_column",
             )
     if len(set(header)) != len(header):
@@ -279,11 +279,12 @@ def send_exchange(
     keyed ``rows_per_batch`` at a time; the delivery is the same whatever the batch.
     """
     require(access, "exchange_send", domain)
+    deployment.budget.admit(access)
     schemas = exchange_schemas(deployment)
     schema = schemas.get(exchange_type)
     if schema is None:
         raise NotFound(
-            f"unknown exchange type {exchange_type!r}; known: {', '.join(schemas)}",
+            f"unknown exchange type (type); known: {', '.join(schemas)}",
             code="unknown_exchange",
         )
     csv.field_size_limit(FIELD_SIZE_LIMIT)
@@ -364,8 +365,9 @@ def send_exchange(
             action="exchange_send",
             domains=[domain, keys.hub.name],
             counts=Counts(report.rows_in, report.rows_out, report.rows_rejected),
-            detail={"exchange": exchange_type},
+            detail={"exchange": exchange_type, "identifiers": report.rows_in},
         )
+        deployment.budget.charge(access, report.rows_in)
     return report
 
 
@@ -375,6 +377,7 @@ def withdraw_customer(deployment: Deployment, *, access: Access, domain: str, ca
     good, and a withdrawal notice (the hub keys to erase) delivered to the hub. Returns the
     number of hub keys withdrawn; withdrawing again withdraws none and delivers nothing."""
     require(access, "customer_withdraw", domain)
+    deployment.budget.admit(access, 1)
     with deployment.transaction() as connection:
         links_repo.lock(connection)
         partner = deployment.domain(connection, domain)

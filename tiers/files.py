@@ -83,7 +83,7 @@ def parse_column_spec(text: str) -> ColumnSpec:
     """Parse ``NAME=KIND``; raises :class:`InvalidRequest` or, for the kind, InvalidIdentifier."""
     match = _COLUMN_SPEC.fullmatch(text)
     if match is None:
-        raise InvalidRequest(f"--column expects NAME=KIND, got {text!r}", code="bad_column_spec")
+        raise InvalidRequest("column expects NAME=KIND", code="bad_column_spec")
     get_kind(match["kind"])
     return ColumnSpec(match["name"], match["kind"])
 
@@ -132,12 +132,16 @@ def _plan(header: list[str], columns: Sequence[ColumnSpec], keep: Sequence[str])
     overlap = set(identifier_names) & set(keep)
     if overlap:
         raise InvalidRequest(
-            f"column {sorted(overlap)[0]!r} is both an identifier and kept as is",
+            "a column is both an identifier (column) and kept as is (keep)",
             code="duplicate_column",
         )
-    for name in [*identifier_names, *keep]:
-        if name not in position:
-            raise NotFound(f"the file has no column {name!r}", code="unknown_column")
+    for option, names in (("column", identifier_names), ("keep", keep)):
+        for n, name in enumerate(names, start=1):
+            if name not in position:
+                raise NotFound(
+                    f"{option} number {n} names no column of the file's header",
+                    code="unknown_column",
+                )
     wanted = set(identifier_names) | set(keep)
     kinds = {spec.name: get_kind(spec.kind) for spec in columns}
     return _Plan(
@@ -399,6 +403,34 @@ def _registering(stack: ExitStack, connection: Connection) -> SortedInserts:
     return stack.enter_context(sorted_inserts(connection))
 
 
+def _record(
+    deployment: Deployment,
+    connection: Connection,
+    access: Access,
+    *,
+    domain: str,
+    report: FileReport,
+    columns: int,
+    kept: int,
+) -> None:
+    """The file's entry, and its identifier cells charged to the client's budget."""
+    identifiers = report.rows_in * columns
+    deployment.record(
+        connection,
+        access,
+        action="tokenise_file",
+        domains=[domain],
+        counts=Counts(report.rows_in, report.rows_out, report.rows_rejected),
+        detail={
+            "registered": report.registered,
+            "columns": columns,
+            "kept": kept,
+            "identifiers": identifiers,
+        },
+    )
+    deployment.budget.charge(access, identifiers)
+
+
 @audited("tokenise_file")
 def tokenise_file(
     deployment: Deployment,
@@ -431,6 +463,7 @@ def tokenise_file(
     reads the whole file serially (the simple path).
     """
     require(access, "tokenise_file", domain)
+    deployment.budget.admit(access)
     rejects = rejects or output.with_name(output.name + ".rejects.csv")
     _check_options(source, output, rejects, delimiter)
     csv.field_size_limit(FIELD_SIZE_LIMIT)
@@ -505,13 +538,14 @@ def tokenise_file(
             raise InvalidFile("the file has a header but no data rows", code="no_rows")
         registrar.finish()
         report.registered = registrar.registered
-        deployment.record(
+        _record(
+            deployment,
             connection,
             access,
-            action="tokenise_file",
-            domains=[domain],
-            counts=Counts(report.rows_in, report.rows_out, report.rows_rejected),
-            detail={"registered": report.registered, "columns": len(columns), "kept": len(keep)},
+            domain=domain,
+            report=report,
+            columns=len(columns),
+            kept=len(keep),
         )
         if progress is not None:
             progress(size, size)

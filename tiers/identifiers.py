@@ -215,7 +215,7 @@ def get_kind(name: str) -> IdentifierKind:
     """The kind called ``name``; raises :class:`InvalidIdentifier` (``unknown_kind``)."""
     kind = KINDS.get(name)
     if kind is None:
-        raise _fail("unknown_kind", f"unknown identifier kind {name!r}; known: {', '.join(KINDS)}")
+        raise _fail("unknown_kind", f"unknown identifier kind (kind); known: {', '.join(KINDS)}")
     return kind
 
 

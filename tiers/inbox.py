@@ -148,7 +148,7 @@ def _owned(
     recipient = _recipient(deployment, connection, access, domain)
     record = repo.get(connection, delivery_id=delivery_id) if _ID.fullmatch(delivery_id) else None
     if record is None or record.recipient_id != recipient.id:
-        raise NotFound(f"no delivery {delivery_id!r} in this inbox", code="unknown_delivery")
+        raise NotFound("no such delivery in this inbox", code="unknown_delivery")
     return record
 
 
@@ -167,7 +167,7 @@ def delivery_file(
             try:
                 handle = open(_file(deployment, record.id), "rb")  # noqa: SIM115 - the caller's
             except FileNotFoundError:
-                raise NotFound(f"delivery {delivery_id!r} was purged", code="gone") from None
+                raise NotFound("the delivery was purged", code="gone") from None
             deployment.record(
                 connection,
                 access,

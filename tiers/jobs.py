@@ -148,7 +148,7 @@ def _owned(deployment: Deployment, access: Access, job_id: str) -> JobRecord:
         with deployment.engine.connect() as connection:
             job = repo.get(connection, job_id=job_id)
     if job is None or (access.role != "operator" and job.client_id != access.client_id):
-        raise NotFound(f"unknown job {job_id!r}", code="unknown_job")
+        raise NotFound("unknown job", code="unknown_job")
     return job
 
 
@@ -193,13 +193,13 @@ def job_file(
     require(access, "job_read")
     job = _owned(deployment, access, job_id)
     if job.state == "deleted":
-        raise NotFound(f"job {job_id!r} and its files were deleted", code="gone")
+        raise NotFound("the job's files were deleted", code="gone")
     if job.state != "done":
-        raise NotFound(f"job {job_id!r} has no {which} ({job.state})", code="not_ready")
+        raise NotFound(f"the job has no {which} ({job.state})", code="not_ready")
     try:
         handle = open(_directory(deployment, job_id) / f"{which}.csv", "rb")  # noqa: SIM115
     except FileNotFoundError:
-        raise NotFound(f"job {job_id!r} has no {which} file any more", code="gone") from None
+        raise NotFound(f"the job has no {which} file any more", code="gone") from None
     try:
         with deployment.transaction() as connection:
             deployment.record(
@@ -242,7 +242,7 @@ def delete_job(deployment: Deployment, *, access: Access, job_id: str) -> JobRec
     require(access, "job_delete")
     job = _owned(deployment, access, job_id)
     if job.state == "running":
-        raise StateConflict(f"job {job_id!r} is still running", code="job_running")
+        raise StateConflict("the job is still running", code="job_running")
     with deployment.transaction() as connection:
         repo.delete_finished(connection, job_id=job_id)
         deployment.record(

@@ -26,11 +26,11 @@ from policy import (
     Transfer,
     evaluate,
 )
-from tiers.auditing import Access, audited, mark_recorded
+from tiers.auditing import Access, audited, is_recorded, mark_recorded
 from tiers.authorisation import require
 from tiers.cards import partner_card, partner_domain
 from tiers.deployment import Deployment
-from tiers.errors import PolicyViolation
+from tiers.errors import NotFound, PolicyViolation
 from tiers.inbox import staged_delivery
 from tiers.policies import current_policy
 from tiers.pseudonyms import Pseudonym, pseudonym_value
@@ -319,7 +319,16 @@ def backfill_hub_keys(
     return len(rows)
 
 
-@audited("card_associate")
+class _OtherCardUnknown(PolicyViolation):
+    """The other partner holds no card by the number presented: a refusal of the association
+    like the rules' own, logged as such and never told."""
+
+    code = "unknown_other_card"
+
+
+ASSOCIATION_REFUSED = "association_refused"
+
+
 def associate(
     deployment: Deployment,
     *,
@@ -329,16 +338,54 @@ def associate(
     other_domain: str,
     other_card: str,
 ) -> LinkOutcome:
-    """Link the requester's card with another partner's card into one alliance customer."""
+    """Link the requester's card with another partner's card into one alliance customer.
+
+    A partner must learn nothing of the other partner's cards beyond what a successful
+    association tells it: the other card not enrolled there, already linked to another card of
+    the requester's, or in a customer the rules will not merge, all get one refusal,
+    ``association_refused``. The access log keeps the precise reason (``unknown_other_card`` or
+    the rule) and :mod:`tiers.alerts` counts the refusals of each partner."""
+    try:
+        return _associate(
+            deployment,
+            access=access,
+            domain=domain,
+            card=card,
+            other_domain=other_domain,
+            other_card=other_card,
+        )
+    except PolicyViolation as error:
+        assert is_recorded(error)  # with its precise reason
+        refused = PolicyViolation(
+            "the association is refused: check both card numbers with their holder",
+            code=ASSOCIATION_REFUSED,
+        )
+        mark_recorded(refused)
+        raise refused from None
+
+
+@audited("card_associate")
+def _associate(
+    deployment: Deployment,
+    *,
+    access: Access,
+    domain: str,
+    card: str,
+    other_domain: str,
+    other_card: str,
+) -> LinkOutcome:
     require(access, "card_associate", domain)
+    deployment.budget.admit(access, 2)
 
     def body(
         connection: Connection, policy: AttachmentPolicy, context: dict[str, object]
     ) -> LinkOutcome:
         mine, state_a = _presented(deployment, connection, domain, card, context)
-        theirs = partner_card(
-            deployment, connection, partner_domain(deployment, connection, other_domain), other_card
-        )
+        partner = partner_domain(deployment, connection, other_domain)
+        try:
+            theirs = partner_card(deployment, connection, partner, other_card)
+        except NotFound:
+            raise _OtherCardUnknown("no such card at the other partner") from None
         state_b = _state(connection, theirs)
         decision = evaluate(
             Associate(domain, _as_card(mine), state_a, _as_card(theirs), state_b), policy
@@ -387,6 +434,7 @@ def associate(
 def dissociate(deployment: Deployment, *, access: Access, domain: str, card: str) -> LinkOutcome:
     """Take the requester's card out of its alliance customer."""
     require(access, "card_dissociate", domain)
+    deployment.budget.admit(access, 1)
 
     def body(
         connection: Connection, policy: AttachmentPolicy, context: dict[str, object]
@@ -417,6 +465,7 @@ def dissociate(deployment: Deployment, *, access: Access, domain: str, card: str
 def transfer(deployment: Deployment, *, access: Access, domain: str, card: str) -> LinkOutcome:
     """The customer asks to move to the requesting SG, presenting their card there."""
     require(access, "customer_transfer", domain)
+    deployment.budget.admit(access, 1)
 
     def body(
         connection: Connection, policy: AttachmentPolicy, context: dict[str, object]

@@ -58,6 +58,14 @@ class Settings(BaseSettings):
     argon2_profile: Literal["owasp", "rfc9106-low-memory", "test"] = "owasp"
     rate_limit_per_second: float = Field(default=200.0, gt=0)
     rate_limit_burst: int = Field(default=400, ge=1)
+    # Key verifications (Argon2) for callers whose key is not already verified: per address,
+    # and in a pool of their own, with at most this many waiting (see api/gate.py).
+    # How long a request for a client waits for a second admin (see tiers/approvals.py).
+    client_request_hours: int = Field(default=24, ge=1, le=24 * 30)
+    address_verifications_per_second: float = Field(default=5.0, gt=0)
+    address_verifications_burst: int = Field(default=20, ge=1)
+    verification_threads: int = Field(default=2, ge=1)
+    verification_queue: int = Field(default=32, ge=1)
     max_json_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(default=20 * 1024**3, ge=1024)
     max_batch_values: int = Field(default=100_000, ge=1)
@@ -70,6 +78,10 @@ class Settings(BaseSettings):
     # Dictionary-attack signs raised by `tiers audit alerts` (see tiers/alerts.py).
     alert_values_per_hour: int = Field(default=1_000_000, ge=1)
     alert_refusals_per_hour: int = Field(default=100, ge=1)
+    alert_association_refusals_per_hour: int = Field(default=10, ge=1)
+    # Identifiers an API client may submit, per worker process (see tiers/budgets.py).
+    budget_identifiers_per_second: int = Field(default=200_000, ge=1)
+    budget_identifiers_per_hour: int = Field(default=20_000_000, ge=1)
 
     @property
     def default_master_key_path(self) -> Path:

@@ -78,7 +78,7 @@ class Tokeniser:
         record = deployment.domain(connection, domain)
         if record.role == "audit":
             raise InvalidRequest(
-                f"domain {domain!r} is an audit domain: it does not issue pseudonyms",
+                "the domain is an audit domain: it does not issue pseudonyms",
                 code="wrong_role",
             )
         return cls(
@@ -240,6 +240,7 @@ def pseudonymise_values(
     """
     require(access, "pseudonymise", domain)
     identifier_kind = get_kind(kind)
+    deployment.budget.admit(access, len(values))
     request = ValuesCall(access, domain, kind, values, register)
     with deployment.transaction() as connection, ExitStack() as stack:
         held = (
@@ -263,6 +264,8 @@ def pseudonymise_together(
     nothing recorded: the caller then makes each request alone, which records its own outcome.
     """
     kinds = [_checked(request) for request in requests]
+    for request in requests:
+        deployment.budget.admit(request.access, len(request.values))
     with deployment.transaction() as connection:
         return _pseudonymise(deployment, connection, list(zip(requests, kinds, strict=True)))
 

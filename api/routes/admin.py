@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter
 
 from api.deps import CurrentAccess, DeploymentDep
@@ -9,12 +11,14 @@ from api.schemas import (
     ERRORS,
     ClientIn,
     ClientOut,
+    ClientRequestOut,
     DomainIn,
     DomainOut,
     IssuedKeyOut,
     KeyVersionOut,
 )
-from tiers import admin, clients
+from tiers import admin, approvals, clients
+from tiers.storage.approvals import RequestRecord
 from tiers.storage.clients import ClientRecord
 from tiers.storage.domains import DomainRecord
 
@@ -89,12 +93,54 @@ def client_list(deployment: DeploymentDep, access: CurrentAccess) -> list[Client
     return [_client(c) for c in clients.list_clients(deployment, access=access)]
 
 
-@router.post("/clients", name="client_add", response_model=IssuedKeyOut, status_code=201)
-def client_add(body: ClientIn, deployment: DeploymentDep, access: CurrentAccess) -> IssuedKeyOut:
-    """Create a client; its API key is in this response and nowhere else, ever."""
-    issued = clients.add_client(
-        deployment, access=access, name=body.name, role=body.role, domain=body.domain
+def _request(record: RequestRecord, now: datetime) -> ClientRequestOut:
+    expired = record.state == "pending" and now >= record.expires_at
+    return ClientRequestOut(
+        id=record.id,
+        kind=record.kind,
+        name=record.name,
+        role=record.role,
+        domain=record.domain,
+        requested_by=record.requested_by,
+        requested_at=record.requested_at,
+        expires_at=record.expires_at,
+        state="expired" if expired else record.state,
+        decided_by=record.decided_by,
     )
+
+
+@router.post("/clients", name="client_add", response_model=ClientRequestOut, status_code=202)
+def client_add(
+    body: ClientIn, deployment: DeploymentDep, access: CurrentAccess
+) -> ClientRequestOut:
+    """Ask for a new client: another admin approves it (`POST
+    /v1/clients/requests/{id}/approve`), and gets its API key, once."""
+    record = approvals.request_client(
+        deployment,
+        access=access,
+        kind="add",
+        name=body.name,
+        role=body.role,
+        domain=body.domain,
+    )
+    return _request(record, access.now)
+
+
+@router.get("/clients/requests", name="client_request_list", response_model=list[ClientRequestOut])
+def client_requests(deployment: DeploymentDep, access: CurrentAccess) -> list[ClientRequestOut]:
+    """Every request for a client or a key, oldest first, with who decided it."""
+    return [_request(r, access.now) for r in approvals.list_requests(deployment, access=access)]
+
+
+@router.post(
+    "/clients/requests/{request_id}/approve", name="client_approve", response_model=IssuedKeyOut
+)
+def client_approve(
+    request_id: str, deployment: DeploymentDep, access: CurrentAccess
+) -> IssuedKeyOut:
+    """Approve another admin's request (never one's own): the client is created or re-keyed
+    now, and its API key is in this response and nowhere else, ever."""
+    issued = approvals.approve_request(deployment, access=access, request_id=request_id)
     return IssuedKeyOut(**_client(issued.client).model_dump(), api_key=issued.token)
 
 
@@ -103,7 +149,13 @@ def client_revoke(name: str, deployment: DeploymentDep, access: CurrentAccess) -
     return _client(clients.revoke_client(deployment, access=access, name=name))
 
 
-@router.post("/clients/{name}/rotate-key", name="client_rotate_key", response_model=IssuedKeyOut)
-def client_rotate(name: str, deployment: DeploymentDep, access: CurrentAccess) -> IssuedKeyOut:
-    issued = clients.rotate_client_key(deployment, access=access, name=name)
-    return IssuedKeyOut(**_client(issued.client).model_dump(), api_key=issued.token)
+@router.post(
+    "/clients/{name}/rotate-key",
+    name="client_rotate_key",
+    response_model=ClientRequestOut,
+    status_code=202,
+)
+def client_rotate(name: str, deployment: DeploymentDep, access: CurrentAccess) -> ClientRequestOut:
+    """Ask for a new key for a client: another admin approves, and gets the key, once."""
+    record = approvals.request_client(deployment, access=access, kind="rotate", name=name)
+    return _request(record, access.now)

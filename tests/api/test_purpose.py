@@ -69,6 +69,8 @@ OPTIONAL: dict[str, tuple[str, str, Any, str]] = {
     "key_destroy": ("POST", "/v1/domains/casino/keys/9/destroy", None, "ops"),
     "client_list": ("GET", "/v1/clients", None, "ops"),
     "client_add": ("POST", "/v1/clients", {"name": "newbie", "role": "auditor"}, "ops"),
+    "client_request_list": ("GET", "/v1/clients/requests", None, "ops"),
+    "client_approve": ("POST", f"/v1/clients/requests/{NO_ID}/approve", None, "ops"),
     "client_revoke": ("POST", "/v1/clients/nobody/revoke", None, "ops"),
     "client_rotate_key": ("POST", "/v1/clients/nobody/rotate-key", None, "ops"),
 }

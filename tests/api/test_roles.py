@@ -135,7 +135,16 @@ ENDPOINTS: list[tuple[str, str, str, Any, set[str], set[int]]] = [
     ("key_rotate", "POST", "/v1/domains/sncf/keys/rotate", None, {"ops"}, {200}),
     ("key_destroy", "POST", "/v1/domains/casino/keys/9/destroy", None, {"ops"}, {404}),
     ("client_list", "GET", "/v1/clients", None, {"ops"}, {200}),
-    ("client_add", "POST", "/v1/clients", {"name": "newbie", "role": "auditor"}, {"ops"}, {201}),
+    (
+        "client_request",
+        "POST",
+        "/v1/clients",
+        {"name": "newbie", "role": "auditor"},
+        {"ops"},
+        {202},
+    ),
+    ("client_request_list", "GET", "/v1/clients/requests", None, {"ops"}, {200}),
+    ("client_approve", "POST", f"/v1/clients/requests/{'0' * 32}/approve", None, {"ops"}, {404}),
     ("client_revoke", "POST", "/v1/clients/nobody/revoke", None, {"ops"}, {404}),
     ("client_rotate_key", "POST", "/v1/clients/nobody/rotate-key", None, {"ops"}, {404}),
 ]

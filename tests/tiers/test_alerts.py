@@ -13,7 +13,7 @@ from audit import Counts
 from audit.entry import AuditEntry
 from tests.conftest import ACCESS, NOW, Cli
 from tiers.admin import add_domain
-from tiers.alerts import LOOKUP_ACTIONS, Thresholds, find_alerts, scan
+from tiers.alerts import Thresholds, find_alerts, scan
 from tiers.deployment import Deployment
 from tiers.errors import Forbidden
 from tiers.tokenisation import pseudonymise_values
@@ -39,7 +39,9 @@ def entry(seq: int, actor: str, action: str, minutes: int, values: int, outcome:
 calls = st.lists(
     st.tuples(
         st.sampled_from(["casino-app", "sncf-app", "anonymous"]),
-        st.sampled_from([*sorted(LOOKUP_ACTIONS), "card_enrol", "whoami"]),
+        st.sampled_from(
+            ["pseudonymise", "tokenise_file", "card_enrol", "card_associate", "whoami"]
+        ),
         st.integers(0, 179),
         st.integers(0, 50),
         st.sampled_from(["ok", "ok", "denied", "error"]),
@@ -48,23 +50,37 @@ calls = st.lists(
 )
 
 
-@given(calls, st.integers(1, 200), st.integers(1, 5))
+# What each action's entry counts toward the volume alert: its values, or two card numbers.
+VALUES = {"pseudonymise": None, "tokenise_file": None, "card_enrol": None, "card_associate": 2}
+
+
+@given(calls, st.integers(1, 200), st.integers(1, 5), st.integers(1, 3))
 def test_scan_agrees_with_a_plain_count(
-    rows: list[tuple[str, str, int, int, str]], values_limit: int, refusals_limit: int
+    rows: list[tuple[str, str, int, int, str]],
+    values_limit: int,
+    refusals_limit: int,
+    associations_limit: int,
 ) -> None:
     entries = [entry(n, *row) for n, row in enumerate(rows)]
-    found = scan(entries, Thresholds(values_limit, refusals_limit))
+    found = scan(entries, Thresholds(values_limit, refusals_limit, associations_limit))
     expected = set()
     for hour in range(3):
         for actor in ("casino-app", "sncf-app", "anonymous"):
             in_hour = [r for r in rows if r[0] == actor and r[2] // 60 == hour]
-            looked_up = sum(r[3] for r in in_hour if r[4] == "ok" and r[1] in LOOKUP_ACTIONS)
+            looked_up = sum(
+                r[3] if VALUES[r[1]] is None else VALUES[r[1]]  # type: ignore[misc]
+                for r in in_hour
+                if r[4] == "ok" and r[1] in VALUES
+            )
             refused = sum(1 for r in in_hour if r[4] != "ok")
+            probing = sum(1 for r in in_hour if r[4] == "denied" and r[1] == "card_associate")
             start = NOW + timedelta(hours=hour)
             if looked_up > values_limit:
                 expected.add(("volume", actor, start, looked_up))
             if refused > refusals_limit:
                 expected.add(("refusals", actor, start, refused))
+            if probing > associations_limit:
+                expected.add(("association_refusals", actor, start, probing))
     assert expected == {(a.kind, a.actor, a.hour, a.observed) for a in found}
     assert [(a.hour, a.kind, a.actor) for a in found] == sorted(
         (a.hour, a.kind, a.actor) for a in found
@@ -85,14 +101,14 @@ def test_a_partner_sweeping_card_numbers_is_flagged(deployment: Deployment) -> N
                 deployment, access=PARTNER, domain="sncf", kind="card", values=["12345678"]
             )
     auditor = replace(ACCESS, actor="dpo", role="auditor", now=NOW + timedelta(minutes=5))
-    found = find_alerts(deployment, access=auditor, thresholds=Thresholds(250, 2))
+    found = find_alerts(deployment, access=auditor, thresholds=Thresholds(250, 2, 1))
     assert {("volume", "casino-app", 300), ("refusals", "casino-app", 3)} == {
         (a.kind, a.actor, a.observed) for a in found
     }
-    assert [] == find_alerts(deployment, access=auditor, thresholds=Thresholds(300, 3))
+    assert [] == find_alerts(deployment, access=auditor, thresholds=Thresholds(300, 3, 1))
     # A day later, the default period (24 hours) no longer covers them.
     later = replace(auditor, now=NOW + timedelta(days=1, hours=1))
-    assert [] == find_alerts(deployment, access=later, thresholds=Thresholds(1, 1))
+    assert [] == find_alerts(deployment, access=later, thresholds=Thresholds(1, 1, 1))
 
 
 def test_the_alerts_command_exits_3_when_it_finds_something(initialised_cli: Cli) -> None:

@@ -68,7 +68,8 @@ def test_link_commands_walk_a_customer_through_the_rules(
     refused = cli(
         "card", "associate", "10000001", "99999999", "--domain", "casino", "--other-domain", "sncf"
     )
-    assert 1 == refused.exit_code and "[unknown_card]" in refused.stderr
+    assert 1 == refused.exit_code and "[association_refused]" in refused.stderr
+    assert "unknown_other_card" == database.audit_entries()[-1].code  # the log says why
     unlinked = cli.ok("card", "dissociate", "10000001", "--domain", "casino")
     assert "unlink.dissolve" in unlinked.stdout
     missing = cli("link", "show", alliance)

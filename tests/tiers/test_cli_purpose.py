@@ -70,6 +70,8 @@ ADMINISTRATION = {
     "client list",
     "client revoke",
     "client rotate-key",
+    "client requests",
+    "client approve",
     "policy check",
     "policy diff",
     "policy apply",

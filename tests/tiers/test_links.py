@@ -166,7 +166,8 @@ def test_bad_requests_are_refused_clearly_and_change_nothing(
             other_domain="casino",
             other_card="10000001",
         )
-    assert "link.same_card" == itself.value.code
+    assert "association_refused" == itself.value.code
+    assert "link.same_card" == database.audit_entries()[-1].code  # the log says why
     with pytest.raises(DomainMismatch):
         associate(
             dep,

@@ -22,8 +22,9 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
+from audit import parse_entry
 from tests.conftest import ACCESS
 from tests.tiers.test_links import PARTNERS, alliance, hub_key  # noqa: F401 - fixture
 from tiers.cards import enrol_cards
@@ -112,17 +113,29 @@ class Links(RuleBasedStateMachine):
             with pytest.raises(NotFound):
                 call()
 
+    def last_code(self) -> str | None:
+        with self.deployment.engine.connect() as connection:
+            entry = connection.execute(
+                text("SELECT entry FROM audit_entries ORDER BY seq DESC LIMIT 1")
+            ).scalar_one()
+        return parse_entry(entry.encode("ascii")).code
+
     def link(self, a: str, x: str, b: str, y: str) -> None:
         first, second = (a, x), (b, y)
         try:
             associate(
                 self.deployment, access=self.at(), domain=a, card=x, other_domain=b, other_card=y
             )
-        except NotFound:
-            assert first not in self.enrolled or second not in self.enrolled
+        except NotFound:  # the caller's own card: it may know
+            assert first not in self.enrolled
             return
-        except PolicyViolation as refusal:
-            assert refusal.code.startswith("link.")
+        except PolicyViolation as refusal:  # one answer for every reason; the log says which
+            assert "association_refused" == refusal.code
+            reason = self.last_code()
+            if second not in self.enrolled:
+                assert "unknown_other_card" == reason
+            else:
+                assert reason is not None and reason.startswith("link.")
             return
         assert first in self.enrolled and second in self.enrolled and first != second
         ga, gb = self.group_of(first), self.group_of(second)

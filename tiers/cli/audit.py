@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated
@@ -180,9 +181,11 @@ def audit_alerts(
     are any (for cron and monitors)."""
     access = operator(purpose)
     with deployment(access, "audit_alerts", purpose=purpose) as dep:
-        thresholds = alerts.Thresholds(
-            values_per_hour or dep.settings.alert_values_per_hour,
-            refusals_per_hour or dep.settings.alert_refusals_per_hour,
+        defaults = alerts.Thresholds.of(dep.settings)
+        thresholds = replace(
+            defaults,
+            values_per_hour=values_per_hour or defaults.values_per_hour,
+            refusals_per_hour=refusals_per_hour or defaults.refusals_per_hour,
         )
         found = alerts.find_alerts(
             dep,

@@ -1,4 +1,4 @@
-"""Operator commands for API clients: ``client add|list|revoke|rotate-key``."""
+"""Operator commands for API clients: ``client add|list|requests|approve|revoke|rotate-key``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from tiers import clients
-from tiers.cli._common import deployment, err_console, handles_errors, operator, out_console
+from tiers import approvals, clients
+from tiers.cli._common import (
+    deployment,
+    err_console,
+    handles_errors,
+    operator,
+    out_console,
+    print_rows,
+)
 
 __all__ = ["client_app"]
 
@@ -52,6 +59,35 @@ def client_list() -> None:
             c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "",
         )
     out_console.print(table)
+
+
+@client_app.command("requests")
+@handles_errors
+def client_requests() -> None:
+    """Requests of admin clients for a client or a key, and who decided them."""
+    access = operator()
+    with deployment(access, "client_request_list") as dep:
+        found = approvals.list_requests(dep, access=access)
+    print_rows(
+        ["id", "kind", "client", "role", "domain", "by", "state", "expires", "decided by"],
+        (
+            [r.id, r.kind, r.name, r.role, r.domain or "", r.requested_by,
+             "expired" if r.state == "pending" and access.now >= r.expires_at else r.state,
+             r.expires_at.isoformat(timespec="minutes"), r.decided_by or ""]
+            for r in found
+        ),
+    )  # fmt: skip
+
+
+@client_app.command("approve")
+@handles_errors
+def client_approve(request: Annotated[str, typer.Argument(help="the request's id")]) -> None:
+    """Approve an admin client's request: the client is created or re-keyed, and its API key
+    printed once."""
+    access = operator()
+    with deployment(access, "client_approve") as dep:
+        issued = approvals.approve_request(dep, access=access, request_id=request)
+    _show_key(issued.client.name, issued.token)
 
 
 @client_app.command("revoke")

@@ -28,6 +28,7 @@ __all__ = [
     "audit_entries",
     "audit_state",
     "cards",
+    "client_requests",
     "clients",
     "customers",
     "deliveries",
@@ -217,6 +218,25 @@ clients = Table(
     # hmac-sha256 seal of the row's powers under a key derived from the master key
     # (tiers.sealing); NULL only in a database made before migration 0013, until `tiers init`.
     Column("seal", String(80), nullable=True),
+)
+
+# Requests of an admin client of the API for a client (``add``) or a new key (``rotate``),
+# until a second admin decides (tiers.approvals). ``seal``: as the clients' own (tiers.sealing).
+client_requests = Table(
+    "client_requests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(32), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("domain", String(32), nullable=True),
+    Column("requested_by", String(32), nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("decided_by", String(64), nullable=True),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("seal", String(80), nullable=False),
 )
 
 # File jobs. Outputs live under $TIERS_HOME/jobs/<id>/; the uploaded file itself is never stored.

@@ -1,0 +1,89 @@
+"""Identifier budgets: probing limited by values, not by requests.
+
+Whoever can pseudonymise freely can sweep a space of card or phone numbers. A rate of requests
+does not bound that (one request can carry 100,000 values), so every action that computes
+pseudonyms from identifiers charges the **identifiers** it handles to its client's budget:
+``budget_identifiers_per_second`` and ``budget_identifiers_per_hour``, two token buckets that
+refill continuously.
+
+A call is admitted while neither bucket of its client is overdrawn; it then takes its
+identifiers, possibly overdrawing them, which holds the client's next calls back until the
+buckets refill (``identifier_budget``, HTTP 429 with the wait). A large batch or file is
+therefore never refused for its size alone, and the budget still holds over any period. A file
+or an exchange, whose identifiers are known only once it is read, is admitted the same way and
+charged when it ends.
+
+The budgets are of the clients of the API (:attr:`~tiers.auditing.Access.client_id`); the
+operator on the host's command line has none. Like the request rate
+(:mod:`tiers.ratelimit`), they are kept in the memory of each worker process: with N workers a
+client can reach N times the budget, so size the settings for one worker. The access log
+counts the identifiers of every call, whichever worker served it, and the ``volume`` alert
+(:mod:`tiers.alerts`) reads them there.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from tiers.auditing import Access
+from tiers.errors import RateLimited
+
+__all__ = ["BudgetExhausted", "IdentifierBudget"]
+
+
+class BudgetExhausted(RateLimited):
+    """The client's identifier budget is overdrawn: retry after ``retry_after`` seconds."""
+
+    code = "identifier_budget"
+
+
+class IdentifierBudget:
+    """Per-client buckets of identifiers, per second and per hour, in one process."""
+
+    def __init__(
+        self, *, per_second: int, per_hour: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        # (capacity, refill per second) of each bucket
+        self._buckets = ((float(per_second), float(per_second)), (float(per_hour), per_hour / 3600))
+        self._clock = clock
+        self._held: dict[int, tuple[list[float], float]] = {}
+        self._lock = threading.Lock()
+
+    def _levels(self, client_id: int, now: float) -> list[float]:
+        levels, last = self._held.get(client_id, ([c for c, _ in self._buckets], now))
+        return [
+            min(capacity, level + (now - last) * rate)
+            for level, (capacity, rate) in zip(levels, self._buckets, strict=True)
+        ]
+
+    def admit(self, access: Access, identifiers: int = 0) -> None:
+        """Admit a call of ``access`` and charge it ``identifiers``; raises
+        :class:`BudgetExhausted` (charging nothing) while a bucket is overdrawn."""
+        if access.client_id is None:
+            return
+        now = self._clock()
+        with self._lock:
+            levels = self._levels(access.client_id, now)
+            waits = [
+                -level / rate
+                for level, (_, rate) in zip(levels, self._buckets, strict=True)
+                if level < 0
+            ]
+            if waits:
+                self._held[access.client_id] = (levels, now)
+                raise BudgetExhausted(
+                    "the identifier budget of this client is spent; slow down",
+                    retry_after=max(waits),
+                )
+            self._held[access.client_id] = ([level - identifiers for level in levels], now)
+
+    def charge(self, access: Access, identifiers: int) -> None:
+        """Charge ``identifiers`` handled by an admitted call (a file's, once it is read)."""
+        if access.client_id is None or identifiers <= 0:
+            return
+        now = self._clock()
+        with self._lock:
+            levels = self._levels(access.client_id, now)
+            self._held[access.client_id] = ([level - identifiers for level in levels], now)
