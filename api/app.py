@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from api.errors import OneLine, caller_address, error_body, install_error_handlers
 from api.gate import Gate
 from api.routes import admin, audit, data, exchanges, health, links
+from api.upload import HeldBytes
 from tiers import __version__
 from tiers.clients import Authenticator
 from tiers.deployment import Deployment
@@ -151,6 +152,7 @@ class Service:
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self.tally = RefusalTally()
+        self.held = HeldBytes(settings.upload_hold_bytes)
 
     def deployment(self) -> Deployment:
         """Raises :class:`~tiers.errors.TiersError` (mapped to 503) while it cannot be opened."""

@@ -39,6 +39,7 @@ from tiers.errors import (
     TiersError,
     Unauthorised,
     UnknownKeyVersion,
+    UploadTooSlow,
 )
 from tiers.refusals import Refusal
 
@@ -55,6 +56,7 @@ _log = logging.getLogger("tiers.api")
 
 _STATUS: list[tuple[type[TiersError], int]] = [
     (Unauthorised, 401),
+    (UploadTooSlow, 408),
     (DomainHidden, 404),
     (Forbidden, 403),
     (RateLimited, 429),

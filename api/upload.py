@@ -11,19 +11,56 @@ from __future__ import annotations
 import io
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import IO, Any, Generic, TypeVar
 
 import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from tiers.errors import InvalidRequest
+from tiers.deployment import Deployment
+from tiers.errors import InvalidRequest, UploadTooSlow
+from tiers.settings import Settings
 
-__all__ = ["QueueReader", "StreamedWork", "stream_body", "stream_multipart"]
+__all__ = [
+    "HeldBytes",
+    "QueueReader",
+    "StreamedWork",
+    "held_for",
+    "paced",
+    "stream_body",
+    "stream_multipart",
+]
 
 T = TypeVar("T")
 
 _EOF = b""
+
+
+async def paced(body: AsyncIterator[bytes], settings: Settings) -> AsyncIterator[bytes]:
+    """``body``, refused (:class:`~tiers.errors.UploadTooSlow`) when the client sends nothing
+    for ``upload_read_timeout_seconds``, or, past ``upload_grace_seconds``, less than
+    ``upload_min_bytes_per_second`` on average: an upload holds the work on it (and on SQLite,
+    the database's one writer) for as long as it lasts, so a client that trickles it cannot hold
+    every other client up for long."""
+    start = time.monotonic()
+    seen = 0
+    chunks = body.__aiter__()
+    while True:
+        try:
+            with anyio.fail_after(settings.upload_read_timeout_seconds):
+                chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadTooSlow("the upload stalled; send it again") from None
+        seen += len(chunk)
+        elapsed = time.monotonic() - start
+        if elapsed > settings.upload_grace_seconds and seen < (
+            settings.upload_min_bytes_per_second * elapsed
+        ):
+            raise UploadTooSlow("the upload is too slow; send it again")
+        yield chunk
 
 
 class QueueReader(io.RawIOBase):
@@ -75,6 +112,7 @@ async def stream_multipart(
     body: AsyncIterator[bytes],
     on_field: Callable[[str, str], None],
     on_file: Callable[[], Callable[[IO[bytes]], T]],
+    held: HeldBytes | None = None,
 ) -> T:
     """Parse ``body``: text fields go to ``on_field`` (they must come before the file); at the
     file part, ``on_file`` gives the work to run on it, which then reads the part's bytes as
@@ -109,7 +147,7 @@ async def stream_multipart(
         if b"filename" in disposition:
             if state["reader"] is not None:
                 raise InvalidRequest("send one file per job", code="one_file")
-            state["reader"] = StreamedWork(on_file())
+            state["reader"] = StreamedWork(on_file(), held)
             state["field"] = None
         else:
             state["field"] = name
@@ -167,13 +205,55 @@ async def stream_multipart(
     return result
 
 
-class StreamedWork(Generic[T]):
-    """``work`` running in a thread on a file-like stream that the event loop feeds."""
+def held_for(request: Any, deployment: Deployment) -> HeldBytes | None:
+    """The budget of uploads held until they end, on SQLite (see :class:`StreamedWork`)."""
+    if not deployment.embedded:
+        return None
+    held: HeldBytes = request.app.state.service.held
+    return held
 
-    def __init__(self, work: Callable[[IO[bytes]], T]) -> None:
+
+class HeldBytes:
+    """How much of the uploads a process may hold in memory until they end (see
+    :class:`StreamedWork`)."""
+
+    def __init__(self, limit: int) -> None:
+        self._left = limit
+        self._lock = threading.Lock()
+
+    def take(self, size: int) -> bool:
+        with self._lock:
+            if size > self._left:
+                return False
+            self._left -= size
+            return True
+
+    def give(self, size: int) -> None:
+        with self._lock:
+            self._left += size
+
+
+class StreamedWork(Generic[T]):
+    """``work`` running in a thread on a file-like stream that the event loop feeds.
+
+    With ``held`` (SQLite, whose one writer the work holds from its first row to its last),
+    the work starts only once the whole upload has arrived, held in memory (never on disk)
+    within the process's budget: a client that sends slowly then holds no one else up. An upload
+    larger than what is left of the budget is passed on as it arrives, as without ``held``."""
+
+    def __init__(self, work: Callable[[IO[bytes]], T], held: HeldBytes | None = None) -> None:
+        self._work = work
+        self._held = held
+        self._buffer: list[bytes] = []
+        self._reserved = 0
         self._reader = QueueReader()
         self._box: dict[str, Any] = {}
-        self._thread = threading.Thread(target=self._run, args=(work,), daemon=True)
+        self._thread: threading.Thread | None = None
+        if held is None:
+            self._start()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, args=(self._work,), daemon=True)
         self._thread.start()
 
     def _run(self, work: Callable[[IO[bytes]], T]) -> None:
@@ -184,17 +264,47 @@ class StreamedWork(Generic[T]):
         finally:
             self._reader.close()
 
+    async def _release(self) -> bool:
+        """Start the work and pass it what was held; False once it has stopped reading."""
+        self._start()
+        held, self._buffer = self._buffer, []
+        try:
+            for chunk in held:
+                if not await anyio.to_thread.run_sync(self._reader.feed, chunk):
+                    return False
+            return True
+        finally:
+            if self._held is not None:
+                self._held.give(self._reserved)
+            self._reserved = 0
+
     async def feed(self, chunk: bytes) -> bool:
-        """Pass a chunk on; False once the work has stopped reading."""
+        """Pass a chunk on (or hold it); False once the work has stopped reading."""
+        if self._thread is None:
+            assert self._held is not None
+            if self._held.take(len(chunk)):
+                self._buffer.append(chunk)
+                self._reserved += len(chunk)
+                return True
+            if not await self._release():
+                return False
         return bool(await anyio.to_thread.run_sync(self._reader.feed, chunk))
 
     async def abort(self, error: BaseException) -> None:
-        """The input broke off: the work sees ``error`` where the stream would go on."""
+        """The input broke off: the work sees ``error`` where the stream would go on (it runs,
+        held or not, so that it records its own failure)."""
+        if self._thread is None:
+            self._buffer.clear()
+            await self._release()
+        assert self._thread is not None
         await anyio.to_thread.run_sync(self._reader.end, error)
         await anyio.to_thread.run_sync(self._thread.join)
 
     async def finish(self) -> T:
         """End of input: wait for the work and return its result (or raise its error)."""
+        if self._thread is None:
+            await self._release()
+        assert self._thread is not None
         await anyio.to_thread.run_sync(self._reader.end)
         await anyio.to_thread.run_sync(self._thread.join)
         if "error" in self._box:
@@ -203,9 +313,12 @@ class StreamedWork(Generic[T]):
         return result
 
 
-async def stream_body(body: AsyncIterator[bytes], work: Callable[[IO[bytes]], T]) -> T:
-    """Run ``work`` in a thread on a file-like view of ``body`` as it arrives (never stored)."""
-    streamed = StreamedWork(work)
+async def stream_body(
+    body: AsyncIterator[bytes], work: Callable[[IO[bytes]], T], held: HeldBytes | None = None
+) -> T:
+    """Run ``work`` in a thread on a file-like view of ``body`` as it arrives, or once it has
+    arrived (``held``, see :class:`StreamedWork`); never stored."""
+    streamed = StreamedWork(work, held)
     try:
         async for chunk in body:
             if chunk and not await streamed.feed(chunk):

@@ -17,7 +17,8 @@ log) and a message that never contains a clear identifier or key material.
     ├── NotFound                         an unknown domain, kind, client, job, ...
     ├── AlreadyExists                    creating something that exists
     ├── InvalidRequest      (ValueError) a malformed name, option or argument
-    │   └── PurposeRequired              an access to data that states no purpose
+    │   ├── PurposeRequired              an access to data that states no purpose
+    │   └── UploadTooSlow                an upload that stalls or trickles (HTTP 408)
     ├── InvalidFile         (ValueError) an input file that cannot be processed at all
     ├── NotInitialised                   the home or database has not been set up
     ├── DatabaseUnavailable              the database cannot be reached (retry later)
@@ -70,6 +71,7 @@ __all__ = [
     "TiersError",
     "Unauthorised",
     "UnknownKeyVersion",
+    "UploadTooSlow",
 ]
 
 
@@ -171,6 +173,13 @@ class PurposeRequired(InvalidRequest):
 
     def __init__(self, how: str) -> None:
         super().__init__(f"state a purpose ({how}): it is required for this access")
+
+
+class UploadTooSlow(InvalidRequest):
+    """An upload that stalls, or trickles in below the minimum rate: the job fails, nothing is
+    delivered, and the client sends it again."""
+
+    code = "upload_too_slow"
 
 
 class InvalidFile(TiersError, ValueError):

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=400, ge=1)
     # Key verifications (Argon2) for callers whose key is not already verified: per address,
     # and in a pool of their own, with at most this many waiting (see api/gate.py).
+    # An upload that stalls this long, or that sends less than the minimum rate on average
+    # past the grace period, is refused (see api/upload.py).
+    upload_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    upload_grace_seconds: float = Field(default=10.0, ge=0)
+    upload_min_bytes_per_second: int = Field(default=16 * 1024, ge=0)
+    # On SQLite, uploads are held in memory (never on disk) until they end, within this many
+    # bytes a process, so that no upload holds the one writer while it waits on its client.
+    upload_hold_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
     # How long a request for a client waits for a second admin (see tiers/approvals.py).
     client_request_hours: int = Field(default=24, ge=1, le=24 * 30)
     address_verifications_per_second: float = Field(default=5.0, gt=0)

@@ -27,7 +27,7 @@ from api.schemas import (
     WhoAmI,
     batch_results,
 )
-from api.upload import stream_multipart
+from api.upload import held_for, paced, stream_multipart
 from tiers import clients
 from tiers.errors import InvalidRequest
 from tiers.jobs import JobRecord, delete_job, get_job, job_file, list_jobs, run_file_job
@@ -152,7 +152,11 @@ async def upload_file(
         )
 
     job = await stream_multipart(
-        request.headers.get("content-type", ""), request.stream(), on_field, on_file
+        request.headers.get("content-type", ""),
+        paced(request.stream(), deployment.settings),
+        on_field,
+        on_file,
+        held_for(request, deployment),
     )
     return _job(job)
 

@@ -16,7 +16,7 @@ from api.deps import (
 )
 from api.downloads import CsvDownload
 from api.schemas import ERRORS, JSON_ERRORS, _Strict
-from api.upload import stream_body
+from api.upload import held_for, paced, stream_body
 from tiers import campaigns, exchanges, inbox
 from tiers.inbox import DeliveryRecord
 
@@ -97,7 +97,7 @@ async def send(
     nothing."""
     access = access_with(request, purpose, required=True)
     report = await stream_body(
-        request.stream(),
+        paced(request.stream(), deployment.settings),
         lambda stream: exchanges.send_exchange(
             deployment,
             access=access,
@@ -105,6 +105,7 @@ async def send(
             exchange_type=exchange_type,
             source=stream,
         ),
+        held_for(request, deployment),
     )
     return ExchangeOut(
         rows_in=report.rows_in,
