@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import checkpoints_bench, exchanges_bench, files_bench, service_bench
+from bench import abuse_bench, checkpoints_bench, exchanges_bench, files_bench, service_bench
 from bench.data import write_customer_file
 from bench.pg import fresh_schema
 
@@ -242,6 +242,22 @@ def checkpoints_section(options: argparse.Namespace, results: dict[str, Any]) ->
     results["checkpoints"] = figures
 
 
+def abuse_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
+    seconds = 5.0 if options.quick else 15.0
+    print(
+        f"Abuse (SQLite, one legitimate client, {abuse_bench.FLOODERS} flooders of bad keys, "
+        f"{abuse_bench.SLOW_UPLOADERS} slow uploaders, {seconds:.0f} s each)"
+    )
+    figures = abuse_bench.abuse_costs(seconds)
+    for name in ("idle", "flood", "slow_uploads"):
+        run = figures[name]
+        note = f"p50 {run['p50_ms']} / p99 {run['p99_ms']} ms; {run['errors']} errors"
+        line(f"{name}: single-value pseudonymise", run["requests_per_second"], "req/s", note)
+    for name, value in figures["ratios"].items():
+        line(name.replace("_", " "), value, "×", "target: at most 3")
+    results["abuse"] = figures
+
+
 def _calls_lines(label: str, run: dict[str, Any]) -> None:
     single = run["single"]
     note = f"p50 {single['p50_ms']} / p95 {single['p95_ms']} / p99 {single['p99_ms']} ms"
@@ -288,7 +304,9 @@ def main() -> int:
     parser.add_argument("--scale", default=None, help="customer counts, comma-separated")
     parser.add_argument("--exchange-rows", type=int, default=None, help="rows (default 200 000)")
     parser.add_argument(
-        "--skip", default="", help="sections to skip: files,peers,exchanges,api,checkpoints,scale"
+        "--skip",
+        default="",
+        help="sections to skip: files,peers,exchanges,api,checkpoints,abuse,scale",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
     options = parser.parse_args()
@@ -310,6 +328,8 @@ def main() -> int:
             api_section(options, results)
         if "checkpoints" not in options.skip:
             checkpoints_section(options, results)
+        if "abuse" not in options.skip:
+            abuse_section(options, results)
         if "scale" not in options.skip:
             scale_section(options, results)
     results["seconds"] = round(time.perf_counter() - started, 1)
