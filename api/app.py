@@ -21,7 +21,7 @@ from api.upload import HeldBytes
 from tiers import __version__
 from tiers.clients import Authenticator
 from tiers.deployment import Deployment
-from tiers.errors import TiersError
+from tiers.errors import BodyTooLarge, TiersError
 from tiers.inbox import recover_inbox
 from tiers.jobs import recover_jobs
 from tiers.ratelimit import RateLimiter
@@ -52,6 +52,8 @@ class _BodyLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or "client" not in scope.get("state", {}):
+            # Outside /v1 (health, documentation) no route reads a body; inside it, a caller
+            # the door refused never gets here.
             await self.app(scope, receive, send)
             return
         uploads = ("/v1/files", "/v1/exchanges")
@@ -66,25 +68,21 @@ class _BodyLimit:
             if body is None:
                 await _too_large(scope, send, limit)
                 return
-            receive = _replay(body, receive)
+            await self.app(scope, _replay(body, receive), send)
+            return
         seen = 0
 
         async def counted() -> Message:
+            # An upload streams into its work: past the limit, the work fails (and records
+            # it) and the route answers 413, like any refusal of the core.
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > limit:
-                raise _TooLarge
+                raise BodyTooLarge(f"the body exceeds {limit} bytes")
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _too_large(scope, send, limit)
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, counted, send)
 
 
 async def _whole_body(receive: Receive, limit: int) -> bytes | None:

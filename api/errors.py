@@ -23,6 +23,7 @@ from tiers.errors import (
     AlreadyExists,
     AuditIntegrityError,
     AuditUnavailable,
+    BodyTooLarge,
     ConfigurationError,
     DatabaseUnavailable,
     DomainHidden,
@@ -57,6 +58,7 @@ _log = logging.getLogger("tiers.api")
 _STATUS: list[tuple[type[TiersError], int]] = [
     (Unauthorised, 401),
     (UploadTooSlow, 408),
+    (BodyTooLarge, 413),
     (DomainHidden, 404),
     (Forbidden, 403),
     (RateLimited, 429),

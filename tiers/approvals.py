@@ -145,13 +145,16 @@ def approve_request(deployment: Deployment, *, access: Access, request_id: str) 
             raise StateConflict("the request has expired; ask again", code="request_expired")
         if record.kind == "add":
             issued = clients.create(
-                deployment, connection, access, name=record.name, role=record.role,
+                deployment,
+                connection,
+                access,
+                name=record.name,
+                role=record.role,
                 domain=record.domain,
-            )  # fmt: skip
-        else:
-            issued = clients.rekey(
-                deployment, connection, clients.active_client(connection, record.name)
             )
+        else:
+            target = clients.active_client(connection, record.name)
+            issued = clients.rekey(deployment, connection, target)
         approved = _sealed(deployment, replace(record, state="approved", decided_by=access.actor))
         repo.decide(
             connection,

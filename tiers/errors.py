@@ -18,6 +18,7 @@ log) and a message that never contains a clear identifier or key material.
     ├── AlreadyExists                    creating something that exists
     ├── InvalidRequest      (ValueError) a malformed name, option or argument
     │   ├── PurposeRequired              an access to data that states no purpose
+    │   ├── BodyTooLarge                 a request body over its limit (HTTP 413)
     │   └── UploadTooSlow                an upload that stalls or trickles (HTTP 408)
     ├── InvalidFile         (ValueError) an input file that cannot be processed at all
     ├── NotInitialised                   the home or database has not been set up
@@ -46,6 +47,7 @@ __all__ = [
     "AlreadyExists",
     "AuditIntegrityError",
     "AuditUnavailable",
+    "BodyTooLarge",
     "CheckpointStoreError",
     "ConfigurationError",
     "DatabaseUnavailable",
@@ -173,6 +175,12 @@ class PurposeRequired(InvalidRequest):
 
     def __init__(self, how: str) -> None:
         super().__init__(f"state a purpose ({how}): it is required for this access")
+
+
+class BodyTooLarge(InvalidRequest):
+    """A request body over its limit (``max_json_body_bytes``, ``max_upload_bytes``)."""
+
+    code = "too_large"
 
 
 class UploadTooSlow(InvalidRequest):

@@ -9,10 +9,12 @@ outcome and the rule, nothing about another partner's customer; the hub sees onl
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ParamSpec
 
 from sqlalchemy import Connection
 
@@ -327,8 +329,31 @@ class _OtherCardUnknown(PolicyViolation):
 
 
 ASSOCIATION_REFUSED = "association_refused"
+P = ParamSpec("P")
 
 
+def _one_refusal(function: Callable[P, LinkOutcome]) -> Callable[P, LinkOutcome]:
+    """Every refusal of ``function`` (recorded with its precise reason) answered as one,
+    ``association_refused``."""
+
+    @functools.wraps(function)
+    def answered(*args: P.args, **kwargs: P.kwargs) -> LinkOutcome:
+        try:
+            return function(*args, **kwargs)
+        except PolicyViolation as error:
+            assert is_recorded(error)  # with its precise reason
+            refused = PolicyViolation(
+                "the association is refused: check both card numbers with their holder",
+                code=ASSOCIATION_REFUSED,
+            )
+            mark_recorded(refused)
+            raise refused from None
+
+    return answered
+
+
+@_one_refusal
+@audited("card_associate")
 def associate(
     deployment: Deployment,
     *,
@@ -343,37 +368,9 @@ def associate(
     A partner must learn nothing of the other partner's cards beyond what a successful
     association tells it: the other card not enrolled there, already linked to another card of
     the requester's, or in a customer the rules will not merge, all get one refusal,
-    ``association_refused``. The access log keeps the precise reason (``unknown_other_card`` or
-    the rule) and :mod:`tiers.alerts` counts the refusals of each partner."""
-    try:
-        return _associate(
-            deployment,
-            access=access,
-            domain=domain,
-            card=card,
-            other_domain=other_domain,
-            other_card=other_card,
-        )
-    except PolicyViolation as error:
-        assert is_recorded(error)  # with its precise reason
-        refused = PolicyViolation(
-            "the association is refused: check both card numbers with their holder",
-            code=ASSOCIATION_REFUSED,
-        )
-        mark_recorded(refused)
-        raise refused from None
-
-
-@audited("card_associate")
-def _associate(
-    deployment: Deployment,
-    *,
-    access: Access,
-    domain: str,
-    card: str,
-    other_domain: str,
-    other_card: str,
-) -> LinkOutcome:
+    ``association_refused`` (:func:`_one_refusal`). The access log keeps the precise reason
+    (``unknown_other_card`` or the rule) and :mod:`tiers.alerts` counts the refusals of each
+    partner."""
     require(access, "card_associate", domain)
     deployment.budget.admit(access, 2)
 

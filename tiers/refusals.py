@@ -47,8 +47,19 @@ class Refusal:
     def key(self) -> tuple[str, str, str, str, datetime]:
         """What refusals are counted by: the prefixes a flood presents are not (they are the
         caller's to choose), and the entry names the first of the minute's."""
-        minute = self.minute or self.access.now.replace(second=0, microsecond=0)
+        minute = self.minute or _minute(self.access.now)
         return (self.access.actor, self.address, self.code, self.action, minute)
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def _summary(first: Refusal, moment: datetime) -> Refusal:
+    """The entry that counts the refusals that came after ``first`` in its minute: an entry of
+    when it is written (``moment``), naming the minute it counts."""
+    access = replace(first.access, now=max(first.access.now, moment), request_id=uuid.uuid4().hex)
+    return replace(first, access=access, minute=first.key()[-1])
 
 
 class RefusalTally:
@@ -75,33 +86,10 @@ class RefusalTally:
     def flush(self, deployment: Deployment, now: datetime | None = None) -> None:
         """Write the counts of the minutes that are over before ``now`` (all when None)."""
         with self._lock:
-            done = [
-                key
-                for key in self._held
-                if now is None or key[4] < now.replace(second=0, microsecond=0)
-            ]
+            done = [key for key in self._held if now is None or key[-1] < _minute(now)]
             held = [self._held.pop(key) for key in done]
-        # The count of a minute is an entry of when it is written, naming the minute it counts.
         moment = now or datetime.now(UTC)
-        self._write(
-            deployment,
-            [
-                (
-                    replace(
-                        first,
-                        access=replace(
-                            first.access,
-                            now=max(first.access.now, moment),
-                            request_id=uuid.uuid4().hex,
-                        ),
-                        minute=first.key()[4],
-                    ),
-                    later,
-                )
-                for first, later in held
-                if later > 0
-            ],
-        )
+        self._write(deployment, [(_summary(first, moment), n) for first, n in held if n > 0])
 
     def _write(self, deployment: Deployment, counted: list[tuple[Refusal, int]]) -> None:
         if not counted:

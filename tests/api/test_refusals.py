@@ -147,3 +147,23 @@ def test_key_verifications_are_limited_per_address(api: Api) -> None:
         assert 200 == http.get("/v1/whoami", headers=api.headers("casino-app")).status_code
     codes = [e.code for e in api.database.audit_entries() if e.actor == "anonymous"]
     assert {"unauthorised", "rate_limited"} == set(codes)
+
+
+def test_a_chunked_upload_over_the_limit_gets_413_and_one_entry(api: Api) -> None:
+    def rows() -> Iterator[bytes]:
+        yield b"card,date,amount\n"
+        for _ in range(100):
+            yield b"10000001,2026-11-01,1\n" * 10
+
+    before = len(api.database.audit_entries())
+    with service(api, max_upload_bytes=4096) as http:
+        response = http.post(
+            "/v1/exchanges?type=purchases",
+            headers={**api.headers("casino-app"), "Content-Type": "text/csv"},
+            content=rows(),
+        )
+    assert (413, "too_large") == (response.status_code, response.json()["error"]["code"])
+    written = [(e.actor, e.action, e.code) for e in api.database.audit_entries()[before:]]
+    assert [("casino-app", "exchange_send", "too_large")] == written
+    inbox = api.http.get("/v1/inbox", headers=api.headers("hub-app")).json()
+    assert [] == inbox  # nothing delivered
