@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -14,8 +13,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from api.errors import OneLine, caller_address, error_body, install_error_handlers
-from api.gate import Gate
+from api.errors import OneLine, caller_address, install_error_handlers
+from api.gate import Gate, answer, route_name
 from api.routes import admin, audit, data, exchanges, health, links
 from api.upload import HeldBytes
 from tiers import __version__
@@ -61,12 +60,12 @@ class _BodyLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _too_large(scope, send, limit)
+            await _too_large(scope, receive, send, limit)
             return
         if scope["path"] not in uploads:
             body = await _whole_body(receive, limit)
             if body is None:
-                await _too_large(scope, send, limit)
+                await _too_large(scope, receive, send, limit)
                 return
             await self.app(scope, _replay(body, receive), send)
             return
@@ -111,30 +110,19 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replayed
 
 
-async def _too_large(scope: Scope, send: Send, limit: int) -> None:
-    state = scope["state"]
+async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    """413, traced under the client (counted like every refusal made before a route)."""
     service = scope["app"].state.service
     deployment = service.opened()
     if deployment is not None:
         refusal = Refusal(
-            access=state["access"],
-            action="request_body",
+            access=scope["state"]["access"],
+            action=route_name(scope),
             code="too_large",
             address=caller_address(scope),
         )
         await service.trace(deployment, refusal)
-    body = json.dumps(error_body("too_large", f"the body exceeds {limit} bytes")).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await answer(scope, receive, send, BodyTooLarge(f"the body exceeds {limit} bytes"))
 
 
 class Service:

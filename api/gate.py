@@ -40,13 +40,13 @@ from api.grouping import Grouped
 from tiers.auditing import Access
 from tiers.clients import Authenticator, key_prefix
 from tiers.deployment import Deployment
-from tiers.errors import RateLimited, RevokedKey, TiersError, Unauthorised
+from tiers.errors import Forbidden, RateLimited, RevokedKey, TiersError, Unauthorised
 from tiers.ratelimit import RateLimiter
 from tiers.refusals import Refusal
 from tiers.settings import Settings
 from tiers.storage.clients import ClientRecord
 
-__all__ = ["Gate", "answer", "bearer", "caller_address"]
+__all__ = ["Gate", "answer", "bearer", "route_name"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -65,6 +65,10 @@ def bearer(scope: Scope) -> str | None:
             if text[:7].lower() == "bearer ":
                 return text[7:].strip()
     return None
+
+
+# Refusals of the caller (the others are failures: the database down, say).
+_DENIALS = (Unauthorised, RateLimited, Forbidden)
 
 
 def _request_id(scope: Scope) -> str:
@@ -118,6 +122,18 @@ def _api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
             yield route
 
 
+def route_name(scope: Scope) -> str:
+    """The name of the route a request is for (what a refusal made before it is logged as)."""
+    state = scope["app"].state
+    routes: list[APIRoute] | None = getattr(state, "api_routes", None)
+    if routes is None:
+        routes = state.api_routes = list(_api_routes(scope["app"].router.routes))
+    for route in routes:
+        if route.matches(scope)[0] == Match.FULL:
+            return route.name
+    return "request"
+
+
 class Gate:
     """ASGI middleware in front of the application (see the module)."""
 
@@ -129,7 +145,6 @@ class Gate:
         )
         self.threads = settings.verification_threads
         self.queue = settings.verification_queue
-        self._routes: list[APIRoute] | None = None
         # Verifications under way, by a hash of the key: the requests that arrive with a key
         # being verified wait for that verification instead of making their own.
         self._verifying: dict[bytes, asyncio.Future[ClientRecord]] = {}
@@ -151,14 +166,14 @@ class Gate:
             await answer(scope, receive, send, error)
             return
         token = bearer(scope)
-        client = await _CACHED_CHECK((authenticator, deployment, token))
-        if client is None:
-            try:
+        try:
+            client = await _CACHED_CHECK((authenticator, deployment, token))
+            if client is None:
                 client = await self._verified_once(scope, authenticator, token)
-            except (Unauthorised, RateLimited) as error:
-                await service.trace(deployment, self._refusal(scope, token, error))
-                await answer(scope, receive, send, error)
-                return
+        except TiersError as error:  # refused (or a client row that fails its seal)
+            await service.trace(deployment, self._refusal(scope, token, error))
+            await answer(scope, receive, send, error)
+            return
         state["client"] = client
         state["access"] = Access(
             actor=client.name,
@@ -206,15 +221,6 @@ class Gate:
             raise RateLimited("too many key verifications waiting; retry", retry_after=1.0)
         return await anyio.to_thread.run_sync(authenticator.authenticate, token, limiter=limiter)
 
-    def _action(self, scope: Scope) -> str:
-        """The name of the route the request was for (what a refusal is logged as)."""
-        if self._routes is None:
-            self._routes = list(_api_routes(scope["app"].router.routes))
-        for route in self._routes:
-            if route.matches(scope)[0] == Match.FULL:
-                return route.name
-        return "request"
-
     def _refusal(self, scope: Scope, token: str | None, error: TiersError) -> Refusal:
         """A revoked key that verifies is named as its client; any other caller is anonymous."""
         revoked = isinstance(error, RevokedKey)
@@ -227,8 +233,11 @@ class Gate:
         )
         return Refusal(
             access=access,
-            action=self._action(scope),
+            action=route_name(scope),
             code="revoked_key" if revoked else error.code,
             address=caller_address(scope),
             key_prefix=key_prefix(token),
+            outcome="denied"
+            if isinstance(error, Unauthorised | RateLimited | Forbidden)
+            else "error",
         )

@@ -8,10 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from api import create_app
 from tests.api.conftest import Api
 from tests.conftest import ACCESS
+from tests.forgery import engine_of
 from tiers.clients import revoke_client
 from tiers.deployment import Deployment
 
@@ -110,7 +112,12 @@ def test_a_chunked_body_over_the_limit_gets_413_under_its_sender(
     )
     assert (413, "too_large") == (response.status_code, response.json()["error"]["code"])
     entry = api.database.audit_entries()[-1]
-    assert ("casino-app", "denied", "too_large") == (entry.actor, entry.outcome, entry.code)
+    assert ("casino-app", "pseudonymise", "denied", "too_large") == (
+        entry.actor,
+        entry.action,
+        entry.outcome,
+        entry.code,
+    )
     fits = small.post(
         "/v1/pseudonymise",
         headers={**api.headers("casino-app"), "Content-Type": "application/json"},
@@ -167,3 +174,17 @@ def test_a_chunked_upload_over_the_limit_gets_413_and_one_entry(api: Api) -> Non
     assert [("casino-app", "exchange_send", "too_large")] == written
     inbox = api.http.get("/v1/inbox", headers=api.headers("hub-app")).json()
     assert [] == inbox  # nothing delivered
+
+
+def test_a_client_row_changed_outside_the_service_is_refused_at_the_door(api: Api) -> None:
+    assert 200 == api.http.get("/v1/whoami", headers=api.headers("casino-app")).status_code
+    engine = engine_of(api.database)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE clients SET role = 'admin' WHERE name = 'casino-app'"))
+    finally:
+        engine.dispose()
+    response = api.http.get("/v1/clients", headers=api.headers("casino-app"))
+    assert (403, "row_tampered") == (response.status_code, response.json()["error"]["code"])
+    entry = api.database.audit_entries()[-1]
+    assert ("client_list", "denied", "row_tampered") == (entry.action, entry.outcome, entry.code)
