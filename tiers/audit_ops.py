@@ -30,7 +30,7 @@ from audit.checkpoint import checkpoint_from_note, verify_checkpoint
 from audit.entry import AuditEntry
 from audit.merkle import verify_consistency
 from audit.note import Note
-from tiers import checkpointing, witnessing
+from tiers import checkpointing, subject_index, witnessing
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.cards import card_of
@@ -348,7 +348,9 @@ def lookup_subject(
 ) -> list[AuditEntry]:
     """Entries about one customer. The value is pseudonymised in memory, turned into its subject
     references (every live audit key version) and dropped; the look-up is itself logged with
-    the customer's reference.
+    the customer's reference. Entries that name the customer are found by their columns; those
+    about many customers at once (a batch, a file, an exchange, a campaign, a withdrawal) by
+    the subject index (:mod:`tiers.subject_index`).
 
     A partner's card that is linked to other cards stands for an alliance customer, whose
     entries may name any of its cards (an association is recorded under the card presented
@@ -363,7 +365,16 @@ def lookup_subject(
         base = base_pseudonym(deployment.base_keyring(connection).active, kind, normalised)
         bases = _with_linked_cards(deployment, connection, record, kind, base)
         references = [ref for b in bases for ref in deployment.subject_references(connection, b)]
-        found = [parse_entry(d) for d in audit_log.query(connection, subjects=references)]
+        named = audit_log.query(connection, subjects=references)
+        indexed = audit_log.indexed_seqs(
+            connection, subject_index.references(deployment, connection, bases)
+        )
+        by_seq = {e.seq: e for e in map(parse_entry, named)}
+        wanted = [seq for seq in indexed if seq not in by_seq]
+        by_seq.update(
+            (e.seq, e) for e in map(parse_entry, audit_log.entries_at(connection, wanted))
+        )
+        found = [by_seq[seq] for seq in sorted(by_seq)]
         deployment.record(
             connection,
             access,

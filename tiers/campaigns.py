@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from audit import Counts
 from keys import DomainKey, Keyring
+from tiers import subject_index
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
@@ -102,6 +103,7 @@ def send_campaign(
     dropped: Counter[str] = Counter()
     routed: dict[str, dict[str, None]] = {}  # per SG, its pseudonyms in order, once each
     sgs: dict[str, tuple[DomainRecord, DomainKey]] = {}
+    reached: list[bytes] = []  # each customer's card at its SG, for the subject index
     with deployment.transaction() as connection:
         hub = deployment.hub_domain(connection)
         if hub is None:
@@ -116,6 +118,7 @@ def send_campaign(
                     sg = deployment.domain(connection, sg_name)
                     sgs[sg_name] = (sg, deployment.domain_keyring(connection, sg).active)
                 sg, key = sgs[sg_name]
+                reached.append(base)
                 text = str(domain_pseudonym(key, sg_name, base))
                 listed = routed.setdefault(sg_name, {})
                 if text in listed:  # another key of a customer already listed
@@ -138,7 +141,7 @@ def send_campaign(
             report.per_sg[sg_name] = delivery.rows
             report.deliveries[sg_name] = delivery.id
         report.dropped = dict(dropped)
-        deployment.record(
+        entry = deployment.record(
             connection,
             access,
             action="campaign_send",
@@ -150,4 +153,5 @@ def send_campaign(
             ),
             detail={"campaign": name[:64]},
         )
+        subject_index.index(deployment, connection, entry, reached)
     return report

@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 
 from audit import Counts
 from keys import DomainKey, length_prefixed
+from tiers import subject_index
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment, unknown_domain
@@ -156,7 +157,7 @@ def enrol_cards(
         CardEnrolment(deployment, connection, partner).enrol(
             [b for b, _ in pairs], enrolled_at or access.now
         )
-        deployment.record(
+        entry = deployment.record(
             connection,
             access,
             action="card_enrol",
@@ -166,6 +167,7 @@ def enrol_cards(
             if len(values) == 1 and pairs
             else None,
         )
+        subject_index.index(deployment, connection, entry, (base for base, _ in pairs))
     return results
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 
 from audit import Counts
 from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
+from tiers import subject_index
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.cards import CardEnrolment, card_refs, partner_card
@@ -115,6 +116,8 @@ class _HubKeys:
         self.partner_ring = deployment.domain_keyring(connection, partner)
         self.partner_key = self.partner_ring.active
         self.options = deployment.normalisation(partner)
+        # The customers the exchange named, for the subject index (tiers.subject_index).
+        self.touched: list[bytes] = []
 
     def keys(self, values: Sequence[str], keyed: Sequence[bool]) -> list[str | TiersError | None]:
         """The hub key of each identifier, in order, or in its place the error that rejects
@@ -123,6 +126,7 @@ class _HubKeys:
         place when it is valid. Done for many rows at once: a few statements for the whole
         batch, not eight a row; the answers are those of taking the rows one by one (tested)."""
         bases = self._bases(values, keyed)
+        self.touched += [b for b in bases if isinstance(b, bytes)]
         if self.kind.name != "card":
             return [
                 b
@@ -359,7 +363,7 @@ def send_exchange(
             raise InvalidFile("the file has a header but no data rows", code="no_rows")
         report.delivery = delivery.id
         deliveries.close()
-        deployment.record(
+        entry = deployment.record(
             connection,
             access,
             action="exchange_send",
@@ -367,6 +371,7 @@ def send_exchange(
             counts=Counts(report.rows_in, report.rows_out, report.rows_rejected),
             detail={"exchange": exchange_type, "identifiers": report.rows_in},
         )
+        subject_index.index(deployment, connection, entry, keys.touched)
         deployment.budget.charge(access, report.rows_in)
     return report
 
@@ -384,6 +389,7 @@ def withdraw_customer(deployment: Deployment, *, access: Access, domain: str, ca
         row = partner_card(deployment, connection, partner, card)
         customer = None
         refs = [row.ref]
+        bases = [row.base]  # every card of the customer, for the subject index
         if row.customer_id is not None:
             customer = links_repo.customer(connection, customer_id=row.customer_id)
             assert customer is not None
@@ -391,10 +397,9 @@ def withdraw_customer(deployment: Deployment, *, access: Access, domain: str, ca
                 raise PolicyViolation(
                     "only the customer's SG may withdraw them", code="withdraw.not_sg"
                 )
-            refs = [
-                customer.base,
-                *(c.ref for c in links_repo.cards_of(connection, customer_id=customer.id)),
-            ]
+            cards = links_repo.cards_of(connection, customer_id=customer.id)
+            refs = [customer.base, *(c.ref for c in cards)]
+            bases = [c.base for c in cards]
         # Read the keys before anything is deleted: the notice must list every one of them.
         keys = links_repo.hub_keys_of(connection, refs=refs)
         if customer is not None:
@@ -425,7 +430,7 @@ def withdraw_customer(deployment: Deployment, *, access: Access, domain: str, ca
             ) as delivery:
                 for version, value in keys:
                     delivery.write([str(Pseudonym(hub.name, version, value))])
-        deployment.record(
+        entry = deployment.record(
             connection,
             access,
             action="customer_withdraw",
@@ -433,4 +438,6 @@ def withdraw_customer(deployment: Deployment, *, access: Access, domain: str, ca
             subject=deployment.subject_reference(connection, row.base),
             counts=Counts(records_out=len(keys)),
         )
+        # Found by any of the customer's cards, though they are unlinked from now on.
+        subject_index.index(deployment, connection, entry, bases, named_too=True)
     return len(keys)

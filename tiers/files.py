@@ -22,6 +22,8 @@ from typing import IO, Any
 from sqlalchemy import Connection
 
 from audit import Counts
+from keys import DomainKey
+from tiers import subject_index
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.csvio import (
@@ -37,6 +39,7 @@ from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
 from tiers.fastpath import BLOCK_BYTES, RecordBlocks, in_order
 from tiers.identifiers import IdentifierKind, get_kind
+from tiers.pseudonyms import pseudonym_value, pseudonym_values
 from tiers.storage import SortedInserts, bulk_load, sorted_inserts
 from tiers.tokenisation import Registrar, Tokeniser, card_enroller
 
@@ -207,6 +210,10 @@ class _Sink:
     report: FileReport
     max_listed_rejects: int
     output_handle: IO[str]
+    # The audit key, and the subject-index references of every identifier accepted, 20 bytes
+    # each end to end (tiers.subject_index): the entry's number is known only at the end.
+    audit_key: DomainKey
+    touched: bytearray = field(default_factory=bytearray)
 
     def __post_init__(self) -> None:
         self.output.writerow(self.plan.header)
@@ -222,6 +229,8 @@ class _Sink:
     def accept(self, row: list[str], tokens: list[tuple[bytes, bytes, str]]) -> None:
         self.output.writerow(_output_row(self.plan, row, tokens))
         self.report.rows_out += 1
+        for base, _, _ in tokens:
+            self.touched += pseudonym_value(self.audit_key, base)
         if self.registrar is not None:
             for base, mac, kind in _registrations(self.plan, tokens):
                 self.registrar.add(base, mac, kind)
@@ -235,6 +244,8 @@ class _Sink:
             self.reject(line, problems)
         self.output_handle.write(block.output)
         self.report.rows_out += block.rows_out
+        bases = [base for base, _, _ in block.registrations]
+        self.touched += b"".join(pseudonym_values(self.audit_key, bases))
         if self.registrar is not None:
             for base, mac, kind in block.registrations:
                 self.registrar.add(base, mac, kind)
@@ -321,8 +332,7 @@ class _BlockWork:
                     continue
                 writer.writerow(_output_row(self.plan, row, tokens))
                 result.rows_out += 1
-                if self.register:
-                    result.registrations.extend(_registrations(self.plan, tokens))
+                result.registrations.extend(_registrations(self.plan, tokens))
         except InvalidFile as error:
             result.error = (error.message, error.code)
         result.output = buffer.getvalue()
@@ -359,13 +369,12 @@ class _BlockWork:
         result.rejects += rejects
         accepted_tokens: list[list[tuple[bytes, bytes, str]]] = columns  # type: ignore[assignment]
         result.rows_out += len(fitting)
-        if self.register:
-            kinds = [kind.name for _, kind in plan.identifier_positions]
-            result.registrations += [
-                (base, mac, kind)
-                for row_tokens in zip(*accepted_tokens, strict=True)
-                for (base, mac, _), kind in zip(row_tokens, kinds, strict=True)
-            ]
+        kinds = [kind.name for _, kind in plan.identifier_positions]
+        result.registrations += [
+            (base, mac, kind)
+            for row_tokens in zip(*accepted_tokens, strict=True)
+            for (base, mac, _), kind in zip(row_tokens, kinds, strict=True)
+        ]
         return self._output(fitting, accepted_tokens)
 
     def _output(
@@ -412,10 +421,12 @@ def _record(
     report: FileReport,
     columns: int,
     kept: int,
+    touched: bytearray,
 ) -> None:
-    """The file's entry, and its identifier cells charged to the client's budget."""
+    """The file's entry, indexed under every customer it touched (:mod:`tiers.subject_index`),
+    and its identifier cells charged to the client's budget."""
     identifiers = report.rows_in * columns
-    deployment.record(
+    entry = deployment.record(
         connection,
         access,
         action="tokenise_file",
@@ -428,6 +439,7 @@ def _record(
             "identifiers": identifiers,
         },
     )
+    subject_index.index_references(connection, entry, touched)
     deployment.budget.charge(access, identifiers)
 
 
@@ -513,6 +525,7 @@ def tokenise_file(
             report,
             max_listed_rejects,
             out_handle,
+            deployment.audit_keyring(connection).active,
         )
         lines_before = 0
         if first_line is not None:
@@ -546,6 +559,7 @@ def tokenise_file(
             report=report,
             columns=len(columns),
             kept=len(keep),
+            touched=sink.touched,
         )
         if progress is not None:
             progress(size, size)

@@ -55,6 +55,30 @@ def _directory(deployment: Deployment, job_id: str) -> Path:
     return _root(deployment) / job_id
 
 
+def open_file_job(deployment: Deployment, *, access: Access, domain: str) -> str:
+    """Create a running job (listed from now on) and its directory; returns its id."""
+    require(access, "tokenise_file", domain)
+    if access.client_id is None:
+        raise TiersError("a file job needs an API client", code="no_client")
+    job_id = uuid.uuid4().hex
+    _directory(deployment, job_id).mkdir(parents=True, mode=0o700)
+    with deployment.transaction() as connection:
+        repo.create(
+            connection, job_id=job_id, client_id=access.client_id, domain=domain, now=access.now
+        )
+    return job_id
+
+
+def fail_file_job(deployment: Deployment, job_id: str, code: str) -> None:
+    """Mark failed a job that never ran (its upload broke off or was refused first), if it is
+    still running, and remove its directory."""
+    with deployment.transaction() as connection:
+        job = repo.get(connection, job_id=job_id)
+        if job is not None and job.state == "running":
+            repo.finish(connection, job_id=job_id, state="failed", now=_now(), error_code=code)
+    shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
+
+
 def run_file_job(
     deployment: Deployment,
     *,
@@ -65,23 +89,18 @@ def run_file_job(
     keep: Sequence[str] = (),
     delimiter: str = ",",
     register: bool = True,
+    job_id: str | None = None,
 ) -> JobRecord:
-    """Create a job, tokenise ``stream`` into its outputs and close it (done or failed).
+    """Tokenise ``stream`` into the outputs of job ``job_id`` (created now when None, see
+    :func:`open_file_job`) and close it (done or failed).
 
     The tokenisation itself is :func:`tiers.files.tokenise_file`, which records the access.
     Errors are re-raised after the job is marked failed.
     """
     require(access, "tokenise_file", domain)
-    if access.client_id is None:
-        raise TiersError("a file job needs an API client", code="no_client")
     specs = [parse_column_spec(text) for text in columns]
-    job_id = uuid.uuid4().hex
+    job_id = job_id or open_file_job(deployment, access=access, domain=domain)
     directory = _directory(deployment, job_id)
-    directory.mkdir(parents=True, mode=0o700)
-    with deployment.transaction() as connection:
-        repo.create(
-            connection, job_id=job_id, client_id=access.client_id, domain=domain, now=access.now
-        )
     beats = _Heartbeat(deployment, job_id)
     try:
         report: FileReport = tokenise_file(

@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from audit import Counts
 from keys import DomainKey, length_prefixed
+from tiers import subject_index
 from tiers.auditing import Access, Pending, audited
 from tiers.authorisation import require
 from tiers.cards import CardEnrolment
@@ -298,6 +299,7 @@ def _pseudonymise(
     opened: dict[str, tuple[Tokeniser, Registrar]] = {}
     answers: list[list[str | InvalidIdentifier]] = []
     entries: list[Pending] = []
+    touched: list[list[bytes]] = []
     for request, identifier_kind in requests:
         if request.domain not in opened:
             tokeniser = Tokeniser.open(deployment, connection, request.domain)
@@ -338,7 +340,9 @@ def _pseudonymise(
             )
         )
         answers.append(results)
+        touched.append(list(bases))
     for _, registrar in opened.values():
         registrar.finish()
-    deployment.record_many(connection, entries)
+    for entry, bases_of in zip(deployment.record_many(connection, entries), touched, strict=True):
+        subject_index.index(deployment, connection, entry, bases_of)
     return answers

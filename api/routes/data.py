@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import IO, Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
 from api.calls import SHORT_CALL_VALUES, call, pseudonymise_grouped, pseudonymise_one
 from api.deps import (
@@ -29,8 +30,17 @@ from api.schemas import (
 )
 from api.upload import held_for, paced, stream_multipart
 from tiers import clients
-from tiers.errors import InvalidRequest
-from tiers.jobs import JobRecord, delete_job, get_job, job_file, list_jobs, run_file_job
+from tiers.errors import InvalidRequest, TiersError
+from tiers.jobs import (
+    JobRecord,
+    delete_job,
+    fail_file_job,
+    get_job,
+    job_file,
+    list_jobs,
+    open_file_job,
+    run_file_job,
+)
 from tiers.tokenisation import ValuesCall
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
@@ -149,15 +159,30 @@ async def upload_file(
             keep=[k.strip() for k in options["keep"].split(",") if k.strip()],
             delimiter=options["delimiter"],
             register=register,
+            job_id=opened,
         )
 
-    job = await stream_multipart(
-        request.headers.get("content-type", ""),
-        paced(request.stream(), deployment.settings),
-        on_field,
-        on_file,
-        held_for(request, deployment),
-    )
+    held = held_for(request, deployment)
+    # A held upload's work starts once it has arrived: its job is listed from the start all
+    # the same, so that an upload cut off by a crash shows as failed.
+    opened = None
+    if held is not None:
+        opened = await run_in_threadpool(
+            open_file_job, deployment, access=request.state.access, domain=client.domain or ""
+        )
+    try:
+        job = await stream_multipart(
+            request.headers.get("content-type", ""),
+            paced(request.stream(), deployment.settings),
+            on_field,
+            on_file,
+            held,
+        )
+    except BaseException as error:
+        if opened is not None:  # the job's own failure, if it ran, was recorded by it
+            code = error.code if isinstance(error, TiersError) else "internal"
+            await run_in_threadpool(fail_file_job, deployment, opened, code)
+        raise
     return _job(job)
 
 

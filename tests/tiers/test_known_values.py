@@ -185,11 +185,12 @@ def test_known_names_the_subjects_indexed_with_that_same_subject(history: _Histo
 
 
 def test_a_call_about_known_values_writes_nothing_but_its_log_entry(history: _History) -> None:
+    """Nothing but the log: its entry, and the entry's subject index (tiers.subject_index)."""
     history.apply([("hub", None)])
     history.register(CARDS)
     with statements(history.deployment, "INSERT") as inserts:
         history.register(CARDS[::-1])
-    assert {s.split()[2] for s in inserts} == {"audit_entries"}, inserts
+    assert {s.split()[2] for s in inserts} == {"audit_entries", "audit_subjects"}, inserts
 
 
 def test_looking_up_stops_once_a_batch_is_mostly_new(history: _History) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,7 +12,8 @@ from sqlalchemy import Connection, Row, delete, func, insert, or_, select, updat
 
 from audit import ORIGIN, Checkpoint, CompactRange, PurgeMark, StoredEntry
 from tiers.storage import meta as meta_repo
-from tiers.storage.tables import audit_checkpoints, audit_entries, audit_state
+from tiers.storage._dialect import bulk_insert_ignoring_duplicates, in_chunks
+from tiers.storage.tables import audit_checkpoints, audit_entries, audit_state, audit_subjects
 
 __all__ = [
     "AuditState",
@@ -279,8 +280,36 @@ def last_seq_before(connection: Connection, *, cutoff: datetime, first: int) -> 
     return int(newer) if newer > first else None
 
 
+def index_subjects(connection: Connection, *, seq: int, refs: Iterable[bytes]) -> None:
+    """Note that entry ``seq`` was about each of ``refs`` (bulk: COPY on PostgreSQL)."""
+    rows = [(ref, seq) for ref in refs]
+    bulk_insert_ignoring_duplicates(connection, audit_subjects, ["ref", "seq"], rows)
+
+
+def indexed_seqs(connection: Connection, refs: Sequence[bytes]) -> list[int]:
+    """The entries the index says were about any of ``refs``."""
+    found: set[int] = set()
+    for chunk in in_chunks(refs):
+        statement = select(audit_subjects.c.seq).where(audit_subjects.c.ref.in_(chunk))
+        found.update(connection.execute(statement).scalars())
+    return sorted(found)
+
+
+def entries_at(connection: Connection, seqs: Sequence[int]) -> list[bytes]:
+    """Canonical bytes of the entries at ``seqs``, in sequence order."""
+    found: list[tuple[int, str]] = []
+    for chunk in in_chunks(seqs):
+        statement = select(audit_entries.c.seq, audit_entries.c.entry).where(
+            audit_entries.c.seq.in_(chunk)
+        )
+        found.extend((int(seq), str(entry)) for seq, entry in connection.execute(statement))
+    return [text.encode("ascii", "replace") for _, text in sorted(found)]
+
+
 def delete_before(connection: Connection, *, end: int) -> int:
-    """Delete entries ``seq < end`` and every checkpoint below ``end``; returns entries deleted."""
+    """Delete entries ``seq < end``, their subject index and every checkpoint below ``end``;
+    returns entries deleted."""
+    connection.execute(delete(audit_subjects).where(audit_subjects.c.seq < end))
     result = connection.execute(delete(audit_entries).where(audit_entries.c.seq < end))
     connection.execute(delete(audit_checkpoints).where(audit_checkpoints.c.tree_size < end))
     return int(result.rowcount or 0)

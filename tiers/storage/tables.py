@@ -27,6 +27,7 @@ __all__ = [
     "audit_checkpoints",
     "audit_entries",
     "audit_state",
+    "audit_subjects",
     "cards",
     "client_requests",
     "clients",
@@ -218,6 +219,17 @@ clients = Table(
     # hmac-sha256 seal of the row's powers under a key derived from the master key
     # (tiers.sealing); NULL only in a database made before migration 0013, until `tiers init`.
     Column("seal", String(80), nullable=True),
+)
+
+# Who each entry was about, for entries about many customers at once (a batch, a file, an
+# exchange, a campaign, a withdrawal's every card): the customer's audit reference as raw bytes
+# (HMAC under the audit key, as the entries' own subject references) -> the entry's sequence
+# number. Kept with the log and purged with it (tiers.subject_index).
+audit_subjects = Table(
+    "audit_subjects",
+    metadata,
+    Column("ref", LargeBinary(20), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
 )
 
 # Requests of an admin client of the API for a client (``add``) or a new key (``rotate``),

@@ -1,0 +1,89 @@
+"""Subject look-ups cover bulk operations: a customer is found in a batch, a file, an exchange
+and a campaign that included them (through any of their linked cards), and in a withdrawal
+made through another of their cards; nobody else is; the index is purged with the log."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from tests.conftest import ACCESS, Database
+from tests.tiers.test_links import alliance, at, hub_key, link_two_cards  # noqa: F401 - fixture
+from tiers.audit_ops import lookup_subject, purge_log
+from tiers.campaigns import send_campaign
+from tiers.deployment import Deployment
+from tiers.exchanges import send_exchange, withdraw_customer
+from tiers.files import ColumnSpec, tokenise_file
+from tiers.storage.tables import audit_subjects
+from tiers.tokenisation import pseudonymise_values
+
+AUDITOR = replace(ACCESS, actor="dpo", role="auditor", purpose="DPO request 9")
+SNCF = replace(ACCESS, actor="sncf-app", role="partner", domain="sncf")
+HUB = replace(ACCESS, actor="hub-app", role="hub", domain="hub")
+
+
+def actions(deployment: Deployment, number: str, domain: str = "casino") -> list[str]:
+    found = lookup_subject(deployment, access=AUDITOR, domain=domain, kind="card", value=number)
+    return [e.action for e in found if e.action != "audit_subject"]
+
+
+def test_bulk_operations_are_found_through_every_card(
+    alliance: Deployment,  # noqa: F811 - fixture
+    tmp_path: Path,
+) -> None:
+    dep = alliance
+    link_two_cards(dep)  # casino 10000001 and sncf 70000001, one customer, SG casino
+    pseudonymise_values(
+        dep, access=at(4), domain="casino", kind="card", values=["10000001", "10000009"]
+    )
+    source = tmp_path / "in.csv"
+    source.write_text("card,store\n10000002,a\n10000001,b\n")
+    tokenise_file(
+        dep,
+        access=at(4),
+        source=source,
+        output=tmp_path / "out.csv",
+        domain="casino",
+        columns=[ColumnSpec("card", "card")],
+        keep=["store"],
+    )
+    purchases = io.BytesIO(b"card,date,amount\n70000001,2026-11-01,12\n79999999,2026-11-01,3\n")
+    send_exchange(dep, access=SNCF, domain="sncf", exchange_type="purchases", source=purchases)
+    send_campaign(
+        dep,
+        access=HUB,
+        name="spring",
+        linking_keys=[hub_key(dep, "casino", "10000001"), hub_key(dep, "casino", "10000002")],
+    )
+    bulk = {"pseudonymise", "tokenise_file", "exchange_send", "campaign_send"}
+    assert bulk <= set(actions(dep, "10000001"))
+    assert bulk <= set(actions(dep, "70000001", domain="sncf"))  # through the linked card
+    # another customer of the same file, never linked (so the campaign reached no SG of theirs)
+    assert {"tokenise_file"} == set(actions(dep, "10000002")) & bulk
+    assert not set(actions(dep, "10000009")) & {"tokenise_file", "exchange_send"}
+
+    withdraw_customer(dep, access=at(5), domain="casino", card="10000001")
+    # the cards are unlinked now; the withdrawal is found through the other card all the same
+    assert "customer_withdraw" in actions(dep, "70000001", domain="sncf")
+
+
+def test_the_index_is_purged_with_the_log(
+    alliance: Deployment,  # noqa: F811 - fixture
+    database: Database,
+) -> None:
+    dep = alliance
+    values = [str(10_000_000 + n) for n in range(20)]
+    pseudonymise_values(dep, access=at(1), domain="casino", kind="card", values=values)
+    with dep.engine.connect() as connection:
+        count = select(func.count()).select_from(audit_subjects)
+        assert 20 == connection.execute(count).scalar_one()
+    later = replace(ACCESS, now=ACCESS.now + timedelta(days=400))
+    purge_log(dep, access=later)
+    with dep.engine.connect() as connection:
+        assert 0 == connection.execute(count).scalar_one()
+    assert [] == actions(dep, values[0])
+    assert database.audit_entries()  # the purge's own entry
