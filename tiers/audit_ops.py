@@ -367,7 +367,9 @@ def lookup_subject(
         references = [ref for b in bases for ref in deployment.subject_references(connection, b)]
         named = audit_log.query(connection, subjects=references)
         indexed = audit_log.indexed_seqs(
-            connection, subject_index.references(deployment, connection, bases)
+            connection,
+            subject_index.references(deployment, connection, bases),
+            ref_bytes=subject_index.REF_BYTES,
         )
         by_seq = {e.seq: e for e in map(parse_entry, named)}
         wanted = [seq for seq in indexed if seq not in by_seq]

@@ -39,7 +39,6 @@ from tiers.deployment import Deployment
 from tiers.errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
 from tiers.fastpath import BLOCK_BYTES, RecordBlocks, in_order
 from tiers.identifiers import IdentifierKind, get_kind
-from tiers.pseudonyms import pseudonym_value, pseudonym_values
 from tiers.storage import SortedInserts, bulk_load, sorted_inserts
 from tiers.tokenisation import Registrar, Tokeniser, card_enroller
 
@@ -210,10 +209,10 @@ class _Sink:
     report: FileReport
     max_listed_rejects: int
     output_handle: IO[str]
-    # The audit key, and the subject-index references of every identifier accepted, 20 bytes
-    # each end to end (tiers.subject_index): the entry's number is known only at the end.
+    # The audit key, and the subject-index references of every identifier accepted, by bucket
+    # (tiers.subject_index): the entry's number is known only at the end.
     audit_key: DomainKey
-    touched: bytearray = field(default_factory=bytearray)
+    touched: subject_index.Buckets = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.output.writerow(self.plan.header)
@@ -229,8 +228,7 @@ class _Sink:
     def accept(self, row: list[str], tokens: list[tuple[bytes, bytes, str]]) -> None:
         self.output.writerow(_output_row(self.plan, row, tokens))
         self.report.rows_out += 1
-        for base, _, _ in tokens:
-            self.touched += pseudonym_value(self.audit_key, base)
+        subject_index.bucketed(self.audit_key, [base for base, _, _ in tokens], self.touched)
         if self.registrar is not None:
             for base, mac, kind in _registrations(self.plan, tokens):
                 self.registrar.add(base, mac, kind)
@@ -244,8 +242,7 @@ class _Sink:
             self.reject(line, problems)
         self.output_handle.write(block.output)
         self.report.rows_out += block.rows_out
-        bases = [base for base, _, _ in block.registrations]
-        self.touched += b"".join(pseudonym_values(self.audit_key, bases))
+        subject_index.gather(self.touched, block.refs)
         if self.registrar is not None:
             for base, mac, kind in block.registrations:
                 self.registrar.add(base, mac, kind)
@@ -274,6 +271,8 @@ class _BlockResult:
     output: str = ""
     rejects: list[tuple[int, list[tuple[str, str]]]] = field(default_factory=list)
     registrations: list[tuple[bytes, bytes, str]] = field(default_factory=list)
+    # the subject index's references of its accepted identifiers, by bucket
+    refs: dict[int, list[bytes]] = field(default_factory=dict)
     error: tuple[str, str] | None = None  # (message, code) of an error that fails the file
 
 
@@ -291,6 +290,7 @@ class _BlockWork:
     tokeniser: Tokeniser
     delimiter: str
     register: bool
+    audit_key: DomainKey  # the subject index's references are made here, in parallel
 
     def __call__(self, block: bytes, lines_before: int) -> _BlockResult:
         result = _BlockResult(bytes_in=len(block))
@@ -332,7 +332,9 @@ class _BlockWork:
                     continue
                 writer.writerow(_output_row(self.plan, row, tokens))
                 result.rows_out += 1
-                result.registrations.extend(_registrations(self.plan, tokens))
+                subject_index.bucketed(self.audit_key, [b for b, _, _ in tokens], result.refs)
+                if self.register:
+                    result.registrations.extend(_registrations(self.plan, tokens))
         except InvalidFile as error:
             result.error = (error.message, error.code)
         result.output = buffer.getvalue()
@@ -369,12 +371,16 @@ class _BlockWork:
         result.rejects += rejects
         accepted_tokens: list[list[tuple[bytes, bytes, str]]] = columns  # type: ignore[assignment]
         result.rows_out += len(fitting)
-        kinds = [kind.name for _, kind in plan.identifier_positions]
-        result.registrations += [
-            (base, mac, kind)
-            for row_tokens in zip(*accepted_tokens, strict=True)
-            for (base, mac, _), kind in zip(row_tokens, kinds, strict=True)
-        ]
+        rows = zip(*accepted_tokens, strict=True)
+        bases = [base for row_tokens in rows for base, _, _ in row_tokens]
+        subject_index.bucketed(self.audit_key, bases, result.refs)
+        if self.register:
+            kinds = [kind.name for _, kind in plan.identifier_positions]
+            result.registrations += [
+                (base, mac, kind)
+                for row_tokens in zip(*accepted_tokens, strict=True)
+                for (base, mac, _), kind in zip(row_tokens, kinds, strict=True)
+            ]
         return self._output(fitting, accepted_tokens)
 
     def _output(
@@ -421,7 +427,7 @@ def _record(
     report: FileReport,
     columns: int,
     kept: int,
-    touched: bytearray,
+    touched: subject_index.Buckets,
 ) -> None:
     """The file's entry, indexed under every customer it touched (:mod:`tiers.subject_index`),
     and its identifier cells charged to the client's budget."""
@@ -439,7 +445,7 @@ def _record(
             "identifiers": identifiers,
         },
     )
-    subject_index.index_references(connection, entry, touched)
+    subject_index.index_buckets(connection, entry, touched)
     deployment.budget.charge(access, identifiers)
 
 
@@ -529,7 +535,7 @@ def tokenise_file(
         )
         lines_before = 0
         if first_line is not None:
-            work = _BlockWork(plan, len(header), tokeniser, delimiter, register)
+            work = _BlockWork(plan, len(header), tokeniser, delimiter, register, sink.audit_key)
             done = len(first_line)
             for block in in_order(work, iter(blocks), workers or deployment.settings.file_workers):
                 sink.apply(block)

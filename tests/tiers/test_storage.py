@@ -91,7 +91,7 @@ def test_no_table_has_a_column_for_clear_identifiers(deployment: Deployment) -> 
             "seal",
         },
         "keyring_seals": {"owner", "purpose", "seal"},
-        "audit_subjects": {"ref", "seq"},
+        "audit_subjects": {"bucket", "seq", "refs"},
         "client_requests": {
             "id",
             "kind",

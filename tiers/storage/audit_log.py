@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -280,18 +280,26 @@ def last_seq_before(connection: Connection, *, cutoff: datetime, first: int) -> 
     return int(newer) if newer > first else None
 
 
-def index_subjects(connection: Connection, *, seq: int, refs: Iterable[bytes]) -> None:
-    """Note that entry ``seq`` was about each of ``refs`` (bulk: COPY on PostgreSQL)."""
-    rows = [(ref, seq) for ref in refs]
-    bulk_insert_ignoring_duplicates(connection, audit_subjects, ["ref", "seq"], rows)
+def index_subjects(connection: Connection, rows: Sequence[tuple[int, int, bytes]]) -> None:
+    """Rows of the subject index: ``(bucket, entry seq, references end to end)`` (see
+    tiers.subject_index; bulk, COPY on PostgreSQL)."""
+    bulk_insert_ignoring_duplicates(connection, audit_subjects, ["bucket", "seq", "refs"], rows)
 
 
-def indexed_seqs(connection: Connection, refs: Sequence[bytes]) -> list[int]:
-    """The entries the index says were about any of ``refs``."""
+def indexed_seqs(
+    connection: Connection, wanted: Mapping[int, set[bytes]], *, ref_bytes: int
+) -> list[int]:
+    """The entries the subject index says were about any of ``wanted`` (references by
+    bucket, each ``ref_bytes`` long)."""
     found: set[int] = set()
-    for chunk in in_chunks(refs):
-        statement = select(audit_subjects.c.seq).where(audit_subjects.c.ref.in_(chunk))
-        found.update(connection.execute(statement).scalars())
+    for chunk in in_chunks(list(wanted)):
+        statement = select(
+            audit_subjects.c.bucket, audit_subjects.c.seq, audit_subjects.c.refs
+        ).where(audit_subjects.c.bucket.in_(chunk))
+        for bucket, seq, packed in connection.execute(statement):
+            held = {packed[at : at + ref_bytes] for at in range(0, len(packed), ref_bytes)}
+            if wanted[bucket] & held:
+                found.add(int(seq))
     return sorted(found)
 
 

@@ -222,14 +222,17 @@ clients = Table(
 )
 
 # Who each entry was about, for entries about many customers at once (a batch, a file, an
-# exchange, a campaign, a withdrawal's every card): the customer's audit reference as raw bytes
-# (HMAC under the audit key, as the entries' own subject references) -> the entry's sequence
-# number. Kept with the log and purged with it (tiers.subject_index).
+# exchange, a campaign, a withdrawal's every card): the first 64 bits of each customer's audit
+# reference (HMAC under the audit key, as the entries' own subject references), grouped by
+# their top 12 bits (``bucket``) into one sorted array per entry and bucket (``refs``,
+# little-endian). Kept with the log and purged with it (tiers.subject_index).
 audit_subjects = Table(
     "audit_subjects",
     metadata,
-    Column("ref", LargeBinary(20), primary_key=True),
+    Column("bucket", Integer, primary_key=True),
     Column("seq", BigInteger, primary_key=True),
+    Column("refs", LargeBinary, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # Requests of an admin client of the API for a client (``add``) or a new key (``rotate``),

@@ -5,8 +5,8 @@ Revises: 0014
 
 An entry names one customer at most (``subject``), so a look-up missed the files, batches,
 exchanges and campaigns that included a customer. ``audit_subjects`` holds, for each identifier
-an operation touched, the customer's audit reference (raw bytes) and the entry's sequence
-number (tiers.subject_index). Entries written before it are not indexed.
+an operation touched, the first 64 bits of the customer's audit reference, grouped by bucket
+into one array per entry (tiers.subject_index). Entries written before it are not indexed.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "audit_subjects",
-        sa.Column("ref", sa.LargeBinary(20), primary_key=True),
+        sa.Column("bucket", sa.Integer(), primary_key=True),
         sa.Column("seq", sa.BigInteger(), primary_key=True),
+        sa.Column("refs", sa.LargeBinary(), nullable=False),
+        sqlite_with_rowid=False,
     )
 
 
