@@ -88,7 +88,8 @@ def request_client(
         else:
             existing = clients.active_client(connection, name)
             role, domain = existing.role, existing.domain
-        if repo.pending_for(connection, name=name):
+        waiting = repo.pending_for(connection, name=name)
+        if any(access.now < other.expires_at for other in waiting):  # an expired one is dead
             raise StateConflict("a request for that client waits already", code="request_pending")
         record = _sealed(
             deployment,

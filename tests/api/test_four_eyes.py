@@ -12,7 +12,7 @@ import pytest
 from tests.api.conftest import Api
 from tests.conftest import ACCESS, Cli
 from tiers.alerts import Thresholds, find_alerts
-from tiers.approvals import approve_request
+from tiers.approvals import approve_request, request_client
 from tiers.clients import add_client, rotate_client_key
 from tiers.deployment import Deployment
 from tiers.errors import Forbidden, StateConflict
@@ -91,10 +91,15 @@ def test_a_request_expires(api: Api) -> None:
         with pytest.raises(StateConflict) as expired:
             approve_request(deployment, access=month_later, request_id=str(request["id"]))
         assert "request_expired" == expired.value.code
+        # an expired request no longer stands in the way of a new one
+        admin = replace(month_later, actor="ops", role="admin", client_id=5)
+        again = request_client(deployment, access=admin, kind="add", name="late", role="auditor")
+        assert "pending" == again.state
     finally:
         deployment.close()
     listed = api.http.get("/v1/clients/requests", headers=api.headers("ops")).json()
-    assert ["pending"] == [r["state"] for r in listed]  # expires in a day, not yet
+    # listed now: the first expires in a day, not yet; the second was asked for a month ahead
+    assert ["pending", "pending"] == [r["state"] for r in listed]
 
 
 def test_the_operator_approves_on_the_host_and_creations_raise_alerts(api: Api, cli: Cli) -> None:
