@@ -40,8 +40,28 @@ def trickle(port: int, token: str, answers: list[bytes]) -> None:
                 answer = client.recv(4096)
             except TimeoutError:
                 continue
-            answers.append(answer)
+            answers.append(whole_answer(client, answer))
             return
+
+
+def whole_answer(client: socket.socket, start: bytes) -> bytes:
+    """The rest of an HTTP answer whose start was read (its body may come in a later segment)."""
+    client.settimeout(5)
+    answer = start
+    while b"\r\n\r\n" not in answer:
+        answer += client.recv(4096)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        more = client.recv(4096)
+        if not more:
+            break
+        body += more
+    return head + b"\r\n\r\n" + body
 
 
 def flood(port: int, stop: threading.Event, statuses: list[int]) -> None:
