@@ -10,7 +10,7 @@ answer or its own error.
 
 Every call of a group arrived before the group was taken, and so before its work began: a
 group's read sees whatever was committed before each of its calls arrived (what a credential
-check needs, see :mod:`api.deps`).
+check needs, see :mod:`api.gate`).
 """
 
 from __future__ import annotations
