@@ -89,7 +89,7 @@ def request_client(
             existing = clients.active_client(connection, name)
             role, domain = existing.role, existing.domain
         waiting = repo.pending_for(connection, name=name)
-        if any(access.now < other.expires_at for other in waiting):  # an expired one is dead
+        if any(other.state_at(access.now) == "pending" for other in waiting):
             raise StateConflict("a request for that client waits already", code="request_pending")
         record = _sealed(
             deployment,
@@ -142,7 +142,7 @@ def approve_request(deployment: Deployment, *, access: Access, request_id: str) 
             raise Forbidden(
                 "a request is approved by another admin than its requester", code="self_approval"
             )
-        if access.now >= record.expires_at:
+        if record.state_at(access.now) == "expired":
             raise StateConflict("the request has expired; ask again", code="request_expired")
         if record.kind == "add":
             issued = clients.create(
@@ -156,15 +156,8 @@ def approve_request(deployment: Deployment, *, access: Access, request_id: str) 
         else:
             target = clients.active_client(connection, record.name)
             issued = clients.rekey(deployment, connection, target)
-        approved = _sealed(deployment, replace(record, state="approved", decided_by=access.actor))
-        repo.decide(
-            connection,
-            request_id=record.id,
-            state="approved",
-            by=access.actor,
-            at=access.now,
-            seal=approved.seal,
-        )
+        decided = replace(record, state="approved", decided_by=access.actor, decided_at=access.now)
+        repo.decide(connection, _sealed(deployment, decided))
         deployment.record(
             connection,
             access,

@@ -94,7 +94,6 @@ def client_list(deployment: DeploymentDep, access: CurrentAccess) -> list[Client
 
 
 def _request(record: RequestRecord, now: datetime) -> ClientRequestOut:
-    expired = record.state == "pending" and now >= record.expires_at
     return ClientRequestOut(
         id=record.id,
         kind=record.kind,
@@ -104,7 +103,7 @@ def _request(record: RequestRecord, now: datetime) -> ClientRequestOut:
         requested_by=record.requested_by,
         requested_at=record.requested_at,
         expires_at=record.expires_at,
-        state="expired" if expired else record.state,
+        state=record.state_at(now),
         decided_by=record.decided_by,
     )
 

@@ -72,7 +72,7 @@ def client_requests() -> None:
         ["id", "kind", "client", "role", "domain", "by", "state", "expires", "decided by"],
         (
             [r.id, r.kind, r.name, r.role, r.domain or "", r.requested_by,
-             "expired" if r.state == "pending" and access.now >= r.expires_at else r.state,
+             r.state_at(access.now),
              r.expires_at.isoformat(timespec="minutes"), r.decided_by or ""]
             for r in found
         ),

@@ -23,10 +23,14 @@ class RequestRecord:
     requested_by: str
     requested_at: datetime
     expires_at: datetime
-    state: str  # "pending", "approved", "expired"
+    state: str  # "pending" or "approved" (an expiry is not written: see state_at)
     decided_by: str | None
     decided_at: datetime | None
     seal: str
+
+    def state_at(self, now: datetime) -> str:
+        """The request's state at ``now``: ``expired`` once a pending one is past its time."""
+        return "expired" if self.state == "pending" and now >= self.expires_at else self.state
 
 
 def _record(row: Row[Any]) -> RequestRecord:
@@ -62,11 +66,15 @@ def list_all(connection: Connection) -> list[RequestRecord]:
     return [_record(row) for row in rows]
 
 
-def decide(
-    connection: Connection, *, request_id: str, state: str, by: str | None, at: datetime, seal: str
-) -> None:
+def decide(connection: Connection, record: RequestRecord) -> None:
+    """Write ``record``'s decision (state, by whom, when) and its seal."""
     connection.execute(
         update(client_requests)
-        .where(client_requests.c.id == request_id)
-        .values(state=state, decided_by=by, decided_at=at, seal=seal)
+        .where(client_requests.c.id == record.id)
+        .values(
+            state=record.state,
+            decided_by=record.decided_by,
+            decided_at=record.decided_at,
+            seal=record.seal,
+        )
     )
