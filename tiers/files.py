@@ -22,7 +22,6 @@ from typing import IO, Any
 from sqlalchemy import Connection
 
 from audit import Counts
-from keys import DomainKey
 from tiers import subject_index
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
@@ -209,9 +208,9 @@ class _Sink:
     report: FileReport
     max_listed_rejects: int
     output_handle: IO[str]
-    # The audit key, and the subject-index references of every identifier accepted, by bucket
+    # The subject index's key, and the references of every identifier accepted, by bucket
     # (tiers.subject_index): the entry's number is known only at the end.
-    audit_key: DomainKey
+    index_secret: bytes
     touched: subject_index.Buckets = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -228,7 +227,7 @@ class _Sink:
     def accept(self, row: list[str], tokens: list[tuple[bytes, bytes, str]]) -> None:
         self.output.writerow(_output_row(self.plan, row, tokens))
         self.report.rows_out += 1
-        subject_index.bucketed(self.audit_key, [base for base, _, _ in tokens], self.touched)
+        subject_index.bucketed(self.index_secret, [base for base, _, _ in tokens], self.touched)
         if self.registrar is not None:
             for base, mac, kind in _registrations(self.plan, tokens):
                 self.registrar.add(base, mac, kind)
@@ -290,7 +289,7 @@ class _BlockWork:
     tokeniser: Tokeniser
     delimiter: str
     register: bool
-    audit_key: DomainKey  # the subject index's references are made here, in parallel
+    index_secret: bytes  # the subject index's references are made here, in parallel
 
     def __call__(self, block: bytes, lines_before: int) -> _BlockResult:
         result = _BlockResult(bytes_in=len(block))
@@ -332,7 +331,7 @@ class _BlockWork:
                     continue
                 writer.writerow(_output_row(self.plan, row, tokens))
                 result.rows_out += 1
-                subject_index.bucketed(self.audit_key, [b for b, _, _ in tokens], result.refs)
+                subject_index.bucketed(self.index_secret, [b for b, _, _ in tokens], result.refs)
                 if self.register:
                     result.registrations.extend(_registrations(self.plan, tokens))
         except InvalidFile as error:
@@ -373,7 +372,7 @@ class _BlockWork:
         result.rows_out += len(fitting)
         rows = zip(*accepted_tokens, strict=True)
         bases = [base for row_tokens in rows for base, _, _ in row_tokens]
-        subject_index.bucketed(self.audit_key, bases, result.refs)
+        subject_index.bucketed(self.index_secret, bases, result.refs)
         if self.register:
             kinds = [kind.name for _, kind in plan.identifier_positions]
             result.registrations += [
@@ -531,11 +530,11 @@ def tokenise_file(
             report,
             max_listed_rejects,
             out_handle,
-            deployment.audit_keyring(connection).active,
+            subject_index.index_secret(deployment.audit_keyring(connection).active),
         )
         lines_before = 0
         if first_line is not None:
-            work = _BlockWork(plan, len(header), tokeniser, delimiter, register, sink.audit_key)
+            work = _BlockWork(plan, len(header), tokeniser, delimiter, register, sink.index_secret)
             done = len(first_line)
             for block in in_order(work, iter(blocks), workers or deployment.settings.file_workers):
                 sink.apply(block)

@@ -60,12 +60,12 @@ def index_secret(key: DomainKey) -> bytes:
 _STARTS = [bytes([b >> 4, (b & 0xF) << 4]) for b in range(1 << BUCKET_BITS)]
 
 
-def bucketed(key: DomainKey, bases: Sequence[bytes], into: Buckets | None = None) -> Buckets:
-    """The index references of ``bases`` under ``key``, added to ``into`` by bucket (what a
-    file's blocks compute in their workers and the file gathers). Sorted in C, then cut at the
-    buckets' bounds: no Python step per identifier beyond its MAC."""
+def bucketed(secret: bytes, bases: Sequence[bytes], into: Buckets | None = None) -> Buckets:
+    """The index references of ``bases`` under ``secret`` (:func:`index_secret`), added to
+    ``into`` by bucket (what a file's blocks compute in their workers and the file gathers).
+    Sorted in C, then cut at the buckets' bounds: no Python step per identifier beyond its
+    MAC."""
     into = {} if into is None else into
-    secret = index_secret(key)
     refs = sorted([blake2b(base, key=secret, digest_size=REF_BYTES).digest() for base in bases])
     if not refs:
         return into
@@ -113,7 +113,7 @@ def index(
     wanted = list(dict.fromkeys(bases))
     if wanted:
         key = deployment.audit_keyring(connection).active
-        index_buckets(connection, entry, bucketed(key, wanted))
+        index_buckets(connection, entry, bucketed(index_secret(key), wanted))
 
 
 def index_buckets(connection: Connection, entry: AuditEntry, buckets: Buckets) -> None:
@@ -130,6 +130,7 @@ def references(
     wanted: dict[int, set[bytes]] = {}
     for version in ring:
         if version.state.value != "destroyed":
-            for bucket, refs in bucketed(ring.key(version.version), list(bases)).items():
+            secret = index_secret(ring.key(version.version))
+            for bucket, refs in bucketed(secret, list(bases)).items():
                 wanted.setdefault(bucket, set()).update(refs)
     return wanted

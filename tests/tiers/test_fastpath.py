@@ -20,6 +20,7 @@ from tiers.deployment import Deployment
 from tiers.errors import TiersError
 from tiers.fastpath import RecordBlocks, in_order
 from tiers.files import ColumnSpec, _BlockResult, _BlockWork, _plan, tokenise_file
+from tiers.subject_index import index_secret
 from tiers.tokenisation import Tokeniser
 
 COLUMNS = [ColumnSpec("card", "card"), ColumnSpec("email", "email")]
@@ -189,8 +190,8 @@ def test_a_block_read_by_column_gives_what_it_gives_read_by_row(
     plan = _plan(header, COLUMNS, ["amount"])
     with casino.transaction() as connection:
         tokeniser = Tokeniser.open(casino, connection, "casino")
-        audit_key = casino.audit_keyring(connection).active
-    work = _BlockWork(plan, len(header), tokeniser, delimiter, register, audit_key)
+        secret = index_secret(casino.audit_keyring(connection).active)
+    work = _BlockWork(plan, len(header), tokeniser, delimiter, register, secret)
     by_row = work._by_row(block, before, _BlockResult(bytes_in=len(block)))
     by_column = work(block, before)
     assert references(by_row.refs) == references(by_column.refs)  # however they were cut
