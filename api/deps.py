@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -66,15 +67,7 @@ def access_with(request: Request, purpose: str | None, *, required: bool) -> Acc
     checked by :func:`~tiers.auditing.stated_purpose`). A refusal is logged with the purpose
     ``unspecified``."""
     access: Access = request.state.access
-    full = Access(
-        actor=access.actor,
-        role=access.role,
-        purpose=purpose_or_unspecified(purpose),
-        now=access.now,
-        request_id=access.request_id,
-        domain=access.domain,
-        client_id=access.client_id,
-    )
+    full = replace(access, purpose=purpose_or_unspecified(purpose))
     request.state.access = full
     stated_purpose(purpose, required=required, how="the X-Purpose header or the `purpose` field")
     return full
