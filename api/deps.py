@@ -81,8 +81,17 @@ async def current_access(
     return access_with(request, purpose, required=False)
 
 
+RequiredPurposeHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Purpose",
+        description="why: recorded in the access log; required (400 purpose_required without)",
+    ),
+]
+
+
 async def data_access(
-    request: Request, _client: CurrentClient, purpose: PurposeHeader = None
+    request: Request, _client: CurrentClient, purpose: RequiredPurposeHeader = None
 ) -> Access:
     """For routes that take no body and read or write data, links, deliveries, outputs or the
     log's entries: the purpose comes from the header and is required."""
