@@ -50,12 +50,18 @@ __all__ = [
 ]
 
 
-def _state(connection: Connection, card: CardRow) -> Customer | None:
-    if card.customer_id is None:
+NO_CUSTOMER = 0  # no customer has this id: a read of it finds nothing, at a read's cost
+
+
+def _state(connection: Connection, card: CardRow | None) -> Customer | None:
+    """The customer of ``card``, read with the same two queries whether or not there is a card
+    or a customer: an association's refusals must not differ by the work done before them."""
+    customer_id = NO_CUSTOMER if card is None or card.customer_id is None else card.customer_id
+    customer = links.customer(connection, customer_id=customer_id)
+    rows = links.cards_of(connection, customer_id=customer_id)
+    if customer is None:
+        assert customer_id == NO_CUSTOMER
         return None
-    customer = links.customer(connection, customer_id=card.customer_id)
-    assert customer is not None
-    rows = links.cards_of(connection, customer_id=card.customer_id)
     return Customer(
         customer.id,
         tuple(Card(r.id, r.partner, r.enrolled_at) for r in rows),
@@ -76,6 +82,12 @@ def _presented(
     row = partner_card(deployment, connection, partner_domain(deployment, connection, domain), card)
     context["subject"] = deployment.subject_reference(connection, row.base)
     return row, _state(connection, row)
+
+
+def _stand_in(partner: DomainRecord, now: datetime) -> CardRow:
+    """An unlinked card of ``partner`` that does not exist, evaluated in place of a card not
+    found so that the refusal costs what the rules' own refusals cost."""
+    return CardRow(NO_CUSTOMER, b"", partner.name, b"", now, None, None)
 
 
 def _as_card(row: CardRow) -> Card:
@@ -380,13 +392,16 @@ def associate(
         mine, state_a = _presented(deployment, connection, domain, card, context)
         partner = partner_domain(deployment, connection, other_domain)
         try:
-            theirs = partner_card(deployment, connection, partner, other_card)
+            found: CardRow | None = partner_card(deployment, connection, partner, other_card)
         except NotFound:
-            raise _OtherCardUnknown("no such card at the other partner") from None
-        state_b = _state(connection, theirs)
+            found = None
+        state_b = _state(connection, found)
+        theirs = found or _stand_in(partner, access.now)
         decision = evaluate(
             Associate(domain, _as_card(mine), state_a, _as_card(theirs), state_b), policy
         )
+        if found is None:  # after the rules, so that every refusal has done the same work
+            raise _OtherCardUnknown("no such card at the other partner")
         if decision.accepted and not decision.noop:
             if state_a is None and state_b is None:
                 _new_customer(deployment, connection, access, decision, [mine.id, theirs.id])

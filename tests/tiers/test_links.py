@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from keys import Keyring, length_prefixed, new_key_material
-from tests.conftest import ACCESS, Database, assert_absent
+from tests.conftest import ACCESS, Database, assert_absent, statements
 from tiers import tokenisation
 from tiers.admin import add_domain, initialise
 from tiers.audit_ops import lookup_subject, verify_stored
@@ -408,3 +408,51 @@ def test_a_large_batch_registers_and_enrols_as_a_small_one_does(
     assert "bad_length" == getattr(answers[-2], "code", None)
     with_hub = hub_view(alliance, "casino", cards[7])
     assert {"casino"} == {card.partner for card in with_hub.cards}
+
+
+def test_every_refusal_of_an_association_does_the_same_work(
+    alliance: Deployment, database: Database
+) -> None:
+    """The timing class of a refusal: whether the other partner's card is not enrolled, is
+    linked to another of the requester's cards, or is loose while the requester's customer
+    already has a card there, the service sends the database the same statements, in the same
+    order, before it answers the same refusal. Only the log's reason differs."""
+    enrol_cards(alliance, access=at(1), domain="casino", values=["10000001", "10000002"])
+    enrol_cards(alliance, access=at(1), domain="sncf", values=["70000001", "70000002"])
+    refusals: dict[str, list[str]] = {}
+
+    def refused(reason: str, card: str, other: str) -> None:
+        with statements(alliance, "") as sent, pytest.raises(PolicyViolation) as error:
+            associate(
+                alliance,
+                access=at(3),
+                domain="casino",
+                card=card,
+                other_domain="sncf",
+                other_card=other,
+            )
+        logged = database.audit_entries()[-1]
+        assert ("association_refused", "denied", reason) == (
+            error.value.code,
+            logged.outcome,
+            logged.code,
+        )
+        refusals[reason] = sent
+
+    associate(
+        alliance,
+        access=at(2),
+        domain="casino",
+        card="10000001",
+        other_domain="sncf",
+        other_card="70000001",
+    )
+    refused("unknown_other_card", "10000002", "79999999")  # warms the caches once
+    refused("unknown_other_card", "10000002", "79999999")
+    unknown = refusals.pop("unknown_other_card")
+    refused("link.one_card_per_partner", "10000002", "70000001")  # linked to 10000001
+    linked_elsewhere = refusals.pop("link.one_card_per_partner")
+    refused("link.one_card_per_partner", "10000001", "70000002")  # loose; 10000001 has one
+    loose = refusals.pop("link.one_card_per_partner")
+    assert unknown and unknown == linked_elsewhere == loose
+
