@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,25 @@ def tiers_in_process(
         return report.rows_in / (time.perf_counter() - started)
     finally:
         deployment.close()
+
+
+@contextlib.contextmanager
+def without_subject_index() -> Iterator[None]:
+    """The file path with the subject index's work taken out: no references made in the
+    workers, no rows written. The "before" of the index's cost, measured in the same run as the
+    "after" (the workers are forked, so they inherit the change)."""
+    from array import array  # noqa: PLC0415
+
+    from tiers import subject_index  # noqa: PLC0415 - after the peers' runs
+
+    saved = (subject_index.block_of, subject_index.index_blocks)
+    empty = subject_index.Block(b"", array("I", [0] * ((1 << subject_index.BUCKET_BITS) + 1)))
+    subject_index.block_of = lambda _secret, _bases: empty
+    subject_index.index_blocks = lambda _connection, _entry, _blocks: None
+    try:
+        yield
+    finally:
+        subject_index.block_of, subject_index.index_blocks = saved
 
 
 def _domains(deployment: Any, access: Any) -> list[Any]:

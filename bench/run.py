@@ -11,6 +11,7 @@ measured in this run and writes them, with a description of the machine, to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -106,15 +107,25 @@ def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any
     backends: list[tuple[str, str | None]] = [("sqlite", None)]
     if options.database_url:
         backends.append(("postgresql", options.database_url))
+    index_cost: dict[str, float] = {}
     for backend, url in backends:
         for register in (False, True):
             label = f"tiers in process, {backend}, {'with' if register else 'without'} registration"
-            home = Path(tempfile.mkdtemp(prefix="tiers-bench-", dir=work))
-            with fresh_schema(url) as scoped:
-                tiers[label] = files_bench.tiers_in_process(
-                    path, out, home=home, database_url=scoped, register=register
+            for indexed in (False, True):
+                run = label if indexed else f"{label}, subject index taken out"
+                home = Path(tempfile.mkdtemp(prefix="tiers-bench-", dir=work))
+                taken_out = (
+                    contextlib.nullcontext() if indexed else files_bench.without_subject_index()
                 )
-            line(label, tiers[label], "rows/s")
+                with fresh_schema(url) as scoped, taken_out:
+                    tiers[run] = files_bench.tiers_in_process(
+                        path, out, home=home, database_url=scoped, register=register
+                    )
+                line(run, tiers[run], "rows/s")
+            before = tiers[f"{label}, subject index taken out"]
+            index_cost[label] = 1 - tiers[label] / before
+            line(f"cost of the subject index ({label})", 100 * index_cost[label], "%")
+    figures["subject_index_cost"] = index_cost
     memory, registering = _command_runs(backends, path, rows, work, tiers)
     figures["tiers"] = tiers
     figures["peak_memory_mib"] = memory.pop("sqlite")

@@ -208,10 +208,9 @@ class _Sink:
     report: FileReport
     max_listed_rejects: int
     output_handle: IO[str]
-    # The subject index's key, and the references of every identifier accepted, by bucket
-    # (tiers.subject_index): the entry's number is known only at the end.
-    index_secret: bytes
-    touched: subject_index.Buckets = field(default_factory=dict)
+    # The subject index's references of every identifier accepted (tiers.subject_index): the
+    # entry's number is known only at the end.
+    touched: subject_index.Gathered
 
     def __post_init__(self) -> None:
         self.output.writerow(self.plan.header)
@@ -227,7 +226,7 @@ class _Sink:
     def accept(self, row: list[str], tokens: list[tuple[bytes, bytes, str]]) -> None:
         self.output.writerow(_output_row(self.plan, row, tokens))
         self.report.rows_out += 1
-        subject_index.bucketed(self.index_secret, [base for base, _, _ in tokens], self.touched)
+        self.touched.add([base for base, _, _ in tokens])
         if self.registrar is not None:
             for base, mac, kind in _registrations(self.plan, tokens):
                 self.registrar.add(base, mac, kind)
@@ -241,7 +240,8 @@ class _Sink:
             self.reject(line, problems)
         self.output_handle.write(block.output)
         self.report.rows_out += block.rows_out
-        subject_index.gather(self.touched, block.refs)
+        if block.refs is not None:
+            self.touched.blocks.append(block.refs)
         if self.registrar is not None:
             for base, mac, kind in block.registrations:
                 self.registrar.add(base, mac, kind)
@@ -270,8 +270,10 @@ class _BlockResult:
     output: str = ""
     rejects: list[tuple[int, list[tuple[str, str]]]] = field(default_factory=list)
     registrations: list[tuple[bytes, bytes, str]] = field(default_factory=list)
-    # the subject index's references of its accepted identifiers, by bucket
-    refs: dict[int, list[bytes]] = field(default_factory=dict)
+    # the base pseudonyms of its accepted identifiers while it is tokenised, then their
+    # references in the subject index (made in the worker, handed back instead of the bases)
+    bases: list[bytes] = field(default_factory=list)
+    refs: subject_index.Block | None = None
     error: tuple[str, str] | None = None  # (message, code) of an error that fails the file
 
 
@@ -313,7 +315,7 @@ class _BlockWork:
             ]
             outputs.append(self._by_column(records, result))
         result.output = "".join(outputs)
-        return result
+        return self._sealed(result)
 
     def _by_row(self, block: bytes, lines_before: int, result: _BlockResult) -> _BlockResult:
         buffer = io.StringIO(newline="")
@@ -331,12 +333,18 @@ class _BlockWork:
                     continue
                 writer.writerow(_output_row(self.plan, row, tokens))
                 result.rows_out += 1
-                subject_index.bucketed(self.index_secret, [b for b, _, _ in tokens], result.refs)
+                result.bases += [base for base, _, _ in tokens]
                 if self.register:
                     result.registrations.extend(_registrations(self.plan, tokens))
         except InvalidFile as error:
             result.error = (error.message, error.code)
         result.output = buffer.getvalue()
+        return self._sealed(result)
+
+    def _sealed(self, result: _BlockResult) -> _BlockResult:
+        """``result`` with its identifiers made references of the subject index."""
+        result.refs = subject_index.block_of(self.index_secret, result.bases)
+        result.bases = []
         return result
 
     def _by_column(self, records: list[tuple[int, list[str]]], result: _BlockResult) -> str:
@@ -372,7 +380,7 @@ class _BlockWork:
         result.rows_out += len(fitting)
         rows = zip(*accepted_tokens, strict=True)
         bases = [base for row_tokens in rows for base, _, _ in row_tokens]
-        subject_index.bucketed(self.index_secret, bases, result.refs)
+        result.bases += bases
         if self.register:
             kinds = [kind.name for _, kind in plan.identifier_positions]
             result.registrations += [
@@ -426,7 +434,7 @@ def _record(
     report: FileReport,
     columns: int,
     kept: int,
-    touched: subject_index.Buckets,
+    touched: subject_index.Gathered,
 ) -> None:
     """The file's entry, indexed under every customer it touched (:mod:`tiers.subject_index`),
     and its identifier cells charged to the client's budget."""
@@ -444,8 +452,22 @@ def _record(
             "identifiers": identifiers,
         },
     )
-    subject_index.index_buckets(connection, entry, touched)
+    touched.seal()
+    subject_index.index_blocks(connection, entry, touched.blocks)
     deployment.budget.charge(access, identifiers)
+
+
+def _header(
+    blocks: RecordBlocks, block_bytes: int, delimiter: str
+) -> tuple[bytes | None, Any, list[str]]:
+    """The file's header, with its line when blocks follow it, or else with the reader of the
+    whole file, read serially (``block_bytes`` 0, or a first line that is not safe)."""
+    first_line = blocks.header() if block_bytes > 0 else None
+    if first_line is None:
+        reader = csv.reader(text_of(blocks.rest(), "utf-8-sig"), delimiter=delimiter, strict=False)
+        return None, reader, read_header(reader)
+    text = io.StringIO(first_line.decode("utf-8-sig", "surrogateescape"), newline="")
+    return first_line, None, read_header(csv.reader(text, delimiter=delimiter, strict=False))
 
 
 @audited("tokenise_file")
@@ -489,20 +511,7 @@ def tokenise_file(
         raw, size = open_raw(source)
         stack.callback(raw.close)
         blocks = RecordBlocks(raw, block_bytes)
-        first_line = blocks.header() if block_bytes > 0 else None
-        if first_line is None:  # the whole file is read serially
-            reader = csv.reader(
-                text_of(blocks.rest(), "utf-8-sig"), delimiter=delimiter, strict=False
-            )
-            header = read_header(reader)
-        else:
-            header = read_header(
-                csv.reader(
-                    io.StringIO(first_line.decode("utf-8-sig", "surrogateescape"), newline=""),
-                    delimiter=delimiter,
-                    strict=False,
-                )
-            )
+        first_line, reader, header = _header(blocks, block_bytes, delimiter)
         plan = _plan(header, columns, keep)
         # Entered last, so left first: the subjects are committed before the outputs appear.
         out_handle = stack.enter_context(atomic_output(output))
@@ -530,11 +539,15 @@ def tokenise_file(
             report,
             max_listed_rejects,
             out_handle,
-            subject_index.index_secret(deployment.audit_keyring(connection).active),
+            subject_index.Gathered(
+                subject_index.index_secret(deployment.audit_keyring(connection).active)
+            ),
         )
         lines_before = 0
         if first_line is not None:
-            work = _BlockWork(plan, len(header), tokeniser, delimiter, register, sink.index_secret)
+            work = _BlockWork(
+                plan, len(header), tokeniser, delimiter, register, sink.touched.secret
+            )
             done = len(first_line)
             for block in in_order(work, iter(blocks), workers or deployment.settings.file_workers):
                 sink.apply(block)

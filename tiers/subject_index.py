@@ -22,7 +22,9 @@ its verification or its export.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping, Sequence
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from hashlib import blake2b
 
 from sqlalchemy import Connection
@@ -35,18 +37,21 @@ from tiers.storage import audit_log
 __all__ = [
     "BUCKET_BITS",
     "REF_BYTES",
+    "Block",
     "Buckets",
-    "bucketed",
+    "Gathered",
+    "block_of",
+    "buckets_of",
     "index",
-    "index_buckets",
+    "index_blocks",
     "references",
 ]
 
 REF_BYTES = 8
 BUCKET_BITS = 12
 
-# bucket -> references of that bucket, end to end (pieces of, while a file streams)
-Buckets = dict[int, list[bytes]]
+# bucket -> references of that bucket, end to end
+Buckets = dict[int, bytes]
 
 
 def index_secret(key: DomainKey) -> bytes:
@@ -60,41 +65,60 @@ def index_secret(key: DomainKey) -> bytes:
 _STARTS = [bytes([b >> 4, (b & 0xF) << 4]) for b in range(1 << BUCKET_BITS)]
 
 
-def bucketed(secret: bytes, bases: Sequence[bytes], into: Buckets | None = None) -> Buckets:
-    """The index references of ``bases`` under ``secret`` (:func:`index_secret`), added to
-    ``into`` by bucket (what a file's blocks compute in their workers and the file gathers).
-    Sorted in C, then cut at the buckets' bounds: no Python step per identifier beyond its
-    MAC."""
-    into = {} if into is None else into
+@dataclass(frozen=True, slots=True)
+class Block:
+    """The references of a block of identifiers: sorted, end to end, with the index of the
+    first reference of each bucket (and the count after the last). Two objects whatever the
+    block's size: what a file's worker hands back, cheap to pickle and to keep."""
+
+    refs: bytes
+    starts: array[int]
+
+    def bucket(self, bucket: int) -> bytes:
+        return self.refs[self.starts[bucket] * REF_BYTES : self.starts[bucket + 1] * REF_BYTES]
+
+
+def block_of(secret: bytes, bases: Sequence[bytes]) -> Block:
+    """The index references of ``bases`` under ``secret`` (:func:`index_secret`): made and
+    sorted in C, then cut at the buckets' bounds by bisection (4,096 of them, whatever the
+    count). No Python step per identifier beyond its MAC."""
     refs = sorted([blake2b(base, key=secret, digest_size=REF_BYTES).digest() for base in bases])
-    if not refs:
-        return into
-    at = 0
-    while at < len(refs):
-        bucket = (refs[at][0] << 4) | (refs[at][1] >> 4)
-        end = (
-            bisect.bisect_left(refs, _STARTS[bucket + 1], at)
-            if bucket + 1 < len(_STARTS)
-            else len(refs)
-        )
-        piece = b"".join(refs[at:end])
-        held = into.get(bucket)
-        if held is None:
-            into[bucket] = [piece]
-        else:
-            held.append(piece)
-        at = end
-    return into
+    starts = array("I", [bisect.bisect_left(refs, start) for start in _STARTS])
+    starts.append(len(refs))
+    return Block(b"".join(refs), starts)
 
 
-def gather(into: Buckets, more: Mapping[int, list[bytes]]) -> None:
-    """Add a block's buckets to a file's (a few thousand appends, not one per identifier)."""
-    for bucket, pieces in more.items():
-        held = into.get(bucket)
-        if held is None:
-            into[bucket] = list(pieces)
-        else:
-            held.extend(pieces)
+def buckets_of(blocks: Sequence[Block]) -> Buckets:
+    """The references of ``blocks`` by bucket, each bucket's end to end (what is written)."""
+    found: Buckets = {}
+    for bucket in range(len(_STARTS)):
+        joined = b"".join([block.bucket(bucket) for block in blocks])
+        if joined:
+            found[bucket] = joined
+    return found
+
+
+@dataclass(slots=True)
+class Gathered:
+    """The references of a file's identifiers, gathered in file order: a block from each
+    worker, and the identifiers of the rows read here, made into blocks as they accumulate."""
+
+    secret: bytes
+    blocks: list[Block] = field(default_factory=list)
+    pending: list[bytes] = field(default_factory=list)
+
+    def add(self, bases: Iterable[bytes]) -> None:
+        self.pending.extend(bases)
+        if len(self.pending) >= _PENDING:
+            self.seal()
+
+    def seal(self) -> None:
+        if self.pending:
+            self.blocks.append(block_of(self.secret, self.pending))
+            self.pending = []
+
+
+_PENDING = 1 << 16  # identifiers held before they are made references
 
 
 def index(
@@ -113,12 +137,12 @@ def index(
     wanted = list(dict.fromkeys(bases))
     if wanted:
         key = deployment.audit_keyring(connection).active
-        index_buckets(connection, entry, bucketed(index_secret(key), wanted))
+        index_blocks(connection, entry, [block_of(index_secret(key), wanted)])
 
 
-def index_buckets(connection: Connection, entry: AuditEntry, buckets: Buckets) -> None:
-    """Index ``entry`` under the references of ``buckets`` (see :func:`bucketed`)."""
-    rows = [(bucket, entry.seq, b"".join(refs)) for bucket, refs in buckets.items()]
+def index_blocks(connection: Connection, entry: AuditEntry, blocks: Sequence[Block]) -> None:
+    """Index ``entry`` under the references of ``blocks`` (see :func:`block_of`)."""
+    rows = [(bucket, entry.seq, refs) for bucket, refs in buckets_of(blocks).items()]
     audit_log.index_subjects(connection, rows)
 
 
@@ -131,6 +155,8 @@ def references(
     for version in ring:
         if version.state.value != "destroyed":
             secret = index_secret(ring.key(version.version))
-            for bucket, refs in bucketed(secret, list(bases)).items():
-                wanted.setdefault(bucket, set()).update(refs)
+            for bucket, refs in buckets_of([block_of(secret, bases)]).items():
+                wanted.setdefault(bucket, set()).update(
+                    refs[at : at + REF_BYTES] for at in range(0, len(refs), REF_BYTES)
+                )
     return wanted

@@ -455,4 +455,3 @@ def test_every_refusal_of_an_association_does_the_same_work(
     refused("link.one_card_per_partner", "10000001", "70000002")  # loose; 10000001 has one
     loose = refusals.pop("link.one_card_per_partner")
     assert unknown and unknown == linked_elsewhere == loose
-

@@ -7,8 +7,11 @@ from __future__ import annotations
 import io
 from dataclasses import replace
 from datetime import timedelta
+from hashlib import blake2b
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from tests.conftest import ACCESS, Database
@@ -19,6 +22,7 @@ from tiers.deployment import Deployment
 from tiers.exchanges import send_exchange, withdraw_customer
 from tiers.files import ColumnSpec, tokenise_file
 from tiers.storage.tables import audit_subjects
+from tiers.subject_index import BUCKET_BITS, REF_BYTES, block_of, buckets_of
 from tiers.tokenisation import pseudonymise_values
 
 AUDITOR = replace(ACCESS, actor="dpo", role="auditor", purpose="DPO request 9")
@@ -87,3 +91,22 @@ def test_the_index_is_purged_with_the_log(
         assert 0 == connection.execute(count).scalar_one()
     assert [] == actions(dep, values[0])
     assert database.audit_entries()  # the purge's own entry
+
+
+@given(
+    st.lists(st.lists(st.binary(min_size=32, max_size=32), max_size=300), max_size=4),
+    st.binary(min_size=32, max_size=32),
+)
+def test_blocks_cut_into_buckets_as_a_model_groups_them(
+    pieces: list[list[bytes]], secret: bytes
+) -> None:
+    """Whatever the blocks a file's workers hand back, the rows written hold each identifier's
+    reference once, in the bucket of its first twelve bits, sorted within each block."""
+    blocks = [block_of(secret, bases) for bases in pieces]
+    written = buckets_of(blocks)
+    model: dict[int, list[bytes]] = {}
+    for bases in pieces:
+        refs = [blake2b(base, key=secret, digest_size=REF_BYTES).digest() for base in bases]
+        for ref in sorted(refs):
+            model.setdefault(int.from_bytes(ref[:2]) >> (16 - BUCKET_BITS), []).append(ref)
+    assert {bucket: b"".join(refs) for bucket, refs in model.items()} == written
