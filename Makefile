@@ -40,7 +40,8 @@ test: install-dev
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/bandit -q -c pyproject.toml -r tiers keys audit policy api
+	$(BIN)/lint-imports
+	$(BIN)/bandit -q -c pyproject.toml -r tiers keys audit policy api errors
 
 ## make fuzz: the hostile-input and OpenAPI fuzzing with a larger budget (CI runs a short one)
 fuzz: install-dev

@@ -17,10 +17,10 @@ from api.errors import OneLine, caller_address, install_error_handlers
 from api.gate import Gate, answer, route_name
 from api.routes import admin, audit, data, exchanges, health, links
 from api.upload import HeldBytes
+from errors import BodyTooLarge, TiersError
 from tiers import __version__
 from tiers.clients import Authenticator
 from tiers.deployment import Deployment
-from tiers.errors import BodyTooLarge, TiersError
 from tiers.inbox import recover_inbox
 from tiers.jobs import recover_jobs
 from tiers.ratelimit import RateLimiter
@@ -141,7 +141,7 @@ class Service:
         self.held = HeldBytes(settings.upload_hold_bytes)
 
     def deployment(self) -> Deployment:
-        """Raises :class:`~tiers.errors.TiersError` (mapped to 503) while it cannot be opened."""
+        """Raises :class:`~errors.TiersError` (mapped to 503) while it cannot be opened."""
         if self._deployment is None:
             with self._lock:
                 if self._deployment is None:

@@ -47,9 +47,9 @@ from anyio.lowlevel import RunVar
 from fastapi.concurrency import run_in_threadpool
 
 from api.grouping import Grouped
+from errors import InvalidIdentifier, TiersError
 from tiers.auditing import Access
 from tiers.deployment import Deployment
-from tiers.errors import InvalidIdentifier, TiersError
 from tiers.resolution import Resolution, resolve, resolve_together
 from tiers.tokenisation import (
     ValuesCall,

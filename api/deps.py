@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 
+from errors import Unauthorised
 from tiers.auditing import Access, purpose_or_unspecified, stated_purpose
+from tiers.clients import ClientRecord
 from tiers.deployment import Deployment
-from tiers.errors import Unauthorised
 from tiers.ratelimit import RateLimiter
-from tiers.storage.clients import ClientRecord
 
 __all__ = [
     "CurrentAccess",

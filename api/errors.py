@@ -17,31 +17,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from tiers.auditing import Access, is_recorded, mark_recorded, record_failure
-from tiers.budgets import BudgetExhausted
-from tiers.errors import (
-    AlreadyExists,
+from errors import (
     AuditIntegrityError,
-    AuditUnavailable,
-    BodyTooLarge,
-    ConfigurationError,
-    DatabaseUnavailable,
     DomainHidden,
-    Forbidden,
     InvalidRequest,
-    KeyDestroyed,
-    KeyStateError,
-    KeyUnavailable,
-    NotFound,
-    NotInitialised,
-    PolicyViolation,
     RateLimited,
-    StateConflict,
     TiersError,
     Unauthorised,
-    UnknownKeyVersion,
-    UploadTooSlow,
 )
+from tiers.auditing import Access, is_recorded, mark_recorded, record_failure
+from tiers.budgets import BudgetExhausted
 from tiers.refusals import Refusal
 
 __all__ = [
@@ -55,34 +40,9 @@ __all__ = [
 
 _log = logging.getLogger("tiers.api")
 
-_STATUS: list[tuple[type[TiersError], int]] = [
-    (Unauthorised, 401),
-    (UploadTooSlow, 408),
-    (BodyTooLarge, 413),
-    (DomainHidden, 404),
-    (Forbidden, 403),
-    (RateLimited, 429),
-    (NotFound, 404),
-    (UnknownKeyVersion, 404),
-    (KeyStateError, 409),
-    (AlreadyExists, 409),
-    (StateConflict, 409),
-    (PolicyViolation, 409),
-    (AuditIntegrityError, 409),
-    (KeyDestroyed, 410),
-    (AuditUnavailable, 503),
-    (DatabaseUnavailable, 503),
-    (KeyUnavailable, 503),
-    (NotInitialised, 503),
-    (ConfigurationError, 503),
-]
-
-
 def status_of(error: TiersError) -> int:
-    for kind, status in _STATUS:
-        if isinstance(error, kind):
-            return status
-    return 400
+    """The HTTP status of ``error``: its class's (see :mod:`errors.codes`)."""
+    return error.status
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:

@@ -37,14 +37,13 @@ from starlette.routing import BaseRoute, Match
 from api.calls import short_call_in_pool
 from api.errors import caller_address, error_body, status_of
 from api.grouping import Grouped
+from errors import Forbidden, RateLimited, RevokedKey, TiersError, Unauthorised
 from tiers.auditing import Access
-from tiers.clients import Authenticator, key_prefix
+from tiers.clients import Authenticator, ClientRecord, key_prefix
 from tiers.deployment import Deployment
-from tiers.errors import Forbidden, RateLimited, RevokedKey, TiersError, Unauthorised
 from tiers.ratelimit import RateLimiter
 from tiers.refusals import Refusal
 from tiers.settings import Settings
-from tiers.storage.clients import ClientRecord
 
 __all__ = ["Gate", "answer", "bearer", "route_name"]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tiers.errors import TiersError
+from errors import TiersError
 
 __all__ = [
     "AlertOut",

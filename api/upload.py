@@ -18,8 +18,8 @@ from typing import IO, Any, Generic, TypeVar
 import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from errors import InvalidRequest, UploadTooSlow
 from tiers.deployment import Deployment
-from tiers.errors import InvalidRequest, UploadTooSlow
 from tiers.settings import Settings
 
 __all__ = [
@@ -38,7 +38,7 @@ _EOF = b""
 
 
 async def paced(body: AsyncIterator[bytes], settings: Settings) -> AsyncIterator[bytes]:
-    """``body``, refused (:class:`~tiers.errors.UploadTooSlow`) when the client sends nothing
+    """``body``, refused (:class:`~errors.UploadTooSlow`) when the client sends nothing
     for ``upload_read_timeout_seconds``, or, past ``upload_grace_seconds``, less than
     ``upload_min_bytes_per_second`` on average: an upload holds the work on it (and on SQLite,
     the database's one writer) for as long as it lasts, so a client that trickles it cannot hold

@@ -14,7 +14,7 @@ from typing import IO
 from audit.checkpoint import Checkpoint, checkpoint_from_note, key_id
 from audit.note import Note, VerifierKey, verify_cosignature
 from audit.verify import PurgeMark, StoredEntry, Verification, verify_log
-from tiers.errors import AuditIntegrityError
+from errors import AuditIntegrityError
 
 __all__ = ["FORMAT", "Bundle", "dump_bundle", "load_bundle", "verify_bundle", "write_bundle"]
 

@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from audit.note import ED25519, Note, NoteSignature, VerifierKey, valid_key_name, verify_note
-from tiers.errors import AuditIntegrityError
+from errors import AuditIntegrityError
 
 __all__ = [
     "ORIGIN",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from tiers.errors import AuditIntegrityError
+from errors import AuditIntegrityError
 
 __all__ = ["GENESIS", "OUTCOMES", "AuditEntry", "Counts", "parse_entry"]
 

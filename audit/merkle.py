@@ -5,7 +5,7 @@
 
 :class:`CompactRange` keeps only the roots of the maximal aligned subtrees of a prefix, so a
 log can be extended and its root computed without its oldest leaves (used after a purge).
-Verifiers raise :class:`~tiers.errors.AuditIntegrityError` or return ``True``.
+Verifiers raise :class:`~errors.AuditIntegrityError` or return ``True``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import hmac
 from collections.abc import Sequence
 from typing import Literal
 
-from tiers.errors import AuditIntegrityError
+from errors import AuditIntegrityError
 
 __all__ = [
     "EMPTY_ROOT",

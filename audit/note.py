@@ -10,7 +10,7 @@
   ``cosignature/v1\\ntime <t>\\n`` followed by the checkpoint text, and its signature is
   ``key ID ‖ uint64 t (big-endian) ‖ Ed25519 signature``.
 
-Verification raises :class:`~tiers.errors.AuditIntegrityError` or returns what it verified.
+Verification raises :class:`~errors.AuditIntegrityError` or returns what it verified.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from tiers.errors import AuditIntegrityError
+from errors import AuditIntegrityError
 
 __all__ = [
     "COSIGNATURE",

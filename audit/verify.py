@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from audit.checkpoint import Checkpoint, key_id, verify_checkpoint
 from audit.entry import GENESIS, parse_entry
 from audit.merkle import CompactRange, leaf_hash
-from tiers.errors import AuditIntegrityError
+from errors import AuditIntegrityError
 
 __all__ = ["PurgeMark", "StoredEntry", "Verification", "verify_log"]
 

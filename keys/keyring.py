@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 
+from errors import KeyDestroyed, KeyStateError, UnknownKeyVersion
 from keys._hmac import PreparedHmacSha256
 from keys._secret import Secret
-from tiers.errors import KeyDestroyed, KeyStateError, UnknownKeyVersion
 
 __all__ = ["KEY_BYTES", "DomainKey", "KeyState", "KeyVersion", "Keyring", "new_key_material"]
 

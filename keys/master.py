@@ -16,8 +16,8 @@ import secrets
 import stat
 from pathlib import Path
 
+from errors import ConfigurationError, KeyUnavailable
 from keys._secret import Secret
-from tiers.errors import ConfigurationError, KeyUnavailable
 
 __all__ = ["DEVELOPMENT_MARKER", "MASTER_KEY_BYTES", "MasterKey", "write_development_key"]
 
@@ -120,7 +120,7 @@ def write_development_key(path: Path) -> MasterKey:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise ConfigurationError(
-            f"{path} already exists; refusing to overwrite a master key", code="already_exists"
+            f"{path} already exists; refusing to overwrite a master key", code="master_key_exists"
         ) from None
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(body)

@@ -11,9 +11,9 @@ import secrets
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from errors import KeyUnavailable
 from keys._encoding import length_prefixed
 from keys.master import MasterKey
-from tiers.errors import KeyUnavailable
 
 __all__ = ["WRAP_FORMAT", "KeyIdentity", "unwrap_key", "wrap_key"]
 

@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from tiers.errors import InvalidRequest
+from errors import PolicyError
 
 __all__ = ["INITIAL_RULES", "REATTACHMENT_RULES", "AttachmentPolicy", "PolicyError", "load_policy"]
 
@@ -33,12 +33,6 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "transfer": {"allowed": (bool, True), "min_days_between": (int, True)},
     "reattachment": {"rule": (str, True)},
 }
-
-
-class PolicyError(InvalidRequest):
-    """A policy file that does not validate. ``code`` is ``bad_policy``."""
-
-    code = "bad_policy"
 
 
 @dataclass(frozen=True, slots=True)

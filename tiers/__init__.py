@@ -1,7 +1,7 @@
 """tiers: a trusted-third-party pseudonymisation service for loyalty coalitions.
 
-The error tree is importable from here at once; the rest of the public core is exported lazily so
-that ``keys``, ``audit`` and ``policy`` can import :mod:`tiers.errors` without an import cycle.
+The error tree (:mod:`errors`, the layer below every other) is importable from here too; the
+rest of the public core is exported lazily, so that ``import tiers`` stays cheap.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tiers.errors import *  # noqa: F403 - the error tree is part of the public API
-from tiers.errors import __all__ as _error_names
+from errors import *  # noqa: F403 - the error tree is part of the public API
+from errors import __all__ as _error_names
 
 __version__ = "0.1.0"
 

@@ -13,14 +13,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from audit import ORIGIN, Counts
-from keys import KeyVersion, MasterKey, write_development_key
-from keys.rows import RowSealer
-from policy import load_policy
-from tiers import checkpointing, keyrings, sealing
-from tiers.auditing import AUDIT_DOMAIN, Access, audited
-from tiers.authorisation import require
-from tiers.deployment import MASTER_CHECK, Deployment
-from tiers.errors import (
+from errors import (
     AlreadyExists,
     ConfigurationError,
     InvalidRequest,
@@ -29,6 +22,13 @@ from tiers.errors import (
     NotFound,
     NotInitialised,
 )
+from keys import KeyVersion, MasterKey, write_development_key
+from keys.rows import RowSealer
+from policy import load_policy
+from tiers import checkpointing, keyrings, sealing
+from tiers.auditing import AUDIT_DOMAIN, Access, audited
+from tiers.authorisation import require
+from tiers.deployment import MASTER_CHECK, Deployment
 from tiers.links import backfill_hub_keys
 from tiers.policies import default_policy
 from tiers.pseudonyms import DOMAIN_NAME, pseudonym_value
@@ -50,6 +50,7 @@ from tiers.storage.domains import DomainRecord
 
 __all__ = [
     "ROLES",
+    "DomainRecord",
     "InitReport",
     "KeyDestruction",
     "KeyRotation",
@@ -329,8 +330,8 @@ def destroy_key(
 ) -> KeyDestruction:
     """Crypto-shred one version: erase its wrapped key and every index entry made with it.
 
-    Raises :class:`~tiers.errors.UnknownKeyVersion`, :class:`~tiers.errors.KeyDestroyed`
-    (already destroyed) and :class:`~tiers.errors.KeyStateError` (the active version).
+    Raises :class:`~errors.UnknownKeyVersion`, :class:`~errors.KeyDestroyed`
+    (already destroyed) and :class:`~errors.KeyStateError` (the active version).
     """
     require(access, "key_destroy", domain)
     with deployment.transaction() as connection:

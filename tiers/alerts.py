@@ -37,10 +37,10 @@ from sqlalchemy import Connection
 
 from audit import Counts, parse_entry
 from audit.entry import AuditEntry
+from errors import InvalidRequest
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
-from tiers.errors import InvalidRequest
 from tiers.sealing import find_tampered
 from tiers.settings import Settings
 from tiers.storage import audit_log

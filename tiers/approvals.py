@@ -24,17 +24,17 @@ from datetime import timedelta
 
 from sqlalchemy import Connection
 
+from errors import AlreadyExists, Forbidden, NotFound, RowTampered, StateConflict
 from tiers import clients
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.clients import IssuedKey
 from tiers.deployment import Deployment
-from tiers.errors import AlreadyExists, Forbidden, NotFound, RowTampered, StateConflict
 from tiers.storage import approvals as repo
 from tiers.storage import clients as client_repo
 from tiers.storage.approvals import RequestRecord
 
-__all__ = ["approve_request", "list_requests", "request_client"]
+__all__ = ["RequestRecord", "approve_request", "list_requests", "request_client"]
 
 _KIND = "client_request"
 

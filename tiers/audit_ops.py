@@ -30,13 +30,13 @@ from audit.checkpoint import checkpoint_from_note, verify_checkpoint
 from audit.entry import AuditEntry
 from audit.merkle import verify_consistency
 from audit.note import Note
+from errors import AuditIntegrityError, InvalidRequest, NotFound
 from tiers import checkpointing, subject_index, witnessing
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.cards import card_of
 from tiers.csvio import atomic_output
 from tiers.deployment import Deployment
-from tiers.errors import AuditIntegrityError, InvalidRequest, NotFound
 from tiers.identifiers import get_kind
 from tiers.pseudonyms import base_pseudonym
 from tiers.storage import audit_log
@@ -247,7 +247,9 @@ def kept_checkpoint(kept: bytes, public_key: bytes) -> Checkpoint:
     if text.lstrip().startswith("{"):
         bundle = load_bundle(kept)
         if not bundle.checkpoints:
-            raise AuditIntegrityError("the kept export holds no checkpoint", code="no_checkpoint")
+            raise AuditIntegrityError(
+                "the kept export holds no checkpoint", code="kept_without_checkpoint"
+            )
         newest = max(bundle.checkpoints, key=lambda c: c.tree_size)
         verify_checkpoint(newest, public_key)
         return newest

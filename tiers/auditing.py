@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import AuditEntry, CompactRange, Counts, leaf_hash
-from tiers.errors import (
+from errors import (
     AuditUnavailable,
     Forbidden,
     InvalidRequest,

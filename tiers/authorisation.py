@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from errors import DomainHidden, Forbidden
 from tiers.auditing import Access
-from tiers.errors import DomainHidden, Forbidden
 
 __all__ = ["CLIENT_ROLES", "PERMISSIONS", "require"]
 

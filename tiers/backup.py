@@ -4,7 +4,6 @@ new master key, in one transaction."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
@@ -13,14 +12,20 @@ import re
 import tarfile
 import zlib
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, LargeBinary, func, insert, select
+from sqlalchemy import Connection
 
 from audit import Counts
+from errors import (
+    InvalidFile,
+    InvalidRequest,
+    KeyUnavailable,
+    LogInconsistent,
+    NotInitialised,
+)
 from keys import KeyIdentity, MasterKey, unwrap_key, wrap_key
 from keys.rows import RowSealer
 from tiers import checkpointing, sealing
@@ -28,49 +33,14 @@ from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.csvio import atomic_binary_output
 from tiers.deployment import MASTER_CHECK, Deployment
-from tiers.errors import (
-    InvalidFile,
-    InvalidRequest,
-    KeyUnavailable,
-    LogInconsistent,
-    NotInitialised,
-)
 from tiers.settings import Settings
-from tiers.storage import audit_log, check_schema, keystore, make_engine, migrate
+from tiers.storage import audit_log, check_schema, keystore, make_engine, migrate, snapshot
 from tiers.storage import meta as meta_repo
 from tiers.storage.checkpoint_store import CheckpointStore
-from tiers.storage.tables import UTCDateTime, key_generation, keys, metadata
 
 __all__ = ["BACKUP_FORMAT", "RestoreReport", "backup", "restore", "rotate_master_key"]
 
 BACKUP_FORMAT = "tiers-backup/1"
-
-
-def _encode(value: object) -> object:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"b64": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, datetime):
-        return {"t": value.isoformat()}
-    return value
-
-
-def _decode(value: object) -> object:
-    if isinstance(value, dict) and "b64" in value:
-        return base64.b64decode(value["b64"])
-    if isinstance(value, dict) and "t" in value:
-        return datetime.fromisoformat(value["t"])
-    return value
-
-
-def _dump(connection: Connection) -> bytes:
-    lines = []
-    for table in metadata.sorted_tables:
-        if table is key_generation:  # a cache token: restoring keys makes a new one
-            continue
-        for row in connection.execute(select(table)):
-            record = {"table": table.name, "row": {k: _encode(v) for k, v in row._mapping.items()}}
-            lines.append(json.dumps(record, sort_keys=True))
-    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -88,11 +58,10 @@ def backup(deployment: Deployment, *, access: Access, output: Path) -> int:
     with deployment.transaction() as connection:
         deployment.record(connection, access, action="backup")
     with deployment.engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        snapshot.read_consistently(connection)
         revision = MigrationContext.configure(connection).get_current_revision()
         check = meta_repo.get(connection, name=MASTER_CHECK)
-        dump = _dump(connection)
+        dump = snapshot.dump(connection)
         connection.rollback()
     rows = dump.count(b"\n")
     inbox = deployment.settings.home / "inbox"
@@ -140,20 +109,6 @@ class RestoreReport:
     rows: int
     files: int
     revision: str
-
-
-def _typed(table_name: str, row: dict[str, Any]) -> dict[str, Any]:
-    table = metadata.tables[table_name]
-    out = {}
-    for name, value in row.items():
-        decoded = _decode(value)
-        column = table.c[name]
-        if isinstance(column.type, UTCDateTime) and isinstance(decoded, str):
-            decoded = datetime.fromisoformat(decoded)
-        if isinstance(column.type, LargeBinary) and isinstance(decoded, str):
-            decoded = base64.b64decode(decoded)
-        out[name] = decoded
-    return out
 
 
 def _read_archive(path: Path) -> tuple[dict[str, Any], bytes, dict[str, bytes]]:
@@ -242,19 +197,10 @@ def restore(
             raise InvalidRequest("restore into a new home or an empty database", code="not_empty")
         migrate(engine)
         with engine.begin() as connection:
-            for table in reversed(metadata.sorted_tables):
-                connection.execute(table.delete())  # the rows migrations seed
-            for line in lines:
-                record = json.loads(line)
-                connection.execute(
-                    insert(metadata.tables[record["table"]]),
-                    [_typed(record["table"], record["row"])],
-                )
+            snapshot.load(connection, lines)
             audit_log.fill_other_subjects(connection)  # a backup made before migration 0009
             if unsealed:  # its rows of power are taken as they are, as the operator asked
                 sealing.seal_unsealed(connection, RowSealer(master))
-            if connection.dialect.name == "postgresql":
-                _reset_sequences(connection)
             _check_against_store(Deployment(settings, engine, master), connection)
         if not CheckpointStore(settings.checkpoint_directory, b"").exists():
             checkpointing.adopt(Deployment(settings, engine, master), now=access.now)
@@ -295,20 +241,6 @@ def _check_against_store(deployment: Deployment, connection: Connection) -> None
         ) from None
 
 
-def _reset_sequences(connection: Connection) -> None:
-    """After rows were inserted with their ids, PostgreSQL's sequences must move past them."""
-    for table in metadata.sorted_tables:
-        if "id" in table.c and table.c.id.autoincrement is True:
-            highest = select(func.max(table.c.id)).scalar_subquery()
-            connection.execute(
-                select(
-                    func.setval(
-                        func.pg_get_serial_sequence(table.name, "id"), func.greatest(highest, 1)
-                    )
-                )
-            )
-
-
 @audited("master_key_rotate", domain_arg=None)
 def rotate_master_key(deployment: Deployment, *, access: Access, new_master: MasterKey) -> int:
     """Re-wrap every live key under ``new_master`` and store its check value, in one
@@ -319,15 +251,11 @@ def rotate_master_key(deployment: Deployment, *, access: Access, new_master: Mas
     previous = deployment.master
     try:
         with deployment.transaction() as connection:
-            rows = connection.execute(select(keys).where(keys.c.wrapped.is_not(None))).all()
-            for row in rows:
+            for row in keystore.wrapped(connection):
                 identity = KeyIdentity(purpose=row.purpose, owner=row.owner, version=row.version)
+                assert row.wrapped is not None
                 material = unwrap_key(previous, row.wrapped, identity)
-                connection.execute(
-                    keys.update()
-                    .where(keys.c.id == row.id)
-                    .values(wrapped=wrap_key(new_master, material, identity))
-                )
+                keystore.rewrap(connection, row, wrap_key(new_master, material, identity))
                 moved += 1
             keystore.forget_generation(connection)
             meta_repo.put(connection, name=MASTER_CHECK, value=new_master.check_value())

@@ -27,16 +27,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from errors import BudgetExhausted
 from tiers.auditing import Access
-from tiers.errors import RateLimited
 
 __all__ = ["BudgetExhausted", "IdentifierBudget"]
-
-
-class BudgetExhausted(RateLimited):
-    """The client's identifier budget is overdrawn: retry after ``retry_after`` seconds."""
-
-    code = "identifier_budget"
 
 
 class IdentifierBudget:

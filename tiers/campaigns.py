@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection
 
 from audit import Counts
+from errors import NotFound, TiersError
 from keys import DomainKey, Keyring
 from tiers import subject_index
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
-from tiers.errors import NotFound, TiersError
 from tiers.inbox import staged_delivery
 from tiers.pseudonyms import domain_pseudonym, parse_for_domain
 from tiers.storage import links as links_repo

@@ -15,12 +15,12 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from audit import Counts
+from errors import InvalidIdentifier, NotFound
 from keys import DomainKey, length_prefixed
 from tiers import subject_index
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment, unknown_domain
-from tiers.errors import InvalidIdentifier, NotFound
 from tiers.identifiers import get_kind
 from tiers.pseudonyms import base_pseudonym, domain_pseudonym, parse_for_domain, pseudonym_values
 from tiers.storage import inbox as inbox_repo
@@ -173,7 +173,7 @@ def enrol_cards(
 
 def partner_domain(deployment: Deployment, connection: Connection, name: str) -> DomainRecord:
     """The partner domain ``name``. A domain of another role (the hub's, the audit domain) is
-    answered exactly as one that does not exist (:class:`~tiers.errors.NotFound`,
+    answered exactly as one that does not exist (:class:`~errors.NotFound`,
     ``unknown_domain``): a partner learns nothing of the alliance's other domains from it."""
     record = deployment.domain(connection, name)
     if record.role != "partner":

@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 from audit import CompactRange, consistency_proof, leaf_hash
 from audit.entry import GENESIS, entry_link
 from audit.merkle import verify_consistency
-from tiers.errors import AuditIntegrityError, LogInconsistent
+from errors import AuditIntegrityError, LogInconsistent
 from tiers.storage import audit_log
 from tiers.storage.checkpoint_store import StoredCheckpoint
 
@@ -137,7 +137,7 @@ def sign_pending(deployment: Deployment, *, now: datetime | None = None) -> Stor
     a transaction of its own; returns it, or None if there was nothing to sign.
 
     Raises :class:`LogInconsistent` (and marks the deployment so) when the database's log does
-    not extend the store's newest checkpoint, and :class:`~tiers.errors.CheckpointStoreError`
+    not extend the store's newest checkpoint, and :class:`~errors.CheckpointStoreError`
     when the store is missing, damaged or cannot be written (nothing is signed then either).
     """
     moment = now or datetime.now(UTC)

@@ -27,11 +27,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import Connection
 
 from audit import Counts
-from tiers import sealing
-from tiers.auditing import Access, audited
-from tiers.authorisation import CLIENT_ROLES, require
-from tiers.deployment import Deployment
-from tiers.errors import (
+from errors import (
     AlreadyExists,
     Forbidden,
     InvalidRequest,
@@ -39,6 +35,10 @@ from tiers.errors import (
     RevokedKey,
     Unauthorised,
 )
+from tiers import sealing
+from tiers.auditing import Access, audited
+from tiers.authorisation import CLIENT_ROLES, require
+from tiers.deployment import Deployment
 from tiers.pseudonyms import DOMAIN_NAME
 from tiers.storage import clients as repo
 from tiers.storage.clients import ClientRecord
@@ -46,6 +46,7 @@ from tiers.storage.clients import ClientRecord
 __all__ = [
     "ARGON2_PROFILES",
     "Authenticator",
+    "ClientRecord",
     "IssuedKey",
     "add_client",
     "key_prefix",
@@ -277,7 +278,7 @@ class Authenticator:
         return Unauthorised("missing or invalid API key")
 
     def _obeyed(self, record: ClientRecord) -> ClientRecord:
-        """``record`` if its seal holds; :class:`~tiers.errors.RowTampered` otherwise (a role,
+        """``record`` if its seal holds; :class:`~errors.RowTampered` otherwise (a role,
         domain or key changed outside the service is not obeyed)."""
         return sealing.check_client(self._deployment.sealer(), record)
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from tiers.errors import InvalidFile, NotFound
+from errors import InvalidFile, NotFound
 
 __all__ = [
     "FIELD_SIZE_LIMIT",

@@ -12,12 +12,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit import AuditEntry, CheckpointSigner, Counts
-from keys import Keyring, MasterKey
-from keys.rows import RowSealer
-from tiers import auditing, checkpointing, keyrings, witnessing
-from tiers.auditing import AUDIT_DOMAIN, Access
-from tiers.budgets import IdentifierBudget
-from tiers.errors import (
+from errors import (
     UNKNOWN_DOMAIN,
     AuditUnavailable,
     CheckpointStoreError,
@@ -27,6 +22,11 @@ from tiers.errors import (
     NotInitialised,
     TiersError,
 )
+from keys import Keyring, MasterKey
+from keys.rows import RowSealer
+from tiers import auditing, checkpointing, keyrings, storage, witnessing
+from tiers.auditing import AUDIT_DOMAIN, Access
+from tiers.budgets import IdentifierBudget
 from tiers.identifiers import NormalisationOptions
 from tiers.pseudonyms import DOMAIN_NAME, domain_pseudonym
 from tiers.settings import Settings
@@ -100,7 +100,7 @@ class Deployment:
 
         Raises :class:`NotInitialised` (no schema, no master key check value),
         :class:`KeyUnavailable` (the master key is missing or is not this database's) and
-        :class:`~tiers.errors.ConfigurationError` (bad witness settings among others). A
+        :class:`~errors.ConfigurationError` (bad witness settings among others). A
         checkpoint is signed over what no checkpoint covers yet; a log that cannot be signed
         leaves the deployment open with :attr:`log_fault` set (its writes are refused).
         """
@@ -229,7 +229,7 @@ class Deployment:
     def transaction(self, *, checkpoint: bool = True) -> Iterator[Connection]:
         """A write transaction. Once it is committed, a checkpoint is signed if this process
         has appended ``audit_checkpoint_every`` entries since its last (``checkpoint``)."""
-        if self.engine.dialect.name != "sqlite":
+        if not self.embedded:
             with self.engine.begin() as connection:
                 yield connection
         else:
@@ -244,7 +244,7 @@ class Deployment:
     @property
     def embedded(self) -> bool:
         """The database is a file of this machine (SQLite), not a server."""
-        return self.engine.dialect.name == "sqlite"
+        return storage.embedded(self.engine)
 
     @contextmanager
     def writer_if_free(self) -> Iterator[bool]:

@@ -21,14 +21,7 @@ from typing import IO
 from sqlalchemy import Connection
 
 from audit import Counts
-from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
-from tiers import subject_index
-from tiers.auditing import Access, audited
-from tiers.authorisation import require
-from tiers.cards import CardEnrolment, card_refs, partner_card
-from tiers.csvio import FIELD_SIZE_LIMIT, csv_records, open_source, read_header
-from tiers.deployment import Deployment
-from tiers.errors import (
+from errors import (
     InvalidFile,
     InvalidIdentifier,
     InvalidPseudonym,
@@ -38,6 +31,13 @@ from tiers.errors import (
     TiersError,
     UnknownKeyVersion,
 )
+from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
+from tiers import subject_index
+from tiers.auditing import Access, audited
+from tiers.authorisation import require
+from tiers.cards import CardEnrolment, card_refs, partner_card
+from tiers.csvio import FIELD_SIZE_LIMIT, csv_records, open_source, read_header
+from tiers.deployment import Deployment
 from tiers.files import Reject
 from tiers.identifiers import get_kind
 from tiers.inbox import PendingDelivery, staged_delivery

@@ -22,6 +22,7 @@ from typing import IO, Any
 from sqlalchemy import Connection
 
 from audit import Counts
+from errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
 from tiers import subject_index
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
@@ -35,7 +36,6 @@ from tiers.csvio import (
     undecodable,
 )
 from tiers.deployment import Deployment
-from tiers.errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
 from tiers.fastpath import BLOCK_BYTES, RecordBlocks, in_order
 from tiers.identifiers import IdentifierKind, get_kind
 from tiers.storage import SortedInserts, bulk_load, sorted_inserts
@@ -126,15 +126,15 @@ def _plan(header: list[str], columns: Sequence[ColumnSpec], keep: Sequence[str])
     identifier_names = [spec.name for spec in columns]
     if not columns:
         raise InvalidRequest(
-            "name at least one identifier column (--column NAME=KIND)", code="no_identifier_column"
+            "name at least one identifier column (--column NAME=KIND)", code="no_columns"
         )
     if len(set(identifier_names)) != len(identifier_names):
-        raise InvalidRequest("an identifier column is named twice", code="duplicate_column")
+        raise InvalidRequest("an identifier column is named twice", code="column_named_twice")
     overlap = set(identifier_names) & set(keep)
     if overlap:
         raise InvalidRequest(
             "a column is both an identifier (column) and kept as is (keep)",
-            code="duplicate_column",
+            code="column_named_twice",
         )
     for option, names in (("column", identifier_names), ("keep", keep)):
         for n, name in enumerate(names, start=1):

@@ -1,7 +1,7 @@
 """Identifier kinds and their strict normalisers (pure functions, no I/O).
 
 A normaliser turns what a partner sends into one canonical string, or raises
-:class:`~tiers.errors.InvalidIdentifier` with a stable code. Input that does not normalise is
+:class:`~errors.InvalidIdentifier` with a stable code. Input that does not normalise is
 never hashed "as is", and no error message repeats the value.
 
 - ``card``: ASCII digits once spaces and hyphens are removed; 8 to 19 digits; a Luhn check when
@@ -33,7 +33,7 @@ from types import MappingProxyType
 
 import phonenumbers
 
-from tiers.errors import InvalidIdentifier
+from errors import InvalidIdentifier
 from tiers.phones import e164_shortcut
 
 __all__ = [

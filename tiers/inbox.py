@@ -21,11 +21,11 @@ from typing import IO
 from sqlalchemy import Connection
 
 from audit import Counts
+from errors import InvalidRequest, NotFound
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.csvio import atomic_output
 from tiers.deployment import Deployment
-from tiers.errors import InvalidRequest, NotFound
 from tiers.storage import inbox as repo
 from tiers.storage.domains import DomainRecord
 from tiers.storage.inbox import DeliveryRecord

@@ -25,10 +25,10 @@ from typing import IO, Literal
 from sqlalchemy import Connection
 
 from audit import Counts
+from errors import InvalidRequest, NotFound, StateConflict, TiersError
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
-from tiers.errors import InvalidRequest, NotFound, StateConflict, TiersError
 from tiers.files import FileReport, parse_column_spec, tokenise_file
 from tiers.storage import jobs as repo
 from tiers.storage.jobs import JobRecord
@@ -149,7 +149,7 @@ class _Heartbeat:
         self._deployment = deployment
         self._job_id = job_id
         self._last = _now()
-        self._enabled = deployment.engine.dialect.name != "sqlite"
+        self._enabled = not deployment.embedded
         # Beat well within the time after which other workers take a job for dead.
         self._every = timedelta(seconds=max(1.0, deployment.settings.job_stale_seconds / 4))
 
@@ -242,10 +242,13 @@ def recover_jobs(deployment: Deployment, *, now: datetime, at_start: bool = True
     when its heartbeat is older than ``job_stale_seconds``; this is checked again whenever jobs
     are listed, so a crashed worker's job shows as failed without waiting for a restart.
     """
-    sqlite = deployment.engine.dialect.name == "sqlite"
-    if sqlite and not at_start:
+    if deployment.embedded and not at_start:
         return []
-    before = now if sqlite else now - timedelta(seconds=deployment.settings.job_stale_seconds)
+    before = (
+        now
+        if deployment.embedded
+        else now - timedelta(seconds=deployment.settings.job_stale_seconds)
+    )
     with deployment.transaction() as connection:
         dead = repo.fail_stale(connection, before=before, now=now)
     for job_id in dead:

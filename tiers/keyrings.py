@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from errors import NotFound, NotInitialised
 from keys import (
     KeyIdentity,
     Keyring,
@@ -19,7 +20,6 @@ from keys import (
 )
 from keys.rows import RowSealer
 from tiers import sealing
-from tiers.errors import NotFound, NotInitialised
 from tiers.storage import keystore
 
 __all__ = [
@@ -43,8 +43,8 @@ def load_keyring(connection: Connection, master: MasterKey, *, owner: str, purpo
     """Unwrap every live version of ``owner``'s ``purpose`` key.
 
     Raises :class:`NotFound` (no such keyring; :class:`NotInitialised` for the base key),
-    :class:`~tiers.errors.RowTampered` (its versions or states were changed outside the
-    service) and :class:`~tiers.errors.KeyUnavailable` (wrong master key or damaged record).
+    :class:`~errors.RowTampered` (its versions or states were changed outside the
+    service) and :class:`~errors.KeyUnavailable` (wrong master key or damaged record).
     """
     records = keystore.load(connection, owner=owner, purpose=purpose)
     if not records:

@@ -18,6 +18,7 @@ from typing import ParamSpec
 
 from sqlalchemy import Connection
 
+from errors import NotFound, PolicyViolation
 from policy import (
     Associate,
     AttachmentPolicy,
@@ -32,7 +33,6 @@ from tiers.auditing import Access, audited, is_recorded, mark_recorded
 from tiers.authorisation import require
 from tiers.cards import partner_card, partner_domain
 from tiers.deployment import Deployment
-from tiers.errors import NotFound, PolicyViolation
 from tiers.inbox import staged_delivery
 from tiers.policies import current_policy
 from tiers.pseudonyms import Pseudonym, pseudonym_value
@@ -333,13 +333,6 @@ def backfill_hub_keys(
     return len(rows)
 
 
-class _OtherCardUnknown(PolicyViolation):
-    """The other partner holds no card by the number presented: a refusal of the association
-    like the rules' own, logged as such and never told."""
-
-    code = "unknown_other_card"
-
-
 ASSOCIATION_REFUSED = "association_refused"
 P = ParamSpec("P")
 
@@ -401,7 +394,7 @@ def associate(
             Associate(domain, _as_card(mine), state_a, _as_card(theirs), state_b), policy
         )
         if found is None:  # after the rules, so that every refusal has done the same work
-            raise _OtherCardUnknown("no such card at the other partner")
+            raise PolicyViolation("no such card at the other partner", code="unknown_other_card")
         if decision.accepted and not decision.noop:
             if state_a is None and state_b is None:
                 _new_customer(deployment, connection, access, decision, [mine.id, theirs.id])

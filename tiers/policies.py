@@ -14,11 +14,11 @@ from importlib import resources
 from sqlalchemy import Connection
 
 from audit import Counts
+from errors import NotInitialised
 from policy import AttachmentPolicy, load_policy
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
-from tiers.errors import NotInitialised
 from tiers.storage import links
 
 __all__ = [

@@ -18,8 +18,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from errors import DomainMismatch, InvalidPseudonym
 from keys import DomainKey, Keyring, length_prefixed
-from tiers.errors import DomainMismatch, InvalidPseudonym
 
 __all__ = [
     "BASE_BYTES",
@@ -161,8 +161,8 @@ def parse_for_domain(text: str, *, domain: str, keyring: Keyring) -> Pseudonym:
     """Parse ``text`` as a pseudonym of ``domain`` whose key version can still be used.
 
     Raises :class:`InvalidPseudonym` (malformed), :class:`DomainMismatch` (another domain's),
-    :class:`~tiers.errors.UnknownKeyVersion` (no such version) or
-    :class:`~tiers.errors.KeyDestroyed` (its version was crypto-shredded).
+    :class:`~errors.UnknownKeyVersion` (no such version) or
+    :class:`~errors.KeyDestroyed` (its version was crypto-shredded).
     """
     pseudonym = Pseudonym.parse(text)
     if pseudonym.domain != domain:

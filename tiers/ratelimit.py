@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
-from tiers.errors import RateLimited
+from errors import RateLimited
 
 __all__ = ["RateLimiter"]
 

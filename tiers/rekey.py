@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection
 
 from keys import DomainKey
 from tiers.auditing import Access
@@ -15,7 +15,6 @@ from tiers.inbox import staged_delivery
 from tiers.pseudonyms import Pseudonym, pseudonym_value
 from tiers.storage import links as links_repo
 from tiers.storage.domains import DomainRecord
-from tiers.storage.tables import hub_keys
 
 __all__ = ["OVERLAP", "drop_hub_version", "rekey_hub"]
 
@@ -32,11 +31,7 @@ def rekey_hub(
     new_key: DomainKey,
 ) -> int:
     """Give every card and customer a key of the new version and deliver the translation."""
-    rows = connection.execute(
-        select(hub_keys.c.value, hub_keys.c.kind, hub_keys.c.ref)
-        .where(hub_keys.c.version == old_version)
-        .order_by(hub_keys.c.value)
-    ).all()
+    rows = links_repo.hub_keys_of_version(connection, version=old_version)
     fresh = [
         {
             "version": new_key.version,
@@ -69,5 +64,4 @@ def rekey_hub(
 
 def drop_hub_version(connection: Connection, version: int) -> int:
     """The old version's keys stop resolving (on retirement)."""
-    result = connection.execute(delete(hub_keys).where(hub_keys.c.version == version))
-    return int(result.rowcount or 0)
+    return links_repo.delete_hub_version(connection, version=version)

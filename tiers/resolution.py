@@ -10,11 +10,11 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from audit import Counts
+from errors import NotFound, TiersError
 from keys import Keyring
 from tiers.auditing import Access, Pending, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
-from tiers.errors import NotFound, TiersError
 from tiers.pseudonyms import Pseudonym, parse_for_domain
 from tiers.storage import links
 from tiers.storage.domains import DomainRecord

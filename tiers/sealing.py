@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
+from errors import RowTampered
 from keys import MasterKey
 from keys.rows import RowSealer
-from tiers.errors import RowTampered
 from tiers.storage import clients as client_repo
 from tiers.storage import keystore
 from tiers.storage.clients import ClientRecord

@@ -10,8 +10,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from errors import ConfigurationError, KeyUnavailable
 from keys import MasterKey
-from tiers.errors import ConfigurationError, KeyUnavailable
 
 __all__ = ["Settings", "redact_url"]
 
@@ -121,7 +121,7 @@ class Settings(BaseSettings):
         """The configured master key.
 
         Raises :class:`ConfigurationError` when both sources are set or a development key is
-        used in production, :class:`~tiers.errors.KeyUnavailable` when it cannot be read.
+        used in production, :class:`~errors.KeyUnavailable` when it cannot be read.
         """
         if self.master_key is not None and self.master_key_file is not None:
             raise ConfigurationError("set TIERS_MASTER_KEY or TIERS_MASTER_KEY_FILE, not both")

@@ -10,13 +10,13 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from audit import Counts
+from errors import InvalidIdentifier, InvalidRequest, TiersError
 from keys import DomainKey, length_prefixed
 from tiers import subject_index
 from tiers.auditing import Access, Pending, audited
 from tiers.authorisation import require
 from tiers.cards import CardEnrolment
 from tiers.deployment import Deployment
-from tiers.errors import InvalidIdentifier, InvalidRequest, TiersError
 from tiers.identifiers import IdentifierKind, NormalisationOptions, get_kind
 from tiers.pseudonyms import PSEUDONYM_BYTES, b32_text, b32_texts, pseudonym_values
 from tiers.storage import SortedInserts, sorted_inserts, subjects
@@ -74,7 +74,7 @@ class Tokeniser:
 
     @classmethod
     def open(cls, deployment: Deployment, connection: Connection, domain: str) -> Tokeniser:
-        """Raises :class:`~tiers.errors.NotFound` for an unknown domain and
+        """Raises :class:`~errors.NotFound` for an unknown domain and
         :class:`InvalidRequest` for an audit domain (its pseudonyms only ever go to the log)."""
         record = deployment.domain(connection, domain)
         if record.role == "audit":
@@ -235,7 +235,7 @@ def pseudonymise_values(
 ) -> list[str | InvalidIdentifier]:
     """Pseudonyms of ``values`` in order; an invalid value gives its error in its place.
 
-    Raises (for the whole request) :class:`~tiers.errors.NotFound` for an unknown domain and
+    Raises (for the whole request) :class:`~errors.NotFound` for an unknown domain and
     :class:`InvalidIdentifier` with code ``unknown_kind`` for an unknown kind. A request about
     a single customer carries that customer's subject reference into the access log.
     """

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit.checkpoint import Checkpoint, checkpoint_from_note, note_key_name
 from audit.merkle import verify_consistency
 from audit.note import COSIGNATURE, Note, VerifierKey, cosign, valid_key_name
-from tiers.errors import AlreadyExists, AuditIntegrityError, InvalidRequest, NotInitialised
+from errors import AlreadyExists, AuditIntegrityError, InvalidRequest, NotInitialised
 
 __all__ = ["MAX_PROOF", "WitnessAnswer", "WitnessHome", "init_witness"]
 

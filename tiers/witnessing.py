@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from audit import CompactRange, consistency_proof
 from audit.note import COSIGNATURE, Note, NoteSignature, VerifierKey, verify_cosignature
-from tiers.errors import AuditIntegrityError, ConfigurationError
+from errors import AuditIntegrityError, ConfigurationError
 from tiers.storage import audit_log
 from tiers.storage.checkpoint_store import StoredCheckpoint
 

@@ -18,9 +18,9 @@ from api.schemas import (
     KeyVersionOut,
 )
 from tiers import admin, approvals, clients
-from tiers.storage.approvals import RequestRecord
-from tiers.storage.clients import ClientRecord
-from tiers.storage.domains import DomainRecord
+from tiers.admin import DomainRecord
+from tiers.approvals import RequestRecord
+from tiers.clients import ClientRecord
 
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["admin"])
 

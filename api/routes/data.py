@@ -29,8 +29,8 @@ from api.schemas import (
     batch_results,
 )
 from api.upload import held_for, paced, stream_multipart
+from errors import InvalidRequest, TiersError
 from tiers import clients
-from tiers.errors import InvalidRequest, TiersError
 from tiers.jobs import (
     JobRecord,
     delete_job,

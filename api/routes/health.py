@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from tiers.errors import TiersError
+from errors import TiersError
 
 router = APIRouter(tags=["health"])
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 from api.calls import resolve_grouped
 from api.deps import CurrentClient, DataAccess, DeploymentDep, PurposeHeader, access_with
 from api.schemas import ERRORS, ValueError_, _Strict, batch_results
+from errors import TiersError
 from tiers import cards, links, resolution
-from tiers.errors import TiersError
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
 

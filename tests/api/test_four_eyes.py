@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from errors import Forbidden, StateConflict
 from tests.api.conftest import Api
 from tests.conftest import ACCESS, Cli
 from tiers.alerts import Thresholds, find_alerts
 from tiers.approvals import approve_request, request_client
 from tiers.clients import add_client, rotate_client_key
 from tiers.deployment import Deployment
-from tiers.errors import Forbidden, StateConflict
 
 
 def second_admin(api: Api) -> str:

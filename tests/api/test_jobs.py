@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
+from errors import InvalidRequest
 from tests.api.conftest import Api
 from tests.api.test_partner import CLEAR, upload
 from tests.conftest import ACCESS as TEST_ACCESS
 from tiers.deployment import Deployment
-from tiers.errors import InvalidRequest
 from tiers.jobs import delete_job, job_file, purge_jobs
 from tiers.storage import clients as client_repo
 from tiers.storage import jobs as job_repo

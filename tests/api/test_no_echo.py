@@ -22,7 +22,7 @@ BAD: list[tuple[str, str, str, Any, str]] = [
     ("casino-app", "POST", f"/v1/files?column={MARK}", CSV, "bad_column_spec"),
     ("casino-app", "POST", f"/v1/files?column={MARK}x=card", CSV, "unknown_column"),
     ("casino-app", "POST", f"/v1/files?column=card=card&keep={MARK}x", CSV, "unknown_column"),
-    ("casino-app", "POST", "/v1/files?column=card=card&keep=card", CSV, "duplicate_column"),
+    ("casino-app", "POST", "/v1/files?column=card=card&keep=card", CSV, "column_named_twice"),
     ("casino-app", "GET", f"/v1/jobs/{ID}", None, "unknown_job"),
     ("casino-app", "GET", f"/v1/inbox/{ID}", None, "unknown_delivery"),
     ("casino-app", "POST", f"/v1/exchanges?type={MARK}", CSV, "unknown_exchange"),

@@ -23,7 +23,7 @@ from audit import (
     verify_bundle,
     verify_log,
 )
-from tiers.errors import AuditIntegrityError
+from errors import AuditIntegrityError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SIGNER = CheckpointSigner(os.urandom(32))

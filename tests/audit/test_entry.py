@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from audit.entry import GENESIS, AuditEntry, Counts, parse_entry
-from tiers.errors import AuditIntegrityError
+from errors import AuditIntegrityError
 
 T = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
 

@@ -17,7 +17,7 @@ from audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from tiers.errors import AuditIntegrityError
+from errors import AuditIntegrityError
 
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "rfc6962_merkle.json").read_text())
 LEAVES = [leaf_hash(bytes.fromhex(h)) for h in VECTORS["leaves"]]

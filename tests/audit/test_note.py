@@ -29,7 +29,7 @@ from audit.note import (
     verify_cosignature,
     verify_note,
 )
-from tiers.errors import AuditIntegrityError
+from errors import AuditIntegrityError
 
 VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "c2sp_notes.json").read_text())
 NOTE = VECTORS["signed_note"]

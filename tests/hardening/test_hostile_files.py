@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from errors import TiersError
 from tests.conftest import ACCESS
 from tiers.admin import add_domain
 from tiers.deployment import Deployment
-from tiers.errors import TiersError
 from tiers.exchanges import send_exchange
 from tiers.files import ColumnSpec, tokenise_file
 from tiers.inbox import list_inbox

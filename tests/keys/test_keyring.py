@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from errors import KeyDestroyed, KeyStateError, UnknownKeyVersion
 from keys import Keyring, KeyState, new_key_material
-from tiers.errors import KeyDestroyed, KeyStateError, UnknownKeyVersion
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from errors import ConfigurationError, KeyUnavailable
 from keys import DEVELOPMENT_MARKER, MasterKey, write_development_key
-from tiers.errors import ConfigurationError, KeyUnavailable
 from tiers.settings import Settings
 
 

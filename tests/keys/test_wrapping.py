@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from errors import KeyUnavailable
 from keys import KeyIdentity, MasterKey, Secret, unwrap_key, wrap_key
-from tiers.errors import KeyUnavailable
 
 
 def master() -> MasterKey:

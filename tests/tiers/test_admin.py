@@ -6,10 +6,7 @@ import os
 import pytest
 from sqlalchemy import create_engine
 
-from tests.conftest import ACCESS, Database, assert_absent
-from tiers.admin import add_domain, destroy_key, initialise, list_domains, list_keys, rotate_key
-from tiers.deployment import Deployment
-from tiers.errors import (
+from errors import (
     AlreadyExists,
     DatabaseUnavailable,
     InvalidRequest,
@@ -19,6 +16,9 @@ from tiers.errors import (
     NotFound,
     UnknownKeyVersion,
 )
+from tests.conftest import ACCESS, Database, assert_absent
+from tiers.admin import add_domain, destroy_key, initialise, list_domains, list_keys, rotate_key
+from tiers.deployment import Deployment
 from tiers.identifiers import normalise
 from tiers.pseudonyms import Pseudonym, base_pseudonym, domain_pseudonym, parse_for_domain
 from tiers.storage import subjects

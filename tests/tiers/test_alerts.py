@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from audit import Counts
 from audit.entry import AuditEntry
+from errors import Forbidden
 from tests.conftest import ACCESS, NOW, Cli
 from tiers.admin import add_domain
 from tiers.alerts import Thresholds, find_alerts, scan
 from tiers.deployment import Deployment
-from tiers.errors import Forbidden
 from tiers.tokenisation import pseudonymise_values
 
 PARTNER = replace(ACCESS, actor="casino-app", role="partner", domain="casino")

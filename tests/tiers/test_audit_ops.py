@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import text
 
 from audit import verify_bundle
+from errors import AuditIntegrityError, AuditUnavailable
 from tests.conftest import ACCESS, Database
 from tiers.admin import add_domain, list_domains
 from tiers.audit_ops import export_log, purge_log, read_log, verify_stored
 from tiers.deployment import Deployment
-from tiers.errors import AuditIntegrityError, AuditUnavailable
 from tiers.files import ColumnSpec, tokenise_file
 from tiers.tokenisation import pseudonymise_values
 

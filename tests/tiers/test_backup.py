@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
+from errors import InvalidFile, InvalidRequest, KeyUnavailable
 from keys import MasterKey
 from tests.archives import read_members, write_members
 from tests.conftest import ACCESS, POSTGRES_URL, Database, assert_absent
@@ -21,7 +22,6 @@ from tiers.audit_ops import lookup_subject, verify_stored
 from tiers.backup import backup, restore, rotate_master_key
 from tiers.cards import enrol_cards
 from tiers.deployment import Deployment
-from tiers.errors import InvalidFile, InvalidRequest, KeyUnavailable
 from tiers.links import associate, dissociate
 from tiers.settings import Settings
 from tiers.tokenisation import pseudonymise_values

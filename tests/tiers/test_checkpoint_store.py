@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from audit import CheckpointSigner, CompactRange, leaf_hash
 from audit.note import COSIGNATURE, VerifierKey, cosign
-from tiers.errors import CheckpointStoreError
+from errors import CheckpointStoreError
 from tiers.storage import checkpoint_store
 from tiers.storage.checkpoint_store import FILE_NAME, CheckpointStore
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from errors import InvalidFile, KeyStateError, NotFound, PolicyViolation
 from policy.exchanges import TYPES, ExchangeSchema, check_value, row_problems
 from tests.conftest import ACCESS, Database, assert_absent
 from tiers.admin import add_domain, retire_key, rotate_key
@@ -21,7 +22,6 @@ from tiers.auditing import Access
 from tiers.campaigns import send_campaign
 from tiers.cards import enrol_cards
 from tiers.deployment import Deployment
-from tiers.errors import InvalidFile, KeyStateError, NotFound, PolicyViolation
 from tiers.exchanges import send_exchange, withdraw_customer
 from tiers.inbox import ack_delivery, delivery_file, list_inbox, purge_inbox, recover_inbox
 from tiers.links import associate

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from errors import TiersError
 from tests.conftest import ACCESS
 from tiers import files
 from tiers.admin import add_domain
 from tiers.csvio import FIELD_SIZE_LIMIT
 from tiers.deployment import Deployment
-from tiers.errors import TiersError
 from tiers.fastpath import RecordBlocks, in_order
 from tiers.files import ColumnSpec, _BlockResult, _BlockWork, _plan, tokenise_file
 from tiers.subject_index import index_secret

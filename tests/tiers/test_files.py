@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
 from tests.conftest import ACCESS, Database, assert_absent
 from tiers.admin import add_domain
 from tiers.deployment import Deployment
-from tiers.errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
 from tiers.files import ColumnSpec, neutralise_formula, parse_column_spec, tokenise_file
 from tiers.tokenisation import pseudonymise_values
 
@@ -157,9 +157,9 @@ def test_files_that_cannot_be_processed_change_nothing(
     ("options", "error", "code"),
     [
         ({"domain": "nowhere"}, NotFound, "unknown_domain"),
-        ({"columns": []}, InvalidRequest, "no_identifier_column"),
-        ({"columns": [CARD, CARD]}, InvalidRequest, "duplicate_column"),
-        ({"keep": ["card"]}, InvalidRequest, "duplicate_column"),
+        ({"columns": []}, InvalidRequest, "no_columns"),
+        ({"columns": [CARD, CARD]}, InvalidRequest, "column_named_twice"),
+        ({"keep": ["card"]}, InvalidRequest, "column_named_twice"),
         ({"delimiter": ";;"}, InvalidRequest, "bad_delimiter"),
     ],
 )

@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit import AuditEntry
+from errors import DomainHidden, InvalidIdentifier, TiersError
 from tests.conftest import ACCESS, NOW, Database
 from tests.tiers.test_links import hub_key
 from tiers.admin import add_domain
 from tiers.audit_ops import verify_stored
 from tiers.auditing import Access
 from tiers.deployment import Deployment
-from tiers.errors import DomainHidden, InvalidIdentifier, TiersError
 from tiers.resolution import resolve, resolve_together
 from tiers.tokenisation import (
     ValuesCall,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from errors import InvalidIdentifier
 from tiers import identifiers
-from tiers.errors import InvalidIdentifier
 from tiers.identifiers import KINDS, NormalisationOptions, luhn_valid, normalise
 
 LUHN = NormalisationOptions(card_luhn=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from errors import AuditIntegrityError, CheckpointStoreError, LogInconsistent
 from tests.conftest import ACCESS, Database
 from tests.forgery import delete_checkpoints, engine_of, rewrite
 from tiers import checkpointing, witnessing
@@ -25,7 +26,6 @@ from tiers.admin import add_domain, initialise
 from tiers.alerts import find_alerts
 from tiers.audit_ops import export_log, latest_note, purge_log, verify_against, verify_stored
 from tiers.deployment import Deployment
-from tiers.errors import AuditIntegrityError, CheckpointStoreError, LogInconsistent
 from tiers.settings import Settings
 from tiers.storage.audit_log import log_origin
 from tiers.storage.checkpoint_store import FILE_NAME

@@ -9,11 +9,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import update
 
+from errors import KeyDestroyed, NotFound
 from tests.conftest import ACCESS, statements
 from tiers import keyrings
 from tiers.admin import add_domain, destroy_key, rotate_key
 from tiers.deployment import Deployment
-from tiers.errors import KeyDestroyed, NotFound
 from tiers.pseudonyms import parse_for_domain
 from tiers.settings import Settings
 from tiers.storage import domains as domain_repo

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from errors import DomainMismatch, NotFound, PolicyViolation
 from keys import Keyring, length_prefixed, new_key_material
 from tests.conftest import ACCESS, Database, assert_absent, statements
 from tiers import tokenisation
@@ -22,7 +23,6 @@ from tiers.audit_ops import lookup_subject, verify_stored
 from tiers.auditing import Access
 from tiers.cards import card_ref, card_refs, enrol_cards
 from tiers.deployment import Deployment
-from tiers.errors import DomainMismatch, NotFound, PolicyViolation
 from tiers.files import ColumnSpec, tokenise_file
 from tiers.inbox import list_inbox
 from tiers.links import associate, dissociate, transfer

@@ -25,11 +25,11 @@ from hypothesis.stateful import (
 from sqlalchemy import delete, select, text
 
 from audit import parse_entry
+from errors import NotFound, PolicyViolation
 from tests.conftest import ACCESS
 from tests.tiers.test_links import PARTNERS, alliance, hub_key  # noqa: F401 - fixture
 from tiers.cards import enrol_cards
 from tiers.deployment import Deployment
-from tiers.errors import NotFound, PolicyViolation
 from tiers.links import associate, dissociate, transfer
 from tiers.policies import apply_policy, default_policy
 from tiers.resolution import Resolution, resolve

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
-from tiers.errors import InvalidIdentifier
+from errors import InvalidIdentifier
 from tiers.identifiers import NormalisationOptions, normalise
 from tiers.phones import e164_shortcut
 

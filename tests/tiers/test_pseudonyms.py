@@ -7,14 +7,14 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from keys import DomainKey, Keyring, length_prefixed, new_key_material
-from tiers.errors import (
+from errors import (
     DomainMismatch,
     InvalidIdentifier,
     InvalidPseudonym,
     KeyDestroyed,
     UnknownKeyVersion,
 )
+from keys import DomainKey, Keyring, length_prefixed, new_key_material
 from tiers.identifiers import NormalisationOptions, get_kind
 from tiers.pseudonyms import (
     PSEUDONYM_BYTES,

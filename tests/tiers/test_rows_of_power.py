@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from errors import InvalidFile, InvalidRequest, RowTampered
 from keys import MasterKey, new_key_material
 from tests.archives import read_members, write_members
 from tests.conftest import ACCESS, Cli, Database
@@ -18,7 +19,6 @@ from tiers.backup import backup, restore, rotate_master_key
 from tiers.checks import check_deployment
 from tiers.clients import Authenticator, add_client, revoke_client
 from tiers.deployment import Deployment
-from tiers.errors import InvalidFile, InvalidRequest, RowTampered
 from tiers.settings import Settings
 from tiers.tokenisation import pseudonymise_values
 

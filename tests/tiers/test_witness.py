@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from audit import CheckpointSigner, consistency_proof, leaf_hash, root
 from audit.merkle import verify_consistency
 from audit.note import Note, verify_cosignature
-from tiers.errors import AlreadyExists, InvalidRequest
+from errors import AlreadyExists, InvalidRequest
 from tiers.witness import WitnessHome, init_witness
 
 ORIGIN = "tiers/0123456789abcdef"

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from errors import ConfigurationError
 from tests.conftest import ACCESS, Database
 from tests.hardening.service import free_port
 from tests.witnesses import KEY, misbehaving
 from tiers.admin import add_domain, initialise
 from tiers.deployment import Deployment
-from tiers.errors import ConfigurationError
 from tiers.settings import Settings
 from tiers.witnessing import configured
 

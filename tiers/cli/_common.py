@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from errors import TiersError
 from tiers.auditing import (
     Access,
     is_recorded,
@@ -26,7 +27,6 @@ from tiers.auditing import (
     stated_purpose,
 )
 from tiers.deployment import Deployment
-from tiers.errors import TiersError
 from tiers.settings import Settings
 
 __all__ = [

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from errors import InvalidRequest
 from tiers import admin
 from tiers.cli._common import (
     counted,
@@ -17,7 +18,6 @@ from tiers.cli._common import (
     out_console,
     warn_development_key,
 )
-from tiers.errors import InvalidRequest
 from tiers.rekey import OVERLAP
 
 __all__ = ["domain_app", "init", "key_app"]

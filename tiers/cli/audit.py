@@ -14,6 +14,7 @@ import typer
 
 from audit import AuditEntry, verify_bundle
 from audit.note import VerifierKey
+from errors import AuditIntegrityError, InvalidRequest, NotFound
 from tiers import alerts, audit_ops
 from tiers.cli._common import (
     Purpose,
@@ -25,7 +26,6 @@ from tiers.cli._common import (
     print_rows,
     printable,
 )
-from tiers.errors import AuditIntegrityError, InvalidRequest, NotFound
 
 __all__ = ["audit_app"]
 

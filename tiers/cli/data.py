@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
+from errors import InvalidIdentifier
 from tiers.cli._common import (
     EXIT_REJECTS,
     Purpose,
@@ -21,7 +22,6 @@ from tiers.cli._common import (
     operator,
     out_console,
 )
-from tiers.errors import InvalidIdentifier
 from tiers.files import parse_column_spec, tokenise_file
 from tiers.identifiers import get_kind
 from tiers.jobs import delete_job, purge_jobs

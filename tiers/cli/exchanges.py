@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from errors import NotFound
 from tiers import campaigns, exchanges, inbox
 from tiers.cli._common import (
     EXIT_REJECTS,
@@ -22,7 +23,6 @@ from tiers.cli._common import (
     out_console,
     print_rows,
 )
-from tiers.errors import NotFound
 
 __all__ = ["campaign_app", "exchange_app", "inbox_app", "withdraw"]
 

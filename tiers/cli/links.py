@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from errors import InvalidIdentifier, NotFound
 from tiers import cards, links, policies, resolution
 from tiers.cli._common import (
     EXIT_REJECTS,
@@ -20,7 +21,6 @@ from tiers.cli._common import (
     operator,
     out_console,
 )
-from tiers.errors import InvalidIdentifier, NotFound
 
 __all__ = ["card_app", "customer_app", "link_app", "policy_app"]
 

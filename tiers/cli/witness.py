@@ -9,8 +9,8 @@ import typer
 import uvicorn
 
 from audit.note import VerifierKey
+from errors import AuditIntegrityError, InvalidRequest
 from tiers.cli._common import handles_errors, out_console
-from tiers.errors import AuditIntegrityError, InvalidRequest
 from tiers.witness import WitnessHome, init_witness
 
 __all__ = ["witness_app"]

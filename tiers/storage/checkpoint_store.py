@@ -36,7 +36,7 @@ from typing import BinaryIO
 from audit import Checkpoint, CompactRange
 from audit.checkpoint import checkpoint_from_note
 from audit.note import Note, NoteSignature
-from tiers.errors import AuditIntegrityError, CheckpointStoreError
+from errors import AuditIntegrityError, CheckpointStoreError
 
 __all__ = ["FILE_NAME", "CheckpointStore", "StoredCheckpoint"]
 

@@ -15,8 +15,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 
+from errors import ConfigurationError, DatabaseUnavailable, NotInitialised
 from tiers import migrations
-from tiers.errors import ConfigurationError, DatabaseUnavailable, NotInitialised
 from tiers.settings import redact_url
 from tiers.storage import keystore
 
@@ -69,6 +69,12 @@ def _unavailable(context: ExceptionContext) -> None:
         raise DatabaseUnavailable(
             f"the database is unavailable ({type(context.original_exception).__name__})"
         ) from None
+
+
+def embedded(engine: Engine) -> bool:
+    """The database is a file of this machine (SQLite), with one writer at a time, not a
+    server."""
+    return engine.dialect.name == "sqlite"
 
 
 def make_engine(url: str) -> Engine:

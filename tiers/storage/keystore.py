@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
@@ -17,8 +18,10 @@ __all__ = [
     "keyrings",
     "load",
     "put_seal",
+    "rewrap",
     "seal_of",
     "set_state",
+    "wrapped",
 ]
 
 
@@ -52,6 +55,31 @@ _GENERATION = select(key_generation.c.token).where(key_generation.c.id == 1)
 _MEMO = "tiers_key_generation"
 
 
+def wrapped(connection: Connection) -> list[KeyRecord]:
+    """Every key version whose material is still there (wrapped), of every keyring."""
+    rows = connection.execute(select(keys).where(keys.c.wrapped.is_not(None)).order_by(keys.c.id))
+    return [_record(r) for r in rows]
+
+
+def rewrap(connection: Connection, record: KeyRecord, wrapped: bytes) -> None:
+    """Replace the wrapped material of ``record``'s key version (a master-key rotation)."""
+    connection.execute(
+        update(keys)
+        .where(
+            keys.c.owner == record.owner,
+            keys.c.purpose == record.purpose,
+            keys.c.version == record.version,
+        )
+        .values(wrapped=wrapped)
+    )
+
+
+def _record(r: Any) -> KeyRecord:
+    return KeyRecord(
+        r.owner, r.purpose, r.version, r.state, r.wrapped, r.created_at, r.state_changed_at
+    )
+
+
 def generation(connection: Connection) -> str | None:
     """The token the database replaces on every change to the keys or the domains (see the
     tables module); None if the row is missing (it comes back with the next change).
@@ -74,12 +102,7 @@ def forget_generation(connection: Connection) -> None:
 
 def load(connection: Connection, *, owner: str, purpose: str) -> list[KeyRecord]:
     rows = connection.execute(_LOAD, {"owner": owner, "purpose": purpose}).all()
-    return [
-        KeyRecord(
-            r.owner, r.purpose, r.version, r.state, r.wrapped, r.created_at, r.state_changed_at
-        )
-        for r in rows
-    ]
+    return [_record(r) for r in rows]
 
 
 def insert_version(

@@ -125,6 +125,23 @@ def insert_hub_keys(connection: Connection, rows: Sequence[dict[str, object]]) -
     )
 
 
+def hub_keys_of_version(connection: Connection, *, version: int) -> list[Any]:
+    """Every hub key of ``version``: ``(value, kind, ref)``, in the order of their values."""
+    return list(
+        connection.execute(
+            select(hub_keys.c.value, hub_keys.c.kind, hub_keys.c.ref)
+            .where(hub_keys.c.version == version)
+            .order_by(hub_keys.c.value)
+        )
+    )
+
+
+def delete_hub_version(connection: Connection, *, version: int) -> int:
+    """Delete every hub key of ``version``; how many there were."""
+    result = connection.execute(delete(hub_keys).where(hub_keys.c.version == version))
+    return int(result.rowcount or 0)
+
+
 def card_by_ref(connection: Connection, *, ref: bytes) -> CardRow | None:
     row = connection.execute(_CARD.where(cards.c.ref == ref)).one_or_none()
     return None if row is None else _card(row)

@@ -19,7 +19,8 @@ log) and a message that never contains a clear identifier or key material.
     ├── InvalidRequest      (ValueError) a malformed name, option or argument
     │   ├── PurposeRequired              an access to data that states no purpose
     │   ├── BodyTooLarge                 a request body over its limit (HTTP 413)
-    │   └── UploadTooSlow                an upload that stalls or trickles (HTTP 408)
+    │   ├── UploadTooSlow                an upload that stalls or trickles (HTTP 408)
+    │   └── PolicyError                  a policy file that does not validate
     ├── InvalidFile         (ValueError) an input file that cannot be processed at all
     ├── NotInitialised                   the home or database has not been set up
     ├── DatabaseUnavailable              the database cannot be reached (retry later)
@@ -30,14 +31,18 @@ log) and a message that never contains a clear identifier or key material.
     │   ├── DomainHidden                 a domain the caller may not use (shown as not found)
     │   └── RowTampered                  a row of power changed outside the service
     ├── RateLimited                      too many requests from one client
+    │   └── BudgetExhausted              too many identifiers from one client
     ├── PolicyViolation                  a request an attachment rule refuses
     ├── AuditIntegrityError              the access log failed verification
     └── AuditUnavailable                 the access log cannot be written (fail closed)
         ├── CheckpointStoreError         the checkpoint store outside the database fails
         └── LogInconsistent              the log contradicts a checkpoint signed before
 
-This module imports nothing from the rest of the project, so every package
-(``keys``, ``policy``, ``audit``) may share the vocabulary without a cycle.
+This package is the bottom layer: it imports nothing of the project, and every other package
+(``keys``, ``audit``, ``policy``, the core ``tiers``, ``api``) raises from it. The layers are
+checked by the import contracts in ``pyproject.toml`` (``make lint``)::
+
+    api, tiers.cli  ->  tiers (the core)  ->  tiers.storage  ->  keys, audit, policy  ->  errors
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ __all__ = [
     "AuditIntegrityError",
     "AuditUnavailable",
     "BodyTooLarge",
+    "BudgetExhausted",
     "CheckpointStoreError",
     "ConfigurationError",
     "DatabaseUnavailable",
@@ -64,6 +70,7 @@ __all__ = [
     "LogInconsistent",
     "NotFound",
     "NotInitialised",
+    "PolicyError",
     "PolicyViolation",
     "PurposeRequired",
     "RateLimited",
@@ -83,9 +90,12 @@ UNKNOWN_DOMAIN = "unknown domain"
 
 
 class TiersError(Exception):
-    """Root of every deliberate `tiers` error. Never raised itself."""
+    """Root of every deliberate `tiers` error. ``status`` is the HTTP status the API answers
+    it with (the command line exits 1); each code, its meaning and the class that carries it
+    are listed in :mod:`errors.codes`."""
 
     code: str = "error"
+    status: int = 400
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -123,42 +133,49 @@ class UnknownKeyVersion(TiersError):
     """A pseudonym or request naming a key version that does not exist."""
 
     code = "unknown_key_version"
+    status = 404
 
 
 class KeyUnavailable(TiersError):
     """Key material cannot be used: no master key, a wrong one, or a damaged record."""
 
     code = "key_unavailable"
+    status = 503
 
 
 class KeyDestroyed(KeyUnavailable):
     """The key version was destroyed: its pseudonyms are permanently unlinkable."""
 
     code = "key_destroyed"
+    status = 410
 
 
 class KeyStateError(TiersError):
     """A key operation that the key's current state forbids (e.g. destroying the active key)."""
 
     code = "key_state"
+    status = 409
 
 
 class NotFound(TiersError):
     """Something named in a request does not exist (or may not be seen by the caller)."""
 
     code = "not_found"
+    status = 404
 
 
 class AlreadyExists(TiersError):
     """Creating something that already exists."""
 
     code = "already_exists"
+    status = 409
 
 
 class StateConflict(TiersError):
     """Something whose current state forbids the operation (a file job still running, say)."""
 
     code = "state_conflict"
+    status = 409
 
 
 class InvalidRequest(TiersError, ValueError):
@@ -181,6 +198,7 @@ class BodyTooLarge(InvalidRequest):
     """A request body over its limit (``max_json_body_bytes``, ``max_upload_bytes``)."""
 
     code = "too_large"
+    status = 413
 
 
 class UploadTooSlow(InvalidRequest):
@@ -188,6 +206,7 @@ class UploadTooSlow(InvalidRequest):
     delivered, and the client sends it again."""
 
     code = "upload_too_slow"
+    status = 408
 
 
 class InvalidFile(TiersError, ValueError):
@@ -196,28 +215,38 @@ class InvalidFile(TiersError, ValueError):
     code = "invalid_file"
 
 
+class PolicyError(InvalidRequest):
+    """A policy file (attachment rules, exchange schemas) that does not validate."""
+
+    code = "bad_policy"
+
+
 class NotInitialised(TiersError):
     """The home, database or base key has not been set up: run ``tiers init``."""
 
     code = "not_initialised"
+    status = 503
 
 
 class DatabaseUnavailable(TiersError):
     """The database cannot be reached or is busy: retry later (HTTP 503)."""
 
     code = "database_unavailable"
+    status = 503
 
 
 class ConfigurationError(TiersError):
     """Settings that are missing, malformed or unsafe for the environment."""
 
     code = "configuration"
+    status = 503
 
 
 class Unauthorised(TiersError):
     """Missing, malformed, unknown, revoked or wrong credentials: deliberately not said which."""
 
     code = "unauthorised"
+    status = 401
 
 
 class RevokedKey(Unauthorised):
@@ -233,11 +262,14 @@ class Forbidden(TiersError):
     """The caller is known but its role may not do this."""
 
     code = "forbidden"
+    status = 403
 
 
 class DomainHidden(Forbidden):
     """A domain the caller may not use. Logged as ``forbidden``; answered exactly like an
     unknown domain, so that clients cannot map the alliance."""
+
+    status = 404
 
     def __init__(self, domain: str) -> None:
         super().__init__(UNKNOWN_DOMAIN)
@@ -248,16 +280,25 @@ class RateLimited(TiersError):
     """The client sent more requests than its rate allows."""
 
     code = "rate_limited"
+    status = 429
 
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
+class BudgetExhausted(RateLimited):
+    """The client's identifier budget is overdrawn: retry after ``retry_after`` seconds
+    (``tiers.budgets``)."""
+
+    code = "identifier_budget"
+
+
 class PolicyViolation(TiersError):
     """A request that an attachment rule refuses; ``code`` is the rule's name."""
 
     code = "policy_violation"
+    status = 409
 
 
 class AuditIntegrityError(TiersError):
@@ -267,6 +308,7 @@ class AuditIntegrityError(TiersError):
     """
 
     code = "audit_integrity"
+    status = 409
 
     def __init__(self, message: str, *, code: str | None = None, seq: int | None = None) -> None:
         super().__init__(message, code=code)
@@ -277,6 +319,7 @@ class AuditUnavailable(TiersError):
     """The access log cannot be written: the operation it would describe is not carried out."""
 
     code = "audit_unavailable"
+    status = 503
 
 
 class CheckpointStoreError(AuditUnavailable):
