@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from api.errors import OneLine, caller_address, install_error_handlers
-from api.gate import Gate, answer, route_name
+from api.gate import Gate, answer, route_action
 from api.routes import admin, audit, data, exchanges, health, links
 from api.upload import HeldBytes
 from errors import BodyTooLarge, TiersError
@@ -117,7 +117,7 @@ async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> 
     if deployment is not None:
         refusal = Refusal(
             access=scope["state"]["access"],
-            action=route_name(scope),
+            action=route_action(scope),
             code="too_large",
             address=caller_address(scope),
         )

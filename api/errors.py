@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from api.actions import action_of
 from errors import (
     AuditIntegrityError,
     DomainHidden,
@@ -40,6 +41,7 @@ __all__ = [
 
 _log = logging.getLogger("tiers.api")
 
+
 def status_of(error: TiersError) -> int:
     """The HTTP status of ``error``: its class's (see :mod:`errors.codes`)."""
     return error.status
@@ -58,18 +60,15 @@ async def _audit_refusal(request: Request, error: BaseException) -> None:
     service = getattr(request.app.state, "service", None)
     deployment = service.opened() if service is not None else None
     access: Access | None = getattr(request.state, "access", None)
-    route = request.scope.get("route")
-    action = getattr(route, "name", None) or "request"
+    action = action_of(request.scope.get("route"))
     if service is None or deployment is None or access is None:
         return
     mark_recorded(error)
     if isinstance(error, RateLimited) and not isinstance(error, BudgetExhausted):
-        refusal = Refusal(access, str(action), error.code, caller_address(request.scope))
+        refusal = Refusal(access, action, error.code, caller_address(request.scope))
         await service.trace(deployment, refusal)
         return
-    await run_in_threadpool(
-        record_failure, deployment.engine, access, action=str(action), error=error
-    )
+    await run_in_threadpool(record_failure, deployment.engine, access, action=action, error=error)
 
 
 def caller_address(scope: MutableMapping[str, Any]) -> str:

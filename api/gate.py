@@ -34,9 +34,11 @@ from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
 
+from api.actions import action_of
 from api.calls import short_call_in_pool
 from api.errors import caller_address, error_body, status_of
 from api.grouping import Grouped
+from audit import Action
 from errors import Forbidden, RateLimited, RevokedKey, TiersError, Unauthorised
 from tiers.auditing import Access
 from tiers.clients import Authenticator, ClientRecord, key_prefix
@@ -45,7 +47,7 @@ from tiers.ratelimit import RateLimiter
 from tiers.refusals import Refusal
 from tiers.settings import Settings
 
-__all__ = ["Gate", "answer", "bearer", "route_name"]
+__all__ = ["Gate", "answer", "bearer", "route_action"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -121,16 +123,17 @@ def _api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
             yield route
 
 
-def route_name(scope: Scope) -> str:
-    """The name of the route a request is for (what a refusal made before it is logged as)."""
+def route_action(scope: Scope) -> Action:
+    """The action of the route a request is for (what a refusal made before it is logged as:
+    see :mod:`api.actions`)."""
     state = scope["app"].state
     routes: list[APIRoute] | None = getattr(state, "api_routes", None)
     if routes is None:
         routes = state.api_routes = list(_api_routes(scope["app"].router.routes))
     for route in routes:
         if route.matches(scope)[0] == Match.FULL:
-            return route.name
-    return "request"
+            return action_of(route)
+    return Action.REQUEST
 
 
 class Gate:
@@ -232,7 +235,7 @@ class Gate:
         )
         return Refusal(
             access=access,
-            action=route_name(scope),
+            action=route_action(scope),
             code="revoked_key" if revoked else error.code,
             address=caller_address(scope),
             key_prefix=key_prefix(token),

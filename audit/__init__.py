@@ -6,6 +6,7 @@ Pure: nothing here touches a database or HTTP. Storing entries is the core's job
 
 from __future__ import annotations
 
+from audit.actions import CLIENT_EVENTS, KEY_EVENTS, Action
 from audit.bundle import FORMAT, Bundle, dump_bundle, load_bundle, verify_bundle
 from audit.checkpoint import ORIGIN, Checkpoint, CheckpointSigner, key_id, verify_checkpoint
 from audit.entry import GENESIS, AuditEntry, Counts, parse_entry
@@ -22,9 +23,12 @@ from audit.report import render_report
 from audit.verify import PurgeMark, StoredEntry, Verification, verify_log
 
 __all__ = [
+    "CLIENT_EVENTS",
     "FORMAT",
     "GENESIS",
+    "KEY_EVENTS",
     "ORIGIN",
+    "Action",
     "AuditEntry",
     "Bundle",
     "Checkpoint",

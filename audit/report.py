@@ -7,15 +7,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from html import escape
 
+from audit.actions import CLIENT_EVENTS, KEY_EVENTS
 from audit.entry import AuditEntry
 
-__all__ = ["CLIENT_ACTIONS", "KEY_ACTIONS", "render_report"]
-
-KEY_ACTIONS = frozenset({"key_rotate", "key_destroy", "init", "master_key_rotate"})
-# Who may hold keys: clients made, asked for, approved, re-keyed and revoked.
-CLIENT_ACTIONS = frozenset(
-    {"client_add", "client_request", "client_approve", "client_rotate_key", "client_revoke"}
-)
+__all__ = ["render_report"]
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}
@@ -151,10 +146,10 @@ def render_report(
                 for e in refusals
             ],
         ),
-        "<h2>Key events</h2>" + _events(entries, KEY_ACTIONS),
+        "<h2>Key events</h2>" + _events(entries, KEY_EVENTS),
         "<h2>Clients: who may hold keys</h2><p>Made on the host by the operator (actor "
         "<code>operator:…</code>), or asked for by an admin client of the API and approved by "
-        "another admin.</p>" + _events(entries, CLIENT_ACTIONS),
+        "another admin.</p>" + _events(entries, CLIENT_EVENTS),
     ]
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

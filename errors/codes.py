@@ -231,6 +231,12 @@ ROW_CODES: Mapping[str, str] = MappingProxyType(
     {
         "field_count": "the record has another number of fields than the header",
         "bad_encoding": "the cell is not valid UTF-8",
+        # an exchange's payload value that does not fit its column's type (bad_date above)
+        "bad_decimal": "not a decimal number (an exchange's column)",
+        "bad_integer": "not an integer (an exchange's column)",
+        "bad_store_code": "not a store code: capitals, digits, hyphens (an exchange's column)",
+        "bad_category": "not a category: up to 32 of a-z, 0-9, - and _ (an exchange's column)",
+        "bad_text": "text over 200 characters, or with control characters (an exchange's column)",
     }
 )
 

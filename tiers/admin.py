@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from audit import ORIGIN, Counts
+from audit import ORIGIN, Action, Counts
 from errors import (
     AlreadyExists,
     ConfigurationError,
@@ -171,7 +171,7 @@ def initialise(settings: Settings, *, access: Access) -> InitReport:
             deployment.record(
                 connection,
                 access,
-                action="init",
+                action=Action.INIT,
                 detail={"created": ", ".join(created) or "nothing"},
             )
         if new_store:
@@ -191,12 +191,12 @@ def initialise(settings: Settings, *, access: Access) -> InitReport:
     )
 
 
-@audited("domain_add", domain_arg="name")
+@audited(Action.DOMAIN_ADD, domain_arg="name")
 def add_domain(
     deployment: Deployment, *, access: Access, name: str, role: str, card_luhn: bool = False
 ) -> DomainRecord:
     """Create a domain and its first key. Raises :class:`InvalidRequest`, :class:`AlreadyExists`."""
-    require(access, "domain_add")
+    require(access, Action.DOMAIN_ADD)
     if not DOMAIN_NAME.fullmatch(name):
         raise InvalidRequest(
             "a domain name is a lower-case letter then 1 to 31 letters, digits or hyphens",
@@ -223,7 +223,7 @@ def add_domain(
             deployment.record(
                 connection,
                 access,
-                action="domain_add",
+                action=Action.DOMAIN_ADD,
                 domains=[name],
                 detail={"role": role, "luhn": int(card_luhn)},
             )
@@ -232,28 +232,28 @@ def add_domain(
     return record_
 
 
-@audited("domain_list", domain_arg=None)
+@audited(Action.DOMAIN_LIST, domain_arg=None)
 def list_domains(deployment: Deployment, *, access: Access) -> list[DomainRecord]:
-    require(access, "domain_list")
+    require(access, Action.DOMAIN_LIST)
     with deployment.transaction() as connection:
         found = domains.list_all(connection)
         deployment.record(
-            connection, access, action="domain_list", counts=Counts(records_out=len(found))
+            connection, access, action=Action.DOMAIN_LIST, counts=Counts(records_out=len(found))
         )
     return found
 
 
-@audited("key_list")
+@audited(Action.KEY_LIST)
 def list_keys(deployment: Deployment, *, access: Access, domain: str) -> list[KeyVersion]:
     """Versions, states and dates of a domain's keys (never material)."""
-    require(access, "key_list", domain)
+    require(access, Action.KEY_LIST, domain)
     with deployment.transaction() as connection:
         record_ = deployment.domain(connection, domain)
         versions = list(deployment.domain_keyring(connection, record_))
         deployment.record(
             connection,
             access,
-            action="key_list",
+            action=Action.KEY_LIST,
             domains=[domain],
             counts=Counts(records_out=len(versions)),
         )
@@ -268,13 +268,13 @@ class KeyRotation:
     reindexed: int
 
 
-@audited("key_rotate")
+@audited(Action.KEY_ROTATE)
 def rotate_key(deployment: Deployment, *, access: Access, domain: str) -> KeyRotation:
     """New active version for ``domain``; every stored pseudonym is re-derived from its base.
 
     One transaction: either the new version exists with a complete index, or nothing changed.
     """
-    require(access, "key_rotate", domain)
+    require(access, Action.KEY_ROTATE, domain)
     with deployment.transaction() as connection, bulk_load(connection):
         record_ = deployment.domain(connection, domain)
         keyring = deployment.domain_keyring(connection, record_)
@@ -309,7 +309,7 @@ def rotate_key(deployment: Deployment, *, access: Access, domain: str) -> KeyRot
         deployment.record(
             connection,
             access,
-            action="key_rotate",
+            action=Action.KEY_ROTATE,
             domains=[domain],
             counts=Counts(records_in=count + translated, records_out=count + translated),
             detail={"old_version": old, "new_version": new_key.version, "hub_keys": translated},
@@ -324,7 +324,7 @@ class KeyDestruction:
     unlinked: int
 
 
-@audited("key_destroy")
+@audited(Action.KEY_DESTROY)
 def destroy_key(
     deployment: Deployment, *, access: Access, domain: str, version: int
 ) -> KeyDestruction:
@@ -333,7 +333,7 @@ def destroy_key(
     Raises :class:`~errors.UnknownKeyVersion`, :class:`~errors.KeyDestroyed`
     (already destroyed) and :class:`~errors.KeyStateError` (the active version).
     """
-    require(access, "key_destroy", domain)
+    require(access, Action.KEY_DESTROY, domain)
     with deployment.transaction() as connection:
         record_ = deployment.domain(connection, domain)
         keyring = deployment.domain_keyring(connection, record_)
@@ -346,7 +346,7 @@ def destroy_key(
         deployment.record(
             connection,
             access,
-            action="key_destroy",
+            action=Action.KEY_DESTROY,
             domains=[domain],
             counts=Counts(records_in=unlinked),
             detail={"version": version},
@@ -355,14 +355,14 @@ def destroy_key(
     return KeyDestruction(domain, version, unlinked)
 
 
-@audited("key_retire")
+@audited(Action.KEY_RETIRE)
 def retire_key(
     deployment: Deployment, *, access: Access, domain: str, version: int, force: bool = False
 ) -> KeyDestruction:
     """End the overlap of a verify-only version: its pseudonyms (for the hub, its linking keys)
     stop resolving and its key is destroyed. Refused before the overlap window
     (:data:`tiers.rekey.OVERLAP` after the rotation) has passed, unless ``force``."""
-    require(access, "key_destroy", domain)
+    require(access, Action.KEY_DESTROY, domain)
     with deployment.transaction() as connection:
         record_ = deployment.domain(connection, domain)
         meta = deployment.domain_keyring(connection, record_).versions.get(version)

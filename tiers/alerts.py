@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection
 
-from audit import Counts, parse_entry
+from audit import Action, Counts, parse_entry
 from audit.entry import AuditEntry
 from errors import InvalidRequest
 from tiers.auditing import Access, audited
@@ -45,28 +45,42 @@ from tiers.sealing import find_tampered
 from tiers.settings import Settings
 from tiers.storage import audit_log
 
-__all__ = ["IDENTIFIER_ACTIONS", "Alert", "Thresholds", "find_alerts", "identifiers", "scan"]
+__all__ = [
+    "ALERT_OF_CLIENT_EVENT",
+    "IDENTIFIER_ACTIONS",
+    "Alert",
+    "Thresholds",
+    "find_alerts",
+    "identifiers",
+    "scan",
+]
 
 # Actions whose entries count their values in ``counts.records_in`` (or, for files and
 # exchanges, ``detail["identifiers"]``), and those that take a fixed number of card numbers.
 _COUNTED = frozenset(
-    {"pseudonymise", "tokenise_file", "link_resolve", "card_enrol", "exchange_send"}
+    {
+        Action.PSEUDONYMISE,
+        Action.TOKENISE_FILE,
+        Action.LINK_RESOLVE,
+        Action.CARD_ENROL,
+        Action.EXCHANGE_SEND,
+    }
 )
-_FIXED = {
-    "card_associate": 2,
-    "card_dissociate": 1,
-    "customer_transfer": 1,
-    "customer_withdraw": 1,
-    "audit_subject": 1,
+_FIXED: dict[str, int] = {
+    Action.CARD_ASSOCIATE: 2,
+    Action.CARD_DISSOCIATE: 1,
+    Action.CUSTOMER_TRANSFER: 1,
+    Action.CUSTOMER_WITHDRAW: 1,
+    Action.AUDIT_SUBJECT: 1,
 }
 IDENTIFIER_ACTIONS = _COUNTED | frozenset(_FIXED)
 # Changes of who may hold keys: each raises an alert of its own kind, whatever their number.
-CLIENT_EVENTS = {
-    "client_add": "client_created",
-    "client_request": "client_requested",
-    "client_approve": "client_approved",
-    "client_rotate_key": "client_rekeyed",
-    "client_revoke": "client_revoked",
+ALERT_OF_CLIENT_EVENT: dict[str, str] = {
+    Action.CLIENT_ADD: "client_created",
+    Action.CLIENT_REQUEST: "client_requested",
+    Action.CLIENT_APPROVE: "client_approved",
+    Action.CLIENT_ROTATE_KEY: "client_rekeyed",
+    Action.CLIENT_REVOKE: "client_revoked",
 }
 MAX_PERIOD = timedelta(days=31)
 
@@ -88,7 +102,7 @@ class Thresholds:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    # "volume", "refusals", "association_refusals", a client event (CLIENT_EVENTS),
+    # "volume", "refusals", "association_refusals", a client event (ALERT_OF_CLIENT_EVENT),
     # "row_tampered" or a log fault
     kind: str
     actor: str
@@ -122,18 +136,18 @@ def scan(entries: Iterable[AuditEntry], thresholds: Thresholds) -> list[Alert]:
     refusals: Counter[tuple[datetime, str]] = Counter()
     associations: Counter[tuple[datetime, str]] = Counter()
     events: dict[str, Counter[tuple[datetime, str]]] = {
-        k: Counter() for k in CLIENT_EVENTS.values()
+        k: Counter() for k in ALERT_OF_CLIENT_EVENT.values()
     }
     for entry in entries:
         key = (_hour(entry.time), entry.actor)
         if entry.outcome != "ok":
             refusals[key] += 1
-            if entry.action == "card_associate" and entry.outcome == "denied":
+            if entry.action == Action.CARD_ASSOCIATE and entry.outcome == "denied":
                 associations[key] += 1
         else:
             values[key] += identifiers(entry)
-            if entry.action in CLIENT_EVENTS:
-                events[CLIENT_EVENTS[entry.action]][key] += 1
+            if entry.action in ALERT_OF_CLIENT_EVENT:
+                events[ALERT_OF_CLIENT_EVENT[entry.action]][key] += 1
     found = [
         Alert(kind, actor, hour, observed, threshold)
         for kind, counter, threshold in (
@@ -159,7 +173,7 @@ def _integrity(deployment: Deployment, connection: Connection, now: datetime) ->
     return found
 
 
-@audited("audit_alerts", domain_arg=None)
+@audited(Action.AUDIT_ALERTS, domain_arg=None)
 def find_alerts(
     deployment: Deployment,
     *,
@@ -170,7 +184,7 @@ def find_alerts(
 ) -> list[Alert]:
     """Scan the log between ``since`` (default: 24 hours before now) and ``until`` (default:
     now); at most 31 days at a time. Thresholds default to the deployment's settings."""
-    require(access, "audit_alerts")
+    require(access, Action.AUDIT_ALERTS)
     until = _utc(until or access.now)
     since = _utc(since or until - timedelta(hours=24))
     if until <= since or until - since > MAX_PERIOD:
@@ -188,7 +202,7 @@ def find_alerts(
         deployment.record(
             connection,
             access,
-            action="audit_alerts",
+            action=Action.AUDIT_ALERTS,
             counts=Counts(records_out=len(found)),
             detail={
                 "values_per_hour": thresholds.values_per_hour,

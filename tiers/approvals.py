@@ -24,6 +24,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection
 
+from audit import Action
 from errors import AlreadyExists, Forbidden, NotFound, RowTampered, StateConflict
 from tiers import clients
 from tiers.auditing import Access, audited
@@ -64,7 +65,7 @@ def _requester(access: Access) -> str:
     return access.actor
 
 
-@audited("client_request", domain_arg="domain")
+@audited(Action.CLIENT_REQUEST, domain_arg="domain")
 def request_client(
     deployment: Deployment,
     *,
@@ -77,7 +78,7 @@ def request_client(
     """Ask for a new client (``kind="add"``, with its role and domain) or a new key for one
     (``kind="rotate"``). Raises what creating or re-keying would, and :class:`StateConflict`
     (``request_pending``) while a request for that name waits."""
-    require(access, "client_request")
+    require(access, Action.CLIENT_REQUEST)
     requester = _requester(access)
     with deployment.transaction() as connection:
         if kind == "add":
@@ -112,7 +113,7 @@ def request_client(
         deployment.record(
             connection,
             access,
-            action="client_request",
+            action=Action.CLIENT_REQUEST,
             domains=[domain] if domain else [],
             detail={"request": record.id, "kind": kind, "client": name, "role": role},
         )
@@ -130,12 +131,12 @@ def _pending(deployment: Deployment, connection: Connection, request_id: str) ->
     return record
 
 
-@audited("client_approve", domain_arg=None)
+@audited(Action.CLIENT_APPROVE, domain_arg=None)
 def approve_request(deployment: Deployment, *, access: Access, request_id: str) -> IssuedKey:
     """Approve another admin's request: the client is created or re-keyed now, and its key is
     in the answer, once. Raises :class:`Forbidden` (``self_approval``) for one's own request,
     :class:`StateConflict` (``request_expired``, ``request_decided``)."""
-    require(access, "client_approve")
+    require(access, Action.CLIENT_APPROVE)
     with deployment.transaction() as connection:
         record = _pending(deployment, connection, request_id)
         if record.requested_by == access.actor:
@@ -161,7 +162,7 @@ def approve_request(deployment: Deployment, *, access: Access, request_id: str) 
         deployment.record(
             connection,
             access,
-            action="client_approve",
+            action=Action.CLIENT_APPROVE,
             domains=[record.domain] if record.domain else [],
             detail={
                 "request": record.id,
@@ -174,11 +175,11 @@ def approve_request(deployment: Deployment, *, access: Access, request_id: str) 
     return issued
 
 
-@audited("client_request_list", domain_arg=None)
+@audited(Action.CLIENT_REQUEST_LIST, domain_arg=None)
 def list_requests(deployment: Deployment, *, access: Access) -> list[RequestRecord]:
     """Every request, oldest first (decided ones too, with who decided)."""
-    require(access, "client_request_list")
+    require(access, Action.CLIENT_REQUEST_LIST)
     with deployment.transaction() as connection:
         found = repo.list_all(connection)
-        deployment.record(connection, access, action="client_request_list")
+        deployment.record(connection, access, action=Action.CLIENT_REQUEST_LIST)
     return found

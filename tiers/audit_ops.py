@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Row
 
 from audit import (
+    Action,
     Checkpoint,
     CompactRange,
     Counts,
@@ -67,7 +68,7 @@ __all__ = [
 _FILTER = re.compile(r"[A-Za-z0-9:._@-]{1,128}")
 
 
-@audited("audit_read", domain_arg=None)
+@audited(Action.AUDIT_READ, domain_arg=None)
 def read_log(
     deployment: Deployment,
     *,
@@ -78,7 +79,7 @@ def read_log(
     action: str | None = None,
 ) -> list[AuditEntry]:
     """The entries that match, oldest first."""
-    require(access, "audit_read")
+    require(access, Action.AUDIT_READ)
     if since is not None and until is not None and until <= since:
         raise InvalidRequest("--until must be after --since", code="bad_period")
     for name, value in (("actor", actor), ("action", action)):
@@ -96,7 +97,7 @@ def read_log(
         deployment.record(
             connection,
             access,
-            action="audit_read",
+            action=Action.AUDIT_READ,
             counts=Counts(records_out=len(found)),
             detail={k: v for k, v in (("actor", actor), ("action", action)) if v},
         )
@@ -175,7 +176,7 @@ def _check_purge(connection: Connection, purged: int, mark: StoredCheckpoint | N
     against the purge record) and the log the entry of the purge that made it."""
     recorded = any(
         parse_entry(data).detail.get("through_seq") == purged - 1
-        for data in audit_log.query(connection, action="audit_purge")
+        for data in audit_log.query(connection, action=Action.AUDIT_PURGE)
     )
     if mark is None or not mark.purge or not recorded:
         raise AuditIntegrityError(
@@ -186,12 +187,12 @@ def _check_purge(connection: Connection, purged: int, mark: StoredCheckpoint | N
         )
 
 
-@audited("audit_verify_against", domain_arg=None)
+@audited(Action.AUDIT_VERIFY_AGAINST, domain_arg=None)
 def verify_against(deployment: Deployment, *, access: Access, kept: bytes) -> Verification:
     """Verify the stored log, then prove it extends ``kept``: a checkpoint (signed note) or an
     export bundle that a party kept earlier, by an RFC 9162 consistency proof from its newest
     checkpoint to the log's current tree. Raises :class:`AuditIntegrityError` otherwise."""
-    require(access, "audit_verify")
+    require(access, Action.AUDIT_VERIFY)
     result = verify_stored(deployment, access=access)
     with deployment.reading() as connection:
         public_key = deployment.signer(connection).public_key
@@ -211,7 +212,7 @@ def verify_against(deployment: Deployment, *, access: Access, kept: bytes) -> Ve
         deployment.record(
             connection,
             access,
-            action="audit_verify_against",
+            action=Action.AUDIT_VERIFY_AGAINST,
             detail={"kept_size": old.tree_size, "tree_size": result.tree_size},
         )
     return replace(
@@ -219,13 +220,13 @@ def verify_against(deployment: Deployment, *, access: Access, kept: bytes) -> Ve
     )
 
 
-@audited("audit_log_key", domain_arg=None)
+@audited(Action.AUDIT_LOG_KEY, domain_arg=None)
 def log_key(deployment: Deployment, *, access: Access) -> str:
     """The log's verifier key in C2SP vkey form (its name is the origin's)."""
-    require(access, "audit_read")
+    require(access, Action.AUDIT_READ)
     with deployment.transaction() as connection:
         key = deployment.signer(connection).verifier_key(audit_log.log_origin(connection))
-        deployment.record(connection, access, action="audit_log_key")
+        deployment.record(connection, access, action=Action.AUDIT_LOG_KEY)
     return key.encode()
 
 
@@ -235,7 +236,7 @@ def latest_note(deployment: Deployment, *, access: Access) -> str:
     with deployment.transaction() as connection:
         latest = deployment.checkpoint_store(connection).latest()
         public_key = deployment.signer(connection).public_key
-        deployment.record(connection, access, action="audit_checkpoint_read")
+        deployment.record(connection, access, action=Action.AUDIT_CHECKPOINT_READ)
     if latest is None:
         raise NotFound("no signed checkpoint yet", code="no_checkpoint")
     return latest.checkpoint.note(public_key, latest.cosignatures).encode()
@@ -256,26 +257,29 @@ def kept_checkpoint(kept: bytes, public_key: bytes) -> Checkpoint:
     return checkpoint_from_note(Note.parse(text), public_key)
 
 
-@audited("audit_checkpoints", domain_arg=None)
+@audited(Action.AUDIT_CHECKPOINTS, domain_arg=None)
 def read_checkpoints(deployment: Deployment, *, access: Access) -> list[Checkpoint]:
     """Every signed checkpoint, oldest first, with the key that signed them."""
-    require(access, "audit_read")
+    require(access, Action.AUDIT_READ)
     with deployment.transaction() as connection:
         found = audit_log.checkpoints(connection)
         deployment.record(
-            connection, access, action="audit_checkpoints", counts=Counts(records_out=len(found))
+            connection,
+            access,
+            action=Action.AUDIT_CHECKPOINTS,
+            counts=Counts(records_out=len(found)),
         )
     return found
 
 
-@audited("audit_verify", domain_arg=None)
+@audited(Action.AUDIT_VERIFY, domain_arg=None)
 def verify_stored(deployment: Deployment, *, access: Access) -> Verification:
     """Verify the stored log; raises :class:`AuditIntegrityError` naming the first bad entry.
 
     The verification and its own entry are two steps: the entry is appended after the log was
     found intact (or, through :func:`audited`, after it was found damaged).
     """
-    require(access, "audit_verify")
+    require(access, Action.AUDIT_VERIFY)
     deployment.sign_pending()  # entries no checkpoint covers yet, if the log allows it
     deployment.witness_newest()
     with deployment.transaction() as connection:
@@ -291,7 +295,7 @@ def verify_stored(deployment: Deployment, *, access: Access) -> Verification:
         deployment.record(
             connection,
             access,
-            action="audit_verify",
+            action=Action.AUDIT_VERIFY,
             counts=Counts(records_in=result.entries),
             detail={"tree_size": result.tree_size},
         )
@@ -308,23 +312,23 @@ def _checkpoint_now(deployment: Deployment) -> Checkpoint:
     return latest.checkpoint
 
 
-@audited("audit_checkpoint", domain_arg=None)
+@audited(Action.AUDIT_CHECKPOINT, domain_arg=None)
 def sign_checkpoint(deployment: Deployment, *, access: Access) -> Checkpoint:
     """Record the request, then sign a checkpoint covering every entry, that one included."""
-    require(access, "audit_checkpoint")
+    require(access, Action.AUDIT_CHECKPOINT)
     with deployment.transaction() as connection:
-        deployment.record(connection, access, action="audit_checkpoint")
+        deployment.record(connection, access, action=Action.AUDIT_CHECKPOINT)
     return _checkpoint_now(deployment)
 
 
-@audited("audit_export", domain_arg=None)
+@audited(Action.AUDIT_EXPORT, domain_arg=None)
 def export_log(deployment: Deployment, *, access: Access, output: Path) -> str:
     """Write a self-contained bundle (entries, checkpoints, public key) atomically; returns the
     checkpoint key's fingerprint. The export's own entry is in the bundle, under a checkpoint
     signed for it, so that the bundle is verifiable up to its last entry."""
-    require(access, "audit_export")
+    require(access, Action.AUDIT_EXPORT)
     with deployment.transaction() as connection:
-        deployment.record(connection, access, action="audit_export")
+        deployment.record(connection, access, action=Action.AUDIT_EXPORT)
     _checkpoint_now(deployment)
     deployment.witness_newest()
     with atomic_output(output) as handle, deployment.reading() as connection:
@@ -344,7 +348,7 @@ def export_log(deployment: Deployment, *, access: Access, output: Path) -> str:
     return key_id(signer.public_key)
 
 
-@audited("audit_subject")
+@audited(Action.AUDIT_SUBJECT)
 def lookup_subject(
     deployment: Deployment, *, access: Access, domain: str, kind: str, value: str
 ) -> list[AuditEntry]:
@@ -358,7 +362,7 @@ def lookup_subject(
     entries may name any of its cards (an association is recorded under the card presented
     at the desk, a hub resolution under the card behind the key): the entries about every
     card linked to it at the time of the look-up are returned too."""
-    require(access, "audit_subject")
+    require(access, Action.AUDIT_SUBJECT)
     deployment.budget.admit(access, 1)
     identifier_kind = get_kind(kind)
     with deployment.transaction() as connection:
@@ -382,7 +386,7 @@ def lookup_subject(
         deployment.record(
             connection,
             access,
-            action="audit_subject",
+            action=Action.AUDIT_SUBJECT,
             domains=[domain],
             counts=Counts(records_out=len(found)),
             subject=deployment.subject_reference(connection, base),
@@ -412,12 +416,12 @@ class ReportResult:
     verification: str
 
 
-@audited("audit_report", domain_arg=None)
+@audited(Action.AUDIT_REPORT, domain_arg=None)
 def write_report(
     deployment: Deployment, *, access: Access, since: datetime, until: datetime, output: Path
 ) -> ReportResult:
     """A static HTML access report for ``[since, until)``, with the log's verification status."""
-    require(access, "audit_report")
+    require(access, Action.AUDIT_REPORT)
     if until <= since:
         raise InvalidRequest("--until must be after --since", code="bad_period")
     with deployment.transaction() as connection:
@@ -440,7 +444,7 @@ def write_report(
         deployment.record(
             connection,
             access,
-            action="audit_report",
+            action=Action.AUDIT_REPORT,
             counts=Counts(records_out=len(entries)),
             detail={"intact": int(intact)},
         )
@@ -454,7 +458,7 @@ class PurgeResult:
     cutoff: datetime
 
 
-@audited("audit_purge", domain_arg=None)
+@audited(Action.AUDIT_PURGE, domain_arg=None)
 def purge_log(
     deployment: Deployment, *, access: Access, older_than_days: int | None = None
 ) -> PurgeResult:
@@ -464,7 +468,7 @@ def purge_log(
     signed checkpoint and compact range then stand for the purged prefix, so the rest still
     verifies. Only a prefix is purged: an older entry after a newer one is kept.
     """
-    require(access, "audit_purge")
+    require(access, Action.AUDIT_PURGE)
     days = (
         older_than_days if older_than_days is not None else deployment.settings.audit_retention_days
     )
@@ -485,7 +489,7 @@ def purge_log(
         deployment.record(
             connection,
             access,
-            action="audit_purge",
+            action=Action.AUDIT_PURGE,
             counts=Counts(records_in=purged),
             detail={"retention_days": days, "through_seq": (end - 1) if purged and end else -1},
         )
@@ -548,7 +552,7 @@ def _signed(connection: Connection, size: int) -> Checkpoint:
     raise NotFound(f"no signed checkpoint at size {size}", code="no_checkpoint")
 
 
-@audited("audit_proof", domain_arg=None)
+@audited(Action.AUDIT_PROOF, domain_arg=None)
 def prove(
     deployment: Deployment,
     *,
@@ -560,7 +564,7 @@ def prove(
     """An inclusion proof of entry ``seq`` in the latest checkpoint (or ``new_size``'s), or a
     consistency proof from checkpoint ``old_size`` to ``new_size``; both are small (log n
     hashes) and verify against the signed checkpoints without the rest of the log."""
-    require(access, "audit_proof")
+    require(access, Action.AUDIT_PROOF)
     with deployment.transaction() as connection:
         leaves, prefix = audit_log.tree_leaves(connection)
         base = prefix.size if prefix else 0
@@ -588,7 +592,7 @@ def prove(
         deployment.record(
             connection,
             access,
-            action="audit_proof",
+            action=Action.AUDIT_PROOF,
             detail={"kind": proof.kind, "tree_size": target.tree_size},
         )
     return proof

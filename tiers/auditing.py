@@ -20,7 +20,7 @@ from typing import ParamSpec, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from audit import AuditEntry, CompactRange, Counts, leaf_hash
+from audit import Action, AuditEntry, CompactRange, Counts, leaf_hash
 from errors import (
     AuditUnavailable,
     Forbidden,
@@ -107,7 +107,7 @@ class Pending:
     """One entry to append: the access and what the operation did."""
 
     access: Access
-    action: str
+    action: Action
     outcome: str = "ok"
     code: str | None = None
     domains: Sequence[str] = ()
@@ -171,7 +171,7 @@ def record(
     connection: Connection,
     access: Access,
     *,
-    action: str,
+    action: Action,
     outcome: str = "ok",
     code: str | None = None,
     domains: Sequence[str] = (),
@@ -221,7 +221,7 @@ def record_failure(
     engine: Engine,
     access: Access,
     *,
-    action: str,
+    action: Action,
     error: BaseException,
     domains: Sequence[str] = (),
     detail: Mapping[str, str | int] | None = None,
@@ -262,7 +262,7 @@ def _safe_domain(value: object) -> list[str]:
 
 
 def audited(
-    action: str, *, domain_arg: str | None = "domain"
+    action: Action, *, domain_arg: str | None = "domain"
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Decorate a core operation ``f(deployment, *, access, ...)`` so that a failure is logged.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from audit import Action
 from errors import DomainHidden, Forbidden
 from tiers.auditing import Access
 
@@ -19,61 +20,69 @@ CLIENT_ROLES = ("partner", "hub", "auditor", "admin")
 
 _AUDIT = frozenset(
     {
-        "audit_read",
-        "audit_verify",
-        "audit_checkpoint",
-        "audit_export",
-        "audit_subject",
-        "audit_proof",
-        "audit_report",
-        "audit_alerts",
+        Action.AUDIT_READ,
+        Action.AUDIT_VERIFY,
+        Action.AUDIT_CHECKPOINT,
+        Action.AUDIT_EXPORT,
+        Action.AUDIT_SUBJECT,
+        Action.AUDIT_PROOF,
+        Action.AUDIT_REPORT,
+        Action.AUDIT_ALERTS,
     }
 )
 PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "partner": frozenset(
             {
-                "pseudonymise",
-                "tokenise_file",
-                "job_read",
-                "job_delete",
-                "whoami",
-                "card_enrol",
-                "card_associate",
-                "card_dissociate",
-                "customer_transfer",
-                "exchange_send",
-                "customer_withdraw",
-                "inbox_read",
-                "inbox_ack",
+                Action.PSEUDONYMISE,
+                Action.TOKENISE_FILE,
+                Action.JOB_READ,
+                Action.JOB_DELETE,
+                Action.WHOAMI,
+                Action.CARD_ENROL,
+                Action.CARD_ASSOCIATE,
+                Action.CARD_DISSOCIATE,
+                Action.CUSTOMER_TRANSFER,
+                Action.EXCHANGE_SEND,
+                Action.CUSTOMER_WITHDRAW,
+                Action.INBOX_READ,
+                Action.INBOX_ACK,
             }
         ),
-        "hub": frozenset({"whoami", "link_resolve", "campaign_send", "inbox_read", "inbox_ack"}),
-        "auditor": _AUDIT | {"whoami"},
+        "hub": frozenset(
+            {
+                Action.WHOAMI,
+                Action.LINK_RESOLVE,
+                Action.CAMPAIGN_SEND,
+                Action.INBOX_READ,
+                Action.INBOX_ACK,
+            }
+        ),
+        "auditor": _AUDIT | {Action.WHOAMI},
         "admin": frozenset(
             {
-                "domain_add",
-                "domain_list",
-                "key_rotate",
-                "key_list",
-                "key_destroy",
-                "client_add",
-                "client_list",
-                "client_revoke",
-                "client_rotate_key",
-                "client_request",
-                "client_approve",
-                "client_request_list",
-                "whoami",
-                "policy_check",
-                "policy_diff",
+                Action.DOMAIN_ADD,
+                Action.DOMAIN_LIST,
+                Action.KEY_ROTATE,
+                Action.KEY_LIST,
+                Action.KEY_DESTROY,
+                Action.CLIENT_ADD,
+                Action.CLIENT_LIST,
+                Action.CLIENT_REVOKE,
+                Action.CLIENT_ROTATE_KEY,
+                Action.CLIENT_REQUEST,
+                Action.CLIENT_APPROVE,
+                Action.CLIENT_REQUEST_LIST,
+                Action.WHOAMI,
+                Action.POLICY_CHECK,
+                Action.POLICY_DIFF,
             }
         ),
     }
 )
 
 
-def require(access: Access, action: str, domain: str | None = None) -> None:
+def require(access: Access, action: Action, domain: str | None = None) -> None:
     """Raise :class:`Forbidden` unless ``access`` may do ``action`` (in ``domain``).
 
     A partner or hub client naming another domain gets :class:`DomainHidden`, which the API

@@ -18,7 +18,7 @@ from typing import Any
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 
-from audit import Counts
+from audit import Action, Counts
 from errors import (
     InvalidFile,
     InvalidRequest,
@@ -50,13 +50,13 @@ def _add(archive: tarfile.TarFile, name: str, data: bytes) -> None:
     archive.addfile(info, io.BytesIO(data))
 
 
-@audited("backup", domain_arg=None)
+@audited(Action.BACKUP, domain_arg=None)
 def backup(deployment: Deployment, *, access: Access, output: Path) -> int:
     """Write a backup archive (atomic); returns the number of rows it holds. The backup's own
     entry is recorded first, so the restored log ends with it."""
-    require(access, "backup")
+    require(access, Action.BACKUP)
     with deployment.transaction() as connection:
-        deployment.record(connection, access, action="backup")
+        deployment.record(connection, access, action=Action.BACKUP)
     with deployment.engine.connect() as connection:
         snapshot.read_consistently(connection)
         revision = MigrationContext.configure(connection).get_current_revision()
@@ -216,7 +216,7 @@ def restore(
             deployment.record(
                 connection,
                 access,
-                action="restore",
+                action=Action.RESTORE,
                 counts=Counts(records_in=len(lines)),
                 detail={"files": len(files), "unsealed": int(unsealed)},
             )
@@ -241,12 +241,12 @@ def _check_against_store(deployment: Deployment, connection: Connection) -> None
         ) from None
 
 
-@audited("master_key_rotate", domain_arg=None)
+@audited(Action.MASTER_KEY_ROTATE, domain_arg=None)
 def rotate_master_key(deployment: Deployment, *, access: Access, new_master: MasterKey) -> int:
     """Re-wrap every live key under ``new_master`` and store its check value, in one
     transaction: either every key moves, or none does. Returns how many were re-wrapped;
     ``deployment`` then holds ``new_master``."""
-    require(access, "master_key_rotate")
+    require(access, Action.MASTER_KEY_ROTATE)
     moved = 0
     previous = deployment.master
     try:
@@ -265,7 +265,7 @@ def rotate_master_key(deployment: Deployment, *, access: Access, new_master: Mas
             # line's has not, would otherwise fail here and roll the rotation back).
             deployment.master = new_master
             deployment.record(
-                connection, access, action="master_key_rotate", detail={"keys": moved}
+                connection, access, action=Action.MASTER_KEY_ROTATE, detail={"keys": moved}
             )
     except BaseException:
         deployment.master = previous

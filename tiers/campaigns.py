@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
-from audit import Counts
+from audit import Action, Counts
 from errors import NotFound, TiersError
 from keys import DomainKey, Keyring
 from tiers import subject_index
@@ -85,7 +85,7 @@ def _campaign_targets(
     return targets
 
 
-@audited("campaign_send", domain_arg=None)
+@audited(Action.CAMPAIGN_SEND, domain_arg=None)
 def send_campaign(
     deployment: Deployment,
     *,
@@ -108,7 +108,7 @@ def send_campaign(
         hub = deployment.hub_domain(connection)
         if hub is None:
             raise NotFound("no hub domain", code="unknown_domain")
-        require(access, "campaign_send", hub.name)
+        require(access, Action.CAMPAIGN_SEND, hub.name)
         ring = deployment.domain_keyring(connection, hub)
         unique = list(dict.fromkeys(linking_keys))
         for start in range(0, len(unique), keys_per_batch):
@@ -144,7 +144,7 @@ def send_campaign(
         entry = deployment.record(
             connection,
             access,
-            action="campaign_send",
+            action=Action.CAMPAIGN_SEND,
             domains=[hub.name, *sorted(routed)],
             counts=Counts(
                 len(linking_keys),

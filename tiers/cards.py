@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from audit import Counts
+from audit import Action, Counts
 from errors import InvalidIdentifier, NotFound
 from keys import DomainKey, length_prefixed
 from tiers import subject_index
@@ -117,7 +117,7 @@ class CardEnrolment:
         )
 
 
-@audited("card_enrol")
+@audited(Action.CARD_ENROL)
 def enrol_cards(
     deployment: Deployment,
     *,
@@ -127,7 +127,7 @@ def enrol_cards(
     enrolled_at: datetime | None = None,
 ) -> list[str | InvalidIdentifier]:
     """Enrol a partner's cards (clear numbers); their pseudonyms in order, errors in place."""
-    require(access, "card_enrol", domain)
+    require(access, Action.CARD_ENROL, domain)
     deployment.budget.admit(access, len(values))
     kind = get_kind("card")
     results: list[str | InvalidIdentifier] = []
@@ -160,7 +160,7 @@ def enrol_cards(
         entry = deployment.record(
             connection,
             access,
-            action="card_enrol",
+            action=Action.CARD_ENROL,
             domains=[domain],
             counts=Counts(len(values), len(pairs), len(values) - len(pairs)),
             subject=deployment.subject_reference(connection, pairs[0][0])

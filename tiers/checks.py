@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from audit import Counts, parse_entry
+from audit import Action, Counts, parse_entry
 from audit.entry import AuditEntry
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
@@ -31,12 +31,12 @@ from tiers.storage import clients as client_repo
 __all__ = ["Finding", "check_deployment", "find_rollbacks"]
 
 
-@audited("check", domain_arg=None)
+@audited(Action.CHECK, domain_arg=None)
 def check_deployment(deployment: Deployment, *, access: Access) -> list[Finding]:
     """Every row of power that fails its seal or contradicts the log; the check is logged
     with how many it found (when the log can be written: a tampered signing keyring is among
     what it reports)."""
-    require(access, "audit_verify")
+    require(access, Action.AUDIT_VERIFY)
     if deployment.log_fault is not None:  # nothing can be logged: the findings still matter
         with deployment.reading() as connection:
             return _findings(deployment, connection)
@@ -45,7 +45,7 @@ def check_deployment(deployment: Deployment, *, access: Access) -> list[Finding]
         deployment.record(
             connection,
             access,
-            action="check",
+            action=Action.CHECK,
             counts=Counts(records_out=len(found)),
             detail={"findings": len(found)},
         )
@@ -66,7 +66,7 @@ def _findings(deployment: Deployment, connection: Connection) -> list[Finding]:
     return tampered + rolled_back + broken
 
 
-def _logged(connection: Connection, *actions: str) -> Iterator[AuditEntry]:
+def _logged(connection: Connection, *actions: Action) -> Iterator[AuditEntry]:
     for action in actions:
         for data in audit_log.query(connection, action=action):
             entry = parse_entry(data)
@@ -90,11 +90,13 @@ def find_rollbacks(connection: Connection) -> list[Finding]:
 
 def _client_rollbacks(connection: Connection) -> list[Finding]:
     history: dict[str, _ClientHistory] = {}
-    for entry in _logged(connection, "client_add", "client_revoke", "client_rotate_key"):
+    for entry in _logged(
+        connection, Action.CLIENT_ADD, Action.CLIENT_REVOKE, Action.CLIENT_ROTATE_KEY
+    ):
         known = history.setdefault(str(entry.detail.get("client")), _ClientHistory())
-        if entry.action == "client_add":
+        if entry.action == Action.CLIENT_ADD:
             known.added = entry
-        elif entry.action == "client_revoke":
+        elif entry.action == Action.CLIENT_REVOKE:
             known.revoked = True
         else:
             known.rotations += 1
@@ -121,11 +123,11 @@ def _client_rollbacks(connection: Connection) -> list[Finding]:
 def _key_rollbacks(connection: Connection) -> list[Finding]:
     destroyed: dict[str, set[int]] = {}
     newest: dict[str, int] = {}
-    for entry in _logged(connection, "key_rotate", "key_destroy"):
+    for entry in _logged(connection, Action.KEY_ROTATE, Action.KEY_DESTROY):
         if not entry.domains:
             continue
         owner = entry.domains[0]
-        if entry.action == "key_destroy":
+        if entry.action == Action.KEY_DESTROY:
             destroyed.setdefault(owner, set()).add(int(entry.detail.get("version", 0)))
         else:
             newest[owner] = max(newest.get(owner, 0), int(entry.detail.get("new_version", 0)))

@@ -26,7 +26,7 @@ from argon2 import PasswordHasher, Type, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Connection
 
-from audit import Counts
+from audit import Action, Counts
 from errors import (
     AlreadyExists,
     Forbidden,
@@ -171,33 +171,33 @@ def rekey(deployment: Deployment, connection: Connection, record: ClientRecord) 
     return IssuedKey(updated, token)
 
 
-@audited("client_add", domain_arg="domain")
+@audited(Action.CLIENT_ADD, domain_arg="domain")
 def add_client(
     deployment: Deployment, *, access: Access, name: str, role: str, domain: str | None = None
 ) -> IssuedKey:
     """Create a client and issue its API key (the operator; see :func:`_directly`). Raises
     :class:`InvalidRequest`, :class:`AlreadyExists`, :class:`NotFound` (its domain)."""
-    require(access, "client_add")
+    require(access, Action.CLIENT_ADD)
     _directly(access)
     with deployment.transaction() as connection:
         issued = create(deployment, connection, access, name=name, role=role, domain=domain)
         deployment.record(
             connection,
             access,
-            action="client_add",
+            action=Action.CLIENT_ADD,
             domains=[domain] if domain else [],
             detail={"client": name, "role": role},
         )
     return issued
 
 
-@audited("client_list", domain_arg=None)
+@audited(Action.CLIENT_LIST, domain_arg=None)
 def list_clients(deployment: Deployment, *, access: Access) -> list[ClientRecord]:
-    require(access, "client_list")
+    require(access, Action.CLIENT_LIST)
     with deployment.transaction() as connection:
         found = repo.list_all(connection)
         deployment.record(
-            connection, access, action="client_list", counts=Counts(records_out=len(found))
+            connection, access, action=Action.CLIENT_LIST, counts=Counts(records_out=len(found))
         )
     return found
 
@@ -218,43 +218,45 @@ def _client(connection: object, name: str) -> ClientRecord:
     return record
 
 
-@audited("client_revoke", domain_arg=None)
+@audited(Action.CLIENT_REVOKE, domain_arg=None)
 def revoke_client(deployment: Deployment, *, access: Access, name: str) -> ClientRecord:
     """Revoke a client's key for good (its cached verifications die with it); returns the
     client as it now is."""
-    require(access, "client_revoke")
+    require(access, Action.CLIENT_REVOKE)
     with deployment.transaction() as connection:
         record = _client(connection, name)
         if not record.active:
             raise InvalidRequest("the client is already revoked", code="already_revoked")
         repo.revoke(connection, client_id=record.id, now=access.now)
         sealing.seal_client(connection, deployment.sealer(), client_id=record.id)
-        deployment.record(connection, access, action="client_revoke", detail={"client": name})
+        deployment.record(connection, access, action=Action.CLIENT_REVOKE, detail={"client": name})
         revoked = repo.by_id(connection, client_id=record.id)
     assert revoked is not None
     return revoked
 
 
-@audited("client_rotate_key", domain_arg=None)
+@audited(Action.CLIENT_ROTATE_KEY, domain_arg=None)
 def rotate_client_key(deployment: Deployment, *, access: Access, name: str) -> IssuedKey:
     """Issue a new key; the old one stops working at once."""
-    require(access, "client_rotate_key")
+    require(access, Action.CLIENT_ROTATE_KEY)
     _directly(access)
     with deployment.transaction() as connection:
         issued = rekey(deployment, connection, active_client(connection, name))
-        deployment.record(connection, access, action="client_rotate_key", detail={"client": name})
+        deployment.record(
+            connection, access, action=Action.CLIENT_ROTATE_KEY, detail={"client": name}
+        )
     return issued
 
 
-@audited("whoami", domain_arg=None)
+@audited(Action.WHOAMI, domain_arg=None)
 def whoami(deployment: Deployment, *, access: Access) -> ClientRecord:
     """The calling client, as the service knows it."""
-    require(access, "whoami")
+    require(access, Action.WHOAMI)
     with deployment.transaction() as connection:
         record = repo.by_id(connection, client_id=access.client_id or -1)
         if record is None:
             raise NotFound("unknown client", code="unknown_client")
-        deployment.record(connection, access, action="whoami")
+        deployment.record(connection, access, action=Action.WHOAMI)
     return record
 
 

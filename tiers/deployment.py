@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from audit import AuditEntry, CheckpointSigner, Counts
+from audit import Action, AuditEntry, CheckpointSigner, Counts
 from errors import (
     UNKNOWN_DOMAIN,
     AuditUnavailable,
@@ -194,7 +194,7 @@ class Deployment:
             raise type(self.log_fault)(self.log_fault.message, code=self.log_fault.code)
 
     @classmethod
-    def open_for(cls, settings: Settings, access: Access, *, action: str) -> Deployment:
+    def open_for(cls, settings: Settings, access: Access, *, action: Action) -> Deployment:
         """:meth:`open`, recording a refusal in the access log when the database is there but
         the deployment cannot be opened (a wrong master key, say)."""
         try:
@@ -389,7 +389,7 @@ class Deployment:
         connection: Connection,
         access: Access,
         *,
-        action: str,
+        action: Action,
         domains: Sequence[str] = (),
         counts: Counts | None = None,
         subject: str | None = None,

@@ -20,7 +20,7 @@ from typing import IO
 
 from sqlalchemy import Connection
 
-from audit import Counts
+from audit import Action, Counts
 from errors import (
     InvalidFile,
     InvalidIdentifier,
@@ -263,7 +263,7 @@ def _check_header(header: list[str], schema: ExchangeSchema, exchange_type: str)
         raise InvalidFile("the header names a column twice", code="duplicate_column")
 
 
-@audited("exchange_send")
+@audited(Action.EXCHANGE_SEND)
 def send_exchange(
     deployment: Deployment,
     *,
@@ -282,7 +282,7 @@ def send_exchange(
     sender's rejects delivery appear together, when the whole file was read. The rows are
     keyed ``rows_per_batch`` at a time; the delivery is the same whatever the batch.
     """
-    require(access, "exchange_send", domain)
+    require(access, Action.EXCHANGE_SEND, domain)
     deployment.budget.admit(access)
     schemas = exchange_schemas(deployment)
     schema = schemas.get(exchange_type)
@@ -366,7 +366,7 @@ def send_exchange(
         entry = deployment.record(
             connection,
             access,
-            action="exchange_send",
+            action=Action.EXCHANGE_SEND,
             domains=[domain, keys.hub.name],
             counts=Counts(report.rows_in, report.rows_out, report.rows_rejected),
             detail={"exchange": exchange_type, "identifiers": report.rows_in},
@@ -376,12 +376,12 @@ def send_exchange(
     return report
 
 
-@audited("customer_withdraw")
+@audited(Action.CUSTOMER_WITHDRAW)
 def withdraw_customer(deployment: Deployment, *, access: Access, domain: str, card: str) -> int:
     """A customer leaves the alliance, through their SG: links removed, hub keys retired for
     good, and a withdrawal notice (the hub keys to erase) delivered to the hub. Returns the
     number of hub keys withdrawn; withdrawing again withdraws none and delivers nothing."""
-    require(access, "customer_withdraw", domain)
+    require(access, Action.CUSTOMER_WITHDRAW, domain)
     deployment.budget.admit(access, 1)
     with deployment.transaction() as connection:
         links_repo.lock(connection)
@@ -433,7 +433,7 @@ def withdraw_customer(deployment: Deployment, *, access: Access, domain: str, ca
         entry = deployment.record(
             connection,
             access,
-            action="customer_withdraw",
+            action=Action.CUSTOMER_WITHDRAW,
             domains=[domain],
             subject=deployment.subject_reference(connection, row.base),
             counts=Counts(records_out=len(keys)),

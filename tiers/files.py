@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from sqlalchemy import Connection
 
-from audit import Counts
+from audit import Action, Counts
 from errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
 from tiers import subject_index
 from tiers.auditing import Access, audited
@@ -442,7 +442,7 @@ def _record(
     entry = deployment.record(
         connection,
         access,
-        action="tokenise_file",
+        action=Action.TOKENISE_FILE,
         domains=[domain],
         counts=Counts(report.rows_in, report.rows_out, report.rows_rejected),
         detail={
@@ -470,7 +470,7 @@ def _header(
     return first_line, None, read_header(csv.reader(text, delimiter=delimiter, strict=False))
 
 
-@audited("tokenise_file")
+@audited(Action.TOKENISE_FILE)
 def tokenise_file(
     deployment: Deployment,
     *,
@@ -501,7 +501,7 @@ def tokenise_file(
     output is the same, byte for byte, whatever the workers and block size. ``block_bytes=0``
     reads the whole file serially (the simple path).
     """
-    require(access, "tokenise_file", domain)
+    require(access, Action.TOKENISE_FILE, domain)
     deployment.budget.admit(access)
     rejects = rejects or output.with_name(output.name + ".rejects.csv")
     _check_options(source, output, rejects, delimiter)

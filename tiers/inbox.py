@@ -20,7 +20,7 @@ from typing import IO
 
 from sqlalchemy import Connection
 
-from audit import Counts
+from audit import Action, Counts
 from errors import InvalidRequest, NotFound
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
@@ -115,7 +115,7 @@ def _recipient(
     return deployment.domain(connection, name)
 
 
-@audited("inbox_read", domain_arg=None)
+@audited(Action.INBOX_READ, domain_arg=None)
 def list_inbox(
     deployment: Deployment,
     *,
@@ -124,14 +124,14 @@ def list_inbox(
     include_acked: bool = False,
 ) -> list[DeliveryRecord]:
     """The deliveries waiting in the caller's inbox (partner or hub), oldest first."""
-    require(access, "inbox_read", domain)
+    require(access, Action.INBOX_READ, domain)
     with deployment.transaction() as connection:
         recipient = _recipient(deployment, connection, access, domain)
         found = repo.list_for(connection, recipient_id=recipient.id, include_acked=include_acked)
         deployment.record(
             connection,
             access,
-            action="inbox_read",
+            action=Action.INBOX_READ,
             domains=[recipient.name],
             counts=Counts(records_out=len(found)),
         )
@@ -152,14 +152,14 @@ def _owned(
     return record
 
 
-@audited("inbox_get", domain_arg=None)
+@audited(Action.INBOX_GET, domain_arg=None)
 def delivery_file(
     deployment: Deployment, *, access: Access, delivery_id: str, domain: str | None = None
 ) -> IO[bytes]:
     """A delivery's file, opened for reading, after the access is recorded; the caller closes
     it. Opened first, so that a purge meanwhile cannot cut the reading short (POSIX keeps an
     unlinked file until it is closed); a file already purged answers NotFound ``gone``."""
-    require(access, "inbox_read", domain)
+    require(access, Action.INBOX_READ, domain)
     handle: IO[bytes] | None = None
     try:
         with deployment.transaction() as connection:
@@ -171,7 +171,7 @@ def delivery_file(
             deployment.record(
                 connection,
                 access,
-                action="inbox_get",
+                action=Action.INBOX_GET,
                 counts=Counts(records_out=record.rows),
                 detail={"delivery": record.id, "kind": record.kind},
             )
@@ -182,13 +182,13 @@ def delivery_file(
     return handle
 
 
-@audited("inbox_ack", domain_arg=None)
+@audited(Action.INBOX_ACK, domain_arg=None)
 def ack_delivery(
     deployment: Deployment, *, access: Access, delivery_id: str, domain: str | None = None
 ) -> DeliveryRecord:
     """Acknowledge a delivery: it is purged after the retention period. Returns it as it is
     now (acknowledged; an earlier acknowledgement keeps its time)."""
-    require(access, "inbox_ack", domain)
+    require(access, Action.INBOX_ACK, domain)
     with deployment.transaction() as connection:
         record = _owned(deployment, connection, access, delivery_id, domain)
         repo.ack(connection, delivery_id=record.id, now=access.now)
@@ -196,26 +196,26 @@ def ack_delivery(
         deployment.record(
             connection,
             access,
-            action="inbox_ack",
+            action=Action.INBOX_ACK,
             detail={"delivery": record.id, "kind": record.kind},
         )
     return record
 
 
-@audited("inbox_purge", domain_arg=None)
+@audited(Action.INBOX_PURGE, domain_arg=None)
 def purge_inbox(
     deployment: Deployment, *, access: Access, older_than_days: int = RETENTION_DAYS
 ) -> int:
     """Delete deliveries acknowledged more than ``older_than_days`` ago, files and all, and the
     files a killed writer left behind (see :func:`recover_inbox`)."""
-    require(access, "inbox_purge")
+    require(access, Action.INBOX_PURGE)
     orphans = recover_inbox(deployment)
     with deployment.transaction() as connection:
         ids = repo.purge(connection, acked_before=access.now - timedelta(days=older_than_days))
         deployment.record(
             connection,
             access,
-            action="inbox_purge",
+            action=Action.INBOX_PURGE,
             counts=Counts(records_in=len(ids)),
             detail={"retention_days": older_than_days, "orphan_files_removed": orphans},
         )

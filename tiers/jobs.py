@@ -24,7 +24,7 @@ from typing import IO, Literal
 
 from sqlalchemy import Connection
 
-from audit import Counts
+from audit import Action, Counts
 from errors import InvalidRequest, NotFound, StateConflict, TiersError
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
@@ -57,7 +57,7 @@ def _directory(deployment: Deployment, job_id: str) -> Path:
 
 def open_file_job(deployment: Deployment, *, access: Access, domain: str) -> str:
     """Create a running job (listed from now on) and its directory; returns its id."""
-    require(access, "tokenise_file", domain)
+    require(access, Action.TOKENISE_FILE, domain)
     if access.client_id is None:
         raise TiersError("a file job needs an API client", code="no_client")
     job_id = uuid.uuid4().hex
@@ -97,7 +97,7 @@ def run_file_job(
     The tokenisation itself is :func:`tiers.files.tokenise_file`, which records the access.
     Errors are re-raised after the job is marked failed.
     """
-    require(access, "tokenise_file", domain)
+    require(access, Action.TOKENISE_FILE, domain)
     specs = [parse_column_spec(text) for text in columns]
     job_id = job_id or open_file_job(deployment, access=access, domain=domain)
     directory = _directory(deployment, job_id)
@@ -171,36 +171,36 @@ def _owned(deployment: Deployment, access: Access, job_id: str) -> JobRecord:
     return job
 
 
-@audited("job_status", domain_arg=None)
+@audited(Action.JOB_STATUS, domain_arg=None)
 def get_job(deployment: Deployment, *, access: Access, job_id: str) -> JobRecord:
     """A job of the caller's (another client's job is answered as unknown)."""
-    require(access, "job_read")
+    require(access, Action.JOB_READ)
     job = _owned(deployment, access, job_id)
     with deployment.transaction() as connection:
         deployment.record(
             connection,
             access,
-            action="job_status",
+            action=Action.JOB_STATUS,
             domains=[job.domain],
             detail={"job": job_id, "state": job.state},
         )
     return job
 
 
-@audited("job_read", domain_arg=None)
+@audited(Action.JOB_READ, domain_arg=None)
 def list_jobs(deployment: Deployment, *, access: Access) -> list[JobRecord]:
     """The caller's jobs, newest first."""
-    require(access, "job_read")
+    require(access, Action.JOB_READ)
     recover_jobs(deployment, now=_now(), at_start=False)
     with deployment.transaction() as connection:
         found = repo.of_client(connection, client_id=access.client_id or -1)
         deployment.record(
-            connection, access, action="job_read", counts=Counts(records_out=len(found))
+            connection, access, action=Action.JOB_READ, counts=Counts(records_out=len(found))
         )
     return found
 
 
-@audited("job_download", domain_arg=None)
+@audited(Action.JOB_DOWNLOAD, domain_arg=None)
 def job_file(
     deployment: Deployment, *, access: Access, job_id: str, which: Literal["output", "rejects"]
 ) -> IO[bytes]:
@@ -209,7 +209,7 @@ def job_file(
     or purge that runs meanwhile cannot cut a download short: the open file is read whole
     (POSIX keeps an unlinked file until it is closed), and a file already gone answers
     :class:`NotFound` ``gone``."""
-    require(access, "job_read")
+    require(access, Action.JOB_READ)
     job = _owned(deployment, access, job_id)
     if job.state == "deleted":
         raise NotFound("the job's files were deleted", code="gone")
@@ -224,7 +224,7 @@ def job_file(
             deployment.record(
                 connection,
                 access,
-                action="job_download",
+                action=Action.JOB_DOWNLOAD,
                 domains=[job.domain],
                 counts=Counts(records_out=job.rows_out if which == "output" else job.rows_rejected),
                 detail={"job": job_id, "file": which},
@@ -256,12 +256,12 @@ def recover_jobs(deployment: Deployment, *, now: datetime, at_start: bool = True
     return dead
 
 
-@audited("job_delete", domain_arg=None)
+@audited(Action.JOB_DELETE, domain_arg=None)
 def delete_job(deployment: Deployment, *, access: Access, job_id: str) -> JobRecord:
     """Delete a finished job's output and rejects files now; the job stays listed as
     ``deleted``. A running job cannot be deleted (:class:`StateConflict`, ``job_running``);
     deleting a deleted job again removes nothing more and is answered the same."""
-    require(access, "job_delete")
+    require(access, Action.JOB_DELETE)
     job = _owned(deployment, access, job_id)
     if job.state == "running":
         raise StateConflict("the job is still running", code="job_running")
@@ -270,7 +270,7 @@ def delete_job(deployment: Deployment, *, access: Access, job_id: str) -> JobRec
         deployment.record(
             connection,
             access,
-            action="job_delete",
+            action=Action.JOB_DELETE,
             domains=[job.domain],
             detail={"job": job_id, "state": job.state},
         )
@@ -280,14 +280,14 @@ def delete_job(deployment: Deployment, *, access: Access, job_id: str) -> JobRec
     return dataclasses.replace(job, state="deleted")
 
 
-@audited("job_purge", domain_arg=None)
+@audited(Action.JOB_PURGE, domain_arg=None)
 def purge_jobs(
     deployment: Deployment, *, access: Access, older_than_days: int | None = None
 ) -> int:
     """Delete the files of every job finished more than ``older_than_days`` ago (default
     ``TIERS_JOB_RETENTION_DAYS``; 0 takes every finished job), and any job directory left
     behind by a crash. Returns the number of jobs deleted; running jobs are never touched."""
-    require(access, "job_purge")
+    require(access, Action.JOB_PURGE)
     days = deployment.settings.job_retention_days if older_than_days is None else older_than_days
     if days < 0:
         raise InvalidRequest("the retention period cannot be negative", code="bad_retention")
@@ -298,7 +298,7 @@ def purge_jobs(
         deployment.record(
             connection,
             access,
-            action="job_purge",
+            action=Action.JOB_PURGE,
             counts=Counts(records_in=len(ids)),
             detail={"retention_days": days, "leftover_directories": len(leftovers)},
         )

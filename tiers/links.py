@@ -18,6 +18,7 @@ from typing import ParamSpec
 
 from sqlalchemy import Connection
 
+from audit import Action
 from errors import NotFound, PolicyViolation
 from policy import (
     Associate,
@@ -203,7 +204,7 @@ def _finish(
     connection: Connection,
     access: Access,
     *,
-    action: str,
+    action: Action,
     decision: Decision,
     domains: list[str],
     card: CardRow,
@@ -235,7 +236,7 @@ def _refusal(
     deployment: Deployment,
     access: Access,
     *,
-    action: str,
+    action: Action,
     error: PolicyViolation,
     domains: list[str],
     policy: AttachmentPolicy,
@@ -260,7 +261,7 @@ _Body = Callable[[Connection, AttachmentPolicy, dict[str, object]], LinkOutcome]
 
 
 def _run(
-    deployment: Deployment, access: Access, action: str, domains: list[str], body: _Body
+    deployment: Deployment, access: Access, action: Action, domains: list[str], body: _Body
 ) -> LinkOutcome:
     context: dict[str, object] = {}
     try:
@@ -358,7 +359,7 @@ def _one_refusal(function: Callable[P, LinkOutcome]) -> Callable[P, LinkOutcome]
 
 
 @_one_refusal
-@audited("card_associate")
+@audited(Action.CARD_ASSOCIATE)
 def associate(
     deployment: Deployment,
     *,
@@ -376,7 +377,7 @@ def associate(
     ``association_refused`` (:func:`_one_refusal`). The access log keeps the precise reason
     (``unknown_other_card`` or the rule) and :mod:`tiers.alerts` counts the refusals of each
     partner."""
-    require(access, "card_associate", domain)
+    require(access, Action.CARD_ASSOCIATE, domain)
     deployment.budget.admit(access, 2)
 
     def body(
@@ -425,20 +426,20 @@ def associate(
             deployment,
             connection,
             access,
-            action="card_associate",
+            action=Action.CARD_ASSOCIATE,
             decision=decision,
             domains=[domain, other_domain],
             card=mine,
             other=theirs,
         )
 
-    return _run(deployment, access, "card_associate", [domain, other_domain], body)
+    return _run(deployment, access, Action.CARD_ASSOCIATE, [domain, other_domain], body)
 
 
-@audited("card_dissociate")
+@audited(Action.CARD_DISSOCIATE)
 def dissociate(deployment: Deployment, *, access: Access, domain: str, card: str) -> LinkOutcome:
     """Take the requester's card out of its alliance customer."""
-    require(access, "card_dissociate", domain)
+    require(access, Action.CARD_DISSOCIATE, domain)
     deployment.budget.admit(access, 1)
 
     def body(
@@ -457,19 +458,19 @@ def dissociate(deployment: Deployment, *, access: Access, domain: str, card: str
             deployment,
             connection,
             access,
-            action="card_dissociate",
+            action=Action.CARD_DISSOCIATE,
             decision=decision,
             domains=[domain],
             card=mine,
         )
 
-    return _run(deployment, access, "card_dissociate", [domain], body)
+    return _run(deployment, access, Action.CARD_DISSOCIATE, [domain], body)
 
 
-@audited("customer_transfer")
+@audited(Action.CUSTOMER_TRANSFER)
 def transfer(deployment: Deployment, *, access: Access, domain: str, card: str) -> LinkOutcome:
     """The customer asks to move to the requesting SG, presenting their card there."""
-    require(access, "customer_transfer", domain)
+    require(access, Action.CUSTOMER_TRANSFER, domain)
     deployment.budget.admit(access, 1)
 
     def body(
@@ -483,10 +484,10 @@ def transfer(deployment: Deployment, *, access: Access, domain: str, card: str) 
             deployment,
             connection,
             access,
-            action="customer_transfer",
+            action=Action.CUSTOMER_TRANSFER,
             decision=decision,
             domains=[domain],
             card=mine,
         )
 
-    return _run(deployment, access, "customer_transfer", [domain], body)
+    return _run(deployment, access, Action.CUSTOMER_TRANSFER, [domain], body)

@@ -13,7 +13,7 @@ from importlib import resources
 
 from sqlalchemy import Connection
 
-from audit import Counts
+from audit import Action, Counts
 from errors import NotInitialised
 from policy import AttachmentPolicy, load_policy
 from tiers.auditing import Access, audited
@@ -93,39 +93,39 @@ def _diff(connection: Connection, new: AttachmentPolicy) -> PolicyDiff:
     )
 
 
-@audited("policy_check", domain_arg=None)
+@audited(Action.POLICY_CHECK, domain_arg=None)
 def check_policy(deployment: Deployment, *, access: Access, data: bytes) -> AttachmentPolicy:
     """Validate a policy file (raises :class:`policy.PolicyError` with the key and line)."""
-    require(access, "policy_check")
+    require(access, Action.POLICY_CHECK)
     policy = load_policy(data)
     with deployment.transaction() as connection:
         deployment.record(
-            connection, access, action="policy_check", detail={"version": policy.version}
+            connection, access, action=Action.POLICY_CHECK, detail={"version": policy.version}
         )
     return policy
 
 
-@audited("policy_diff", domain_arg=None)
+@audited(Action.POLICY_DIFF, domain_arg=None)
 def diff_policy(deployment: Deployment, *, access: Access, data: bytes) -> PolicyDiff:
     """Dry run: whom the new version would re-attach, as counts per rule."""
-    require(access, "policy_diff")
+    require(access, Action.POLICY_DIFF)
     policy = load_policy(data)
     with deployment.transaction() as connection:
         result = _diff(connection, policy)
         deployment.record(
             connection,
             access,
-            action="policy_diff",
+            action=Action.POLICY_DIFF,
             counts=Counts(records_in=result.customers),
             detail={"version": policy.version, "reattach": sum(result.reattach.values())},
         )
     return result
 
 
-@audited("policy_apply", domain_arg=None)
+@audited(Action.POLICY_APPLY, domain_arg=None)
 def apply_policy(deployment: Deployment, *, access: Access, data: bytes) -> PolicyDiff:
     """Put a new version in force and re-attach (logged, per customer) those it requires."""
-    require(access, "policy_apply")
+    require(access, Action.POLICY_APPLY)
     policy = load_policy(data)
     with deployment.transaction() as connection:
         links.lock(connection)
@@ -177,7 +177,7 @@ def apply_policy(deployment: Deployment, *, access: Access, data: bytes) -> Poli
         deployment.record(
             connection,
             access,
-            action="policy_apply",
+            action=Action.POLICY_APPLY,
             counts=Counts(records_in=result.customers, records_out=len(result.plan)),
             detail={"version": policy.version, "previous": result.old_version or "none"},
         )

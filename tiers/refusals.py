@@ -23,6 +23,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from audit import Action
 from tiers.auditing import Access, Pending, record_many
 from tiers.deployment import Deployment
 
@@ -36,7 +37,7 @@ class Refusal:
     """One request refused at the door."""
 
     access: Access  # the client's, when it is known; else the anonymous caller's
-    action: str
+    action: Action
     code: str
     address: str
     key_prefix: str | None = None

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from audit import Counts
+from audit import Action, Counts
 from errors import NotFound, TiersError
 from keys import Keyring
 from tiers.auditing import Access, Pending, audited
@@ -98,7 +98,7 @@ def _resolve_one(
     return Resolution(alliance, views, customer.attached_to, customer.policy_version), subject_base
 
 
-@audited("link_resolve", domain_arg=None)
+@audited(Action.LINK_RESOLVE, domain_arg=None)
 def resolve(
     deployment: Deployment, *, access: Access, linking_keys: Sequence[str], strict: bool = False
 ) -> list[Resolution | TiersError]:
@@ -136,7 +136,7 @@ def _resolve(
     answers: list[list[Resolution | TiersError]] = []
     entries: list[Pending] = []
     for access, linking_keys in requests:
-        require(access, "link_resolve", hub.name)
+        require(access, Action.LINK_RESOLVE, hub.name)
         results: list[Resolution | TiersError] = []
         bases: list[bytes] = []
         for text in linking_keys:
@@ -152,7 +152,7 @@ def _resolve(
         entries.append(
             Pending(
                 access,
-                "link_resolve",
+                Action.LINK_RESOLVE,
                 domains=[hub.name],
                 counts=Counts(len(linking_keys), len(bases), len(linking_keys) - len(bases)),
                 subject=deployment.subject_reference(connection, bases[0])

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from audit import Counts
+from audit import Action, Counts
 from errors import InvalidIdentifier, InvalidRequest, TiersError
 from keys import DomainKey, length_prefixed
 from tiers import subject_index
@@ -223,7 +223,7 @@ class ValuesCall:
     register: bool = True
 
 
-@audited("pseudonymise")
+@audited(Action.PSEUDONYMISE)
 def pseudonymise_values(
     deployment: Deployment,
     *,
@@ -239,7 +239,7 @@ def pseudonymise_values(
     :class:`InvalidIdentifier` with code ``unknown_kind`` for an unknown kind. A request about
     a single customer carries that customer's subject reference into the access log.
     """
-    require(access, "pseudonymise", domain)
+    require(access, Action.PSEUDONYMISE, domain)
     identifier_kind = get_kind(kind)
     deployment.budget.admit(access, len(values))
     request = ValuesCall(access, domain, kind, values, register)
@@ -284,7 +284,7 @@ def may_go_together(request: ValuesCall) -> bool:
 
 def _checked(request: ValuesCall) -> IdentifierKind:
     """The caller's right to the request's domain, and its kind (raised as refused)."""
-    require(request.access, "pseudonymise", request.domain)
+    require(request.access, Action.PSEUDONYMISE, request.domain)
     return get_kind(request.kind)
 
 
@@ -330,7 +330,7 @@ def _pseudonymise(
         entries.append(
             Pending(
                 request.access,
-                "pseudonymise",
+                Action.PSEUDONYMISE,
                 domains=[request.domain],
                 counts=Counts(len(results), len(results) - rejected, rejected),
                 subject=deployment.subject_reference(connection, next(iter(bases)))

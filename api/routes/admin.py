@@ -6,6 +6,7 @@ from datetime import datetime
 
 from fastapi import APIRouter
 
+from api.actions import logged_as
 from api.deps import CurrentAccess, DeploymentDep
 from api.schemas import (
     ERRORS,
@@ -17,6 +18,7 @@ from api.schemas import (
     IssuedKeyOut,
     KeyVersionOut,
 )
+from audit import Action
 from tiers import admin, approvals, clients
 from tiers.admin import DomainRecord
 from tiers.approvals import RequestRecord
@@ -42,12 +44,23 @@ def _client(record: ClientRecord) -> ClientOut:
     )
 
 
-@router.get("/domains", name="domain_list", response_model=list[DomainOut])
+@router.get(
+    "/domains",
+    name="domain_list",
+    openapi_extra=logged_as(Action.DOMAIN_LIST),
+    response_model=list[DomainOut],
+)
 def domains(deployment: DeploymentDep, access: CurrentAccess) -> list[DomainOut]:
     return [_domain(d) for d in admin.list_domains(deployment, access=access)]
 
 
-@router.post("/domains", name="domain_add", response_model=DomainOut, status_code=201)
+@router.post(
+    "/domains",
+    name="domain_add",
+    openapi_extra=logged_as(Action.DOMAIN_ADD),
+    response_model=DomainOut,
+    status_code=201,
+)
 def add_domain(body: DomainIn, deployment: DeploymentDep, access: CurrentAccess) -> DomainOut:
     return _domain(
         admin.add_domain(
@@ -56,7 +69,12 @@ def add_domain(body: DomainIn, deployment: DeploymentDep, access: CurrentAccess)
     )
 
 
-@router.get("/domains/{name}/keys", name="key_list", response_model=list[KeyVersionOut])
+@router.get(
+    "/domains/{name}/keys",
+    name="key_list",
+    openapi_extra=logged_as(Action.KEY_LIST),
+    response_model=list[KeyVersionOut],
+)
 def keys(name: str, deployment: DeploymentDep, access: CurrentAccess) -> list[KeyVersionOut]:
     """Versions, states and dates: never key material."""
     return [
@@ -70,7 +88,9 @@ def keys(name: str, deployment: DeploymentDep, access: CurrentAccess) -> list[Ke
     ]
 
 
-@router.post("/domains/{name}/keys/rotate", name="key_rotate")
+@router.post(
+    "/domains/{name}/keys/rotate", name="key_rotate", openapi_extra=logged_as(Action.KEY_ROTATE)
+)
 def rotate(name: str, deployment: DeploymentDep, access: CurrentAccess) -> dict[str, int]:
     result = admin.rotate_key(deployment, access=access, domain=name)
     return {
@@ -80,7 +100,11 @@ def rotate(name: str, deployment: DeploymentDep, access: CurrentAccess) -> dict[
     }
 
 
-@router.post("/domains/{name}/keys/{version}/destroy", name="key_destroy")
+@router.post(
+    "/domains/{name}/keys/{version}/destroy",
+    name="key_destroy",
+    openapi_extra=logged_as(Action.KEY_DESTROY),
+)
 def destroy(
     name: str, version: int, deployment: DeploymentDep, access: CurrentAccess
 ) -> dict[str, int]:
@@ -88,7 +112,12 @@ def destroy(
     return {"version": result.version, "unlinked": result.unlinked}
 
 
-@router.get("/clients", name="client_list", response_model=list[ClientOut])
+@router.get(
+    "/clients",
+    name="client_list",
+    openapi_extra=logged_as(Action.CLIENT_LIST),
+    response_model=list[ClientOut],
+)
 def client_list(deployment: DeploymentDep, access: CurrentAccess) -> list[ClientOut]:
     return [_client(c) for c in clients.list_clients(deployment, access=access)]
 
@@ -108,7 +137,13 @@ def _request(record: RequestRecord, now: datetime) -> ClientRequestOut:
     )
 
 
-@router.post("/clients", name="client_add", response_model=ClientRequestOut, status_code=202)
+@router.post(
+    "/clients",
+    name="client_add",
+    openapi_extra=logged_as(Action.CLIENT_ADD),
+    response_model=ClientRequestOut,
+    status_code=202,
+)
 def client_add(
     body: ClientIn, deployment: DeploymentDep, access: CurrentAccess
 ) -> ClientRequestOut:
@@ -125,14 +160,22 @@ def client_add(
     return _request(record, access.now)
 
 
-@router.get("/clients/requests", name="client_request_list", response_model=list[ClientRequestOut])
+@router.get(
+    "/clients/requests",
+    name="client_request_list",
+    openapi_extra=logged_as(Action.CLIENT_REQUEST_LIST),
+    response_model=list[ClientRequestOut],
+)
 def client_requests(deployment: DeploymentDep, access: CurrentAccess) -> list[ClientRequestOut]:
     """Every request for a client or a key, oldest first, with who decided it."""
     return [_request(r, access.now) for r in approvals.list_requests(deployment, access=access)]
 
 
 @router.post(
-    "/clients/requests/{request_id}/approve", name="client_approve", response_model=IssuedKeyOut
+    "/clients/requests/{request_id}/approve",
+    name="client_approve",
+    openapi_extra=logged_as(Action.CLIENT_APPROVE),
+    response_model=IssuedKeyOut,
 )
 def client_approve(
     request_id: str, deployment: DeploymentDep, access: CurrentAccess
@@ -143,7 +186,12 @@ def client_approve(
     return IssuedKeyOut(**_client(issued.client).model_dump(), api_key=issued.token)
 
 
-@router.post("/clients/{name}/revoke", name="client_revoke", response_model=ClientOut)
+@router.post(
+    "/clients/{name}/revoke",
+    name="client_revoke",
+    openapi_extra=logged_as(Action.CLIENT_REVOKE),
+    response_model=ClientOut,
+)
 def client_revoke(name: str, deployment: DeploymentDep, access: CurrentAccess) -> ClientOut:
     return _client(clients.revoke_client(deployment, access=access, name=name))
 
@@ -151,6 +199,7 @@ def client_revoke(name: str, deployment: DeploymentDep, access: CurrentAccess) -
 @router.post(
     "/clients/{name}/rotate-key",
     name="client_rotate_key",
+    openapi_extra=logged_as(Action.CLIENT_ROTATE_KEY),
     response_model=ClientRequestOut,
     status_code=202,
 )

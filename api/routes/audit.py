@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 
+from api.actions import logged_as
 from api.deps import (
     CurrentAccess,
     CurrentClient,
@@ -18,12 +19,13 @@ from api.deps import (
     access_with,
 )
 from api.schemas import ERRORS, AlertOut, AuditSubjectRequest, CheckpointOut, VerificationOut
+from audit import Action
 from tiers import alerts, audit_ops
 
 router = APIRouter(prefix="/v1/audit", responses=ERRORS, tags=["auditor"])
 
 
-@router.get("/entries", name="audit_read")
+@router.get("/entries", name="audit_read", openapi_extra=logged_as(Action.AUDIT_READ))
 def entries(
     deployment: DeploymentDep,
     access: DataAccess,
@@ -39,7 +41,12 @@ def entries(
     return [entry.as_dict() for entry in found]
 
 
-@router.get("/verify", name="audit_verify", response_model=VerificationOut)
+@router.get(
+    "/verify",
+    name="audit_verify",
+    openapi_extra=logged_as(Action.AUDIT_VERIFY),
+    response_model=VerificationOut,
+)
 def verify(deployment: DeploymentDep, access: CurrentAccess) -> VerificationOut:
     """Verify the stored log; a damaged log answers 409 with the first bad entry's `seq`."""
     result = audit_ops.verify_stored(deployment, access=access)
@@ -54,7 +61,12 @@ def verify(deployment: DeploymentDep, access: CurrentAccess) -> VerificationOut:
     )
 
 
-@router.get("/alerts", name="audit_alerts", response_model=list[AlertOut])
+@router.get(
+    "/alerts",
+    name="audit_alerts",
+    openapi_extra=logged_as(Action.AUDIT_ALERTS),
+    response_model=list[AlertOut],
+)
 def alert_list(
     deployment: DeploymentDep,
     access: DataAccess,
@@ -75,6 +87,7 @@ def alert_list(
 @router.get(
     "/checkpoint",
     name="audit_checkpoint_read",
+    openapi_extra=logged_as(Action.AUDIT_CHECKPOINT_READ),
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {}}}},
 )
@@ -85,7 +98,12 @@ def latest_checkpoint(deployment: DeploymentDep, access: CurrentAccess) -> Plain
     return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
 
 
-@router.get("/checkpoints", name="audit_checkpoints", response_model=list[CheckpointOut])
+@router.get(
+    "/checkpoints",
+    name="audit_checkpoints",
+    openapi_extra=logged_as(Action.AUDIT_CHECKPOINTS),
+    response_model=list[CheckpointOut],
+)
 def checkpoints(deployment: DeploymentDep, access: CurrentAccess) -> list[CheckpointOut]:
     """Every signed checkpoint (Ed25519), oldest first."""
     return [
@@ -94,7 +112,12 @@ def checkpoints(deployment: DeploymentDep, access: CurrentAccess) -> list[Checkp
     ]
 
 
-@router.get("/export", name="audit_export", response_class=FileResponse)
+@router.get(
+    "/export",
+    name="audit_export",
+    openapi_extra=logged_as(Action.AUDIT_EXPORT),
+    response_class=FileResponse,
+)
 def export(deployment: DeploymentDep, access: DataAccess, tasks: BackgroundTasks) -> FileResponse:
     """A self-contained bundle, verifiable offline with `tiers audit verify-export`."""
     directory = deployment.settings.home / "exports"
@@ -105,7 +128,7 @@ def export(deployment: DeploymentDep, access: DataAccess, tasks: BackgroundTasks
     return FileResponse(path, media_type="application/json", filename="tiers-audit-export.json")
 
 
-@router.post("/subject", name="audit_subject")
+@router.post("/subject", name="audit_subject", openapi_extra=logged_as(Action.AUDIT_SUBJECT))
 def subject(
     request: Request,
     body: AuditSubjectRequest,
@@ -123,7 +146,7 @@ def subject(
     return [entry.as_dict() for entry in found]
 
 
-@router.get("/proof", name="audit_proof")
+@router.get("/proof", name="audit_proof", openapi_extra=logged_as(Action.AUDIT_PROOF))
 def proof(
     deployment: DeploymentDep,
     access: DataAccess,

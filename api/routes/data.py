@@ -9,6 +9,7 @@ from typing import IO, Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from api.actions import logged_as
 from api.calls import SHORT_CALL_VALUES, call, pseudonymise_grouped, pseudonymise_one
 from api.deps import (
     CurrentAccess,
@@ -29,6 +30,7 @@ from api.schemas import (
     batch_results,
 )
 from api.upload import held_for, paced, stream_multipart
+from audit import Action
 from errors import InvalidRequest, TiersError
 from tiers import clients
 from tiers.jobs import (
@@ -46,7 +48,13 @@ from tiers.tokenisation import ValuesCall
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
 
-@router.get("/whoami", name="whoami", response_model=WhoAmI, tags=["clients"])
+@router.get(
+    "/whoami",
+    name="whoami",
+    openapi_extra=logged_as(Action.WHOAMI),
+    response_model=WhoAmI,
+    tags=["clients"],
+)
 async def whoami(deployment: DeploymentDep, access: CurrentAccess) -> WhoAmI:
     """The calling client's name, role and domain."""
     client = await call(deployment, lambda: clients.whoami(deployment, access=access), short=True)
@@ -54,7 +62,11 @@ async def whoami(deployment: DeploymentDep, access: CurrentAccess) -> WhoAmI:
 
 
 @router.post(
-    "/pseudonymise", name="pseudonymise", response_model=PseudonymiseResponse, tags=["partner"]
+    "/pseudonymise",
+    name="pseudonymise",
+    openapi_extra=logged_as(Action.PSEUDONYMISE),
+    response_model=PseudonymiseResponse,
+    tags=["partner"],
 )
 async def pseudonymise(
     request: Request,
@@ -103,8 +115,9 @@ def _job(job: JobRecord) -> JobOut:
     status_code=202,
     response_model=JobOut,
     tags=["partner"],
-    openapi_extra={
-        "requestBody": {
+    openapi_extra=logged_as(
+        Action.TOKENISE_FILE,
+        requestBody={
             "content": {
                 "multipart/form-data": {
                     "schema": {
@@ -118,8 +131,8 @@ def _job(job: JobRecord) -> JobOut:
                     }
                 }
             }
-        }
-    },
+        },
+    ),
 )
 async def upload_file(
     request: Request,
@@ -186,19 +199,37 @@ async def upload_file(
     return _job(job)
 
 
-@router.get("/jobs", name="job_read", response_model=list[JobOut], tags=["partner"])
+@router.get(
+    "/jobs",
+    name="job_read",
+    openapi_extra=logged_as(Action.JOB_READ),
+    response_model=list[JobOut],
+    tags=["partner"],
+)
 def jobs(deployment: DeploymentDep, access: CurrentAccess) -> list[JobOut]:
     """The client's own jobs, newest first (an upload cut off by a crash shows as failed)."""
     return [_job(job) for job in list_jobs(deployment, access=access)]
 
 
-@router.get("/jobs/{job_id}", name="job_status", response_model=JobOut, tags=["partner"])
+@router.get(
+    "/jobs/{job_id}",
+    name="job_status",
+    openapi_extra=logged_as(Action.JOB_STATUS),
+    response_model=JobOut,
+    tags=["partner"],
+)
 def job(job_id: str, deployment: DeploymentDep, access: CurrentAccess) -> JobOut:
     """State and counts of one of the client's jobs."""
     return _job(get_job(deployment, access=access, job_id=job_id))
 
 
-@router.delete("/jobs/{job_id}", name="job_delete", response_model=JobOut, tags=["partner"])
+@router.delete(
+    "/jobs/{job_id}",
+    name="job_delete",
+    openapi_extra=logged_as(Action.JOB_DELETE),
+    response_model=JobOut,
+    tags=["partner"],
+)
 def remove_job(job_id: str, deployment: DeploymentDep, access: DataAccess) -> JobOut:
     """Delete a finished job's output and rejects files (once fetched; otherwise they are
     deleted `TIERS_JOB_RETENTION_DAYS` after the job finished). The job stays listed as
@@ -216,6 +247,7 @@ def _download(
 @router.get(
     "/jobs/{job_id}/output",
     name="job_download",
+    openapi_extra=logged_as(Action.JOB_DOWNLOAD),
     tags=["partner"],
     response_class=CsvDownload,
     responses=JSON_ERRORS,
@@ -228,6 +260,7 @@ def job_output(job_id: str, deployment: DeploymentDep, access: DataAccess) -> Cs
 @router.get(
     "/jobs/{job_id}/rejects",
     name="job_rejects",
+    openapi_extra=logged_as(Action.JOB_DOWNLOAD),
     tags=["partner"],
     response_class=CsvDownload,
     responses=JSON_ERRORS,

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from api.actions import logged_as
 from api.deps import (
     CurrentClient,
     DataAccess,
@@ -17,6 +18,7 @@ from api.deps import (
 from api.downloads import CsvDownload
 from api.schemas import ERRORS, JSON_ERRORS, _Strict
 from api.upload import held_for, paced, stream_body
+from audit import Action
 from tiers import campaigns, exchanges, inbox
 from tiers.inbox import DeliveryRecord
 
@@ -81,9 +83,10 @@ def _delivery(record: DeliveryRecord) -> DeliveryOut:
     name="exchange_send",
     response_model=ExchangeOut,
     tags=["partner"],
-    openapi_extra={
-        "requestBody": {"content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}}}
-    },
+    openapi_extra=logged_as(
+        Action.EXCHANGE_SEND,
+        requestBody={"content": {"text/csv": {"schema": {"type": "string", "format": "binary"}}}},
+    ),
 )
 async def send(
     request: Request,
@@ -117,7 +120,13 @@ async def send(
     )
 
 
-@router.get("/inbox", name="inbox_read", response_model=list[DeliveryOut], tags=["partner", "hub"])
+@router.get(
+    "/inbox",
+    name="inbox_read",
+    openapi_extra=logged_as(Action.INBOX_READ),
+    response_model=list[DeliveryOut],
+    tags=["partner", "hub"],
+)
 def list_deliveries(
     deployment: DeploymentDep, access: DataAccess, include_acked: bool = False
 ) -> list[DeliveryOut]:
@@ -131,6 +140,7 @@ def list_deliveries(
 @router.get(
     "/inbox/{delivery_id}",
     name="inbox_get",
+    openapi_extra=logged_as(Action.INBOX_GET),
     response_class=CsvDownload,
     responses=JSON_ERRORS,
     tags=["partner", "hub"],
@@ -144,6 +154,7 @@ def get_delivery(delivery_id: str, deployment: DeploymentDep, access: DataAccess
 @router.post(
     "/inbox/{delivery_id}/ack",
     name="inbox_ack",
+    openapi_extra=logged_as(Action.INBOX_ACK),
     response_model=DeliveryOut,
     tags=["partner", "hub"],
 )
@@ -152,7 +163,13 @@ def ack(delivery_id: str, deployment: DeploymentDep, access: DataAccess) -> Deli
     return _delivery(inbox.ack_delivery(deployment, access=access, delivery_id=delivery_id))
 
 
-@router.post("/campaigns", name="campaign_send", response_model=CampaignOut, tags=["hub"])
+@router.post(
+    "/campaigns",
+    name="campaign_send",
+    openapi_extra=logged_as(Action.CAMPAIGN_SEND),
+    response_model=CampaignOut,
+    tags=["hub"],
+)
 def campaign(
     request: Request,
     body: CampaignIn,
@@ -168,7 +185,12 @@ def campaign(
     return CampaignOut(per_sg=report.per_sg, dropped=report.dropped)
 
 
-@router.post("/customers/withdraw", name="customer_withdraw", tags=["partner"])
+@router.post(
+    "/customers/withdraw",
+    name="customer_withdraw",
+    openapi_extra=logged_as(Action.CUSTOMER_WITHDRAW),
+    tags=["partner"],
+)
 def withdraw(
     request: Request,
     body: WithdrawIn,

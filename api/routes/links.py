@@ -7,9 +7,11 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from api.actions import logged_as
 from api.calls import resolve_grouped
 from api.deps import CurrentClient, DataAccess, DeploymentDep, PurposeHeader, access_with
 from api.schemas import ERRORS, ValueError_, _Strict, batch_results
+from audit import Action
 from errors import TiersError
 from tiers import cards, links, resolution
 
@@ -91,7 +93,13 @@ def _resolution(result: resolution.Resolution) -> ResolutionOut:
     )
 
 
-@router.post("/cards/enrol", name="card_enrol", response_model=EnrolResponse, tags=["partner"])
+@router.post(
+    "/cards/enrol",
+    name="card_enrol",
+    openapi_extra=logged_as(Action.CARD_ENROL),
+    response_model=EnrolResponse,
+    tags=["partner"],
+)
 def enrol(
     request: Request,
     body: EnrolRequest,
@@ -114,6 +122,7 @@ def enrol(
 @router.post(
     "/cards/associate",
     name="card_associate",
+    openapi_extra=logged_as(Action.CARD_ASSOCIATE),
     response_model=LinkOutcomeOut,
     tags=["partner"],
     responses={409: {"description": "refused by a policy rule"}},
@@ -141,7 +150,11 @@ def associate(
 
 
 @router.post(
-    "/cards/dissociate", name="card_dissociate", response_model=LinkOutcomeOut, tags=["partner"]
+    "/cards/dissociate",
+    name="card_dissociate",
+    openapi_extra=logged_as(Action.CARD_DISSOCIATE),
+    response_model=LinkOutcomeOut,
+    tags=["partner"],
 )
 def dissociate(
     request: Request,
@@ -160,6 +173,7 @@ def dissociate(
 @router.post(
     "/customers/transfer",
     name="customer_transfer",
+    openapi_extra=logged_as(Action.CUSTOMER_TRANSFER),
     response_model=LinkOutcomeOut,
     tags=["partner"],
     responses={409: {"description": "refused by a policy rule"}},
@@ -178,7 +192,13 @@ def transfer(
     )
 
 
-@router.get("/links/{linking_key}", name="link_resolve", response_model=ResolutionOut, tags=["hub"])
+@router.get(
+    "/links/{linking_key}",
+    name="link_resolve",
+    openapi_extra=logged_as(Action.LINK_RESOLVE),
+    response_model=ResolutionOut,
+    tags=["hub"],
+)
 async def link(linking_key: str, deployment: DeploymentDep, access: DataAccess) -> ResolutionOut:
     """The customer behind a hub linking key (a card's or the customer's): its alliance key,
     cards as hub keys, and attached SG."""
@@ -186,7 +206,11 @@ async def link(linking_key: str, deployment: DeploymentDep, access: DataAccess) 
 
 
 @router.post(
-    "/links/resolve", name="link_resolve_batch", response_model=list[ResolveItem], tags=["hub"]
+    "/links/resolve",
+    name="link_resolve_batch",
+    openapi_extra=logged_as(Action.LINK_RESOLVE),
+    response_model=list[ResolveItem],
+    tags=["hub"],
 )
 def resolve(
     request: Request,

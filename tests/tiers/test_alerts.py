@@ -9,12 +9,12 @@ from datetime import timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit import Counts
+from audit import CLIENT_EVENTS, Counts
 from audit.entry import AuditEntry
 from errors import Forbidden
 from tests.conftest import ACCESS, NOW, Cli
 from tiers.admin import add_domain
-from tiers.alerts import Thresholds, find_alerts, scan
+from tiers.alerts import ALERT_OF_CLIENT_EVENT, Thresholds, find_alerts, scan
 from tiers.deployment import Deployment
 from tiers.tokenisation import pseudonymise_values
 
@@ -122,3 +122,8 @@ def test_the_alerts_command_exits_3_when_it_finds_something(initialised_cli: Cli
     assert "refusals" in flagged.stdout and "operator" in flagged.stdout
     bad = cli("audit", "alerts", "--since", "2026-01-01", "--until", "2026-12-31")
     assert 1 == bad.exit_code and "[bad_period]" in bad.stderr
+
+
+def test_every_client_event_has_an_alert_of_its_own() -> None:
+    assert CLIENT_EVENTS == set(ALERT_OF_CLIENT_EVENT)
+    assert len(CLIENT_EVENTS) == len(set(ALERT_OF_CLIENT_EVENT.values()))

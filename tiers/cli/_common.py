@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from audit import Action
 from errors import TiersError
 from tiers.auditing import (
     Access,
@@ -147,7 +148,7 @@ def operator(purpose: str | None = ADMINISTRATION) -> Access:
 
 @contextmanager
 def deployment(
-    access: Access, action: str, *, purpose: str | None = ADMINISTRATION
+    access: Access, action: Action, *, purpose: str | None = ADMINISTRATION
 ) -> Iterator[Deployment]:
     """The deployment, opened for ``action``; a refusal to open is recorded when possible.
     ``purpose`` is the one the command line stated: missing or invalid, the command is
@@ -200,7 +201,7 @@ def warn_development_key(source: str) -> None:
     err_console.print(
         "[bold red]WARNING: using a DEVELOPMENT master key[/] "
         f"({source}).\nIt is stored in clear next to the data it protects. Never use it for real "
-        "customer data: set TIERS_MASTER_KEY_FILE to a key kept apart (see README).",
+        "customer data: set TIERS_MASTER_KEY_FILE to a key kept apart (see docs/operator.md).",
     )
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from audit import Action
 from errors import InvalidRequest
 from tiers import admin
 from tiers.cli._common import (
@@ -52,7 +53,7 @@ def domain_add(
 ) -> None:
     """Create a domain and its first key."""
     access = operator()
-    with deployment(access, "domain_add") as dep:
+    with deployment(access, Action.DOMAIN_ADD) as dep:
         record = admin.add_domain(dep, access=access, name=name, role=role, card_luhn=luhn)
     out_console.print(f"added domain {record.name} ({record.role}), key version 1 active")
 
@@ -62,7 +63,7 @@ def domain_add(
 def domain_list() -> None:
     """List the domains."""
     access = operator()
-    with deployment(access, "domain_list") as dep:
+    with deployment(access, Action.DOMAIN_LIST) as dep:
         records = admin.list_domains(dep, access=access)
     table = Table("name", "role", "luhn", "created")
     for record in records:
@@ -80,7 +81,7 @@ def domain_list() -> None:
 def key_rotate(domain: str) -> None:
     """New active key version; stored pseudonyms are re-derived; the old one stays verify-only."""
     access = operator()
-    with deployment(access, "key_rotate") as dep:
+    with deployment(access, Action.KEY_ROTATE) as dep:
         rotation = admin.rotate_key(dep, access=access, domain=domain)
     out_console.print(
         f"{rotation.domain}: version {rotation.new_version} active, version "
@@ -93,7 +94,7 @@ def key_rotate(domain: str) -> None:
 def key_list(domain: str) -> None:
     """Versions, states and dates of a domain's keys (never the keys)."""
     access = operator()
-    with deployment(access, "key_list") as dep:
+    with deployment(access, Action.KEY_LIST) as dep:
         versions = admin.list_keys(dep, access=access, domain=domain)
     table = Table("version", "state", "created", "state since", "overlap ends")
     for version in versions:
@@ -121,7 +122,7 @@ def key_destroy(
 ) -> None:
     """Crypto-shred one key version: its pseudonyms become permanently unlinkable."""
     access = operator()
-    with deployment(access, "key_destroy") as dep:
+    with deployment(access, Action.KEY_DESTROY) as dep:
         if not yes:
             raise InvalidRequest(
                 "destroying a key cannot be undone; add --yes", code="not_confirmed"
@@ -142,7 +143,7 @@ def key_retire(
 ) -> None:
     """End a verify-only version's overlap window: its keys stop resolving, for good."""
     access = operator()
-    with deployment(access, "key_retire") as dep:
+    with deployment(access, Action.KEY_RETIRE) as dep:
         result = admin.retire_key(dep, access=access, domain=domain, version=version, force=force)
     out_console.print(
         f"{result.domain}: version {result.version} retired; "

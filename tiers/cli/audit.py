@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from audit import AuditEntry, verify_bundle
+from audit import Action, AuditEntry, verify_bundle
 from audit.note import VerifierKey
 from errors import AuditIntegrityError, InvalidRequest, NotFound
 from tiers import alerts, audit_ops
@@ -109,7 +109,7 @@ def audit_log(
 ) -> None:
     """List entries, oldest first."""
     access = operator(purpose)
-    with deployment(access, "audit_read", purpose=purpose) as dep:
+    with deployment(access, Action.AUDIT_READ, purpose=purpose) as dep:
         entries = audit_ops.read_log(
             dep,
             access=access,
@@ -135,7 +135,7 @@ def audit_verify(
     witnesses' cosignatures; names the first bad entry when it is not intact."""
     access = operator(AUDIT_PURPOSE)
     kept = _read(against) if against is not None else None
-    with deployment(access, "audit_verify") as dep:
+    with deployment(access, Action.AUDIT_VERIFY) as dep:
         if kept is None:
             result = audit_ops.verify_stored(dep, access=access)
         else:
@@ -155,7 +155,7 @@ def _read(path: Path) -> bytes:
 def audit_log_key() -> None:
     """The log's verifier key (C2SP vkey), for witnesses' --log-key and for verifiers."""
     access = operator(AUDIT_PURPOSE)
-    with deployment(access, "audit_log_key") as dep:
+    with deployment(access, Action.AUDIT_LOG_KEY) as dep:
         key = audit_ops.log_key(dep, access=access)
     out_console.print(key, markup=False)
 
@@ -180,7 +180,7 @@ def audit_alerts(
     """Signs of a dictionary attack or of key guessing, per actor and hour; exits 3 when there
     are any (for cron and monitors)."""
     access = operator(purpose)
-    with deployment(access, "audit_alerts", purpose=purpose) as dep:
+    with deployment(access, Action.AUDIT_ALERTS, purpose=purpose) as dep:
         defaults = alerts.Thresholds.of(dep.settings)
         thresholds = replace(
             defaults,
@@ -213,7 +213,7 @@ def audit_alerts(
 def audit_checkpoint() -> None:
     """Sign a checkpoint now, covering every entry."""
     access = operator(AUDIT_PURPOSE)
-    with deployment(access, "audit_checkpoint") as dep:
+    with deployment(access, Action.AUDIT_CHECKPOINT) as dep:
         checkpoint = audit_ops.sign_checkpoint(dep, access=access)
     out_console.print(
         f"checkpoint signed: size {checkpoint.tree_size}, root {checkpoint.root.hex()}, "
@@ -236,7 +236,7 @@ def audit_proof(
 ) -> None:
     """An inclusion or consistency proof, as JSON, checkable offline against signed checkpoints."""
     access = operator(purpose)
-    with deployment(access, "audit_proof", purpose=purpose) as dep:
+    with deployment(access, Action.AUDIT_PROOF, purpose=purpose) as dep:
         proof = audit_ops.prove(dep, access=access, seq=seq, old_size=from_size, new_size=to_size)
     sys.stdout.write(json.dumps(proof.as_dict(), indent=1, sort_keys=True) + "\n")
 
@@ -249,7 +249,7 @@ def audit_export(
 ) -> None:
     """Write a self-contained bundle: entries, signed checkpoints and the public key."""
     access = operator(purpose)
-    with deployment(access, "audit_export", purpose=purpose) as dep:
+    with deployment(access, Action.AUDIT_EXPORT, purpose=purpose) as dep:
         key = audit_ops.export_log(dep, access=access, output=output)
     out_console.print(f"exported to {output}; checkpoint key {key}", markup=False)
 
@@ -296,7 +296,7 @@ def audit_subject(
 ) -> None:
     """Entries that concern one customer, found by subject reference."""
     access = operator(purpose)
-    with deployment(access, "audit_subject", purpose=purpose) as dep:
+    with deployment(access, Action.AUDIT_SUBJECT, purpose=purpose) as dep:
         entries = audit_ops.lookup_subject(
             dep, access=access, domain=domain, kind=kind, value=value
         )
@@ -313,7 +313,7 @@ def audit_report(
 ) -> None:
     """A static HTML access report: counts per day, refusals, key events, a chart."""
     access = operator(purpose)
-    with deployment(access, "audit_report", purpose=purpose) as dep:
+    with deployment(access, Action.AUDIT_REPORT, purpose=purpose) as dep:
         start, end = parse_time(since, "--since"), parse_time(until, "--until")
         assert start is not None and end is not None
         result = audit_ops.write_report(dep, access=access, since=start, until=end, output=output)
@@ -334,7 +334,7 @@ def audit_purge(
 ) -> None:
     """Delete entries older than the retention period, keeping a signed checkpoint for them."""
     access = operator(purpose)
-    with deployment(access, "audit_purge", purpose=purpose) as dep:
+    with deployment(access, Action.AUDIT_PURGE, purpose=purpose) as dep:
         result = audit_ops.purge_log(dep, access=access, older_than_days=older_than)
     if result.purged:
         out_console.print(

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from audit import Action
 from tiers import approvals, clients
 from tiers.cli._common import (
     deployment,
@@ -36,7 +37,7 @@ def client_add(
 ) -> None:
     """Create a client and print its API key once."""
     access = operator()
-    with deployment(access, "client_add") as dep:
+    with deployment(access, Action.CLIENT_ADD) as dep:
         issued = clients.add_client(dep, access=access, name=name, role=role, domain=domain)
     _show_key(name, issued.token)
 
@@ -46,7 +47,7 @@ def client_add(
 def client_list() -> None:
     """Clients, roles, domains and states (never keys)."""
     access = operator()
-    with deployment(access, "client_list") as dep:
+    with deployment(access, Action.CLIENT_LIST) as dep:
         found = clients.list_clients(dep, access=access)
     table = Table("name", "role", "domain", "state", "created", "revoked")
     for c in found:
@@ -66,7 +67,7 @@ def client_list() -> None:
 def client_requests() -> None:
     """Requests of admin clients for a client or a key, and who decided them."""
     access = operator()
-    with deployment(access, "client_request_list") as dep:
+    with deployment(access, Action.CLIENT_REQUEST_LIST) as dep:
         found = approvals.list_requests(dep, access=access)
     print_rows(
         ["id", "kind", "client", "role", "domain", "by", "state", "expires", "decided by"],
@@ -85,7 +86,7 @@ def client_approve(request: Annotated[str, typer.Argument(help="the request's id
     """Approve an admin client's request: the client is created or re-keyed, and its API key
     printed once."""
     access = operator()
-    with deployment(access, "client_approve") as dep:
+    with deployment(access, Action.CLIENT_APPROVE) as dep:
         issued = approvals.approve_request(dep, access=access, request_id=request)
     _show_key(issued.client.name, issued.token)
 
@@ -95,7 +96,7 @@ def client_approve(request: Annotated[str, typer.Argument(help="the request's id
 def client_revoke(name: str) -> None:
     """Revoke a client's key at once, on every worker."""
     access = operator()
-    with deployment(access, "client_revoke") as dep:
+    with deployment(access, Action.CLIENT_REVOKE) as dep:
         clients.revoke_client(dep, access=access, name=name)
     out_console.print(f"client {name} revoked", markup=False)
 
@@ -105,6 +106,6 @@ def client_revoke(name: str) -> None:
 def client_rotate_key(name: str) -> None:
     """Issue a new key (printed once); the old one stops working at once."""
     access = operator()
-    with deployment(access, "client_rotate_key") as dep:
+    with deployment(access, Action.CLIENT_ROTATE_KEY) as dep:
         issued = clients.rotate_client_key(dep, access=access, name=name)
     _show_key(name, issued.token)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
+from audit import Action
 from errors import InvalidIdentifier
 from tiers.cli._common import (
     EXIT_REJECTS,
@@ -64,7 +65,7 @@ def pseudonymise(
     """
     failed = False
     access = operator(purpose)
-    with deployment(access, "pseudonymise", purpose=purpose) as dep:
+    with deployment(access, Action.PSEUDONYMISE, purpose=purpose) as dep:
         get_kind(kind)  # an unknown kind fails before standard input is read
         source: Iterator[str] = iter(values) if values else _stdin_values()
         first = True
@@ -103,7 +104,7 @@ def tokenise_file_command(
     show_progress = err_console.is_terminal
     access = operator(purpose)
     with (
-        deployment(access, "tokenise_file", purpose=purpose) as dep,
+        deployment(access, Action.TOKENISE_FILE, purpose=purpose) as dep,
         Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -149,7 +150,7 @@ def tokenise_file_command(
 def job_delete(job: str, purpose: Purpose = None) -> None:
     """Delete a finished job's output and rejects files now (the job stays listed)."""
     access = operator(purpose)
-    with deployment(access, "job_delete", purpose=purpose) as dep:
+    with deployment(access, Action.JOB_DELETE, purpose=purpose) as dep:
         delete_job(dep, access=access, job_id=job)
     out_console.print(f"deleted the files of job {job}", markup=False)
 
@@ -165,6 +166,6 @@ def job_purge(
 ) -> None:
     """Delete the files of every job finished more than N days ago (run it daily)."""
     access = operator(purpose)
-    with deployment(access, "job_purge", purpose=purpose) as dep:
+    with deployment(access, Action.JOB_PURGE, purpose=purpose) as dep:
         count = purge_jobs(dep, access=access, older_than_days=older_than)
     out_console.print(f"deleted the files of {counted(count, 'job')}", markup=False)

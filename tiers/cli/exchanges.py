@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from audit import Action
 from errors import NotFound
 from tiers import campaigns, exchanges, inbox
 from tiers.cli._common import (
@@ -45,7 +46,7 @@ def exchange_send(
 ) -> None:
     """Send a partner file to the hub's inbox; rejected rows go back to the partner's inbox."""
     access = operator(purpose)
-    with deployment(access, "exchange_send", purpose=purpose) as dep:
+    with deployment(access, Action.EXCHANGE_SEND, purpose=purpose) as dep:
         if not source.exists():
             raise NotFound(f"no such file: {source}", code="no_such_file")
         report = exchanges.send_exchange(
@@ -73,7 +74,7 @@ def inbox_list(
 ) -> None:
     """Deliveries in an inbox, oldest first."""
     access = operator(purpose)
-    with deployment(access, "inbox_read", purpose=purpose) as dep:
+    with deployment(access, Action.INBOX_READ, purpose=purpose) as dep:
         found = inbox.list_inbox(dep, access=access, domain=domain, include_acked=all_)
     print_rows(
         ("id", "kind", "name", "rows", "from", "created", "acknowledged"),
@@ -102,7 +103,7 @@ def inbox_get(
 ) -> None:
     """Write a delivery's CSV to a file or to standard output."""
     access = operator(purpose)
-    with deployment(access, "inbox_get", purpose=purpose) as dep:
+    with deployment(access, Action.INBOX_GET, purpose=purpose) as dep:
         handle = inbox.delivery_file(dep, access=access, delivery_id=delivery, domain=domain)
     with handle:
         if output is None:
@@ -119,7 +120,7 @@ def inbox_ack(
 ) -> None:
     """Acknowledge a delivery (it is purged after the retention period)."""
     access = operator(purpose)
-    with deployment(access, "inbox_ack", purpose=purpose) as dep:
+    with deployment(access, Action.INBOX_ACK, purpose=purpose) as dep:
         inbox.ack_delivery(dep, access=access, delivery_id=delivery, domain=domain)
     out_console.print(f"acknowledged {delivery}", markup=False)
 
@@ -132,7 +133,7 @@ def inbox_purge(
 ) -> None:
     """Delete deliveries acknowledged more than N days ago."""
     access = operator(purpose)
-    with deployment(access, "inbox_purge", purpose=purpose) as dep:
+    with deployment(access, Action.INBOX_PURGE, purpose=purpose) as dep:
         count = inbox.purge_inbox(dep, access=access, older_than_days=older_than)
     out_console.print(f"purged {counted(count, 'delivery', 'deliveries')}", markup=False)
 
@@ -146,7 +147,7 @@ def campaign_send(
 ) -> None:
     """Route a list of hub linking keys to each customer's attached SG."""
     access = operator(purpose)
-    with deployment(access, "campaign_send", purpose=purpose) as dep:
+    with deployment(access, Action.CAMPAIGN_SEND, purpose=purpose) as dep:
         if not keys.exists():
             raise NotFound(f"no such file: {keys}", code="no_such_file")
         lines = [line.strip() for line in keys.read_text(encoding="utf-8").splitlines()]
@@ -164,6 +165,6 @@ def withdraw(
 ) -> None:
     """A customer leaves the alliance: links removed, hub keys retired, the hub notified."""
     access = operator(purpose)
-    with deployment(access, "customer_withdraw", purpose=purpose) as dep:
+    with deployment(access, Action.CUSTOMER_WITHDRAW, purpose=purpose) as dep:
         count = exchanges.withdraw_customer(dep, access=access, domain=domain, card=card)
     out_console.print(f"withdrawn; {count} hub keys sent to the hub for erasure", markup=False)

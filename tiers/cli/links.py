@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from audit import Action
 from errors import InvalidIdentifier, NotFound
 from tiers import cards, links, policies, resolution
 from tiers.cli._common import (
@@ -55,7 +56,7 @@ def card_enrol(
 ) -> None:
     """Enrol cards; prints each card's pseudonym, or error:<code>."""
     access = operator(purpose)
-    with deployment(access, "card_enrol", purpose=purpose) as dep:
+    with deployment(access, Action.CARD_ENROL, purpose=purpose) as dep:
         when = datetime.fromisoformat(date) if date else None
         results = cards.enrol_cards(
             dep, access=access, domain=domain, values=values, enrolled_at=when
@@ -82,7 +83,7 @@ def card_associate(
 ) -> None:
     """Link two cards into one alliance customer (refused with the rule's name)."""
     access = operator(purpose)
-    with deployment(access, "card_associate", purpose=purpose) as dep:
+    with deployment(access, Action.CARD_ASSOCIATE, purpose=purpose) as dep:
         _outcome(
             links.associate(
                 dep,
@@ -104,7 +105,7 @@ def card_dissociate(
 ) -> None:
     """Take a card out of its alliance customer."""
     access = operator(purpose)
-    with deployment(access, "card_dissociate", purpose=purpose) as dep:
+    with deployment(access, Action.CARD_DISSOCIATE, purpose=purpose) as dep:
         _outcome(links.dissociate(dep, access=access, domain=domain, card=card))
 
 
@@ -117,7 +118,7 @@ def customer_transfer(
 ) -> None:
     """Move a customer to another SG at their request (the policy decides)."""
     access = operator(purpose)
-    with deployment(access, "customer_transfer", purpose=purpose) as dep:
+    with deployment(access, Action.CUSTOMER_TRANSFER, purpose=purpose) as dep:
         _outcome(links.transfer(dep, access=access, domain=domain, card=card))
 
 
@@ -130,7 +131,7 @@ def link_show(
 ) -> None:
     """What the hub sees for one linking key: customer key, cards, attached SG."""
     access = operator(purpose)
-    with deployment(access, "link_resolve", purpose=purpose) as dep:
+    with deployment(access, Action.LINK_RESOLVE, purpose=purpose) as dep:
         (result,) = resolution.resolve(dep, access=access, linking_keys=[linking_key], strict=True)
     assert isinstance(result, resolution.Resolution)
     table = Table("partner", "linking key", "since")
@@ -149,7 +150,7 @@ def link_show(
 def policy_check(file: Path) -> None:
     """Validate a policy file (errors name the key and line)."""
     access = operator()
-    with deployment(access, "policy_check") as dep:
+    with deployment(access, Action.POLICY_CHECK) as dep:
         policy = policies.check_policy(dep, access=access, data=_read(file))
     out_console.print(f"valid: {policy.name}, version {policy.version}", markup=False)
 
@@ -176,7 +177,7 @@ def _print_diff(diff: policies.PolicyDiff, applied: bool) -> None:
 def policy_diff(file: Path) -> None:
     """Dry run: whom a new version would re-attach, as counts per rule."""
     access = operator()
-    with deployment(access, "policy_diff") as dep:
+    with deployment(access, Action.POLICY_DIFF) as dep:
         _print_diff(policies.diff_policy(dep, access=access, data=_read(file)), applied=False)
 
 
@@ -185,5 +186,5 @@ def policy_diff(file: Path) -> None:
 def policy_apply(file: Path) -> None:
     """Put a new version in force; the re-attachments it requires are made and logged."""
     access = operator()
-    with deployment(access, "policy_apply") as dep:
+    with deployment(access, Action.POLICY_APPLY) as dep:
         _print_diff(policies.apply_policy(dep, access=access, data=_read(file)), applied=True)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from audit import Action
 from keys import MasterKey
 from tiers import backup as backups
 from tiers import checks
@@ -34,7 +35,7 @@ def backup(
     """A consistent snapshot of the database (wrapped keys included, never the master key) and
     of the inbox files."""
     access = operator()
-    with deployment(access, "backup") as dep:
+    with deployment(access, Action.BACKUP) as dep:
         rows = backups.backup(dep, access=access, output=output)
     out_console.print(
         f"backup written to {output}: {counted(rows, 'row')}; keep the master key apart",
@@ -68,7 +69,7 @@ def check() -> None:
     the access log, and every integrity fault of the index and cards. Exits 1 when there is
     any."""
     access = operator("integrity check")
-    with deployment(access, "check") as dep:
+    with deployment(access, Action.CHECK) as dep:
         found = checks.check_deployment(dep, access=access)
     for finding in found:
         err_console.print(finding.line(), markup=False)
@@ -90,7 +91,7 @@ def master_key_rotate(
     at the new file."""
     new_master = MasterKey.from_file(new_key_file)
     access = operator()
-    with deployment(access, "master_key_rotate") as dep:
+    with deployment(access, Action.MASTER_KEY_ROTATE) as dep:
         moved = backups.rotate_master_key(dep, access=access, new_master=new_master)
     out_console.print(
         f"{counted(moved, 'key')} re-wrapped; now set TIERS_MASTER_KEY_FILE={new_key_file}",

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from audit import Action
 from tiers.cli._common import (
     err_console,
     handles_errors,
@@ -37,7 +38,7 @@ def serve(
     """
     settings = load_settings()
     # Refuse to start on an uninitialised home or a wrong key.
-    Deployment.open_for(settings, operator(), action="serve").close()
+    Deployment.open_for(settings, operator(), action=Action.SERVE).close()
     master = settings.load_master_key()
     if master.development:
         warn_development_key(master.source)
