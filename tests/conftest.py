@@ -247,3 +247,18 @@ def statements(deployment: Deployment, containing: str) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(deployment.engine, "before_cursor_execute", record)
+
+
+# The alliance of the seed: four partners and the hub.
+PARTNERS = ("casino", "galeries-lafayette", "caisse-epargne", "sncf")
+
+
+@pytest.fixture
+def alliance(deployment: Deployment) -> Deployment:
+    """A deployment with the four partners' domains and the hub's (no cards yet)."""
+    from tiers.admin import add_domain  # noqa: PLC0415 - only the tests that use it
+
+    for name in PARTNERS:
+        add_domain(deployment, access=ACCESS, name=name, role="partner")
+    add_domain(deployment, access=ACCESS, name="hub", role="hub")
+    return deployment

@@ -17,12 +17,12 @@ from sqlalchemy import Connection
 from audit import Action, Counts
 from errors import InvalidIdentifier, NotFound
 from keys import DomainKey, length_prefixed
-from tiers import subject_index
+from tiers import hub_keys, subject_index
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment, unknown_domain
 from tiers.identifiers import get_kind
-from tiers.pseudonyms import base_pseudonym, domain_pseudonym, parse_for_domain, pseudonym_values
+from tiers.pseudonyms import base_pseudonym, domain_pseudonym, parse_for_domain
 from tiers.storage import inbox as inbox_repo
 from tiers.storage import links, subjects
 from tiers.storage.domains import DomainRecord
@@ -101,19 +101,8 @@ class CardEnrolment:
             return
         # A card that left the alliance never gets a hub key again.
         gone = inbox_repo.withdrawn_refs(self.connection, refs=[r for r, _ in refs])
-        keyed = [r for r, _ in refs if r not in gone]
-        values = pseudonym_values(self.hub_key, keyed)
-        links.insert_hub_keys(
-            self.connection,
-            [
-                {
-                    "version": self.hub_key.version,
-                    "value": value,
-                    "kind": "card",
-                    "ref": r,
-                }
-                for r, value in zip(keyed, values, strict=True)
-            ],
+        hub_keys.issue(
+            self.connection, self.hub_key, [(r, "card") for r, _ in refs if r not in gone]
         )
 
 

@@ -30,13 +30,14 @@ from policy import (
     Transfer,
     evaluate,
 )
+from tiers import hub_keys
 from tiers.auditing import Access, audited, is_recorded, mark_recorded
 from tiers.authorisation import require
 from tiers.cards import partner_card, partner_domain
 from tiers.deployment import Deployment
 from tiers.inbox import staged_delivery
 from tiers.policies import current_policy
-from tiers.pseudonyms import Pseudonym, pseudonym_value
+from tiers.pseudonyms import Pseudonym
 from tiers.storage import inbox as inbox_repo
 from tiers.storage import links
 from tiers.storage.domains import DomainRecord
@@ -77,11 +78,11 @@ def _presented(
     connection: Connection,
     domain: str,
     card: str,
-    context: dict[str, object],
+    context: _Context,
 ) -> tuple[CardRow, Customer | None]:
     """The requesting partner's card, noted as the request's subject, and its customer."""
     row = partner_card(deployment, connection, partner_domain(deployment, connection, domain), card)
-    context["subject"] = deployment.subject_reference(connection, row.base)
+    context.subject = deployment.subject_reference(connection, row.base)
     return row, _state(connection, row)
 
 
@@ -148,17 +149,7 @@ def _new_customer(
     hub = deployment.hub_domain(connection)
     if hub is not None:
         key = deployment.domain_keyring(connection, hub).active
-        links.insert_hub_keys(
-            connection,
-            [
-                {
-                    "version": key.version,
-                    "kind": "customer",
-                    "ref": base,
-                    "value": pseudonym_value(key, base),
-                }
-            ],
-        )
+        hub_keys.issue(connection, key, [(base, "customer")])
     _attach_history(deployment, connection, access, customer_id, decision)
     return customer_id
 
@@ -257,31 +248,37 @@ def _refusal(
     mark_recorded(error)
 
 
-_Body = Callable[[Connection, AttachmentPolicy, dict[str, object]], LinkOutcome]
+@dataclass(slots=True)
+class _Context:
+    """What a refusal is recorded with: the policy in force, and the presented card's subject
+    reference once it is known (:func:`_presented`)."""
+
+    policy: AttachmentPolicy | None = None
+    subject: str | None = None
+
+
+_Body = Callable[[Connection, AttachmentPolicy, _Context], LinkOutcome]
 
 
 def _run(
     deployment: Deployment, access: Access, action: Action, domains: list[str], body: _Body
 ) -> LinkOutcome:
-    context: dict[str, object] = {}
+    context = _Context()
     try:
         with deployment.transaction() as connection:
             links.lock(connection)
-            policy = current_policy(connection)
-            context["policy"] = policy
-            return body(connection, policy, context)
+            context.policy = current_policy(connection)
+            return body(connection, context.policy, context)
     except PolicyViolation as error:
-        in_force = context.get("policy")
-        assert isinstance(in_force, AttachmentPolicy)
-        subject = context.get("subject")
+        assert context.policy is not None  # a refusal comes from the rules, after the policy
         _refusal(
             deployment,
             access,
             action=action,
             error=error,
             domains=domains,
-            policy=in_force,
-            subject=subject if isinstance(subject, str) else None,
+            policy=context.policy,
+            subject=context.subject,
         )
         raise
 
@@ -320,18 +317,7 @@ def backfill_hub_keys(
     key = deployment.domain_keyring(connection, hub).active
     refs = links.all_refs(connection)
     gone = inbox_repo.withdrawn_refs(connection, refs=[r for r, _ in refs])
-    rows = [
-        {
-            "version": key.version,
-            "kind": kind,
-            "ref": ref,
-            "value": pseudonym_value(key, ref),
-        }
-        for ref, kind in refs
-        if ref not in gone
-    ]
-    links.insert_hub_keys(connection, rows)
-    return len(rows)
+    return len(hub_keys.issue(connection, key, [(r, kind) for r, kind in refs if r not in gone]))
 
 
 ASSOCIATION_REFUSED = "association_refused"
@@ -380,9 +366,7 @@ def associate(
     require(access, Action.CARD_ASSOCIATE, domain)
     deployment.budget.admit(access, 2)
 
-    def body(
-        connection: Connection, policy: AttachmentPolicy, context: dict[str, object]
-    ) -> LinkOutcome:
+    def body(connection: Connection, policy: AttachmentPolicy, context: _Context) -> LinkOutcome:
         mine, state_a = _presented(deployment, connection, domain, card, context)
         partner = partner_domain(deployment, connection, other_domain)
         try:
@@ -442,9 +426,7 @@ def dissociate(deployment: Deployment, *, access: Access, domain: str, card: str
     require(access, Action.CARD_DISSOCIATE, domain)
     deployment.budget.admit(access, 1)
 
-    def body(
-        connection: Connection, policy: AttachmentPolicy, context: dict[str, object]
-    ) -> LinkOutcome:
+    def body(connection: Connection, policy: AttachmentPolicy, context: _Context) -> LinkOutcome:
         mine, state = _presented(deployment, connection, domain, card, context)
         decision = evaluate(Dissociate(domain, _as_card(mine), state), policy)
         if decision.accepted and not decision.noop and state is not None:
@@ -473,9 +455,7 @@ def transfer(deployment: Deployment, *, access: Access, domain: str, card: str) 
     require(access, Action.CUSTOMER_TRANSFER, domain)
     deployment.budget.admit(access, 1)
 
-    def body(
-        connection: Connection, policy: AttachmentPolicy, context: dict[str, object]
-    ) -> LinkOutcome:
+    def body(connection: Connection, policy: AttachmentPolicy, context: _Context) -> LinkOutcome:
         mine, state = _presented(deployment, connection, domain, card, context)
         decision = evaluate(Transfer(domain, _as_card(mine), state, access.now), policy)
         if decision.accepted and not decision.noop and state is not None:

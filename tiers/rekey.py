@@ -9,10 +9,11 @@ from datetime import timedelta
 from sqlalchemy import Connection
 
 from keys import DomainKey
+from tiers import hub_keys
 from tiers.auditing import Access
 from tiers.deployment import Deployment
 from tiers.inbox import staged_delivery
-from tiers.pseudonyms import Pseudonym, pseudonym_value
+from tiers.pseudonyms import Pseudonym
 from tiers.storage import links as links_repo
 from tiers.storage.domains import DomainRecord
 
@@ -32,16 +33,7 @@ def rekey_hub(
 ) -> int:
     """Give every card and customer a key of the new version and deliver the translation."""
     rows = links_repo.hub_keys_of_version(connection, version=old_version)
-    fresh = [
-        {
-            "version": new_key.version,
-            "kind": row.kind,
-            "ref": row.ref,
-            "value": pseudonym_value(new_key, row.ref),
-        }
-        for row in rows
-    ]
-    links_repo.insert_hub_keys(connection, fresh)
+    fresh = hub_keys.issue(connection, new_key, [(row.ref, row.kind) for row in rows])
     with staged_delivery(
         deployment,
         connection,
@@ -56,7 +48,7 @@ def rekey_hub(
             delivery.write(
                 [
                     str(Pseudonym(hub.name, old_version, row.value)),
-                    str(Pseudonym(hub.name, new_key.version, new["value"])),
+                    str(Pseudonym(hub.name, new_key.version, new)),
                 ]
             )
     return len(rows)

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from errors import InvalidFile, KeyStateError, NotFound, PolicyViolation
 from policy.exchanges import TYPES, ExchangeSchema, check_value, row_problems
-from tests.conftest import ACCESS, Database, assert_absent
-from tiers.admin import add_domain, retire_key, rotate_key
+from tests.conftest import ACCESS, PARTNERS, Database, assert_absent
+from tiers.admin import retire_key, rotate_key
 from tiers.auditing import Access
 from tiers.campaigns import send_campaign
 from tiers.cards import enrol_cards
@@ -28,7 +28,6 @@ from tiers.links import associate
 from tiers.resolution import Resolution, resolve
 from tiers.tokenisation import pseudonymise_values
 
-PARTNERS = ("casino", "galeries-lafayette", "caisse-epargne", "sncf")
 HUB = replace(ACCESS, actor="hub-app", role="hub", domain="hub")
 
 
@@ -41,10 +40,9 @@ def partner(name: str, days: int = 0) -> Access:
 
 
 @pytest.fixture
-def alliance(deployment: Deployment) -> Deployment:
-    for name in PARTNERS:
-        add_domain(deployment, access=ACCESS, name=name, role="partner")
-    add_domain(deployment, access=ACCESS, name="hub", role="hub")
+def alliance(alliance: Deployment) -> Deployment:
+    """The shared alliance (tests/conftest.py) with two customers' cards linked."""
+    deployment = alliance
     # Customer X: a Casino card and an SNCF card, linked at the Casino desk (Casino is the SG).
     enrol_cards(deployment, access=partner("casino", 1), domain="casino", values=["10000001"])
     enrol_cards(deployment, access=partner("sncf", 2), domain="sncf", values=["70000001"])

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from errors import DomainMismatch, NotFound, PolicyViolation
 from keys import Keyring, length_prefixed, new_key_material
-from tests.conftest import ACCESS, Database, assert_absent, statements
+from tests.conftest import ACCESS, PARTNERS, Database, assert_absent, statements
 from tiers import tokenisation
 from tiers.admin import add_domain, initialise
 from tiers.audit_ops import lookup_subject, verify_stored
@@ -31,8 +31,6 @@ from tiers.resolution import Resolution, resolve
 from tiers.storage.database import alembic_config
 from tiers.storage.tables import hub_keys, metadata
 from tiers.tokenisation import pseudonymise_values
-
-PARTNERS = ("casino", "galeries-lafayette", "caisse-epargne", "sncf")
 
 
 def at(days: int) -> Access:
@@ -52,14 +50,6 @@ def link_two_cards(deployment: Deployment) -> None:
         other_domain="sncf",
         other_card="70000001",
     )
-
-
-@pytest.fixture
-def alliance(deployment: Deployment) -> Deployment:
-    for name in PARTNERS:
-        add_domain(deployment, access=ACCESS, name=name, role="partner")
-    add_domain(deployment, access=ACCESS, name="hub", role="hub")
-    return deployment
 
 
 def hub_key(deployment: Deployment, partner: str, number: str) -> str:

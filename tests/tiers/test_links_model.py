@@ -26,8 +26,8 @@ from sqlalchemy import delete, select, text
 
 from audit import parse_entry
 from errors import NotFound, PolicyViolation
-from tests.conftest import ACCESS
-from tests.tiers.test_links import PARTNERS, alliance, hub_key  # noqa: F401 - fixture
+from tests.conftest import ACCESS, PARTNERS
+from tests.tiers.test_links import hub_key
 from tiers.cards import enrol_cards
 from tiers.deployment import Deployment
 from tiers.links import associate, dissociate, transfer
@@ -251,7 +251,7 @@ class Links(RuleBasedStateMachine):
             assert view.attached_to in {c.partner for c in view.cards}
 
 
-def test_card_links_follow_the_model(alliance: Deployment) -> None:  # noqa: F811
+def test_card_links_follow_the_model(alliance: Deployment) -> None:
     Links.deployment = alliance
     run_state_machine_as_test(
         Links,
@@ -266,7 +266,7 @@ def test_card_links_follow_the_model(alliance: Deployment) -> None:  # noqa: F81
 
 
 @pytest.mark.postgres
-def test_concurrent_links_on_the_same_customers_end_consistent(alliance: Deployment) -> None:  # noqa: F811
+def test_concurrent_links_on_the_same_customers_end_consistent(alliance: Deployment) -> None:
     if alliance.engine.dialect.name != "postgresql":
         pytest.skip("the concurrency test runs against PostgreSQL")
     for partner in PARTNERS:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from tests.conftest import ACCESS, Database
-from tests.tiers.test_links import alliance, at, hub_key, link_two_cards  # noqa: F401 - fixture
+from tests.tiers.test_links import at, hub_key, link_two_cards
 from tiers.audit_ops import lookup_subject, purge_log
 from tiers.campaigns import send_campaign
 from tiers.deployment import Deployment
@@ -36,7 +36,7 @@ def actions(deployment: Deployment, number: str, domain: str = "casino") -> list
 
 
 def test_bulk_operations_are_found_through_every_card(
-    alliance: Deployment,  # noqa: F811 - fixture
+    alliance: Deployment,
     tmp_path: Path,
 ) -> None:
     dep = alliance
@@ -76,7 +76,7 @@ def test_bulk_operations_are_found_through_every_card(
 
 
 def test_the_index_is_purged_with_the_log(
-    alliance: Deployment,  # noqa: F811 - fixture
+    alliance: Deployment,
     database: Database,
 ) -> None:
     dep = alliance
