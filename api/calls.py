@@ -3,7 +3,7 @@
 FastAPI runs plain functions in a thread pool. For a call of a millisecond that is the larger
 part of the cost: under load, a dozen pool threads and the event loop contend for the
 interpreter lock, and a single-value call served half as many requests a second as the same
-call run on the event loop (measured, SQLite, one worker). A short call therefore runs on the
+call run on the event loop (bench/HISTORY.md). A short call therefore runs on the
 event loop when it will not wait there: the database is embedded (SQLite), and at this instant no
 thread of this process and no other process is writing to it (see
 :meth:`tiers.deployment.Deployment.writer_if_free`). Anything else, and every call that can take
@@ -11,10 +11,9 @@ long (large batches, files, exchanges, audit searches), runs in the thread pool 
 
 A short call that cannot run on the event loop (PostgreSQL; SQLite while another writes) runs
 in the pool, but under a limit of its own of ``SHORT_CALL_THREADS`` at a time per process: a
-few threads busy with short calls served more of them than forty (PostgreSQL, two workers:
-about 370 requests a second with one or two threads, 160 to 320 with the default forty, 290
-with eight). Long calls are not counted against it, so a file or a large batch never holds a
-short call up by taking its threads.
+few threads busy with short calls served more of them than forty (bench/HISTORY.md,
+"Measurements behind constants"). Long calls are not counted against it, so a file or a large
+batch never holds a short call up by taking its threads.
 
 The check of other processes is a try of their lock, released at once: one that takes the lock
 in the few microseconds between that try and the call's own transaction makes the event loop

@@ -27,10 +27,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 # How many turns of the event loop a group waits before it is taken, so that the requests read
-# in the same turn as the first one reach it too. Measured under load (SQLite, single calls on
-# 16 connections, 3,000 groups each): with one turn, 5 to 7 % of the groups held all 16 calls,
-# most were split in two (2 and 14, 6 and 10); with three, about half held all 16. Requests a
-# second moved little: 1,910 and 2,029 against 1,947 and 2,112 (A/B, 10 s each).
+# in the same turn as the first one reach it too (one turn split most groups in two; the
+# measurements: bench/HISTORY.md, "Measurements behind constants").
 JOIN_TURNS = 3
 
 

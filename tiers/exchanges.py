@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -263,6 +263,90 @@ def _check_header(header: list[str], schema: ExchangeSchema, exchange_type: str)
         raise InvalidFile("the header names a column twice", code="duplicate_column")
 
 
+def _schema_of(deployment: Deployment, exchange_type: str) -> ExchangeSchema:
+    schemas = exchange_schemas(deployment)
+    schema = schemas.get(exchange_type)
+    if schema is None:
+        raise NotFound(
+            f"unknown exchange type (type); known: {', '.join(schemas)}",
+            code="unknown_exchange",
+        )
+    return schema
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A file's schema, and where its identifier and payload columns are (its header
+    checked)."""
+
+    schema: ExchangeSchema
+    header: list[str]
+    identifier: int
+    payload: list[str]
+
+    @classmethod
+    def of(cls, header: list[str], schema: ExchangeSchema) -> _Layout:
+        payload = [name for name in header if name != schema.identifier_column]
+        return cls(schema, header, header.index(schema.identifier_column), payload)
+
+
+def _send_batch(
+    chunk: list[tuple[int, list[str]]],
+    layout: _Layout,
+    keys: _HubKeys,
+    delivery: PendingDelivery,
+    rejects: _SenderRejects,
+) -> None:
+    """Key one batch of rows: each whole row whose payload fits is written to the hub's
+    delivery under its hub key; every other row is rejected, with each of its problems. A row
+    rejected for its payload is not keyed: its card is checked, not enrolled."""
+    schema, header, identifier = layout.schema, layout.header, layout.identifier
+    width = len(header)
+    checked = [(line, row, row_problems(row, header, identifier, schema)) for line, row in chunk]
+    whole = [(row, problems) for _, row, problems in checked if len(row) == width]
+    found = iter(
+        keys.keys(
+            [row[identifier] for row, _ in whole],
+            keyed=[not problems for _, problems in whole],
+        )
+    )
+    report = rejects.report
+    for line, row, problems in checked:
+        report.rows_in += 1
+        hub_key = next(found) if len(row) == width else None
+        if isinstance(hub_key, TiersError):
+            problems.insert(0, (schema.identifier_column, hub_key.code))
+        if not problems and isinstance(hub_key, str):
+            delivery.write([hub_key, *(row[header.index(n)] for n in layout.payload)])
+            report.rows_out += 1
+            continue
+        rejects.add(line, problems)
+
+
+def _record_exchange(
+    deployment: Deployment,
+    connection: Connection,
+    access: Access,
+    *,
+    domain: str,
+    exchange_type: str,
+    keys: _HubKeys,
+    report: ExchangeReport,
+) -> None:
+    """The exchange's entry, indexed under every customer it named, and its rows charged to
+    the client's budget."""
+    entry = deployment.record(
+        connection,
+        access,
+        action=Action.EXCHANGE_SEND,
+        domains=[domain, keys.hub.name],
+        counts=Counts(report.rows_in, report.rows_out, report.rows_rejected),
+        detail={"exchange": exchange_type, "identifiers": report.rows_in},
+    )
+    subject_index.index(deployment, connection, entry, keys.touched)
+    deployment.budget.charge(access, report.rows_in)
+
+
 @audited(Action.EXCHANGE_SEND)
 def send_exchange(
     deployment: Deployment,
@@ -280,17 +364,12 @@ def send_exchange(
     is refused, ``undeclared_column``); each row whose identifier does not normalise or whose
     value does not fit its type is rejected (``line,column,code``). The hub's delivery and the
     sender's rejects delivery appear together, when the whole file was read. The rows are
-    keyed ``rows_per_batch`` at a time; the delivery is the same whatever the batch.
+    keyed ``rows_per_batch`` at a time (:func:`_send_batch`); the delivery is the same whatever
+    the batch.
     """
     require(access, Action.EXCHANGE_SEND, domain)
     deployment.budget.admit(access)
-    schemas = exchange_schemas(deployment)
-    schema = schemas.get(exchange_type)
-    if schema is None:
-        raise NotFound(
-            f"unknown exchange type (type); known: {', '.join(schemas)}",
-            code="unknown_exchange",
-        )
+    schema = _schema_of(deployment, exchange_type)
     csv.field_size_limit(FIELD_SIZE_LIMIT)
     report = ExchangeReport()
     with ExitStack() as stack:
@@ -299,80 +378,54 @@ def send_exchange(
         reader = csv.reader(text, delimiter=delimiter)
         header = read_header(reader)
         _check_header(header, schema, exchange_type)
+        layout = _Layout.of(header, schema)
         connection = stack.enter_context(deployment.transaction())
         stack.enter_context(bulk_load(connection))
         partner = deployment.domain(connection, domain)
         keys = _HubKeys(deployment, connection, partner, schema, access.now)
-        payload = [n for n in header if n != schema.identifier_column]
-        identifier = header.index(schema.identifier_column)
-        width = len(header)
+
+        def staged(
+            recipient: DomainRecord, kind: str, columns: list[str], sender: str
+        ) -> AbstractContextManager[PendingDelivery]:
+            return staged_delivery(
+                deployment,
+                connection,
+                recipient=recipient,
+                kind=kind,
+                name=exchange_type,
+                header=columns,
+                sender=sender,
+                now=access.now,
+            )
+
         # The sender's rejects delivery is opened at the first reject and written as the file
         # is read (never held in memory); both deliveries appear when the whole file was read.
         deliveries = stack.enter_context(ExitStack())
         delivery = deliveries.enter_context(
-            staged_delivery(
-                deployment,
-                connection,
-                recipient=keys.hub,
-                kind="exchange",
-                name=exchange_type,
-                header=["linking_key", *payload],
-                sender=domain,
-                now=access.now,
-            )
+            staged(keys.hub, "exchange", ["linking_key", *layout.payload], domain)
         )
         rejects = _SenderRejects(
             report,
             lambda: deliveries.enter_context(
-                staged_delivery(
-                    deployment,
-                    connection,
-                    recipient=partner,
-                    kind="rejects",
-                    name=exchange_type,
-                    header=["line", "column", "code"],
-                    sender="tiers",
-                    now=access.now,
-                )
+                staged(partner, "rejects", ["line", "column", "code"], "tiers")
             ),
         )
         records = csv_records(reader)
         while chunk := list(itertools.islice(records, rows_per_batch)):
-            # A row rejected for its payload is not keyed: its card is checked, not enrolled.
-            checked = [
-                (line, row, row_problems(row, header, identifier, schema)) for line, row in chunk
-            ]
-            whole = [(row, problems) for _, row, problems in checked if len(row) == width]
-            found = iter(
-                keys.keys(
-                    [row[identifier] for row, _ in whole],
-                    keyed=[not problems for _, problems in whole],
-                )
-            )
-            for line, row, problems in checked:
-                report.rows_in += 1
-                hub_key = next(found) if len(row) == width else None
-                if isinstance(hub_key, TiersError):
-                    problems.insert(0, (schema.identifier_column, hub_key.code))
-                if not problems and isinstance(hub_key, str):
-                    delivery.write([hub_key, *(row[header.index(n)] for n in payload)])
-                    report.rows_out += 1
-                    continue
-                rejects.add(line, problems)
+            _send_batch(chunk, layout, keys, delivery, rejects)
         if report.rows_in == 0:
             raise InvalidFile("the file has a header but no data rows", code="no_rows")
         report.delivery = delivery.id
         deliveries.close()
-        entry = deployment.record(
+        _record_exchange(
+            deployment,
             connection,
             access,
-            action=Action.EXCHANGE_SEND,
-            domains=[domain, keys.hub.name],
-            counts=Counts(report.rows_in, report.rows_out, report.rows_rejected),
-            detail={"exchange": exchange_type, "identifiers": report.rows_in},
+            domain=domain,
+            exchange_type=exchange_type,
+            keys=keys,
+            report=report,
         )
-        subject_index.index(deployment, connection, entry, keys.touched)
-        deployment.budget.charge(access, report.rows_in)
     return report
 
 

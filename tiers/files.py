@@ -13,9 +13,10 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -418,6 +419,79 @@ class _BlockWork:
         return "".join([join(record) + "\r\n" for record in zip(*cells, strict=True)])
 
 
+@dataclass(slots=True)
+class _Progress:
+    """The caller's progress callback, given bytes read (or rows, reading a stream of unknown
+    size)."""
+
+    callback: ProgressCallback | None
+    size: int
+    done: int
+    raw: IO[bytes] | None = None
+
+    def block(self, block: _BlockResult, rows: int) -> None:
+        self.done += block.bytes_in
+        if self.callback is not None:
+            self.callback(self.done if self.size else rows, self.size)
+
+    def row(self, rows: int) -> None:
+        if self.callback is not None and rows % _PROGRESS_EVERY == 0:
+            assert self.raw is not None
+            self.callback(self.raw.tell() if self.size else rows, self.size)
+
+
+def _in_parallel(
+    sink: _Sink, work: _BlockWork, blocks: RecordBlocks, *, workers: int, progress: _Progress
+) -> None:
+    """The fast part of a file: its blocks tokenised by ``workers`` processes, applied in file
+    order (:mod:`tiers.fastpath`)."""
+    for block in in_order(work, iter(blocks), workers):
+        sink.apply(block)
+        progress.block(block, sink.report.rows_in)
+
+
+def _serially(
+    sink: _Sink,
+    records: Iterable[tuple[int, list[str]]],
+    tokeniser: Tokeniser,
+    *,
+    width: int,
+    progress: _Progress,
+) -> None:
+    """The rest of a file (all of it when it has no fast part), record by record; ``width`` is
+    the header's."""
+    plan, report = sink.plan, sink.report
+    for line, row in records:
+        report.rows_in += 1
+        problems, tokens = _row_problems(row, plan, width, tokeniser)
+        if problems:
+            sink.reject(line, problems)
+        else:
+            sink.accept(row, tokens)
+        progress.row(report.rows_in)
+
+
+def _registrar(
+    deployment: Deployment,
+    connection: Connection,
+    tokeniser: Tokeniser,
+    now: datetime,
+    held: SortedInserts | None,
+) -> Registrar:
+    """Who registers the file's subjects (and enrols its cards), in ``connection``."""
+    return Registrar(
+        connection,
+        tokeniser.domain.id,
+        tokeniser.domain_key.version,
+        now,
+        enroller=card_enroller(deployment, connection, tokeniser, now),
+        held=held,
+        # Known rows looked up rather than registered again: faster on SQLite, slower on
+        # PostgreSQL, which registers through COPY (bench/HISTORY.md).
+        skip_known=deployment.embedded,
+    )
+
+
 def _registering(stack: ExitStack, connection: Connection) -> SortedInserts:
     """A registering load: a larger page cache, and the inserts held to be made in key order
     once the whole file is read."""
@@ -519,18 +593,7 @@ def tokenise_file(
         connection = stack.enter_context(deployment.transaction())
         held = _registering(stack, connection) if register else None
         tokeniser = Tokeniser.open(deployment, connection, domain)
-        registrar = Registrar(
-            connection,
-            tokeniser.domain.id,
-            tokeniser.domain_key.version,
-            access.now,
-            enroller=card_enroller(deployment, connection, tokeniser, access.now),
-            held=held,
-            # A file registered again, 200,000 rows: its known rows looked up rather than
-            # registered again, 44,000 -> 57,000 rows/s on SQLite, but 59,000 -> 28,000 on
-            # PostgreSQL, where registering goes through COPY and one insert for the lot.
-            skip_known=deployment.embedded,
-        )
+        registrar = _registrar(deployment, connection, tokeniser, access.now, held)
         sink = _Sink(
             plan,
             csv.writer(out_handle, delimiter=delimiter),
@@ -548,23 +611,14 @@ def tokenise_file(
             work = _BlockWork(
                 plan, len(header), tokeniser, delimiter, register, sink.touched.secret
             )
-            done = len(first_line)
-            for block in in_order(work, iter(blocks), workers or deployment.settings.file_workers):
-                sink.apply(block)
-                done += block.bytes_in
-                if progress is not None:
-                    progress(done if size else report.rows_in, size)
+            workers = workers or deployment.settings.file_workers
+            watch = _Progress(progress, size, len(first_line))
+            _in_parallel(sink, work, blocks, workers=workers, progress=watch)
             reader = csv.reader(text_of(blocks.rest(), "utf-8"), delimiter=delimiter, strict=False)
             lines_before = blocks.lines
-        for line, row in csv_records(reader, lines_before):
-            report.rows_in += 1
-            problems, tokens = _row_problems(row, plan, len(header), tokeniser)
-            if problems:
-                sink.reject(line, problems)
-            else:
-                sink.accept(row, tokens)
-            if progress is not None and report.rows_in % _PROGRESS_EVERY == 0:
-                progress(raw.tell() if size else report.rows_in, size)
+        watch = _Progress(progress, size, 0, raw)
+        records = csv_records(reader, lines_before)
+        _serially(sink, records, tokeniser, width=len(header), progress=watch)
         if report.rows_in == 0:
             raise InvalidFile("the file has a header but no data rows", code="no_rows")
         registrar.finish()

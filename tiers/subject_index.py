@@ -6,11 +6,16 @@ names every card of the customer) is about many. For each identifier such an ope
 touches, a reference of the customer is written into ``audit_subjects`` with the entry's
 sequence number, in the operation's own transaction (COPY on PostgreSQL): a keyed BLAKE2b of the
 base pseudonym, ``REF_BYTES`` long, under a key derived from the audit key
-(:func:`index_secret`). The references are grouped by their first ``BUCKET_BITS``, one row per
-entry and bucket holding the bucket's references end to end: a file of 200,000 rows and three
-identifier columns writes 4,096 rows, not 600,000, and a look-up reads one row of each entry.
-The index is purged with the entries, and :func:`tiers.audit_ops.lookup_subject` reads it
-beside the entries' own columns.
+(:func:`index_secret`).
+
+The references of an entry are grouped by their first bits into rows of about ``ROW_REFS``
+each, the references end to end: an entry of ``n`` references uses the first
+:func:`bits_for` ``(n)`` bits (at most ``BUCKET_BITS``), so a batch of ten values writes one row,
+one of 10,000 values 32 rows, and a file of 200,000 rows and three identifier columns 2,048.
+A row's ``bucket`` is ``(1 << bits) | prefix``, which names both how many bits and which
+prefix; a look-up asks, for each reference, the ``BUCKET_BITS + 1`` buckets it could be in, and
+reads one row of each entry. The index is purged with the entries, and
+:func:`tiers.audit_ops.lookup_subject` reads it beside the entries' own columns.
 
 Two customers whose references are the same 64 bits (about one chance in 10^8 among the 17
 million customers of an alliance, three identifiers each) would find each other's bulk entries
@@ -22,6 +27,7 @@ its verification or its export.
 from __future__ import annotations
 
 import bisect
+import itertools
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,9 +43,11 @@ from tiers.storage import audit_log
 __all__ = [
     "BUCKET_BITS",
     "REF_BYTES",
+    "ROW_REFS",
     "Block",
     "Buckets",
     "Gathered",
+    "bits_for",
     "block_of",
     "buckets_of",
     "index",
@@ -48,10 +56,22 @@ __all__ = [
 ]
 
 REF_BYTES = 8
-BUCKET_BITS = 12
+BUCKET_BITS = 12  # the finest grouping: what a block's starts are kept by
+ROW_REFS = 256  # about how many references an index row holds
 
-# bucket -> references of that bucket, end to end
+# bucket ((1 << bits) | prefix) -> references of that bucket, end to end
 Buckets = dict[int, bytes]
+
+
+def bits_for(count: int) -> int:
+    """The bits an entry of ``count`` references is grouped by: about ``ROW_REFS`` a row, at
+    most ``BUCKET_BITS``."""
+    return min(BUCKET_BITS, max(0, (count // ROW_REFS).bit_length() - 1))
+
+
+def _top(ref: bytes) -> int:
+    """The first ``BUCKET_BITS`` (12) bits of a reference."""
+    return (ref[0] << 4) | (ref[1] >> 4)
 
 
 def index_secret(key: DomainKey) -> bytes:
@@ -74,27 +94,37 @@ class Block:
     refs: bytes
     starts: array[int]
 
-    def bucket(self, bucket: int) -> bytes:
-        return self.refs[self.starts[bucket] * REF_BYTES : self.starts[bucket + 1] * REF_BYTES]
+    def span(self, first: int, end: int) -> bytes:
+        """The references whose first 12 bits are from ``first`` up to ``end``, excluded."""
+        return self.refs[self.starts[first] * REF_BYTES : self.starts[end] * REF_BYTES]
 
 
 def block_of(secret: bytes, bases: Sequence[bytes]) -> Block:
     """The index references of ``bases`` under ``secret`` (:func:`index_secret`): made and
-    sorted in C, then cut at the buckets' bounds by bisection (4,096 of them, whatever the
-    count). No Python step per identifier beyond its MAC."""
+    sorted in C, then cut at the buckets' bounds: by bisection (4,096 of them, whatever the
+    count), or, for fewer references than that, by counting them."""
     refs = sorted([blake2b(base, key=secret, digest_size=REF_BYTES).digest() for base in bases])
+    if len(refs) < len(_STARTS):  # fewer references than buckets: counted, not bisected
+        counts = [0] * (len(_STARTS) + 1)
+        for ref in refs:
+            counts[_top(ref) + 1] += 1
+        return Block(b"".join(refs), array("I", itertools.accumulate(counts)))
     starts = array("I", [bisect.bisect_left(refs, start) for start in _STARTS])
     starts.append(len(refs))
     return Block(b"".join(refs), starts)
 
 
 def buckets_of(blocks: Sequence[Block]) -> Buckets:
-    """The references of ``blocks`` by bucket, each bucket's end to end (what is written)."""
+    """The references of ``blocks`` (one entry's) by bucket, each bucket's end to end: grouped
+    by :func:`bits_for` their count (what is written)."""
+    bits = bits_for(sum(len(block.refs) for block in blocks) // REF_BYTES)
+    shift = BUCKET_BITS - bits
     found: Buckets = {}
-    for bucket in range(len(_STARTS)):
-        joined = b"".join([block.bucket(bucket) for block in blocks])
+    for prefix in range(1 << bits):
+        first, end = prefix << shift, (prefix + 1) << shift
+        joined = b"".join([block.span(first, end) for block in blocks])
         if joined:
-            found[bucket] = joined
+            found[(1 << bits) | prefix] = joined
     return found
 
 
@@ -149,14 +179,18 @@ def index_blocks(connection: Connection, entry: AuditEntry, blocks: Sequence[Blo
 def references(
     deployment: Deployment, connection: Connection, bases: Sequence[bytes]
 ) -> dict[int, set[bytes]]:
-    """The index's references of ``bases`` under every live audit key version, by bucket."""
+    """The index's references of ``bases`` under every live audit key version, by each bucket
+    they could be in (one for each number of bits an entry may be grouped by)."""
     ring = deployment.audit_keyring(connection)
     wanted: dict[int, set[bytes]] = {}
     for version in ring:
         if version.state.value != "destroyed":
             secret = index_secret(ring.key(version.version))
-            for bucket, refs in buckets_of([block_of(secret, bases)]).items():
-                wanted.setdefault(bucket, set()).update(
-                    refs[at : at + REF_BYTES] for at in range(0, len(refs), REF_BYTES)
-                )
+            block = block_of(secret, bases)
+            for at in range(0, len(block.refs), REF_BYTES):
+                ref = block.refs[at : at + REF_BYTES]
+                top = _top(ref)
+                for bits in range(BUCKET_BITS + 1):
+                    bucket = (1 << bits) | (top >> (BUCKET_BITS - bits))
+                    wanted.setdefault(bucket, set()).add(ref)
     return wanted

@@ -36,19 +36,15 @@ __all__ = [
 
 REGISTER_BATCH = 10_000
 # A batch of at least this many values registers through held, sorted inserts
-# (tiers.storage.held_inserts). Measured in process on SQLite with fresh cards: 22,000 -> 29,000
-# identifiers/s for batches of 10,000 and 18,000 -> 31,000 for 50,000; on PostgreSQL no change
-# at 10,000 and 16,000 -> 18,000 at 50,000. Smaller batches were slower that way (7,200 ->
-# 4,600 at 100 values, 13,300 -> 11,800 at 1,000): the temporary tables cost more than the
-# sort saves.
+# (tiers.storage.held_inserts); below it the temporary tables cost more than the sort saves
+# (the measurements: bench/HISTORY.md, "Measurements behind constants").
 HELD_FROM_VALUES = 10_000
 
 
 # Registering skips what the index holds (Registrar.skip_known) while a batch finds at least
 # this share of itself there. Looking a known value up costs a fraction of registering it again
 # (its card's reference, hub key and withdrawal check, four inserts ignored), but is a cost of
-# its own for a new one: 10,000-value API batches of known cards went from 5.8 to 14.7 a second
-# (SQLite), but a file of 100,000 new rows, every batch looked up, from 40,100 to 34,500 rows/s.
+# its own for a new one (bench/HISTORY.md, "Measurements behind constants").
 KEEP_LOOKING_UP = 0.25
 
 _KIND_PREFIX: dict[str, bytes] = {}

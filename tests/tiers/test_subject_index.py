@@ -10,6 +10,7 @@ from datetime import timedelta
 from hashlib import blake2b
 from pathlib import Path
 
+from alembic import command
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import func, select
@@ -21,8 +22,9 @@ from tiers.campaigns import send_campaign
 from tiers.deployment import Deployment
 from tiers.exchanges import send_exchange, withdraw_customer
 from tiers.files import ColumnSpec, tokenise_file
+from tiers.storage.database import alembic_config
 from tiers.storage.tables import audit_subjects
-from tiers.subject_index import BUCKET_BITS, REF_BYTES, block_of, buckets_of
+from tiers.subject_index import BUCKET_BITS, REF_BYTES, ROW_REFS, bits_for, block_of, buckets_of
 from tiers.tokenisation import pseudonymise_values
 
 AUDITOR = replace(ACCESS, actor="dpo", role="auditor", purpose="DPO request 9")
@@ -94,19 +96,73 @@ def test_the_index_is_purged_with_the_log(
 
 
 @given(
-    st.lists(st.lists(st.binary(min_size=32, max_size=32), max_size=300), max_size=4),
+    st.lists(st.lists(st.binary(min_size=32, max_size=32), max_size=700), max_size=4),
     st.binary(min_size=32, max_size=32),
 )
 def test_blocks_cut_into_buckets_as_a_model_groups_them(
     pieces: list[list[bytes]], secret: bytes
 ) -> None:
     """Whatever the blocks a file's workers hand back, the rows written hold each identifier's
-    reference once, in the bucket of its first twelve bits, sorted within each block."""
+    reference once, in the bucket of its first bits (as many as the entry's size needs, the
+    count of bits in the bucket's number), sorted within each block; and a look-up's buckets
+    of a reference include the one it was written in."""
     blocks = [block_of(secret, bases) for bases in pieces]
     written = buckets_of(blocks)
+    count = sum(len(bases) for bases in pieces)
+    bits = min(BUCKET_BITS, max(0, (count // ROW_REFS).bit_length() - 1))
+    assert bits == bits_for(count)
     model: dict[int, list[bytes]] = {}
     for bases in pieces:
         refs = [blake2b(base, key=secret, digest_size=REF_BYTES).digest() for base in bases]
         for ref in sorted(refs):
-            model.setdefault(int.from_bytes(ref[:2]) >> (16 - BUCKET_BITS), []).append(ref)
+            prefix = int.from_bytes(ref) >> (64 - bits)
+            model.setdefault((1 << bits) | prefix, []).append(ref)
     assert {bucket: b"".join(refs) for bucket, refs in model.items()} == written
+    assert all(
+        len(row) <= 4 * ROW_REFS * REF_BYTES or bits == BUCKET_BITS for row in written.values()
+    )
+
+
+def test_small_entries_write_few_rows() -> None:
+    secret = bytes(32)
+    assert 1 == len(buckets_of([block_of(secret, [bytes([n]) * 32 for n in range(10)])]))
+    many = [n.to_bytes(32) for n in range(10_000)]
+    assert 1 << bits_for(10_000) >= len(buckets_of([block_of(secret, many)])) > 16
+
+
+def test_migration_0016_keeps_the_rows_grouped_by_12_bits(alliance: Deployment) -> None:
+    """Rows written before 0016 (every entry grouped by its references' first 12 bits, the
+    bucket being the prefix) are found by look-ups after it."""
+    pseudonymise_values(
+        alliance, access=at(4), domain="casino", kind="card", values=["10000001", "10000002"]
+    )
+    with alliance.engine.begin() as connection:
+        ((seq, refs),) = connection.execute(select(audit_subjects.c.seq, audit_subjects.c.refs))
+        command.downgrade(alembic_config(connection), "0015")  # drops rows of fewer bits
+        assert 0 == connection.execute(select(func.count()).select_from(audit_subjects)).scalar()
+        old_rows = {}
+        for at_byte in range(0, len(refs), REF_BYTES):
+            ref = refs[at_byte : at_byte + REF_BYTES]
+            prefix = int.from_bytes(ref) >> (64 - BUCKET_BITS)
+            old_rows[prefix] = old_rows.get(prefix, b"") + ref
+        connection.execute(
+            audit_subjects.insert(),
+            [{"bucket": b, "seq": seq, "refs": r} for b, r in old_rows.items()],
+        )
+        command.upgrade(alembic_config(connection), "head")
+        buckets = {b for (b,) in connection.execute(select(audit_subjects.c.bucket))}
+    assert {(1 << BUCKET_BITS) | prefix for prefix in old_rows} == buckets
+    assert "pseudonymise" in actions(alliance, "10000001")
+    assert "pseudonymise" in actions(alliance, "10000002")
+
+
+def test_a_block_s_starts_are_the_same_bisected_or_counted() -> None:
+    """More references than buckets are cut by bisection, fewer by counting: both give each
+    bucket's first reference."""
+    secret = bytes(range(32))
+    for count in (0, 1, 4095, 4096, 9000):
+        block = block_of(secret, [n.to_bytes(32) for n in range(count)])
+        refs = [block.refs[at : at + REF_BYTES] for at in range(0, len(block.refs), REF_BYTES)]
+        tops = [int.from_bytes(ref) >> (64 - BUCKET_BITS) for ref in refs]
+        expected = [sum(1 for top in tops if top < b) for b in range((1 << BUCKET_BITS) + 1)]
+        assert expected == list(block.starts), count

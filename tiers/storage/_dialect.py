@@ -264,12 +264,9 @@ def unique_key(table: Table, given: Iterable[str]) -> list[str]:
 UNIQUE_VIOLATION = "23505"
 
 # On PostgreSQL, a stage of at least 1/NEW_ROWS_SHARE as many rows as the table it goes into is
-# inserted by a plain INSERT of the rows not there yet; a smaller one by INSERT … ON CONFLICT DO
-# NOTHING. Measured (new 32-byte keys into a table of 3 M, in key order): 3 M rows took 11.6 s
-# against 13.9, 1 M 3.8 against 4.5, 600,000 2.8 against 2.8, 300,000 1.8 against 1.5 and
-# 100,000 1.2 against 0.6 (the join reads the whole table); into an empty table, 3 M rows took
-# 5.7 s against 9.6 (ON CONFLICT makes each row a speculative insertion, confirmed after its
-# index entries: 1.3 µs a row more than a plain insert).
+# inserted by a plain INSERT of the rows not there yet (its join reads the whole table); a
+# smaller one by INSERT … ON CONFLICT DO NOTHING (which makes each row a speculative insertion).
+# The crossing point was measured: bench/HISTORY.md, "Measurements behind constants".
 NEW_ROWS_SHARE = 3
 
 

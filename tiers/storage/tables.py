@@ -222,10 +222,11 @@ clients = Table(
 )
 
 # Who each entry was about, for entries about many customers at once (a batch, a file, an
-# exchange, a campaign, a withdrawal's every card): the first 64 bits of each customer's audit
-# reference (HMAC under the audit key, as the entries' own subject references), grouped by
-# their top 12 bits (``bucket``) into one sorted array per entry and bucket (``refs``,
-# little-endian). Kept with the log and purged with it (tiers.subject_index).
+# exchange, a campaign, a withdrawal's every card): a 64-bit keyed reference of each customer
+# (BLAKE2b under a key derived from the audit key), grouped by their first bits, as many as the
+# entry's size needs (``bucket`` = ``(1 << bits) | prefix``, migration 0016), into one sorted
+# array per entry and bucket (``refs``). Kept with the log and purged with it
+# (tiers.subject_index).
 audit_subjects = Table(
     "audit_subjects",
     metadata,
