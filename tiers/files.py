@@ -40,7 +40,7 @@ from tiers.deployment import Deployment
 from tiers.fastpath import BLOCK_BYTES, RecordBlocks, in_order
 from tiers.identifiers import IdentifierKind, get_kind
 from tiers.storage import SortedInserts, bulk_load, sorted_inserts
-from tiers.tokenisation import Registrar, Tokeniser, card_enroller
+from tiers.tokenisation import Registrar, Tokeniser, registrar_for
 
 __all__ = [
     "ColumnSpec",
@@ -479,16 +479,10 @@ def _registrar(
     held: SortedInserts | None,
 ) -> Registrar:
     """Who registers the file's subjects (and enrols its cards), in ``connection``."""
-    return Registrar(
-        connection,
-        tokeniser.domain.id,
-        tokeniser.domain_key.version,
-        now,
-        enroller=card_enroller(deployment, connection, tokeniser, now),
-        held=held,
-        # Known rows looked up rather than registered again: faster on SQLite, slower on
-        # PostgreSQL, which registers through COPY (bench/HISTORY.md).
-        skip_known=deployment.embedded,
+    # Known rows looked up rather than registered again: faster on SQLite, slower on
+    # PostgreSQL, which registers through COPY (bench/HISTORY.md).
+    return registrar_for(
+        deployment, connection, tokeniser, now, held=held, skip_known=deployment.embedded
     )
 
 

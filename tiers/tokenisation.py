@@ -32,6 +32,7 @@ __all__ = [
     "may_go_together",
     "pseudonymise_together",
     "pseudonymise_values",
+    "registrar_for",
 ]
 
 REGISTER_BATCH = 10_000
@@ -198,7 +199,7 @@ class Registrar:
             self.held.flush()
 
 
-def card_enroller(
+def _card_enroller(
     deployment: Deployment, connection: Connection, tokeniser: Tokeniser, now: datetime
 ) -> Callable[[list[bytes]], None] | None:
     """Registering a partner's card numbers enrols the cards (see :mod:`tiers.cards`)."""
@@ -206,6 +207,28 @@ def card_enroller(
         return None
     enrolment = CardEnrolment(deployment, connection, tokeniser.domain, tokeniser.base_key)
     return lambda bases: enrolment.enrol(bases, now)
+
+
+def registrar_for(
+    deployment: Deployment,
+    connection: Connection,
+    tokeniser: Tokeniser,
+    now: datetime,
+    *,
+    held: SortedInserts | None,
+    skip_known: bool,
+) -> Registrar:
+    """Who registers the subjects of ``tokeniser``'s domain (and enrols a partner's cards) in
+    ``connection``; ``held`` and ``skip_known`` as :class:`Registrar` takes them."""
+    return Registrar(
+        connection,
+        tokeniser.domain.id,
+        tokeniser.domain_key.version,
+        now,
+        enroller=_card_enroller(deployment, connection, tokeniser, now),
+        held=held,
+        skip_known=skip_known,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,14 +322,8 @@ def _pseudonymise(
     for request, identifier_kind in requests:
         if request.domain not in opened:
             tokeniser = Tokeniser.open(deployment, connection, request.domain)
-            registrar = Registrar(
-                connection,
-                tokeniser.domain.id,
-                tokeniser.domain_key.version,
-                now,
-                enroller=card_enroller(deployment, connection, tokeniser, now),
-                held=held,
-                skip_known=True,
+            registrar = registrar_for(
+                deployment, connection, tokeniser, now, held=held, skip_known=True
             )
             opened[request.domain] = (tokeniser, registrar)
         tokeniser, registrar = opened[request.domain]

@@ -24,7 +24,7 @@ from tiers.storage import sorted_inserts, subjects
 from tiers.storage._dialect import DRIVER_IN_CHUNK
 from tiers.storage.tables import cards, hub_keys, pseudonym_index, withdrawn
 from tiers.storage.tables import subjects as subject_table
-from tiers.tokenisation import HELD_FROM_VALUES, Registrar, Tokeniser, card_enroller
+from tiers.tokenisation import HELD_FROM_VALUES, Registrar, Tokeniser, registrar_for
 from tiers.tokenisation import pseudonymise_values as pseudonymise
 
 CARDS = [f"49701012345600{n:02d}" for n in range(8)]
@@ -64,14 +64,8 @@ def _registered(
                 else None
             )
             tokeniser = Tokeniser.open(deployment, connection, "casino")
-            registrar = Registrar(
-                connection,
-                tokeniser.domain.id,
-                tokeniser.domain_key.version,
-                NOW,
-                enroller=card_enroller(deployment, connection, tokeniser, NOW),
-                held=held,
-                skip_known=skip_known,
+            registrar = registrar_for(
+                deployment, connection, tokeniser, NOW, held=held, skip_known=skip_known
             )
             for token in tokeniser.tokenise_many(get_kind("card"), values):
                 assert isinstance(token, tuple)
