@@ -127,3 +127,17 @@ def test_the_alerts_command_exits_3_when_it_finds_something(initialised_cli: Cli
 def test_every_client_event_has_an_alert_of_its_own() -> None:
     assert CLIENT_EVENTS == set(ALERT_OF_CLIENT_EVENT)
     assert len(CLIENT_EVENTS) == len(set(ALERT_OF_CLIENT_EVENT.values()))
+
+
+def test_the_alerts_command_takes_the_association_refusals_threshold(initialised_cli: Cli) -> None:
+    cli = initialised_cli
+    cli.ok("card", "enrol", "--domain", "casino", "10000001")
+    for other in ("79999991", "79999992"):
+        refused = cli(
+            "card", "associate", "10000001", other, "--domain", "casino", "--other-domain", "sncf"
+        )
+        assert 1 == refused.exit_code and "[association_refused]" in refused.stderr
+    assert "no alerts" in cli.ok("audit", "alerts").stdout  # the default is 10 an hour
+    flagged = cli("audit", "alerts", "--association-refusals-per-hour", "1")
+    assert 3 == flagged.exit_code, flagged.stderr
+    assert "association_refusals" in flagged.stdout and "operator" in flagged.stdout

@@ -175,10 +175,14 @@ def audit_alerts(
         int | None,
         typer.Option(min=1, help="default: TIERS_ALERT_REFUSALS_PER_HOUR"),
     ] = None,
+    association_refusals_per_hour: Annotated[
+        int | None,
+        typer.Option(min=1, help="default: TIERS_ALERT_ASSOCIATION_REFUSALS_PER_HOUR"),
+    ] = None,
     purpose: Purpose = None,
 ) -> None:
-    """Signs of a dictionary attack or of key guessing, per actor and hour; exits 3 when there
-    are any (for cron and monitors)."""
+    """Signs of a dictionary attack, of key guessing or of probing other partners' cards, per
+    actor and hour; exits 3 when there are any (for cron and monitors)."""
     access = operator(purpose)
     with deployment(access, Action.AUDIT_ALERTS, purpose=purpose) as dep:
         defaults = alerts.Thresholds.of(dep.settings)
@@ -186,6 +190,8 @@ def audit_alerts(
             defaults,
             values_per_hour=values_per_hour or defaults.values_per_hour,
             refusals_per_hour=refusals_per_hour or defaults.refusals_per_hour,
+            association_refusals_per_hour=association_refusals_per_hour
+            or defaults.association_refusals_per_hour,
         )
         found = alerts.find_alerts(
             dep,
