@@ -31,8 +31,8 @@ from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.clients import IssuedKey
 from tiers.deployment import Deployment
-from tiers.storage import approvals as repo
-from tiers.storage import clients as client_repo
+from tiers.storage import approvals as approvals_repo
+from tiers.storage import clients as clients_repo
 from tiers.storage.approvals import RequestRecord
 
 __all__ = ["RequestRecord", "approve_request", "list_requests", "request_client"]
@@ -84,12 +84,12 @@ def request_client(
         if kind == "add":
             assert role is not None
             clients.validate(deployment, connection, name=name, role=role, domain=domain)
-            if client_repo.by_name(connection, name=name) is not None:
+            if clients_repo.by_name(connection, name=name) is not None:
                 raise AlreadyExists("a client of that name already exists (name)")
         else:
             existing = clients.active_client(connection, name)
             role, domain = existing.role, existing.domain
-        waiting = repo.pending_for(connection, name=name)
+        waiting = approvals_repo.pending_for(connection, name=name)
         if any(other.state_at(access.now) == "pending" for other in waiting):
             raise StateConflict("a request for that client waits already", code="request_pending")
         record = _sealed(
@@ -109,7 +109,7 @@ def request_client(
                 seal="",
             ),
         )
-        repo.add(connection, record)
+        approvals_repo.add(connection, record)
         deployment.record(
             connection,
             access,
@@ -121,7 +121,9 @@ def request_client(
 
 
 def _pending(deployment: Deployment, connection: Connection, request_id: str) -> RequestRecord:
-    record = repo.by_id(connection, request_id=request_id) if request_id.isalnum() else None
+    record = (
+        approvals_repo.by_id(connection, request_id=request_id) if request_id.isalnum() else None
+    )
     if record is None:
         raise NotFound("unknown request", code="unknown_request")
     if not deployment.sealer().holds(_KIND, _fields(record), record.seal):
@@ -158,7 +160,7 @@ def approve_request(deployment: Deployment, *, access: Access, request_id: str) 
             target = clients.active_client(connection, record.name)
             issued = clients.rekey(deployment, connection, target)
         decided = replace(record, state="approved", decided_by=access.actor, decided_at=access.now)
-        repo.decide(connection, _sealed(deployment, decided))
+        approvals_repo.decide(connection, _sealed(deployment, decided))
         deployment.record(
             connection,
             access,
@@ -180,6 +182,6 @@ def list_requests(deployment: Deployment, *, access: Access) -> list[RequestReco
     """Every request, oldest first (decided ones too, with who decided)."""
     require(access, Action.CLIENT_REQUEST_LIST)
     with deployment.transaction() as connection:
-        found = repo.list_all(connection)
+        found = approvals_repo.list_all(connection)
         deployment.record(connection, access, action=Action.CLIENT_REQUEST_LIST)
     return found

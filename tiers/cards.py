@@ -24,7 +24,8 @@ from tiers.deployment import Deployment, unknown_domain
 from tiers.identifiers import get_kind
 from tiers.pseudonyms import base_pseudonym, domain_pseudonym, parse_for_domain
 from tiers.storage import inbox as inbox_repo
-from tiers.storage import links, subjects
+from tiers.storage import links as links_repo
+from tiers.storage import subjects
 from tiers.storage.domains import DomainRecord
 from tiers.storage.links import CardRow
 
@@ -96,7 +97,7 @@ class CardEnrolment:
         ``(ref, base)`` without repeats."""
         if not refs or self.partner.role != "partner":
             return
-        links.enrol(self.connection, partner_id=self.partner.id, cards_=refs, now=now)
+        links_repo.enrol(self.connection, partner_id=self.partner.id, cards_=refs, now=now)
         if self.hub is None or self.hub_key is None:
             return
         # A card that left the alliance never gets a hub key again.
@@ -175,7 +176,7 @@ def card_of(
 ) -> CardRow | None:
     """The partner's enrolled card whose number has the base pseudonym ``base``, if any."""
     ref = card_ref(deployment.base_keyring(connection).active, partner.name, base)
-    return links.card_by_ref(connection, ref=ref)
+    return links_repo.card_by_ref(connection, ref=ref)
 
 
 def partner_card(

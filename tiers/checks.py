@@ -26,7 +26,7 @@ from tiers.deployment import Deployment
 from tiers.keyrings import PSEUDONYM_PURPOSE
 from tiers.sealing import Finding, find_tampered
 from tiers.storage import audit_log, integrity, keystore
-from tiers.storage import clients as client_repo
+from tiers.storage import clients as clients_repo
 
 __all__ = ["Finding", "check_deployment", "find_rollbacks"]
 
@@ -101,7 +101,7 @@ def _client_rollbacks(connection: Connection) -> list[Finding]:
         else:
             known.rotations += 1
     found = []
-    for record in client_repo.list_all(connection):
+    for record in clients_repo.list_all(connection):
         logged = history.get(record.name)
         if logged is None:
             continue

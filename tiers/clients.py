@@ -40,7 +40,7 @@ from tiers.auditing import Access, audited
 from tiers.authorisation import CLIENT_ROLES, require
 from tiers.deployment import Deployment
 from tiers.pseudonyms import DOMAIN_NAME
-from tiers.storage import clients as repo
+from tiers.storage import clients as clients_repo
 from tiers.storage.clients import ClientRecord
 
 __all__ = [
@@ -143,11 +143,11 @@ def create(
 ) -> IssuedKey:
     """Create a client in the caller's transaction (checked, sealed) and issue its key."""
     validate(deployment, connection, name=name, role=role, domain=domain)
-    if repo.by_name(connection, name=name) is not None:
+    if clients_repo.by_name(connection, name=name) is not None:
         raise AlreadyExists("a client of that name already exists (name)")
     prefix, token = _new_key()
     hasher = password_hasher(deployment.settings.argon2_profile)
-    record = repo.add(
+    record = clients_repo.add(
         connection,
         name=name,
         role=role,
@@ -157,16 +157,18 @@ def create(
         now=access.now,
     )
     sealing.seal_client(connection, deployment.sealer(), client_id=record.id)
-    return IssuedKey(repo.by_id(connection, client_id=record.id) or record, token)
+    return IssuedKey(clients_repo.by_id(connection, client_id=record.id) or record, token)
 
 
 def rekey(deployment: Deployment, connection: Connection, record: ClientRecord) -> IssuedKey:
     """A new key for ``record`` in the caller's transaction; the old one stops working."""
     prefix, token = _new_key()
     hasher = password_hasher(deployment.settings.argon2_profile)
-    repo.set_key(connection, client_id=record.id, key_prefix=prefix, key_hash=hasher.hash(token))
+    clients_repo.set_key(
+        connection, client_id=record.id, key_prefix=prefix, key_hash=hasher.hash(token)
+    )
     sealing.seal_client(connection, deployment.sealer(), client_id=record.id)
-    updated = repo.by_id(connection, client_id=record.id)
+    updated = clients_repo.by_id(connection, client_id=record.id)
     assert updated is not None
     return IssuedKey(updated, token)
 
@@ -195,7 +197,7 @@ def add_client(
 def list_clients(deployment: Deployment, *, access: Access) -> list[ClientRecord]:
     require(access, Action.CLIENT_LIST)
     with deployment.transaction() as connection:
-        found = repo.list_all(connection)
+        found = clients_repo.list_all(connection)
         deployment.record(
             connection, access, action=Action.CLIENT_LIST, counts=Counts(records_out=len(found))
         )
@@ -212,7 +214,7 @@ def active_client(connection: Connection, name: str) -> ClientRecord:
 
 def _client(connection: object, name: str) -> ClientRecord:
     valid = DOMAIN_NAME.fullmatch(name)
-    record = repo.by_name(connection, name=name) if valid else None  # type: ignore[arg-type]
+    record = clients_repo.by_name(connection, name=name) if valid else None  # type: ignore[arg-type]
     if record is None:
         raise NotFound("unknown client (name)", code="unknown_client")
     return record
@@ -227,10 +229,10 @@ def revoke_client(deployment: Deployment, *, access: Access, name: str) -> Clien
         record = _client(connection, name)
         if not record.active:
             raise InvalidRequest("the client is already revoked", code="already_revoked")
-        repo.revoke(connection, client_id=record.id, now=access.now)
+        clients_repo.revoke(connection, client_id=record.id, now=access.now)
         sealing.seal_client(connection, deployment.sealer(), client_id=record.id)
         deployment.record(connection, access, action=Action.CLIENT_REVOKE, detail={"client": name})
-        revoked = repo.by_id(connection, client_id=record.id)
+        revoked = clients_repo.by_id(connection, client_id=record.id)
     assert revoked is not None
     return revoked
 
@@ -253,7 +255,7 @@ def whoami(deployment: Deployment, *, access: Access) -> ClientRecord:
     """The calling client, as the service knows it."""
     require(access, Action.WHOAMI)
     with deployment.transaction() as connection:
-        record = repo.by_id(connection, client_id=access.client_id or -1)
+        record = clients_repo.by_id(connection, client_id=access.client_id or -1)
         if record is None:
             raise NotFound("unknown client", code="unknown_client")
         deployment.record(connection, access, action=Action.WHOAMI)
@@ -304,7 +306,7 @@ class Authenticator:
         if not ids:
             return [None] * len(tokens)
         with self._deployment.reading() as connection:
-            records = repo.by_ids(connection, ids)
+            records = clients_repo.by_ids(connection, ids)
         answers: list[ClientRecord | None] = []
         for fingerprint, entry in zip(fingerprints, held, strict=True):
             if fingerprint is None or entry is None:
@@ -334,7 +336,7 @@ class Authenticator:
         if record is not None:
             return record
         with self._deployment.reading() as connection:
-            record = repo.by_prefix(connection, prefix=match[1])
+            record = clients_repo.by_prefix(connection, prefix=match[1])
         if record is None:
             self._dummy_verify()
             raise self._refuse()

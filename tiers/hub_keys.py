@@ -11,7 +11,7 @@ from sqlalchemy import Connection
 
 from keys import DomainKey
 from tiers.pseudonyms import pseudonym_values
-from tiers.storage import links
+from tiers.storage import links as links_repo
 
 __all__ = ["issue"]
 
@@ -20,7 +20,7 @@ def issue(connection: Connection, key: DomainKey, refs: Sequence[tuple[bytes, st
     """Give each ``(reference, kind)`` (``kind`` is ``card`` or ``customer``) a linking key of
     ``key``'s version, keeping those it already has; returns the keys' values, in order."""
     values = pseudonym_values(key, [ref for ref, _ in refs])
-    links.insert_hub_keys(
+    links_repo.insert_hub_keys(
         connection,
         [
             {"version": key.version, "kind": kind, "ref": ref, "value": value}

@@ -26,7 +26,7 @@ from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.csvio import atomic_output
 from tiers.deployment import Deployment
-from tiers.storage import inbox as repo
+from tiers.storage import inbox as inbox_repo
 from tiers.storage.domains import DomainRecord
 from tiers.storage.inbox import DeliveryRecord
 
@@ -90,7 +90,7 @@ def staged_delivery(
         pending.writer.writerow(list(header))
         yield pending
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    repo.add(
+    inbox_repo.add(
         connection,
         DeliveryRecord(
             delivery_id,
@@ -127,7 +127,9 @@ def list_inbox(
     require(access, Action.INBOX_READ, domain)
     with deployment.transaction() as connection:
         recipient = _recipient(deployment, connection, access, domain)
-        found = repo.list_for(connection, recipient_id=recipient.id, include_acked=include_acked)
+        found = inbox_repo.list_for(
+            connection, recipient_id=recipient.id, include_acked=include_acked
+        )
         deployment.record(
             connection,
             access,
@@ -146,7 +148,9 @@ def _owned(
     domain: str | None,
 ) -> DeliveryRecord:
     recipient = _recipient(deployment, connection, access, domain)
-    record = repo.get(connection, delivery_id=delivery_id) if _ID.fullmatch(delivery_id) else None
+    record = (
+        inbox_repo.get(connection, delivery_id=delivery_id) if _ID.fullmatch(delivery_id) else None
+    )
     if record is None or record.recipient_id != recipient.id:
         raise NotFound("no such delivery in this inbox", code="unknown_delivery")
     return record
@@ -191,7 +195,7 @@ def ack_delivery(
     require(access, Action.INBOX_ACK, domain)
     with deployment.transaction() as connection:
         record = _owned(deployment, connection, access, delivery_id, domain)
-        repo.ack(connection, delivery_id=record.id, now=access.now)
+        inbox_repo.ack(connection, delivery_id=record.id, now=access.now)
         record = replace(record, acked_at=record.acked_at or access.now)
         deployment.record(
             connection,
@@ -211,7 +215,9 @@ def purge_inbox(
     require(access, Action.INBOX_PURGE)
     orphans = recover_inbox(deployment)
     with deployment.transaction() as connection:
-        ids = repo.purge(connection, acked_before=access.now - timedelta(days=older_than_days))
+        ids = inbox_repo.purge(
+            connection, acked_before=access.now - timedelta(days=older_than_days)
+        )
         deployment.record(
             connection,
             access,
@@ -246,7 +252,7 @@ def recover_inbox(deployment: Deployment) -> int:
             listed = (
                 path.suffix == ".csv"
                 and _ID.fullmatch(delivery_id) is not None
-                and repo.get(connection, delivery_id=delivery_id) is not None
+                and inbox_repo.get(connection, delivery_id=delivery_id) is not None
             )
             if not listed:
                 path.unlink(missing_ok=True)

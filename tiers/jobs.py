@@ -30,7 +30,7 @@ from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.files import FileReport, parse_column_spec, tokenise_file
-from tiers.storage import jobs as repo
+from tiers.storage import jobs as jobs_repo
 from tiers.storage.jobs import JobRecord
 
 __all__ = [
@@ -63,7 +63,7 @@ def open_file_job(deployment: Deployment, *, access: Access, domain: str) -> str
     job_id = uuid.uuid4().hex
     _directory(deployment, job_id).mkdir(parents=True, mode=0o700)
     with deployment.transaction() as connection:
-        repo.create(
+        jobs_repo.create(
             connection, job_id=job_id, client_id=access.client_id, domain=domain, now=access.now
         )
     return job_id
@@ -73,9 +73,9 @@ def fail_file_job(deployment: Deployment, job_id: str, code: str) -> None:
     """Mark failed a job that never ran (its upload broke off or was refused first), if it is
     still running, and remove its directory."""
     with deployment.transaction() as connection:
-        job = repo.get(connection, job_id=job_id)
+        job = jobs_repo.get(connection, job_id=job_id)
         if job is not None and job.state == "running":
-            repo.finish(connection, job_id=job_id, state="failed", now=_now(), error_code=code)
+            jobs_repo.finish(connection, job_id=job_id, state="failed", now=_now(), error_code=code)
     shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
 
 
@@ -119,11 +119,11 @@ def run_file_job(
     except BaseException as error:
         code = error.code if isinstance(error, TiersError) else "internal"
         with deployment.transaction() as connection:
-            repo.finish(connection, job_id=job_id, state="failed", now=_now(), error_code=code)
+            jobs_repo.finish(connection, job_id=job_id, state="failed", now=_now(), error_code=code)
         shutil.rmtree(directory, ignore_errors=True)
         raise
     with deployment.transaction() as connection:
-        repo.finish(
+        jobs_repo.finish(
             connection,
             job_id=job_id,
             state="done",
@@ -132,7 +132,7 @@ def run_file_job(
             rows_out=report.rows_out,
             rows_rejected=report.rows_rejected,
         )
-        job = repo.get(connection, job_id=job_id)
+        job = jobs_repo.get(connection, job_id=job_id)
     assert job is not None
     return job
 
@@ -157,7 +157,7 @@ class _Heartbeat:
         now = _now()
         if self._enabled and now - self._last >= self._every:
             with self._deployment.transaction() as connection:
-                repo.heartbeat(connection, job_id=self._job_id, rows_in=done, now=now)
+                jobs_repo.heartbeat(connection, job_id=self._job_id, rows_in=done, now=now)
             self._last = now
 
 
@@ -165,7 +165,7 @@ def _owned(deployment: Deployment, access: Access, job_id: str) -> JobRecord:
     job = None
     if _JOB_ID.fullmatch(job_id):
         with deployment.engine.connect() as connection:
-            job = repo.get(connection, job_id=job_id)
+            job = jobs_repo.get(connection, job_id=job_id)
     if job is None or (access.role != "operator" and job.client_id != access.client_id):
         raise NotFound("unknown job", code="unknown_job")
     return job
@@ -193,7 +193,7 @@ def list_jobs(deployment: Deployment, *, access: Access) -> list[JobRecord]:
     require(access, Action.JOB_READ)
     recover_jobs(deployment, now=_now(), at_start=False)
     with deployment.transaction() as connection:
-        found = repo.of_client(connection, client_id=access.client_id or -1)
+        found = jobs_repo.of_client(connection, client_id=access.client_id or -1)
         deployment.record(
             connection, access, action=Action.JOB_READ, counts=Counts(records_out=len(found))
         )
@@ -250,7 +250,7 @@ def recover_jobs(deployment: Deployment, *, now: datetime, at_start: bool = True
         else now - timedelta(seconds=deployment.settings.job_stale_seconds)
     )
     with deployment.transaction() as connection:
-        dead = repo.fail_stale(connection, before=before, now=now)
+        dead = jobs_repo.fail_stale(connection, before=before, now=now)
     for job_id in dead:
         shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
     return dead
@@ -266,7 +266,7 @@ def delete_job(deployment: Deployment, *, access: Access, job_id: str) -> JobRec
     if job.state == "running":
         raise StateConflict("the job is still running", code="job_running")
     with deployment.transaction() as connection:
-        repo.delete_finished(connection, job_id=job_id)
+        jobs_repo.delete_finished(connection, job_id=job_id)
         deployment.record(
             connection,
             access,
@@ -294,7 +294,9 @@ def purge_jobs(
     recover_jobs(deployment, now=access.now, at_start=False)
     with deployment.transaction() as connection:
         leftovers = _leftovers(deployment, connection)  # before this purge's own deletions
-        ids = repo.delete_finished(connection, finished_before=access.now - timedelta(days=days))
+        ids = jobs_repo.delete_finished(
+            connection, finished_before=access.now - timedelta(days=days)
+        )
         deployment.record(
             connection,
             access,
@@ -316,7 +318,7 @@ def _leftovers(deployment: Deployment, connection: Connection) -> list[str]:
     if not root.is_dir():
         return []
     names = sorted(p.name for p in root.iterdir() if p.is_dir() and _JOB_ID.fullmatch(p.name))
-    known = repo.states(connection, job_ids=names)
+    known = jobs_repo.states(connection, job_ids=names)
     cutoff = time.time() - deployment.settings.job_stale_seconds
     return [
         name

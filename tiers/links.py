@@ -39,7 +39,7 @@ from tiers.inbox import staged_delivery
 from tiers.policies import current_policy
 from tiers.pseudonyms import Pseudonym
 from tiers.storage import inbox as inbox_repo
-from tiers.storage import links
+from tiers.storage import links as links_repo
 from tiers.storage.domains import DomainRecord
 from tiers.storage.links import CardRow
 
@@ -59,8 +59,8 @@ def _state(connection: Connection, card: CardRow | None) -> Customer | None:
     """The customer of ``card``, read with the same two queries whether or not there is a card
     or a customer: an association's refusals must not differ by the work done before them."""
     customer_id = NO_CUSTOMER if card is None or card.customer_id is None else card.customer_id
-    customer = links.customer(connection, customer_id=customer_id)
-    rows = links.cards_of(connection, customer_id=customer_id)
+    customer = links_repo.customer(connection, customer_id=customer_id)
+    rows = links_repo.cards_of(connection, customer_id=customer_id)
     if customer is None:
         assert customer_id == NO_CUSTOMER
         return None
@@ -113,7 +113,7 @@ def _attach_history(
     customer_id: int,
     decision: Decision,
 ) -> None:
-    links.add_attachment(
+    links_repo.add_attachment(
         connection,
         customer_id=customer_id,
         partner_id=deployment.domain(connection, decision.attached_to).id
@@ -136,7 +136,7 @@ def _new_customer(
 ) -> int:
     assert decision.attached_to is not None and decision.attaching_card is not None
     base = secrets.token_bytes(32)
-    customer_id = links.create_customer(
+    customer_id = links_repo.create_customer(
         connection,
         base=base,
         attached_to=deployment.domain(connection, decision.attached_to).id,
@@ -145,7 +145,9 @@ def _new_customer(
         policy_version=decision.policy_version,
         now=access.now,
     )
-    links.set_card_customer(connection, card_ids=card_ids, customer_id=customer_id, now=access.now)
+    links_repo.set_card_customer(
+        connection, card_ids=card_ids, customer_id=customer_id, now=access.now
+    )
     hub = deployment.hub_domain(connection)
     if hub is not None:
         key = deployment.domain_keyring(connection, hub).active
@@ -173,7 +175,7 @@ def _reattach(
     }
     if transfer:
         values["last_transfer_at"] = access.now
-    links.update_customer(connection, customer_id=customer_id, **values)
+    links_repo.update_customer(connection, customer_id=customer_id, **values)
     _attach_history(deployment, connection, access, customer_id, decision)
 
 
@@ -184,9 +186,9 @@ def _dissolve(
     customer_id: int,
     decision: Decision,
 ) -> None:
-    customer = links.customer(connection, customer_id=customer_id)
+    customer = links_repo.customer(connection, customer_id=customer_id)
     assert customer is not None
-    links.delete_customer(connection, customer_id=customer_id, base=customer.base)
+    links_repo.delete_customer(connection, customer_id=customer_id, base=customer.base)
     _attach_history(deployment, connection, access, customer_id, decision)
 
 
@@ -266,7 +268,7 @@ def _run(
     context = _Context()
     try:
         with deployment.transaction() as connection:
-            links.lock(connection)
+            links_repo.lock(connection)
             context.policy = current_policy(connection)
             return body(connection, context.policy, context)
     except PolicyViolation as error:
@@ -291,7 +293,7 @@ def _notify_merge(
     if hub is None:
         return
     key = deployment.domain_keyring(connection, hub).active
-    new_value = links.hub_value(connection, ref=kept, version=key.version)
+    new_value = links_repo.hub_value(connection, ref=kept, version=key.version)
     if new_value is None:
         return
     new = str(Pseudonym(hub.name, key.version, new_value))
@@ -305,7 +307,7 @@ def _notify_merge(
         sender="tiers",
         now=access.now,
     ) as delivery:
-        for version, value in links.hub_keys_of(connection, refs=[gone]):
+        for version, value in links_repo.hub_keys_of(connection, refs=[gone]):
             delivery.write([str(Pseudonym(hub.name, version, value)), new])
 
 
@@ -315,7 +317,7 @@ def backfill_hub_keys(
     """Give every card and customer a key in a newly created hub domain (cards enrolled before
     it existed had none); withdrawn ones excepted. Returns how many keys were issued."""
     key = deployment.domain_keyring(connection, hub).active
-    refs = links.all_refs(connection)
+    refs = links_repo.all_refs(connection)
     gone = inbox_repo.withdrawn_refs(connection, refs=[r for r, _ in refs])
     return len(hub_keys.issue(connection, key, [(r, kind) for r, kind in refs if r not in gone]))
 
@@ -387,12 +389,12 @@ def associate(
                 survivor = decision.survivor
                 assert survivor is not None
                 gone = state_b if state_a.id == survivor else state_a
-                gone_row = links.customer(connection, customer_id=gone.id)
-                kept_row = links.customer(connection, customer_id=survivor)
+                gone_row = links_repo.customer(connection, customer_id=gone.id)
+                kept_row = links_repo.customer(connection, customer_id=survivor)
                 assert gone_row is not None and kept_row is not None
                 _notify_merge(deployment, connection, access, gone_row.base, kept_row.base)
-                links.delete_customer(connection, customer_id=gone.id, base=gone_row.base)
-                links.set_card_customer(
+                links_repo.delete_customer(connection, customer_id=gone.id, base=gone_row.base)
+                links_repo.set_card_customer(
                     connection,
                     card_ids=[c.id for c in gone.cards],
                     customer_id=survivor,
@@ -403,7 +405,7 @@ def associate(
                 joined = state_a or state_b
                 assert joined is not None
                 loose = theirs if state_a is not None else mine
-                links.set_card_customer(
+                links_repo.set_card_customer(
                     connection, card_ids=[loose.id], customer_id=joined.id, now=access.now
                 )
         return _finish(
@@ -433,7 +435,9 @@ def dissociate(deployment: Deployment, *, access: Access, domain: str, card: str
             if decision.dissolve:
                 _dissolve(deployment, connection, access, state.id, decision)
             else:
-                links.set_card_customer(connection, card_ids=[mine.id], customer_id=None, now=None)
+                links_repo.set_card_customer(
+                    connection, card_ids=[mine.id], customer_id=None, now=None
+                )
                 if decision.rule.startswith("reattach."):
                     _reattach(deployment, connection, access, state.id, decision)
         return _finish(

@@ -19,7 +19,7 @@ from policy import AttachmentPolicy, load_policy
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
-from tiers.storage import links
+from tiers.storage import links as links_repo
 
 __all__ = [
     "PolicyDiff",
@@ -37,7 +37,7 @@ def default_policy() -> bytes:
 
 
 def current_policy(connection: Connection) -> AttachmentPolicy:
-    stored = links.active_policy(connection)
+    stored = links_repo.active_policy(connection)
     if stored is None:
         raise NotInitialised(
             "no attachment policy is in force; run `tiers policy apply FILE`", code="no_policy"
@@ -57,15 +57,15 @@ class PolicyDiff:
 
 
 def _diff(connection: Connection, new: AttachmentPolicy) -> PolicyDiff:
-    stored = links.active_policy(connection)
+    stored = links_repo.active_policy(connection)
     reattach: Counter[str] = Counter()
     grandfathered: Counter[str] = Counter()
     plan: dict[int, tuple[str | None, int | None]] = {}
-    ids = links.all_customers(connection)
+    ids = links_repo.all_customers(connection)
     for customer_id in ids:
-        customer = links.customer(connection, customer_id=customer_id)
+        customer = links_repo.customer(connection, customer_id=customer_id)
         assert customer is not None
-        cards = links.cards_of(connection, customer_id=customer_id)
+        cards = links_repo.cards_of(connection, customer_id=customer_id)
         if len(cards) > new.max_cards_per_customer:
             grandfathered["link.max_cards"] += 1
         partners = [c.partner for c in cards]
@@ -128,14 +128,14 @@ def apply_policy(deployment: Deployment, *, access: Access, data: bytes) -> Poli
     require(access, Action.POLICY_APPLY)
     policy = load_policy(data)
     with deployment.transaction() as connection:
-        links.lock(connection)
+        links_repo.lock(connection)
         result = _diff(connection, policy)
         for customer_id, (partner, card_id) in sorted(result.plan.items()):
-            customer = links.customer(connection, customer_id=customer_id)
+            customer = links_repo.customer(connection, customer_id=customer_id)
             assert customer is not None
             if partner is None:
-                links.delete_customer(connection, customer_id=customer_id, base=customer.base)
-                links.add_attachment(
+                links_repo.delete_customer(connection, customer_id=customer_id, base=customer.base)
+                links_repo.add_attachment(
                     connection,
                     customer_id=customer_id,
                     partner_id=None,
@@ -148,7 +148,7 @@ def apply_policy(deployment: Deployment, *, access: Access, data: bytes) -> Poli
                 continue
             record = deployment.domain(connection, partner)
             assert card_id is not None
-            links.update_customer(
+            links_repo.update_customer(
                 connection,
                 customer_id=customer_id,
                 attached_to=record.id,
@@ -157,7 +157,7 @@ def apply_policy(deployment: Deployment, *, access: Access, data: bytes) -> Poli
                 policy_version=policy.version,
                 attached_at=access.now,
             )
-            links.add_attachment(
+            links_repo.add_attachment(
                 connection,
                 customer_id=customer_id,
                 partner_id=record.id,
@@ -167,7 +167,7 @@ def apply_policy(deployment: Deployment, *, access: Access, data: bytes) -> Poli
                 now=access.now,
                 actor=access.actor,
             )
-        links.store_policy(
+        links_repo.store_policy(
             connection,
             version=policy.version,
             name=policy.name,

@@ -16,7 +16,7 @@ from tiers.auditing import Access, Pending, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.pseudonyms import Pseudonym, parse_for_domain
-from tiers.storage import links
+from tiers.storage import links as links_repo
 from tiers.storage.domains import DomainRecord
 from tiers.storage.links import CardRow
 
@@ -50,8 +50,8 @@ def behind_hub_key(
 ) -> tuple[int | None, CardRow | None]:
     """The customer (if any) and the card (for a card key) that a hub key stands for."""
     if kind == "customer":
-        return links.customer_by_base(connection, base=ref), None
-    card_row = links.card_by_ref(connection, ref=ref)
+        return links_repo.customer_by_base(connection, base=ref), None
+    card_row = links_repo.card_by_ref(connection, ref=ref)
     return (card_row.customer_id if card_row is not None else None), card_row
 
 
@@ -60,7 +60,7 @@ def _resolve_one(
 ) -> tuple[Resolution, bytes]:
     key = ring.active
     pseudonym = parse_for_domain(text, domain=hub.name, keyring=ring)
-    found = links.hub_ref(connection, version=pseudonym.version, value=pseudonym.value)
+    found = links_repo.hub_ref(connection, version=pseudonym.version, value=pseudonym.value)
     if found is None:
         raise NotFound("unknown linking key", code="unknown_key")
     kind, ref = found
@@ -72,27 +72,29 @@ def _resolve_one(
         view = CardView(
             card_row.partner,
             _hub_text(
-                hub, key.version, links.hub_value(connection, ref=card_row.ref, version=key.version)
+                hub,
+                key.version,
+                links_repo.hub_value(connection, ref=card_row.ref, version=key.version),
             ),
             card_row.enrolled_at,
         )
         return Resolution(None, [view], None, None), card_row.base
-    customer = links.customer(connection, customer_id=customer_id)
+    customer = links_repo.customer(connection, customer_id=customer_id)
     if customer is None:
         raise NotFound("unknown linking key", code="unknown_key")
-    rows = links.cards_of(connection, customer_id=customer_id)
+    rows = links_repo.cards_of(connection, customer_id=customer_id)
     views = [
         CardView(
             r.partner,
             _hub_text(
-                hub, key.version, links.hub_value(connection, ref=r.ref, version=key.version)
+                hub, key.version, links_repo.hub_value(connection, ref=r.ref, version=key.version)
             ),
             r.linked_at or r.enrolled_at,
         )
         for r in rows
     ]
     alliance = _hub_text(
-        hub, key.version, links.hub_value(connection, ref=customer.base, version=key.version)
+        hub, key.version, links_repo.hub_value(connection, ref=customer.base, version=key.version)
     )
     subject_base = card_row.base if card_row is not None else rows[0].base
     return Resolution(alliance, views, customer.attached_to, customer.policy_version), subject_base

@@ -25,7 +25,7 @@ from sqlalchemy import Connection
 from errors import RowTampered
 from keys import MasterKey
 from keys.rows import RowSealer
-from tiers.storage import clients as client_repo
+from tiers.storage import clients as clients_repo
 from tiers.storage import keystore
 from tiers.storage.clients import ClientRecord
 
@@ -62,9 +62,9 @@ def client_fields(record: ClientRecord) -> list[str | int | bool | None]:
 
 def seal_client(connection: Connection, sealer: RowSealer, *, client_id: int) -> None:
     """Seal the client's row as it now stands (after the service changed it)."""
-    record = client_repo.by_id(connection, client_id=client_id)
+    record = clients_repo.by_id(connection, client_id=client_id)
     assert record is not None
-    client_repo.set_seal(
+    clients_repo.set_seal(
         connection, client_id=client_id, seal=sealer.seal(CLIENT, client_fields(record))
     )
 
@@ -125,7 +125,7 @@ def find_tampered(connection: Connection, master: MasterKey) -> list[Finding]:
     sealer = RowSealer(master)
     found = [
         Finding(CLIENT, record.name)
-        for record in client_repo.list_all(connection)
+        for record in clients_repo.list_all(connection)
         if not client_holds(sealer, record)
     ]
     for owner, purpose in keystore.keyrings(connection):
@@ -149,7 +149,7 @@ def reseal_all(connection: Connection, sealer: RowSealer) -> None:
 
 def _seal_rows(connection: Connection, sealer: RowSealer, *, every: bool) -> int:
     count = 0
-    for record in client_repo.list_all(connection):
+    for record in clients_repo.list_all(connection):
         if every or record.seal is None:
             seal_client(connection, sealer, client_id=record.id)
             count += 1
