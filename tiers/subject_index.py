@@ -74,6 +74,13 @@ def _top(ref: bytes) -> int:
     return (ref[0] << 4) | (ref[1] >> 4)
 
 
+def _bucket(bits: int, top: int) -> int:
+    """The bucket of a reference whose first 12 bits are ``top``, in an entry grouped by
+    ``bits`` of them: ``(1 << bits) | prefix``, which names both (what is written and what a
+    look-up asks)."""
+    return (1 << bits) | (top >> (BUCKET_BITS - bits))
+
+
 def index_secret(key: DomainKey) -> bytes:
     """The index's own key, derived from an audit key version: its references are keyed
     BLAKE2b (one C call an identifier, a third of an HMAC's cost in Python)."""
@@ -124,7 +131,7 @@ def buckets_of(blocks: Sequence[Block]) -> Buckets:
         first, end = prefix << shift, (prefix + 1) << shift
         joined = b"".join([block.span(first, end) for block in blocks])
         if joined:
-            found[(1 << bits) | prefix] = joined
+            found[_bucket(bits, first)] = joined
     return found
 
 
@@ -191,6 +198,5 @@ def references(
                 ref = block.refs[at : at + REF_BYTES]
                 top = _top(ref)
                 for bits in range(BUCKET_BITS + 1):
-                    bucket = (1 << bits) | (top >> (BUCKET_BITS - bits))
-                    wanted.setdefault(bucket, set()).add(ref)
+                    wanted.setdefault(_bucket(bits, top), set()).add(ref)
     return wanted
