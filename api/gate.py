@@ -47,7 +47,7 @@ from tiers.ratelimit import RateLimiter
 from tiers.refusals import Refusal
 from tiers.settings import Settings
 
-__all__ = ["Gate", "answer", "bearer", "route_action"]
+__all__ = ["Gate", "answer", "api_routes", "bearer", "route_action"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -113,12 +113,12 @@ _CACHED_CHECK: Grouped[tuple[Authenticator, Deployment, str | None], ClientRecor
 )
 
 
-def _api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
     """Every API route, through the routers the app includes."""
     for route in routes:
         included = getattr(route, "original_router", None)  # FastAPI keeps routers apart
         if included is not None:
-            yield from _api_routes(included.routes)
+            yield from api_routes(included.routes)
         elif isinstance(route, APIRoute):
             yield route
 
@@ -129,7 +129,7 @@ def route_action(scope: Scope) -> Action:
     state = scope["app"].state
     routes: list[APIRoute] | None = getattr(state, "api_routes", None)
     if routes is None:
-        routes = state.api_routes = list(_api_routes(scope["app"].router.routes))
+        routes = state.api_routes = list(api_routes(scope["app"].router.routes))
     for route in routes:
         if route.matches(scope)[0] == Match.FULL:
             return action_of(route)

@@ -5,13 +5,11 @@ action of the enumeration is used."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
-from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute
-
 from api.actions import ACTION_KEY, action_of
+from api.gate import api_routes
 from audit import Action
 from tests.api.conftest import Api
 from tiers.authorisation import PERMISSIONS
@@ -19,15 +17,6 @@ from tiers.authorisation import PERMISSIONS
 ROOT = Path(__file__).resolve().parents[2]
 UNKNOWN = f"tiers_{'a' * 10}_{'A' * 43}"
 UNLOGGED = {"healthz", "readyz"}  # the probes: no caller, nothing logged
-
-
-def _routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
-    for route in routes:
-        included = getattr(getattr(route, "original_router", None), "routes", None)
-        if included is not None:
-            yield from _routes(included)
-        elif isinstance(route, APIRoute):
-            yield route
 
 
 def _product_sources() -> Iterator[tuple[Path, str]]:
@@ -38,7 +27,7 @@ def _product_sources() -> Iterator[tuple[Path, str]]:
 
 
 def test_every_route_declares_its_action(api: Api) -> None:
-    routes = list(_routes(api.http.app.routes))
+    routes = list(api_routes(api.http.app.routes))
     assert len(routes) > 40
     undeclared = [
         r.name for r in routes if r.name not in UNLOGGED and action_of(r) is Action.REQUEST

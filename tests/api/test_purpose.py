@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 
+from api.gate import api_routes
 from tests.api.conftest import Api
 
 UPLOAD = {"file": ("in.csv", b"card\n12345678\n", "text/csv")}
@@ -90,14 +90,7 @@ def send(api: Api, who: str, method: str, path: str, body: Any, purpose: str | N
 
 def route_names(routes: Sequence[BaseRoute]) -> set[str]:
     """Every API route's name, through the routers the app includes."""
-    names: set[str] = set()
-    for route in routes:
-        included = getattr(route, "original_router", None)  # FastAPI keeps routers apart
-        if included is not None:
-            names |= route_names(included.routes)
-        elif isinstance(route, APIRoute):
-            names.add(route.name)
-    return names
+    return {route.name for route in api_routes(routes)}
 
 
 def test_every_route_is_classified(api: Api) -> None:
