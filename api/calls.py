@@ -21,7 +21,7 @@ wait for it, as a pool thread would have waited (at most ``SQLITE_BUSY_MS``, the
 
 Short ``pseudonymise`` calls and single-key link resolutions are made in groups
 (:func:`pseudonymise_grouped`, :func:`resolve_grouped`; a group commit, see
-:mod:`api.grouping`): in one transaction, by :func:`tiers.tokenisation.pseudonymise_together`
+:mod:`api._grouping`): in one transaction, by :func:`tiers.tokenisation.pseudonymise_together`
 or :func:`tiers.resolution.resolve_together`. Each call still gets its own results and its
 own access-log entry, but the transaction, the log head's lock and update, the key look-ups and
 the inserts are shared: at sixteen calls a group, a call's core work took a fifth of its time
@@ -45,7 +45,7 @@ import anyio
 from anyio.lowlevel import RunVar
 from fastapi.concurrency import run_in_threadpool
 
-from api.grouping import Grouped
+from api._grouping import Grouped
 from errors import InvalidIdentifier, TiersError
 from tiers.auditing import Access
 from tiers.deployment import Deployment

@@ -3,7 +3,7 @@
 Every request to ``/v1/…`` passes here first, as ASGI middleware:
 
 1. A key whose verification is cached is checked against its client's row (revoked, replaced?)
-   with the keys of the requests that wait beside it, in one read (:mod:`api.grouping`).
+   with the keys of the requests that wait beside it, in one read (:mod:`api._grouping`).
 2. Any other caller (no key, a malformed, unknown, wrong or revoked one, or a good key not
    verified yet) costs an Argon2 verification. Those are limited **per address**
    (``address_verifications_per_second``, ``address_verifications_burst``) before any is
@@ -37,7 +37,7 @@ from starlette.routing import BaseRoute, Match
 from api.actions import action_of
 from api.calls import short_call_in_pool
 from api.errors import caller_address, error_body, status_of
-from api.grouping import Grouped
+from api._grouping import Grouped
 from audit import Action
 from errors import Forbidden, RateLimited, RevokedKey, TiersError, Unauthorised
 from tiers.auditing import Access

@@ -1,4 +1,7 @@
-"""Public request and response schemas of the HTTP API (with OpenAPI examples)."""
+"""Every request and response schema of the HTTP API, in one place (with OpenAPI examples).
+
+Routes define none of their own: a change to what the API accepts or answers is a change to
+this module, and `docs/api.md` and the OpenAPI document follow from it."""
 
 from __future__ import annotations
 
@@ -11,26 +14,47 @@ from pydantic import BaseModel, ConfigDict, Field
 from errors import TiersError
 
 __all__ = [
+    "ERRORS",
+    "JSON_ERRORS",
     "AlertOut",
+    "AssociateRequest",
     "AuditSubjectRequest",
+    "CampaignIn",
+    "CampaignOut",
+    "CardOut",
+    "CardRequest",
     "CheckpointOut",
     "ClientIn",
     "ClientOut",
+    "ClientRequestOut",
+    "DeliveryOut",
     "DomainIn",
     "DomainOut",
+    "EnrolRequest",
+    "EnrolResponse",
+    "ErrorDetail",
     "ErrorOut",
+    "ExchangeOut",
     "IssuedKeyOut",
     "JobOut",
     "KeyVersionOut",
+    "LinkOutcomeOut",
     "PseudonymiseRequest",
     "PseudonymiseResponse",
+    "RejectOut",
+    "ResolutionOut",
+    "ResolveItem",
+    "ResolveRequest",
+    "Strict",
     "ValueError_",
     "VerificationOut",
     "WhoAmI",
+    "WithdrawIn",
+    "batch_results",
 ]
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -73,7 +97,7 @@ class WhoAmI(BaseModel):
     domain: str | None
 
 
-class PseudonymiseRequest(_Strict):
+class PseudonymiseRequest(Strict):
     kind: str = Field(examples=["card"], max_length=16)
     values: list[str] = Field(examples=[["4970 1012 3456", "bad"]], max_length=100_000)
     purpose: str | None = Field(default=None, examples=["monthly exchange"], max_length=200)
@@ -121,7 +145,7 @@ class JobOut(BaseModel):
     finished_at: datetime | None
 
 
-class AuditSubjectRequest(_Strict):
+class AuditSubjectRequest(Strict):
     domain: str = Field(max_length=32)
     kind: str = Field(max_length=16)
     value: str = Field(max_length=1024)
@@ -148,7 +172,7 @@ class VerificationOut(BaseModel):
     key: str
 
 
-class DomainIn(_Strict):
+class DomainIn(Strict):
     name: str = Field(examples=["casino"], max_length=32)
     role: str = Field(examples=["partner"], max_length=16)
     luhn: bool = False
@@ -168,7 +192,7 @@ class KeyVersionOut(BaseModel):
     state_changed_at: datetime
 
 
-class ClientIn(_Strict):
+class ClientIn(Strict):
     name: str = Field(examples=["casino-batch"], max_length=32)
     role: str = Field(examples=["partner"], max_length=16)
     domain: str | None = Field(default=None, examples=["casino"], max_length=32)
@@ -211,3 +235,103 @@ class AlertOut(BaseModel):
     hour: datetime
     observed: int
     threshold: int
+
+
+# Card links
+
+
+class EnrolRequest(Strict):
+    values: list[str] = Field(max_length=100_000, examples=[["4970 1012 3456"]])
+    enrolled_at: datetime | None = None
+    purpose: str | None = Field(default=None, max_length=200)
+
+
+class EnrolResponse(BaseModel):
+    pseudonyms: list[str | None]
+    errors: list[ValueError_]
+
+
+class AssociateRequest(Strict):
+    card: str = Field(max_length=128, description="your card: its number or your pseudonym")
+    other_domain: str = Field(max_length=32, examples=["sncf"])
+    other_card: str = Field(max_length=128, description="the other partner's card number")
+    purpose: str | None = Field(default=None, max_length=200)
+
+
+class CardRequest(Strict):
+    card: str = Field(max_length=128, description="your card: its number or your pseudonym")
+    purpose: str | None = Field(default=None, max_length=200)
+
+
+class LinkOutcomeOut(BaseModel):
+    rule: str = Field(examples=["attach.first_enrolment"])
+    policy_version: str
+    changed: bool
+    attached_here: bool = Field(description="whether you are the customer's SG")
+
+
+class CardOut(BaseModel):
+    partner: str
+    linking_key: str
+    since: datetime
+
+
+class ResolutionOut(BaseModel):
+    alliance_key: str | None
+    cards: list[CardOut]
+    attached_to: str | None
+    policy_version: str | None
+
+
+class ResolveRequest(Strict):
+    linking_keys: list[str] = Field(max_length=10_000)
+    purpose: str | None = Field(default=None, max_length=200)
+
+
+class ResolveItem(BaseModel):
+    linking_key: str
+    resolution: ResolutionOut | None = None
+    error: str | None = None
+
+
+# Exchanges, inboxes and campaigns
+
+
+class RejectOut(BaseModel):
+    line: int
+    column: str
+    code: str
+
+
+class ExchangeOut(BaseModel):
+    rows_in: int
+    rows_out: int
+    rows_rejected: int
+    first_rejects: list[RejectOut] = Field(description="all of them are in your inbox")
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    kind: str = Field(examples=["exchange"])
+    name: str
+    rows: int
+    sha256: str
+    sender: str
+    created_at: str
+    acked: bool
+
+
+class CampaignIn(Strict):
+    name: str = Field(max_length=64, examples=["christmas-2026"])
+    linking_keys: list[str] = Field(max_length=1_000_000)
+    purpose: str | None = Field(default=None, max_length=200)
+
+
+class CampaignOut(BaseModel):
+    per_sg: dict[str, int]
+    dropped: dict[str, int]
+
+
+class WithdrawIn(Strict):
+    card: str = Field(max_length=128)
+    purpose: str | None = Field(default=None, max_length=200)

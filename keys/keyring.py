@@ -74,7 +74,7 @@ class DomainKey:
         return f"<DomainKey {m.purpose} {m.owner} v{m.version} {m.state.value} (redacted)>"
 
 
-@dataclass(frozen=True, slots=True, repr=False)
+@dataclass(frozen=True, slots=True, repr=False, weakref_slot=True)
 class Keyring:
     """All versions of one owner's key for one purpose. Immutable."""
 

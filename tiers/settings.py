@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     job_stale_seconds: int = Field(default=120, ge=1)
     # What `tiers job purge` keeps of finished file jobs' outputs (see tiers/jobs.py).
     job_retention_days: int = Field(default=7, ge=0)
-    # Processes that tokenise a file's blocks in parallel (command line; see tiers/fastpath.py).
+    # Processes that tokenise a file's blocks in parallel (command line; see tiers/_fastpath.py).
     file_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     # Dictionary-attack signs raised by `tiers audit alerts` (see tiers/alerts.py).
     alert_values_per_hour: int = Field(default=1_000_000, ge=1)

@@ -37,7 +37,7 @@ __all__ = [
 
 REGISTER_BATCH = 10_000
 # A batch of at least this many values registers through held, sorted inserts
-# (tiers.storage.held_inserts); below it the temporary tables cost more than the sort saves
+# (tiers.storage._held_inserts); below it the temporary tables cost more than the sort saves
 # (the measurements: bench/HISTORY.md, "Measurements behind constants").
 HELD_FROM_VALUES = 10_000
 

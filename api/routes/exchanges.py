@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
 
 from api.actions import logged_as
 from api.deps import (
@@ -16,53 +15,22 @@ from api.deps import (
     access_with,
 )
 from api.downloads import CsvDownload
-from api.schemas import ERRORS, JSON_ERRORS, _Strict
+from api.schemas import (
+    ERRORS,
+    JSON_ERRORS,
+    CampaignIn,
+    CampaignOut,
+    DeliveryOut,
+    ExchangeOut,
+    RejectOut,
+    WithdrawIn,
+)
 from api.upload import held_for, paced, stream_body
 from audit import Action
 from tiers import campaigns, exchanges, inbox
 from tiers.inbox import DeliveryRecord
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
-
-
-class RejectOut(BaseModel):
-    line: int
-    column: str
-    code: str
-
-
-class ExchangeOut(BaseModel):
-    rows_in: int
-    rows_out: int
-    rows_rejected: int
-    first_rejects: list[RejectOut] = Field(description="all of them are in your inbox")
-
-
-class DeliveryOut(BaseModel):
-    id: str
-    kind: str = Field(examples=["exchange"])
-    name: str
-    rows: int
-    sha256: str
-    sender: str
-    created_at: str
-    acked: bool
-
-
-class CampaignIn(_Strict):
-    name: str = Field(max_length=64, examples=["christmas-2026"])
-    linking_keys: list[str] = Field(max_length=1_000_000)
-    purpose: str | None = Field(default=None, max_length=200)
-
-
-class CampaignOut(BaseModel):
-    per_sg: dict[str, int]
-    dropped: dict[str, int]
-
-
-class WithdrawIn(_Strict):
-    card: str = Field(max_length=128)
-    purpose: str | None = Field(default=None, max_length=200)
 
 
 def _delivery(record: DeliveryRecord) -> DeliveryOut:

@@ -2,74 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
 
 from api.actions import logged_as
 from api.calls import resolve_grouped
 from api.deps import CurrentClient, DataAccess, DeploymentDep, PurposeHeader, access_with
-from api.schemas import ERRORS, ValueError_, _Strict, batch_results
+from api.schemas import (
+    ERRORS,
+    AssociateRequest,
+    CardOut,
+    CardRequest,
+    EnrolRequest,
+    EnrolResponse,
+    LinkOutcomeOut,
+    ResolutionOut,
+    ResolveItem,
+    ResolveRequest,
+    batch_results,
+)
 from audit import Action
 from errors import TiersError
 from tiers import cards, links, resolution
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
-
-
-class EnrolRequest(_Strict):
-    values: list[str] = Field(max_length=100_000, examples=[["4970 1012 3456"]])
-    enrolled_at: datetime | None = None
-    purpose: str | None = Field(default=None, max_length=200)
-
-
-class EnrolResponse(BaseModel):
-    pseudonyms: list[str | None]
-    errors: list[ValueError_]
-
-
-class AssociateRequest(_Strict):
-    card: str = Field(max_length=128, description="your card: its number or your pseudonym")
-    other_domain: str = Field(max_length=32, examples=["sncf"])
-    other_card: str = Field(max_length=128, description="the other partner's card number")
-    purpose: str | None = Field(default=None, max_length=200)
-
-
-class CardRequest(_Strict):
-    card: str = Field(max_length=128, description="your card: its number or your pseudonym")
-    purpose: str | None = Field(default=None, max_length=200)
-
-
-class LinkOutcomeOut(BaseModel):
-    rule: str = Field(examples=["attach.first_enrolment"])
-    policy_version: str
-    changed: bool
-    attached_here: bool = Field(description="whether you are the customer's SG")
-
-
-class CardOut(BaseModel):
-    partner: str
-    linking_key: str
-    since: datetime
-
-
-class ResolutionOut(BaseModel):
-    alliance_key: str | None
-    cards: list[CardOut]
-    attached_to: str | None
-    policy_version: str | None
-
-
-class ResolveRequest(_Strict):
-    linking_keys: list[str] = Field(max_length=10_000)
-    purpose: str | None = Field(default=None, max_length=200)
-
-
-class ResolveItem(BaseModel):
-    linking_key: str
-    resolution: ResolutionOut | None = None
-    error: str | None = None
 
 
 def _outcome(result: links.LinkOutcome) -> LinkOutcomeOut:

@@ -1,7 +1,7 @@
 """Short pseudonymise calls and single-key link resolutions that arrive together are made in
 groups (one transaction), and each still gets exactly what it gets alone: its answer or its
 error, and one entry of its own in the access log, which verifies. Then the grouping itself
-(api.grouping): order, limits, failures."""
+(api._grouping): order, limits, failures."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from api import calls, grouping
+from api import _grouping, calls
 from audit import AuditEntry
 from tests.api.conftest import Api
 from tests.conftest import ACCESS, assert_absent
@@ -211,7 +211,7 @@ def test_a_group_limits_its_values_and_keeps_the_order() -> None:
         made.append(items)
         return [ValueError(item) if item == 7 else item * 10 for item in items]
 
-    grouped: grouping.Grouped[int, int] = grouping.Grouped("test", make, size=lambda n: n, limit=9)
+    grouped: _grouping.Grouped[int, int] = _grouping.Grouped("test", make, size=lambda n: n, limit=9)
 
     async def run() -> list[int | BaseException]:
         return await asyncio.gather(
@@ -230,7 +230,7 @@ def test_a_group_that_fails_as_a_whole_fails_only_its_own_calls() -> None:
             raise RuntimeError("broken")
         return items
 
-    grouped: grouping.Grouped[int, int] = grouping.Grouped("test_fail", make, limit=2)
+    grouped: _grouping.Grouped[int, int] = _grouping.Grouped("test_fail", make, limit=2)
 
     async def run() -> list[int | BaseException]:
         return await asyncio.gather(*(grouped(n) for n in (1, 2, 3)), return_exceptions=True)

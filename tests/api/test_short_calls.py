@@ -249,7 +249,7 @@ def test_short_calls_in_the_pool_run_a_few_at_a_time_within_a_limit_of_their_own
     held, release = threading.Event(), threading.Event()
 
     def hold_the_writer() -> None:
-        with deployment._writer:
+        with deployment.transaction(checkpoint=False):  # holds the write turn
             held.set()
             release.wait(10)
 

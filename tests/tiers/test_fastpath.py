@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 
 from errors import TiersError
 from tests.conftest import ACCESS
-from tiers import files
+from tiers import _fastpath
+from tiers._fastpath import BlockResult, BlockWork, RecordBlocks, in_order
+from tiers._file_rows import plan_of
 from tiers.admin import add_domain
 from tiers.csvio import FIELD_SIZE_LIMIT
 from tiers.deployment import Deployment
-from tiers.fastpath import RecordBlocks, in_order
-from tiers.files import ColumnSpec, _BlockResult, _BlockWork, _plan, tokenise_file
+from tiers.files import ColumnSpec, tokenise_file
 from tiers.subject_index import index_secret
 from tiers.tokenisation import Tokeniser
 
@@ -185,14 +186,14 @@ def test_a_block_read_by_column_gives_what_it_gives_read_by_row(
     any size and any delimiter (what the file test above cannot see: it does not register,
     and its files are comma-separated). The row route writes through csv.writer."""
     block, delimiter = block_and_delimiter
-    monkeypatch.setattr(files, "_COLUMN_SLICE", lines_at_once)
+    monkeypatch.setattr(_fastpath, "COLUMN_SLICE", lines_at_once)
     header = ["card", "email", "amount"]
-    plan = _plan(header, COLUMNS, ["amount"])
+    plan = plan_of(header, COLUMNS, ["amount"])
     with casino.transaction() as connection:
         tokeniser = Tokeniser.open(casino, connection, "casino")
         secret = index_secret(casino.audit_keyring(connection).active)
-    work = _BlockWork(plan, len(header), tokeniser, delimiter, register, secret)
-    by_row = work._by_row(block, before, _BlockResult(bytes_in=len(block)))
+    work = BlockWork(plan, len(header), tokeniser, delimiter, register, secret)
+    by_row = work.by_row(block, before, BlockResult(bytes_in=len(block)))
     by_column = work(block, before)
     assert by_row == by_column  # the references included: sorted, whatever the slices
     assert by_column.refs is not None and [] == by_column.bases

@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 
 from errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
 from tests.conftest import ACCESS, Database, assert_absent
+from tiers._file_rows import neutralise_formula
 from tiers.admin import add_domain
 from tiers.deployment import Deployment
-from tiers.files import ColumnSpec, neutralise_formula, parse_column_spec, tokenise_file
+from tiers.files import ColumnSpec, parse_column_spec, tokenise_file
 from tiers.tokenisation import pseudonymise_values
 
 CARD = ColumnSpec("card", "card")

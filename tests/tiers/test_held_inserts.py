@@ -1,4 +1,4 @@
-"""Bulk inserts held to the end of a load and made then in key order (storage.held_inserts)."""
+"""Bulk inserts held to the end of a load and made then in key order (storage._held_inserts)."""
 
 from __future__ import annotations
 
@@ -26,10 +26,10 @@ from sqlalchemy import (
 from tests.conftest import ACCESS
 from tiers.admin import add_domain
 from tiers.deployment import Deployment
-from tiers.storage import _dialect, bulk_load, held_inserts, sorted_inserts
+from tiers.storage import _dialect, _held_inserts, bulk_load, sorted_inserts
 from tiers.storage._dialect import COPY_THRESHOLD, bulk_insert_ignoring_duplicates, unique_key
 from tiers.storage.database import BULK_CACHE_KIB
-from tiers.storage.held_inserts import SORTING_CACHE_KIB
+from tiers.storage._held_inserts import SORTING_CACHE_KIB
 from tiers.storage.links import enrol
 from tiers.storage.subjects import register
 from tiers.storage.tables import cards, hub_keys, keys, pseudonym_index, subjects
@@ -145,7 +145,7 @@ def test_held_inserts_store_exactly_what_direct_inserts_store(
     On SQLite the rows are held several to a statement, the rest one by one (3: batches here
     take both ways). On PostgreSQL they go in by ``ON CONFLICT DO NOTHING`` (share 0) or by a
     plain insert of the new ones (any stage is large next to its table)."""
-    monkeypatch.setattr(held_inserts, "_ROWS_PER_INSERT", rows_per_insert)
+    monkeypatch.setattr(_held_inserts, "ROWS_PER_INSERT", rows_per_insert)
     monkeypatch.setattr(_dialect, "NEW_ROWS_SHARE", new_rows_share)
 
     def direct(connection: Connection) -> object:
@@ -230,11 +230,11 @@ def test_a_failed_block_in_a_transaction_that_goes_on_leaves_nothing_in_the_way(
 
 def test_a_stage_insert_of_many_rows_repeats_the_one_row_insert() -> None:
     one = 'INSERT INTO "tiers_held_x" (value, subject) VALUES (?, ?)'
-    assert held_inserts._of_rows(one, 3) == (
+    assert _held_inserts.of_rows(one, 3) == (
         'INSERT INTO "tiers_held_x" (value, subject) VALUES (?, ?), (?, ?), (?, ?)'
     )
     with pytest.raises(ValueError, match="one-row INSERT"):
-        held_inserts._of_rows("INSERT INTO t (a) VALUES (%(a)s)", 3)
+        _held_inserts.of_rows("INSERT INTO t (a) VALUES (%(a)s)", 3)
 
 
 def test_rows_are_identified_by_the_key_they_give() -> None:

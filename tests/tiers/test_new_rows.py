@@ -81,7 +81,7 @@ def test_a_stage_large_next_to_its_table_goes_in_by_a_plain_insert_of_its_new_ro
             connection, subjects, ["base"], _bases(range(big, 5 * big)), {"created_at": NOW}
         )
         connection.exec_driver_sql("ANALYZE subjects")
-        assert _dialect._planned_rows(connection, subjects) == 5 * big
+        assert _dialect.planned_rows(connection, subjects) == 5 * big
         with _statements(connection) as seen:
             bulk_insert_ignoring_duplicates(
                 connection,

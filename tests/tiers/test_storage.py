@@ -333,7 +333,7 @@ def test_a_reindex_walks_each_entry_of_the_version_once_whatever_the_batch(
         return sha256(base + b"v2").digest()[:20]
 
     seen: list[bytes] = []
-    monkeypatch.setattr(subjects, "_REINDEX_BATCH", batch)
+    monkeypatch.setattr(subjects, "REINDEX_BATCH", batch)
     with deployment.transaction() as connection:
         domain_id = deployment.domain(connection, "casino").id
         subjects.register(connection, domain_id=domain_id, version=1, pairs=pairs, now=now)

@@ -12,7 +12,7 @@ from tiers.storage.database import (
     scrub_deleted,
     transaction,
 )
-from tiers.storage.held_inserts import SortedInserts, sorted_inserts
+from tiers.storage._held_inserts import SortedInserts, sorted_inserts
 
 __all__ = [
     "SQLITE_BUSY_MS",

@@ -27,7 +27,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 
 if TYPE_CHECKING:
-    from tiers.storage.held_inserts import SortedInserts
+    from tiers.storage._held_inserts import SortedInserts
 
 __all__ = [
     "COPY_THRESHOLD",
@@ -46,7 +46,7 @@ __all__ = [
     "versioned_chunks",
 ]
 
-# The key of connection.info under which tiers.storage.held_inserts holds bulk inserts.
+# The key of connection.info under which tiers.storage._held_inserts holds bulk inserts.
 HELD_INSERTS = "tiers_held_inserts"
 
 
@@ -270,7 +270,7 @@ UNIQUE_VIOLATION = "23505"
 NEW_ROWS_SHARE = 3
 
 
-def _planned_rows(connection: Connection, table: Table) -> float:
+def planned_rows(connection: Connection, table: Table) -> float:
     """PostgreSQL: the planner's estimate of ``table``'s rows (from its statistics, or from its
     size when it was never analysed), without reading the table."""
     every_row = select(literal_column("1")).select_from(table).compile(dialect=connection.dialect)
@@ -309,7 +309,7 @@ def insert_from_stage(
     if (
         connection.dialect.name == "postgresql"
         and order
-        and staged * NEW_ROWS_SHARE >= _planned_rows(connection, table)
+        and staged * NEW_ROWS_SHARE >= planned_rows(connection, table)
     ):
         existing = table.alias("existing")
         there = select(literal(1)).where(*(existing.c[name] == sources[name] for name in key))

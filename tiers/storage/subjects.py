@@ -25,7 +25,7 @@ __all__ = [
     "reindex",
 ]
 
-_REINDEX_BATCH = 10_000
+REINDEX_BATCH = 10_000
 
 
 def register(
@@ -133,7 +133,7 @@ def _subjects_of(connection: Connection, *, domain_id: int, version: int) -> Ite
             select(pseudonym_index.c.value, pseudonym_index.c.subject)
             .where(pseudonym_index.c.domain_id == domain_id, pseudonym_index.c.version == version)
             .order_by(pseudonym_index.c.value)
-            .limit(_REINDEX_BATCH)
+            .limit(REINDEX_BATCH)
         )
         if last is not None:
             query = query.where(pseudonym_index.c.value > last)

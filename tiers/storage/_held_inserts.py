@@ -106,7 +106,7 @@ class SortedInserts:
                     dialect=self._connection.dialect, column_keys=list(columns)
                 )
             )
-            per = max(1, min(_ROWS_PER_INSERT, _SQLITE_PARAMETERS // len(columns)))
+            per = max(1, min(ROWS_PER_INSERT, _SQLITE_PARAMETERS // len(columns)))
             stage = _Stage(
                 table,
                 key[1],
@@ -114,7 +114,7 @@ class SortedInserts:
                 tuple(parents),
                 temporary,
                 insert_row,
-                "" if copying else _of_rows(insert_row, per),
+                "" if copying else of_rows(insert_row, per),
                 per,
             )
             self._stages[key] = stage
@@ -169,11 +169,11 @@ class SortedInserts:
 
 # Rows of one INSERT into a stage on SQLite, within the host parameters any SQLite allows (999
 # before 3.32): 50 and 200 rows a statement were as fast, 1 a statement took half as long again.
-_ROWS_PER_INSERT = 100
+ROWS_PER_INSERT = 100
 _SQLITE_PARAMETERS = 999
 
 
-def _of_rows(insert_row: str, rows: int) -> str:
+def of_rows(insert_row: str, rows: int) -> str:
     """``INSERT … VALUES (?, ?)`` made ``INSERT … VALUES (?, ?), (?, ?), …`` of ``rows`` rows."""
     head, values, group = insert_row.rpartition(" VALUES ")
     if not values or not group.startswith("(") or set(group) - set("(?, )"):
