@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 from anyio.lowlevel import RunVar
 
-__all__ = ["JOIN_TURNS", "Grouped"]
+__all__ = ["Grouped"]
 
 T = TypeVar("T")
 R = TypeVar("R")

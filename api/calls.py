@@ -58,11 +58,9 @@ from tiers.tokenisation import (
 )
 
 __all__ = [
-    "GROUP_VALUES",
     "SHORT_CALL_THREADS",
     "SHORT_CALL_VALUES",
     "call",
-    "grouped_calls",
     "pseudonymise_grouped",
     "pseudonymise_one",
     "resolve_grouped",

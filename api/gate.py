@@ -34,10 +34,10 @@ from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
 
+from api._grouping import Grouped
 from api.actions import action_of
 from api.calls import short_call_in_pool
 from api.errors import caller_address, error_body, status_of
-from api._grouping import Grouped
 from audit import Action
 from errors import Forbidden, RateLimited, RevokedKey, TiersError, Unauthorised
 from tiers.auditing import Access
@@ -47,7 +47,7 @@ from tiers.ratelimit import RateLimiter
 from tiers.refusals import Refusal
 from tiers.settings import Settings
 
-__all__ = ["Gate", "answer", "api_routes", "bearer", "route_action"]
+__all__ = ["Gate", "answer", "api_routes", "route_action"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -24,8 +24,6 @@ from tiers.settings import Settings
 
 __all__ = [
     "HeldBytes",
-    "QueueReader",
-    "StreamedWork",
     "held_for",
     "paced",
     "stream_body",

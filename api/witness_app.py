@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from tiers.witness import WitnessHome
 
-__all__ = ["MAX_BODY", "create_witness_app"]
+__all__ = ["create_witness_app"]
 
 # A checkpoint with its signatures and 63 proof lines is a few kilobytes.
 MAX_BODY = 64 * 1024

@@ -6,9 +6,9 @@ Pure: nothing here touches a database or HTTP. Storing entries is the core's job
 
 from __future__ import annotations
 
-from audit.actions import CLIENT_EVENTS, KEY_EVENTS, Action
-from audit.bundle import FORMAT, Bundle, dump_bundle, load_bundle, verify_bundle
-from audit.checkpoint import ORIGIN, Checkpoint, CheckpointSigner, key_id, verify_checkpoint
+from audit.actions import CLIENT_EVENTS, Action
+from audit.bundle import Bundle, dump_bundle, load_bundle, verify_bundle
+from audit.checkpoint import ORIGIN, Checkpoint, CheckpointSigner, key_id
 from audit.entry import GENESIS, AuditEntry, Counts, parse_entry
 from audit.merkle import (
     CompactRange,
@@ -24,9 +24,7 @@ from audit.verify import PurgeMark, StoredEntry, Verification, verify_log
 
 __all__ = [
     "CLIENT_EVENTS",
-    "FORMAT",
     "GENESIS",
-    "KEY_EVENTS",
     "ORIGIN",
     "Action",
     "AuditEntry",
@@ -48,7 +46,6 @@ __all__ = [
     "render_report",
     "root",
     "verify_bundle",
-    "verify_checkpoint",
     "verify_consistency",
     "verify_inclusion",
     "verify_log",

@@ -16,7 +16,7 @@ from audit.note import Note, VerifierKey, verify_cosignature
 from audit.verify import PurgeMark, StoredEntry, Verification, verify_log
 from errors import AuditIntegrityError
 
-__all__ = ["FORMAT", "Bundle", "dump_bundle", "load_bundle", "verify_bundle", "write_bundle"]
+__all__ = ["Bundle", "dump_bundle", "load_bundle", "verify_bundle", "write_bundle"]
 
 FORMAT = "tiers-audit-export/1"
 

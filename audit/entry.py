@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from errors import AuditIntegrityError
 
-__all__ = ["GENESIS", "OUTCOMES", "AuditEntry", "Counts", "parse_entry"]
+__all__ = ["GENESIS", "AuditEntry", "Counts", "parse_entry"]
 
 GENESIS = "0" * 64
 OUTCOMES = ("ok", "denied", "error")

@@ -18,7 +18,6 @@ from typing import Literal
 from errors import AuditIntegrityError
 
 __all__ = [
-    "EMPTY_ROOT",
     "CompactRange",
     "consistency_proof",
     "inclusion_proof",

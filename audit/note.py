@@ -31,7 +31,6 @@ from errors import AuditIntegrityError
 __all__ = [
     "COSIGNATURE",
     "ED25519",
-    "MAX_SIGNATURES",
     "Cosignature",
     "Note",
     "NoteSignature",

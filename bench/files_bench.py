@@ -187,7 +187,7 @@ def without_subject_index() -> Iterator[None]:
     "after" (the workers are forked, so they inherit the change)."""
     from array import array  # noqa: PLC0415
 
-    from tiers import subject_index  # noqa: PLC0415 - after the peers' runs
+    from tiers import _subject_index as subject_index  # noqa: PLC0415 - after the peers' runs
 
     saved = (subject_index.block_of, subject_index.index_blocks)
     empty = subject_index.Block(b"", array("I", [0] * ((1 << subject_index.BUCKET_BITS) + 1)))

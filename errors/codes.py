@@ -56,7 +56,7 @@ from errors import (
     UploadTooSlow,
 )
 
-__all__ = ["CODES", "ROW_CODES", "Code", "markdown"]
+__all__ = ["CODES", "ROW_CODES", "markdown"]
 
 
 @dataclass(frozen=True, slots=True)

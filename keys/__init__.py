@@ -9,14 +9,12 @@ from __future__ import annotations
 from keys._encoding import length_prefixed
 from keys._hmac import PreparedHmacSha256
 from keys._secret import Secret
-from keys.keyring import KEY_BYTES, DomainKey, Keyring, KeyState, KeyVersion, new_key_material
-from keys.master import DEVELOPMENT_MARKER, MASTER_KEY_BYTES, MasterKey, write_development_key
+from keys.keyring import DomainKey, Keyring, KeyState, KeyVersion, new_key_material
+from keys.master import DEVELOPMENT_MARKER, MasterKey, write_development_key
 from keys.wrapping import KeyIdentity, unwrap_key, wrap_key
 
 __all__ = [
     "DEVELOPMENT_MARKER",
-    "KEY_BYTES",
-    "MASTER_KEY_BYTES",
     "DomainKey",
     "KeyIdentity",
     "KeyState",

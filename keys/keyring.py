@@ -18,7 +18,7 @@ from errors import KeyDestroyed, KeyStateError, UnknownKeyVersion
 from keys._hmac import PreparedHmacSha256
 from keys._secret import Secret
 
-__all__ = ["KEY_BYTES", "DomainKey", "KeyState", "KeyVersion", "Keyring", "new_key_material"]
+__all__ = ["DomainKey", "KeyState", "KeyVersion", "Keyring", "new_key_material"]
 
 KEY_BYTES = 32
 

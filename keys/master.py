@@ -19,7 +19,7 @@ from pathlib import Path
 from errors import ConfigurationError, KeyUnavailable
 from keys._secret import Secret
 
-__all__ = ["DEVELOPMENT_MARKER", "MASTER_KEY_BYTES", "MasterKey", "write_development_key"]
+__all__ = ["DEVELOPMENT_MARKER", "MasterKey", "write_development_key"]
 
 MASTER_KEY_BYTES = 32
 DEVELOPMENT_MARKER = "# tiers DEVELOPMENT master key: never use it in production"

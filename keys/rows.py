@@ -24,7 +24,7 @@ from keys._encoding import length_prefixed
 from keys._secret import Secret
 from keys.master import MasterKey
 
-__all__ = ["PREFIX", "RowSealer"]
+__all__ = ["RowSealer"]
 
 PREFIX = "hmac-sha256:"
 _LABEL = b"tiers rows of power v1"

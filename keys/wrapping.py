@@ -15,7 +15,7 @@ from errors import KeyUnavailable
 from keys._encoding import length_prefixed
 from keys.master import MasterKey
 
-__all__ = ["WRAP_FORMAT", "KeyIdentity", "unwrap_key", "wrap_key"]
+__all__ = ["KeyIdentity", "unwrap_key", "wrap_key"]
 
 WRAP_FORMAT = 1
 _NONCE_BYTES = 12

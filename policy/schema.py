@@ -14,7 +14,7 @@ from typing import Any
 
 from errors import PolicyError
 
-__all__ = ["INITIAL_RULES", "REATTACHMENT_RULES", "AttachmentPolicy", "PolicyError", "load_policy"]
+__all__ = ["AttachmentPolicy", "PolicyError", "load_policy"]
 
 INITIAL_RULES = ("first_enrolment", "requesting_partner")
 REATTACHMENT_RULES = ("oldest_card", "most_recent_enrolment")

@@ -35,7 +35,8 @@ from multiprocessing.pool import AsyncResult
 from typing import IO, Any, TypeVar
 
 from errors import InvalidFile, InvalidIdentifier
-from tiers import subject_index
+from tiers import _subject_index as subject_index
+from tiers._csvio import FIELD_SIZE_LIMIT, csv_records
 from tiers._file_rows import (
     Plan,
     column_name,
@@ -44,7 +45,6 @@ from tiers._file_rows import (
     registrations,
     row_problems,
 )
-from tiers.csvio import FIELD_SIZE_LIMIT, csv_records
 from tiers.tokenisation import Tokeniser
 
 __all__ = [
@@ -53,7 +53,6 @@ __all__ = [
     "BlockResult",
     "BlockWork",
     "RecordBlocks",
-    "collector_paused",
     "in_order",
 ]
 

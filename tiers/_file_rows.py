@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
-from tiers.csvio import undecodable
+from tiers._csvio import undecodable
 from tiers.identifiers import IdentifierKind, get_kind
 from tiers.tokenisation import Tokeniser
 

@@ -25,7 +25,9 @@ from errors import (
 from keys import KeyVersion, MasterKey, write_development_key
 from keys.rows import RowSealer
 from policy import load_policy
-from tiers import checkpointing, keyrings, sealing
+from tiers import _checkpointing as checkpointing
+from tiers import _keyrings as keyrings
+from tiers import sealing
 from tiers.auditing import AUDIT_DOMAIN, Access, audited
 from tiers.authorisation import require
 from tiers.deployment import MASTER_CHECK, Deployment
@@ -49,7 +51,6 @@ from tiers.storage import meta as meta_repo
 from tiers.storage.domains import DomainRecord
 
 __all__ = [
-    "ROLES",
     "DomainRecord",
     "InitReport",
     "KeyDestruction",

@@ -19,7 +19,7 @@ access log shows who tried. Two signs are raised, per actor and per clock hour (
 And the alarms of the log's own integrity, raised now (their hour is the current one):
 
 - ``log_inconsistent`` or ``checkpoint_store_…``: the service cannot sign the log (see
-  :mod:`tiers.checkpointing`); the scan is then not logged, since nothing can be;
+  :mod:`tiers._checkpointing`); the scan is then not logged, since nothing can be;
 - ``row_tampered``: a client or keyring whose seal fails (:mod:`tiers.sealing`).
 
 The scan reads the log, not a counter in one process, so it sees every worker and every host.
@@ -47,11 +47,9 @@ from tiers.storage import audit_log
 
 __all__ = [
     "ALERT_OF_CLIENT_EVENT",
-    "IDENTIFIER_ACTIONS",
     "Alert",
     "Thresholds",
     "find_alerts",
-    "identifiers",
     "scan",
 ]
 

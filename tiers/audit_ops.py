@@ -32,11 +32,13 @@ from audit.entry import AuditEntry
 from audit.merkle import verify_consistency
 from audit.note import Note
 from errors import AuditIntegrityError, InvalidRequest, NotFound
-from tiers import checkpointing, subject_index, witnessing
+from tiers import _checkpointing as checkpointing
+from tiers import _subject_index as subject_index
+from tiers import _witnessing as witnessing
+from tiers._csvio import atomic_output
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.cards import card_of
-from tiers.csvio import atomic_output
 from tiers.deployment import Deployment
 from tiers.identifiers import get_kind
 from tiers.pseudonyms import base_pseudonym
@@ -50,7 +52,6 @@ __all__ = [
     "PurgeResult",
     "ReportResult",
     "export_log",
-    "kept_checkpoint",
     "latest_note",
     "log_key",
     "lookup_subject",
@@ -304,7 +305,7 @@ def verify_stored(deployment: Deployment, *, access: Access) -> Verification:
 
 def _checkpoint_now(deployment: Deployment) -> Checkpoint:
     """A checkpoint over every committed entry, signed into the store if none covers them all
-    yet. Raises what :func:`tiers.checkpointing.sign_pending` raises."""
+    yet. Raises what :func:`tiers._checkpointing.sign_pending` raises."""
     checkpointing.sign_pending(deployment)
     with deployment.reading() as connection:
         latest = deployment.checkpoint_store(connection).latest()
@@ -356,7 +357,7 @@ def lookup_subject(
     references (every live audit key version) and dropped; the look-up is itself logged with
     the customer's reference. Entries that name the customer are found by their columns; those
     about many customers at once (a batch, a file, an exchange, a campaign, a withdrawal) by
-    the subject index (:mod:`tiers.subject_index`).
+    the subject index (:mod:`tiers._subject_index`).
 
     A partner's card that is linked to other cards stands for an alliance customer, whose
     entries may name any of its cards (an association is recorded under the card presented

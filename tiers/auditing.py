@@ -119,7 +119,7 @@ class Pending:
 def _append(connection: Connection, pending: Sequence[Pending]) -> list[AuditEntry]:
     """Append ``pending`` in order: the log head read and locked once, the entries inserted
     together, the head saved once. Checkpoints are signed once the entries are committed
-    (tiers.checkpointing), never inside the transaction that writes them."""
+    (tiers._checkpointing), never inside the transaction that writes them."""
     state = audit_log.lock_state(connection)
     tree = CompactRange(state.next_seq, state.frontier)
     entries: list[AuditEntry] = []

@@ -28,17 +28,18 @@ from errors import (
 )
 from keys import KeyIdentity, MasterKey, unwrap_key, wrap_key
 from keys.rows import RowSealer
-from tiers import checkpointing, sealing
+from tiers import _checkpointing as checkpointing
+from tiers import sealing
+from tiers._csvio import atomic_binary_output
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
-from tiers.csvio import atomic_binary_output
 from tiers.deployment import MASTER_CHECK, Deployment
 from tiers.settings import Settings
 from tiers.storage import audit_log, check_schema, keystore, make_engine, migrate, snapshot
 from tiers.storage import meta as meta_repo
 from tiers.storage.checkpoint_store import CheckpointStore
 
-__all__ = ["BACKUP_FORMAT", "RestoreReport", "backup", "restore", "rotate_master_key"]
+__all__ = ["RestoreReport", "backup", "restore", "rotate_master_key"]
 
 BACKUP_FORMAT = "tiers-backup/1"
 

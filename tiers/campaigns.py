@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from audit import Action, Counts
 from errors import NotFound, TiersError
 from keys import DomainKey, Keyring
-from tiers import subject_index
+from tiers import _subject_index as subject_index
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
@@ -21,7 +21,7 @@ from tiers.pseudonyms import domain_pseudonym, parse_for_domain
 from tiers.storage import links as links_repo
 from tiers.storage.domains import DomainRecord
 
-__all__ = ["CAMPAIGN_BATCH", "CampaignReport", "send_campaign"]
+__all__ = ["CampaignReport", "send_campaign"]
 
 # Linking keys routed together: a few statements per batch instead of five per key.
 CAMPAIGN_BATCH = 2000

@@ -17,7 +17,8 @@ from sqlalchemy import Connection
 from audit import Action, Counts
 from errors import InvalidIdentifier, NotFound
 from keys import DomainKey, length_prefixed
-from tiers import hub_keys, subject_index
+from tiers import _hub_keys as hub_keys
+from tiers import _subject_index as subject_index
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment, unknown_domain

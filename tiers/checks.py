@@ -20,15 +20,18 @@ from sqlalchemy import Connection
 
 from audit import Action, Counts, parse_entry
 from audit.entry import AuditEntry
+from tiers._keyrings import PSEUDONYM_PURPOSE
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
-from tiers.keyrings import PSEUDONYM_PURPOSE
 from tiers.sealing import Finding, find_tampered
 from tiers.storage import audit_log, integrity, keystore
 from tiers.storage import clients as clients_repo
 
-__all__ = ["Finding", "check_deployment", "find_rollbacks"]
+__all__ = [
+    "Finding",
+    "check_deployment",
+]
 
 
 @audited(Action.CHECK, domain_arg=None)

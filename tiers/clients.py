@@ -44,14 +44,12 @@ from tiers.storage import clients as clients_repo
 from tiers.storage.clients import ClientRecord
 
 __all__ = [
-    "ARGON2_PROFILES",
     "Authenticator",
     "ClientRecord",
     "IssuedKey",
     "add_client",
     "key_prefix",
     "list_clients",
-    "password_hasher",
     "revoke_client",
     "rotate_client_key",
     "whoami",

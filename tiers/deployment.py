@@ -24,7 +24,10 @@ from errors import (
 )
 from keys import Keyring, MasterKey
 from keys.rows import RowSealer
-from tiers import auditing, checkpointing, keyrings, storage, witnessing
+from tiers import _checkpointing as checkpointing
+from tiers import _keyrings as keyrings
+from tiers import _witnessing as witnessing
+from tiers import auditing, storage
 from tiers.auditing import AUDIT_DOMAIN, Access
 from tiers.budgets import IdentifierBudget
 from tiers.identifiers import NormalisationOptions
@@ -71,7 +74,7 @@ class Deployment:
     _writer: threading.RLock = field(default_factory=threading.RLock, repr=False)
     # Unwrapped keyrings and domain records, kept under one key generation (see :meth:`_kept`).
     _kept_now: _Kept | None = field(default=None, repr=False)
-    # Why the log cannot be written now (tiers.checkpointing): every record() raises it. A
+    # Why the log cannot be written now (tiers._checkpointing): every record() raises it. A
     # store that failed clears when a checkpoint is signed again; an inconsistent log never
     # does in this process.
     log_fault: AuditUnavailable | None = None

@@ -32,11 +32,11 @@ from errors import (
     UnknownKeyVersion,
 )
 from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
-from tiers import subject_index
+from tiers import _subject_index as subject_index
+from tiers._csvio import FIELD_SIZE_LIMIT, csv_records, open_source, read_header
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.cards import CardEnrolment, card_refs, partner_card
-from tiers.csvio import FIELD_SIZE_LIMIT, csv_records, open_source, read_header
 from tiers.deployment import Deployment
 from tiers.files import Reject
 from tiers.identifiers import get_kind
@@ -55,7 +55,6 @@ from tiers.storage.domains import DomainRecord
 
 __all__ = [
     "ExchangeReport",
-    "exchange_schemas",
     "send_exchange",
     "withdraw_customer",
 ]
@@ -116,7 +115,7 @@ class _HubKeys:
         self.partner_ring = deployment.domain_keyring(connection, partner)
         self.partner_key = self.partner_ring.active
         self.options = deployment.normalisation(partner)
-        # The customers the exchange named, for the subject index (tiers.subject_index).
+        # The customers the exchange named, for the subject index (tiers._subject_index).
         self.touched: list[bytes] = []
 
     def keys(self, values: Sequence[str], keyed: Sequence[bool]) -> list[str | TiersError | None]:

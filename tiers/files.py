@@ -33,7 +33,15 @@ from sqlalchemy import Connection
 
 from audit import Action, Counts
 from errors import InvalidFile, InvalidRequest
-from tiers import subject_index
+from tiers import _subject_index as subject_index
+from tiers._csvio import (
+    FIELD_SIZE_LIMIT,
+    atomic_output,
+    csv_records,
+    open_raw,
+    read_header,
+    text_of,
+)
 from tiers._fastpath import BLOCK_BYTES, BlockResult, BlockWork, RecordBlocks, in_order
 from tiers._file_rows import (
     ColumnSpec,
@@ -46,14 +54,6 @@ from tiers._file_rows import (
 )
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
-from tiers.csvio import (
-    FIELD_SIZE_LIMIT,
-    atomic_output,
-    csv_records,
-    open_raw,
-    read_header,
-    text_of,
-)
 from tiers.deployment import Deployment
 from tiers.identifiers import get_kind
 from tiers.storage import SortedInserts, bulk_load, sorted_inserts
@@ -127,7 +127,7 @@ class _Sink:
     register: bool
     output_handle: IO[str]
     max_listed_rejects: int
-    # The subject index's references of every identifier accepted (tiers.subject_index): the
+    # The subject index's references of every identifier accepted (tiers._subject_index): the
     # entry's number is known only at the end.
     touched: subject_index.Gathered
     output: Any = None
@@ -261,7 +261,7 @@ def _registering(stack: ExitStack, connection: Connection) -> SortedInserts:
 
 def _finish(deployment: Deployment, access: Access, sink: _Sink, *, domain: str, kept: int) -> None:
     """The file's subjects registered and its entry written, indexed under every customer it
-    touched (:mod:`tiers.subject_index`); its identifier cells charged to the client's budget.
+    touched (:mod:`tiers._subject_index`); its identifier cells charged to the client's budget.
     """
     report = sink.report
     if report.rows_in == 0:

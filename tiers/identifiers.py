@@ -12,7 +12,7 @@ never hashed "as is", and no error message repeats the value.
 - ``phone``: parsed by ``phonenumbers`` with a default region (``FR``, configurable) and
   required to be a valid number; E.164. ``"06 12 34 56 78"`` → ``+33612345678``. A value
   already in E.164 form is mostly answered from libphonenumber's metadata without the parse
-  (:mod:`tiers.phones`), with the parser's answer.
+  (:mod:`tiers._phones`), with the parser's answer.
 - ``person``: ``last|first|YYYY-MM-DD|postcode``. Names lose their accents (Œ→OE, Æ→AE), are
   upper-cased with spaces collapsed, and may hold only letters, spaces, hyphens and apostrophes;
   the date must exist and lie in 1900-2100; the postcode is 3 to 10 letters or digits, spaces
@@ -34,11 +34,10 @@ from types import MappingProxyType
 import phonenumbers
 
 from errors import InvalidIdentifier
-from tiers.phones import e164_shortcut
+from tiers._phones import e164_shortcut
 
 __all__ = [
     "KINDS",
-    "MAX_INPUT_LENGTH",
     "IdentifierKind",
     "NormalisationOptions",
     "get_kind",
@@ -144,7 +143,7 @@ def _normalise_email(value: str, options: NormalisationOptions) -> str:
 
 def _normalise_phone(value: str, options: NormalisationOptions) -> str:
     text = _precheck(value, "phone")
-    shortcut = e164_shortcut(text)  # the parser's own answer, when it is certain (tiers.phones)
+    shortcut = e164_shortcut(text)  # the parser's own answer, when it is certain (tiers._phones)
     if shortcut is not None:
         return shortcut
     try:

@@ -22,9 +22,9 @@ from sqlalchemy import Connection
 
 from audit import Action, Counts
 from errors import InvalidRequest, NotFound
+from tiers._csvio import atomic_output
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
-from tiers.csvio import atomic_output
 from tiers.deployment import Deployment
 from tiers.storage import inbox as inbox_repo
 from tiers.storage.domains import DomainRecord

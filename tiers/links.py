@@ -30,7 +30,7 @@ from policy import (
     Transfer,
     evaluate,
 )
-from tiers import hub_keys
+from tiers import _hub_keys as hub_keys
 from tiers.auditing import Access, audited, is_recorded, mark_recorded
 from tiers.authorisation import require
 from tiers.cards import partner_card, partner_domain

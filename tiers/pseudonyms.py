@@ -22,7 +22,6 @@ from errors import DomainMismatch, InvalidPseudonym
 from keys import DomainKey, Keyring, length_prefixed
 
 __all__ = [
-    "BASE_BYTES",
     "DOMAIN_NAME",
     "PSEUDONYM_BYTES",
     "Pseudonym",

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import Connection
 
 from keys import DomainKey
-from tiers import hub_keys
+from tiers import _hub_keys as hub_keys
 from tiers.auditing import Access
 from tiers.deployment import Deployment
 from tiers.inbox import staged_delivery

@@ -20,7 +20,7 @@ from tiers.storage import links as links_repo
 from tiers.storage.domains import DomainRecord
 from tiers.storage.links import CardRow
 
-__all__ = ["CardView", "Resolution", "behind_hub_key", "resolve", "resolve_together"]
+__all__ = ["CardView", "Resolution", "resolve", "resolve_together"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,6 @@ __all__ = [
     "Finding",
     "check_client",
     "check_keyring",
-    "client_fields",
     "client_holds",
     "find_tampered",
     "reseal_all",

@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from audit import Action, Counts
 from errors import InvalidIdentifier, InvalidRequest, TiersError
 from keys import DomainKey, length_prefixed
-from tiers import subject_index
+from tiers import _subject_index as subject_index
 from tiers.auditing import Access, Pending, audited
 from tiers.authorisation import require
 from tiers.cards import CardEnrolment
@@ -24,8 +24,6 @@ from tiers.storage.domains import DomainRecord
 
 __all__ = [
     "HELD_FROM_VALUES",
-    "KEEP_LOOKING_UP",
-    "REGISTER_BATCH",
     "Registrar",
     "Tokeniser",
     "ValuesCall",

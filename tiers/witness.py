@@ -30,7 +30,7 @@ from audit.merkle import verify_consistency
 from audit.note import COSIGNATURE, Note, VerifierKey, cosign, valid_key_name
 from errors import AlreadyExists, AuditIntegrityError, InvalidRequest, NotInitialised
 
-__all__ = ["MAX_PROOF", "WitnessAnswer", "WitnessHome", "init_witness"]
+__all__ = ["WitnessAnswer", "WitnessHome", "init_witness"]
 
 MAX_PROOF = 63
 

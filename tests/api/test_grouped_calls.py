@@ -211,7 +211,9 @@ def test_a_group_limits_its_values_and_keeps_the_order() -> None:
         made.append(items)
         return [ValueError(item) if item == 7 else item * 10 for item in items]
 
-    grouped: _grouping.Grouped[int, int] = _grouping.Grouped("test", make, size=lambda n: n, limit=9)
+    grouped: _grouping.Grouped[int, int] = _grouping.Grouped(
+        "test", make, size=lambda n: n, limit=9
+    )
 
     async def run() -> list[int | BaseException]:
         return await asyncio.gather(

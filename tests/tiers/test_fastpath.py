@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from errors import TiersError
 from tests.conftest import ACCESS
 from tiers import _fastpath
+from tiers._csvio import FIELD_SIZE_LIMIT
 from tiers._fastpath import BlockResult, BlockWork, RecordBlocks, in_order
 from tiers._file_rows import plan_of
+from tiers._subject_index import index_secret
 from tiers.admin import add_domain
-from tiers.csvio import FIELD_SIZE_LIMIT
 from tiers.deployment import Deployment
 from tiers.files import ColumnSpec, tokenise_file
-from tiers.subject_index import index_secret
 from tiers.tokenisation import Tokeniser
 
 COLUMNS = [ColumnSpec("card", "card"), ColumnSpec("email", "email")]

@@ -28,8 +28,8 @@ from tiers.admin import add_domain
 from tiers.deployment import Deployment
 from tiers.storage import _dialect, _held_inserts, bulk_load, sorted_inserts
 from tiers.storage._dialect import COPY_THRESHOLD, bulk_insert_ignoring_duplicates, unique_key
-from tiers.storage.database import BULK_CACHE_KIB
 from tiers.storage._held_inserts import SORTING_CACHE_KIB
+from tiers.storage.database import BULK_CACHE_KIB
 from tiers.storage.links import enrol
 from tiers.storage.subjects import register
 from tiers.storage.tables import cards, hub_keys, keys, pseudonym_index, subjects

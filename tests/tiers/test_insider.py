@@ -21,7 +21,8 @@ from sqlalchemy import text
 from errors import AuditIntegrityError, CheckpointStoreError, LogInconsistent
 from tests.conftest import ACCESS, Database
 from tests.forgery import delete_checkpoints, engine_of, rewrite
-from tiers import checkpointing, witnessing
+from tiers import _checkpointing as checkpointing
+from tiers import _witnessing as witnessing
 from tiers.admin import add_domain, initialise
 from tiers.alerts import find_alerts
 from tiers.audit_ops import export_log, latest_note, purge_log, verify_against, verify_stored
@@ -244,7 +245,7 @@ import os, signal, sys
 from tiers.deployment import Deployment
 from tiers.settings import Settings
 from tiers.storage import audit_log
-from tiers import checkpointing, witnessing
+from tiers import _checkpointing as checkpointing, _witnessing as witnessing
 from tiers.admin import add_domain, initialise
 from tiers.alerts import find_alerts
 from tests.conftest import ACCESS

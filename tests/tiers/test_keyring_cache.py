@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from errors import KeyDestroyed, NotFound
 from tests.conftest import ACCESS, statements
-from tiers import keyrings
+from tiers import _keyrings as keyrings
 from tiers.admin import add_domain, destroy_key, rotate_key
 from tiers.deployment import Deployment
 from tiers.pseudonyms import parse_for_domain

@@ -179,7 +179,7 @@ def test_known_names_the_subjects_indexed_with_that_same_subject(history: _Histo
 
 
 def test_a_call_about_known_values_writes_nothing_but_its_log_entry(history: _History) -> None:
-    """Nothing but the log: its entry, and the entry's subject index (tiers.subject_index)."""
+    """Nothing but the log: its entry, and the entry's subject index (tiers._subject_index)."""
     history.apply([("hub", None)])
     history.register(CARDS)
     with statements(history.deployment, "INSERT") as inserts:

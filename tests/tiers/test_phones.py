@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
 
 from errors import InvalidIdentifier
+from tiers._phones import e164_shortcut
 from tiers.identifiers import NormalisationOptions, normalise
-from tiers.phones import e164_shortcut
 
 
 def parser_answer(text: str, region: str = "FR") -> str | None:

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import ACCESS, Database
 from tests.tiers.test_links import at, hub_key, link_two_cards
+from tiers._subject_index import BUCKET_BITS, REF_BYTES, ROW_REFS, bits_for, block_of, buckets_of
 from tiers.audit_ops import lookup_subject, purge_log
 from tiers.campaigns import send_campaign
 from tiers.deployment import Deployment
@@ -24,7 +25,6 @@ from tiers.exchanges import send_exchange, withdraw_customer
 from tiers.files import ColumnSpec, tokenise_file
 from tiers.storage.database import alembic_config
 from tiers.storage.tables import audit_subjects
-from tiers.subject_index import BUCKET_BITS, REF_BYTES, ROW_REFS, bits_for, block_of, buckets_of
 from tiers.tokenisation import pseudonymise_values
 
 AUDITOR = replace(ACCESS, actor="dpo", role="auditor", purpose="DPO request 9")

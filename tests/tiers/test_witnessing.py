@@ -14,10 +14,10 @@ from errors import ConfigurationError
 from tests.conftest import ACCESS, Database
 from tests.hardening.service import free_port
 from tests.witnesses import KEY, misbehaving
+from tiers._witnessing import configured
 from tiers.admin import add_domain, initialise
 from tiers.deployment import Deployment
 from tiers.settings import Settings
-from tiers.witnessing import configured
 
 
 def _deployment(database: Database, url: str, timeout: float = 5) -> Deployment:

@@ -32,7 +32,6 @@ from tiers.settings import Settings
 
 __all__ = [
     "EXIT_ERROR",
-    "EXIT_INTERNAL",
     "EXIT_REJECTS",
     "Purpose",
     "counted",
@@ -40,7 +39,6 @@ __all__ = [
     "err_console",
     "handles_errors",
     "load_settings",
-    "now",
     "operator",
     "out_console",
     "print_rows",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tiers.storage._held_inserts import SortedInserts, sorted_inserts
 from tiers.storage.database import (
     SQLITE_BUSY_MS,
     bulk_load,
@@ -10,9 +11,7 @@ from tiers.storage.database import (
     make_engine,
     migrate,
     scrub_deleted,
-    transaction,
 )
-from tiers.storage._held_inserts import SortedInserts, sorted_inserts
 
 __all__ = [
     "SQLITE_BUSY_MS",
@@ -24,5 +23,4 @@ __all__ = [
     "migrate",
     "scrub_deleted",
     "sorted_inserts",
-    "transaction",
 ]

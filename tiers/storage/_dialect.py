@@ -33,7 +33,6 @@ __all__ = [
     "COPY_THRESHOLD",
     "DRIVER_IN_CHUNK",
     "HELD_INSERTS",
-    "IN_CHUNK",
     "Parent",
     "bulk_insert_ignoring_duplicates",
     "copy_rows",

@@ -282,7 +282,7 @@ def last_seq_before(connection: Connection, *, cutoff: datetime, first: int) -> 
 
 def index_subjects(connection: Connection, rows: Sequence[tuple[int, int, bytes]]) -> None:
     """Rows of the subject index: ``(bucket, entry seq, references end to end)`` (see
-    tiers.subject_index; bulk, COPY on PostgreSQL)."""
+    tiers._subject_index; bulk, COPY on PostgreSQL)."""
     bulk_insert_ignoring_duplicates(connection, audit_subjects, ["bucket", "seq", "refs"], rows)
 
 

@@ -29,7 +29,6 @@ __all__ = [
     "migrate",
     "page_cache",
     "scrub_deleted",
-    "transaction",
 ]
 
 
@@ -156,13 +155,6 @@ def page_cache(connection: Connection, kib: int) -> Iterator[None]:
         yield
     finally:
         connection.exec_driver_sql(f"PRAGMA cache_size={int(previous)}")
-
-
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """One database transaction: committed on success, rolled back on any exception."""
-    with engine.begin() as connection:
-        yield connection
 
 
 def scrub_deleted(engine: Engine, *tables: str) -> None:

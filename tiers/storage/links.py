@@ -32,7 +32,6 @@ __all__ = [
     "add_attachment",
     "all_customers",
     "all_refs",
-    "attachment_history",
     "card_by_ref",
     "card_customers",
     "cards_by_refs",
@@ -282,22 +281,6 @@ def add_attachment(
             actor=actor[:128],
         )
     )
-
-
-def attachment_history(connection: Connection, *, customer_id: int) -> list[tuple[Any, ...]]:
-    rows = connection.execute(
-        select(
-            attachments.c.rule,
-            domains.c.name,
-            attachments.c.policy_version,
-            attachments.c.decided_at,
-            attachments.c.actor,
-        )
-        .outerjoin(domains, domains.c.id == attachments.c.partner_id)
-        .where(attachments.c.customer_id == customer_id)
-        .order_by(attachments.c.id)
-    )
-    return [tuple(row) for row in rows]
 
 
 def hub_ref(connection: Connection, *, version: int, value: bytes) -> tuple[str, bytes] | None:

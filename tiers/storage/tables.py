@@ -226,7 +226,7 @@ clients = Table(
 # (BLAKE2b under a key derived from the audit key), grouped by their first bits, as many as the
 # entry's size needs (``bucket`` = ``(1 << bits) | prefix``, migration 0016), into one sorted
 # array per entry and bucket (``refs``). Kept with the log and purged with it
-# (tiers.subject_index).
+# (tiers._subject_index).
 audit_subjects = Table(
     "audit_subjects",
     metadata,

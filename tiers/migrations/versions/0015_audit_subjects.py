@@ -6,7 +6,7 @@ Revises: 0014
 An entry names one customer at most (``subject``), so a look-up missed the files, batches,
 exchanges and campaigns that included a customer. ``audit_subjects`` holds, for each identifier
 an operation touched, the first 64 bits of the customer's audit reference, grouped by bucket
-into one array per entry (tiers.subject_index). Entries written before it are not indexed.
+into one array per entry (tiers._subject_index). Entries written before it are not indexed.
 """
 
 from __future__ import annotations

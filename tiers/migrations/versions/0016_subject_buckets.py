@@ -5,7 +5,7 @@ Revises: 0015
 
 A batch of ten values wrote up to ten rows of one reference each, one of 10,000 values about
 3,700: every entry's references were grouped by their first 12 bits. An entry is now grouped by
-the bits that give rows of about 256 references (tiers.subject_index.bits_for), and a row's
+the bits that give rows of about 256 references (tiers._subject_index.bits_for), and a row's
 ``bucket`` says how many bits: ``(1 << bits) | prefix``. The rows written before were grouped
 by 12 bits: their bucket becomes ``4096 + prefix``.
 """

@@ -36,7 +36,6 @@ __all__ = [
     "adopt",
     "check_extends",
     "new_origin",
-    "origin_of",
     "sign_pending",
 ]
 
