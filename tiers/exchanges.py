@@ -322,28 +322,84 @@ def _send_batch(
         rejects.add(line, problems)
 
 
-def _record_exchange(
-    deployment: Deployment,
-    connection: Connection,
-    access: Access,
-    *,
-    domain: str,
-    exchange_type: str,
-    keys: _HubKeys,
-    report: ExchangeReport,
-) -> None:
-    """The exchange's entry, indexed under every customer it named, and its rows charged to
-    the client's budget."""
-    entry = deployment.record(
-        connection,
-        access,
-        action=Action.EXCHANGE_SEND,
-        domains=[domain, keys.hub.name],
-        counts=Counts(report.rows_in, report.rows_out, report.rows_rejected),
-        detail={"exchange": exchange_type, "identifiers": report.rows_in},
-    )
-    subject_index.index(deployment, connection, entry, keys.touched)
-    deployment.budget.charge(access, report.rows_in)
+@dataclass(slots=True)
+class _Sending:
+    """One exchange being sent, in its transaction: where its rows go and what it records."""
+
+    deployment: Deployment
+    connection: Connection
+    access: Access
+    exchange_type: str
+    partner: DomainRecord
+    keys: _HubKeys
+    report: ExchangeReport
+
+    @classmethod
+    def begun(
+        cls,
+        stack: ExitStack,
+        deployment: Deployment,
+        access: Access,
+        *,
+        domain: str,
+        schema: ExchangeSchema,
+        exchange_type: str,
+        report: ExchangeReport,
+    ) -> _Sending:
+        """The exchange's transaction, a bulk load, entered on ``stack``."""
+        connection = stack.enter_context(deployment.transaction())
+        stack.enter_context(bulk_load(connection))
+        partner = deployment.domain(connection, domain)
+        keys = _HubKeys(deployment, connection, partner, schema, access.now)
+        return cls(deployment, connection, access, exchange_type, partner, keys, report)
+
+    def _staged(
+        self, recipient: DomainRecord, kind: str, columns: list[str], sender: str
+    ) -> AbstractContextManager[PendingDelivery]:
+        return staged_delivery(
+            self.deployment,
+            self.connection,
+            recipient=recipient,
+            kind=kind,
+            name=self.exchange_type,
+            header=columns,
+            sender=sender,
+            now=self.access.now,
+        )
+
+    def deliveries(
+        self, stack: ExitStack, payload: list[str]
+    ) -> tuple[PendingDelivery, _SenderRejects, ExitStack]:
+        """The hub's delivery and the sender's rejects, with the stack that makes both appear
+        when it is closed (once the whole file was read). The rejects delivery is opened at
+        the first reject and written as the file is read, never held in memory."""
+        deliveries = stack.enter_context(ExitStack())
+        columns = ["linking_key", *payload]
+        delivery = deliveries.enter_context(
+            self._staged(self.keys.hub, "exchange", columns, self.partner.name)
+        )
+        rejects = _SenderRejects(
+            self.report,
+            lambda: deliveries.enter_context(
+                self._staged(self.partner, "rejects", ["line", "column", "code"], "tiers")
+            ),
+        )
+        return delivery, rejects, deliveries
+
+    def record(self) -> None:
+        """The exchange's entry, indexed under every customer it named, and its rows charged
+        to the client's budget."""
+        report = self.report
+        entry = self.deployment.record(
+            self.connection,
+            self.access,
+            action=Action.EXCHANGE_SEND,
+            domains=[self.partner.name, self.keys.hub.name],
+            counts=Counts(report.rows_in, report.rows_out, report.rows_rejected),
+            detail={"exchange": self.exchange_type, "identifiers": report.rows_in},
+        )
+        subject_index.index(self.deployment, self.connection, entry, self.keys.touched)
+        self.deployment.budget.charge(self.access, report.rows_in)
 
 
 @audited(Action.EXCHANGE_SEND)
@@ -378,53 +434,19 @@ def send_exchange(
         header = read_header(reader)
         _check_header(header, schema, exchange_type)
         layout = _Layout.of(header, schema)
-        connection = stack.enter_context(deployment.transaction())
-        stack.enter_context(bulk_load(connection))
-        partner = deployment.domain(connection, domain)
-        keys = _HubKeys(deployment, connection, partner, schema, access.now)
-
-        def staged(
-            recipient: DomainRecord, kind: str, columns: list[str], sender: str
-        ) -> AbstractContextManager[PendingDelivery]:
-            return staged_delivery(
-                deployment,
-                connection,
-                recipient=recipient,
-                kind=kind,
-                name=exchange_type,
-                header=columns,
-                sender=sender,
-                now=access.now,
-            )
-
-        # The sender's rejects delivery is opened at the first reject and written as the file
-        # is read (never held in memory); both deliveries appear when the whole file was read.
-        deliveries = stack.enter_context(ExitStack())
-        delivery = deliveries.enter_context(
-            staged(keys.hub, "exchange", ["linking_key", *layout.payload], domain)
-        )
-        rejects = _SenderRejects(
-            report,
-            lambda: deliveries.enter_context(
-                staged(partner, "rejects", ["line", "column", "code"], "tiers")
-            ),
-        )
+        sending = _Sending.begun(
+            stack, deployment, access, domain=domain, schema=schema,
+            exchange_type=exchange_type, report=report,
+        )  # fmt: skip
+        delivery, rejects, deliveries = sending.deliveries(stack, layout.payload)
         records = csv_records(reader)
         while chunk := list(itertools.islice(records, rows_per_batch)):
-            _send_batch(chunk, layout, keys, delivery, rejects)
+            _send_batch(chunk, layout, sending.keys, delivery, rejects)
         if report.rows_in == 0:
             raise InvalidFile("the file has a header but no data rows", code="no_rows")
         report.delivery = delivery.id
         deliveries.close()
-        _record_exchange(
-            deployment,
-            connection,
-            access,
-            domain=domain,
-            exchange_type=exchange_type,
-            keys=keys,
-            report=report,
-        )
+        sending.record()
     return report
 
 

@@ -135,15 +135,25 @@ class _Sink:
 
     @classmethod
     def opened(
-        cls, stack: ExitStack, deployment: Deployment, access: Access, domain: str, **given: Any
+        cls,
+        stack: ExitStack,
+        deployment: Deployment,
+        access: Access,
+        domain: str,
+        *,
+        plan: Plan,
+        width: int,
+        report: FileReport,
+        delimiter: str,
+        register: bool,
+        max_listed_rejects: int,
     ) -> _Sink:
         """The outputs, beside their targets, and the transaction, entered on ``stack`` last,
         so left first: the subjects are committed before the outputs are renamed into place."""
-        report: FileReport = given["report"]
         out_handle = stack.enter_context(atomic_output(Path(report.output)))
         rej_handle = stack.enter_context(atomic_output(Path(report.rejects)))
         connection = stack.enter_context(deployment.transaction())
-        held = _registering(stack, connection) if given["register"] else None
+        held = _registering(stack, connection) if register else None
         tokeniser = Tokeniser.open(deployment, connection, domain)
         secret = subject_index.index_secret(deployment.audit_keyring(connection).active)
         sink = cls(
@@ -152,7 +162,12 @@ class _Sink:
             registrar=_registrar(deployment, connection, tokeniser, access.now, held),
             output_handle=out_handle,
             touched=subject_index.Gathered(secret),
-            **given,
+            plan=plan,
+            width=width,
+            delimiter=delimiter,
+            report=report,
+            register=register,
+            max_listed_rejects=max_listed_rejects,
         )
         sink.output = csv.writer(out_handle, delimiter=sink.delimiter)
         sink.output.writerow(sink.plan.header)
