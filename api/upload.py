@@ -13,7 +13,8 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import IO, Any, Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -21,6 +22,9 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from errors import InvalidRequest, UploadTooSlow
 from tiers.deployment import Deployment
 from tiers.settings import Settings
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 __all__ = [
     "HeldBytes",
@@ -105,6 +109,79 @@ class QueueReader(io.RawIOBase):
         self.feed(error if error is not None else _EOF)  # type: ignore[arg-type]
 
 
+@dataclass(slots=True)
+class _FormParts(Generic[T]):
+    """What the multipart parser's callbacks build: each part's headers, the text fields (given
+    to ``on_field``), and the file part, whose bytes go to the work ``on_file`` gives."""
+
+    on_field: Callable[[str, str], None]
+    on_file: Callable[[], Callable[[IO[bytes]], T]]
+    held: HeldBytes | None
+    headers: dict[bytes, bytes] = field(default_factory=dict)
+    field_name: str | None = None  # of the text field being read
+    value: bytes = b""
+    work: StreamedWork[T] | None = None
+    pending: list[bytes] = field(default_factory=list)  # of the file, not yet fed to the work
+    header_field: bytearray = field(default_factory=bytearray)
+    header_value: bytearray = field(default_factory=bytearray)
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_header_field": self.on_header_field,
+            "on_header_value": self.on_header_value,
+            "on_header_end": self.on_header_end,
+            "on_headers_finished": self.on_headers_finished,
+            "on_part_data": self.on_part_data,
+            "on_part_end": self.on_part_end,
+        }
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_field.extend(data[start:end])
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value.extend(data[start:end])
+
+    def on_header_end(self) -> None:
+        self.headers[bytes(self.header_field).lower()] = bytes(self.header_value)
+        self.header_field.clear()
+        self.header_value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, disposition = parse_options_header(self.headers.get(b"content-disposition", b""))
+        if b"filename" in disposition:
+            if self.work is not None:
+                raise InvalidRequest("send one file per job", code="one_file")
+            self.work = StreamedWork(self.on_file(), self.held)
+            self.field_name = None
+        else:
+            self.field_name = disposition.get(b"name", b"").decode("utf-8", "replace")
+            self.value = b""
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.field_name is None:
+            self.pending.append(bytes(data[start:end]))
+        elif len(self.value) + end - start > _MAX_FIELD_BYTES:
+            raise InvalidRequest("a form field is too long", code="field_too_long")
+        else:
+            self.value += data[start:end]
+
+    def on_part_end(self) -> None:
+        if self.field_name is not None:
+            self.on_field(self.field_name, self.value.decode("utf-8", "replace"))
+        self.headers = {}
+        self.field_name = None
+
+    async def feed(self) -> None:
+        """Hand the file's bytes parsed so far to its work (once the file part has begun)."""
+        if self.pending and self.work is not None:
+            for piece in self.pending:
+                await self.work.feed(piece)
+            self.pending.clear()
+
+
+_MAX_FIELD_BYTES = 4096
+
+
 async def stream_multipart(
     content_type: str,
     body: AsyncIterator[bytes],
@@ -119,87 +196,21 @@ async def stream_multipart(
     boundary = params.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise InvalidRequest("send the file as multipart/form-data", code="bad_content_type")
-    state: dict[str, object] = {"headers": {}, "field": None, "value": b"", "reader": None}
-    pending: list[bytes] = []
-    header_field = bytearray()
-    header_value = bytearray()
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        header_field.extend(data[start:end])
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        header_value.extend(data[start:end])
-
-    def on_header_end() -> None:
-        headers = state["headers"]
-        assert isinstance(headers, dict)
-        headers[bytes(header_field).lower()] = bytes(header_value)
-        header_field.clear()
-        header_value.clear()
-
-    def on_headers_finished() -> None:
-        headers = state["headers"]
-        assert isinstance(headers, dict)
-        _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
-        name = disposition.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" in disposition:
-            if state["reader"] is not None:
-                raise InvalidRequest("send one file per job", code="one_file")
-            state["reader"] = StreamedWork(on_file(), held)
-            state["field"] = None
-        else:
-            state["field"] = name
-            state["value"] = b""
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["field"] is not None:
-            value = state["value"]
-            assert isinstance(value, bytes)
-            if len(value) + end - start > 4096:
-                raise InvalidRequest("a form field is too long", code="field_too_long")
-            state["value"] = value + data[start:end]
-        else:
-            pending.append(bytes(data[start:end]))
-
-    def on_part_end() -> None:
-        field = state["field"]
-        if isinstance(field, str):
-            value = state["value"]
-            assert isinstance(value, bytes)
-            on_field(field, value.decode("utf-8", "replace"))
-        state["headers"] = {}
-        state["field"] = None
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
-    )
+    parts = _FormParts(on_field, on_file, held)
+    parser = MultipartParser(boundary, parts.callbacks())
     try:
         async for chunk in body:
             parser.write(chunk)
-            streamed = state["reader"]
-            if pending and isinstance(streamed, StreamedWork):
-                for piece in pending:
-                    await streamed.feed(piece)
-                pending.clear()
+            await parts.feed()
         parser.finalize()
     except BaseException as error:
         # The upload broke off or was malformed: the work fails, nothing is delivered.
-        streamed = state["reader"]
-        if isinstance(streamed, StreamedWork):
-            await streamed.abort(error)
+        if parts.work is not None:
+            await parts.work.abort(error)
         raise
-    streamed = state["reader"]
-    if not isinstance(streamed, StreamedWork):
+    if parts.work is None:
         raise InvalidRequest("the upload has no file part", code="no_file")
-    result: T = await streamed.finish()
+    result: T = await parts.work.finish()
     return result
 
 
