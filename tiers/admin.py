@@ -115,14 +115,10 @@ def _check_master(connection: Connection, master: MasterKey) -> None:
         )
 
 
-def initialise(settings: Settings, *, access: Access) -> InitReport:
-    """Create (or check) the home, the schema, the master key check value and the service keys
-    (base, checkpoint signing, audit domain). Idempotent; logged as ``init``.
-
-    Generates a development master key in the home only when no master key is configured and
-    none is there yet. Raises :class:`KeyUnavailable` when the database was initialised under
-    another master key.
-    """
+def _prepared_home(settings: Settings) -> tuple[MasterKey, bool]:
+    """The home and the master key, with whether a development key was generated in the home
+    (only when no master key is configured and none is there yet); then the embedded
+    database's file, created owner-only."""
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     generated = False
     if not settings.master_key_configured() and not settings.default_master_key_path.exists():
@@ -133,39 +129,60 @@ def initialise(settings: Settings, *, access: Access) -> InitReport:
         # The embedded database holds pseudonyms and wrapped keys: owner-only from the start
         # (SQLite gives its -wal and -shm files the same mode).
         os.close(os.open(settings.database_path, os.O_WRONLY | os.O_CREAT, 0o600))
+    return master, generated
+
+
+def _service_rows(
+    connection: Connection, settings: Settings, master: MasterKey, access: Access
+) -> list[str]:
+    """Create what is missing of the service's own rows: its keyrings, the audit domain, the
+    seals of rows of power, the attachment policy, the log's origin. Returns what it made."""
+    sealed = sealing.seal_unsealed(connection, RowSealer(master))
+    created = [
+        name
+        for name, purpose, owner in (
+            ("base key", keyrings.BASE_PURPOSE, keyrings.SERVICE_OWNER),
+            ("checkpoint signing key", keyrings.SIGNING_PURPOSE, keyrings.SERVICE_OWNER),
+        )
+        if _ensure_keyring(connection, master, owner=owner, purpose=purpose, access=access)
+    ]
+    if _ensure_audit_domain(connection, master, access):
+        created.append("audit domain")
+    if sealed:
+        created.append(f"seals of {sealed} rows of power")
+    if links_repo.active_policy(connection) is None:
+        policy = load_policy(default_policy())
+        links_repo.store_policy(
+            connection,
+            version=policy.version,
+            name=policy.name,
+            content=policy.source,
+            now=access.now,
+        )
+        created.append("attachment policy")
+    if meta_repo.get(connection, name=checkpointing.META_ORIGIN) is None:
+        legacy = audit_log.peek_state(connection)[0] > 0
+        origin = ORIGIN if legacy else settings.audit_origin or checkpointing.new_origin()
+        meta_repo.put(connection, name=checkpointing.META_ORIGIN, value=origin)
+    return created
+
+
+def initialise(settings: Settings, *, access: Access) -> InitReport:
+    """Create (or check) the home, the schema, the master key check value and the service keys
+    (base, checkpoint signing, audit domain). Idempotent; logged as ``init``.
+
+    Generates a development master key in the home only when no master key is configured and
+    none is there yet. Raises :class:`KeyUnavailable` when the database was initialised under
+    another master key.
+    """
+    master, generated = _prepared_home(settings)
     engine = make_engine(settings.resolved_database_url())
     try:
         migrate(engine)
         with engine.begin() as connection:
             _check_master(connection, master)
-            sealed = sealing.seal_unsealed(connection, RowSealer(master))
-            created = [
-                name
-                for name, purpose, owner in (
-                    ("base key", keyrings.BASE_PURPOSE, keyrings.SERVICE_OWNER),
-                    ("checkpoint signing key", keyrings.SIGNING_PURPOSE, keyrings.SERVICE_OWNER),
-                )
-                if _ensure_keyring(connection, master, owner=owner, purpose=purpose, access=access)
-            ]
-            if _ensure_audit_domain(connection, master, access):
-                created.append("audit domain")
-            if sealed:
-                created.append(f"seals of {sealed} rows of power")
+            created = _service_rows(connection, settings, master, access)
             deployment = Deployment(settings, engine, master)
-            if links_repo.active_policy(connection) is None:
-                policy = load_policy(default_policy())
-                links_repo.store_policy(
-                    connection,
-                    version=policy.version,
-                    name=policy.name,
-                    content=policy.source,
-                    now=access.now,
-                )
-                created.append("attachment policy")
-            if meta_repo.get(connection, name=checkpointing.META_ORIGIN) is None:
-                legacy = audit_log.peek_state(connection)[0] > 0
-                origin = ORIGIN if legacy else settings.audit_origin or checkpointing.new_origin()
-                meta_repo.put(connection, name=checkpointing.META_ORIGIN, value=origin)
             new_store = not deployment.checkpoint_store(connection).exists()
             if new_store:
                 created.append("checkpoint store")

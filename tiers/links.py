@@ -346,6 +346,57 @@ def _one_refusal(function: Callable[P, LinkOutcome]) -> Callable[P, LinkOutcome]
     return answered
 
 
+def _join(
+    deployment: Deployment,
+    connection: Connection,
+    access: Access,
+    decision: Decision,
+    *,
+    mine: tuple[CardRow, Customer | None],
+    theirs: tuple[CardRow, Customer | None],
+) -> None:
+    """Carry out an accepted association of two cards, each with its customer, if any: a new
+    customer for two loose cards, the loose card joined to the other's customer, or the two
+    customers merged into the rules' survivor."""
+    (card_a, state_a), (card_b, state_b) = mine, theirs
+    if state_a is None and state_b is None:
+        _new_customer(deployment, connection, access, decision, [card_a.id, card_b.id])
+    elif state_a is not None and state_b is not None:
+        _merge(deployment, connection, access, decision, state_a=state_a, state_b=state_b)
+    else:
+        joined = state_a or state_b
+        assert joined is not None
+        loose = card_b if state_a is not None else card_a
+        links_repo.set_card_customer(
+            connection, card_ids=[loose.id], customer_id=joined.id, now=access.now
+        )
+
+
+def _merge(
+    deployment: Deployment,
+    connection: Connection,
+    access: Access,
+    decision: Decision,
+    *,
+    state_a: Customer,
+    state_b: Customer,
+) -> None:
+    """Two customers made one: the other's cards move to the survivor, whose attachment the
+    rules decide; the hub is told of the merge."""
+    survivor = decision.survivor
+    assert survivor is not None
+    gone = state_b if state_a.id == survivor else state_a
+    gone_row = links_repo.customer(connection, customer_id=gone.id)
+    kept_row = links_repo.customer(connection, customer_id=survivor)
+    assert gone_row is not None and kept_row is not None
+    _notify_merge(deployment, connection, access, gone_row.base, kept_row.base)
+    links_repo.delete_customer(connection, customer_id=gone.id, base=gone_row.base)
+    links_repo.set_card_customer(
+        connection, card_ids=[c.id for c in gone.cards], customer_id=survivor, now=access.now
+    )
+    _reattach(deployment, connection, access, survivor, decision)
+
+
 @_one_refusal
 @audited(Action.CARD_ASSOCIATE)
 def associate(
@@ -383,31 +434,14 @@ def associate(
         if found is None:  # after the rules, so that every refusal has done the same work
             raise PolicyViolation("no such card at the other partner", code="unknown_other_card")
         if decision.accepted and not decision.noop:
-            if state_a is None and state_b is None:
-                _new_customer(deployment, connection, access, decision, [mine.id, theirs.id])
-            elif state_a is not None and state_b is not None:
-                survivor = decision.survivor
-                assert survivor is not None
-                gone = state_b if state_a.id == survivor else state_a
-                gone_row = links_repo.customer(connection, customer_id=gone.id)
-                kept_row = links_repo.customer(connection, customer_id=survivor)
-                assert gone_row is not None and kept_row is not None
-                _notify_merge(deployment, connection, access, gone_row.base, kept_row.base)
-                links_repo.delete_customer(connection, customer_id=gone.id, base=gone_row.base)
-                links_repo.set_card_customer(
-                    connection,
-                    card_ids=[c.id for c in gone.cards],
-                    customer_id=survivor,
-                    now=access.now,
-                )
-                _reattach(deployment, connection, access, survivor, decision)
-            else:
-                joined = state_a or state_b
-                assert joined is not None
-                loose = theirs if state_a is not None else mine
-                links_repo.set_card_customer(
-                    connection, card_ids=[loose.id], customer_id=joined.id, now=access.now
-                )
+            _join(
+                deployment,
+                connection,
+                access,
+                decision,
+                mine=(mine, state_a),
+                theirs=(theirs, state_b),
+            )
         return _finish(
             deployment,
             connection,
