@@ -85,6 +85,54 @@ def _campaign_targets(
     return targets
 
 
+@dataclass(slots=True)
+class _Routing:
+    """A campaign's customers, routed to their SGs as they are found: per SG its pseudonyms in
+    order, once each; what was dropped and why; each customer's card at its SG (for the subject
+    index)."""
+
+    deployment: Deployment
+    connection: Connection
+    dropped: Counter[str] = field(default_factory=Counter)
+    routed: dict[str, dict[str, None]] = field(default_factory=dict)
+    sgs: dict[str, tuple[DomainRecord, DomainKey]] = field(default_factory=dict)
+    reached: list[bytes] = field(default_factory=list)
+
+    def route(self, hub: DomainRecord, ring: Keyring, batch: list[str]) -> None:
+        for sg_name, base in _campaign_targets(self.connection, hub, ring, batch, self.dropped):
+            if sg_name not in self.sgs:  # each SG's key unwrapped once per campaign
+                sg = self.deployment.domain(self.connection, sg_name)
+                key = self.deployment.domain_keyring(self.connection, sg).active
+                self.sgs[sg_name] = (sg, key)
+            _, key = self.sgs[sg_name]
+            self.reached.append(base)
+            text = str(domain_pseudonym(key, sg_name, base))
+            listed = self.routed.setdefault(sg_name, {})
+            if text in listed:  # another key of a customer already listed
+                self.dropped["same_customer"] += 1
+            listed[text] = None
+
+    def deliver(self, access: Access, name: str, report: CampaignReport) -> None:
+        """Each SG's delivery, its pseudonyms sorted (the order of the hub's list is not told)."""
+        for sg_name, pseudonyms in sorted(self.routed.items()):
+            sg, _ = self.sgs[sg_name]
+            with staged_delivery(
+                self.deployment,
+                self.connection,
+                recipient=sg,
+                kind="campaign",
+                name=name,
+                header=["pseudonym"],
+                sender=access.actor,
+                now=access.now,
+            ) as delivery:
+                for pseudonym_text in sorted(pseudonyms):
+                    delivery.write([pseudonym_text])
+            report.per_sg[sg_name] = delivery.rows
+            report.deliveries[sg_name] = delivery.id
+        report.dropped = dict(self.dropped)
+
+
 @audited(Action.CAMPAIGN_SEND, domain_arg=None)
 def send_campaign(
     deployment: Deployment,
@@ -100,58 +148,28 @@ def send_campaign(
     customer reached through two keys (a card's and the customer's, say) is delivered once and
     the second key counted in ``dropped`` as ``same_customer``."""
     report = CampaignReport()
-    dropped: Counter[str] = Counter()
-    routed: dict[str, dict[str, None]] = {}  # per SG, its pseudonyms in order, once each
-    sgs: dict[str, tuple[DomainRecord, DomainKey]] = {}
-    reached: list[bytes] = []  # each customer's card at its SG, for the subject index
     with deployment.transaction() as connection:
         hub = deployment.hub_domain(connection)
         if hub is None:
             raise NotFound("no hub domain", code="unknown_domain")
         require(access, Action.CAMPAIGN_SEND, hub.name)
         ring = deployment.domain_keyring(connection, hub)
+        routing = _Routing(deployment, connection)
         unique = list(dict.fromkeys(linking_keys))
         for start in range(0, len(unique), keys_per_batch):
-            batch = unique[start : start + keys_per_batch]
-            for sg_name, base in _campaign_targets(connection, hub, ring, batch, dropped):
-                if sg_name not in sgs:  # each SG's key unwrapped once per campaign
-                    sg = deployment.domain(connection, sg_name)
-                    sgs[sg_name] = (sg, deployment.domain_keyring(connection, sg).active)
-                sg, key = sgs[sg_name]
-                reached.append(base)
-                text = str(domain_pseudonym(key, sg_name, base))
-                listed = routed.setdefault(sg_name, {})
-                if text in listed:  # another key of a customer already listed
-                    dropped["same_customer"] += 1
-                listed[text] = None
-        for sg_name, pseudonyms in sorted(routed.items()):
-            sg, _ = sgs[sg_name]
-            with staged_delivery(
-                deployment,
-                connection,
-                recipient=sg,
-                kind="campaign",
-                name=name,
-                header=["pseudonym"],
-                sender=access.actor,
-                now=access.now,
-            ) as delivery:
-                for pseudonym_text in sorted(pseudonyms):
-                    delivery.write([pseudonym_text])
-            report.per_sg[sg_name] = delivery.rows
-            report.deliveries[sg_name] = delivery.id
-        report.dropped = dict(dropped)
+            routing.route(hub, ring, unique[start : start + keys_per_batch])
+        routing.deliver(access, name, report)
         entry = deployment.record(
             connection,
             access,
             action=Action.CAMPAIGN_SEND,
-            domains=[hub.name, *sorted(routed)],
+            domains=[hub.name, *sorted(routing.routed)],
             counts=Counts(
                 len(linking_keys),
                 sum(report.per_sg.values()),
-                sum(dropped.values()),
+                sum(routing.dropped.values()),
             ),
             detail={"campaign": name[:64]},
         )
-        subject_index.index(deployment, connection, entry, reached)
+        subject_index.index(deployment, connection, entry, routing.reached)
     return report

@@ -52,6 +52,7 @@ from tiers.storage import bulk_load, subjects
 from tiers.storage import inbox as inbox_repo
 from tiers.storage import links as links_repo
 from tiers.storage.domains import DomainRecord
+from tiers.storage.links import CardRow, CustomerRow
 
 __all__ = [
     "ExchangeReport",
@@ -450,6 +451,47 @@ def send_exchange(
     return report
 
 
+def _withdrawn(
+    connection: Connection, row: CardRow, domain: str
+) -> tuple[CustomerRow | None, list[bytes], list[bytes]]:
+    """The customer of the card ``row`` (if linked), the references of their hub keys and the
+    base pseudonyms of their cards (for the subject index). Only their SG may withdraw them."""
+    if row.customer_id is None:
+        return None, [row.ref], [row.base]
+    customer = links_repo.customer(connection, customer_id=row.customer_id)
+    assert customer is not None
+    if customer.attached_to != domain:
+        raise PolicyViolation("only the customer's SG may withdraw them", code="withdraw.not_sg")
+    cards = links_repo.cards_of(connection, customer_id=customer.id)
+    return customer, [customer.base, *(c.ref for c in cards)], [c.base for c in cards]
+
+
+def _notify_withdrawal(
+    deployment: Deployment,
+    connection: Connection,
+    access: Access,
+    domain: str,
+    keys: list[tuple[int, bytes]],
+) -> None:
+    """The withdrawal notice: the hub keys the hub must erase (none to announce when the
+    customer was withdrawn already)."""
+    hub = deployment.hub_domain(connection)
+    if hub is None or not keys:
+        return
+    with staged_delivery(
+        deployment,
+        connection,
+        recipient=hub,
+        kind="withdrawal",
+        name="withdrawal",
+        header=["linking_key"],
+        sender=domain,
+        now=access.now,
+    ) as delivery:
+        for version, value in keys:
+            delivery.write([str(Pseudonym(hub.name, version, value))])
+
+
 @audited(Action.CUSTOMER_WITHDRAW)
 def withdraw_customer(deployment: Deployment, *, access: Access, domain: str, card: str) -> int:
     """A customer leaves the alliance, through their SG: links removed, hub keys retired for
@@ -461,19 +503,7 @@ def withdraw_customer(deployment: Deployment, *, access: Access, domain: str, ca
         links_repo.lock(connection)
         partner = deployment.domain(connection, domain)
         row = partner_card(deployment, connection, partner, card)
-        customer = None
-        refs = [row.ref]
-        bases = [row.base]  # every card of the customer, for the subject index
-        if row.customer_id is not None:
-            customer = links_repo.customer(connection, customer_id=row.customer_id)
-            assert customer is not None
-            if customer.attached_to != domain:
-                raise PolicyViolation(
-                    "only the customer's SG may withdraw them", code="withdraw.not_sg"
-                )
-            cards = links_repo.cards_of(connection, customer_id=customer.id)
-            refs = [customer.base, *(c.ref for c in cards)]
-            bases = [c.base for c in cards]
+        customer, refs, bases = _withdrawn(connection, row, domain)
         # Read the keys before anything is deleted: the notice must list every one of them.
         keys = links_repo.hub_keys_of(connection, refs=refs)
         if customer is not None:
@@ -488,22 +518,9 @@ def withdraw_customer(deployment: Deployment, *, access: Access, domain: str, ca
                 now=access.now,
                 actor=access.actor,
             )
-        hub = deployment.hub_domain(connection)
         links_repo.delete_hub_keys(connection, refs=refs)
         inbox_repo.mark_withdrawn(connection, refs=refs, now=access.now)
-        if hub is not None and keys:  # a repeated withdrawal has no key left to announce
-            with staged_delivery(
-                deployment,
-                connection,
-                recipient=hub,
-                kind="withdrawal",
-                name="withdrawal",
-                header=["linking_key"],
-                sender=domain,
-                now=access.now,
-            ) as delivery:
-                for version, value in keys:
-                    delivery.write([str(Pseudonym(hub.name, version, value))])
+        _notify_withdrawal(deployment, connection, access, domain, keys)
         entry = deployment.record(
             connection,
             access,
