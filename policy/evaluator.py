@@ -142,9 +142,10 @@ def _associate(request: Associate, policy: AttachmentPolicy) -> Decision:  # noq
     problem = _fits(cards, policy)
     if problem:
         return _refuse(problem, policy)
-    existing = [c for c in (a, b) if c is not None]
-    if len(existing) == 1:
-        (joined,) = existing
+    if a is not None and b is not None:
+        return _merged((a, b), cards, policy)
+    joined = a or b
+    if joined is not None:
         return Decision(
             "accept",
             "link.join",
@@ -153,35 +154,42 @@ def _associate(request: Associate, policy: AttachmentPolicy) -> Decision:  # noq
             joined.attaching_card,
             joined.id,
         )
-    if len(existing) == 2:
-        # Merge: the attachment whose attaching card was enrolled first survives, if its SG
-        # is still allowed; otherwise first enrolment over all the cards.
-        by_card = {c.id: c for c in cards}
-        candidates = sorted(
-            (c for c in existing if policy.may_be_sg(c.attached_to)),
-            key=lambda c: (_order(by_card[c.attaching_card]), c.id),
-        )
-        survivor = min(existing, key=lambda c: c.id)
-        if candidates:
-            kept = candidates[0]
-            return Decision(
-                "accept",
-                "link.merge.first_enrolment",
-                policy.version,
-                kept.attached_to,
-                kept.attaching_card,
-                survivor.id,
-            )
-        first = _first_eligible(cards, policy)
-        assert first is not None  # _fits checked it
+    return _first_attachment(request, cards, policy)
+
+
+def _merged(
+    existing: tuple[Customer, Customer], cards: tuple[Card, ...], policy: AttachmentPolicy
+) -> Decision:
+    """Two customers made one: the attachment whose attaching card was enrolled first
+    survives, if its SG is still allowed; otherwise first enrolment over all the cards. The
+    customer with the lower number survives."""
+    by_card = {c.id: c for c in cards}
+    candidates = sorted(
+        (c for c in existing if policy.may_be_sg(c.attached_to)),
+        key=lambda c: (_order(by_card[c.attaching_card]), c.id),
+    )
+    survivor = min(existing, key=lambda c: c.id)
+    if candidates:
+        kept = candidates[0]
         return Decision(
             "accept",
             "link.merge.first_enrolment",
             policy.version,
-            first.partner,
-            first.id,
+            kept.attached_to,
+            kept.attaching_card,
             survivor.id,
         )
+    first = _first_eligible(cards, policy)
+    assert first is not None  # _fits checked it
+    return Decision(
+        "accept", "link.merge.first_enrolment", policy.version, first.partner, first.id, survivor.id
+    )
+
+
+def _first_attachment(
+    request: Associate, cards: tuple[Card, ...], policy: AttachmentPolicy
+) -> Decision:
+    """Two loose cards made a customer, attached by the policy's initial rule."""
     if policy.initial_rule == "requesting_partner" and policy.may_be_sg(request.requester):
         card = next(c for c in cards if c.partner == request.requester)
         return Decision(
