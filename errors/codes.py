@@ -162,6 +162,7 @@ _TABLE = (
     Code("no_entry", NotFound, "no log entry at that number"),
     Code("no_checkpoint", NotFound, "no signed checkpoint (at that size) yet"),
     Code("no_such_file", NotFound, "the file named on the command line does not exist"),
+    Code("no_such_folder", NotFound, "the folder an output is to be written in does not exist"),
     Code("already_exists", AlreadyExists, "it exists already"),
     Code("witness_exists", AlreadyExists, "the witness is initialised already"),
     # states

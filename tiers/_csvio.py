@@ -51,6 +51,8 @@ def atomic_output(target: Path) -> Iterator[IO[str]]:
 def atomic_binary_output(target: Path) -> Iterator[IO[bytes]]:
     """:func:`atomic_output` for bytes."""
     target = target.resolve()
+    if not target.parent.is_dir():
+        raise NotFound(f"no such folder: {target.parent}", code="no_such_folder")
     descriptor, temp_name = tempfile.mkstemp(
         dir=target.parent, prefix=f".{target.name}.", suffix=".part"
     )

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -111,6 +111,13 @@ class Settings(BaseSettings):
     def master_key_configured(self) -> bool:
         return bool(self.master_key or self.master_key_file)
 
+    @field_validator("home", "master_key_file", "checkpoint_dir")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        """Paths made absolute where the settings are read, so that errors and reports name
+        the folder meant, wherever the command is run from."""
+        return None if path is None else path.expanduser().absolute()
+
     @model_validator(mode="after")
     def _safe_in_production(self) -> Settings:
         if self.env == "production" and self.argon2_profile == "test":
@@ -129,8 +136,9 @@ class Settings(BaseSettings):
             key = MasterKey.from_base64(self.master_key.get_secret_value())
         elif self.master_key_file is None and not self.default_master_key_path.exists():
             raise KeyUnavailable(
-                "no master key: set TIERS_MASTER_KEY_FILE (or TIERS_MASTER_KEY), or run "
-                "`tiers init` to generate a development one",
+                f"no master key in the home {self.home}: set TIERS_HOME to the deployment's "
+                "home, or TIERS_MASTER_KEY_FILE (or TIERS_MASTER_KEY); `tiers init` would "
+                "create a new deployment there, with a new development key",
                 code="no_master_key",
             )
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.conftest import Cli, Database
@@ -32,8 +33,9 @@ def test_a_month_of_exchanges_and_a_campaign_from_the_command_line(
     assert key.startswith("hub.v1.") and "10000001" not in hub_csv
     keys = tmp_path / "targets.txt"
     keys.write_text(key + "\n")
-    routed = cli.ok("campaign", "send", "xmas", "--keys", str(keys)).stdout
-    assert "{'casino': 1}" in routed
+    routed = json.loads(cli.ok("campaign", "send", "xmas", "--keys", str(keys), "--json").stdout)
+    assert (routed["delivered"], routed["dropped"]) == ({"casino": 1}, {})
+    assert "delivered: casino 1" in cli.ok("campaign", "send", "xmas-2", "--keys", str(keys)).stdout
     cli.ok("inbox", "ack", delivery_id, "--domain", "hub")
     assert delivery_id not in cli.ok("inbox", "list", "--domain", "hub").stdout
     withdrawn = cli.ok("customer", "withdraw", "10000001", "--domain", "casino").stdout

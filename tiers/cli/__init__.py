@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from tiers import __version__
 from tiers.cli.admin import domain_app, init, key_app
 from tiers.cli.audit import audit_app
 from tiers.cli.clients import client_app
@@ -25,6 +28,24 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"tiers {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="print the version"),
+    ] = False,
+) -> None:
+    """Trusted-third-party pseudonymisation for loyalty coalitions."""
+
+
 app.command("init")(init)
 app.add_typer(domain_app, name="domain")
 app.add_typer(key_app, name="key")

@@ -7,16 +7,13 @@ import getpass
 import os
 import sys
 import traceback
-import unicodedata
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
 from audit import Action
 from errors import TiersError
@@ -27,6 +24,7 @@ from tiers.auditing import (
     record_failure,
     stated_purpose,
 )
+from tiers.cli._output import err_console
 from tiers.deployment import Deployment
 from tiers.settings import Settings
 
@@ -36,13 +34,9 @@ __all__ = [
     "Purpose",
     "counted",
     "deployment",
-    "err_console",
     "handles_errors",
     "load_settings",
     "operator",
-    "out_console",
-    "print_rows",
-    "printable",
     "warn_development_key",
 ]
 
@@ -56,8 +50,6 @@ EXIT_ERROR = 1
 EXIT_REJECTS = 2
 EXIT_INTERNAL = 70
 
-out_console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -187,30 +179,9 @@ def deployment(
         opened.close()
 
 
-def printable(text: str) -> str:
-    """``text`` with control characters escaped, so that log data cannot drive the terminal."""
-    return "".join(
-        c if unicodedata.category(c)[0] != "C" else c.encode("unicode_escape").decode("ascii")
-        for c in text
-    )
-
-
 def warn_development_key(source: str) -> None:
     err_console.print(
         "[bold red]WARNING: using a DEVELOPMENT master key[/] "
         f"({source}).\nIt is stored in clear next to the data it protects. Never use it for real "
         "customer data: set TIERS_MASTER_KEY_FILE to a key kept apart (see docs/operator.md).",
     )
-
-
-def print_rows(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-    """A table on a terminal; tab-separated lines (whole values, no truncation) for scripts."""
-    if out_console.is_terminal:
-        table = Table(*headers)
-        for row in rows:
-            table.add_row(*(printable(cell) for cell in row))
-        out_console.print(table)
-        return
-    sys.stdout.write("\t".join(headers) + "\n")
-    for row in rows:
-        sys.stdout.write("\t".join(printable(cell).replace("\t", " ") for cell in row) + "\n")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from audit import Action
 from errors import InvalidRequest
@@ -16,8 +15,13 @@ from tiers.cli._common import (
     handles_errors,
     load_settings,
     operator,
-    out_console,
     warn_development_key,
+)
+from tiers.cli._output import (
+    AsJson,
+    Format,
+    out_console,
+    print_rows,
 )
 from tiers.rekey import OVERLAP
 
@@ -60,20 +64,25 @@ def domain_add(
 
 @domain_app.command("list")
 @handles_errors
-def domain_list() -> None:
+def domain_list(output: Format = None, as_json: AsJson = False) -> None:
     """List the domains."""
     access = operator()
     with deployment(access, Action.DOMAIN_LIST) as dep:
         records = admin.list_domains(dep, access=access)
-    table = Table("name", "role", "luhn", "created")
-    for record in records:
-        table.add_row(
-            record.name,
-            record.role,
-            "yes" if record.card_luhn else "no",
-            record.created_at.isoformat(timespec="seconds"),
-        )
-    out_console.print(table)
+    print_rows(
+        ("name", "role", "luhn", "created"),
+        [
+            (
+                record.name,
+                record.role,
+                "yes" if record.card_luhn else "no",
+                record.created_at.isoformat(timespec="seconds"),
+            )
+            for record in records
+        ],
+        output,
+        as_json=as_json,
+    )
 
 
 @key_app.command("rotate")
@@ -91,26 +100,28 @@ def key_rotate(domain: str) -> None:
 
 @key_app.command("list")
 @handles_errors
-def key_list(domain: str) -> None:
+def key_list(domain: str, output: Format = None, as_json: AsJson = False) -> None:
     """Versions, states and dates of a domain's keys (never the keys)."""
     access = operator()
     with deployment(access, Action.KEY_LIST) as dep:
         versions = admin.list_keys(dep, access=access, domain=domain)
-    table = Table("version", "state", "created", "state since", "overlap ends")
-    for version in versions:
-        overlap = (
-            (version.state_changed_at + OVERLAP).date().isoformat()
-            if version.state.value == "verify-only"
-            else ""
-        )
-        table.add_row(
-            str(version.version),
-            version.state.value,
-            version.created_at.isoformat(timespec="seconds"),
-            version.state_changed_at.isoformat(timespec="seconds"),
-            overlap,
-        )
-    out_console.print(table)
+    print_rows(
+        ("version", "state", "created", "state since", "overlap ends"),
+        [
+            (
+                str(version.version),
+                version.state.value,
+                version.created_at.isoformat(timespec="seconds"),
+                version.state_changed_at.isoformat(timespec="seconds"),
+                (version.state_changed_at + OVERLAP).date().isoformat()
+                if version.state.value == "verify-only"
+                else "",
+            )
+            for version in versions
+        ],
+        output,
+        as_json=as_json,
+    )
 
 
 @key_app.command("destroy")

@@ -16,15 +16,15 @@ from audit import Action, AuditEntry, verify_bundle
 from audit.note import VerifierKey
 from errors import AuditIntegrityError, InvalidRequest, NotFound
 from tiers import alerts, audit_ops
-from tiers.cli._common import (
-    Purpose,
-    counted,
-    deployment,
-    handles_errors,
-    operator,
+from tiers.cli._common import Purpose, counted, deployment, handles_errors, operator
+from tiers.cli._output import (
+    AsJson,
+    Format,
+    OutputFormat,
     out_console,
     print_rows,
     printable,
+    wants_json,
 )
 
 __all__ = ["audit_app"]
@@ -82,8 +82,10 @@ _HEADERS = (
 )
 
 
-def _print_entries(entries: list[AuditEntry], as_json: bool) -> None:
-    if as_json:
+def _print_entries(
+    entries: list[AuditEntry], output: OutputFormat | None, *, as_json: bool
+) -> None:
+    if wants_json(output, as_json):
         for entry in entries:
             out_console.print(
                 json.dumps(entry.as_dict(), sort_keys=True),
@@ -92,7 +94,7 @@ def _print_entries(entries: list[AuditEntry], as_json: bool) -> None:
                 soft_wrap=True,
             )
         return
-    print_rows(_HEADERS, [_row(entry) for entry in entries])
+    print_rows(_HEADERS, [_row(entry) for entry in entries], output)
 
 
 @audit_app.command("log")
@@ -104,10 +106,13 @@ def audit_log(
     until: Annotated[str | None, typer.Option(help="ISO date or date-time, exclusive")] = None,
     actor: Annotated[str | None, typer.Option(help="only this actor")] = None,
     action: Annotated[str | None, typer.Option(help="only this action")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
     purpose: Purpose = None,
+    output: Format = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="the same as --format json: one object per line")
+    ] = False,
 ) -> None:
-    """List entries, oldest first."""
+    """List entries, oldest first (JSON: one entry per line, as exported)."""
     access = operator(purpose)
     with deployment(access, Action.AUDIT_READ, purpose=purpose) as dep:
         entries = audit_ops.read_log(
@@ -118,7 +123,7 @@ def audit_log(
             actor=actor,
             action=action,
         )
-    _print_entries(entries, as_json)
+    _print_entries(entries, output, as_json=as_json)
 
 
 @audit_app.command("verify")
@@ -180,6 +185,8 @@ def audit_alerts(
         typer.Option(min=1, help="default: TIERS_ALERT_ASSOCIATION_REFUSALS_PER_HOUR"),
     ] = None,
     purpose: Purpose = None,
+    output: Format = None,
+    as_json: AsJson = False,
 ) -> None:
     """Signs of a dictionary attack, of key guessing or of probing other partners' cards, per
     actor and hour; exits 3 when there are any (for cron and monitors)."""
@@ -200,7 +207,7 @@ def audit_alerts(
             until=parse_time(until, "--until"),
             thresholds=thresholds,
         )
-    if not found:
+    if not found and not wants_json(output, as_json):
         out_console.print("no alerts", markup=False)
         return
     print_rows(
@@ -210,8 +217,11 @@ def audit_alerts(
              str(a.threshold)]
             for a in found
         ),
+        output,
+        as_json=as_json,
     )  # fmt: skip
-    raise typer.Exit(EXIT_ALERTS)
+    if found:
+        raise typer.Exit(EXIT_ALERTS)
 
 
 @audit_app.command("checkpoint")
@@ -298,15 +308,19 @@ def audit_subject(
     domain: Annotated[str, typer.Option(help="the domain whose rules normalise the value")],
     kind: Annotated[str, typer.Option(help="card, email, phone or person")],
     purpose: Purpose = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+    output: Format = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="the same as --format json: one object per line")
+    ] = False,
 ) -> None:
-    """Entries that concern one customer, found by subject reference."""
+    """Entries that concern one customer, found by subject reference (JSON: one entry per
+    line, as exported)."""
     access = operator(purpose)
     with deployment(access, Action.AUDIT_SUBJECT, purpose=purpose) as dep:
         entries = audit_ops.lookup_subject(
             dep, access=access, domain=domain, kind=kind, value=value
         )
-    _print_entries(entries, as_json)
+    _print_entries(entries, output, as_json=as_json)
 
 
 @audit_app.command("report")

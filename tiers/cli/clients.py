@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from audit import Action
 from tiers import approvals, clients
-from tiers.cli._common import (
-    deployment,
+from tiers.cli._common import deployment, handles_errors, operator
+from tiers.cli._output import (
+    AsJson,
+    Format,
     err_console,
-    handles_errors,
-    operator,
     out_console,
     print_rows,
 )
@@ -44,27 +43,32 @@ def client_add(
 
 @client_app.command("list")
 @handles_errors
-def client_list() -> None:
+def client_list(output: Format = None, as_json: AsJson = False) -> None:
     """Clients, roles, domains and states (never keys)."""
     access = operator()
     with deployment(access, Action.CLIENT_LIST) as dep:
         found = clients.list_clients(dep, access=access)
-    table = Table("name", "role", "domain", "state", "created", "revoked")
-    for c in found:
-        table.add_row(
-            c.name,
-            c.role,
-            c.domain or "",
-            "active" if c.active else "revoked",
-            c.created_at.isoformat(timespec="seconds"),
-            c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "",
-        )
-    out_console.print(table)
+    print_rows(
+        ("name", "role", "domain", "state", "created", "revoked"),
+        [
+            (
+                c.name,
+                c.role,
+                c.domain or "",
+                "active" if c.active else "revoked",
+                c.created_at.isoformat(timespec="seconds"),
+                c.revoked_at.isoformat(timespec="seconds") if c.revoked_at else "",
+            )
+            for c in found
+        ],
+        output,
+        as_json=as_json,
+    )
 
 
 @client_app.command("requests")
 @handles_errors
-def client_requests() -> None:
+def client_requests(output: Format = None, as_json: AsJson = False) -> None:
     """Requests of admin clients for a client or a key, and who decided them."""
     access = operator()
     with deployment(access, Action.CLIENT_REQUEST_LIST) as dep:
@@ -77,6 +81,8 @@ def client_requests() -> None:
              r.expires_at.isoformat(timespec="minutes"), r.decided_by or ""]
             for r in found
         ),
+        output,
+        as_json=as_json,
     )  # fmt: skip
 
 

@@ -13,16 +13,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from audit import Action
 from errors import InvalidIdentifier
-from tiers.cli._common import (
-    EXIT_REJECTS,
-    Purpose,
-    counted,
-    deployment,
-    err_console,
-    handles_errors,
-    operator,
-    out_console,
-)
+from tiers.cli._common import EXIT_REJECTS, Purpose, counted, deployment, handles_errors, operator
+from tiers.cli._output import err_console, out_console
 from tiers.files import parse_column_spec, tokenise_file
 from tiers.identifiers import get_kind
 from tiers.jobs import delete_job, purge_jobs

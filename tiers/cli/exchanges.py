@@ -13,15 +13,13 @@ import typer
 from audit import Action
 from errors import NotFound
 from tiers import campaigns, exchanges, inbox
-from tiers.cli._common import (
-    EXIT_REJECTS,
-    Purpose,
-    counted,
-    deployment,
+from tiers.cli._common import EXIT_REJECTS, Purpose, counted, deployment, handles_errors, operator
+from tiers.cli._output import (
+    AsJson,
+    Format,
     err_console,
-    handles_errors,
-    operator,
     out_console,
+    print_record,
     print_rows,
 )
 
@@ -71,6 +69,8 @@ def inbox_list(
     domain: Annotated[str, typer.Option(help="whose inbox")],
     all_: Annotated[bool, typer.Option("--all", help="acknowledged ones too")] = False,
     purpose: Purpose = None,
+    output: Format = None,
+    as_json: AsJson = False,
 ) -> None:
     """Deliveries in an inbox, oldest first."""
     access = operator(purpose)
@@ -90,6 +90,8 @@ def inbox_list(
             )
             for d in found
         ],
+        output,
+        as_json=as_json,
     )
 
 
@@ -144,6 +146,8 @@ def campaign_send(
     name: str,
     keys: Annotated[Path, typer.Option(help="a file of hub linking keys, one per line")],
     purpose: Purpose = None,
+    output: Format = None,
+    as_json: AsJson = False,
 ) -> None:
     """Route a list of hub linking keys to each customer's attached SG."""
     access = operator(purpose)
@@ -154,7 +158,15 @@ def campaign_send(
         report = campaigns.send_campaign(
             dep, access=access, name=name, linking_keys=[line for line in lines if line]
         )
-    out_console.print(f"delivered: {report.per_sg}; dropped: {report.dropped}", markup=False)
+    print_record(
+        {
+            "delivered": report.per_sg,
+            "dropped": report.dropped,
+            "deliveries": report.deliveries,
+        },
+        output,
+        as_json=as_json,
+    )
 
 
 @handles_errors

@@ -9,18 +9,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from audit import Action
 from errors import InvalidIdentifier, NotFound
 from tiers import cards, links, policies, resolution
-from tiers.cli._common import (
-    EXIT_REJECTS,
-    Purpose,
-    deployment,
-    handles_errors,
-    operator,
+from tiers.cli._common import EXIT_REJECTS, Purpose, deployment, handles_errors, operator
+from tiers.cli._output import (
+    AsJson,
+    Format,
     out_console,
+    print_record,
+    print_rows,
+    wants_json,
 )
 
 __all__ = ["card_app", "customer_app", "link_app", "policy_app"]
@@ -128,21 +128,30 @@ def link_show(
     linking_key: Annotated[str, typer.Argument(help="a hub linking key (card or customer)")],
     domain: Annotated[str, typer.Option(help="the hub domain")] = "hub",
     purpose: Purpose = None,
+    output: Format = None,
+    as_json: AsJson = False,
 ) -> None:
     """What the hub sees for one linking key: customer key, cards, attached SG."""
     access = operator(purpose)
     with deployment(access, Action.LINK_RESOLVE, purpose=purpose) as dep:
         (result,) = resolution.resolve(dep, access=access, linking_keys=[linking_key], strict=True)
     assert isinstance(result, resolution.Resolution)
-    table = Table("partner", "linking key", "since")
-    for view in result.cards:
-        table.add_row(view.partner, view.linking_key, view.since.isoformat(timespec="seconds"))
-    out_console.print(
-        f"alliance key: {result.alliance_key or '-'}; attached to: "
-        f"{result.attached_to or '-'}; policy {result.policy_version or '-'}",
-        markup=False,
+    cards = [
+        {"partner": v.partner, "linking key": v.linking_key, "since": v.since.isoformat()}
+        for v in result.cards
+    ]
+    print_record(
+        {
+            "alliance key": result.alliance_key,
+            "attached to": result.attached_to,
+            "policy": result.policy_version,
+            "cards": cards if wants_json(output, as_json) else len(cards),
+        },
+        output,
+        as_json=as_json,
     )
-    out_console.print(table)
+    if not (wants_json(output, as_json)):
+        print_rows(("partner", "linking key", "since"), [list(c.values()) for c in cards], output)
 
 
 @policy_app.command("check")

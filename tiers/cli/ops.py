@@ -16,12 +16,11 @@ from tiers.cli._common import (
     EXIT_ERROR,
     counted,
     deployment,
-    err_console,
     handles_errors,
     load_settings,
     operator,
-    out_console,
 )
+from tiers.cli._output import err_console, out_console
 
 __all__ = ["backup", "check", "master_key_app", "restore"]
 

@@ -8,14 +8,8 @@ import typer
 import uvicorn
 
 from audit import Action
-from tiers.cli._common import (
-    err_console,
-    handles_errors,
-    load_settings,
-    operator,
-    out_console,
-    warn_development_key,
-)
+from tiers.cli._common import handles_errors, load_settings, operator, warn_development_key
+from tiers.cli._output import err_console, out_console
 from tiers.deployment import Deployment
 
 __all__ = ["serve"]
@@ -24,7 +18,7 @@ __all__ = ["serve"]
 @handles_errors
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
     workers: Annotated[int, typer.Option(help="worker processes (PostgreSQL: several)")] = 1,
     access_log: Annotated[
         bool, typer.Option(help="uvicorn's line per request (off: the access log has it)")

@@ -10,7 +10,8 @@ import uvicorn
 
 from audit.note import VerifierKey
 from errors import AuditIntegrityError, InvalidRequest
-from tiers.cli._common import handles_errors, out_console
+from tiers.cli._common import handles_errors
+from tiers.cli._output import out_console
 from tiers.witness import WitnessHome, init_witness
 
 __all__ = ["witness_app"]
