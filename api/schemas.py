@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from errors import TiersError
@@ -27,9 +28,11 @@ __all__ = [
     "ClientIn",
     "ClientOut",
     "ClientRequestOut",
+    "DelimiterQuery",
     "DeliveryOut",
     "DomainIn",
     "DomainOut",
+    "EncodingQuery",
     "EnrolRequest",
     "EnrolResponse",
     "ExchangeOut",
@@ -231,6 +234,21 @@ class AlertOut(BaseModel):
     hour: datetime
     observed: int
     threshold: int
+
+
+# How a partner's file is read (query parameters of uploads)
+DelimiterQuery = Annotated[
+    str | None,
+    Query(
+        max_length=3,
+        description="field delimiter ('tab' for a tab); default: found from the header "
+        "among , ; tab |",
+    ),
+]
+EncodingQuery = Annotated[
+    Literal["utf-8", "cp1252", "latin-1"],
+    Query(description="utf-8 (with or without a byte-order mark), cp1252 or latin-1"),
+]
 
 
 # Card links

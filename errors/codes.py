@@ -117,6 +117,7 @@ _TABLE = (
     Code("no_columns", _REQUEST, "name at least one identifier column"),
     Code("column_named_twice", _REQUEST, "a column is named twice, or both identifier and kept"),
     Code("bad_delimiter", _REQUEST, "the delimiter must be one character, not a quote or newline"),
+    Code("unknown_encoding", _REQUEST, "the encoding is not utf-8, cp1252 or latin-1"),
     Code("same_file", _REQUEST, "the output would overwrite the input or the rejects"),
     Code("bad_policy", PolicyError, "the policy file does not validate: the message names the key"),
     # identifiers and pseudonyms
@@ -136,6 +137,11 @@ _TABLE = (
     Code("empty_file", _FILE, "the file is empty"),
     Code("no_rows", _FILE, "the file has a header but no data rows"),
     Code("not_csv", _FILE, "the file is not CSV"),
+    Code(
+        "not_utf8",
+        _FILE,
+        "the file does not decode as UTF-8 at its start: name its encoding (cp1252, latin-1)",
+    ),
     Code("bad_csv", _FILE, "the file's CSV is broken (quoting)"),
     Code("unreadable", _FILE, "the file's header cannot be decoded"),
     Code("duplicate_column", _FILE, "the file's header names a column twice"),

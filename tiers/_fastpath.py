@@ -32,11 +32,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.pool import AsyncResult
-from typing import IO, Any, TypeVar
+from typing import IO, TypeVar
 
 from errors import InvalidFile, InvalidIdentifier
 from tiers import _subject_index as subject_index
-from tiers._csvio import FIELD_SIZE_LIMIT, csv_records
+from tiers._csvio import FIELD_SIZE_LIMIT, Chained, csv_records
 from tiers._file_rows import (
     Plan,
     column_name,
@@ -137,29 +137,7 @@ class RecordBlocks:
 
     def rest(self) -> IO[bytes]:
         """What is left of the stream, to be read serially (after iteration stopped)."""
-        return io.BufferedReader(_Chained(self._carry, self._raw))
-
-
-class _Chained(io.RawIOBase):
-    """``head`` then ``tail``, as one readable raw stream (the caller owns ``tail``)."""
-
-    def __init__(self, head: bytes, tail: IO[bytes]) -> None:
-        super().__init__()
-        self._head = memoryview(head)
-        self._tail = tail
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._head:
-            size = min(len(buffer), len(self._head))
-            buffer[:size] = self._head[:size]
-            self._head = self._head[size:]
-            return size
-        data = self._tail.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+        return io.BufferedReader(Chained(self._carry, self._raw))
 
 
 @contextmanager

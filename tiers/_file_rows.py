@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from errors import InvalidFile, InvalidIdentifier, InvalidRequest, NotFound
-from tiers._csvio import undecodable
+from tiers._csvio import delimiter_hint, undecodable
 from tiers.identifiers import IdentifierKind, get_kind
 from tiers.tokenisation import Tokeniser
 
@@ -86,7 +86,8 @@ def plan_of(header: list[str], columns: Sequence[ColumnSpec], keep: Sequence[str
         for n, name in enumerate(names, start=1):
             if name not in position:
                 raise NotFound(
-                    f"{option} number {n} names no column of the file's header",
+                    f"{option} number {n} names no column of the file's header"
+                    + delimiter_hint(header),
                     code="unknown_column",
                 )
     wanted = set(identifier_names) | set(keep)

@@ -33,7 +33,14 @@ from errors import (
 )
 from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
 from tiers import _subject_index as subject_index
-from tiers._csvio import FIELD_SIZE_LIMIT, csv_records, open_source, read_header
+from tiers._csvio import (
+    FIELD_SIZE_LIMIT,
+    checked_delimiter,
+    csv_records,
+    delimiter_hint,
+    open_source,
+    read_header,
+)
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.cards import CardEnrolment, card_refs, partner_card
@@ -251,7 +258,8 @@ def _check_header(header: list[str], schema: ExchangeSchema, exchange_type: str)
     column named twice (raises :class:`InvalidFile`)."""
     if schema.identifier_column not in header:
         raise InvalidFile(
-            f"the file has no {schema.identifier_column!r} column", code="no_identifier_column"
+            f"the file has no {schema.identifier_column!r} column" + delimiter_hint(header),
+            code="no_identifier_column",
         )
     for n, name in enumerate(header, start=1):
         if name != schema.identifier_column and name not in schema.columns:
@@ -411,7 +419,8 @@ def send_exchange(
     domain: str,
     exchange_type: str,
     source: Path | IO[bytes],
-    delimiter: str = ",",
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
     rows_per_batch: int = EXCHANGE_BATCH,
 ) -> ExchangeReport:
     """Send a partner file of type ``exchange_type`` to the hub, in hub linking keys.
@@ -421,17 +430,19 @@ def send_exchange(
     value does not fit its type is rejected (``line,column,code``). The hub's delivery and the
     sender's rejects delivery appear together, when the whole file was read. The rows are
     keyed ``rows_per_batch`` at a time (:func:`_send_batch`); the delivery is the same whatever
-    the batch.
+    the batch. The file is read as :func:`tiers._csvio.prepared` says (``delimiter`` found
+    from the header unless given, ``encoding`` utf-8, cp1252 or latin-1).
     """
     require(access, Action.EXCHANGE_SEND, domain)
+    delimiter = checked_delimiter(delimiter)
     deployment.budget.admit(access)
     schema = _schema_of(deployment, exchange_type)
     csv.field_size_limit(FIELD_SIZE_LIMIT)
     report = ExchangeReport()
     with ExitStack() as stack:
-        raw, text, _ = open_source(source)
+        raw, text, _, found = open_source(source, encoding=encoding, delimiter=delimiter)
         stack.callback(raw.close)
-        reader = csv.reader(text, delimiter=delimiter)
+        reader = csv.reader(text, delimiter=found)
         header = read_header(reader)
         _check_header(header, schema, exchange_type)
         layout = _Layout.of(header, schema)

@@ -2,7 +2,9 @@
 
 The file is read as a stream (memory does not grow with its size): blocks of simple lines by worker
 processes where the file allows it (:mod:`tiers._fastpath`), the rest record by record, with the
-same result byte for byte (:mod:`tiers._file_rows` is what both do to a row).
+same result byte for byte (:mod:`tiers._file_rows` is what both do to a row). The file is
+taken as it comes (:func:`tiers._csvio.prepared`): its delimiter found from the header unless
+named, UTF-8 with or without a byte-order mark, or cp1252 and latin-1 when named.
 
 Identifier columns are replaced by their pseudonyms under the same header; other columns pass only
 if listed in ``keep``. A row with any problem is left out of the output and reported in the rejects
@@ -37,8 +39,10 @@ from tiers import _subject_index as subject_index
 from tiers._csvio import (
     FIELD_SIZE_LIMIT,
     atomic_output,
+    checked_delimiter,
     csv_records,
     open_raw,
+    prepared,
     read_header,
     text_of,
 )
@@ -99,17 +103,16 @@ class FileReport:
     rejects: str = ""
 
 
-def _check_options(source: Path | IO[bytes], output: Path, rejects: Path, delimiter: str) -> None:
+def _checked_options(
+    source: Path | IO[bytes], output: Path, rejects: Path, delimiter: str | None
+) -> str | None:
+    """Refuse options that cannot work; returns the delimiter, named or None."""
     for path in (output, rejects):
         if isinstance(source, Path) and path.resolve() == source.resolve():
             raise InvalidRequest("an output file cannot be the input file", code="same_file")
     if output.resolve() == rejects.resolve():
         raise InvalidRequest("the output and rejects files must differ", code="same_file")
-    if len(delimiter) != 1 or delimiter in '"\r\n':
-        raise InvalidRequest(
-            "the delimiter must be one character other than a quote or newline",
-            code="bad_delimiter",
-        )
+    return checked_delimiter(delimiter)
 
 
 @dataclass(slots=True)
@@ -217,7 +220,8 @@ class _Progress:
     raw: IO[bytes] | None = None
 
     def block(self, block: BlockResult, rows: int) -> None:
-        self.done += block.bytes_in
+        # A transcoded file's blocks are longer than the bytes read: never past the size.
+        self.done = min(self.done + block.bytes_in, self.size) if self.size else 0
         if self.callback is not None:
             self.callback(self.done if self.size else rows, self.size)
 
@@ -328,7 +332,8 @@ def tokenise_file(
     keep: Sequence[str] = (),
     rejects: Path | None = None,
     register: bool = True,
-    delimiter: str = ",",
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
     progress: ProgressCallback | None = None,
     max_listed_rejects: int = 10,
     workers: int | None = None,
@@ -340,13 +345,14 @@ def tokenise_file(
     require(access, Action.TOKENISE_FILE, domain)
     deployment.budget.admit(access)
     rejects = rejects or output.with_name(output.name + ".rejects.csv")
-    _check_options(source, output, rejects, delimiter)
+    delimiter = _checked_options(source, output, rejects, delimiter)
     csv.field_size_limit(FIELD_SIZE_LIMIT)
     report = FileReport(output=str(output), rejects=str(rejects))
     with ExitStack() as stack:
         raw, size = open_raw(source)
         stack.callback(raw.close)
-        blocks = RecordBlocks(raw, block_bytes)
+        readable, delimiter = prepared(raw, encoding=encoding, delimiter=delimiter)
+        blocks = RecordBlocks(readable, block_bytes)
         first_line, reader, header = _header(blocks, block_bytes, delimiter)
         plan = plan_of(header, columns, keep)
         sink = _Sink.opened(

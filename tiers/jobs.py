@@ -87,7 +87,8 @@ def run_file_job(
     domain: str,
     columns: Sequence[str],
     keep: Sequence[str] = (),
-    delimiter: str = ",",
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
     register: bool = True,
     job_id: str | None = None,
 ) -> JobRecord:
@@ -113,6 +114,7 @@ def run_file_job(
             columns=specs,
             keep=keep,
             delimiter=delimiter,
+            encoding=encoding,
             register=register,
             progress=beats,
         )

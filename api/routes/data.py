@@ -23,6 +23,8 @@ from api.downloads import CsvDownload
 from api.schemas import (
     ERRORS,
     JSON_ERRORS,
+    DelimiterQuery,
+    EncodingQuery,
     JobOut,
     PseudonymiseRequest,
     PseudonymiseResponse,
@@ -141,7 +143,8 @@ async def upload_file(
     purpose: PurposeHeader = None,
     column: Annotated[list[str] | None, Query(description="NAME=KIND, repeated")] = None,
     keep: Annotated[str, Query(description="other columns to keep, comma-separated")] = "",
-    delimiter: Annotated[str, Query(max_length=1)] = ",",
+    delimiter: DelimiterQuery = None,
+    encoding: EncodingQuery = "utf-8",
     register: bool = True,
 ) -> JobOut:
     """Tokenise a CSV file (multipart field `file`; options as query parameters or as form
@@ -152,12 +155,13 @@ async def upload_file(
         "keep": keep,
         "purpose": purpose,
         "delimiter": delimiter,
+        "encoding": encoding,
     }
 
     def on_field(name: str, value: str) -> None:
         if name == "column":
             options["column"].append(value)
-        elif name in ("keep", "purpose", "delimiter"):
+        elif name in ("keep", "purpose", "delimiter", "encoding"):
             options[name] = value
 
     def on_file() -> Callable[[IO[bytes]], JobRecord]:
@@ -171,6 +175,7 @@ async def upload_file(
             columns=options["column"],
             keep=[k.strip() for k in options["keep"].split(",") if k.strip()],
             delimiter=options["delimiter"],
+            encoding=options["encoding"],
             register=register,
             job_id=opened,
         )

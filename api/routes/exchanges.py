@@ -20,7 +20,9 @@ from api.schemas import (
     JSON_ERRORS,
     CampaignIn,
     CampaignOut,
+    DelimiterQuery,
     DeliveryOut,
+    EncodingQuery,
     ExchangeOut,
     RejectOut,
     WithdrawIn,
@@ -62,6 +64,8 @@ async def send(
     client: CurrentClient,
     exchange_type: Annotated[str, Query(alias="type", max_length=32, examples=["purchases"])],
     purpose: PurposeHeader = None,
+    delimiter: DelimiterQuery = None,
+    encoding: EncodingQuery = "utf-8",
 ) -> ExchangeOut:
     """Send a CSV (the request body, `text/csv`) of an exchange type to the hub. Identifiers
     become hub linking keys; rejected rows come back to your inbox, and register or enrol
@@ -75,6 +79,8 @@ async def send(
             domain=client.domain or "",
             exchange_type=exchange_type,
             source=stream,
+            delimiter=delimiter,
+            encoding=encoding,
         ),
         held_for(request, deployment),
     )

@@ -80,3 +80,21 @@ def test_a_form_of_another_shape_is_refused_by_its_code(
     assert _post(api, body, content_type) == (400, code)
     # Nothing that looks complete: no job, or one that failed with the form's own code.
     assert all(job["state"] == "failed" for job in _jobs(api))
+
+
+def test_a_windows_file_is_read_with_its_encoding_named(api: Api) -> None:
+    """A spreadsheet's export: semicolons, CRLF, cp1252. Without its encoding it is refused at
+    once, naming the fix; with it, every row is tokenised, the delimiter found."""
+    content = f"card;email;name\r\n{CLEAR[0]};{CLEAR[2]};Hélène\r\n".encode("cp1252")
+    files = {"file": ("clients.csv", content, "text/csv")}
+    headers = api.headers("casino-app", "exchange")
+    query = "column=card=card&column=email=email&keep=name"
+    refused = api.http.post(f"/v1/files?{query}", headers=headers, files=files)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (400, "not_utf8")
+    assert "cp1252" in refused.json()["error"]["message"]
+    done = api.http.post(f"/v1/files?{query}&encoding=cp1252", headers=headers, files=files)
+    assert done.status_code == 202, done.text
+    assert (done.json()["state"], done.json()["rows_out"]) == ("done", 1)
+    output = api.http.get(f"/v1/jobs/{done.json()['id']}/output", headers=headers)
+    assert output.text.splitlines()[0] == "card;email;name"
+    assert output.text.splitlines()[1].endswith(";Hélène")

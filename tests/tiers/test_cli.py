@@ -71,6 +71,17 @@ def test_pseudonymise_reads_stdin_and_separates_domains(initialised_cli: Cli) ->
     assert c[0].startswith("casino.v1.") and s[0].startswith("sncf.v1.")
 
 
+def test_a_byte_order_mark_on_stdin_is_not_part_of_the_first_value(
+    initialised_cli: Cli,
+) -> None:
+    """What Notepad and PowerShell put before UTF-8 text."""
+    plain = initialised_cli.ok("pseudonymise", "--domain", "casino", "--kind", "card", "10000001")
+    marked = initialised_cli.ok(
+        "pseudonymise", "--domain", "casino", "--kind", "card", input=b"\xef\xbb\xbf10000001\r\n"
+    )
+    assert marked.stdout == plain.stdout
+
+
 def test_undecodable_stdin_line_is_reported_not_dropped(initialised_cli: Cli) -> None:
     result = initialised_cli(
         "pseudonymise",

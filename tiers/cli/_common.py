@@ -31,6 +31,8 @@ from tiers.settings import Settings
 __all__ = [
     "EXIT_ERROR",
     "EXIT_REJECTS",
+    "Delimiter",
+    "Encoding",
     "Purpose",
     "counted",
     "deployment",
@@ -117,6 +119,19 @@ Purpose = Annotated[
         show_default=False,
         help="why: recorded in the access log; required [env: TIERS_PURPOSE]",
     ),
+]
+
+
+# How a partner's file is read: found from the header unless named, and UTF-8 unless named.
+Delimiter = Annotated[
+    str | None,
+    typer.Option(
+        show_default=False,
+        help="field delimiter (tab: 'tab') [default: found from the header among , ; tab |]",
+    ),
+]
+Encoding = Annotated[
+    str, typer.Option(help="utf-8 (with or without a byte-order mark), cp1252 or latin-1")
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import sys
 from collections.abc import Iterator
 from itertools import islice
@@ -13,7 +14,16 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 
 from audit import Action
 from errors import InvalidIdentifier
-from tiers.cli._common import EXIT_REJECTS, Purpose, counted, deployment, handles_errors, operator
+from tiers.cli._common import (
+    EXIT_REJECTS,
+    Delimiter,
+    Encoding,
+    Purpose,
+    counted,
+    deployment,
+    handles_errors,
+    operator,
+)
 from tiers.cli._output import err_console, out_console
 from tiers.files import parse_column_spec, tokenise_file
 from tiers.identifiers import get_kind
@@ -32,8 +42,10 @@ _CHUNK = 10_000
 
 def _stdin_values() -> Iterator[str]:
     """One value per line of standard input, undecodable lines kept as a marker string."""
-    for raw in sys.stdin.buffer:
+    for number, raw in enumerate(sys.stdin.buffer):
         line = raw.rstrip(b"\n").rstrip(b"\r")
+        if number == 0:
+            line = line.removeprefix(codecs.BOM_UTF8)  # as Windows tools begin a UTF-8 text
         try:
             yield line.decode("utf-8")
         except UnicodeDecodeError:
@@ -89,7 +101,8 @@ def tokenise_file_command(
     keep: Annotated[str, typer.Option(help="other columns to keep, comma-separated")] = "",
     rejects: Annotated[Path | None, typer.Option(help="default: OUT.rejects.csv")] = None,
     register: Annotated[bool, typer.Option(help="register the subjects")] = True,
-    delimiter: Annotated[str, typer.Option(help="field delimiter")] = ",",
+    delimiter: Delimiter = None,
+    encoding: Encoding = "utf-8",
     purpose: Purpose = None,
 ) -> None:
     """Replace identifier columns by pseudonyms, streaming; rejected rows go to the rejects file."""
@@ -121,6 +134,7 @@ def tokenise_file_command(
             rejects=rejects,
             register=register,
             delimiter=delimiter,
+            encoding=encoding,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     err_console.print(

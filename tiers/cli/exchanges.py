@@ -13,7 +13,16 @@ import typer
 from audit import Action
 from errors import NotFound
 from tiers import campaigns, exchanges, inbox
-from tiers.cli._common import EXIT_REJECTS, Purpose, counted, deployment, handles_errors, operator
+from tiers.cli._common import (
+    EXIT_REJECTS,
+    Delimiter,
+    Encoding,
+    Purpose,
+    counted,
+    deployment,
+    handles_errors,
+    operator,
+)
 from tiers.cli._output import (
     AsJson,
     Format,
@@ -40,6 +49,8 @@ def exchange_send(
     source: Annotated[Path, typer.Argument(metavar="IN.csv")],
     domain: Annotated[str, typer.Option(help="the sending partner")],
     exchange_type: Annotated[str, typer.Option("--type", help="purchases, points, customers…")],
+    delimiter: Delimiter = None,
+    encoding: Encoding = "utf-8",
     purpose: Purpose = None,
 ) -> None:
     """Send a partner file to the hub's inbox; rejected rows go back to the partner's inbox."""
@@ -48,7 +59,13 @@ def exchange_send(
         if not source.exists():
             raise NotFound(f"no such file: {source}", code="no_such_file")
         report = exchanges.send_exchange(
-            dep, access=access, domain=domain, exchange_type=exchange_type, source=source
+            dep,
+            access=access,
+            domain=domain,
+            exchange_type=exchange_type,
+            source=source,
+            delimiter=delimiter,
+            encoding=encoding,
         )
     err_console.print(
         f"{counted(report.rows_in, 'row')} read, {report.rows_out} delivered to the hub, "
