@@ -24,6 +24,7 @@ __all__ = [
     "CampaignOut",
     "CardOut",
     "CardRequest",
+    "CardStateOut",
     "CheckpointOut",
     "ClientIn",
     "ClientOut",
@@ -281,6 +282,15 @@ class LinkOutcomeOut(BaseModel):
     rule: str = Field(examples=["attach.first_enrolment"])
     policy_version: str
     changed: bool
+    attached_here: bool = Field(description="whether you are the customer's SG")
+
+
+class CardStateOut(BaseModel):
+    enrolled_at: datetime
+    linked: bool
+    linked_at: datetime | None
+    other_partners_cards: int = Field(description="cards of other partners linked with it")
+    attached_to: str | None = Field(description="the customer's SG, when linked")
     attached_here: bool = Field(description="whether you are the customer's SG")
 
 

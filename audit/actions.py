@@ -26,6 +26,7 @@ class Action(StrEnum):
     CARD_ENROL = "card_enrol"
     CARD_ASSOCIATE = "card_associate"
     CARD_DISSOCIATE = "card_dissociate"
+    CARD_SHOW = "card_show"
     CUSTOMER_TRANSFER = "customer_transfer"
     CUSTOMER_WITHDRAW = "customer_withdraw"
     EXCHANGE_SEND = "exchange_send"

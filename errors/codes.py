@@ -118,6 +118,9 @@ _TABLE = (
     Code("column_named_twice", _REQUEST, "a column is named twice, or both identifier and kept"),
     Code("bad_delimiter", _REQUEST, "the delimiter must be one character, not a quote or newline"),
     Code("unknown_encoding", _REQUEST, "the encoding is not utf-8, cp1252 or latin-1"),
+    Code(
+        "pseudonym_required", _REQUEST, "a card in a URL is named by its pseudonym, not its number"
+    ),
     Code("same_file", _REQUEST, "the output would overwrite the input or the rejects"),
     Code("bad_policy", PolicyError, "the policy file does not validate: the message names the key"),
     # identifiers and pseudonyms

@@ -42,6 +42,7 @@ PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
                 Action.CARD_ENROL,
                 Action.CARD_ASSOCIATE,
                 Action.CARD_DISSOCIATE,
+                Action.CARD_SHOW,
                 Action.CUSTOMER_TRANSFER,
                 Action.EXCHANGE_SEND,
                 Action.CUSTOMER_WITHDRAW,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection
@@ -32,9 +33,11 @@ from tiers.storage.links import CardRow
 
 __all__ = [
     "CardEnrolment",
+    "CardState",
     "card_of",
     "card_ref",
     "card_refs",
+    "card_state",
     "enrol_cards",
     "partner_card",
     "partner_domain",
@@ -198,3 +201,49 @@ def partner_card(
     if row is None:
         raise NotFound("no card of this partner by that number", code="unknown_card")
     return row
+
+
+@dataclass(frozen=True, slots=True)
+class CardState:
+    """What a partner may know of its own card: whether it is linked, to how many cards of
+    other partners (never which), and the customer's SG."""
+
+    enrolled_at: datetime
+    linked: bool
+    linked_at: datetime | None
+    other_partners_cards: int
+    attached_to: str | None
+    attached_here: bool  # the asking partner is the customer's SG
+
+
+@audited(Action.CARD_SHOW)
+def card_state(deployment: Deployment, *, access: Access, domain: str, card: str) -> CardState:
+    """The state of the partner's card ``card`` (its number, or its pseudonym); logged under
+    the card's subject reference. Nothing of the other partners' cards but their number."""
+    require(access, Action.CARD_SHOW, domain)
+    deployment.budget.admit(access, 1)
+    with deployment.transaction() as connection:
+        partner = partner_domain(deployment, connection, domain)
+        row = partner_card(deployment, connection, partner, card)
+        customer = None
+        others = 0
+        if row.customer_id is not None:
+            customer = links_repo.customer(connection, customer_id=row.customer_id)
+            cards = links_repo.cards_of(connection, customer_id=row.customer_id)
+            others = sum(1 for c in cards if c.partner != partner.name)
+        deployment.record(
+            connection,
+            access,
+            action=Action.CARD_SHOW,
+            domains=[domain],
+            subject=deployment.subject_reference(connection, row.base),
+            counts=Counts(records_in=1, records_out=1),
+        )
+    return CardState(
+        enrolled_at=row.enrolled_at,
+        linked=customer is not None,
+        linked_at=row.linked_at,
+        other_partners_cards=others,
+        attached_to=None if customer is None else customer.attached_to,
+        attached_here=customer is not None and customer.attached_to == partner.name,
+    )

@@ -12,6 +12,7 @@ from api.schemas import (
     AssociateRequest,
     CardOut,
     CardRequest,
+    CardStateOut,
     EnrolRequest,
     EnrolResponse,
     LinkOutcomeOut,
@@ -21,7 +22,7 @@ from api.schemas import (
     batch_results,
 )
 from audit import Action
-from errors import TiersError
+from errors import InvalidRequest, TiersError
 from tiers import cards, links, resolution
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
@@ -144,6 +145,34 @@ def transfer(
     access = access_with(request, body.purpose or purpose, required=True)
     return _outcome(
         links.transfer(deployment, access=access, domain=client.domain or "", card=body.card)
+    )
+
+
+@router.get(
+    "/cards/{pseudonym}",
+    name="card_show",
+    openapi_extra=logged_as(Action.CARD_SHOW),
+    response_model=CardStateOut,
+    tags=["partner"],
+)
+def card_show(
+    pseudonym: str, deployment: DeploymentDep, client: CurrentClient, access: DataAccess
+) -> CardStateOut:
+    """Your card, by its pseudonym (never its number, which a URL would carry into logs):
+    whether it is linked, to how many cards of other partners, and the customer's SG."""
+    if ".v" not in pseudonym:
+        raise InvalidRequest(
+            "name the card by your pseudonym of it, never by its number, in a URL",
+            code="pseudonym_required",
+        )
+    state = cards.card_state(deployment, access=access, domain=client.domain or "", card=pseudonym)
+    return CardStateOut(
+        enrolled_at=state.enrolled_at,
+        linked=state.linked,
+        linked_at=state.linked_at,
+        other_partners_cards=state.other_partners_cards,
+        attached_to=state.attached_to,
+        attached_here=state.attached_here,
     )
 
 

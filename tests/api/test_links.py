@@ -91,3 +91,43 @@ def test_naming_the_hub_or_audit_domain_answers_like_an_unknown_domain(api: Api)
         answers[other] = (reply.status_code, body["code"], body["message"].replace(other, "…"))
     assert 1 == len(set(answers.values())), answers
     assert (404, "unknown_domain") == answers["hub"][:2]
+
+
+def test_a_partner_sees_its_own_card_s_state_and_nothing_of_the_others(api: Api) -> None:
+    casino, sncf = api.headers("casino-app"), api.headers("sncf-app")
+    mine = api.http.post("/v1/cards/enrol", headers=casino, json={"values": ["10000001"]})
+    loose = api.http.post("/v1/cards/enrol", headers=casino, json={"values": ["10000002"]})
+    theirs = api.http.post("/v1/cards/enrol", headers=sncf, json={"values": ["70000001"]})
+    api.http.post(
+        "/v1/cards/associate",
+        headers=casino,
+        json={"card": "10000001", "other_domain": "sncf", "other_card": "70000001"},
+    )
+    [card] = mine.json()["pseudonyms"]
+    state = api.http.get(f"/v1/cards/{card}", headers=casino)
+    assert state.status_code == 200, state.text
+    shown = state.json()
+    assert (shown["linked"], shown["other_partners_cards"]) == (True, 1)
+    assert (shown["attached_to"], shown["attached_here"]) == ("casino", True)
+    # Nothing names the other partner's card or the hub's keys.
+    assert "sncf." not in state.text and "hub." not in state.text
+    [other] = theirs.json()["pseudonyms"]
+    from_sncf = api.http.get(f"/v1/cards/{other}", headers=sncf).json()
+    assert (from_sncf["attached_to"], from_sncf["attached_here"]) == ("casino", False)
+    [alone] = loose.json()["pseudonyms"]
+    assert api.http.get(f"/v1/cards/{alone}", headers=casino).json() | {"enrolled_at": 0} == {
+        "enrolled_at": 0,
+        "linked": False,
+        "linked_at": None,
+        "other_partners_cards": 0,
+        "attached_to": None,
+        "attached_here": False,
+    }
+    # Another partner's pseudonym, or a card number in the URL, is refused.
+    assert api.http.get(f"/v1/cards/{other}", headers=casino).status_code in {400, 404}
+    number = api.http.get("/v1/cards/10000001", headers=casino)
+    assert (number.status_code, number.json()["error"]["code"]) == (400, "pseudonym_required")
+    # The access log names the card by its subject reference.
+    entries = api.http.get("/v1/audit/entries", headers=api.headers("dpo")).json()
+    shows = [e for e in entries if e["action"] == "card_show" and e["outcome"] == "ok"]
+    assert len(shows) == 3 and all(e["subject"] for e in shows)

@@ -32,6 +32,12 @@ REQUIRED: dict[str, tuple[str, str, Any, str]] = {
         "casino-app",
     ),
     "card_dissociate": ("POST", "/v1/cards/dissociate", {"card": "12345678"}, "casino-app"),
+    "card_show": (
+        "GET",
+        "/v1/cards/casino.v1.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        None,
+        "casino-app",
+    ),
     "customer_transfer": ("POST", "/v1/customers/transfer", {"card": "12345678"}, "casino-app"),
     "customer_withdraw": ("POST", "/v1/customers/withdraw", {"card": "12345678"}, "casino-app"),
     "exchange_send": ("POST", "/v1/exchanges?type=purchases", CSV, "casino-app"),

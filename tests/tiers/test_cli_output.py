@@ -22,6 +22,7 @@ LISTINGS: dict[str, list[str]] = {
     "audit log": [],
     "audit subject": ["10000001", "--domain", "casino", "--kind", "card"],
     "campaign send": ["xmas", "--keys", "{keys}"],
+    "card show": ["10000001", "--domain", "casino"],
     "client list": [],
     "client requests": [],
     "domain list": [],

@@ -30,6 +30,7 @@ REQUIRED: dict[str, tuple[list[str], str]] = {
         "card_associate",
     ),
     "card dissociate": (["12345678", "--domain", "casino"], "card_dissociate"),
+    "card show": (["12345678", "--domain", "casino"], "card_show"),
     "customer transfer": (["12345678", "--domain", "casino"], "customer_transfer"),
     "customer withdraw": (["12345678", "--domain", "casino"], "customer_withdraw"),
     "link show": (["hub.v1.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"], "link_resolve"),

@@ -109,6 +109,34 @@ def card_dissociate(
         _outcome(links.dissociate(dep, access=access, domain=domain, card=card))
 
 
+@card_app.command("show")
+@handles_errors
+def card_show(
+    card: Annotated[str, typer.Argument(help="this partner's card (number or pseudonym)")],
+    domain: Annotated[str, typer.Option(help="the partner")],
+    purpose: Purpose = None,
+    output: Format = None,
+    as_json: AsJson = False,
+) -> None:
+    """A partner's card: linked or not, to how many other partners' cards, and its SG."""
+    access = operator(purpose)
+    with deployment(access, Action.CARD_SHOW, purpose=purpose) as dep:
+        state = cards.card_state(dep, access=access, domain=domain, card=card)
+    print_record(
+        {
+            "enrolled": state.enrolled_at.isoformat(timespec="seconds"),
+            "linked": state.linked,
+            "linked since": state.linked_at.isoformat(timespec="seconds")
+            if state.linked_at
+            else None,
+            "other partners' cards": state.other_partners_cards,
+            "attached to": state.attached_to,
+        },
+        output,
+        as_json=as_json,
+    )
+
+
 @customer_app.command("transfer")
 @handles_errors
 def customer_transfer(
