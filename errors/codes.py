@@ -182,7 +182,7 @@ _TABLE = (
     Code("request_expired", StateConflict, "the request expired: make it again"),
     Code("key_state", KeyStateError, "the key's state forbids this operation"),
     Code("active_key", KeyStateError, "the active key version cannot be retired or destroyed"),
-    Code("overlap_not_over", KeyStateError, "the hub key's overlap window is not over"),
+    Code("overlap_not_over", KeyStateError, "the rotated key's overlap window is not over"),
     Code("key_destroyed", KeyDestroyed, "the key version was destroyed: crypto-shredded"),
     # the rules
     Code("policy_violation", PolicyViolation, "an attachment rule refuses (the code names it)"),

@@ -7,6 +7,7 @@ exactly one access-log entry.
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -22,7 +23,7 @@ from errors import (
     NotFound,
     NotInitialised,
 )
-from keys import KeyVersion, MasterKey, write_development_key
+from keys import DomainKey, KeyVersion, MasterKey, write_development_key
 from keys.rows import RowSealer
 from policy import load_policy
 from tiers import _checkpointing as checkpointing
@@ -34,7 +35,7 @@ from tiers.deployment import MASTER_CHECK, Deployment
 from tiers.links import backfill_hub_keys
 from tiers.policies import default_policy
 from tiers.pseudonyms import DOMAIN_NAME, pseudonym_value
-from tiers.rekey import OVERLAP, drop_hub_version, rekey_hub
+from tiers.rekey import drop_hub_version, rekey_hub, translation
 from tiers.settings import Settings
 from tiers.storage import (
     audit_log,
@@ -286,9 +287,42 @@ class KeyRotation:
     reindexed: int
 
 
+def _reindexed(
+    deployment: Deployment,
+    connection: Connection,
+    access: Access,
+    record_: DomainRecord,
+    keys: tuple[int, DomainKey],
+) -> int:
+    """Every subject of the domain's ``old`` version indexed under ``new_key`` too, derived
+    from its base. The new entries are read by nothing until the rotation commits: they are
+    held and inserted in key order. A partner is sent the translation of its pseudonyms."""
+    old, new_key = keys
+    with sorted_inserts(connection), ExitStack() as stack:
+        translated_to = None
+        if record_.role == "partner":
+            translated_to = stack.enter_context(
+                translation(
+                    deployment, connection, access=access, holder=record_,
+                    old_version=old, new_version=new_key.version,
+                    header=["old_pseudonym", "new_pseudonym"],
+                )
+            )  # fmt: skip
+        return subjects.reindex(
+            connection,
+            domain_id=record_.id,
+            from_version=old,
+            to_version=new_key.version,
+            derive=lambda base: pseudonym_value(new_key, base),
+            now=access.now,
+            translated=translated_to,
+        )
+
+
 @audited(Action.KEY_ROTATE)
 def rotate_key(deployment: Deployment, *, access: Access, domain: str) -> KeyRotation:
-    """New active version for ``domain``; every stored pseudonym is re-derived from its base.
+    """New active version for ``domain``; every stored pseudonym is re-derived from its base,
+    and the domain's holder is sent the translation (:mod:`tiers.rekey`).
 
     One transaction: either the new version exists with a complete index, or nothing changed.
     """
@@ -299,21 +333,7 @@ def rotate_key(deployment: Deployment, *, access: Access, domain: str) -> KeyRot
         old = keyring.active_version
         rotated = keyrings.rotate_keyring(connection, deployment.master, keyring, now=access.now)
         new_key = rotated.active
-
-        def derive(base: bytes) -> bytes:
-            return pseudonym_value(new_key, base)
-
-        # The new version's entries are read by nothing until the rotation commits: they are
-        # held and inserted in key order.
-        with sorted_inserts(connection):
-            count = subjects.reindex(
-                connection,
-                domain_id=record_.id,
-                from_version=old,
-                to_version=new_key.version,
-                derive=derive,
-                now=access.now,
-            )
+        count = _reindexed(deployment, connection, access, record_, (old, new_key))
         translated = 0
         if record_.role == "hub":
             translated = rekey_hub(
@@ -379,15 +399,16 @@ def retire_key(
 ) -> KeyDestruction:
     """End the overlap of a verify-only version: its pseudonyms (for the hub, its linking keys)
     stop resolving and its key is destroyed. Refused before the overlap window
-    (:data:`tiers.rekey.OVERLAP` after the rotation) has passed, unless ``force``."""
+    (``TIERS_ROTATION_OVERLAP_DAYS`` after the rotation) has passed, unless ``force``."""
     require(access, Action.KEY_DESTROY, domain)
     with deployment.transaction() as connection:
         record_ = deployment.domain(connection, domain)
         meta = deployment.domain_keyring(connection, record_).versions.get(version)
-    if meta is not None and not force and meta.state_changed_at + OVERLAP > access.now:
+    overlap = deployment.settings.rotation_overlap
+    if meta is not None and not force and meta.state_changed_at + overlap > access.now:
         raise KeyStateError(
             f"{domain} version {version} overlaps until "
-            f"{(meta.state_changed_at + OVERLAP).date().isoformat()}; add --force to retire now",
+            f"{(meta.state_changed_at + overlap).date().isoformat()}; add --force to retire now",
             code="overlap_not_over",
         )
     return destroy_key(deployment, access=access, domain=domain, version=version)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -55,6 +56,8 @@ class Settings(BaseSettings):
     witness_quorum: int | None = Field(default=None, ge=1)
     witness_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     audit_retention_days: int = Field(default=365, ge=1)
+    # How long both versions of a rotated key resolve before `tiers key retire` may end it.
+    rotation_overlap_days: int = Field(default=90, ge=0, le=3650)
     argon2_profile: Literal["owasp", "rfc9106-low-memory", "test"] = "owasp"
     rate_limit_per_second: float = Field(default=200.0, gt=0)
     rate_limit_burst: int = Field(default=400, ge=1)
@@ -90,6 +93,10 @@ class Settings(BaseSettings):
     # Identifiers an API client may submit, per worker process (see tiers/budgets.py).
     budget_identifiers_per_second: int = Field(default=200_000, ge=1)
     budget_identifiers_per_hour: int = Field(default=20_000_000, ge=1)
+
+    @property
+    def rotation_overlap(self) -> timedelta:
+        return timedelta(days=self.rotation_overlap_days)
 
     @property
     def default_master_key_path(self) -> Path:

@@ -23,7 +23,6 @@ from tiers.cli._output import (
     out_console,
     print_rows,
 )
-from tiers.rekey import OVERLAP
 
 __all__ = ["domain_app", "init", "key_app"]
 
@@ -113,7 +112,7 @@ def key_list(domain: str, output: Format = None, as_json: AsJson = False) -> Non
                 version.state.value,
                 version.created_at.isoformat(timespec="seconds"),
                 version.state_changed_at.isoformat(timespec="seconds"),
-                (version.state_changed_at + OVERLAP).date().isoformat()
+                (version.state_changed_at + dep.settings.rotation_overlap).date().isoformat()
                 if version.state.value == "verify-only"
                 else "",
             )

@@ -124,9 +124,11 @@ def count_index(connection: Connection, *, domain_id: int, version: int | None =
     return int(connection.execute(query).scalar_one())
 
 
-def _subjects_of(connection: Connection, *, domain_id: int, version: int) -> Iterable[list[bytes]]:
-    """The subjects indexed under ``version``, in batches, in the primary key's order (by
-    pseudonym value: a restartable scan of one range of the key)."""
+def _subjects_of(
+    connection: Connection, *, domain_id: int, version: int
+) -> Iterable[list[tuple[bytes, bytes]]]:
+    """``(pseudonym value, subject)`` of the entries indexed under ``version``, in batches, in
+    the primary key's order (by pseudonym value: a restartable scan of one range of the key)."""
     last: bytes | None = None
     while True:
         query = (
@@ -140,7 +142,7 @@ def _subjects_of(connection: Connection, *, domain_id: int, version: int) -> Ite
         rows = connection.execute(query).all()
         if not rows:
             return
-        yield [bytes(row.subject) for row in rows]
+        yield [(bytes(row.value), bytes(row.subject)) for row in rows]
         last = bytes(rows[-1].value)
 
 
@@ -152,20 +154,25 @@ def reindex(
     to_version: int,
     derive: Callable[[bytes], bytes],
     now: datetime,
+    translated: Callable[[list[bytes], list[bytes]], None] | None = None,
 ) -> int:
     """Index every subject of ``from_version`` under ``to_version`` too; returns the count.
 
     ``derive`` maps a base pseudonym to its new pseudonym value: no clear identifier is needed.
+    ``translated`` is given each batch's old values and, in the same order, their new ones.
     """
     total = 0
     for batch in _subjects_of(connection, domain_id=domain_id, version=from_version):
+        new_values = [derive(base) for _, base in batch]
         bulk_insert_ignoring_duplicates(
             connection,
             pseudonym_index,
             ["value", "subject"],
-            [(derive(base), base) for base in batch],
+            [(new, base) for new, (_, base) in zip(new_values, batch, strict=True)],
             {"domain_id": domain_id, "version": to_version, "created_at": now},
         )
+        if translated is not None:
+            translated([old for old, _ in batch], new_values)
         total += len(batch)
     return total
 
