@@ -17,12 +17,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+$(VENV)/.installed-bench: pyproject.toml client/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]' -e ./client
 	touch $@ $(VENV)/.installed $(VENV)/.installed-dev
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# The dev install adds the client (client/), tested against the real service.
+$(VENV)/.installed-dev: pyproject.toml client/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./client
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -41,7 +42,7 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/bandit -q -c pyproject.toml -r tiers keys audit policy api errors
+	$(BIN)/bandit -q -c pyproject.toml -r tiers keys audit policy api errors client/tiers_client
 
 ## make fuzz: the hostile-input and OpenAPI fuzzing with a larger budget (CI runs a short one)
 fuzz: install-dev

@@ -17,6 +17,7 @@ them. The attachment policy's evaluator (:mod:`policy`) names its own refusals b
 
 from __future__ import annotations
 
+import builtins
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ from errors import (
     UploadTooSlow,
 )
 
-__all__ = ["CODES", "ROW_CODES", "markdown"]
+__all__ = ["CODES", "ROW_CODES", "client_module", "markdown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,5 +283,100 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _camel(code: str) -> str:
+    name = "".join(part.capitalize() for part in code.replace(".", "_").split("_")) + "Error"
+    return f"Tiers{name}" if hasattr(builtins, name) else name  # InterruptedError is Python's
+
+
+def _classes() -> list[type[TiersError]]:
+    """Every class that carries a code, with its bases up to TiersError, bases first."""
+    found: list[type[TiersError]] = []
+    for code in _TABLE:
+        for cls in reversed(code.error.__mro__):
+            if isinstance(cls, type) and issubclass(cls, TiersError) and cls not in found:
+                found.append(cls)
+    return found
+
+
+def client_module() -> str:
+    """``client/tiers_client/errors.py``: the server's classes and one class per code, for the
+    client, which must not import the server (``python -m errors.codes --client``)."""
+    lines = [
+        '"""Every error `tiers` answers, as an exception: generated from the server\'s table of',
+        "codes (`python -m errors.codes --client > client/tiers_client/errors.py`); a test of the",
+        "server keeps it current. Catch a class (`NotFound`, `RateLimited`) or one code",
+        "(`UnknownDomainError`); :func:`error_for` makes the one an answer names.",
+        '"""',
+        "",
+        "from __future__ import annotations",
+        "",
+        "",
+        "class TiersError(Exception):",
+        '    """An error answered by `tiers`: its ``code``, HTTP ``status`` and ``message``',
+        "    (which never echoes a value sent), and the seconds to wait when it says",
+        '    (``Retry-After``)."""',
+        "",
+        '    code = "error"',
+        f"    status = {TiersError.status}",
+        "",
+        "    def __init__(",
+        "        self, message: str, *, code: str | None = None, status: int | None = None,",
+        "        retry_after: float | None = None,",
+        "    ) -> None:  # fmt: skip",
+        "        super().__init__(message)",
+        "        self.message = message",
+        "        self.code = code or type(self).code",
+        "        self.status = status or type(self).status",
+        "        self.retry_after = retry_after",
+        "",
+        "    def __str__(self) -> str:",
+        '        return f"{self.message} [{self.code}]"',
+    ]
+    for cls in _classes()[1:]:
+        base = next(b for b in cls.__mro__[1:] if issubclass(b, TiersError))
+        lines += ["", "", f"class {cls.__name__}({base.__name__}):"]
+        lines += [f"    status = {cls.status}"]
+    names = []
+    classes = {cls.__name__ for cls in _classes()}
+    for code in _TABLE:
+        name = _camel(code.code)
+        if name == code.error.__name__:  # the code of its own class: the class is its exception
+            names.append((code.code, name))
+            continue
+        name = f"Tiers{name}" if name in classes else name
+        names.append((code.code, name))
+        meaning = code.meaning.replace('"', "'")
+        lines += ["", "", f"class {name}({code.error.__name__}):"]
+        lines += [f'    """{meaning}."""' if len(meaning) < 88 else f'    """{meaning[:84]}…"""']
+        lines += ["", f'    code = "{code.code}"']
+    lines += ["", "", "BY_CODE: dict[str, type[TiersError]] = {"]
+    lines += [f'    "{code}": {name},' for code, name in names]
+    lines += ["}"]
+    lines += [
+        "_BY_STATUS: dict[int, type[TiersError]] = {",
+        *(f"    {cls.status}: {cls.__name__}," for cls in _status_classes()),
+        "}",
+        "",
+        "",
+        "def error_for(status: int, code: str, message: str, retry_after: float | None = None) -> TiersError:",  # noqa: E501
+        '    """The exception of an answer: its code\'s class, else its status\'s',
+        '    (a policy rule\'s name, ``link.…``, is a :class:`PolicyViolation`)."""',
+        "    cls = BY_CODE.get(code) or _BY_STATUS.get(status, TiersError)",
+        "    return cls(message, code=code, status=status, retry_after=retry_after)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _status_classes() -> list[type[TiersError]]:
+    """For each status, the class an answer with a code the client does not know is given
+    (a policy rule's name is a 409 of :class:`PolicyViolation`)."""
+    general = (
+        InvalidRequest, Unauthorised, Forbidden, NotFound, UploadTooSlow, PolicyViolation,
+        KeyDestroyed, BodyTooLarge, RateLimited,
+    )  # fmt: skip
+    return sorted(general, key=lambda cls: cls.status)
+
+
 if __name__ == "__main__":
-    sys.stdout.write(markdown())
+    sys.stdout.write(client_module() if sys.argv[1:] == ["--client"] else markdown())

@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tiers_client import errors as client_errors
 
 import errors
 from api.errors import status_of
 from errors import TiersError
-from errors.codes import CODES, ROW_CODES, markdown
+from errors.codes import CODES, ROW_CODES, client_module, markdown
 from policy.exchanges import TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,3 +176,16 @@ def test_the_error_tree_is_exported(classes: dict[str, type[TiersError]]) -> Non
     """Every error class of the bottom layer is in its ``__all__``."""
     own = {name for name, cls in classes.items() if cls.__module__ == "errors"}
     assert own <= set(errors.__all__)
+
+
+def test_the_client_s_exceptions_are_generated_from_the_table() -> None:
+    """client/tiers_client/errors.py: one exception per code, in the server's tree, current."""
+    generated = (Path(__file__).parent.parent / "client/tiers_client/errors.py").read_text()
+    assert client_module() == generated, (
+        "run: python -m errors.codes --client > client/tiers_client/errors.py"
+    )
+    assert set(client_errors.BY_CODE) == set(CODES)
+    for code in CODES.values():
+        cls = client_errors.BY_CODE[code.code]
+        assert cls.status == code.status
+        assert issubclass(cls, getattr(client_errors, code.error.__name__))

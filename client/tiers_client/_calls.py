@@ -1,0 +1,158 @@
+"""Each call of the API once, as data: its method, path, parameters and body, whether it may be
+sent again (idempotent by design), and how its answer is read. The sync and async clients send
+the same calls; only the sending differs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+from tiers_client.models import (
+    CampaignReport,
+    CardState,
+    Delivery,
+    ExchangeReport,
+    Job,
+    LinkOutcome,
+    Resolution,
+    ValueRefused,
+    Verification,
+    WhoAmI,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    method: str
+    path: str
+    read: Callable[[Any], T]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    json: Any = None
+    # Sent again after a 429 or a 503 only when sending it twice does what sending it once
+    # does: reads, pseudonyms (the same value gives the same pseudonym), resolutions.
+    idempotent: bool = False
+    purpose: str | None = None
+
+
+def _batch(answer: Any) -> list[str | ValueRefused]:
+    refused = {e["index"]: ValueRefused(e["index"], e["code"]) for e in answer["errors"]}
+    return [refused.get(i, p) for i, p in enumerate(answer["pseudonyms"])]
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def whoami() -> Call[WhoAmI]:
+    return Call("GET", "/v1/whoami", WhoAmI.of, idempotent=True)
+
+
+def pseudonymise(
+    kind: str, values: Sequence[str], *, domain: str | None, register: bool, purpose: str | None
+) -> Call[list[str | ValueRefused]]:
+    body = {"kind": kind, "values": list(values), "register": register}
+    if domain is not None:
+        body["domain"] = domain
+    return Call("POST", "/v1/pseudonymise", _batch, json=body, idempotent=True, purpose=purpose)
+
+
+def jobs(purpose: str | None) -> Call[list[Job]]:
+    return Call(
+        "GET", "/v1/jobs", lambda a: [Job.of(j) for j in a], idempotent=True, purpose=purpose
+    )
+
+
+def job(job_id: str, purpose: str | None) -> Call[Job]:
+    return Call("GET", f"/v1/jobs/{_segment(job_id)}", Job.of, idempotent=True, purpose=purpose)
+
+
+def delete_job(job_id: str, purpose: str | None) -> Call[None]:
+    return Call("DELETE", f"/v1/jobs/{_segment(job_id)}", lambda _: None, purpose=purpose)
+
+
+def enrol(values: Sequence[str], purpose: str | None) -> Call[list[str | ValueRefused]]:
+    body = {"values": list(values)}
+    return Call("POST", "/v1/cards/enrol", _batch, json=body, idempotent=True, purpose=purpose)
+
+
+def associate(
+    card: str, other_domain: str, other_card: str, purpose: str | None
+) -> Call[LinkOutcome]:
+    body = {"card": card, "other_domain": other_domain, "other_card": other_card}
+    return Call("POST", "/v1/cards/associate", LinkOutcome.of, json=body, purpose=purpose)
+
+
+def card_change(path: str, card: str, purpose: str | None) -> Call[LinkOutcome]:
+    return Call("POST", path, LinkOutcome.of, json={"card": card}, purpose=purpose)
+
+
+def withdraw(card: str, purpose: str | None) -> Call[int]:
+    return Call(
+        "POST",
+        "/v1/customers/withdraw",
+        lambda a: int(a["hub_keys_withdrawn"]),
+        json={"card": card},
+        purpose=purpose,
+    )
+
+
+def card_state(pseudonym: str, purpose: str | None) -> Call[CardState]:
+    path = f"/v1/cards/{_segment(pseudonym)}"
+    return Call("GET", path, CardState.of, idempotent=True, purpose=purpose)
+
+
+def inbox(include_acked: bool, purpose: str | None) -> Call[list[Delivery]]:
+    params = {"include_acked": "true"} if include_acked else {}
+    return Call(
+        "GET",
+        "/v1/inbox",
+        lambda a: [Delivery.of(d) for d in a],
+        params=params,
+        idempotent=True,
+        purpose=purpose,
+    )
+
+
+def ack(delivery_id: str, purpose: str | None) -> Call[None]:
+    path = f"/v1/inbox/{_segment(delivery_id)}/ack"
+    return Call("POST", path, lambda _: None, idempotent=True, purpose=purpose)
+
+
+def resolve(linking_keys: Sequence[str], purpose: str | None) -> Call[list[Resolution | str]]:
+    def read(answer: Any) -> list[Resolution | str]:
+        return [
+            Resolution.of(item["resolution"]) if item.get("resolution") else item["error"]
+            for item in answer
+        ]
+
+    body = {"linking_keys": list(linking_keys)}
+    return Call("POST", "/v1/links/resolve", read, json=body, idempotent=True, purpose=purpose)
+
+
+def campaign(name: str, linking_keys: Sequence[str], purpose: str | None) -> Call[CampaignReport]:
+    body = {"name": name, "linking_keys": list(linking_keys)}
+    return Call("POST", "/v1/campaigns", CampaignReport.of, json=body, purpose=purpose)
+
+
+def audit_entries(filters: Mapping[str, Any], purpose: str | None) -> Call[list[dict[str, Any]]]:
+    params = {k: v for k, v in filters.items() if v is not None}
+    return Call("GET", "/v1/audit/entries", list, params=params, idempotent=True, purpose=purpose)
+
+
+def audit_verify(purpose: str | None) -> Call[Verification]:
+    return Call("GET", "/v1/audit/verify", Verification.of, idempotent=True, purpose=purpose)
+
+
+def audit_subject(
+    domain: str, kind: str, value: str, purpose: str | None
+) -> Call[list[dict[str, Any]]]:
+    body = {"domain": domain, "kind": kind, "value": value}
+    return Call("POST", "/v1/audit/subject", list, json=body, idempotent=True, purpose=purpose)
+
+
+def exchange_report(answer: Any) -> ExchangeReport:
+    return ExchangeReport.of(answer)

@@ -1,0 +1,497 @@
+"""The synchronous and asynchronous clients. Both send the calls of :mod:`tiers_client._calls`;
+they differ only in how they wait."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from tiers_client import _calls as calls
+from tiers_client._calls import Call
+from tiers_client._transfer import Counted, Progress, atomic_target, total_of
+from tiers_client.errors import error_for
+from tiers_client.models import (
+    CampaignReport,
+    CardState,
+    Delivery,
+    ExchangeReport,
+    FileResult,
+    Job,
+    LinkOutcome,
+    Resolution,
+    ValueRefused,
+    Verification,
+    WhoAmI,
+)
+
+__all__ = ["AsyncClient", "Client"]
+
+T = TypeVar("T")
+RETRIED = frozenset({429, 503})
+MAX_WAIT = 60.0
+
+
+class _Base:
+    """What both clients hold: the address, the key (never shown), the purpose, the retries."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        purpose: str | None = None,
+        timeout: float = 300.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.purpose = purpose
+        self.retries = retries
+        self.backoff = backoff
+        self._timeout = timeout
+        self._api_key = api_key
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r}, purpose={self.purpose!r})"
+
+    def _headers(self, purpose: str | None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self._api_key}", "User-Agent": "tiers-client"}
+        if (chosen := purpose or self.purpose) is not None:
+            headers["X-Purpose"] = chosen
+        return headers
+
+    def _wait(self, call: Call[Any], response: httpx.Response, attempt: int) -> float | None:
+        """Seconds to wait before sending ``call`` again, or None to answer now."""
+        if response.status_code not in RETRIED or not call.idempotent or attempt >= self.retries:
+            return None
+        return min(_retry_after(response) or self.backoff * 2**attempt, MAX_WAIT)
+
+    @staticmethod
+    def _read(call: Call[T], response: httpx.Response) -> T:
+        _raise_for(response)
+        return call.read(response.json() if response.content else None)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return None
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        error = response.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        code, message = "http_error", f"HTTP {response.status_code}"
+    raise error_for(response.status_code, code, message, _retry_after(response))
+
+
+def _file_form(
+    columns: Sequence[str],
+    keep: Sequence[str],
+    delimiter: str | None,
+    encoding: str,
+    register: bool,
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"column": list(columns), "encoding": encoding}
+    if keep:
+        params["keep"] = ",".join(keep)
+    if delimiter is not None:
+        params["delimiter"] = delimiter
+    if not register:
+        params["register"] = "false"
+    return params
+
+
+class Client(_Base):
+    """A client of a `tiers` service: ``Client("https://tiers.example", key, purpose="…")``.
+
+    Every call may take ``purpose=`` to override the client's. Reads and other calls that are
+    idempotent by design are sent again on 429 and 503, after ``Retry-After``; a call that may
+    have changed something is never sent twice, and its error carries ``retry_after``."""
+
+    def __init__(self, base_url: str, api_key: str, **options: Any) -> None:
+        super().__init__(base_url, api_key, **options)
+        self._http = httpx.Client(base_url=self.base_url, timeout=self._timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _run(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            response = self._http.request(
+                call.method,
+                call.path,
+                params=call.params,
+                json=call.json,
+                headers=self._headers(call.purpose),
+            )
+            wait = self._wait(call, response, attempt)
+            if wait is None:
+                return self._read(call, response)
+            time.sleep(wait)
+            attempt += 1
+
+    def _download(
+        self, path: str, target: Path, purpose: str | None, progress: Progress | None
+    ) -> None:
+        headers = self._headers(purpose)
+        with self._http.stream("GET", path, headers=headers) as response:
+            if response.status_code >= 400:
+                response.read()
+                _raise_for(response)
+            total, done = total_of(response.headers), 0
+            with atomic_target(target) as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+
+    def whoami(self) -> WhoAmI:
+        return self._run(calls.whoami())
+
+    def pseudonymise(
+        self,
+        kind: str,
+        values: Sequence[str],
+        *,
+        domain: str | None = None,
+        register: bool = True,
+        purpose: str | None = None,
+    ) -> list[str | ValueRefused]:
+        """A pseudonym per value, in order; a :class:`ValueRefused` where one is refused."""
+        return self._run(
+            calls.pseudonymise(kind, values, domain=domain, register=register, purpose=purpose)
+        )
+
+    def tokenise_file(
+        self,
+        source: Path | str,
+        output: Path | str,
+        *,
+        columns: Sequence[str],
+        keep: Sequence[str] = (),
+        rejects: Path | str | None = None,
+        delimiter: str | None = None,
+        encoding: str = "utf-8",
+        register: bool = True,
+        progress: Progress | None = None,
+        purpose: str | None = None,
+    ) -> FileResult:
+        """Send ``source`` as a file job, streamed; once tokenised, download its output and its
+        rejects (``<output>.rejects.csv`` by default), each written whole or not at all."""
+        output = Path(output)
+        rejects = Path(rejects) if rejects else output.with_name(output.name + ".rejects.csv")
+        params = _file_form(columns, keep, delimiter, encoding, register)
+        with Counted(Path(source), progress) as body:
+            response = self._http.post(
+                "/v1/files",
+                params=params,
+                headers=self._headers(purpose),
+                files={"file": (body.name, body, "text/csv")},  # type: ignore[dict-item]
+            )
+        job = Job.of(_answer(response))
+        self._download(f"/v1/jobs/{job.id}/output", output, purpose, None)
+        self._download(f"/v1/jobs/{job.id}/rejects", rejects, purpose, None)
+        return FileResult(job, str(output), str(rejects))
+
+    def jobs(self, *, purpose: str | None = None) -> list[Job]:
+        return self._run(calls.jobs(purpose))
+
+    def job(self, job_id: str, *, purpose: str | None = None) -> Job:
+        return self._run(calls.job(job_id, purpose))
+
+    def delete_job(self, job_id: str, *, purpose: str | None = None) -> None:
+        self._run(calls.delete_job(job_id, purpose))
+
+    def enrol_cards(
+        self, values: Sequence[str], *, purpose: str | None = None
+    ) -> list[str | ValueRefused]:
+        return self._run(calls.enrol(values, purpose))
+
+    def associate(
+        self, card: str, other_domain: str, other_card: str, *, purpose: str | None = None
+    ) -> LinkOutcome:
+        return self._run(calls.associate(card, other_domain, other_card, purpose))
+
+    def dissociate(self, card: str, *, purpose: str | None = None) -> LinkOutcome:
+        return self._run(calls.card_change("/v1/cards/dissociate", card, purpose))
+
+    def transfer(self, card: str, *, purpose: str | None = None) -> LinkOutcome:
+        return self._run(calls.card_change("/v1/customers/transfer", card, purpose))
+
+    def withdraw(self, card: str, *, purpose: str | None = None) -> int:
+        return self._run(calls.withdraw(card, purpose))
+
+    def card_state(self, pseudonym: str, *, purpose: str | None = None) -> CardState:
+        return self._run(calls.card_state(pseudonym, purpose))
+
+    def send_exchange(
+        self,
+        source: Path | str,
+        exchange_type: str,
+        *,
+        delimiter: str | None = None,
+        encoding: str = "utf-8",
+        progress: Progress | None = None,
+        purpose: str | None = None,
+    ) -> ExchangeReport:
+        """Send a partner file to the hub, streamed; rejected rows come back to the inbox."""
+        params = {"type": exchange_type, "encoding": encoding}
+        if delimiter is not None:
+            params["delimiter"] = delimiter
+        headers = {**self._headers(purpose), "Content-Type": "text/csv"}
+        with Counted(Path(source), progress) as body:
+            response = self._http.post(
+                "/v1/exchanges", params=params, headers=headers, content=body.chunks()
+            )
+        return ExchangeReport.of(_answer(response))
+
+    def inbox(self, *, include_acked: bool = False, purpose: str | None = None) -> list[Delivery]:
+        return self._run(calls.inbox(include_acked, purpose))
+
+    def download_delivery(
+        self,
+        delivery_id: str,
+        target: Path | str,
+        *,
+        progress: Progress | None = None,
+        purpose: str | None = None,
+    ) -> Path:
+        """Write a delivery's CSV to ``target``, whole or not at all."""
+        self._download(f"/v1/inbox/{delivery_id}", Path(target), purpose, progress)
+        return Path(target)
+
+    def ack(self, delivery_id: str, *, purpose: str | None = None) -> None:
+        self._run(calls.ack(delivery_id, purpose))
+
+    def resolve(
+        self, linking_keys: Sequence[str], *, purpose: str | None = None
+    ) -> list[Resolution | str]:
+        """The customer behind each hub linking key, in order (or its error's code)."""
+        return self._run(calls.resolve(linking_keys, purpose))
+
+    def send_campaign(
+        self, name: str, linking_keys: Sequence[str], *, purpose: str | None = None
+    ) -> CampaignReport:
+        return self._run(calls.campaign(name, linking_keys, purpose))
+
+    def audit_entries(self, *, purpose: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        return self._run(calls.audit_entries(filters, purpose))
+
+    def audit_verify(self, *, purpose: str | None = None) -> Verification:
+        return self._run(calls.audit_verify(purpose))
+
+    def audit_subject(
+        self, domain: str, kind: str, value: str, *, purpose: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self._run(calls.audit_subject(domain, kind, value, purpose))
+
+
+def _answer(response: httpx.Response) -> Any:
+    _raise_for(response)
+    return response.json()
+
+
+class AsyncClient(_Base):
+    """:class:`Client` for asyncio: the same calls, awaited (``async with AsyncClient(…)``)."""
+
+    def __init__(self, base_url: str, api_key: str, **options: Any) -> None:
+        super().__init__(base_url, api_key, **options)
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _run(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            response = await self._http.request(
+                call.method,
+                call.path,
+                params=call.params,
+                json=call.json,
+                headers=self._headers(call.purpose),
+            )
+            wait = self._wait(call, response, attempt)
+            if wait is None:
+                return self._read(call, response)
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    async def whoami(self) -> WhoAmI:
+        return await self._run(calls.whoami())
+
+    async def pseudonymise(
+        self,
+        kind: str,
+        values: Sequence[str],
+        *,
+        domain: str | None = None,
+        register: bool = True,
+        purpose: str | None = None,
+    ) -> list[str | ValueRefused]:
+        return await self._run(
+            calls.pseudonymise(kind, values, domain=domain, register=register, purpose=purpose)
+        )
+
+    async def send_exchange(
+        self,
+        source: Path | str,
+        exchange_type: str,
+        *,
+        delimiter: str | None = None,
+        encoding: str = "utf-8",
+        progress: Progress | None = None,
+        purpose: str | None = None,
+    ) -> ExchangeReport:
+        params = {"type": exchange_type, "encoding": encoding}
+        if delimiter is not None:
+            params["delimiter"] = delimiter
+        headers = {**self._headers(purpose), "Content-Type": "text/csv"}
+        with Counted(Path(source), progress) as body:
+            response = await self._http.post(
+                "/v1/exchanges", params=params, headers=headers, content=_aiter(body.chunks())
+            )
+        return ExchangeReport.of(_answer(response))
+
+    async def _download(
+        self, path: str, target: Path, purpose: str | None, progress: Progress | None
+    ) -> None:
+        headers = self._headers(purpose)
+        async with self._http.stream("GET", path, headers=headers) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                _raise_for(response)
+            total, done = total_of(response.headers), 0
+            with atomic_target(target) as handle:
+                async for chunk in response.aiter_bytes():
+                    handle.write(chunk)
+                    done += len(chunk)
+                    if progress is not None:
+                        progress(done, total)
+
+    async def tokenise_file(
+        self,
+        source: Path | str,
+        output: Path | str,
+        *,
+        columns: Sequence[str],
+        keep: Sequence[str] = (),
+        rejects: Path | str | None = None,
+        delimiter: str | None = None,
+        encoding: str = "utf-8",
+        register: bool = True,
+        progress: Progress | None = None,
+        purpose: str | None = None,
+    ) -> FileResult:
+        output = Path(output)
+        rejects = Path(rejects) if rejects else output.with_name(output.name + ".rejects.csv")
+        params = _file_form(columns, keep, delimiter, encoding, register)
+        with Counted(Path(source), progress) as body:
+            response = await self._http.post(
+                "/v1/files",
+                params=params,
+                headers=self._headers(purpose),
+                files={"file": (body.name, body, "text/csv")},  # type: ignore[dict-item]
+            )
+        job = Job.of(_answer(response))
+        await self._download(f"/v1/jobs/{job.id}/output", output, purpose, None)
+        await self._download(f"/v1/jobs/{job.id}/rejects", rejects, purpose, None)
+        return FileResult(job, str(output), str(rejects))
+
+    async def download_delivery(
+        self,
+        delivery_id: str,
+        target: Path | str,
+        *,
+        progress: Progress | None = None,
+        purpose: str | None = None,
+    ) -> Path:
+        await self._download(f"/v1/inbox/{delivery_id}", Path(target), purpose, progress)
+        return Path(target)
+
+    async def jobs(self, *, purpose: str | None = None) -> list[Job]:
+        return await self._run(calls.jobs(purpose))
+
+    async def withdraw(self, card: str, *, purpose: str | None = None) -> int:
+        return await self._run(calls.withdraw(card, purpose))
+
+    async def dissociate(self, card: str, *, purpose: str | None = None) -> LinkOutcome:
+        return await self._run(calls.card_change("/v1/cards/dissociate", card, purpose))
+
+    async def transfer(self, card: str, *, purpose: str | None = None) -> LinkOutcome:
+        return await self._run(calls.card_change("/v1/customers/transfer", card, purpose))
+
+    async def audit_subject(
+        self, domain: str, kind: str, value: str, *, purpose: str | None = None
+    ) -> list[dict[str, Any]]:
+        return await self._run(calls.audit_subject(domain, kind, value, purpose))
+
+    async def enrol_cards(
+        self, values: Sequence[str], *, purpose: str | None = None
+    ) -> list[str | ValueRefused]:
+        return await self._run(calls.enrol(values, purpose))
+
+    async def associate(
+        self, card: str, other_domain: str, other_card: str, *, purpose: str | None = None
+    ) -> LinkOutcome:
+        return await self._run(calls.associate(card, other_domain, other_card, purpose))
+
+    async def card_state(self, pseudonym: str, *, purpose: str | None = None) -> CardState:
+        return await self._run(calls.card_state(pseudonym, purpose))
+
+    async def inbox(
+        self, *, include_acked: bool = False, purpose: str | None = None
+    ) -> list[Delivery]:
+        return await self._run(calls.inbox(include_acked, purpose))
+
+    async def ack(self, delivery_id: str, *, purpose: str | None = None) -> None:
+        await self._run(calls.ack(delivery_id, purpose))
+
+    async def resolve(
+        self, linking_keys: Sequence[str], *, purpose: str | None = None
+    ) -> list[Resolution | str]:
+        return await self._run(calls.resolve(linking_keys, purpose))
+
+    async def send_campaign(
+        self, name: str, linking_keys: Sequence[str], *, purpose: str | None = None
+    ) -> CampaignReport:
+        return await self._run(calls.campaign(name, linking_keys, purpose))
+
+    async def audit_entries(
+        self, *, purpose: str | None = None, **filters: Any
+    ) -> list[dict[str, Any]]:
+        return await self._run(calls.audit_entries(filters, purpose))
+
+    async def audit_verify(self, *, purpose: str | None = None) -> Verification:
+        return await self._run(calls.audit_verify(purpose))
+
+
+async def _aiter(chunks: Iterator[bytes]) -> Any:
+    for chunk in chunks:
+        yield chunk

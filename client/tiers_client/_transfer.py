@@ -1,0 +1,72 @@
+"""Files to and from the service: uploads read as they are sent, downloads written beside their
+target and renamed into place only when complete, both reporting progress."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+# done bytes, and the total when known
+Progress = Callable[[int, "int | None"], None]
+CHUNK = 1 << 16
+
+
+class Counted:
+    """A file opened for reading that reports each read to ``progress`` (an upload's body)."""
+
+    def __init__(self, path: Path, progress: Progress | None) -> None:
+        self._file: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._total = os.fstat(self._file.fileno()).st_size
+        self._done = 0
+        self._progress = progress
+        self.name = path.name
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self._done += len(data)
+        if self._progress is not None:
+            self._progress(self._done, self._total)
+        return data
+
+    def chunks(self) -> Iterator[bytes]:
+        while data := self.read(CHUNK):
+            yield data
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Counted:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def atomic_target(target: Path) -> Iterator[IO[bytes]]:
+    """A file that appears at ``target`` only if the block succeeds; nothing is left otherwise."""
+    target = Path(target).absolute()
+    if not target.parent.is_dir():
+        raise FileNotFoundError(f"no such folder: {target.parent}")
+    descriptor, temp_name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".part"
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+
+
+def total_of(headers: Any) -> int | None:
+    length = headers.get("content-length")
+    return int(length) if length and length.isdigit() else None

@@ -1,0 +1,199 @@
+"""``tiers-client``: a partner's daily commands against a remote `tiers`.
+
+The service's address comes from ``--url`` or ``TIERS_URL``; the API key from ``TIERS_API_KEY``
+or ``--api-key-file`` (never from the command line, where other users of the machine could read
+it); the purpose from ``--purpose`` or ``TIERS_PURPOSE``. Errors are one line on standard error,
+``error: message [code]``, with exit status 1; rows or values refused give exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+from tiers_client import Client, __version__
+from tiers_client.errors import TiersError
+from tiers_client.models import ValueRefused
+
+__all__ = ["main"]
+
+EXIT_ERROR, EXIT_REFUSED = 1, 2
+_err = Console(stderr=True, highlight=False)
+_BATCH = 10_000
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tiers-client", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"tiers-client {__version__}")
+    parser.add_argument("--url", default=os.environ.get("TIERS_URL"), help="[env: TIERS_URL]")
+    parser.add_argument("--api-key-file", type=Path, help="default: env TIERS_API_KEY")
+    parser.add_argument("--purpose", default=os.environ.get("TIERS_PURPOSE"))
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("whoami", help="who the key belongs to")
+    pseudo = commands.add_parser("pseudonymise", help="one pseudonym per value, in order")
+    pseudo.add_argument("--kind", required=True, help="card, email, phone or person")
+    pseudo.add_argument("values", nargs="*", help="none: one per line on standard input")
+    tok = commands.add_parser("tokenise", help="tokenise a file: upload, wait, download")
+    tok.add_argument("source", type=Path)
+    tok.add_argument("-o", "--output", type=Path, required=True)
+    tok.add_argument("--column", action="append", required=True, help="NAME=KIND, repeated")
+    tok.add_argument("--keep", default="", help="other columns to keep, comma-separated")
+    tok.add_argument("--rejects", type=Path)
+    _file_options(tok)
+    exchange = commands.add_parser("exchange", help="send an exchange file to the hub")
+    exchange.add_argument("source", type=Path)
+    exchange.add_argument("--type", required=True, dest="exchange_type")
+    _file_options(exchange)
+    inbox = commands.add_parser("inbox", help="deliveries in your inbox")
+    inbox_commands = inbox.add_subparsers(dest="inbox_command", required=True)
+    listing = inbox_commands.add_parser("list")
+    listing.add_argument("--all", action="store_true", help="acknowledged ones too")
+    listing.add_argument("--json", action="store_true")
+    get = inbox_commands.add_parser("get")
+    get.add_argument("delivery")
+    get.add_argument("-o", "--output", type=Path, required=True)
+    ack = inbox_commands.add_parser("ack")
+    ack.add_argument("delivery")
+    return parser
+
+
+def _file_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--delimiter", help="default: found from the header (, ; tab |)")
+    parser.add_argument("--encoding", default="utf-8", choices=["utf-8", "cp1252", "latin-1"])
+
+
+def _client(args: argparse.Namespace) -> Client:
+    if not args.url:
+        raise SystemExit(_fail("the service's address is missing: --url or TIERS_URL", "no_url"))
+    if args.api_key_file is not None:
+        key = args.api_key_file.read_text(encoding="utf-8").strip()
+    else:
+        key = os.environ.get("TIERS_API_KEY", "").strip()
+    if not key:
+        raise SystemExit(_fail("no API key: set TIERS_API_KEY or --api-key-file", "no_api_key"))
+    return Client(args.url, key, purpose=args.purpose)
+
+
+def _fail(message: str, code: str) -> int:
+    _err.print(f"error: {message} [{code}]", markup=False)
+    return EXIT_ERROR
+
+
+def _bar() -> Progress:
+    return Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        TimeRemainingColumn(), console=_err, disable=not _err.is_terminal, transient=True,
+    )  # fmt: skip
+
+
+def _stdin_values() -> Iterator[str]:
+    for number, raw in enumerate(sys.stdin.buffer):
+        line = raw.rstrip(b"\n").rstrip(b"\r")
+        yield (line.removeprefix(codecs.BOM_UTF8) if number == 0 else line).decode(
+            "utf-8", "surrogateescape"
+        )
+
+
+def _pseudonymise(tiers: Client, args: argparse.Namespace) -> int:
+    values: Iterator[str] = iter(args.values) if args.values else _stdin_values()
+    refused = False
+    while batch := [value for _, value in zip(range(_BATCH), values, strict=False)]:
+        lines = []
+        for result in tiers.pseudonymise(args.kind, batch):
+            refused |= isinstance(result, ValueRefused)
+            lines.append(f"error:{result.code}" if isinstance(result, ValueRefused) else result)
+        sys.stdout.write("\n".join(lines) + "\n")
+    return EXIT_REFUSED if refused else 0
+
+
+def _tokenise(tiers: Client, args: argparse.Namespace) -> int:
+    with _bar() as bar:
+        task = bar.add_task(args.source.name, total=None)
+        result = tiers.tokenise_file(
+            args.source, args.output, columns=args.column,
+            keep=[k.strip() for k in args.keep.split(",") if k.strip()], rejects=args.rejects,
+            delimiter=args.delimiter, encoding=args.encoding,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+    job = result.job
+    _err.print(
+        f"{job.rows_in} rows read, {job.rows_out} written to {result.output}, "
+        f"{job.rows_rejected} rejected (see {result.rejects})",
+        markup=False,
+    )
+    return EXIT_REFUSED if job.rows_rejected else 0
+
+
+def _exchange(tiers: Client, args: argparse.Namespace) -> int:
+    with _bar() as bar:
+        task = bar.add_task(args.source.name, total=None)
+        report = tiers.send_exchange(
+            args.source, args.exchange_type, delimiter=args.delimiter, encoding=args.encoding,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+    _err.print(
+        f"{report.rows_in} rows read, {report.rows_out} delivered to the hub, "
+        f"{report.rows_rejected} rejected",
+        markup=False,
+    )
+    for reject in report.first_rejects:
+        _err.print(f"  line {reject.line}: {reject.column or 'row'}: {reject.code}", markup=False)
+    return EXIT_REFUSED if report.rows_rejected else 0
+
+
+def _inbox(tiers: Client, args: argparse.Namespace) -> int:
+    if args.inbox_command == "list":
+        found = tiers.inbox(include_acked=args.all)
+        if args.json:
+            rows = [asdict(d) | {"created_at": d.created_at.isoformat()} for d in found]
+            sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        else:
+            fields = ("id", "kind", "name", "rows", "sender", "created_at", "acked")
+            sys.stdout.write("\t".join(fields) + "\n")
+            for d in found:
+                cells = [d.id, d.kind, d.name, str(d.rows), d.sender, d.created_at.isoformat()]
+                sys.stdout.write("\t".join([*cells, "yes" if d.acked else "no"]) + "\n")
+    elif args.inbox_command == "get":
+        tiers.download_delivery(args.delivery, args.output)
+        _err.print(f"written to {args.output}", markup=False)
+    else:
+        tiers.ack(args.delivery)
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
+    "whoami": lambda tiers, _: _print(asdict(tiers.whoami())),
+    "pseudonymise": _pseudonymise,
+    "tokenise": _tokenise,
+    "exchange": _exchange,
+    "inbox": _inbox,
+}
+
+
+def _print(record: dict[str, Any]) -> int:
+    sys.stdout.write(json.dumps(record) + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        with _client(args) as tiers:
+            status = _COMMANDS[args.command](tiers, args)
+    except TiersError as error:
+        status = _fail(error.message, error.code)
+    except OSError as error:  # a local file: its name, not its content
+        status = _fail(f"{error.strerror or type(error).__name__}: {error.filename}", "local")
+    except Exception as error:  # noqa: BLE001 - the network, the server: one clear line
+        status = _fail(f"{type(error).__name__}; nothing was completed", "internal")
+    raise SystemExit(status)

@@ -1,0 +1,190 @@
+"""What the service answers, typed. Each is read from the API's JSON by its ``of``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True, slots=True)
+class WhoAmI:
+    name: str
+    role: str
+    domain: str | None
+
+    @classmethod
+    def of(cls, answer: Any) -> WhoAmI:
+        return cls(answer["name"], answer["role"], answer.get("domain"))
+
+
+@dataclass(frozen=True, slots=True)
+class ValueRefused:
+    """A value of a batch that was refused: its place in the batch and the code (never the
+    value)."""
+
+    index: int
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    state: str
+    domain: str
+    rows_in: int
+    rows_out: int
+    rows_rejected: int
+    error_code: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, answer: Any) -> Job:
+        created = _time(answer["created_at"])
+        assert created is not None
+        return cls(
+            answer["id"], answer["state"], answer["domain"], answer["rows_in"],
+            answer["rows_out"], answer["rows_rejected"], answer.get("error_code"), created,
+            _time(answer.get("finished_at")),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    line: int
+    column: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    """A file tokenised by the service: its job, and where its outputs were written."""
+
+    job: Job
+    output: str
+    rejects: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeReport:
+    rows_in: int
+    rows_out: int
+    rows_rejected: int
+    first_rejects: list[Reject]
+
+    @classmethod
+    def of(cls, answer: Any) -> ExchangeReport:
+        rejects = [Reject(r["line"], r["column"], r["code"]) for r in answer["first_rejects"]]
+        return cls(answer["rows_in"], answer["rows_out"], answer["rows_rejected"], rejects)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: str
+    kind: str
+    name: str
+    rows: int
+    sha256: str
+    sender: str
+    created_at: datetime
+    acked: bool
+
+    @classmethod
+    def of(cls, answer: Any) -> Delivery:
+        created = _time(answer["created_at"])
+        assert created is not None
+        return cls(
+            answer["id"], answer["kind"], answer["name"], answer["rows"], answer["sha256"],
+            answer["sender"], created, answer["acked"],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOutcome:
+    rule: str
+    policy_version: str
+    changed: bool
+    attached_here: bool
+
+    @classmethod
+    def of(cls, answer: Any) -> LinkOutcome:
+        return cls(
+            answer["rule"], answer["policy_version"], answer["changed"], answer["attached_here"]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CardState:
+    enrolled_at: datetime
+    linked: bool
+    linked_at: datetime | None
+    other_partners_cards: int
+    attached_to: str | None
+    attached_here: bool
+
+    @classmethod
+    def of(cls, answer: Any) -> CardState:
+        enrolled = _time(answer["enrolled_at"])
+        assert enrolled is not None
+        return cls(
+            enrolled, answer["linked"], _time(answer.get("linked_at")),
+            answer["other_partners_cards"], answer.get("attached_to"), answer["attached_here"],
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class LinkedCard:
+    partner: str
+    linking_key: str
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    alliance_key: str | None
+    cards: list[LinkedCard]
+    attached_to: str | None
+    policy_version: str | None
+
+    @classmethod
+    def of(cls, answer: Any) -> Resolution:
+        cards = [
+            LinkedCard(c["partner"], c["linking_key"], datetime.fromisoformat(c["since"]))
+            for c in answer["cards"]
+        ]
+        return cls(
+            answer.get("alliance_key"), cards, answer.get("attached_to"),
+            answer.get("policy_version"),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignReport:
+    per_sg: dict[str, int]
+    dropped: dict[str, int]
+
+    @classmethod
+    def of(cls, answer: Any) -> CampaignReport:
+        return cls(dict(answer["per_sg"]), dict(answer["dropped"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    intact: bool
+    summary: str
+    entries: int
+    tree_size: int
+    checkpoints: int
+    key: str
+
+    @classmethod
+    def of(cls, answer: Any) -> Verification:
+        return cls(
+            answer["intact"], answer["summary"], answer["entries"], answer["tree_size"],
+            answer["checkpoints"], answer["key"],
+        )  # fmt: skip

@@ -1,0 +1,40 @@
+"""tiers-client installs on its own: a fresh virtual environment gets httpx and rich, never
+the server's packages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_PACKAGES = ("tiers", "fastapi", "sqlalchemy", "argon2", "uvicorn", "pydantic", "typer")
+
+
+@pytest.mark.slow
+def test_the_client_installs_without_the_server(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", str(ROOT / "client")],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    probe = (
+        "import importlib.util, tiers_client; "
+        f"print([m for m in {SERVER_PACKAGES!r} if importlib.util.find_spec(m)])"
+    )
+    found = subprocess.run(
+        [str(python), "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert found.stdout.strip() == "[]"
+    version = subprocess.run(
+        [str(venv / "bin" / "tiers-client"), "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert version.stdout.strip() == "tiers-client 0.1.0"
