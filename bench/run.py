@@ -127,6 +127,7 @@ def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any
             line(f"cost of the subject index ({label})", 100 * index_cost[label], "%")
     figures["subject_index_cost"] = index_cost
     memory, registering = _command_runs(backends, path, rows, work, tiers)
+    figures["parquet"] = _parquet_runs(path, rows, work, tiers)
     figures["tiers"] = tiers
     figures["peak_memory_mib"] = memory.pop("sqlite")
     if "postgresql" in memory:
@@ -142,6 +143,34 @@ def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any
     for name, value in ratios.items():
         line(name, value, "×")
     results["file_tokenisation"] = figures
+
+
+def _parquet_runs(path: Path, rows: int, work: Path, tiers: dict[str, float]) -> dict[str, float]:
+    """The same file as Parquet, on SQLite without registration: in process and by the
+    command (and its peak memory), against the CSV runs of this run."""
+    parquet = files_bench.as_parquet(path, work / "customers.parquet")
+    home = Path(tempfile.mkdtemp(prefix="tiers-bench-", dir=work))
+    label = "tiers in process, sqlite, without registration, parquet"
+    tiers[label] = files_bench.tiers_in_process(
+        parquet, work / "out.parquet", home=home, database_url=None, register=False
+    )
+    line(label, tiers[label], "rows/s")
+    env = _command_home(work / "cli-home-parquet", None)
+    command = "tiers tokenise-file command, sqlite, without registration, parquet"
+    tiers[command], peak = files_bench.tiers_command(parquet, work / "out.parquet", env, rows=rows)
+    line(command, tiers[command], "rows/s")
+    line(f"peak memory of the command, parquet, {rows:,} rows", peak, "MiB")
+    figures = {
+        "parquet / csv in process": tiers[label]
+        / tiers["tiers in process, sqlite, without registration"],
+        "parquet / csv command": tiers[command]
+        / tiers["tiers tokenise-file command, sqlite, without registration"],
+        "peak_memory_mib": peak,
+    }
+    for name in ("parquet / csv in process", "parquet / csv command"):
+        line(name, figures[name], "×")
+    parquet.unlink()
+    return figures
 
 
 def _command_runs(

@@ -119,6 +119,7 @@ _TABLE = (
     Code("column_named_twice", _REQUEST, "a column is named twice, or both identifier and kept"),
     Code("bad_delimiter", _REQUEST, "the delimiter must be one character, not a quote or newline"),
     Code("unknown_encoding", _REQUEST, "the encoding is not utf-8, cp1252 or latin-1"),
+    Code("unknown_format", _REQUEST, "the format is not csv or parquet (Parquet: from a file)"),
     Code(
         "pseudonym_required", _REQUEST, "a card in a URL is named by its pseudonym, not its number"
     ),
@@ -141,6 +142,12 @@ _TABLE = (
     Code("empty_file", _FILE, "the file is empty"),
     Code("no_rows", _FILE, "the file has a header but no data rows"),
     Code("not_csv", _FILE, "the file is not CSV"),
+    Code("not_parquet", _FILE, "the file is not a Parquet file"),
+    Code(
+        "bad_parquet",
+        _FILE,
+        "the Parquet file cannot be read to its end: the message names the line",
+    ),
     Code(
         "not_utf8",
         _FILE,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +25,7 @@ from errors import (
     InvalidFile,
     InvalidIdentifier,
     InvalidPseudonym,
+    InvalidRequest,
     KeyDestroyed,
     NotFound,
     PolicyViolation,
@@ -32,6 +33,7 @@ from errors import (
     UnknownKeyVersion,
 )
 from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
+from tiers import _parquet as formats
 from tiers import _subject_index as subject_index
 from tiers._csvio import (
     FIELD_SIZE_LIMIT,
@@ -41,6 +43,7 @@ from tiers._csvio import (
     open_source,
     read_header,
 )
+from tiers._parquet import records as parquet_records
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.cards import CardEnrolment, card_refs, partner_card
@@ -331,6 +334,25 @@ def _send_batch(
         rejects.add(line, problems)
 
 
+def _rows_of(
+    stack: ExitStack,
+    source: Path | IO[bytes],
+    delimiter: str | None,
+    encoding: str,
+    file_format: str | None,
+) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """The file's header and records, CSV or Parquet."""
+    named = source if isinstance(source, Path) else None
+    if formats.file_format(named, file_format) == "parquet":
+        if named is None:
+            raise InvalidRequest("a Parquet file is read from a file", code="unknown_format")
+        return parquet_records(named)
+    raw, text, _, found = open_source(source, encoding=encoding, delimiter=delimiter)
+    stack.callback(raw.close)
+    reader = csv.reader(text, delimiter=found)
+    return read_header(reader), csv_records(reader)
+
+
 @dataclass(slots=True)
 class _Sending:
     """One exchange being sent, in its transaction: where its rows go and what it records."""
@@ -421,6 +443,7 @@ def send_exchange(
     source: Path | IO[bytes],
     delimiter: str | None = None,
     encoding: str = "utf-8",
+    file_format: str | None = None,
     rows_per_batch: int = EXCHANGE_BATCH,
 ) -> ExchangeReport:
     """Send a partner file of type ``exchange_type`` to the hub, in hub linking keys.
@@ -430,8 +453,9 @@ def send_exchange(
     value does not fit its type is rejected (``line,column,code``). The hub's delivery and the
     sender's rejects delivery appear together, when the whole file was read. The rows are
     keyed ``rows_per_batch`` at a time (:func:`_send_batch`); the delivery is the same whatever
-    the batch. The file is read as :func:`tiers._csvio.prepared` says (``delimiter`` found
-    from the header unless given, ``encoding`` utf-8, cp1252 or latin-1).
+    the batch. A CSV file is read as :func:`tiers._csvio.prepared` says (``delimiter`` found
+    from the header unless given, ``encoding`` utf-8, cp1252 or latin-1); a Parquet file
+    (``file_format``, or its extension) as :mod:`tiers._parquet` says.
     """
     require(access, Action.EXCHANGE_SEND, domain)
     delimiter = checked_delimiter(delimiter)
@@ -440,10 +464,7 @@ def send_exchange(
     csv.field_size_limit(FIELD_SIZE_LIMIT)
     report = ExchangeReport()
     with ExitStack() as stack:
-        raw, text, _, found = open_source(source, encoding=encoding, delimiter=delimiter)
-        stack.callback(raw.close)
-        reader = csv.reader(text, delimiter=found)
-        header = read_header(reader)
+        header, records = _rows_of(stack, source, delimiter, encoding, file_format)
         _check_header(header, schema, exchange_type)
         layout = _Layout.of(header, schema)
         sending = _Sending.begun(
@@ -451,7 +472,6 @@ def send_exchange(
             exchange_type=exchange_type, report=report,
         )  # fmt: skip
         delivery, rejects, deliveries = sending.deliveries(stack, layout.payload)
-        records = csv_records(reader)
         while chunk := list(itertools.islice(records, rows_per_batch)):
             _send_batch(chunk, layout, sending.keys, delivery, rejects)
         if report.rows_in == 0:

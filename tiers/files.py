@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,9 +35,11 @@ from sqlalchemy import Connection
 
 from audit import Action, Counts
 from errors import InvalidFile, InvalidRequest
+from tiers import _parquet as formats
 from tiers import _subject_index as subject_index
 from tiers._csvio import (
     FIELD_SIZE_LIMIT,
+    atomic_binary_output,
     atomic_output,
     checked_delimiter,
     csv_records,
@@ -56,6 +58,8 @@ from tiers._file_rows import (
     registrations,
     row_problems,
 )
+from tiers._parquet import ParquetRows
+from tiers._parquet import records as parquet_records
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
@@ -104,15 +108,18 @@ class FileReport:
 
 
 def _checked_options(
-    source: Path | IO[bytes], output: Path, rejects: Path, delimiter: str | None
-) -> str | None:
-    """Refuse options that cannot work; returns the delimiter, named or None."""
+    source: Path | IO[bytes], output: Path, rejects: Path, options: tuple[str | None, str | None]
+) -> tuple[str | None, bool]:
+    """Refuse options that cannot work; returns the delimiter (named or None) and whether the
+    file is Parquet (``options``: the delimiter and the format given)."""
+    delimiter, file_format = options
     for path in (output, rejects):
         if isinstance(source, Path) and path.resolve() == source.resolve():
             raise InvalidRequest("an output file cannot be the input file", code="same_file")
     if output.resolve() == rejects.resolve():
         raise InvalidRequest("the output and rejects files must differ", code="same_file")
-    return checked_delimiter(delimiter)
+    named = source if isinstance(source, Path) else None
+    return checked_delimiter(delimiter), formats.file_format(named, file_format) == "parquet"
 
 
 @dataclass(slots=True)
@@ -128,7 +135,7 @@ class _Sink:
     tokeniser: Tokeniser
     registrar: Registrar
     register: bool
-    output_handle: IO[str]
+    output_handle: IO[str] | None  # a CSV output's, for the fast path's blocks
     max_listed_rejects: int
     # The subject index's references of every identifier accepted (tiers._subject_index): the
     # entry's number is known only at the end.
@@ -150,10 +157,13 @@ class _Sink:
         delimiter: str,
         register: bool,
         max_listed_rejects: int,
+        parquet: bool = False,
     ) -> _Sink:
         """The outputs, beside their targets, and the transaction, entered on ``stack`` last,
-        so left first: the subjects are committed before the outputs are renamed into place."""
-        out_handle = stack.enter_context(atomic_output(Path(report.output)))
+        so left first: the subjects are committed before the outputs are renamed into place.
+        A Parquet output is written by :class:`tiers._parquet.ParquetRows`, closed (its footer
+        written) before it is renamed."""
+        output, out_handle = _output(stack, Path(report.output), plan.header, delimiter, parquet)
         rej_handle = stack.enter_context(atomic_output(Path(report.rejects)))
         connection = stack.enter_context(deployment.transaction())
         held = _registering(stack, connection) if register else None
@@ -172,8 +182,7 @@ class _Sink:
             register=register,
             max_listed_rejects=max_listed_rejects,
         )
-        sink.output = csv.writer(out_handle, delimiter=sink.delimiter)
-        sink.output.writerow(sink.plan.header)
+        sink.output = output
         sink.rejects = csv.writer(rej_handle)
         sink.rejects.writerow(["line", "column", "code"])
         return sink
@@ -200,6 +209,7 @@ class _Sink:
         self.report.rows_in += block.rows_in
         for line, problems in block.rejects:
             self.reject(line, problems)
+        assert self.output_handle is not None  # blocks are CSV text (tiers._fastpath)
         self.output_handle.write(block.output)
         self.report.rows_out += block.rows_out
         if block.refs is not None:
@@ -207,6 +217,20 @@ class _Sink:
         if self.register:
             for base, mac, kind in block.registrations:
                 self.registrar.add(base, mac, kind)
+
+
+def _output(
+    stack: ExitStack, path: Path, header: list[str], delimiter: str, parquet: bool
+) -> tuple[Any, IO[str] | None]:
+    """The output's writer (rows of text), and its text handle when it is CSV."""
+    if parquet:
+        writer = ParquetRows(stack.enter_context(atomic_binary_output(path)), header)
+        stack.callback(writer.close)
+        return writer, None
+    handle = stack.enter_context(atomic_output(path))
+    output = csv.writer(handle, delimiter=delimiter)
+    output.writerow(header)
+    return output, handle
 
 
 @dataclass(slots=True)
@@ -227,20 +251,26 @@ class _Progress:
 
     def row(self, rows: int) -> None:
         if self.callback is not None and rows % _PROGRESS_EVERY == 0:
-            assert self.raw is not None
-            self.callback(self.raw.tell() if self.size else rows, self.size)
+            # bytes read when the size is known; rows for a stream or a Parquet file
+            done = self.raw.tell() if self.size and self.raw is not None else rows
+            self.callback(done, self.size)
 
 
-def _in_parallel(sink: _Sink, blocks: RecordBlocks, *, workers: int, progress: _Progress) -> Any:
-    """The fast part of a file: its blocks tokenised by ``workers`` processes, applied in file
-    order (:mod:`tiers._fastpath`). Returns the reader of the rest."""
+def _in_parallel(
+    sink: _Sink, src: _Source, *, workers: int, progress: _Progress
+) -> Iterator[tuple[int, list[str]]]:
+    """The fast part of a CSV file: its blocks tokenised by ``workers`` processes, applied in
+    file order (:mod:`tiers._fastpath`). Returns the records of the rest."""
+    blocks = src.blocks
+    assert blocks is not None
     work = BlockWork(
         sink.plan, sink.width, sink.tokeniser, sink.delimiter, sink.register, sink.touched.secret
     )
     for block in in_order(work, iter(blocks), workers):
         sink.apply(block)
         progress.block(block, sink.report.rows_in)
-    return csv.reader(text_of(blocks.rest(), "utf-8"), delimiter=sink.delimiter, strict=False)
+    reader = csv.reader(text_of(blocks.rest(), "utf-8"), delimiter=sink.delimiter, strict=False)
+    return csv_records(reader, blocks.lines)
 
 
 def _serially(sink: _Sink, records: Iterable[tuple[int, list[str]]], progress: _Progress) -> None:
@@ -307,17 +337,41 @@ def _finish(deployment: Deployment, access: Access, sink: _Sink, *, domain: str,
     deployment.budget.charge(access, identifiers)
 
 
-def _header(
-    blocks: RecordBlocks, block_bytes: int, delimiter: str
-) -> tuple[bytes | None, Any, list[str]]:
-    """The file's header, with its line when blocks follow it, or else with the reader of the
-    whole file, read serially (``block_bytes`` 0, or a first line that is not safe)."""
-    first_line = blocks.header() if block_bytes > 0 else None
-    if first_line is None:
-        reader = csv.reader(text_of(blocks.rest(), "utf-8-sig"), delimiter=delimiter, strict=False)
-        return None, reader, read_header(reader)
-    text = io.StringIO(first_line.decode("utf-8-sig", "surrogateescape"), newline="")
-    return first_line, None, read_header(csv.reader(text, delimiter=delimiter, strict=False))
+@dataclass(slots=True)
+class _Source:
+    """A file opened for reading: its header, its size (0: unknown) and its records; a CSV
+    file's blocks too, when its first line lets the fast path read them."""
+
+    header: list[str]
+    size: int
+    raw: IO[bytes] | None  # whose position tells the progress
+    delimiter: str
+    parquet: bool
+    records: Iterator[tuple[int, list[str]]] | None = None
+    blocks: RecordBlocks | None = None
+    first_line: bytes | None = None
+
+    @classmethod
+    def opened(
+        cls, stack: ExitStack, source: Path | IO[bytes], *, parquet: bool, encoding: str,
+        delimiter: str | None, block_bytes: int,
+    ) -> _Source:  # fmt: skip
+        if parquet:
+            if not isinstance(source, Path):
+                raise InvalidRequest("a Parquet file is read from a file", code="unknown_format")
+            header, rows = parquet_records(source)
+            return cls(header, 0, None, ",", True, records=rows)
+        raw, size = open_raw(source)
+        stack.callback(raw.close)
+        readable, found = prepared(raw, encoding=encoding, delimiter=delimiter)
+        blocks = RecordBlocks(readable, block_bytes)
+        first_line = blocks.header() if block_bytes > 0 else None
+        if first_line is None:
+            reader = csv.reader(text_of(blocks.rest(), "utf-8-sig"), delimiter=found, strict=False)
+            return cls(read_header(reader), size, raw, found, False, records=csv_records(reader))
+        text = io.StringIO(first_line.decode("utf-8-sig", "surrogateescape"), newline="")
+        header = read_header(csv.reader(text, delimiter=found, strict=False))
+        return cls(header, size, raw, found, False, blocks=blocks, first_line=first_line)
 
 
 @audited(Action.TOKENISE_FILE)
@@ -334,37 +388,38 @@ def tokenise_file(
     register: bool = True,
     delimiter: str | None = None,
     encoding: str = "utf-8",
+    file_format: str | None = None,
     progress: ProgressCallback | None = None,
     max_listed_rejects: int = 10,
     workers: int | None = None,
     block_bytes: int = BLOCK_BYTES,
 ) -> FileReport:
-    """Tokenise the CSV ``source`` into ``output`` and ``rejects`` (by default
-    ``<output>.rejects.csv``), as the module docstring says; ``workers`` (by default
-    ``TIERS_FILE_WORKERS``) tokenise blocks of ``block_bytes`` where the file allows it."""
+    """Tokenise ``source`` (CSV, or Parquet by ``file_format`` or its extension) into ``output``
+    and ``rejects`` (by default ``<output>.rejects.csv``), as the module docstring says;
+    ``workers`` (by default ``TIERS_FILE_WORKERS``) tokenise a CSV file's blocks."""
     require(access, Action.TOKENISE_FILE, domain)
     deployment.budget.admit(access)
     rejects = rejects or output.with_name(output.name + ".rejects.csv")
-    delimiter = _checked_options(source, output, rejects, delimiter)
+    delimiter, parquet = _checked_options(source, output, rejects, (delimiter, file_format))
     csv.field_size_limit(FIELD_SIZE_LIMIT)
     report = FileReport(output=str(output), rejects=str(rejects))
     with ExitStack() as stack:
-        raw, size = open_raw(source)
-        stack.callback(raw.close)
-        readable, delimiter = prepared(raw, encoding=encoding, delimiter=delimiter)
-        blocks = RecordBlocks(readable, block_bytes)
-        first_line, reader, header = _header(blocks, block_bytes, delimiter)
-        plan = plan_of(header, columns, keep)
-        sink = _Sink.opened(
-            stack, deployment, access, domain, plan=plan, width=len(header), report=report,
-            delimiter=delimiter, register=register, max_listed_rejects=max_listed_rejects,
+        src = _Source.opened(
+            stack, source, parquet=parquet, encoding=encoding, delimiter=delimiter,
+            block_bytes=block_bytes,
         )  # fmt: skip
-        if first_line is not None:
+        sink = _Sink.opened(
+            stack, deployment, access, domain, plan=plan_of(src.header, columns, keep),
+            width=len(src.header), report=report, delimiter=src.delimiter, register=register,
+            max_listed_rejects=max_listed_rejects, parquet=parquet,
+        )  # fmt: skip
+        records = src.records
+        if records is None:  # the fast part first (CSV)
+            watch = _Progress(progress, src.size, len(src.first_line or b""))
             workers = workers or deployment.settings.file_workers
-            watch = _Progress(progress, size, len(first_line))
-            reader = _in_parallel(sink, blocks, workers=workers, progress=watch)
-        _serially(sink, csv_records(reader, blocks.lines), _Progress(progress, size, 0, raw))
+            records = _in_parallel(sink, src, workers=workers, progress=watch)
+        _serially(sink, records, _Progress(progress, src.size, 0, src.raw))
         _finish(deployment, access, sink, domain=domain, kept=len(keep))
         if progress is not None:
-            progress(size, size)
+            progress(src.size, src.size)
     return report

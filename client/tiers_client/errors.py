@@ -377,6 +377,12 @@ class UnknownEncodingError(InvalidRequest):
     code = "unknown_encoding"
 
 
+class UnknownFormatError(InvalidRequest):
+    """the format is not csv or parquet (Parquet: from a file)."""
+
+    code = "unknown_format"
+
+
 class PseudonymRequiredError(InvalidRequest):
     """a card in a URL is named by its pseudonym, not its number."""
 
@@ -483,6 +489,18 @@ class NotCsvError(InvalidFile):
     """the file is not CSV."""
 
     code = "not_csv"
+
+
+class NotParquetError(InvalidFile):
+    """the file is not a Parquet file."""
+
+    code = "not_parquet"
+
+
+class BadParquetError(InvalidFile):
+    """the Parquet file cannot be read to its end: the message names the line."""
+
+    code = "bad_parquet"
 
 
 class NotUtf8Error(InvalidFile):
@@ -992,6 +1010,7 @@ BY_CODE: dict[str, type[TiersError]] = {
     "column_named_twice": ColumnNamedTwiceError,
     "bad_delimiter": BadDelimiterError,
     "unknown_encoding": UnknownEncodingError,
+    "unknown_format": UnknownFormatError,
     "pseudonym_required": PseudonymRequiredError,
     "same_file": SameFileError,
     "bad_policy": BadPolicyError,
@@ -1010,6 +1029,8 @@ BY_CODE: dict[str, type[TiersError]] = {
     "empty_file": EmptyFileError,
     "no_rows": NoRowsError,
     "not_csv": NotCsvError,
+    "not_parquet": NotParquetError,
+    "bad_parquet": BadParquetError,
     "not_utf8": NotUtf8Error,
     "bad_csv": BadCsvError,
     "unreadable": UnreadableError,

@@ -15,8 +15,9 @@ from tests.conftest import Cli, Database
 from tiers import __version__
 from tiers.cli import app
 
-# Every command that takes --format, with the arguments that make it list something; a command
-# given the option without a line here fails test_every_listing_command_is_covered.
+# Every command that takes --json (and --format table|tsv|json), with the arguments that make it
+# list something; a command given the option without a line here fails
+# test_every_listing_command_is_covered.
 LISTINGS: dict[str, list[str]] = {
     "audit alerts": [],
     "audit log": [],
@@ -51,7 +52,7 @@ def _with_format() -> set[str]:
     return {
         path
         for path, command in commands.items()
-        if any("--format" in parameter.opts for parameter in command.params)
+        if any("--json" in parameter.opts for parameter in command.params)
     }
 
 

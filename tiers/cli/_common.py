@@ -33,6 +33,7 @@ __all__ = [
     "EXIT_REJECTS",
     "Delimiter",
     "Encoding",
+    "FileFormat",
     "Purpose",
     "counted",
     "deployment",
@@ -128,6 +129,12 @@ Delimiter = Annotated[
     typer.Option(
         show_default=False,
         help="field delimiter (tab: 'tab') [default: found from the header among , ; tab |]",
+    ),
+]
+FileFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--format", show_default=False, help="csv or parquet [default: by the file's extension]"
     ),
 ]
 Encoding = Annotated[

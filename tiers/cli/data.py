@@ -18,6 +18,7 @@ from tiers.cli._common import (
     EXIT_REJECTS,
     Delimiter,
     Encoding,
+    FileFormat,
     Purpose,
     counted,
     deployment,
@@ -103,6 +104,7 @@ def tokenise_file_command(
     register: Annotated[bool, typer.Option(help="register the subjects")] = True,
     delimiter: Delimiter = None,
     encoding: Encoding = "utf-8",
+    file_format: FileFormat = None,
     purpose: Purpose = None,
 ) -> None:
     """Replace identifier columns by pseudonyms, streaming; rejected rows go to the rejects file."""
@@ -135,6 +137,7 @@ def tokenise_file_command(
             register=register,
             delimiter=delimiter,
             encoding=encoding,
+            file_format=file_format,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     err_console.print(

@@ -17,6 +17,7 @@ from tiers.cli._common import (
     EXIT_REJECTS,
     Delimiter,
     Encoding,
+    FileFormat,
     Purpose,
     counted,
     deployment,
@@ -51,6 +52,7 @@ def exchange_send(
     exchange_type: Annotated[str, typer.Option("--type", help="purchases, points, customers…")],
     delimiter: Delimiter = None,
     encoding: Encoding = "utf-8",
+    file_format: FileFormat = None,
     purpose: Purpose = None,
 ) -> None:
     """Send a partner file to the hub's inbox; rejected rows go back to the partner's inbox."""
@@ -66,6 +68,7 @@ def exchange_send(
             source=source,
             delimiter=delimiter,
             encoding=encoding,
+            file_format=file_format,
         )
     err_console.print(
         f"{counted(report.rows_in, 'row')} read, {report.rows_out} delivered to the hub, "
