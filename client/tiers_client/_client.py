@@ -71,6 +71,14 @@ class _Base:
             return None
         return min(_retry_after(response) or self.backoff * 2**attempt, MAX_WAIT)
 
+    def _exchange(
+        self, exchange_type: str, delimiter: str | None, encoding: str, purpose: str | None
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        params = {"type": exchange_type, "encoding": encoding}
+        if delimiter is not None:
+            params["delimiter"] = delimiter
+        return params, {**self._headers(purpose), "Content-Type": "text/csv"}
+
     @staticmethod
     def _read(call: Call[T], response: httpx.Response) -> T:
         _raise_for(response)
@@ -96,13 +104,18 @@ def _raise_for(response: httpx.Response) -> None:
     raise error_for(response.status_code, code, message, _retry_after(response))
 
 
-def _file_form(
+def _file_job(
+    output: Path | str,
+    rejects: Path | str | None,
+    *,
     columns: Sequence[str],
     keep: Sequence[str],
     delimiter: str | None,
     encoding: str,
     register: bool,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Path, Path]:
+    """A file job's parameters, and where its output and rejects go (by default the rejects
+    beside the output, as ``<output>.rejects.csv``)."""
     params: dict[str, Any] = {"column": list(columns), "encoding": encoding}
     if keep:
         params["keep"] = ",".join(keep)
@@ -110,7 +123,8 @@ def _file_form(
         params["delimiter"] = delimiter
     if not register:
         params["register"] = "false"
-    return params
+    output = Path(output)
+    return params, output, Path(rejects or output.with_name(output.name + ".rejects.csv"))
 
 
 class Client(_Base):
@@ -198,9 +212,15 @@ class Client(_Base):
     ) -> FileResult:
         """Send ``source`` as a file job, streamed; once tokenised, download its output and its
         rejects (``<output>.rejects.csv`` by default), each written whole or not at all."""
-        output = Path(output)
-        rejects = Path(rejects) if rejects else output.with_name(output.name + ".rejects.csv")
-        params = _file_form(columns, keep, delimiter, encoding, register)
+        params, output, rejects = _file_job(
+            output,
+            rejects,
+            columns=columns,
+            keep=keep,
+            delimiter=delimiter,
+            encoding=encoding,
+            register=register,
+        )
         with Counted(Path(source), progress) as body:
             response = self._http.post(
                 "/v1/files",
@@ -255,10 +275,7 @@ class Client(_Base):
         purpose: str | None = None,
     ) -> ExchangeReport:
         """Send a partner file to the hub, streamed; rejected rows come back to the inbox."""
-        params = {"type": exchange_type, "encoding": encoding}
-        if delimiter is not None:
-            params["delimiter"] = delimiter
-        headers = {**self._headers(purpose), "Content-Type": "text/csv"}
+        params, headers = self._exchange(exchange_type, delimiter, encoding, purpose)
         with Counted(Path(source), progress) as body:
             response = self._http.post(
                 "/v1/exchanges", params=params, headers=headers, content=body.chunks()
@@ -369,10 +386,7 @@ class AsyncClient(_Base):
         progress: Progress | None = None,
         purpose: str | None = None,
     ) -> ExchangeReport:
-        params = {"type": exchange_type, "encoding": encoding}
-        if delimiter is not None:
-            params["delimiter"] = delimiter
-        headers = {**self._headers(purpose), "Content-Type": "text/csv"}
+        params, headers = self._exchange(exchange_type, delimiter, encoding, purpose)
         with Counted(Path(source), progress) as body:
             response = await self._http.post(
                 "/v1/exchanges", params=params, headers=headers, content=_aiter(body.chunks())
@@ -409,9 +423,15 @@ class AsyncClient(_Base):
         progress: Progress | None = None,
         purpose: str | None = None,
     ) -> FileResult:
-        output = Path(output)
-        rejects = Path(rejects) if rejects else output.with_name(output.name + ".rejects.csv")
-        params = _file_form(columns, keep, delimiter, encoding, register)
+        params, output, rejects = _file_job(
+            output,
+            rejects,
+            columns=columns,
+            keep=keep,
+            delimiter=delimiter,
+            encoding=encoding,
+            register=register,
+        )
         with Counted(Path(source), progress) as body:
             response = await self._http.post(
                 "/v1/files",
