@@ -305,44 +305,69 @@ def _classes() -> list[type[TiersError]]:
     return found
 
 
+_CLIENT_HEAD = (
+    '"""Every error `tiers` answers, as an exception: generated from the server\'s table of',
+    "codes (`python -m errors.codes --client > client/tiers_client/errors.py`); a test of the",
+    "server keeps it current. Catch a class (`NotFound`, `RateLimited`) or one code",
+    "(`UnknownDomainError`); :func:`error_for` makes the one an answer names.",
+    '"""',
+    "",
+    "from __future__ import annotations",
+    "",
+    "",
+    "class TiersError(Exception):",
+    '    """An error answered by `tiers`: its ``code``, HTTP ``status`` and ``message``',
+    "    (which never echoes a value sent), and the seconds to wait when it says",
+    '    (``Retry-After``)."""',
+    "",
+    '    code = "error"',
+)
+_CLIENT_INIT = (
+    "",
+    "    def __init__(",
+    "        self, message: str, *, code: str | None = None, status: int | None = None,",
+    "        retry_after: float | None = None,",
+    "    ) -> None:  # fmt: skip",
+    "        super().__init__(message)",
+    "        self.message = message",
+    "        self.code = code or type(self).code",
+    "        self.status = status or type(self).status",
+    "        self.retry_after = retry_after",
+    "",
+    "    def __str__(self) -> str:",
+    '        return f"{self.message} [{self.code}]"',
+)
+_CLIENT_TAIL = (
+    "",
+    "",
+    "def error_for(status: int, code: str, message: str, retry_after: float | None = None) -> TiersError:",  # noqa: E501
+    '    """The exception of an answer: its code\'s class, else its status\'s',
+    '    (a policy rule\'s name, ``link.…``, is a :class:`PolicyViolation`)."""',
+    "    cls = BY_CODE.get(code) or _BY_STATUS.get(status, TiersError)",
+    "    return cls(message, code=code, status=status, retry_after=retry_after)",
+    "",
+)
+
+
 def client_module() -> str:
     """``client/tiers_client/errors.py``: the server's classes and one class per code, for the
     client, which must not import the server (``python -m errors.codes --client``)."""
-    lines = [
-        '"""Every error `tiers` answers, as an exception: generated from the server\'s table of',
-        "codes (`python -m errors.codes --client > client/tiers_client/errors.py`); a test of the",
-        "server keeps it current. Catch a class (`NotFound`, `RateLimited`) or one code",
-        "(`UnknownDomainError`); :func:`error_for` makes the one an answer names.",
-        '"""',
-        "",
-        "from __future__ import annotations",
-        "",
-        "",
-        "class TiersError(Exception):",
-        '    """An error answered by `tiers`: its ``code``, HTTP ``status`` and ``message``',
-        "    (which never echoes a value sent), and the seconds to wait when it says",
-        '    (``Retry-After``)."""',
-        "",
-        '    code = "error"',
-        f"    status = {TiersError.status}",
-        "",
-        "    def __init__(",
-        "        self, message: str, *, code: str | None = None, status: int | None = None,",
-        "        retry_after: float | None = None,",
-        "    ) -> None:  # fmt: skip",
-        "        super().__init__(message)",
-        "        self.message = message",
-        "        self.code = code or type(self).code",
-        "        self.status = status or type(self).status",
-        "        self.retry_after = retry_after",
-        "",
-        "    def __str__(self) -> str:",
-        '        return f"{self.message} [{self.code}]"',
-    ]
+    lines = [*_CLIENT_HEAD, f"    status = {TiersError.status}", *_CLIENT_INIT]
     for cls in _classes()[1:]:
         base = next(b for b in cls.__mro__[1:] if issubclass(b, TiersError))
-        lines += ["", "", f"class {cls.__name__}({base.__name__}):"]
-        lines += [f"    status = {cls.status}"]
+        lines += ["", "", f"class {cls.__name__}({base.__name__}):", f"    status = {cls.status}"]
+    names = _client_codes(lines)
+    lines += ["", "", "BY_CODE: dict[str, type[TiersError]] = {"]
+    lines += [f'    "{code}": {name},' for code, name in names]
+    lines += ["}", "_BY_STATUS: dict[int, type[TiersError]] = {"]
+    lines += [f"    {cls.status}: {cls.__name__}," for cls in _status_classes()]
+    lines += ["}", *_CLIENT_TAIL]
+    return "\n".join(lines)
+
+
+def _client_codes(lines: list[str]) -> list[tuple[str, str]]:
+    """Adds to ``lines`` a class for each code, a subclass of the class that carries it (the
+    class itself when the code is its own); returns each code's class name."""
     names = []
     classes = {cls.__name__ for cls in _classes()}
     for code in _TABLE:
@@ -356,23 +381,7 @@ def client_module() -> str:
         lines += ["", "", f"class {name}({code.error.__name__}):"]
         lines += [f'    """{meaning}."""' if len(meaning) < 88 else f'    """{meaning[:84]}…"""']
         lines += ["", f'    code = "{code.code}"']
-    lines += ["", "", "BY_CODE: dict[str, type[TiersError]] = {"]
-    lines += [f'    "{code}": {name},' for code, name in names]
-    lines += ["}"]
-    lines += [
-        "_BY_STATUS: dict[int, type[TiersError]] = {",
-        *(f"    {cls.status}: {cls.__name__}," for cls in _status_classes()),
-        "}",
-        "",
-        "",
-        "def error_for(status: int, code: str, message: str, retry_after: float | None = None) -> TiersError:",  # noqa: E501
-        '    """The exception of an answer: its code\'s class, else its status\'s',
-        '    (a policy rule\'s name, ``link.…``, is a :class:`PolicyViolation`)."""',
-        "    cls = BY_CODE.get(code) or _BY_STATUS.get(status, TiersError)",
-        "    return cls(message, code=code, status=status, retry_after=retry_after)",
-        "",
-    ]
-    return "\n".join(lines)
+    return names
 
 
 def _status_classes() -> list[type[TiersError]]:

@@ -346,6 +346,19 @@ def _one_refusal(function: Callable[P, LinkOutcome]) -> Callable[P, LinkOutcome]
     return answered
 
 
+def _other(
+    deployment: Deployment, connection: Connection, other_domain: str, other_card: str
+) -> tuple[CardRow | None, Customer | None]:
+    """The other partner's card, if it is enrolled there, and its customer, read with the same
+    queries whether or not it is (:func:`_state`)."""
+    partner = partner_domain(deployment, connection, other_domain)
+    try:
+        found: CardRow | None = partner_card(deployment, connection, partner, other_card)
+    except NotFound:
+        found = None
+    return found, _state(connection, found)
+
+
 def _join(
     deployment: Deployment,
     connection: Connection,
@@ -421,27 +434,16 @@ def associate(
 
     def body(connection: Connection, policy: AttachmentPolicy, context: _Context) -> LinkOutcome:
         mine, state_a = _presented(deployment, connection, domain, card, context)
-        partner = partner_domain(deployment, connection, other_domain)
-        try:
-            found: CardRow | None = partner_card(deployment, connection, partner, other_card)
-        except NotFound:
-            found = None
-        state_b = _state(connection, found)
-        theirs = found or _stand_in(partner, access.now)
+        found, state_b = _other(deployment, connection, other_domain, other_card)
+        theirs = found or _stand_in(deployment.domain(connection, other_domain), access.now)
         decision = evaluate(
             Associate(domain, _as_card(mine), state_a, _as_card(theirs), state_b), policy
         )
         if found is None:  # after the rules, so that every refusal has done the same work
             raise PolicyViolation("no such card at the other partner", code="unknown_other_card")
         if decision.accepted and not decision.noop:
-            _join(
-                deployment,
-                connection,
-                access,
-                decision,
-                mine=(mine, state_a),
-                theirs=(theirs, state_b),
-            )
+            a, b = (mine, state_a), (theirs, state_b)
+            _join(deployment, connection, access, decision, mine=a, theirs=b)
         return _finish(
             deployment,
             connection,
