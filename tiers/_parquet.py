@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from errors import InvalidFile, InvalidRequest
 
-__all__ = ["FORMATS", "ParquetRows", "file_format", "records"]
+__all__ = ["ParquetRows", "file_format", "records"]
 
 FORMATS = ("csv", "parquet")
 BATCH_ROWS = 8192
