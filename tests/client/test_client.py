@@ -29,16 +29,15 @@ def _client(service: Service, name: str, **options: object) -> Client:
     return Client(service.url, service.keys[name], purpose=PURPOSE, **options)  # type: ignore[arg-type]
 
 
-def _linked(service: Service) -> tuple[str, str]:
-    """A customer with a card at casino and at sncf; casino's pseudonym of its card, and the
-    card's hub linking key (from an exchange delivered to the hub)."""
+def _linked(service: Service) -> str:
+    """A customer with a card at casino and at sncf; casino's pseudonym of its card."""
     with _client(service, "casino-app") as casino, _client(service, "sncf-app") as sncf:
         [card] = casino.enrol_cards([CARDS[0]])
         sncf.enrol_cards([CARDS[1]])
         outcome = casino.associate(CARDS[0], "sncf", CARDS[1])
         assert (outcome.rule, outcome.attached_here) == ("attach.first_enrolment", True)
     assert isinstance(card, str)
-    return card, ""
+    return card
 
 
 def test_a_partner_s_day(service: Service, tmp_path: Path) -> None:
@@ -69,7 +68,7 @@ def test_a_partner_s_day(service: Service, tmp_path: Path) -> None:
 
 
 def test_exchanges_inboxes_and_the_hub(service: Service, tmp_path: Path) -> None:
-    card, _ = _linked(service)
+    card = _linked(service)
     month = tmp_path / "november.csv"
     month.write_text(
         "card,date,amount,store\n10000001,2026-11-02,12.50,C-042\n10000001,2026-11-30,oops,C-042\n"
