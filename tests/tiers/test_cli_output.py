@@ -179,3 +179,19 @@ def test_a_missing_output_folder_is_a_clear_error(
     assert result.exit_code == 1, result.stderr
     assert "[no_such_folder]" in result.stderr
     assert not missing.parent.exists()
+
+
+def test_json_output_is_ascii_so_that_no_control_reaches_the_terminal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A C1 control (CSI) and a bidirectional override in logged text are escaped in JSON, as
+    tables and tab-separated lines escape them."""
+    from tiers.cli._output import OutputFormat, print_record, print_rows  # noqa: PLC0415
+
+    hostile = "a\u009b2Jb\u202ec"
+    print_rows(["purpose"], [[hostile]], OutputFormat.JSON)
+    print_record({"purpose": hostile}, as_json=True)
+    print_rows(["purpose"], [[hostile]], OutputFormat.TSV)
+    out = capsys.readouterr().out
+    assert "\u009b" not in out and "\u202e" not in out
+    assert json.loads(out.split("\n]\n")[0] + "\n]")[0]["purpose"] == hostile

@@ -3,7 +3,8 @@ pipe, or JSON on request (``--format table|tsv|json``, ``--json`` for short).
 
 A value is never cut: a table on a terminal folds long cells instead, tab-separated lines and
 JSON hold each value whole. Control characters are escaped in tables and lines, so that log
-data cannot drive a terminal; JSON escapes them itself.
+data cannot drive a terminal; JSON is written in ASCII, every other character escaped
+(``\\u00e9``), so that no C1 control or bidirectional override reaches the terminal either.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def print_rows(
     chosen = _chosen(output, as_json)
     if chosen is OutputFormat.JSON:
         objects = [dict(zip(headers, row, strict=True)) for row in rows]
-        sys.stdout.write(json.dumps(objects, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json.dumps(objects, indent=2) + "\n")
     elif chosen is OutputFormat.TABLE:
         table = Table(*headers)
         for row in rows:
@@ -103,7 +104,7 @@ def print_record(
     """One record: ``name: value`` lines (a table's and tsv's form), or a JSON object whose
     values keep their types (numbers, lists, objects)."""
     if _chosen(output, as_json) is OutputFormat.JSON:
-        sys.stdout.write(json.dumps(fields, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(json.dumps(fields, indent=2) + "\n")
         return
     for name, value in fields.items():
         sys.stdout.write(f"{name}: {printable(_text(value))}\n")
