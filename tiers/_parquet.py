@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from errors import InvalidFile, InvalidRequest
+from errors import InvalidFile, InvalidRequest, NotFound
 
 __all__ = ["ParquetRows", "file_format", "records"]
 
@@ -43,9 +43,9 @@ def records(source: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
     Raises :class:`InvalidFile` (``not_parquet``) for a file that is not Parquet."""
     try:
         reader = pq.ParquetFile(source)
-    except (pa.ArrowInvalid, OSError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
+    except FileNotFoundError:
+        raise NotFound(f"no such file: {source}", code="no_such_file") from None
+    except (pa.ArrowInvalid, OSError):
         raise InvalidFile("the file is not a Parquet file", code="not_parquet") from None
     header = list(reader.schema_arrow.names)
     return header, _rows(reader)

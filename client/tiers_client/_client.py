@@ -229,8 +229,9 @@ class Client(_Base):
                 files={"file": (body.name, body, "text/csv")},  # type: ignore[dict-item]
             )
         job = Job.of(_answer(response))
-        self._download(f"/v1/jobs/{job.id}/output", output, purpose, None)
+        # The rejects first: the output appears last, only when both were written.
         self._download(f"/v1/jobs/{job.id}/rejects", rejects, purpose, None)
+        self._download(f"/v1/jobs/{job.id}/output", output, purpose, None)
         return FileResult(job, str(output), str(rejects))
 
     def jobs(self, *, purpose: str | None = None) -> list[Job]:
@@ -440,8 +441,8 @@ class AsyncClient(_Base):
                 files={"file": (body.name, body, "text/csv")},  # type: ignore[dict-item]
             )
         job = Job.of(_answer(response))
-        await self._download(f"/v1/jobs/{job.id}/output", output, purpose, None)
         await self._download(f"/v1/jobs/{job.id}/rejects", rejects, purpose, None)
+        await self._download(f"/v1/jobs/{job.id}/output", output, purpose, None)
         return FileResult(job, str(output), str(rejects))
 
     async def download_delivery(

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from errors import InvalidFile
+from errors import InvalidFile, NotFound
 from tests.conftest import ACCESS, Cli
 from tiers.admin import add_domain
 from tiers.cards import enrol_cards
@@ -119,6 +119,12 @@ def test_a_file_that_is_not_parquet_leaves_nothing(casino: Deployment, tmp_path:
         )  # fmt: skip
     assert refused.value.code == "not_parquet"
     assert [p.name for p in folder.iterdir()] == ["customers.parquet"]
+    with pytest.raises(NotFound) as missing:
+        tokenise_file(
+            casino, access=ACCESS, source=folder / "none.parquet", output=folder / "o.parquet",
+            domain="casino", columns=COLUMNS,
+        )  # fmt: skip
+    assert missing.value.code == "no_such_file"
     # Named as CSV, the same bytes are read as CSV.
     report = tokenise_file(
         casino, access=ACCESS, source=source, output=folder / "out.csv", domain="casino",
