@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from tiers import __version__
 from tiers.clients import Authenticator
 from tiers.deployment import Deployment
 from tiers.inbox import recover_inbox
+from tiers.job_runs import stop_runners
 from tiers.jobs import recover_jobs
 from tiers.ratelimit import RateLimiter
 from tiers.refusals import Refusal, RefusalTally
@@ -30,6 +32,8 @@ from tiers.settings import Settings
 __all__ = ["create_app"]
 
 _log = logging.getLogger("tiers.audit")
+
+_PART = re.compile(r"/v1/files/[^/]+/parts/[^/]+")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -41,13 +45,17 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class _BodyLimit:
     """Refuse bodies over the limit before any work, behind the door (:mod:`api.gate`): by
     Content-Length at once; a JSON body sent in chunks is read whole (within the limit) before
-    the route sees it, and an upload is counted as it streams in. A refusal is traced under
-    the client's name (:mod:`tiers.refusals`)."""
+    the route sees it, and an upload is counted as it streams in. A part of an upload in parts
+    is read whole, within its own limit. A refusal is traced under the client's name
+    (:mod:`tiers.refusals`)."""
 
-    def __init__(self, app: ASGIApp, *, json_limit: int, upload_limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, json_limit: int, upload_limit: int, part_limit: int
+    ) -> None:
         self.app = app
         self.json_limit = json_limit
         self.upload_limit = upload_limit
+        self.part_limit = part_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or "client" not in scope.get("state", {}):
@@ -57,6 +65,8 @@ class _BodyLimit:
             return
         uploads = ("/v1/files", "/v1/exchanges")
         limit = self.upload_limit if scope["path"] in uploads else self.json_limit
+        if _PART.fullmatch(scope["path"]):
+            limit = self.part_limit
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -245,6 +255,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            stop_runners()  # the jobs they run fail (interrupted), as at a restart
             service.close()
 
     app = FastAPI(
@@ -270,6 +281,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _BodyLimit,
         json_limit=settings.max_json_body_bytes,
         upload_limit=settings.max_upload_bytes,
+        part_limit=settings.upload_part_max_bytes,
     )
     app.add_middleware(Gate, settings=settings)
     return app

@@ -29,6 +29,7 @@ __all__ = [
     "ClientIn",
     "ClientOut",
     "ClientRequestOut",
+    "CompleteRequest",
     "DelimiterQuery",
     "DeliveryOut",
     "DomainIn",
@@ -37,10 +38,12 @@ __all__ = [
     "EnrolRequest",
     "EnrolResponse",
     "ExchangeOut",
+    "FileJobRequest",
     "IssuedKeyOut",
     "JobOut",
     "KeyVersionOut",
     "LinkOutcomeOut",
+    "PartOut",
     "PseudonymiseRequest",
     "PseudonymiseResponse",
     "RejectOut",
@@ -137,12 +140,40 @@ class JobOut(BaseModel):
     id: str
     state: str = Field(examples=["done"])
     domain: str
-    rows_in: int
+    rows_in: int = Field(description="rows read (so far, while the job runs)")
     rows_out: int
-    rows_rejected: int
+    rows_rejected: int = Field(description="rows rejected (so far, while the job runs)")
     error_code: str | None
     created_at: datetime
     finished_at: datetime | None
+    bytes_received: int | None = Field(
+        default=None, description="while a job in its own process runs: bytes received"
+    )
+    parts: int | None = Field(
+        default=None, description="while a job in its own process runs: parts received"
+    )
+
+
+class FileJobRequest(Strict):
+    """Opens a file job whose file is sent in parts (`PUT /v1/files/{id}/parts/{n}`)."""
+
+    column: list[str] = Field(examples=[["card=card"]], min_length=1, max_length=64)
+    keep: list[str] = Field(default=[], examples=[["amount", "store"]], max_length=256)
+    delimiter: str | None = Field(default=None, max_length=3)
+    encoding: Literal["utf-8", "cp1252", "latin-1"] = "utf-8"
+    register_subjects: bool = Field(default=True, alias="register")
+    purpose: str | None = Field(default=None, max_length=200)
+
+
+class PartOut(BaseModel):
+    part: int
+    applied: bool = Field(
+        description="false: the part had been received before (not applied twice)"
+    )
+
+
+class CompleteRequest(Strict):
+    parts: int = Field(ge=1, description="the number of the last part sent")
 
 
 class AuditSubjectRequest(Strict):

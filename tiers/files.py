@@ -393,16 +393,20 @@ def tokenise_file(
     max_listed_rejects: int = 10,
     workers: int | None = None,
     block_bytes: int = BLOCK_BYTES,
+    report: FileReport | None = None,
 ) -> FileReport:
     """Tokenise ``source`` (CSV, or Parquet by ``file_format`` or its extension) into ``output``
     and ``rejects`` (by default ``<output>.rejects.csv``), as the module docstring says;
-    ``workers`` (by default ``TIERS_FILE_WORKERS``) tokenise a CSV file's blocks."""
+    ``workers`` (by default ``TIERS_FILE_WORKERS``) tokenise a CSV file's blocks. A ``report``
+    given is filled as the file is read, so that another caller can read its counts meanwhile.
+    """
     require(access, Action.TOKENISE_FILE, domain)
     deployment.budget.admit(access)
     rejects = rejects or output.with_name(output.name + ".rejects.csv")
     delimiter, parquet = _checked_options(source, output, rejects, (delimiter, file_format))
     csv.field_size_limit(FIELD_SIZE_LIMIT)
-    report = FileReport(output=str(output), rejects=str(rejects))
+    report = report or FileReport()
+    report.output, report.rejects = str(output), str(rejects)
     with ExitStack() as stack:
         src = _Source.opened(
             stack, source, parquet=parquet, encoding=encoding, delimiter=delimiter,

@@ -34,11 +34,16 @@ from tiers.storage import jobs as jobs_repo
 from tiers.storage.jobs import JobRecord
 
 __all__ = [
+    "Heartbeat",
     "JobRecord",
     "delete_job",
+    "fail_file_job",
+    "finish_file_job",
     "get_job",
     "job_file",
     "list_jobs",
+    "open_file_job",
+    "owned_job",
     "purge_jobs",
     "recover_jobs",
     "run_file_job",
@@ -70,11 +75,14 @@ def open_file_job(deployment: Deployment, *, access: Access, domain: str) -> str
 
 
 def fail_file_job(deployment: Deployment, job_id: str, code: str) -> None:
-    """Mark failed a job that never ran (its upload broke off or was refused first), if it is
-    still running, and remove its directory."""
+    """Mark failed a job that did not end by itself (its upload broke off or was refused first,
+    its process died), if it is still running, and remove its directory; a job that ended
+    meanwhile keeps its state and its files."""
     with deployment.transaction() as connection:
         job = jobs_repo.get(connection, job_id=job_id)
-        if job is not None and job.state == "running":
+        if job is not None and job.state != "running":
+            return
+        if job is not None:
             jobs_repo.finish(connection, job_id=job_id, state="failed", now=_now(), error_code=code)
     shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
 
@@ -102,7 +110,7 @@ def run_file_job(
     specs = [parse_column_spec(text) for text in columns]
     job_id = job_id or open_file_job(deployment, access=access, domain=domain)
     directory = _directory(deployment, job_id)
-    beats = _Heartbeat(deployment, job_id)
+    beats = Heartbeat(deployment, job_id)
     try:
         report: FileReport = tokenise_file(
             deployment,
@@ -124,6 +132,11 @@ def run_file_job(
             jobs_repo.finish(connection, job_id=job_id, state="failed", now=_now(), error_code=code)
         shutil.rmtree(directory, ignore_errors=True)
         raise
+    return finish_file_job(deployment, job_id, report)
+
+
+def finish_file_job(deployment: Deployment, job_id: str, report: FileReport) -> JobRecord:
+    """Mark done, with its counts, a job whose outputs are in place."""
     with deployment.transaction() as connection:
         jobs_repo.finish(
             connection,
@@ -143,7 +156,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class _Heartbeat:
+class Heartbeat:
     """Progress callback that tells other workers the job is alive (PostgreSQL; SQLite has
     one writer at a time, and the tokenising transaction holds it)."""
 
@@ -163,7 +176,9 @@ class _Heartbeat:
             self._last = now
 
 
-def _owned(deployment: Deployment, access: Access, job_id: str) -> JobRecord:
+def owned_job(deployment: Deployment, access: Access, job_id: str) -> JobRecord:
+    """Job ``job_id`` if it is the caller's (another client's job is answered as unknown);
+    records nothing."""
     job = None
     if _JOB_ID.fullmatch(job_id):
         with deployment.engine.connect() as connection:
@@ -177,7 +192,7 @@ def _owned(deployment: Deployment, access: Access, job_id: str) -> JobRecord:
 def get_job(deployment: Deployment, *, access: Access, job_id: str) -> JobRecord:
     """A job of the caller's (another client's job is answered as unknown)."""
     require(access, Action.JOB_READ)
-    job = _owned(deployment, access, job_id)
+    job = owned_job(deployment, access, job_id)
     with deployment.transaction() as connection:
         deployment.record(
             connection,
@@ -212,7 +227,7 @@ def job_file(
     (POSIX keeps an unlinked file until it is closed), and a file already gone answers
     :class:`NotFound` ``gone``."""
     require(access, Action.JOB_READ)
-    job = _owned(deployment, access, job_id)
+    job = owned_job(deployment, access, job_id)
     if job.state == "deleted":
         raise NotFound("the job's files were deleted", code="gone")
     if job.state != "done":
@@ -264,7 +279,7 @@ def delete_job(deployment: Deployment, *, access: Access, job_id: str) -> JobRec
     ``deleted``. A running job cannot be deleted (:class:`StateConflict`, ``job_running``);
     deleting a deleted job again removes nothing more and is answered the same."""
     require(access, Action.JOB_DELETE)
-    job = _owned(deployment, access, job_id)
+    job = owned_job(deployment, access, job_id)
     if job.state == "running":
         raise StateConflict("the job is still running", code="job_running")
     with deployment.transaction() as connection:

@@ -84,8 +84,14 @@ class Settings(BaseSettings):
     job_stale_seconds: int = Field(default=120, ge=1)
     # What `tiers job purge` keeps of finished file jobs' outputs (see tiers/jobs.py).
     job_retention_days: int = Field(default=7, ge=0)
-    # Processes that tokenise a file's blocks in parallel (command line; see tiers/_fastpath.py).
+    # Processes that tokenise a file's blocks in parallel (see tiers/_fastpath.py).
     file_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # API file jobs of at least this many bytes run in a process of their own, on the parallel
+    # path (smaller ones in the worker's thread); uploads in parts always do (tiers/job_runs.py).
+    file_job_process_bytes: int = Field(default=1024 * 1024, ge=0)
+    # The largest part of an upload in parts, and how long its job waits for the next one.
+    upload_part_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    upload_resume_seconds: float = Field(default=900.0, gt=0)
     # Dictionary-attack signs raised by `tiers audit alerts` (see tiers/alerts.py).
     alert_values_per_hour: int = Field(default=1_000_000, ge=1)
     alert_refusals_per_hour: int = Field(default=100, ge=1)
@@ -93,6 +99,20 @@ class Settings(BaseSettings):
     # Identifiers an API client may submit, per worker process (see tiers/budgets.py).
     budget_identifiers_per_second: int = Field(default=200_000, ge=1)
     budget_identifiers_per_hour: int = Field(default=20_000_000, ge=1)
+
+    def environment(self) -> dict[str, str]:
+        """The ``TIERS_*`` variables that give these settings back, for a process the service
+        starts (a file job's runner): the master key goes as its file when it is one, and as
+        ``TIERS_MASTER_KEY`` only when it was given that way."""
+        found: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            found[f"TIERS_{name.upper()}"] = str(value)
+        return found
 
     @property
     def rotation_overlap(self) -> timedelta:

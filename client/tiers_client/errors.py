@@ -227,6 +227,30 @@ class UploadTooSlowError(UploadTooSlow):
     code = "upload_too_slow"
 
 
+class UploadAbandonedError(UploadTooSlow):
+    """no part came for TIERS_UPLOAD_RESUME_SECONDS."""
+
+    code = "upload_abandoned"
+
+
+class UploadCutError(InvalidRequest):
+    """the upload broke off before its end: send it again."""
+
+    code = "upload_cut"
+
+
+class PartTooLargeError(BodyTooLarge):
+    """a part over TIERS_UPLOAD_PART_MAX_BYTES."""
+
+    code = "part_too_large"
+
+
+class PartDigestError(InvalidRequest):
+    """a part does not match its Content-Digest."""
+
+    code = "part_digest"
+
+
 class BadContentTypeError(InvalidRequest):
     """an upload must be multipart/form-data."""
 
@@ -689,6 +713,36 @@ class JobRunningError(StateConflict):
     code = "job_running"
 
 
+class JobEndedError(StateConflict):
+    """the job takes no more input: it is done or failed."""
+
+    code = "job_ended"
+
+
+class JobCompleteError(StateConflict):
+    """the job has its whole file already."""
+
+    code = "job_complete"
+
+
+class PartMissingError(StateConflict):
+    """complete names another last part than was received."""
+
+    code = "part_missing"
+
+
+class PartOutOfOrderError(StateConflict):
+    """parts go in order: the message names the next."""
+
+    code = "part_out_of_order"
+
+
+class PartConflictError(StateConflict):
+    """a part sent again with another content."""
+
+    code = "part_conflict"
+
+
 class RequestPendingError(StateConflict):
     """a request for this client is pending already."""
 
@@ -985,6 +1039,10 @@ BY_CODE: dict[str, type[TiersError]] = {
     "invalid_request": InvalidRequestError,
     "too_large": TooLargeError,
     "upload_too_slow": UploadTooSlowError,
+    "upload_abandoned": UploadAbandonedError,
+    "upload_cut": UploadCutError,
+    "part_too_large": PartTooLargeError,
+    "part_digest": PartDigestError,
     "bad_content_type": BadContentTypeError,
     "no_file": NoFileError,
     "one_file": OneFileError,
@@ -1062,6 +1120,11 @@ BY_CODE: dict[str, type[TiersError]] = {
     "witness_exists": WitnessExistsError,
     "state_conflict": StateConflictError,
     "job_running": JobRunningError,
+    "job_ended": JobEndedError,
+    "job_complete": JobCompleteError,
+    "part_missing": PartMissingError,
+    "part_out_of_order": PartOutOfOrderError,
+    "part_conflict": PartConflictError,
     "request_pending": RequestPendingError,
     "request_decided": RequestDecidedError,
     "request_expired": RequestExpiredError,

@@ -4,6 +4,7 @@ of each role. Argon2 uses its cheapest profile so that the suite stays fast."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -39,8 +40,20 @@ class Api:
 
 @pytest.fixture
 def api(database: Database) -> Iterator[Api]:
+    with api_of(database) as made:
+        yield made
+
+
+@contextmanager
+def api_of(database: Database, **overrides: object) -> Iterator[Api]:
+    """The API over ``database``, its settings changed by ``overrides``."""
     settings = database.settings(
-        argon2_profile="test", rate_limit_per_second=1000.0, rate_limit_burst=1000
+        **{
+            "argon2_profile": "test",
+            "rate_limit_per_second": 1000.0,
+            "rate_limit_burst": 1000,
+            **overrides,
+        }
     )
     initialise(settings, access=ACCESS)
     deployment = Deployment.open(settings)

@@ -21,6 +21,8 @@ NO_ID = "0123456789abcdef0123456789abcdef"
 REQUIRED: dict[str, tuple[str, str, Any, str]] = {
     "pseudonymise": ("POST", "/v1/pseudonymise", {"kind": "card", "values": ["1"]}, "casino-app"),
     "tokenise_file": ("POST", "/v1/files?column=card=card", UPLOAD, "casino-app"),
+    "file_part": ("PUT", f"/v1/files/{NO_ID}/parts/1", CSV, "casino-app"),
+    "file_complete": ("POST", f"/v1/files/{NO_ID}/complete", {"parts": 1}, "casino-app"),
     "job_download": ("GET", f"/v1/jobs/{NO_ID}/output", None, "casino-app"),
     "job_rejects": ("GET", f"/v1/jobs/{NO_ID}/rejects", None, "casino-app"),
     "job_delete": ("DELETE", f"/v1/jobs/{NO_ID}", None, "casino-app"),
