@@ -166,7 +166,7 @@ def _post(url: str, body: bytes, timeout: float) -> bytes:
         headers={"Content-Type": "text/plain; charset=utf-8"},
     )
     try:
-        # nosec B310: configured() admits http and https URLs only
+        # Bandit B310 waived below: configured() admits http and https URLs only
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310  # nosec B310
             return bytes(response.read(MAX_RESPONSE))
     except urllib.error.HTTPError as error:
