@@ -4,6 +4,8 @@ the same calls; only the sending differs."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -32,10 +34,13 @@ class Call(Generic[T]):
     read: Callable[[Any], T]
     params: Mapping[str, Any] = field(default_factory=dict)
     json: Any = None
-    # Sent again after a 429 or a 503 only when sending it twice does what sending it once
-    # does: reads, pseudonyms (the same value gives the same pseudonym), resolutions.
+    # Sent again after a 429 or a 503, or a connection lost before the answer, only when
+    # sending it twice does what sending it once does: reads, pseudonyms (the same value gives
+    # the same pseudonym), resolutions, parts of a file (recognised by number and digest).
     idempotent: bool = False
     purpose: str | None = None
+    content: bytes | None = None  # a raw body (a part of a file), instead of ``json``
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def _batch(answer: Any) -> list[str | ValueRefused]:
@@ -68,6 +73,28 @@ def jobs(purpose: str | None) -> Call[list[Job]]:
 
 def job(job_id: str, purpose: str | None) -> Call[Job]:
     return Call("GET", f"/v1/jobs/{_segment(job_id)}", Job.of, idempotent=True, purpose=purpose)
+
+
+def open_parts(options: Mapping[str, Any], purpose: str | None) -> Call[Job]:
+    return Call("POST", "/v1/files", Job.of, json=dict(options), purpose=purpose)
+
+
+_OCTETS = "application/octet-stream"
+
+
+def part(job_id: str, number: int, data: bytes, purpose: str | None) -> Call[bool]:
+    """Part ``number`` of a job's file; its answer tells whether it was applied now."""
+    digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    return Call(
+        "PUT", f"/v1/files/{_segment(job_id)}/parts/{number}", lambda a: bool(a["applied"]),
+        idempotent=True, purpose=purpose, content=data,
+        headers={"Content-Digest": f"sha-256=:{digest}:", "Content-Type": _OCTETS},
+    )  # fmt: skip
+
+
+def complete(job_id: str, parts: int, purpose: str | None) -> Call[Job]:
+    path = f"/v1/files/{_segment(job_id)}/complete"
+    return Call("POST", path, Job.of, json={"parts": parts}, purpose=purpose)
 
 
 def delete_job(job_id: str, purpose: str | None) -> Call[None]:

@@ -13,8 +13,15 @@ import httpx
 
 from tiers_client import _calls as calls
 from tiers_client._calls import Call
-from tiers_client._transfer import Counted, Progress, atomic_target, total_of
-from tiers_client.errors import error_for
+from tiers_client._transfer import (
+    PART_BYTES,
+    Counted,
+    Progress,
+    atomic_target,
+    parts_of,
+    total_of,
+)
+from tiers_client.errors import StateConflict, error_for
 from tiers_client.models import (
     CampaignReport,
     CardState,
@@ -64,6 +71,10 @@ class _Base:
         if (chosen := purpose or self.purpose) is not None:
             headers["X-Purpose"] = chosen
         return headers
+
+    def _again(self, call: Call[Any], attempt: int) -> bool:
+        """Whether ``call``, whose connection was lost before its answer, is sent again."""
+        return call.idempotent and attempt < self.retries
 
     def _wait(self, call: Call[Any], response: httpx.Response, attempt: int) -> float | None:
         """Seconds to wait before sending ``call`` again, or None to answer now."""
@@ -127,6 +138,25 @@ def _file_job(
     return params, output, Path(rejects or output.with_name(output.name + ".rejects.csv"))
 
 
+def _parts_options(params: dict[str, Any]) -> dict[str, Any]:
+    """A file job's parameters (:func:`_file_job`) as the JSON body that opens a job in parts."""
+    body: dict[str, Any] = {"column": params["column"], "encoding": params["encoding"]}
+    if "keep" in params:
+        body["keep"] = params["keep"].split(",")
+    if "delimiter" in params:
+        body["delimiter"] = params["delimiter"]
+    if "register" in params:
+        body["register"] = False
+    return body
+
+
+def _ended(job: Job) -> Job:
+    """A job polled until it ended: itself when done, else its error."""
+    if job.state != "done":
+        raise error_for(409, job.error_code or "job_ended", f"the job {job.state}")
+    return job
+
+
 class Client(_Base):
     """A client of a `tiers` service: ``Client("https://tiers.example", key, purpose="…")``.
 
@@ -150,13 +180,17 @@ class Client(_Base):
     def _run(self, call: Call[T]) -> T:
         attempt = 0
         while True:
-            response = self._http.request(
-                call.method,
-                call.path,
-                params=call.params,
-                json=call.json,
-                headers=self._headers(call.purpose),
-            )
+            try:
+                response = self._http.request(
+                    call.method, call.path, params=call.params, json=call.json,
+                    content=call.content, headers={**self._headers(call.purpose), **call.headers},
+                )  # fmt: skip
+            except httpx.TransportError:
+                if not self._again(call, attempt):
+                    raise
+                time.sleep(self.backoff * 2**attempt)
+                attempt += 1
+                continue
             wait = self._wait(call, response, attempt)
             if wait is None:
                 return self._read(call, response)
@@ -209,9 +243,16 @@ class Client(_Base):
         register: bool = True,
         progress: Progress | None = None,
         purpose: str | None = None,
+        part_bytes: int | None = None,
+        resume: str | None = None,
     ) -> FileResult:
         """Send ``source`` as a file job, streamed; once tokenised, download its output and its
-        rejects (``<output>.rejects.csv`` by default), each written whole or not at all."""
+        rejects (``<output>.rejects.csv`` by default), each written whole or not at all.
+
+        With ``part_bytes``, the file goes in parts of that size: a part whose connection is
+        lost is sent again (the service applies it once), so a dropped connection costs a part,
+        not the file. ``resume`` (a job's id) goes on with a job in parts that an earlier run
+        left, from what the service says it has received."""
         params, output, rejects = _file_job(
             output,
             rejects,
@@ -221,18 +262,51 @@ class Client(_Base):
             encoding=encoding,
             register=register,
         )
-        with Counted(Path(source), progress) as body:
-            response = self._http.post(
-                "/v1/files",
-                params=params,
-                headers=self._headers(purpose),
-                files={"file": (body.name, body, "text/csv")},  # type: ignore[dict-item]
-            )
-        job = Job.of(_answer(response))
+        if part_bytes is not None or resume is not None:
+            job = self._in_parts(
+                Path(source), _parts_options(params), part_bytes or PART_BYTES, resume,
+                progress=progress, purpose=purpose,
+            )  # fmt: skip
+        else:
+            with Counted(Path(source), progress) as body:
+                response = self._http.post(
+                    "/v1/files",
+                    params=params,
+                    headers=self._headers(purpose),
+                    files={"file": (body.name, body, "text/csv")},  # type: ignore[dict-item]
+                )
+            job = Job.of(_answer(response))
         # The rejects first: the output appears last, only when both were written.
         self._download(f"/v1/jobs/{job.id}/rejects", rejects, purpose, None)
         self._download(f"/v1/jobs/{job.id}/output", output, purpose, None)
         return FileResult(job, str(output), str(rejects))
+
+    def _in_parts(
+        self, source: Path, options: dict[str, Any], part_bytes: int, resume: str | None,
+        *, progress: Progress | None, purpose: str | None,
+    ) -> Job:  # fmt: skip
+        job = self._run(
+            calls.job(resume, purpose) if resume else calls.open_parts(options, purpose)
+        )
+        if job.state != "running":
+            return _ended(job)
+        number, done, total = job.parts or 0, job.bytes_received or 0, source.stat().st_size
+        for data in parts_of(source, part_bytes, done):
+            number += 1
+            self._run(calls.part(job.id, number, data, purpose))
+            done += len(data)
+            if progress is not None:
+                progress(done, total)
+        try:
+            return self._run(calls.complete(job.id, number, purpose))
+        except (httpx.TransportError, StateConflict):
+            # Its answer was lost, or it was sent before: the job ends by itself.
+            return self._until_ended(job.id, purpose)
+
+    def _until_ended(self, job_id: str, purpose: str | None) -> Job:
+        while (job := self._run(calls.job(job_id, purpose))).state == "running":
+            time.sleep(1.0)
+        return _ended(job)
 
     def jobs(self, *, purpose: str | None = None) -> list[Job]:
         return self._run(calls.jobs(purpose))
@@ -348,13 +422,17 @@ class AsyncClient(_Base):
     async def _run(self, call: Call[T]) -> T:
         attempt = 0
         while True:
-            response = await self._http.request(
-                call.method,
-                call.path,
-                params=call.params,
-                json=call.json,
-                headers=self._headers(call.purpose),
-            )
+            try:
+                response = await self._http.request(
+                    call.method, call.path, params=call.params, json=call.json,
+                    content=call.content, headers={**self._headers(call.purpose), **call.headers},
+                )  # fmt: skip
+            except httpx.TransportError:
+                if not self._again(call, attempt):
+                    raise
+                await asyncio.sleep(self.backoff * 2**attempt)
+                attempt += 1
+                continue
             wait = self._wait(call, response, attempt)
             if wait is None:
                 return self._read(call, response)
@@ -423,7 +501,10 @@ class AsyncClient(_Base):
         register: bool = True,
         progress: Progress | None = None,
         purpose: str | None = None,
+        part_bytes: int | None = None,
+        resume: str | None = None,
     ) -> FileResult:
+        """As :meth:`Client.tokenise_file`."""
         params, output, rejects = _file_job(
             output,
             rejects,
@@ -433,14 +514,20 @@ class AsyncClient(_Base):
             encoding=encoding,
             register=register,
         )
-        with Counted(Path(source), progress) as body:
-            response = await self._http.post(
-                "/v1/files",
-                params=params,
-                headers=self._headers(purpose),
-                files={"file": (body.name, body, "text/csv")},  # type: ignore[dict-item]
-            )
-        job = Job.of(_answer(response))
+        if part_bytes is not None or resume is not None:
+            job = await self._in_parts(
+                Path(source), _parts_options(params), part_bytes or PART_BYTES, resume,
+                progress=progress, purpose=purpose,
+            )  # fmt: skip
+        else:
+            with Counted(Path(source), progress) as body:
+                response = await self._http.post(
+                    "/v1/files",
+                    params=params,
+                    headers=self._headers(purpose),
+                    files={"file": (body.name, body, "text/csv")},  # type: ignore[dict-item]
+                )
+            job = Job.of(_answer(response))
         await self._download(f"/v1/jobs/{job.id}/rejects", rejects, purpose, None)
         await self._download(f"/v1/jobs/{job.id}/output", output, purpose, None)
         return FileResult(job, str(output), str(rejects))
@@ -455,6 +542,35 @@ class AsyncClient(_Base):
     ) -> Path:
         await self._download(f"/v1/inbox/{delivery_id}", Path(target), purpose, progress)
         return Path(target)
+
+    async def _in_parts(
+        self, source: Path, options: dict[str, Any], part_bytes: int, resume: str | None,
+        *, progress: Progress | None, purpose: str | None,
+    ) -> Job:  # fmt: skip
+        job = await self._run(
+            calls.job(resume, purpose) if resume else calls.open_parts(options, purpose)
+        )
+        if job.state != "running":
+            return _ended(job)
+        number, done, total = job.parts or 0, job.bytes_received or 0, source.stat().st_size
+        for data in parts_of(source, part_bytes, done):
+            number += 1
+            await self._run(calls.part(job.id, number, data, purpose))
+            done += len(data)
+            if progress is not None:
+                progress(done, total)
+        try:
+            return await self._run(calls.complete(job.id, number, purpose))
+        except (httpx.TransportError, StateConflict):
+            return await self._until_ended(job.id, purpose)
+
+    async def _until_ended(self, job_id: str, purpose: str | None) -> Job:
+        while (job := await self._run(calls.job(job_id, purpose))).state == "running":
+            await asyncio.sleep(1.0)
+        return _ended(job)
+
+    async def job(self, job_id: str, *, purpose: str | None = None) -> Job:
+        return await self._run(calls.job(job_id, purpose))
 
     async def jobs(self, *, purpose: str | None = None) -> list[Job]:
         return await self._run(calls.jobs(purpose))

@@ -46,6 +46,21 @@ class Counted:
         self.close()
 
 
+# What a file sent in parts is cut into by default (the service takes up to 64 MiB a part).
+PART_BYTES = 16 * 1024 * 1024
+
+
+def parts_of(path: Path, part_bytes: int, offset: int = 0) -> Iterator[bytes]:
+    """The file's bytes from ``offset`` on, ``part_bytes`` at a time (a job resumed starts
+    where the service says it has received up to)."""
+    if part_bytes < 1:
+        raise ValueError("part_bytes must be positive")
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        while data := handle.read(part_bytes):
+            yield data
+
+
 @contextlib.contextmanager
 def atomic_target(target: Path) -> Iterator[IO[bytes]]:
     """A file that appears at ``target`` only if the block succeeds; nothing is left otherwise."""

@@ -42,6 +42,9 @@ class Job:
     error_code: str | None
     created_at: datetime
     finished_at: datetime | None
+    # While a job in parts (or a large upload) runs: what it has received so far.
+    bytes_received: int | None = None
+    parts: int | None = None
 
     @classmethod
     def of(cls, answer: Any) -> Job:
@@ -50,7 +53,7 @@ class Job:
         return cls(
             answer["id"], answer["state"], answer["domain"], answer["rows_in"],
             answer["rows_out"], answer["rows_rejected"], answer.get("error_code"), created,
-            _time(answer.get("finished_at")),
+            _time(answer.get("finished_at")), answer.get("bytes_received"), answer.get("parts"),
         )  # fmt: skip
 
 

@@ -1,0 +1,162 @@
+"""A file sent in parts by tiers-client to a real ``tiers serve`` through a proxy that the test
+uses to cut the connection: a part cut off on its way is sent again and applied once, a part
+whose answer is lost is sent again and recognised, a run stopped half-way is resumed, and each
+time the output is byte for byte that of the file sent in one upload."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from tiers_client import Client
+
+from tests.api.test_file_parts import CONTENT
+from tests.client.conftest import Service
+
+pytestmark = pytest.mark.slow  # a real server
+
+PART = 256 * 1024
+COLUMNS = ["card=card", "email=email"]
+
+
+@dataclass
+class Cutter:
+    """A TCP proxy in front of the service that cuts the connection carrying part ``part``:
+    after ``after`` bytes of its request (``way="request"``), or when its answer starts
+    (``way="answer"``); once."""
+
+    target: int
+    part: int
+    way: str
+    after: int = 100_000
+    armed: bool = True
+    cuts: int = 0
+    server: socket.socket = field(default_factory=socket.socket)
+
+    def start(self) -> int:
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return int(self.server.getsockname()[1])
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            state = {"seen": -1}
+            threading.Thread(
+                target=self._pump, args=(downstream, upstream, state, True), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pump, args=(upstream, downstream, state, False), daemon=True
+            ).start()
+
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, state: dict[str, int], request: bool
+    ) -> None:
+        marker = f"/parts/{self.part} HTTP".encode()
+        try:
+            while data := source.recv(65536):
+                if request and self.armed and marker in data:
+                    state["seen"] = 0
+                if request and state["seen"] >= 0:
+                    state["seen"] += len(data)
+                    if self.way == "request" and state["seen"] > self.after:
+                        return self._cut(source, sink)
+                if not request and state["seen"] >= 0 and self.way == "answer" and self.armed:
+                    return self._cut(source, sink)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                end.close()
+
+    def _cut(self, source: socket.socket, sink: socket.socket) -> None:
+        self.armed = False
+        self.cuts += 1
+        for end in (source, sink):
+            end.shutdown(socket.SHUT_RDWR)
+            end.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "customers.csv"
+    path.write_bytes(CONTENT)
+    return path
+
+
+@pytest.fixture
+def single(service: Service, source: Path, tmp_path: Path) -> bytes:
+    with Client(service.url, service.keys["casino-app"], purpose="tests") as casino:
+        result = casino.tokenise_file(source, tmp_path / "single.csv", columns=COLUMNS)
+    assert "done" == result.job.state
+    return Path(result.output).read_bytes()
+
+
+@contextmanager
+def _cutter(service: Service, way: str) -> Iterator[tuple[Cutter, str]]:
+    cutter = Cutter(int(service.url.rsplit(":", 1)[1]), part=2, way=way)
+    port = cutter.start()
+    try:
+        yield cutter, f"http://127.0.0.1:{port}"
+    finally:
+        cutter.close()
+
+
+@pytest.mark.parametrize("way", ["request", "answer"])
+def test_a_connection_cut_during_a_part_costs_that_part_only(
+    service: Service, source: Path, single: bytes, tmp_path: Path, way: str
+) -> None:
+    with _cutter(service, way) as (cutter, url):
+        with Client(url, service.keys["casino-app"], purpose="tests", backoff=0.1) as casino:
+            seen: list[int] = []
+            result = casino.tokenise_file(
+                source, tmp_path / "out.csv", columns=COLUMNS, part_bytes=PART,
+                progress=lambda done, _total: seen.append(done),
+            )  # fmt: skip
+        assert 1 == cutter.cuts
+    assert ("done", 30_000, 2) == (result.job.state, result.job.rows_in, result.job.rows_rejected)
+    assert single == Path(result.output).read_bytes()
+    assert len(CONTENT) == seen[-1] and seen == sorted(seen)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_run_stopped_half_way_is_resumed_where_the_service_says(
+    service: Service, source: Path, single: bytes, tmp_path: Path
+) -> None:
+    def stop_after_two(done: int, _total: int | None) -> None:
+        if done >= 2 * PART:
+            raise _Stop
+
+    with Client(service.url, service.keys["casino-app"], purpose="tests") as casino:
+        with pytest.raises(_Stop):
+            casino.tokenise_file(
+                source, tmp_path / "out.csv", columns=COLUMNS, part_bytes=PART,
+                progress=stop_after_two,
+            )  # fmt: skip
+        assert not (tmp_path / "out.csv").exists()
+        [running] = [job for job in casino.jobs() if job.state == "running"]
+        job = casino.job(running.id)
+        assert ("running", 2, 2 * PART) == (job.state, job.parts, job.bytes_received)
+        # Resumed in parts of another size: the service says where to start.
+        result = casino.tokenise_file(
+            source, tmp_path / "out.csv", columns=COLUMNS, part_bytes=PART // 3, resume=job.id
+        )
+    assert (job.id, "done") == (result.job.id, result.job.state)
+    assert single == Path(result.output).read_bytes()
