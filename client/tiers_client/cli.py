@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     tok.add_argument("--column", action="append", required=True, help="NAME=KIND, repeated")
     tok.add_argument("--keep", default="", help="other columns to keep, comma-separated")
     tok.add_argument("--rejects", type=Path)
+    tok.add_argument(
+        "--part-mb",
+        type=float,
+        help="send in parts of this size: a dropped connection costs a part",
+    )
+    tok.add_argument("--resume", metavar="JOB", help="go on with a job in parts left half-way")
     _file_options(tok)
     exchange = commands.add_parser("exchange", help="send an exchange file to the hub")
     exchange.add_argument("source", type=Path)
@@ -124,6 +130,8 @@ def _tokenise(tiers: Client, args: argparse.Namespace) -> int:
             keep=[k.strip() for k in args.keep.split(",") if k.strip()], rejects=args.rejects,
             delimiter=args.delimiter, encoding=args.encoding,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            part_bytes=int(args.part_mb * 1024 * 1024) if args.part_mb else None,
+            resume=args.resume,
         )  # fmt: skip
     job = result.job
     _err.print(

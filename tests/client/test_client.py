@@ -174,6 +174,13 @@ def test_the_command_line(service: Service, tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines()[1].endswith(";Hélène")
+    in_parts = subprocess.run(
+        [*tokenise, "-o", str(tmp_path / "parts.csv"), "--keep", "name", "--encoding", "cp1252",
+         "--part-mb", "0.00001"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert in_parts.returncode == 0, in_parts.stderr
+    assert (tmp_path / "parts.csv").read_bytes() == (tmp_path / "out.csv").read_bytes()
     marked = subprocess.run(
         [*command, "pseudonymise", "--kind", "card"], input=b"\xef\xbb\xbf10000001\r\nx\n",
         env=env, capture_output=True, check=False,
