@@ -128,6 +128,7 @@ def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any
     figures["subject_index_cost"] = index_cost
     memory, registering = _command_runs(backends, path, rows, work, tiers)
     figures["parquet"] = _parquet_runs(path, rows, work, tiers)
+    figures["api_file_jobs"] = _api_job_runs(path, work, tiers)
     figures["tiers"] = tiers
     figures["peak_memory_mib"] = memory.pop("sqlite")
     if "postgresql" in memory:
@@ -170,6 +171,26 @@ def _parquet_runs(path: Path, rows: int, work: Path, tiers: dict[str, float]) ->
     for name in ("parquet / csv in process", "parquet / csv command"):
         line(name, figures[name], "×")
     parquet.unlink()
+    return figures
+
+
+def _api_job_runs(path: Path, work: Path, tiers: dict[str, float]) -> dict[str, float]:
+    """The same file as a partner's API file job on SQLite without registration (upload, wait,
+    download with tiers-client): in the worker's thread (as before jobs had their own
+    process), in a process of its own, and in parts of 16 MiB; against the command."""
+    env = _command_home(work / "api-home", None)
+    command = tiers["tiers tokenise-file command, sqlite, without registration"]
+    figures: dict[str, float] = {}
+    for label, options in (
+        ("in the worker's thread", {"part_bytes": None, "in_thread": True}),
+        ("in its own process", {"part_bytes": None}),
+        ("in its own process, in parts of 16 MiB", {"part_bytes": 16 << 20}),
+    ):
+        run = f"tiers API file job, sqlite, without registration, {label}"
+        tiers[run] = service_bench.file_job(path, env, **options)  # type: ignore[arg-type]
+        figures[f"API file job {label} / command"] = tiers[run] / command
+        line(run, tiers[run], "rows/s")
+        line(f"API file job {label} / command", figures[f"API file job {label} / command"], "×")
     return figures
 
 

@@ -215,3 +215,37 @@ def _api(home: Path, database_url: str | None, seconds: float, workers: int) -> 
         "batch_10000_fresh": fresh,
         "link_resolve": links,
     }
+
+
+def file_job(
+    path: Path, env: dict[str, str], *, part_bytes: int | None, in_thread: bool = False
+) -> float:
+    """Rows per second of a partner's file job through ``tiers serve`` (one worker, the
+    home of ``env``), without registration, as a partner sees it with ``tiers-client``: upload
+    (whole, or in parts of ``part_bytes``), wait, download the output and the rejects.
+    ``in_thread`` runs it in the worker's thread, as every API file job ran before jobs had a
+    process of their own (the reference of the change)."""
+    from tiers_client import Client  # noqa: PLC0415 - the bench extra installs it
+
+    env = {**env, "TIERS_RATE_LIMIT_PER_SECOND": "1000000", "TIERS_RATE_LIMIT_BURST": "1000000"}
+    if in_thread:
+        env["TIERS_FILE_JOB_PROCESS_BYTES"] = str(1 << 62)
+    key = _tiers(env, "client", "add", f"files-{time.monotonic_ns()}", "--role", "partner",
+                 "--domain", "casino")  # fmt: skip
+    with open(path, "rb") as handle:
+        rows = sum(1 for _ in handle) - 1
+    command = [str(Path(sys.executable).with_name("tiers")), "serve"]
+    with (
+        _serving(command, env) as port,
+        tempfile.TemporaryDirectory() as out,
+        Client(f"http://127.0.0.1:{port}", key, purpose="benchmark", timeout=3600) as tiers,
+    ):
+        started = time.perf_counter()
+        result = tiers.tokenise_file(
+            path, Path(out) / "out.csv", columns=["card=card", "email=email", "phone=phone"],
+            keep=["date", "amount", "store"], register=False, part_bytes=part_bytes,
+        )  # fmt: skip
+        elapsed = time.perf_counter() - started
+    if result.job.rows_in != rows:
+        raise RuntimeError("the file job did not read the whole file")
+    return rows / elapsed
