@@ -189,6 +189,7 @@ _TABLE = (
     # states
     Code("state_conflict", StateConflict, "the thing's state forbids this now"),
     Code("job_running", StateConflict, "the job is still running"),
+    Code("too_many_jobs", StateConflict, "the client runs TIERS_MAX_RUNNING_JOBS jobs already"),
     Code("job_ended", StateConflict, "the job takes no more input: it is done or failed"),
     Code("job_complete", StateConflict, "the job has its whole file already"),
     Code("part_missing", StateConflict, "complete names another last part than was received"),

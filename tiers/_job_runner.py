@@ -360,6 +360,7 @@ def run(spec: JobSpec) -> int:
                 idle_seconds=settings.upload_resume_seconds,
             )
             print(json.dumps({"ok": "ready"}), flush=True)
+            os.dup2(2, 1)  # the service reads one line: anything printed later goes to stderr
             return _tokenised(deployment, spec, upload)
     finally:
         deployment.close()

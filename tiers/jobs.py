@@ -61,13 +61,21 @@ def _directory(deployment: Deployment, job_id: str) -> Path:
 
 
 def open_file_job(deployment: Deployment, *, access: Access, domain: str) -> str:
-    """Create a running job (listed from now on) and its directory; returns its id."""
+    """Create a running job (listed from now on) and its directory; returns its id. A client
+    runs at most ``TIERS_MAX_RUNNING_JOBS`` jobs at once (:class:`StateConflict`,
+    ``too_many_jobs``): each job in a process of its own holds one."""
     require(access, Action.TOKENISE_FILE, domain)
     if access.client_id is None:
         raise TiersError("a file job needs an API client", code="no_client")
     job_id = uuid.uuid4().hex
-    _directory(deployment, job_id).mkdir(parents=True, mode=0o700)
+    limit = deployment.settings.max_running_jobs
     with deployment.transaction() as connection:
+        if jobs_repo.running(connection, client_id=access.client_id) >= limit:
+            raise StateConflict(
+                f"the client runs {limit} file jobs already: wait for one to end",
+                code="too_many_jobs",
+            )
+        _directory(deployment, job_id).mkdir(parents=True, mode=0o700)
         jobs_repo.create(
             connection, job_id=job_id, client_id=access.client_id, domain=domain, now=access.now
         )

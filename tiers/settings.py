@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     # The largest part of an upload in parts, and how long its job waits for the next one.
     upload_part_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     upload_resume_seconds: float = Field(default=900.0, gt=0)
+    # File jobs one client may run at once (each job in its own process holds one).
+    max_running_jobs: int = Field(default=4, ge=1)
     # Dictionary-attack signs raised by `tiers audit alerts` (see tiers/alerts.py).
     alert_values_per_hour: int = Field(default=1_000_000, ge=1)
     alert_refusals_per_hour: int = Field(default=100, ge=1)

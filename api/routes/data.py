@@ -197,7 +197,7 @@ async def upload_file(
             encoding=options["encoding"],
             register=register,
         )
-        if _in_own_process(request, deployment):
+        if own_process:
             return functools.partial(_streamed_job, deployment, access, client, chosen, opened)
         return lambda stream: run_file_job(
             deployment, access=access, stream=stream, domain=client.domain or "",
@@ -205,7 +205,9 @@ async def upload_file(
             encoding=chosen.encoding, register=register, job_id=opened,
         )  # fmt: skip
 
-    held = held_for(request, deployment)
+    # A job in a process of its own holds its upload there (tiers._job_runner), not here.
+    own_process = _in_own_process(request, deployment)
+    held = None if own_process else held_for(request, deployment)
     # A held upload's work starts once it has arrived: its job is listed from the start all
     # the same, so that an upload cut off by a crash shows as failed.
     opened = None

@@ -713,6 +713,12 @@ class JobRunningError(StateConflict):
     code = "job_running"
 
 
+class TooManyJobsError(StateConflict):
+    """the client runs TIERS_MAX_RUNNING_JOBS jobs already."""
+
+    code = "too_many_jobs"
+
+
 class JobEndedError(StateConflict):
     """the job takes no more input: it is done or failed."""
 
@@ -1120,6 +1126,7 @@ BY_CODE: dict[str, type[TiersError]] = {
     "witness_exists": WitnessExistsError,
     "state_conflict": StateConflictError,
     "job_running": JobRunningError,
+    "too_many_jobs": TooManyJobsError,
     "job_ended": JobEndedError,
     "job_complete": JobCompleteError,
     "part_missing": PartMissingError,

@@ -323,3 +323,19 @@ def test_a_job_running_when_the_service_stops_fails_as_interrupted(database: Dat
     assert job is not None and ("failed", "interrupted") == (job.state, job.error_code)
     assert not (database.home / "jobs" / job_id).exists()
     assert not socket_path(job_id).exists()
+
+
+def test_a_client_runs_a_bounded_number_of_jobs_at_once(database: Database) -> None:
+    with api_of(database, max_running_jobs=2) as api:
+        first, _second = _open(api), _open(api)
+        refused = api.http.post("/v1/files", headers=api.headers("casino-app"), json=OPEN)
+        assert (409, "too_many_jobs") == (refused.status_code, refused.json()["error"]["code"])
+        other = api.http.post("/v1/files", headers=api.headers("sncf-app"), json=OPEN)
+        assert 202 == other.status_code  # another client's jobs are its own
+        assert 2 == len(api.http.get("/v1/jobs", headers=api.headers("casino-app")).json())
+        assert 200 == _part(api, first, 1, CONTENT).status_code
+        assert "done" == _complete(api, first, 1).json()["state"]
+        assert (
+            202
+            == api.http.post("/v1/files", headers=api.headers("casino-app"), json=OPEN).status_code
+        )

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, func, insert, select, update
 
 from tiers.storage.tables import jobs
 
@@ -19,6 +19,7 @@ __all__ = [
     "get",
     "heartbeat",
     "of_client",
+    "running",
     "states",
 ]
 
@@ -72,6 +73,16 @@ def of_client(connection: Connection, *, client_id: int, limit: int = 200) -> li
         .limit(limit)
     )
     return [JobRecord(**row._asdict()) for row in rows]
+
+
+def running(connection: Connection, *, client_id: int) -> int:
+    """How many of the client's jobs are running."""
+    found = connection.execute(
+        select(func.count())
+        .select_from(jobs)
+        .where(jobs.c.client_id == client_id, jobs.c.state == "running")
+    ).scalar_one()
+    return int(found)
 
 
 def heartbeat(connection: Connection, *, job_id: str, rows_in: int, now: datetime) -> None:
