@@ -220,6 +220,7 @@ _TABLE = (
     Code("witness_state_damaged", NotInitialised, "the witness's own state is damaged"),
     Code("database_unavailable", DatabaseUnavailable, "the database cannot be reached: retry"),
     Code("configuration", ConfigurationError, "the settings are missing or unsafe"),
+    Code("job_process", ConfigurationError, "a file job's process did not start: see the log"),
     Code("master_key_exists", ConfigurationError, "a master key file exists there already"),
     Code("development_key_in_production", ConfigurationError, "the development key in prod"),
     Code("audit_domain_taken", ConfigurationError, "the audit domain's name is taken"),

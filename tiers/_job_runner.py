@@ -38,6 +38,7 @@ as it arrives. A job that receives nothing for ``TIERS_UPLOAD_RESUME_SECONDS`` f
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
@@ -50,7 +51,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -327,7 +328,7 @@ def listening(job_id: str) -> Iterator[socket.socket]:
     path = socket_path(job_id)
     path.parent.mkdir(mode=0o700, exist_ok=True)
     if path.parent.stat().st_uid != os.getuid() or path.parent.stat().st_mode & 0o077:
-        raise PermissionError("the runners' folder is not the service's own")
+        raise PermissionError(errno.EACCES, "the runners' folder is not the service's own only")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
     try:
@@ -351,19 +352,24 @@ def run(spec: JobSpec) -> int:
         print(json.dumps(_error(error.code, error.message)), flush=True)
         return 1
     deployment.checkpoint_due = lambda: None  # the service's checkpoint thread signs
-    try:
+    with ExitStack() as stack:
+        stack.callback(deployment.close)
+        try:
+            server = stack.enter_context(listening(spec.job_id))
+        except OSError as error:
+            message = f"the job's process cannot listen: {error.strerror or error}"
+            print(json.dumps(_error("job_process", message)), flush=True)
+            return 1
         settings = deployment.settings
-        with listening(spec.job_id) as server:
-            upload = Upload(
-                server,
-                part_limit=settings.upload_part_max_bytes,
-                idle_seconds=settings.upload_resume_seconds,
-            )
-            print(json.dumps({"ok": "ready"}), flush=True)
-            os.dup2(2, 1)  # the service reads one line: anything printed later goes to stderr
-            return _tokenised(deployment, spec, upload)
-    finally:
-        deployment.close()
+        upload = Upload(
+            server,
+            part_limit=settings.upload_part_max_bytes,
+            idle_seconds=settings.upload_resume_seconds,
+        )
+        print(json.dumps({"ok": "ready"}), flush=True)
+        os.dup2(2, 1)  # the service reads one line: anything printed later goes to stderr
+        return _tokenised(deployment, spec, upload)
+    return 1  # not reached: the block returns or raises
 
 
 def _tokenised(deployment: Deployment, spec: JobSpec, upload: Upload) -> int:

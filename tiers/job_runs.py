@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from audit import Action
-from errors import InvalidRequest, StateConflict, TiersError
+from errors import ConfigurationError, InvalidRequest, StateConflict, TiersError
 from errors.codes import CODES
 from tiers._csvio import ENCODINGS, checked_delimiter
 from tiers._file_rows import plan_of
@@ -140,12 +140,14 @@ def _launch(deployment: Deployment, spec: JobSpec) -> None:
         ready, _, _ = select.select([runner.stdout], [], [], _START_SECONDS)
         line = runner.stdout.readline() if ready else b""
     answer = json.loads(line) if line.strip() else {}
-    if "ok" not in answer:
-        runner.kill()
-        raise _raised(answer.get("error", {"code": "internal"}))
-    if "error" in answer:
+    if "error" in answer:  # it says why: the database or the master key, say
         runner.kill()
         raise _raised(answer["error"])
+    if "ok" not in answer:
+        runner.kill()
+        raise ConfigurationError(
+            "the job's own process did not start (see the service's log)", code="job_process"
+        )
 
 
 def _reap(runner: subprocess.Popen[bytes]) -> None:

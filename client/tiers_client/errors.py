@@ -875,6 +875,12 @@ class DatabaseUnavailableError(DatabaseUnavailable):
     code = "database_unavailable"
 
 
+class JobProcessError(ConfigurationError):
+    """a file job's process did not start: see the log."""
+
+    code = "job_process"
+
+
 class MasterKeyExistsError(ConfigurationError):
     """a master key file exists there already."""
 
@@ -1155,6 +1161,7 @@ BY_CODE: dict[str, type[TiersError]] = {
     "witness_state_damaged": WitnessStateDamagedError,
     "database_unavailable": DatabaseUnavailableError,
     "configuration": ConfigurationError,
+    "job_process": JobProcessError,
     "master_key_exists": MasterKeyExistsError,
     "development_key_in_production": DevelopmentKeyInProductionError,
     "audit_domain_taken": AuditDomainTakenError,

@@ -347,3 +347,17 @@ def test_a_client_runs_a_bounded_number_of_jobs_at_once(database: Database) -> N
             202
             == api.http.post("/v1/files", headers=api.headers("casino-app"), json=OPEN).status_code
         )
+
+
+def test_a_job_whose_process_cannot_start_fails_with_its_code(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "tmp" / f"tiers-{os.getuid()}"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)  # a folder others could write in: the runner refuses to listen there
+    monkeypatch.setenv("TMPDIR", str(shared.parent))
+    refused = api.http.post("/v1/files", headers=api.headers("casino-app"), json=OPEN)
+    assert (503, "job_process") == (refused.status_code, refused.json()["error"]["code"])
+    [job] = api.http.get("/v1/jobs", headers=api.headers("casino-app")).json()
+    assert ("failed", "job_process") == (job["state"], job["error_code"])
+    assert [] == list(shared.iterdir())

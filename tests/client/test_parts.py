@@ -5,6 +5,7 @@ time the output is byte for byte that of the file sent in one upload."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tiers_client import Client
+from tiers_client import AsyncClient, Client
+from tiers_client.models import FileResult
 
 from tests.api.test_file_parts import CONTENT
 from tests.client.conftest import Service
@@ -159,4 +161,18 @@ def test_a_run_stopped_half_way_is_resumed_where_the_service_says(
             source, tmp_path / "out.csv", columns=COLUMNS, part_bytes=PART // 3, resume=job.id
         )
     assert (job.id, "done") == (result.job.id, result.job.state)
+    assert single == Path(result.output).read_bytes()
+
+
+def test_the_async_client_sends_in_parts_too(
+    service: Service, source: Path, single: bytes, tmp_path: Path
+) -> None:
+    async def send() -> FileResult:
+        async with AsyncClient(service.url, service.keys["casino-app"], purpose="tests") as casino:
+            return await casino.tokenise_file(
+                source, tmp_path / "out.csv", columns=COLUMNS, part_bytes=PART
+            )
+
+    result = asyncio.run(send())
+    assert ("done", 30_000) == (result.job.state, result.job.rows_in)
     assert single == Path(result.output).read_bytes()
