@@ -129,6 +129,8 @@ def file_section(options: argparse.Namespace, work: Path, results: dict[str, Any
     memory, registering = _command_runs(backends, path, rows, work, tiers)
     figures["parquet"] = _parquet_runs(path, rows, work, tiers)
     figures["api_file_jobs"] = _api_job_runs(path, work, tiers)
+    if options.database_url:
+        figures["calls_beside_a_file_job"] = _calls_beside(path, work, options.database_url)
     figures["tiers"] = tiers
     figures["peak_memory_mib"] = memory.pop("sqlite")
     if "postgresql" in memory:
@@ -192,6 +194,21 @@ def _api_job_runs(path: Path, work: Path, tiers: dict[str, float]) -> dict[str, 
         line(run, tiers[run], "rows/s")
         line(f"API file job {label} / command", figures[f"API file job {label} / command"], "×")
     return figures
+
+
+def _calls_beside(path: Path, work: Path, database_url: str) -> dict[str, Any]:
+    """Single calls on PostgreSQL while a file job runs in the worker's thread, or in its own
+    process, against the same calls alone: what a job in its own process spares the others."""
+    with fresh_schema(database_url) as scoped:
+        env = _command_home(work / "calls-home", scoped)
+        found = service_bench.calls_beside_a_file_job(path, env)
+    alone = found["alone"]["requests_per_second"]
+    for label, run in found.items():
+        line(f"single calls, {label}, postgresql", run["requests_per_second"], "requests/s")
+        if label != "alone":
+            run["ratio_to_alone"] = run["requests_per_second"] / alone
+            line(f"single calls {label} / alone", run["ratio_to_alone"], "×")
+    return found
 
 
 def _command_runs(

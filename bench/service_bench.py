@@ -217,6 +217,35 @@ def _api(home: Path, database_url: str | None, seconds: float, workers: int) -> 
     }
 
 
+def _partner(env: dict[str, str], name: str) -> str:
+    return _tiers(env, "client", "add", f"{name}-{time.monotonic_ns()}", "--role", "partner",
+                  "--domain", "casino")  # fmt: skip
+
+
+def _quick(env: dict[str, str], in_thread: bool) -> dict[str, str]:
+    """``env`` without rate limits, file jobs in the worker's thread when ``in_thread``."""
+    env = {**env, "TIERS_RATE_LIMIT_PER_SECOND": "1000000", "TIERS_RATE_LIMIT_BURST": "1000000"}
+    if in_thread:
+        env["TIERS_FILE_JOB_PROCESS_BYTES"] = str(1 << 62)
+    return env
+
+
+def _send_file(port: int, key: str, path: Path, part_bytes: int | None) -> int:
+    """A partner's file job through ``tiers-client`` (upload, wait, downloads), no registration;
+    returns the rows it read."""
+    from tiers_client import Client  # noqa: PLC0415 - the bench extra installs it
+
+    with (
+        tempfile.TemporaryDirectory() as out,
+        Client(f"http://127.0.0.1:{port}", key, purpose="benchmark", timeout=3600) as tiers,
+    ):
+        result = tiers.tokenise_file(
+            path, Path(out) / "out.csv", columns=["card=card", "email=email", "phone=phone"],
+            keep=["date", "amount", "store"], register=False, part_bytes=part_bytes,
+        )  # fmt: skip
+    return result.job.rows_in
+
+
 def file_job(
     path: Path, env: dict[str, str], *, part_bytes: int | None, in_thread: bool = False
 ) -> float:
@@ -225,27 +254,43 @@ def file_job(
     (whole, or in parts of ``part_bytes``), wait, download the output and the rejects.
     ``in_thread`` runs it in the worker's thread, as every API file job ran before jobs had a
     process of their own (the reference of the change)."""
-    from tiers_client import Client  # noqa: PLC0415 - the bench extra installs it
-
-    env = {**env, "TIERS_RATE_LIMIT_PER_SECOND": "1000000", "TIERS_RATE_LIMIT_BURST": "1000000"}
-    if in_thread:
-        env["TIERS_FILE_JOB_PROCESS_BYTES"] = str(1 << 62)
-    key = _tiers(env, "client", "add", f"files-{time.monotonic_ns()}", "--role", "partner",
-                 "--domain", "casino")  # fmt: skip
+    env = _quick(env, in_thread)
+    key = _partner(env, "files")
     with open(path, "rb") as handle:
         rows = sum(1 for _ in handle) - 1
     command = [str(Path(sys.executable).with_name("tiers")), "serve"]
-    with (
-        _serving(command, env) as port,
-        tempfile.TemporaryDirectory() as out,
-        Client(f"http://127.0.0.1:{port}", key, purpose="benchmark", timeout=3600) as tiers,
-    ):
+    with _serving(command, env) as port:
         started = time.perf_counter()
-        result = tiers.tokenise_file(
-            path, Path(out) / "out.csv", columns=["card=card", "email=email", "phone=phone"],
-            keep=["date", "amount", "store"], register=False, part_bytes=part_bytes,
-        )  # fmt: skip
+        read = _send_file(port, key, path, part_bytes)
         elapsed = time.perf_counter() - started
-    if result.job.rows_in != rows:
+    if read != rows:
         raise RuntimeError("the file job did not read the whole file")
     return rows / elapsed
+
+
+def calls_beside_a_file_job(
+    path: Path, env: dict[str, str], *, seconds: float = 8.0
+) -> dict[str, dict[str, Any]]:
+    """Single-value pseudonymise calls (4 connections, one worker) for ``seconds``: alone, then
+    while a partner's file job runs in the worker's thread, then while one runs in its own
+    process. Meant for a home on PostgreSQL: on SQLite a job holds the one writer wherever it
+    runs, and the calls wait for it."""
+    import threading  # noqa: PLC0415
+
+    found: dict[str, dict[str, Any]] = {}
+    body = {"kind": "card", "values": ["10000001"]}
+    for label, in_thread in (("alone", True), ("in the thread", True), ("own process", False)):
+        quick = _quick(env, in_thread)
+        key, token = _partner(quick, "files"), _partner(quick, "calls")
+        command = [str(Path(sys.executable).with_name("tiers")), "serve"]
+        with _serving(command, quick, base=19_000) as port:
+            job = threading.Thread(target=_send_file, args=(port, key, path, None))
+            if label != "alone":
+                job.start()
+                time.sleep(1.0)  # the upload under way
+            found[label] = _load(
+                port, token, seconds, path="/v1/pseudonymise", body=body, connections=4
+            )
+            if label != "alone":
+                job.join()
+    return found

@@ -2,10 +2,9 @@
 parts that outlive a dropped connection.
 
 The service's worker threads may not fork (:mod:`tiers._fastpath`), so a job that should use the
-block workers runs in a runner: a fresh interpreter (``python -m tiers._job_runner``) started by
-the worker that opens the job (``python -m tiers._job_runner JOB_ID``), with the service's
-settings in its environment. It opens the
-deployment itself, so that keys are unwrapped in it and never handed to it, and it runs
+block workers runs in a runner: a fresh interpreter (``python -m tiers._job_runner JOB_ID``)
+started by the worker that opens the job, with the service's settings in its environment. It
+opens the deployment itself, so that keys are unwrapped in it and never handed to it, and runs
 :func:`tiers.files.tokenise_file` in its main thread, which forks the block workers. It has no
 other thread: it serves its socket whenever the tokeniser asks for more input.
 
@@ -33,7 +32,8 @@ writer the tokeniser holds from its first row to its last, the upload is held in
 ``TIERS_UPLOAD_HOLD_BYTES``) until it is complete, so that a client that sends slowly, or drops
 its connection and comes back, holds no other client up meanwhile; a larger upload is tokenised
 as it arrives. A job that receives nothing for ``TIERS_UPLOAD_RESUME_SECONDS`` fails
-(``upload_abandoned``), and its partial outputs are removed.
+(``upload_abandoned``); one whose worker stops it (SIGTERM) or dies fails as ``interrupted``;
+either way its partial outputs are removed.
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ __all__ = [
 
 # What the tokeniser is left to read when a part is acknowledged (see the module docstring).
 LOW_WATER = 4 * 1024 * 1024
+# How long a runner whose stream was cut watches for its worker's death (see _unless_orphaned).
+ORPHAN_SECONDS = 1.0
 # How long one message may take to arrive once its connection is accepted.
 MESSAGE_SECONDS = 60.0
 _HEADER_BYTES = 64 * 1024
@@ -142,6 +144,11 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
+class _Stopped(Exception):
+    """The service stops its runners (SIGTERM), or the process that started this one died: the
+    job fails as interrupted."""
+
+
 class Upload(io.RawIOBase):
     """The job's input as the tokeniser reads it, fed by the messages of the socket (see the
     module docstring); also what is known of the job's progress."""
@@ -158,6 +165,7 @@ class Upload(io.RawIOBase):
         self.ended: socket.socket | None = None  # the connection the job's end answers
         self.received = 0
         self._last_input = time.monotonic()
+        self._parent = os.getppid()  # the worker that started the job
         self.report: Any = None  # tiers.files.FileReport, once the tokeniser runs
         self.beat: Any = None  # called while waiting (the job's heartbeat)
 
@@ -202,8 +210,11 @@ class Upload(io.RawIOBase):
 
     def serve(self, *, wait: bool) -> None:
         """Answer what is waiting on the socket; with ``wait``, until input arrives, or fail the
-        job once no input came for the idle time (questions of progress are not input)."""
+        job once no input came for the idle time (questions of progress are not input). A
+        runner whose worker died (killed with the service) ends its job as interrupted."""
         while True:
+            if os.getppid() != self._parent:
+                raise _Stopped
             readable = [self._server] + ([self._stream] if self._stream is not None else [])
             left = self._idle - (time.monotonic() - self._last_input)
             ready, _, _ = select.select(readable, [], [], max(0.0, min(5.0, left)) if wait else 0)
@@ -303,6 +314,7 @@ class Upload(io.RawIOBase):
         assert self._stream is not None
         chunk = recv_frame(self._stream, self._part_limit)
         if chunk is None:
+            self._unless_orphaned()
             raise InvalidRequest("the upload broke off before its end", code="upload_cut")
         if chunk == b"":
             self.ended, self._stream = self._stream, None
@@ -311,6 +323,16 @@ class Upload(io.RawIOBase):
         self._last_input = time.monotonic()
         self._buffered += len(chunk)
         self.received += len(chunk)
+
+    def _unless_orphaned(self) -> None:
+        """Raise :class:`_Stopped` if the worker that started the job has died. A stream cut
+        off by the worker's death is seen before the runner is given another parent, so the
+        parent is watched a moment before the cut is taken for the client's."""
+        deadline = time.monotonic() + ORPHAN_SECONDS
+        while time.monotonic() < deadline:
+            if os.getppid() != self._parent:
+                raise _Stopped
+            time.sleep(0.02)
 
     def progress(self) -> dict[str, int]:
         report = self.report
@@ -400,10 +422,6 @@ def _tokenised(deployment: Deployment, spec: JobSpec, upload: Upload) -> int:
     identifiers = report.rows_in * len(spec.columns)
     upload.acknowledge({"ok": {"job": job.id, "identifiers": identifiers}})
     return 0
-
-
-class _Stopped(Exception):
-    """The service stops its runners (SIGTERM): the job fails as interrupted."""
 
 
 _MAIN = os.getpid()

@@ -171,14 +171,16 @@ def stop_runners(timeout: float = 10.0) -> int:
     return len(running)
 
 
-def _raised(error: dict[str, Any]) -> TiersError:
-    """The runner's error as the exception of its code (see :mod:`errors.codes`)."""
+def _raised(error: dict[str, Any]) -> Exception:
+    """The runner's error as the exception of its code (see :mod:`errors.codes`); an internal
+    error of the runner (no code of the table) as an internal error here."""
     code, message = str(error.get("code")), str(error.get("message"))
-    kind = CODES[code].error if code in CODES else StateConflict
+    if code not in CODES:
+        return RuntimeError("the file job failed in its process")
     try:
-        return kind(message, code=code)
+        return CODES[code].error(message, code=code)
     except TypeError:  # a class of its own signature: never a file job's
-        return StateConflict(message, code=code)
+        return RuntimeError("the file job failed in its process")
 
 
 def _ask(

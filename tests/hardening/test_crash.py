@@ -4,6 +4,7 @@ the access log verifies."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from tests.hardening.service import (
     InFlight,
     count,
     free_port,
+    kill,
     kill_in_flight,
     request,
     start,
@@ -83,6 +85,55 @@ def test_a_file_job_killed_mid_upload_is_failed_and_can_be_run_again(
         )
         flight.join()
         assert 202 == flight.status
+    finally:
+        stop(server)
+    assert "audit log intact" in tiers("audit", "verify", env=env)
+
+
+def _runs(job_id: str) -> bool:
+    """Whether a process runs the job (its command line ends with the job's id)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if handle.read().split(b"\0")[-2:-1] == [job_id.encode()]:
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def test_a_job_in_parts_ends_with_the_service_killed_under_it(
+    database: Database, tmp_path: Path
+) -> None:
+    env = {**os.environ, **database.env(), "TIERS_ARGON2_PROFILE": "test"}
+    tiers("init", env=env)
+    tiers("domain", "add", "casino", "--role", "partner", env=env)
+    token = tiers(
+        "client", "add", "casino-app", "--role", "partner", "--domain", "casino", env=env
+    ).strip()
+    port = free_port()
+    server = start(env, port)
+    status, job = request(port, "POST", "/v1/files", token, {"column": ["card=card"]})
+    assert 202 == status and isinstance(job, dict)
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    part = "card\r\n" + "".join(f"{10_000_000 + n}\r\n" for n in range(50_000))
+    connection.request(
+        "PUT", f"/v1/files/{job['id']}/parts/1", body=part.encode(),
+        headers={"Authorization": f"Bearer {token}", "X-Purpose": "crash test"},
+    )  # fmt: skip
+    assert 200 == connection.getresponse().status
+    assert _runs(job["id"])
+    kill(server)  # SIGKILL: the runner is left without the worker that started it
+    deadline = time.monotonic() + 20
+    while _runs(job["id"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _runs(job["id"]), "the runner outlived its service"
+    server = start(env, port)
+    try:
+        status, jobs = request(port, "GET", "/v1/jobs", token)
+        assert [("failed", "interrupted")] == [(j["state"], j["error_code"]) for j in jobs]  # type: ignore[union-attr]
+        assert 0 == count(database, "subjects")
+        assert not any((database.home / "jobs").rglob("*"))
     finally:
         stop(server)
     assert "audit log intact" in tiers("audit", "verify", env=env)
