@@ -13,6 +13,7 @@ import httpx
 
 from tiers_client import _calls as calls
 from tiers_client._calls import Call
+from tiers_client._parquet import is_parquet, written_as
 from tiers_client._transfer import (
     PART_BYTES,
     Counted,
@@ -83,8 +84,11 @@ class _Base:
         return min(_retry_after(response) or self.backoff * 2**attempt, MAX_WAIT)
 
     def _exchange(
-        self, exchange_type: str, delimiter: str | None, encoding: str, purpose: str | None
-    ) -> tuple[dict[str, str], dict[str, str]]:
+        self, source: Path | str, exchange_type: str, delimiter: str | None, encoding: str,
+        purpose: str | None,
+    ) -> tuple[dict[str, str], dict[str, str]]:  # fmt: skip
+        if is_parquet(source):  # sent as its CSV export
+            delimiter, encoding = ",", "utf-8"
         params = {"type": exchange_type, "encoding": encoding}
         if delimiter is not None:
             params["delimiter"] = delimiter
@@ -119,6 +123,7 @@ def _file_job(
     output: Path | str,
     rejects: Path | str | None,
     *,
+    source: Path | str,
     columns: Sequence[str],
     keep: Sequence[str],
     delimiter: str | None,
@@ -126,7 +131,10 @@ def _file_job(
     register: bool,
 ) -> tuple[dict[str, Any], Path, Path]:
     """A file job's parameters, and where its output and rejects go (by default the rejects
-    beside the output, as ``<output>.rejects.csv``)."""
+    beside the output, as ``<output>.rejects.csv``). A Parquet source is sent as its CSV
+    export, comma-separated UTF-8."""
+    if is_parquet(source):
+        delimiter, encoding = ",", "utf-8"
     params: dict[str, Any] = {"column": list(columns), "encoding": encoding}
     if keep:
         params["keep"] = ",".join(keep)
@@ -148,6 +156,11 @@ def _parts_options(params: dict[str, Any]) -> dict[str, Any]:
     if "register" in params:
         body["register"] = False
     return body
+
+
+def _size(source: Path) -> int | None:
+    """What progress counts up to: the file's size (unknown for a Parquet file's CSV export)."""
+    return None if is_parquet(source) else source.stat().st_size
 
 
 def _ended(job: Job) -> Job:
@@ -256,6 +269,7 @@ class Client(_Base):
         params, output, rejects = _file_job(
             output,
             rejects,
+            source=source,
             columns=columns,
             keep=keep,
             delimiter=delimiter,
@@ -278,7 +292,8 @@ class Client(_Base):
             job = Job.of(_answer(response))
         # The rejects first: the output appears last, only when both were written.
         self._download(f"/v1/jobs/{job.id}/rejects", rejects, purpose, None)
-        self._download(f"/v1/jobs/{job.id}/output", output, purpose, None)
+        with written_as(output) as target:
+            self._download(f"/v1/jobs/{job.id}/output", target, purpose, None)
         return FileResult(job, str(output), str(rejects))
 
     def _in_parts(
@@ -290,7 +305,7 @@ class Client(_Base):
         )
         if job.state != "running":
             return _ended(job)
-        number, done, total = job.parts or 0, job.bytes_received or 0, source.stat().st_size
+        number, done, total = job.parts or 0, job.bytes_received or 0, _size(source)
         for data in parts_of(source, part_bytes, done):
             number += 1
             self._run(calls.part(job.id, number, data, purpose))
@@ -350,7 +365,7 @@ class Client(_Base):
         purpose: str | None = None,
     ) -> ExchangeReport:
         """Send a partner file to the hub, streamed; rejected rows come back to the inbox."""
-        params, headers = self._exchange(exchange_type, delimiter, encoding, purpose)
+        params, headers = self._exchange(source, exchange_type, delimiter, encoding, purpose)
         with Counted(Path(source), progress) as body:
             response = self._http.post(
                 "/v1/exchanges", params=params, headers=headers, content=body.chunks()
@@ -465,7 +480,7 @@ class AsyncClient(_Base):
         progress: Progress | None = None,
         purpose: str | None = None,
     ) -> ExchangeReport:
-        params, headers = self._exchange(exchange_type, delimiter, encoding, purpose)
+        params, headers = self._exchange(source, exchange_type, delimiter, encoding, purpose)
         with Counted(Path(source), progress) as body:
             response = await self._http.post(
                 "/v1/exchanges", params=params, headers=headers, content=_aiter(body.chunks())
@@ -508,6 +523,7 @@ class AsyncClient(_Base):
         params, output, rejects = _file_job(
             output,
             rejects,
+            source=source,
             columns=columns,
             keep=keep,
             delimiter=delimiter,
@@ -529,7 +545,8 @@ class AsyncClient(_Base):
                 )
             job = Job.of(_answer(response))
         await self._download(f"/v1/jobs/{job.id}/rejects", rejects, purpose, None)
-        await self._download(f"/v1/jobs/{job.id}/output", output, purpose, None)
+        with written_as(output) as target:
+            await self._download(f"/v1/jobs/{job.id}/output", target, purpose, None)
         return FileResult(job, str(output), str(rejects))
 
     async def download_delivery(
@@ -552,7 +569,7 @@ class AsyncClient(_Base):
         )
         if job.state != "running":
             return _ended(job)
-        number, done, total = job.parts or 0, job.bytes_received or 0, source.stat().st_size
+        number, done, total = job.parts or 0, job.bytes_received or 0, _size(source)
         for data in parts_of(source, part_bytes, done):
             number += 1
             await self._run(calls.part(job.id, number, data, purpose))

@@ -16,14 +16,23 @@ CHUNK = 1 << 16
 
 
 class Counted:
-    """A file opened for reading that reports each read to ``progress`` (an upload's body)."""
+    """A file opened for reading that reports each read to ``progress`` (an upload's body). A
+    Parquet file is read as its CSV export (:mod:`tiers_client._parquet`), whose size is not
+    known beforehand."""
 
     def __init__(self, path: Path, progress: Progress | None) -> None:
-        self._file: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by close()
-        self._total = os.fstat(self._file.fileno()).st_size
+        from tiers_client._parquet import csv_export, is_parquet  # noqa: PLC0415 - a cycle
+
+        self._file: IO[bytes]
+        if is_parquet(path):
+            self._file, self._total = csv_export(path), None
+            self.name = path.with_suffix(".csv").name
+        else:
+            self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+            self._total = os.fstat(self._file.fileno()).st_size
+            self.name = path.name
         self._done = 0
         self._progress = progress
-        self.name = path.name
 
     def read(self, size: int = -1) -> bytes:
         data = self._file.read(size)
@@ -51,13 +60,14 @@ PART_BYTES = 16 * 1024 * 1024
 
 
 def parts_of(path: Path, part_bytes: int, offset: int = 0) -> Iterator[bytes]:
-    """The file's bytes from ``offset`` on, ``part_bytes`` at a time (a job resumed starts
-    where the service says it has received up to)."""
+    """The file's bytes (a Parquet file's CSV export) from ``offset`` on, ``part_bytes`` at a
+    time (a job resumed starts where the service says it has received up to)."""
     if part_bytes < 1:
         raise ValueError("part_bytes must be positive")
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        while data := handle.read(part_bytes):
+    with Counted(path, None) as body:
+        while offset > 0 and (skipped := body.read(min(offset, CHUNK))):
+            offset -= len(skipped)
+        while data := body.read(part_bytes):
             yield data
 
 

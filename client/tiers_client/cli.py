@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from tiers_client import Client, __version__
+from tiers_client._parquet import ParquetError
 from tiers_client.errors import TiersError
 from tiers_client.models import ValueRefused
 
@@ -43,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     pseudo = commands.add_parser("pseudonymise", help="one pseudonym per value, in order")
     pseudo.add_argument("--kind", required=True, help="card, email, phone or person")
     pseudo.add_argument("values", nargs="*", help="none: one per line on standard input")
-    tok = commands.add_parser("tokenise", help="tokenise a file: upload, wait, download")
+    tok = commands.add_parser(
+        "tokenise", help="tokenise a CSV or Parquet file: upload, wait, download"
+    )
     tok.add_argument("source", type=Path)
     tok.add_argument("-o", "--output", type=Path, required=True)
     tok.add_argument("--column", action="append", required=True, help="NAME=KIND, repeated")
@@ -200,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             status = _COMMANDS[args.command](tiers, args)
     except TiersError as error:
         status = _fail(error.message, error.code)
+    except ParquetError as error:
+        status = _fail(str(error), error.code)
     except OSError as error:  # a local file: its name, not its content
         status = _fail(f"{error.strerror or type(error).__name__}: {error.filename}", "local")
     except Exception as error:  # noqa: BLE001 - the network, the server: one clear line

@@ -181,6 +181,14 @@ def test_the_command_line(service: Service, tmp_path: Path) -> None:
     )  # fmt: skip
     assert in_parts.returncode == 0, in_parts.stderr
     assert (tmp_path / "parts.csv").read_bytes() == (tmp_path / "out.csv").read_bytes()
+    fake = tmp_path / "fake.parquet"
+    fake.write_bytes(b"card\r\n10000001\r\n")
+    not_parquet = subprocess.run(
+        [*command, "tokenise", str(fake), "-o", str(tmp_path / "f.csv"), "--column", "card=card"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert not_parquet.returncode == 1 and not_parquet.stderr.strip().endswith("[not_parquet]")
+    assert not (tmp_path / "f.csv").exists()
     marked = subprocess.run(
         [*command, "pseudonymise", "--kind", "card"], input=b"\xef\xbb\xbf10000001\r\nx\n",
         env=env, capture_output=True, check=False,

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVER_PACKAGES = ("tiers", "fastapi", "sqlalchemy", "argon2", "uvicorn", "pydantic", "typer")
+# The server's packages, and pyarrow, which only the client's `parquet` extra installs.
+SERVER_PACKAGES = (
+    "tiers", "fastapi", "sqlalchemy", "argon2", "uvicorn", "pydantic", "typer", "pyarrow",
+)  # fmt: skip
 
 
 @pytest.mark.slow
@@ -38,3 +41,12 @@ def test_the_client_installs_without_the_server(tmp_path: Path) -> None:
         check=True,
     )
     assert version.stdout.strip() == "tiers-client 0.1.0"
+    parquet = tmp_path / "customers.parquet"
+    parquet.write_bytes(b"PAR1")
+    without = subprocess.run(
+        [str(venv / "bin" / "tiers-client"), "tokenise", str(parquet), "-o", "out.csv",
+         "--column", "card=card"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+        env={"TIERS_URL": "http://127.0.0.1:9", "TIERS_API_KEY": "k", "TIERS_PURPOSE": "t"},
+    )  # fmt: skip
+    assert without.returncode == 1 and without.stderr.strip().endswith("[needs_pyarrow]")

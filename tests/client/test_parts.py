@@ -6,6 +6,8 @@ time the output is byte for byte that of the file sent in one upload."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import socket
 import threading
 from collections.abc import Iterator
@@ -176,3 +178,43 @@ def test_the_async_client_sends_in_parts_too(
     result = asyncio.run(send())
     assert ("done", 30_000) == (result.job.state, result.job.rows_in)
     assert single == Path(result.output).read_bytes()
+
+
+def _as_parquet(source: Path, target: Path) -> Path:
+    """The CSV file as Parquet with typed columns (a number column), as a data team has it."""
+    import pyarrow.csv as pa_csv  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    options = pa_csv.ParseOptions(delimiter=";")
+    pq.write_table(pa_csv.read_csv(source, parse_options=options), target, row_group_size=7_000)
+    return target
+
+
+def test_a_parquet_file_goes_as_its_csv_export_and_comes_back_as_parquet(
+    service: Service, source: Path, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    parquet = _as_parquet(source, tmp_path / "customers.parquet")
+    export = tmp_path / "export.csv"  # what the client sends: the cells' text, comma-separated
+    table = pq.read_table(parquet)
+    with open(export, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(table.column_names)
+        writer.writerows(
+            zip(*[[str(v) for v in c.to_pylist()] for c in table.columns], strict=True)
+        )
+    with Client(service.url, service.keys["casino-app"], purpose="tests") as casino:
+        by_csv = casino.tokenise_file(export, tmp_path / "by-csv.csv", columns=COLUMNS)
+        whole = casino.tokenise_file(parquet, tmp_path / "whole.csv", columns=COLUMNS)
+        parts = casino.tokenise_file(
+            parquet, tmp_path / "parts.parquet", columns=COLUMNS, part_bytes=PART
+        )
+    expected = Path(by_csv.output).read_bytes()
+    assert expected == Path(whole.output).read_bytes()
+    assert (30_000, 2) == (parts.job.rows_in, parts.job.rows_rejected)
+    back = pq.read_table(tmp_path / "parts.parquet")
+    rows = list(csv.reader(io.StringIO(expected.decode(), newline="")))
+    assert rows[0] == back.column_names
+    assert rows[1:] == [list(r) for r in zip(*[c.to_pylist() for c in back.columns], strict=True)]
+    assert not list(tmp_path.glob(".*"))  # no download left beside the outputs
