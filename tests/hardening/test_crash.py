@@ -37,20 +37,21 @@ def slow_upload(rows: int) -> Iterator[bytes]:
     yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
-def test_a_file_job_killed_mid_upload_is_failed_and_can_be_run_again(
-    database: Database, tmp_path: Path
-) -> None:
-    env = {
-        **os.environ,
-        **database.env(),
-        "TIERS_ARGON2_PROFILE": "test",
-        "TIERS_JOB_STALE_SECONDS": "2",
-    }
+def _partner_home(database: Database, **settings: str) -> tuple[dict[str, str], str]:
+    """The environment of a deployment with a partner domain, and its client's key."""
+    env = {**os.environ, **database.env(), "TIERS_ARGON2_PROFILE": "test", **settings}
     tiers("init", env=env)
     tiers("domain", "add", "casino", "--role", "partner", env=env)
     token = tiers(
         "client", "add", "casino-app", "--role", "partner", "--domain", "casino", env=env
     ).strip()
+    return env, token
+
+
+def test_a_file_job_killed_mid_upload_is_failed_and_can_be_run_again(
+    database: Database, tmp_path: Path
+) -> None:
+    env, token = _partner_home(database, TIERS_JOB_STALE_SECONDS="2")
     port = free_port()
     server = start(env, port)
     flight = InFlight(
@@ -105,12 +106,7 @@ def _runs(job_id: str) -> bool:
 def test_a_job_in_parts_ends_with_the_service_killed_under_it(
     database: Database, tmp_path: Path
 ) -> None:
-    env = {**os.environ, **database.env(), "TIERS_ARGON2_PROFILE": "test"}
-    tiers("init", env=env)
-    tiers("domain", "add", "casino", "--role", "partner", env=env)
-    token = tiers(
-        "client", "add", "casino-app", "--role", "partner", "--domain", "casino", env=env
-    ).strip()
+    env, token = _partner_home(database)
     port = free_port()
     server = start(env, port)
     status, job = request(port, "POST", "/v1/files", token, {"column": ["card=card"]})
