@@ -34,6 +34,7 @@ __all__ = [
     "atomic_binary_output",
     "atomic_output",
     "checked_delimiter",
+    "checked_encoding",
     "csv_records",
     "delimiter_hint",
     "detect_delimiter",
@@ -127,10 +128,7 @@ def prepared(
     Raises :class:`InvalidRequest` for an encoding other than :data:`ENCODINGS`, and
     :class:`InvalidFile` (``not_utf8``) when a UTF-8 source does not decode in its first
     :data:`CHECKED_BYTES`, before anything is read further."""
-    if encoding not in ENCODINGS:
-        raise InvalidRequest(
-            f"the encoding must be one of {', '.join(ENCODINGS)}", code="unknown_encoding"
-        )
+    checked_encoding(encoding)
     head = _read_up_to(raw, CHECKED_BYTES)
     if encoding == "utf-8":
         head = head.removeprefix(_BOM)
@@ -151,6 +149,15 @@ def prepared(
         text = head.decode(encoding, "surrogateescape")
         readable = io.BufferedReader(_Transcoded(io.BufferedReader(Chained(head, raw)), encoding))
     return readable, delimiter or detect_delimiter(text.partition("\n")[0])
+
+
+def checked_encoding(encoding: str) -> str:
+    """``encoding`` if it is one of :data:`ENCODINGS`; else :class:`InvalidRequest`."""
+    if encoding not in ENCODINGS:
+        raise InvalidRequest(
+            f"the encoding must be one of {', '.join(ENCODINGS)}", code="unknown_encoding"
+        )
+    return encoding
 
 
 def checked_delimiter(delimiter: str | None) -> str | None:

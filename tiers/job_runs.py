@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 from audit import Action
-from errors import ConfigurationError, InvalidRequest, StateConflict, TiersError
+from errors import ConfigurationError, StateConflict, TiersError
 from errors.codes import CODES
-from tiers._csvio import ENCODINGS, checked_delimiter
+from tiers._csvio import checked_delimiter, checked_encoding
 from tiers._file_rows import plan_of
 from tiers._job_runner import JobSpec, recv_frame, send_frame, socket_path
 from tiers.auditing import Access
@@ -71,10 +71,7 @@ class JobOptions:
         """Refuse options that cannot work, before a job is opened for them."""
         specs = [parse_column_spec(text) for text in self.columns]
         plan_of(list(dict.fromkeys([*(s.name for s in specs), *self.keep])), specs, self.keep)
-        if self.encoding not in ENCODINGS:
-            raise InvalidRequest(
-                f"the encoding must be one of {', '.join(ENCODINGS)}", code="unknown_encoding"
-            )
+        checked_encoding(self.encoding)
         return dataclasses.replace(self, delimiter=checked_delimiter(self.delimiter))
 
 
