@@ -8,8 +8,17 @@ log. Values are stable: auditors filter and alert on them, and an old log keeps 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-__all__ = ["CLIENT_EVENTS", "KEY_EVENTS", "Action"]
+if TYPE_CHECKING:
+    from audit.entry import AuditEntry
+
+__all__ = [
+    "CHANGE_EVENTS",
+    "CLIENT_EVENTS",
+    "Action",
+    "identifiers",
+]
 
 
 class Action(StrEnum):
@@ -83,7 +92,13 @@ class Action(StrEnum):
 
 # Changes to the keys and the master key (the access report's "key events").
 KEY_EVENTS = frozenset(
-    {Action.KEY_ROTATE, Action.KEY_DESTROY, Action.INIT, Action.MASTER_KEY_ROTATE}
+    {
+        Action.KEY_ROTATE,
+        Action.KEY_RETIRE,
+        Action.KEY_DESTROY,
+        Action.INIT,
+        Action.MASTER_KEY_ROTATE,
+    }
 )
 # Who may hold keys: clients made, asked for, approved, re-keyed and revoked (each raises an
 # alert of its own kind, and the report lists them).
@@ -96,3 +111,39 @@ CLIENT_EVENTS = frozenset(
         Action.CLIENT_REVOKE,
     }
 )
+# Every change to what the service is: domains, keys, clients, the policy, a restored backup
+# (the console's and the report's "changes").
+CHANGE_EVENTS = (
+    KEY_EVENTS | CLIENT_EVENTS | frozenset({Action.DOMAIN_ADD, Action.POLICY_APPLY, Action.RESTORE})
+)
+
+# Actions whose entries count their values in ``counts.in`` (or, for files and exchanges,
+# ``detail["identifiers"]``), and those that take a fixed number of card numbers.
+_COUNTED = frozenset(
+    {
+        Action.PSEUDONYMISE,
+        Action.TOKENISE_FILE,
+        Action.LINK_RESOLVE,
+        Action.CARD_ENROL,
+        Action.EXCHANGE_SEND,
+    }
+)
+_FIXED: dict[str, int] = {
+    Action.CARD_ASSOCIATE: 2,
+    Action.CARD_DISSOCIATE: 1,
+    Action.CUSTOMER_TRANSFER: 1,
+    Action.CUSTOMER_WITHDRAW: 1,
+    Action.AUDIT_SUBJECT: 1,
+}
+# The actions that handle customers' identifiers (the alerts' volume, the report's counts).
+IDENTIFIER_ACTIONS = _COUNTED | frozenset(_FIXED)
+
+
+def identifiers(entry: AuditEntry) -> int:
+    """The identifiers (or hub linking keys) an entry's call handled."""
+    if entry.action in _FIXED:
+        return _FIXED[entry.action]
+    if entry.action not in _COUNTED:
+        return 0
+    given = entry.detail.get("identifiers")
+    return given if isinstance(given, int) else entry.counts.records_in

@@ -112,6 +112,7 @@ _TABLE = (
     Code("bad_period", _REQUEST, "a period that does not parse, or ends before it starts"),
     Code("bad_time", _REQUEST, "a time that does not parse (ISO 8601)"),
     Code("bad_filter", _REQUEST, "an audit filter that does not parse"),
+    Code("bad_limit", _REQUEST, "a page's size out of range"),
     Code("bad_proof_request", _REQUEST, "a proof asked between sizes that do not fit the log"),
     Code("bad_key", _REQUEST, "a public key that does not parse"),
     Code("bad_retention", _REQUEST, "a retention period out of range"),

@@ -36,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection
 
 from audit import Action, Counts, parse_entry
+from audit.actions import identifiers
 from audit.entry import AuditEntry
 from errors import InvalidRequest
 from tiers.auditing import Access, audited
@@ -53,25 +54,6 @@ __all__ = [
     "scan",
 ]
 
-# Actions whose entries count their values in ``counts.records_in`` (or, for files and
-# exchanges, ``detail["identifiers"]``), and those that take a fixed number of card numbers.
-_COUNTED = frozenset(
-    {
-        Action.PSEUDONYMISE,
-        Action.TOKENISE_FILE,
-        Action.LINK_RESOLVE,
-        Action.CARD_ENROL,
-        Action.EXCHANGE_SEND,
-    }
-)
-_FIXED: dict[str, int] = {
-    Action.CARD_ASSOCIATE: 2,
-    Action.CARD_DISSOCIATE: 1,
-    Action.CUSTOMER_TRANSFER: 1,
-    Action.CUSTOMER_WITHDRAW: 1,
-    Action.AUDIT_SUBJECT: 1,
-}
-IDENTIFIER_ACTIONS = _COUNTED | frozenset(_FIXED)
 # Changes of who may hold keys: each raises an alert of its own kind, whatever their number.
 ALERT_OF_CLIENT_EVENT: dict[str, str] = {
     Action.CLIENT_ADD: "client_created",
@@ -116,16 +98,6 @@ def _utc(moment: datetime) -> datetime:
 
 def _hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
-
-
-def identifiers(entry: AuditEntry) -> int:
-    """The identifiers (or hub linking keys) a successful entry's call handled."""
-    if entry.action in _FIXED:
-        return _FIXED[entry.action]
-    if entry.action not in _COUNTED:
-        return 0
-    given = entry.detail.get("identifiers")
-    return given if isinstance(given, int) else entry.counts.records_in
 
 
 def scan(entries: Iterable[AuditEntry], thresholds: Thresholds) -> list[Alert]:

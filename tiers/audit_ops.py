@@ -23,7 +23,6 @@ from audit import (
     inclusion_proof,
     key_id,
     parse_entry,
-    render_report,
     verify_log,
 )
 from audit.bundle import load_bundle, write_bundle
@@ -50,7 +49,6 @@ from tiers.storage.domains import DomainRecord
 __all__ = [
     "Proof",
     "PurgeResult",
-    "ReportResult",
     "export_log",
     "latest_note",
     "log_key",
@@ -60,9 +58,9 @@ __all__ = [
     "read_checkpoints",
     "read_log",
     "sign_checkpoint",
+    "verification_status",
     "verify_against",
     "verify_stored",
-    "write_report",
 ]
 
 
@@ -410,46 +408,13 @@ def _with_linked_cards(
     return list(dict.fromkeys([base, *(row.base for row in linked)]))
 
 
-@dataclass(frozen=True, slots=True)
-class ReportResult:
-    entries: int
-    intact: bool
-    verification: str
-
-
-@audited(Action.AUDIT_REPORT, domain_arg=None)
-def write_report(
-    deployment: Deployment, *, access: Access, since: datetime, until: datetime, output: Path
-) -> ReportResult:
-    """A static HTML access report for ``[since, until)``, with the log's verification status."""
-    require(access, Action.AUDIT_REPORT)
-    if until <= since:
-        raise InvalidRequest("--until must be after --since", code="bad_period")
-    with deployment.transaction() as connection:
-        try:
-            verification = _verify(deployment, connection).summary()
-            intact = True
-        except AuditIntegrityError as error:
-            verification, intact = f"AUDIT LOG DAMAGED: {error.message}", False
-        entries = [parse_entry(d) for d in audit_log.query(connection, since=since, until=until)]
-    html = render_report(
-        entries,
-        since=since,
-        until=until,
-        verification=verification,
-        intact=intact,
-        generated_at=access.now,
-    )
-    with atomic_output(output) as handle, deployment.transaction() as connection:
-        handle.write(html)
-        deployment.record(
-            connection,
-            access,
-            action=Action.AUDIT_REPORT,
-            counts=Counts(records_out=len(entries)),
-            detail={"intact": int(intact)},
-        )
-    return ReportResult(len(entries), intact, verification)
+def verification_status(deployment: Deployment, connection: Connection) -> tuple[str, bool]:
+    """The stored log's verification as one line, and whether it is intact (for a report or
+    the console: a damaged log is shown, not raised)."""
+    try:
+        return _verify(deployment, connection).summary(), True
+    except AuditIntegrityError as error:
+        return f"AUDIT LOG DAMAGED: {error.message}", False
 
 
 @dataclass(frozen=True, slots=True)

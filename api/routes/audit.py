@@ -6,8 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request
-from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 
 from api.actions import logged_as
 from api.deps import (
@@ -19,26 +19,81 @@ from api.deps import (
     access_with,
 )
 from api.schemas import ERRORS, AlertOut, AuditSubjectRequest, CheckpointOut, VerificationOut
-from audit import Action
-from tiers import alerts, audit_ops
+from audit import Action, render_report
+from tiers import alerts, audit_ops, log_views
 
 router = APIRouter(prefix="/v1/audit", responses=ERRORS, tags=["auditor"])
 
 
+_Name = Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9:._@-]+$")]
+
+
 @router.get("/entries", name="audit_read", openapi_extra=logged_as(Action.AUDIT_READ))
 def entries(
+    request: Request,
+    response: Response,
     deployment: DeploymentDep,
     access: DataAccess,
     since: datetime | None = None,
     until: datetime | None = None,
-    actor: Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9:._@-]+$")] = None,
+    actor: _Name = None,
+    role: _Name = None,
     action: Annotated[str | None, Query(max_length=64, pattern=r"^[a-z_]+$")] = None,
+    domain: _Name = None,
+    outcome: Annotated[str | None, Query(pattern=r"^(ok|denied|error)$")] = None,
+    purpose: _Name = None,
+    after: Annotated[int | None, Query(ge=0, description="the cursor: the last seq seen")] = None,
+    limit: Annotated[int, Query(ge=1, le=log_views.MAX_PAGE)] = log_views.DEFAULT_PAGE,
 ) -> list[dict[str, Any]]:
-    """Entries, oldest first (each as its canonical fields)."""
-    found = audit_ops.read_log(
-        deployment, access=access, since=since, until=until, actor=actor, action=action
+    """One page of entries, oldest first (each as its canonical fields), at most ``limit``.
+    When more may follow, the answer carries ``Link: <…?after=N…>; rel="next"`` (RFC 8288)
+    and ``X-Next-After: N``; follow it until it is absent. ``purpose`` filters on the purpose
+    the entries recorded (the reader's own goes in ``X-Purpose``)."""
+    filters = log_views.LogFilter(
+        since=since,
+        until=until,
+        actor=actor,
+        role=role,
+        action=action,
+        domain=domain,
+        outcome=outcome,
+        purpose=purpose,
     )
-    return [entry.as_dict() for entry in found]
+    page = log_views.read_page(
+        deployment, access=access, filters=filters, after=after, limit=limit
+    )
+    if page.next_after is not None:
+        following = request.url.include_query_params(after=page.next_after)
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+        response.headers["X-Next-After"] = str(page.next_after)
+    return [entry.as_dict() for entry in page.entries]
+
+
+@router.get(
+    "/report",
+    name="audit_report",
+    openapi_extra=logged_as(Action.AUDIT_REPORT),
+    response_model=None,
+    responses={200: {"content": {"text/html": {}, "application/json": {}}}},
+)
+def report(
+    deployment: DeploymentDep,
+    access: DataAccess,
+    since: datetime,
+    until: datetime,
+    format: Annotated[str, Query(pattern=r"^(html|json)$")] = "json",
+) -> HTMLResponse | dict[str, Any]:
+    """The access report of ``[since, until)``: the log's verification; calls and identifiers
+    processed per day, actor, action, domain and purpose; refusals; alerts; changes to
+    domains, keys, clients and the policy. ``format=html`` gives the document to hand to a
+    regulator (charts embedded, no external resource)."""
+    found = log_views.build_report(deployment, access=access, since=since, until=until)
+    if format == "html":
+        return HTMLResponse(
+            render_report(found),
+            headers={"Content-Disposition": 'attachment; filename="tiers-access-report.html"'},
+        )
+    return found.as_dict()
 
 
 @router.get(

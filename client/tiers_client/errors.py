@@ -335,6 +335,12 @@ class BadFilterError(InvalidRequest):
     code = "bad_filter"
 
 
+class BadLimitError(InvalidRequest):
+    """a page's size out of range."""
+
+    code = "bad_limit"
+
+
 class BadProofRequestError(InvalidRequest):
     """a proof asked between sizes that do not fit the log."""
 
@@ -1069,6 +1075,7 @@ BY_CODE: dict[str, type[TiersError]] = {
     "bad_period": BadPeriodError,
     "bad_time": BadTimeError,
     "bad_filter": BadFilterError,
+    "bad_limit": BadLimitError,
     "bad_proof_request": BadProofRequestError,
     "bad_key": BadKeyError,
     "bad_retention": BadRetentionError,

@@ -50,6 +50,12 @@ REQUIRED: dict[str, tuple[str, str, Any, str]] = {
     "inbox_get": ("GET", f"/v1/inbox/{NO_ID}", None, "casino-app"),
     "inbox_ack": ("POST", f"/v1/inbox/{NO_ID}/ack", None, "casino-app"),
     "audit_read": ("GET", "/v1/audit/entries", None, "dpo"),
+    "audit_report": (
+        "GET",
+        "/v1/audit/report?since=2026-01-01T00:00:00Z&until=2026-01-02T00:00:00Z",
+        None,
+        "dpo",
+    ),
     "audit_alerts": ("GET", "/v1/audit/alerts", None, "dpo"),
     "audit_export": ("GET", "/v1/audit/export", None, "dpo"),
     "audit_proof": ("GET", "/v1/audit/proof?seq=0", None, "dpo"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -290,12 +291,19 @@ def test_report_is_a_readable_html_page(
         "audit", "report", "--since", "2026-01-01", "--until", "2099-01-01", "-o", str(report)
     )
     html = report.read_text()
-    assert html.startswith("<!doctype html>") and "<svg" in html
-    svg = html[html.index("<svg") : html.index("</svg>") + len("</svg>")]
-    chart = ElementTree.fromstring(svg)  # noqa: S314 - our own output: the chart is well-formed SVG
-    assert chart.findall("{http://www.w3.org/2000/svg}rect")
+    assert html.startswith("<!doctype html>")
+    images = re.findall(r'src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) == 2  # calls, identifiers: embedded, no external resource
+    for image in images:
+        chart = ElementTree.fromstring(base64.b64decode(image))  # noqa: S314 - our own chart
+        assert list(chart.iter("{http://www.w3.org/2000/svg}rect"))
+        assert today in base64.b64decode(image).decode()  # the day is a bar's label
+    assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
     assert "audit log intact" in html
     assert "unknown_domain" in html and "pseudonymise" in html and today in html
+    # the identifiers processed, not only the calls: one value pseudonymised, one refused
+    # (the set-up's own entries are calls too)
+    assert re.search(r"\d+ calls, 1 refused or failed; 1 identifiers processed\.", html)
     assert_absent(html.encode(), CLEAR, "the report")
 
 

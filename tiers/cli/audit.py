@@ -15,7 +15,7 @@ import typer
 from audit import Action, AuditEntry, verify_bundle
 from audit.note import VerifierKey
 from errors import AuditIntegrityError, InvalidRequest, NotFound
-from tiers import alerts, audit_ops
+from tiers import alerts, audit_ops, log_views
 from tiers.cli._common import Purpose, counted, deployment, handles_errors, operator
 from tiers.cli._output import (
     AsJson,
@@ -331,14 +331,15 @@ def audit_report(
     output: Annotated[Path, typer.Option("-o", "--output", help="the HTML file to write")],
     purpose: Purpose = None,
 ) -> None:
-    """A static HTML access report: counts per day, refusals, key events, a chart."""
+    """A static HTML access report: calls and identifiers processed per day, actor, action,
+    domain and purpose, refusals, alerts, changes, charts."""
     access = operator(purpose)
     with deployment(access, Action.AUDIT_REPORT, purpose=purpose) as dep:
         start, end = parse_time(since, "--since"), parse_time(until, "--until")
         assert start is not None and end is not None
-        result = audit_ops.write_report(dep, access=access, since=start, until=end, output=output)
+        result = log_views.write_report(dep, access=access, since=start, until=end, output=output)
     out_console.print(
-        f"report written to {output}: {counted(result.entries, 'entry', 'entries')}; "
+        f"report written to {output}: {counted(result.entries, 'call', 'calls')}; "
         f"{result.verification}",
         markup=False,
     )

@@ -237,11 +237,18 @@ def query(
     until: datetime | None = None,
     actor: str | None = None,
     action: str | None = None,
+    outcome: str | None = None,
     subjects: Sequence[str] | None = None,
+    after: int | None = None,
     limit: int | None = None,
 ) -> list[bytes]:
-    """Canonical bytes of the matching entries, in sequence order."""
+    """Canonical bytes of the matching entries, in sequence order (those after the entry
+    ``after`` when given: a page's cursor)."""
     statement = select(audit_entries.c.entry).order_by(audit_entries.c.seq)
+    if after is not None:
+        statement = statement.where(audit_entries.c.seq > after)
+    if outcome is not None:
+        statement = statement.where(audit_entries.c.outcome == outcome)
     if since is not None:
         statement = statement.where(audit_entries.c.time >= since)
     if until is not None:
