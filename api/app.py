@@ -11,13 +11,17 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.errors import OneLine, caller_address, install_error_handlers
+from api.errors import OneLine, caller_address, error_body, install_error_handlers
 from api.gate import Gate, answer, route_action
 from api.routes import admin, audit, data, exchanges, health, links
 from api.upload import HeldBytes
+from api.vitals import Metrics, VitalSigns, metrics_allowed
 from errors import BodyTooLarge, TiersError
 from tiers import __version__
 from tiers.clients import Authenticator
@@ -149,6 +153,7 @@ class Service:
         self._threads: list[threading.Thread] = []
         self.tally = RefusalTally()
         self.held = HeldBytes(settings.upload_hold_bytes)
+        self.metrics = Metrics(self)
 
     def deployment(self) -> Deployment:
         """Raises :class:`~errors.TiersError` (mapped to 503) while it cannot be opened."""
@@ -157,6 +162,7 @@ class Service:
                 if self._deployment is None:
                     deployment = Deployment.open(self.settings)
                     deployment.checkpoint_due = self._wake.set
+                    deployment.observer = self.metrics.observe
                     recover_jobs(deployment, now=datetime.now(UTC))
                     recover_inbox(deployment)
                     self._authenticator = Authenticator(deployment)
@@ -246,6 +252,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = Service(settings)
         app.state.service = service
+        app.state.metrics = service.metrics
+        app.state.log_requests = settings.log_requests
         app.state.limiter = RateLimiter(
             rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
         )
@@ -258,7 +266,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stop_runners()  # the jobs they run fail (interrupted), as at a restart
             service.close()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from the assets of a registry package (fastapi-offline), not a CDN:
+    # /docs and /redoc work on a host with no way out.
+    app = FastAPIOffline(
         title="tiers",
         version=__version__,
         description="Trusted-third-party pseudonymisation for loyalty coalitions. Every call "
@@ -276,6 +286,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     install_error_handlers(app)
     _one_line_errors()
+
+    @app.get("/metrics", name="metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        """Prometheus exposition, for callers from ``metrics_allow`` or with ``metrics_token``."""
+        if not metrics_allowed(request.scope, settings):
+            refusal = error_body("forbidden", "the metrics are for the monitoring's address or key")
+            return JSONResponse(refusal, status_code=403)
+        body = generate_latest(request.app.state.metrics.registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
     # The last added runs first: the door, then the body's limit, then the routes.
     app.add_middleware(
         _BodyLimit,
@@ -284,4 +303,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         part_limit=settings.upload_part_max_bytes,
     )
     app.add_middleware(Gate, settings=settings)
+    app.add_middleware(VitalSigns)  # outermost: it times and counts every answer
     return app

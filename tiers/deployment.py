@@ -88,6 +88,9 @@ class Deployment:
     # ``audit_checkpoint_every``: a service sets it to wake its checkpoint thread, so that no
     # request waits on a signature and an fsync. None: sign in the committing thread.
     checkpoint_due: Callable[[], None] | None = field(default=None, repr=False)
+    # Told of every entry this process records (a service's metrics count them: identifiers
+    # processed by action, refusals by code). It must be quick and must not raise.
+    observer: Callable[[AuditEntry], None] | None = field(default=None, repr=False)
     # The identifiers each API client may still submit (tiers.budgets), in this process.
     budget: IdentifierBudget = field(init=False, repr=False)
 
@@ -403,7 +406,7 @@ class Deployment:
         """Record an operation in the caller's transaction (see tiers.auditing)."""
         self._writable_log()
         self._unsigned += 1
-        return auditing.record(
+        entry = auditing.record(
             connection,
             access,
             action=action,
@@ -414,6 +417,9 @@ class Deployment:
             outcome=outcome,
             code=code,
         )
+        if self.observer is not None:
+            self.observer(entry)
+        return entry
 
     def record_many(
         self, connection: Connection, pending: Sequence[auditing.Pending]
@@ -421,4 +427,8 @@ class Deployment:
         """Record several operations in the caller's transaction, in order."""
         self._writable_log()
         self._unsigned += len(pending)
-        return auditing.record_many(connection, pending)
+        entries = auditing.record_many(connection, pending)
+        if self.observer is not None:
+            for entry in entries:
+                self.observer(entry)
+        return entries

@@ -94,6 +94,19 @@ class Settings(BaseSettings):
     upload_resume_seconds: float = Field(default=900.0, gt=0)
     # File jobs one client may run at once (each job in its own process holds one).
     max_running_jobs: int = Field(default=4, ge=1)
+    # Who may read GET /metrics: callers from these networks (comma-separated CIDRs), or any
+    # caller presenting this bearer credential (api/vitals.py).
+    metrics_allow: str = "127.0.0.1/32,::1/128"
+    metrics_token: SecretStr | None = None
+    # The console (api/console/): a session ends after this long idle, and at the latest
+    # after console_session_hours.
+    console_idle_seconds: int = Field(default=900, ge=5, le=24 * 3600)
+    console_session_hours: int = Field(default=8, ge=1, le=24)
+    # Server log lines: one JSON object each ("json") or plain text ("text"). A line for each
+    # request answered with an error; for every request with log_requests (a line costs a
+    # fraction of a short call, and the access log already has every call).
+    log_format: Literal["json", "text"] = "json"
+    log_requests: bool = False
     # Dictionary-attack signs raised by `tiers audit alerts` (see tiers/alerts.py).
     alert_values_per_hour: int = Field(default=1_000_000, ge=1)
     alert_refusals_per_hour: int = Field(default=100, ge=1)

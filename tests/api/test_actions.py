@@ -16,7 +16,15 @@ from tiers.authorisation import PERMISSIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 UNKNOWN = f"tiers_{'a' * 10}_{'A' * 43}"
-UNLOGGED = {"healthz", "readyz"}  # the probes: no caller, nothing logged
+# the probes, the metrics and the API's documentation: no caller, no data, nothing logged
+UNLOGGED = {
+    "healthz",
+    "readyz",
+    "metrics",
+    "custom_swagger_ui_html",
+    "swagger_ui_redirect",
+    "redoc_html",
+}
 
 
 def _product_sources() -> Iterator[tuple[Path, str]]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -72,7 +73,13 @@ def test_tiers_serve_runs_a_real_server(
         assert body == b'{"status":"ready","witnesses":{"configured":0}}'
     finally:
         server.send_signal(signal.SIGINT)
-        stdout, stderr = server.communicate(timeout=30)
+        _stdout, stderr = server.communicate(timeout=30)
     assert b"DEVELOPMENT master key" in stderr
     assert b"no witness configured" in stderr
-    assert (b'"GET /readyz HTTP/1.1" 200' in stdout + stderr) is access_log
+    # the server's own lines are JSON objects, one a line, each with its request id (if any)
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith(b"{")]
+    assert any("Uvicorn running" in line["message"] for line in lines)
+    assert all({"time", "level", "logger", "message", "request_id"} <= set(line) for line in lines)
+    assert all("color_message" not in line for line in lines)
+    readyz = [line for line in lines if 'GET /readyz HTTP/1.1" 200' in line["message"]]
+    assert bool(readyz) is access_log

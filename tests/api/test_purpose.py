@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute
 
 from api.gate import api_routes
 from tests.api.conftest import Api
+from tests.api.test_actions import UNLOGGED
 
 UPLOAD = {"file": ("in.csv", b"card\n12345678\n", "text/csv")}
 CSV = b"card,amount\n12345678,3\n"
@@ -89,7 +90,7 @@ OPTIONAL: dict[str, tuple[str, str, Any, str]] = {
     "client_rotate_key": ("POST", "/v1/clients/nobody/rotate-key", None, "ops"),
 }
 
-PUBLIC = {"healthz", "readyz"}
+PUBLIC = UNLOGGED  # no caller, no purpose
 
 
 def send(api: Api, who: str, method: str, path: str, body: Any, purpose: str | None) -> Any:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
+from api.logs import logging_config
 from audit import Action
 from tiers.cli._common import handles_errors, load_settings, operator, warn_development_key
 from tiers.cli._output import err_console, out_console
@@ -57,4 +58,5 @@ def serve(
         workers=workers,
         log_level="info",
         access_log=access_log,
+        log_config=logging_config(settings.log_format),
     )

@@ -349,3 +349,8 @@ def fill_other_subjects(connection: Connection) -> int:
             )
             filled += 1
     return filled
+
+
+def newest_checkpoint_time(connection: Connection) -> datetime | None:
+    """When the newest signed checkpoint was signed (None before the first)."""
+    return connection.execute(select(func.max(audit_checkpoints.c.time))).scalar_one_or_none()

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from tiers.storage._dialect import insert_ignoring_duplicates, rows_where_in
-from tiers.storage.tables import deliveries, withdrawn
+from tiers.storage.tables import deliveries, domains, withdrawn
 
 __all__ = [
     "DeliveryRecord",
@@ -105,3 +105,14 @@ def withdrawn_refs(connection: Connection, *, refs: Sequence[bytes]) -> set[byte
 
 
 _WITHDRAWN = "SELECT ref FROM withdrawn WHERE ref {in}"
+
+
+def backlog(connection: Connection) -> dict[str, tuple[int, int]]:
+    """Deliveries not yet acknowledged, by recipient domain: ``(deliveries, rows)``."""
+    rows = connection.execute(
+        select(domains.c.name, func.count(), func.coalesce(func.sum(deliveries.c.rows), 0))
+        .join(domains, domains.c.id == deliveries.c.recipient_id)
+        .where(deliveries.c.acked_at.is_(None))
+        .group_by(domains.c.name)
+    )
+    return {str(name): (int(count), int(total)) for name, count, total in rows}

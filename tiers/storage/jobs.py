@@ -162,3 +162,9 @@ def states(connection: Connection, *, job_ids: Sequence[str]) -> dict[str, str]:
         rows = connection.execute(select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(chunk)))
         found.update({job_id: state for job_id, state in rows})
     return found
+
+
+def count_by_state(connection: Connection) -> dict[str, int]:
+    """File jobs by state (running, done, failed…), all clients together."""
+    rows = connection.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
+    return {str(state): int(count) for state, count in rows}
