@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.console import install_console
 from api.errors import OneLine, caller_address, error_body, install_error_handlers
 from api.gate import Gate, answer, route_action
 from api.routes import admin, audit, data, exchanges, health, links
@@ -285,6 +286,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     install_error_handlers(app)
+    install_console(app, settings)
     _one_line_errors()
 
     @app.get("/metrics", name="metrics", include_in_schema=False)

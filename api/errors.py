@@ -7,13 +7,13 @@ quote identifiers, and validation errors say where and what, never the value.
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -83,10 +83,22 @@ def route_template(request: Request) -> str:
     return str(getattr(request.scope.get("route"), "path", "(no route)"))
 
 
+def _console_errors(request: Request) -> Callable[[Request, TiersError], Response] | None:
+    """The console's error page (api.console), for a request of the console."""
+    if not request.url.path.startswith("/console/"):
+        return None
+    render: Callable[[Request, TiersError], Response] | None
+    render = getattr(request.app.state, "console_errors", None)
+    return render
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TiersError)
-    async def tiers_error(request: Request, error: TiersError) -> JSONResponse:
+    async def tiers_error(request: Request, error: TiersError) -> Response:
         await _audit_refusal(request, error)
+        console = _console_errors(request)
+        if console is not None:
+            return console(request, error)
         headers: dict[str, str] = {}
         code, message = error.code, error.message
         if isinstance(error, DomainHidden):
@@ -102,15 +114,17 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, error: RequestValidationError) -> Response:
         # Never echo the input: FastAPI's default body includes it, identifiers and all.
         problems = [
             {"loc": [str(part) for part in item.get("loc", ())], "type": item.get("type", "")}
             for item in error.errors()
         ]
-        await _audit_refusal(
-            request, InvalidRequest("invalid request body", code="invalid_request")
-        )
+        refusal = InvalidRequest("invalid request body", code="invalid_request")
+        await _audit_refusal(request, refusal)
+        console = _console_errors(request)
+        if console is not None:
+            return console(request, refusal)
         return JSONResponse(
             error_body(
                 "invalid_request", "the request does not match the schema", problems=problems

@@ -86,6 +86,9 @@ class Action(StrEnum):
     RESTORE = "restore"
     # every client
     WHOAMI = "whoami"
+    # auditors and admins in the console
+    CONSOLE_SIGN_IN = "console_sign_in"
+    CONSOLE_SIGN_OUT = "console_sign_out"
     # a request refused before its route was known
     REQUEST = "request"
 

@@ -83,6 +83,7 @@ _TABLE = (
     Code("unauthorised", Unauthorised, "no valid API key: missing, malformed, unknown, revoked"),
     Code("revoked_key", RevokedKey, "logged only: a revoked client's key (answered unauthorised)"),
     Code("forbidden", Forbidden, "the caller's role may not do this"),
+    Code("console_role", Forbidden, "the console is for auditors and admins, not this key"),
     Code("approval_required", Forbidden, "creating or re-keying a client needs a second admin"),
     Code("self_approval", Forbidden, "a request must be approved by another admin than its maker"),
     Code("row_tampered", RowTampered, "a client or keyring row fails its seal: it is not obeyed"),

@@ -90,6 +90,12 @@ class MasterKey:
         """The raw key, for the wrapping cipher only."""
         return self._secret.reveal()
 
+    def derived(self, label: bytes) -> bytes:
+        """A secret of its own for ``label`` (HMAC-SHA-256 of the label under the key): the
+        console's CSRF tokens are signed with one, so that every worker signs alike."""
+        message = b"tiers derived\x00" + label
+        return hmac.new(self._secret.reveal(), message, hashlib.sha256).digest()
+
     def check_value(self) -> str:
         """A public value that identifies this key without revealing it (stored in the database)."""
         tag = hmac.new(self._secret.reveal(), _CHECK_LABEL, hashlib.sha256).hexdigest()

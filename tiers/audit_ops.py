@@ -4,7 +4,7 @@ report and purge. Each is itself recorded in the log."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -128,7 +128,23 @@ def _checked(rows: Iterator[tuple[StoredEntry, Row[Any]]]) -> Iterator[StoredEnt
         yield stored
 
 
-def _verify(deployment: Deployment, connection: Connection) -> Verification:
+def _counted(
+    entries: Iterator[StoredEntry], progress: Callable[[int], None]
+) -> Iterator[StoredEntry]:
+    """``entries``, telling ``progress`` how many have passed, every thousand and at the end."""
+    count = 0
+    for count, entry in enumerate(entries, start=1):
+        if count % 1000 == 0:
+            progress(count)
+        yield entry
+    progress(count)
+
+
+def _verify(
+    deployment: Deployment,
+    connection: Connection,
+    progress: Callable[[int], None] | None = None,
+) -> Verification:
     """Verify the database's log on its own and against the checkpoint store outside it."""
     state = audit_log.lock_state(connection)
     public_key = deployment.signer(connection).public_key
@@ -137,8 +153,9 @@ def _verify(deployment: Deployment, connection: Connection) -> Verification:
     # A checkpoint is kept twice, in the database and in the store: each is checked, once.
     every = [*audit_log.checkpoints(connection), *(r.checkpoint for r in outside)]
     distinct = list({(c.tree_size, c.signature): c for c in every}.values())
+    entries = _checked(audit_log.stored_entries(connection))
     result = verify_log(
-        _checked(audit_log.stored_entries(connection)),
+        entries if progress is None else _counted(entries, progress),
         distinct,
         public_key,
         audit_log.purge_mark(connection, state),
@@ -272,7 +289,9 @@ def read_checkpoints(deployment: Deployment, *, access: Access) -> list[Checkpoi
 
 
 @audited(Action.AUDIT_VERIFY, domain_arg=None)
-def verify_stored(deployment: Deployment, *, access: Access) -> Verification:
+def verify_stored(
+    deployment: Deployment, *, access: Access, progress: Callable[[int], None] | None = None
+) -> Verification:
     """Verify the stored log; raises :class:`AuditIntegrityError` naming the first bad entry.
 
     The verification and its own entry are two steps: the entry is appended after the log was
@@ -282,7 +301,7 @@ def verify_stored(deployment: Deployment, *, access: Access) -> Verification:
     deployment.sign_pending()  # entries no checkpoint covers yet, if the log allows it
     deployment.witness_newest()
     with deployment.transaction() as connection:
-        result = _verify(deployment, connection)
+        result = _verify(deployment, connection, progress)
         witnessed = witnessing.status(deployment, deployment.checkpoint_store(connection).latest())
     if witnessed.witnesses and not witnessed.reached:
         raise AuditIntegrityError(

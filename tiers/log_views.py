@@ -42,6 +42,7 @@ DEFAULT_PAGE = 100
 MAX_PAGE = 1000
 SCAN_LIMIT = 20_000
 CHUNK = 1000
+_ACTIONS = frozenset(a.value for a in Action)
 _VALUE = re.compile(r"[A-Za-z0-9:._@-]{1,128}")
 
 
@@ -57,6 +58,8 @@ class LogFilter:
     domain: str | None = None
     outcome: str | None = None
     purpose: str | None = None
+    # any of these actions (the changes: audit.actions.CHANGE_EVENTS)
+    actions: frozenset[str] | None = None
 
     def check(self) -> None:
         """Refuse a filter no entry could match: a bad period, a value with characters no
@@ -69,6 +72,8 @@ class LogFilter:
                 raise InvalidRequest(
                     f"the {name} filter holds characters no {name} has", code="bad_filter"
                 )
+        if self.actions is not None and not self.actions <= _ACTIONS:
+            raise InvalidRequest("the actions filter names no action", code="bad_filter")
         if self.outcome is not None and self.outcome not in OUTCOMES:
             raise InvalidRequest(
                 f"the outcome filter is one of {', '.join(OUTCOMES)}", code="bad_filter"
@@ -107,6 +112,7 @@ def _scan(deployment: Deployment, filters: LogFilter, after: int | None, limit: 
                 until=filters.until,
                 actor=filters.actor,
                 action=filters.action,
+                actions=None if filters.actions is None else sorted(filters.actions),
                 outcome=filters.outcome,
                 after=cursor,
                 limit=CHUNK,

@@ -167,6 +167,12 @@ class ForbiddenError(Forbidden):
     code = "forbidden"
 
 
+class ConsoleRoleError(Forbidden):
+    """the console is for auditors and admins, not this key."""
+
+    code = "console_role"
+
+
 class ApprovalRequiredError(Forbidden):
     """creating or re-keying a client needs a second admin."""
 
@@ -1047,6 +1053,7 @@ BY_CODE: dict[str, type[TiersError]] = {
     "unauthorised": UnauthorisedError,
     "revoked_key": RevokedKeyError,
     "forbidden": ForbiddenError,
+    "console_role": ConsoleRoleError,
     "approval_required": ApprovalRequiredError,
     "self_approval": SelfApprovalError,
     "row_tampered": RowTamperedError,

@@ -237,6 +237,7 @@ def query(
     until: datetime | None = None,
     actor: str | None = None,
     action: str | None = None,
+    actions: Sequence[str] | None = None,
     outcome: str | None = None,
     subjects: Sequence[str] | None = None,
     after: int | None = None,
@@ -247,6 +248,8 @@ def query(
     statement = select(audit_entries.c.entry).order_by(audit_entries.c.seq)
     if after is not None:
         statement = statement.where(audit_entries.c.seq > after)
+    if actions is not None:
+        statement = statement.where(audit_entries.c.action.in_(list(actions)))
     if outcome is not None:
         statement = statement.where(audit_entries.c.outcome == outcome)
     if since is not None:

@@ -255,6 +255,19 @@ client_requests = Table(
     Column("seal", String(80), nullable=False),
 )
 
+# Sessions of the console (api/console/): a browser's cookie holds a random token, the row its
+# SHA-256 only; a session belongs to an auditor or admin client and ends with its key.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", LargeBinary(32), primary_key=True),
+    Column("client_id", Integer, ForeignKey("clients.id"), nullable=False, index=True),
+    Column("credential_version", Integer, nullable=False),
+    Column("purpose", String(256), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+)
+
 # File jobs. Outputs live under $TIERS_HOME/jobs/<id>/; the uploaded file itself is never stored.
 jobs = Table(
     "jobs",
