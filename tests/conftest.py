@@ -51,6 +51,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith("TIERS_") and name not in (
             "TIERS_TEST_POSTGRES_URL",
             "TIERS_REQUIRE_POSTGRES",
+            "TIERS_REQUIRE_BROWSER",
+            "TIERS_SCREENSHOT_DIR",
         ):
             monkeypatch.delenv(name)
 
