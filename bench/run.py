@@ -23,7 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import abuse_bench, checkpoints_bench, exchanges_bench, files_bench, service_bench
+from bench import (
+    abuse_bench,
+    checkpoints_bench,
+    exchanges_bench,
+    files_bench,
+    service_bench,
+    vitals_bench,
+)
 from bench.data import write_customer_file
 from bench.pg import fresh_schema
 
@@ -336,6 +343,22 @@ def abuse_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
     results["abuse"] = figures
 
 
+def vitals_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
+    seconds = 5.0 if options.quick else 15.0
+    print(
+        f"Console and metrics (SQLite, one client's single calls, {seconds:.0f} s each; "
+        "/metrics read 4 times a second and a console page twice a second beside them)"
+    )
+    figures = vitals_bench.vitals_costs(seconds)
+    for name in ("idle", "observed"):
+        run = figures[name]
+        note = f"p50 {run['p50_ms']} / p99 {run['p99_ms']} ms; {run['errors']} errors"
+        line(f"{name}: single-value pseudonymise", run["requests_per_second"], "req/s", note)
+    for name, value in figures["ratios"].items():
+        line(name.replace("_", " "), value, "×")
+    results["vitals"] = figures
+
+
 def _calls_lines(label: str, run: dict[str, Any]) -> None:
     single = run["single"]
     note = f"p50 {single['p50_ms']} / p95 {single['p95_ms']} / p99 {single['p99_ms']} ms"
@@ -384,7 +407,7 @@ def main() -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="sections to skip: files,peers,exchanges,api,checkpoints,abuse,scale",
+        help="sections to skip: files,peers,exchanges,api,checkpoints,abuse,vitals,scale",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
     options = parser.parse_args()
@@ -408,6 +431,8 @@ def main() -> int:
             checkpoints_section(options, results)
         if "abuse" not in options.skip:
             abuse_section(options, results)
+        if "vitals" not in options.skip:
+            vitals_section(options, results)
         if "scale" not in options.skip:
             scale_section(options, results)
     results["seconds"] = round(time.perf_counter() - started, 1)
