@@ -24,6 +24,7 @@ from api.console import auditor, operator
 from api.console.web import COOKIE, HEADERS, SignInNeeded, error_page, page, secure
 from api.deps import DeploymentDep
 from api.errors import caller_address, status_of
+from api.gate import answer
 from audit import Action
 from errors import TiersError
 from tiers.auditing import Access, purpose_or_unspecified
@@ -75,7 +76,7 @@ async def login(
         )
         refusal = Refusal(access, Action.CONSOLE_SIGN_IN, error.code, address)
         await service.trace(deployment, refusal)
-        return page(request, "login.html", {"error": error}, status=401)
+        return page(request, "login.html", {"error": error}, status=status_of(error))
     access = Access(
         actor=client.name,
         role=client.role,
@@ -149,7 +150,11 @@ class ConsoleCsrf:
         wrapped = self._wrapped.get(over_tls)
         if wrapped is None:
             service = scope["app"].state.service
-            deployment = service.opened() or await run_in_threadpool(service.deployment)
+            try:
+                deployment = service.opened() or await run_in_threadpool(service.deployment)
+            except TiersError as error:  # the database is down: 503, as everywhere
+                await answer(scope, receive, send, error)
+                return
             secret = deployment.master.derived(b"console csrf").hex()
             wrapped = self._wrapped[over_tls] = asgi_csrf(
                 self.app,
