@@ -47,7 +47,7 @@ from tiers.ratelimit import RateLimiter
 from tiers.refusals import Refusal
 from tiers.settings import Settings
 
-__all__ = ["Gate", "answer", "api_routes", "route_action"]
+__all__ = ["Gate", "answer", "api_routes", "refusal_of", "route_action"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -134,6 +134,27 @@ def route_action(scope: Scope) -> Action:
         if route.matches(scope)[0] == Match.FULL:
             return action_of(route)
     return Action.REQUEST
+
+
+def refusal_of(scope: Scope, token: str | None, error: TiersError, action: Action) -> Refusal:
+    """A caller refused before any route (here, or at the console's sign-in): a revoked key
+    that verifies is named as its client; any other caller is anonymous."""
+    revoked = isinstance(error, RevokedKey)
+    access = Access(
+        actor=error.client if isinstance(error, RevokedKey) else "anonymous",
+        role="none",
+        purpose="",
+        now=datetime.now(UTC),
+        request_id=scope["state"]["request_id"],
+    )
+    return Refusal(
+        access=access,
+        action=action,
+        code="revoked_key" if revoked else error.code,
+        address=caller_address(scope),
+        key_prefix=key_prefix(token),
+        outcome="denied" if isinstance(error, Unauthorised | RateLimited | Forbidden) else "error",
+    )
 
 
 class Gate:
@@ -224,22 +245,4 @@ class Gate:
         return await anyio.to_thread.run_sync(authenticator.authenticate, token, limiter=limiter)
 
     def _refusal(self, scope: Scope, token: str | None, error: TiersError) -> Refusal:
-        """A revoked key that verifies is named as its client; any other caller is anonymous."""
-        revoked = isinstance(error, RevokedKey)
-        access = Access(
-            actor=error.client if isinstance(error, RevokedKey) else "anonymous",
-            role="none",
-            purpose="",
-            now=datetime.now(UTC),
-            request_id=scope["state"]["request_id"],
-        )
-        return Refusal(
-            access=access,
-            action=route_action(scope),
-            code="revoked_key" if revoked else error.code,
-            address=caller_address(scope),
-            key_prefix=key_prefix(token),
-            outcome="denied"
-            if isinstance(error, Unauthorised | RateLimited | Forbidden)
-            else "error",
-        )
+        return refusal_of(scope, token, error, route_action(scope))

@@ -3,7 +3,9 @@
 The browser holds a random token (a cookie); the database holds its SHA-256 only. A session
 ends when its user signs out, after ``console_idle_seconds`` without a page, after
 ``console_session_hours`` in all, and at once when its client's key is rotated or revoked (the
-key's version is kept with the session and checked at every page) or its row fails its seal.
+key's version is kept with the session and checked at every page) or its client's row fails
+its seal. The session's own row is sealed under the master key (like the clients'): a
+database writer who inserts or edits one opens no session; a master-key rotation ends them all.
 Partners and the hub have no console: their keys are refused at sign-in (and the refusal is
 logged). Every page that shows data is an entry of the log with the purpose given at sign-in.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from audit import Action
@@ -27,7 +29,9 @@ from tiers.storage.clients import ClientRecord
 __all__ = ["ConsoleSession", "session_of", "sign_in", "sign_out"]
 
 CONSOLE_ROLES = frozenset({"auditor", "admin"})
-# A session's last use is written at most this often (a page is a read, mostly).
+SESSION = "console_session"  # the kind of row a seal is for (tiers.sealing)
+# A session's last use is written at most this often (a page is a read, mostly), and at least
+# four times within the idle limit.
 _TOUCH_EVERY = timedelta(seconds=5)
 
 
@@ -61,20 +65,31 @@ def sign_in(deployment: Deployment, *, access: Access, client: ClientRecord) -> 
     if client.role not in CONSOLE_ROLES:
         raise Forbidden("the console is for auditors and admins", code="console_role")
     token = secrets.token_urlsafe(32)
+    record = sessions_repo.SessionRecord(
+        token_hash=_hash(token),
+        client_id=client.id,
+        credential_version=client.credential_version,
+        purpose=access.purpose,
+        created_at=access.now,
+        seen_at=access.now,
+        seal="",
+    )
+    record = replace(record, seal=deployment.sealer().seal(SESSION, _fields(record)))
     with deployment.transaction() as connection:
-        sessions_repo.add(
-            connection,
-            sessions_repo.SessionRecord(
-                token_hash=_hash(token),
-                client_id=client.id,
-                credential_version=client.credential_version,
-                purpose=access.purpose,
-                created_at=access.now,
-                seen_at=access.now,
-            ),
-        )
+        sessions_repo.add(connection, record)
         deployment.record(connection, access, action=Action.CONSOLE_SIGN_IN)
     return token
+
+
+def _fields(record: sessions_repo.SessionRecord) -> list[str | int | bool | None]:
+    """What a session's seal covers: everything but its last use."""
+    return [
+        record.token_hash.hex(),
+        record.client_id,
+        record.credential_version,
+        record.purpose,
+        record.created_at.isoformat(),
+    ]
 
 
 def _expired(deployment: Deployment, record: sessions_repo.SessionRecord, now: datetime) -> bool:
@@ -107,9 +122,11 @@ def session_of(
         and client.credential_version == record.credential_version
         and client.role in CONSOLE_ROLES
         and sealing.client_holds(deployment.sealer(), client)
+        and deployment.sealer().holds(SESSION, _fields(record), record.seal)
         and not _expired(deployment, record, now)
     )
-    if not alive or now - record.seen_at > _TOUCH_EVERY:
+    idle = timedelta(seconds=deployment.settings.console_idle_seconds)
+    if not alive or now - record.seen_at > min(_TOUCH_EVERY, idle / 4):
         with deployment.transaction(checkpoint=False) as connection:
             if alive:
                 sessions_repo.touch(connection, token_hash, now)

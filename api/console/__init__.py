@@ -24,13 +24,12 @@ from api.console import auditor, operator
 from api.console.web import COOKIE, HEADERS, SignInNeeded, error_page, page, secure
 from api.deps import DeploymentDep
 from api.errors import caller_address, status_of
-from api.gate import answer
+from api.gate import answer, refusal_of
 from audit import Action
 from errors import TiersError
 from tiers.auditing import Access, purpose_or_unspecified
 from tiers.console_sessions import ConsoleSession, session_of, sign_in, sign_out
 from tiers.ratelimit import RateLimiter
-from tiers.refusals import Refusal
 from tiers.settings import Settings
 
 __all__ = ["install_console"]
@@ -67,14 +66,7 @@ async def login(
         limiter.check(address)
         client = await run_in_threadpool(service.authenticator().authenticate, api_key)
     except TiersError as error:
-        access = Access(
-            actor=f"address:{address}",
-            role="unknown",
-            purpose=purpose_or_unspecified(purpose),
-            now=datetime.now(UTC),
-            request_id=request.state.request_id,
-        )
-        refusal = Refusal(access, Action.CONSOLE_SIGN_IN, error.code, address)
+        refusal = refusal_of(request.scope, api_key, error, Action.CONSOLE_SIGN_IN)
         await service.trace(deployment, refusal)
         return page(request, "login.html", {"error": error}, status=status_of(error))
     access = Access(

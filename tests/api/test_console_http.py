@@ -4,6 +4,7 @@ the log, sessions that end."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from sqlalchemy import create_engine, text
@@ -146,3 +147,30 @@ def test_the_subject_page_never_echoes_the_identifier(api: Api) -> None:
     assert 200 == found.status_code
     assert re.search(r"1 entries about that customer of casino", found.text)
     assert_absent(found.content + api.database.stored_bytes(), [CARD], "the subject page")
+
+
+def test_a_session_row_written_in_the_database_opens_nothing(api: Api) -> None:
+    """An insider with the database's write access cannot forge or widen a session: the row
+    is sealed under the master key."""
+    _signed_in(api, "dpo")
+    forged = "forged-token-of-an-insider"
+    engine = create_engine(api.database.url or f"sqlite:///{api.database.home / 'tiers.db'}")
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE console_sessions SET token_hash = :hash"),
+                {"hash": hashlib.sha256(forged.encode()).digest()},
+            )
+    finally:
+        engine.dispose()
+    api.http.cookies.set("tiers_console", forged, path="/console")
+    away = api.http.get("/console/log", follow_redirects=False)
+    assert (303, "/console/login") == (away.status_code, away.headers["location"])
+    _signed_in(api, "dpo")
+    engine = create_engine(api.database.url or f"sqlite:///{api.database.home / 'tiers.db'}")
+    try:
+        with engine.begin() as connection:  # a purpose changed after the fact
+            connection.execute(text("UPDATE console_sessions SET purpose = 'anything'"))
+    finally:
+        engine.dispose()
+    assert 303 == api.http.get("/console/log", follow_redirects=False).status_code

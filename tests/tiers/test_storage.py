@@ -164,6 +164,7 @@ def test_no_table_has_a_column_for_clear_identifiers(deployment: Deployment) -> 
             "purpose",
             "created_at",
             "seen_at",
+            "seal",
         },
     }
     with deployment.engine.connect() as connection:

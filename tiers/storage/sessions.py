@@ -20,6 +20,7 @@ class SessionRecord:
     purpose: str
     created_at: datetime
     seen_at: datetime
+    seal: str
 
     def __repr__(self) -> str:
         return f"<SessionRecord of client {self.client_id}>"
@@ -34,6 +35,7 @@ def add(connection: Connection, record: SessionRecord) -> None:
             purpose=record.purpose,
             created_at=record.created_at,
             seen_at=record.seen_at,
+            seal=record.seal,
         )
     )
 

@@ -266,6 +266,8 @@ console_sessions = Table(
     Column("purpose", String(256), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("seen_at", UTCDateTime, nullable=False),
+    # sealed like the clients (tiers.sealing): a database writer cannot forge a session
+    Column("seal", String(80), nullable=False),
 )
 
 # File jobs. Outputs live under $TIERS_HOME/jobs/<id>/; the uploaded file itself is never stored.

@@ -5,8 +5,9 @@ Revises: 0016
 
 The browser keeps a random token in a cookie; the table keeps its SHA-256, the client, the key
 it was opened with (a rotated or revoked key ends it), the purpose stated at sign-in and when
-it was last used (an idle session ends). Kept in the database so that every worker, and every
-node, knows it.
+it was last used (an idle session ends), and a seal under the master key like the clients'
+rows, so that a database writer cannot forge a session. Kept in the database so that every
+worker, and every node, knows it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def upgrade() -> None:
         sa.Column("purpose", sa.String(256), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("seen_at", UTCDateTime(), nullable=False),
+        sa.Column("seal", sa.String(80), nullable=False),
     )
     op.create_index("ix_console_sessions_client_id", "console_sessions", ["client_id"])
 
