@@ -21,7 +21,7 @@ from pygal.style import Style
 from audit.actions import CHANGE_EVENTS, identifiers
 from audit.entry import AuditEntry
 
-__all__ = ["Report", "render_report", "summarise"]
+__all__ = ["Report", "render_report", "report_body", "summarise"]
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem;color:#222}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}

@@ -12,6 +12,7 @@ from tiers.deployment import Deployment
 from tiers.storage import audit_log
 from tiers.storage import inbox as inbox_repo
 from tiers.storage import jobs as jobs_repo
+from tiers.storage.jobs import JobRecord
 
 __all__ = ["Vitals", "read_vitals"]
 
@@ -25,6 +26,8 @@ class Vitals:
     inbox: dict[str, tuple[int, int]]  # unacknowledged (deliveries, rows) by recipient domain
     pool_in_use: int | None  # connections checked out of the pool (None: no pool to count)
     pool_size: int | None
+    # the newest file jobs, with their clients' names (ids, states, counts: no data)
+    recent_jobs: list[tuple[JobRecord, str]]
 
 
 def _pool(deployment: Deployment) -> tuple[int | None, int | None]:
@@ -37,7 +40,7 @@ def _pool(deployment: Deployment) -> tuple[int | None, int | None]:
     )
 
 
-def read_vitals(deployment: Deployment, *, now: datetime) -> Vitals:
+def read_vitals(deployment: Deployment, *, now: datetime, recent_jobs: int = 0) -> Vitals:
     """One read of the database (raises :class:`~errors.DatabaseUnavailable`-like errors of
     the engine when it is down: the caller reports the service as not ready)."""
     with deployment.reading() as connection:
@@ -45,6 +48,7 @@ def read_vitals(deployment: Deployment, *, now: datetime) -> Vitals:
         signed_at = audit_log.newest_checkpoint_time(connection)
         jobs = jobs_repo.count_by_state(connection)
         inbox = inbox_repo.backlog(connection)
+        recent = jobs_repo.recent(connection, limit=recent_jobs)
     in_use, size = _pool(deployment)
     return Vitals(
         log_entries=next_seq,
@@ -54,4 +58,5 @@ def read_vitals(deployment: Deployment, *, now: datetime) -> Vitals:
         inbox=inbox,
         pool_in_use=in_use,
         pool_size=size,
+        recent_jobs=recent,
     )

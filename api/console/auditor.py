@@ -20,9 +20,10 @@ from api.deps import DeploymentDep
 from audit import Action, parse_entry, render_report, verify_inclusion
 from audit.actions import CHANGE_EVENTS
 from audit.entry import OUTCOMES
-from audit.report import report_body
+from audit.report import Report, report_body
 from errors import InvalidRequest
 from tiers import alerts, audit_ops, log_views
+from tiers.deployment import Deployment
 from tiers.identifiers import KINDS
 
 __all__ = ["router"]
@@ -207,11 +208,16 @@ def changes(
     return page(request, "changes.html", {"entries": found.entries, "next": following})
 
 
-def _period(since: str | None, until: str | None, now: datetime) -> tuple[datetime, datetime]:
-    start = _when(since, "since") or (now - timedelta(days=30)).replace(
+def _report(
+    request: Request, deployment: Deployment, since: str | None, until: str | None
+) -> Report:
+    """The report of the period asked (default: the last 30 days), as the session."""
+    access = session_access(request)
+    start = _when(since, "since") or (access.now - timedelta(days=30)).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
-    return start, _when(until, "until") or now
+    end = _when(until, "until") or access.now
+    return log_views.build_report(deployment, access=access, since=start, until=end)
 
 
 @router.get("/report", name="console_report", response_class=HTMLResponse)
@@ -222,19 +228,17 @@ def report(
     since: _Text = None,
     until: _Text = None,
 ) -> Response:
-    """The access report of a period (default: the last 30 days), with its download."""
-    access = session_access(request)
-    start, end = _period(since, until, access.now)
-    found = log_views.build_report(deployment, access=access, since=start, until=end)
-    query = urlencode({"since": start.isoformat(), "until": end.isoformat()})
+    """The access report of a period, with its download."""
+    found = _report(request, deployment, since, until)
+    query = urlencode({"since": found.since.isoformat(), "until": found.until.isoformat()})
     return page(
         request,
         "report.html",
         {
             # audit.report escapes every value it writes
             "body": Markup(report_body(found)),  # noqa: S704  # nosec B704
-            "since": start.date().isoformat(),
-            "until": end.date().isoformat(),
+            "since": found.since.date().isoformat(),
+            "until": found.until.date().isoformat(),
             "download": f"/console/report/download?{query}",
         },
     )
@@ -249,11 +253,12 @@ def report_download(
     until: _Text = None,
 ) -> Response:
     """The report as one HTML file to hand to a regulator."""
-    access = session_access(request)
-    start, end = _period(since, until, access.now)
-    found = log_views.build_report(deployment, access=access, since=start, until=end)
-    name = f"tiers-access-report-{start.date().isoformat()}-{end.date().isoformat()}.html"
+    found = _report(request, deployment, since, until)
+    period = f"{found.since.date().isoformat()}-{found.until.date().isoformat()}"
     return HTMLResponse(
         render_report(found),
-        headers={**HEADERS, "Content-Disposition": f'attachment; filename="{name}"'},
+        headers={
+            **HEADERS,
+            "Content-Disposition": f'attachment; filename="tiers-access-report-{period}.html"',
+        },
     )

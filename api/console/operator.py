@@ -180,7 +180,7 @@ def service(request: Request, deployment: DeploymentDep, session: Session) -> Re
         problems.append(error.code)
     if deployment.log_fault is not None:
         problems.append(deployment.log_fault.code)
-    vitals = read_vitals(deployment, now=datetime.now(UTC))
+    vitals = read_vitals(deployment, now=datetime.now(UTC), recent_jobs=50)
     witnesses = deployment.witness_status()
     return page(
         request,

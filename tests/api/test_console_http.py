@@ -174,3 +174,20 @@ def test_a_session_row_written_in_the_database_opens_nothing(api: Api) -> None:
     finally:
         engine.dispose()
     assert 303 == api.http.get("/console/log", follow_redirects=False).status_code
+
+
+def test_the_service_page_shows_jobs_and_backlogs(api: Api) -> None:
+    job = api.http.post(
+        "/v1/files?column=card=card",
+        headers=api.headers("casino-app", "monthly load"),
+        files={"file": ("customers.csv", f"card\n{CARD}\nbad\n".encode(), "text/csv")},
+    ).json()
+    _signed_in(api, "ops")
+    page = api.http.get("/console/service")
+    assert 200 == page.status_code and "Ready" in page.text
+    row = re.search(r'<table id="jobs">.*?</table>', page.text, re.S)
+    assert row is not None
+    assert job["id"][:12] in row[0] and "casino-app" in row[0] and "2 / 1 / 1" in row[0]
+    assert_absent(page.content, [CARD], "the service page")
+    _signed_in(api, "dpo")
+    assert 403 == api.http.get("/console/service").status_code  # for admins only

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page
 
+from tests.api.conftest import CLIENTS as API_CLIENTS
 from tests.conftest import ACCESS
 from tests.hardening.service import free_port
 from tiers.admin import add_domain, initialise
@@ -33,14 +34,7 @@ REQUIRE_BROWSER = os.environ.get("TIERS_REQUIRE_BROWSER") == "1"
 SCREENSHOTS = Path(
     os.environ.get("TIERS_SCREENSHOT_DIR", Path(__file__).parents[2] / "build" / "screenshots")
 )
-CLIENTS = {
-    "casino-app": ("partner", "casino"),
-    "sncf-app": ("partner", "sncf"),
-    "hub-app": ("hub", "hub"),
-    "dpo": ("auditor", None),
-    "ops": ("admin", None),
-    "ops2": ("admin", None),
-}
+CLIENTS = {**API_CLIENTS, "ops2": ("admin", None)}  # a second admin, for four eyes
 # The customers of the test: these values must never appear in a page, a download, the
 # database, the log or the server's output.
 CARDS = ["4970101234561111", "4970101234562222", "4970101234563333"]

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, Connection, func, insert, select, update
 
-from tiers.storage.tables import jobs
+from tiers.storage.tables import clients, jobs
 
 __all__ = [
     "JobRecord",
@@ -168,3 +168,19 @@ def count_by_state(connection: Connection) -> dict[str, int]:
     """File jobs by state (running, done, failed…), all clients together."""
     rows = connection.execute(select(jobs.c.state, func.count()).group_by(jobs.c.state))
     return {str(state): int(count) for state, count in rows}
+
+
+def recent(connection: Connection, *, limit: int) -> list[tuple[JobRecord, str]]:
+    """The newest file jobs of every client, with the client's name."""
+    rows = connection.execute(
+        select(jobs, clients.c.name.label("client_name"))
+        .join(clients, clients.c.id == jobs.c.client_id)
+        .order_by(jobs.c.created_at.desc())
+        .limit(limit)
+    )
+    found = []
+    for row in rows:
+        fields = row._asdict()
+        name = fields.pop("client_name")
+        found.append((JobRecord(**fields), str(name)))
+    return found
