@@ -41,6 +41,8 @@ class Call(Generic[T]):
     purpose: str | None = None
     content: bytes | None = None  # a raw body (a part of a file), instead of ``json``
     headers: Mapping[str, str] = field(default_factory=dict)
+    # ``read`` takes ``(body, response headers)`` instead of the body (a page and its cursor)
+    with_headers: bool = False
 
 
 def _batch(answer: Any) -> list[str | ValueRefused]:
@@ -165,9 +167,28 @@ def campaign(name: str, linking_keys: Sequence[str], purpose: str | None) -> Cal
     return Call("POST", "/v1/campaigns", CampaignReport.of, json=body, purpose=purpose)
 
 
-def audit_entries(filters: Mapping[str, Any], purpose: str | None) -> Call[list[dict[str, Any]]]:
+def _page(answer: tuple[Any, Mapping[str, str]]) -> tuple[list[dict[str, Any]], int | None]:
+    body, headers = answer
+    following = headers.get("x-next-after")
+    return list(body), None if following is None else int(following)
+
+
+def audit_entries(
+    filters: Mapping[str, Any], purpose: str | None, after: int | None = None
+) -> Call[tuple[list[dict[str, Any]], int | None]]:
+    """A page of entries and the cursor of the next (None at the end)."""
     params = {k: v for k, v in filters.items() if v is not None}
-    return Call("GET", "/v1/audit/entries", list, params=params, idempotent=True, purpose=purpose)
+    if after is not None:
+        params["after"] = after
+    return Call(
+        "GET",
+        "/v1/audit/entries",
+        _page,
+        params=params,
+        idempotent=True,
+        purpose=purpose,
+        with_headers=True,
+    )
 
 
 def audit_verify(purpose: str | None) -> Call[Verification]:

@@ -97,7 +97,8 @@ class _Base:
     @staticmethod
     def _read(call: Call[T], response: httpx.Response) -> T:
         _raise_for(response)
-        return call.read(response.json() if response.content else None)
+        body = response.json() if response.content else None
+        return call.read((body, response.headers) if call.with_headers else body)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -402,7 +403,12 @@ class Client(_Base):
         return self._run(calls.campaign(name, linking_keys, purpose))
 
     def audit_entries(self, *, purpose: str | None = None, **filters: Any) -> list[dict[str, Any]]:
-        return self._run(calls.audit_entries(filters, purpose))
+        """Every entry that matches, page after page (``limit`` sets a page's size)."""
+        found, after = self._run(calls.audit_entries(filters, purpose))
+        while after is not None:
+            page, after = self._run(calls.audit_entries(filters, purpose, after))
+            found += page
+        return found
 
     def audit_verify(self, *, purpose: str | None = None) -> Verification:
         return self._run(calls.audit_verify(purpose))
@@ -640,7 +646,12 @@ class AsyncClient(_Base):
     async def audit_entries(
         self, *, purpose: str | None = None, **filters: Any
     ) -> list[dict[str, Any]]:
-        return await self._run(calls.audit_entries(filters, purpose))
+        """Every entry that matches, page after page (``limit`` sets a page's size)."""
+        found, after = await self._run(calls.audit_entries(filters, purpose))
+        while after is not None:
+            page, after = await self._run(calls.audit_entries(filters, purpose, after))
+            found += page
+        return found
 
     async def audit_verify(self, *, purpose: str | None = None) -> Verification:
         return await self._run(calls.audit_verify(purpose))

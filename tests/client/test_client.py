@@ -112,6 +112,10 @@ def test_errors_are_exceptions_of_their_code(service: Service) -> None:
     with _client(service, "dpo") as dpo:
         entries = dpo.audit_entries(actor="casino-app")
         assert {"card_show"} <= {e["action"] for e in entries}
+        # pages of two, followed to the end: the same entries as one page
+        paged = dpo.audit_entries(actor="casino-app", limit=2)
+        assert [e["seq"] for e in entries] == [e["seq"] for e in paged]
+        assert len(paged) > 2
         assert dpo.audit_verify().intact
         with pytest.raises(errors.Forbidden):
             dpo.pseudonymise("card", ["10000001"])
@@ -153,6 +157,10 @@ def test_the_async_client_makes_the_same_calls(service: Service, tmp_path: Path)
             result = await casino.tokenise_file(source, tmp_path / "out.csv", columns=["card=card"])
             assert Path(result.output).read_text().splitlines()[1] == pseudonym
             assert await casino.inbox() == []
+        async with AsyncClient(service.url, service.keys["dpo"], purpose=PURPOSE) as dpo:
+            whole = await dpo.audit_entries(actor="casino-app")
+            paged = await dpo.audit_entries(actor="casino-app", limit=1)
+            assert [e["seq"] for e in whole] == [e["seq"] for e in paged] and len(paged) > 1
 
     asyncio.run(day())
 
