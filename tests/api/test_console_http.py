@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
 from tests.api.conftest import Api
@@ -191,3 +192,21 @@ def test_the_service_page_shows_jobs_and_backlogs(api: Api) -> None:
     assert_absent(page.content, [CARD], "the service page")
     _signed_in(api, "dpo")
     assert 403 == api.http.get("/console/service").status_code  # for admins only
+
+
+def test_over_tls_the_cookies_are_secure(api: Api) -> None:
+    """Behind a TLS proxy (the request's scheme is https) both cookies carry Secure."""
+    secure = TestClient(api.http.app, base_url="https://testserver")
+    page = secure.get("/console/login")
+    assert "Secure" in page.headers["set-cookie"]  # the CSRF cookie
+    answer = secure.post(
+        "/console/login",
+        data={
+            "api_key": api.tokens["dpo"],
+            "purpose": "over tls",
+            "csrftoken": secure.cookies.get("tiers_csrf"),
+        },
+        follow_redirects=False,
+    )
+    assert 303 == answer.status_code
+    assert "Secure" in answer.headers["set-cookie"] and "HttpOnly" in answer.headers["set-cookie"]
