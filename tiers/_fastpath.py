@@ -182,16 +182,22 @@ def in_order(
         return
     global _WORK  # noqa: PLW0603 - handed to the forked workers by inheritance
     _WORK = work
+    pool = multiprocessing.get_context("fork").Pool(workers)
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            pending: deque[AsyncResult[R]] = deque()
-            for first_line, block in blocks:
-                pending.append(pool.apply_async(_run, (first_line, block)))  # type: ignore[arg-type]
-                if len(pending) >= 2 * workers:
-                    yield pending.popleft().get()
-            while pending:
+        pending: deque[AsyncResult[R]] = deque()
+        for first_line, block in blocks:
+            pending.append(pool.apply_async(_run, (first_line, block)))  # type: ignore[arg-type]
+            if len(pending) >= 2 * workers:
                 yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+        # Done: the workers end on the pool's sentinels. Terminating them instead (as leaving
+        # a ``with Pool`` does) can kill one that holds the task queue's lock, and the other
+        # then never ends: the job hung at its very end (seen once in CI).
+        pool.close()
+        pool.join()
     finally:
+        pool.terminate()  # after join, a no-op; on an error or a stop, the workers go now
         _WORK = None
 
 
