@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from errors import AuditIntegrityError, TiersError
 from tiers.audit_ops import verify_stored
@@ -37,7 +37,6 @@ class Run:
     code: str | None = None
     first_bad: int | None = None
     ended_at: float | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class Runs:
