@@ -47,7 +47,7 @@ from tiers.ratelimit import RateLimiter
 from tiers.refusals import Refusal
 from tiers.settings import Settings
 
-__all__ = ["Gate", "answer", "api_routes", "refusal_of", "route_action"]
+__all__ = ["Gate", "answer", "api_routes", "matched_route", "refusal_of", "route_action"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -123,17 +123,21 @@ def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
             yield route
 
 
-def route_action(scope: Scope) -> Action:
-    """The action of the route a request is for (what a refusal made before it is logged as:
-    see :mod:`api.actions`)."""
+def matched_route(scope: Scope) -> APIRoute | None:
+    """The API route a request is for, found before the router has run (a refusal at the
+    door); the app's routes are listed once."""
     state = scope["app"].state
     routes: list[APIRoute] | None = getattr(state, "api_routes", None)
     if routes is None:
         routes = state.api_routes = list(api_routes(scope["app"].router.routes))
-    for route in routes:
-        if route.matches(scope)[0] == Match.FULL:
-            return action_of(route)
-    return Action.REQUEST
+    return next((r for r in routes if r.matches(scope)[0] == Match.FULL), None)
+
+
+def route_action(scope: Scope) -> Action:
+    """The action of the route a request is for (what a refusal made before it is logged as:
+    see :mod:`api.actions`)."""
+    route = matched_route(scope)
+    return Action.REQUEST if route is None else action_of(route)
 
 
 def refusal_of(scope: Scope, token: str | None, error: TiersError, action: Action) -> Refusal:

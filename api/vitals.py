@@ -24,9 +24,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.routing import Match
 
-from api.gate import api_routes
+from api.gate import matched_route
 from api.logs import request_id_var
 from audit import Action, AuditEntry
 from audit.actions import identifiers
@@ -175,13 +174,8 @@ def metrics_allowed(scope: Scope, settings: Settings) -> bool:
 
 
 def _route_name(scope: Scope) -> str:
-    route = scope.get("route")
-    if route is None:  # refused before routing (the door): find the route it was for
-        state = scope["app"].state
-        routes = getattr(state, "api_routes", None)
-        if routes is None:
-            routes = state.api_routes = list(api_routes(scope["app"].router.routes))
-        route = next((r for r in routes if r.matches(scope)[0] == Match.FULL), None)
+    # refused before routing (at the door): the route it was for
+    route = scope.get("route") or matched_route(scope)
     name = getattr(route, "name", None)
     return str(name) if name else "unmatched"
 
