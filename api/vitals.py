@@ -22,14 +22,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from api.gate import matched_route
 from api.logs import request_id_var
 from audit import Action, AuditEntry
 from audit.actions import identifiers
+from errors import TiersError
 from errors.codes import CODES
+from keys.hsm import pin_refusals
 from tiers.settings import Settings
 from tiers.vitals import read_vitals
 
@@ -60,6 +62,7 @@ class _State(Collector):
             vitals = None
         up.add_metric([], 0 if vitals is None else 1)
         yield up
+        yield from _master_key(deployment)
         if vitals is None:
             return
         yield _gauge(
@@ -101,6 +104,21 @@ class _State(Collector):
             yield _gauge(
                 "tiers_db_pool_size", "database connections the pool keeps", vitals.pool_size
             )
+
+
+def _master_key(deployment: Any) -> Iterator[Metric]:
+    """Whether the master key can be used now (a token that went away: 0), and how many
+    times a token refused this process's PIN."""
+    if deployment is not None:
+        try:
+            deployment.master.check_available()
+            available = 1
+        except TiersError:
+            available = 0
+        yield _gauge("tiers_master_key_available", "1 when the master key can be used", available)
+    yield CounterMetricFamily(
+        "tiers_hsm_pin_refusals", "PINs refused by the HSM token", value=pin_refusals()
+    )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

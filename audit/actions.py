@@ -72,6 +72,7 @@ class Action(StrEnum):
     KEY_DESTROY = "key_destroy"
     KEY_RETIRE = "key_retire"
     MASTER_KEY_ROTATE = "master_key_rotate"
+    MASTER_KEY_STATUS = "master_key_status"
     CLIENT_ADD = "client_add"
     CLIENT_LIST = "client_list"
     CLIENT_REVOKE = "client_revoke"

@@ -10,12 +10,13 @@ from keys._encoding import length_prefixed
 from keys._hmac import PreparedHmacSha256
 from keys._secret import Secret
 from keys.keyring import DomainKey, Keyring, KeyState, KeyVersion, new_key_material
-from keys.master import DEVELOPMENT_MARKER, MasterKey, write_development_key
+from keys.master import DEVELOPMENT_MARKER, KeyEncryptionKey, MasterKey, write_development_key
 from keys.wrapping import KeyIdentity, unwrap_key, wrap_key
 
 __all__ = [
     "DEVELOPMENT_MARKER",
     "DomainKey",
+    "KeyEncryptionKey",
     "KeyIdentity",
     "KeyState",
     "KeyVersion",

@@ -4,8 +4,10 @@ A client's role, domain, state and credential, and the versions and states of a 
 rows a database writer could edit to give a client more than it was granted, or to bring an
 old key version back into use. Each such row (or set of rows) carries a seal,
 ``hmac-sha256:<hex>``, an HMAC-SHA-256 of its fields under a key derived from the master key
-by HKDF-SHA-256 (RFC 5869) with the label ``tiers rows of power v1``. Without the master key, a
-seal cannot be made for an edited row; the service refuses to act on a row whose seal fails.
+with the label ``tiers rows of power v1`` (by HKDF-SHA-256, RFC 5869, for a key held in memory;
+inside the token, under its MAC key and after the label, for a key in an HSM). Without the
+master key, a seal cannot be made for an edited row; the service refuses to act on a row whose
+seal fails.
 
 A seal binds what the row says, not when: a writer who kept an older row with its seal can put
 both back (a rollback). SECURITY.md says what detects that.
@@ -13,16 +15,12 @@ both back (a rollback). SECURITY.md says what detects that.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
+import threading
 from collections.abc import Sequence
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from keys._encoding import length_prefixed
-from keys._secret import Secret
-from keys.master import MasterKey
+from keys.master import KeyEncryptionKey
 
 __all__ = ["RowSealer"]
 
@@ -47,24 +45,40 @@ def _encode(kind: str, fields: Sequence[Field]) -> bytes:
 
 
 class RowSealer:
-    """Seals and checks rows of power under the key derived from one master key."""
+    """Seals and checks rows of power under the key derived from one master key.
 
-    __slots__ = ("_key",)
+    A seal that held once for exact bytes holds for them again (the MAC is deterministic), so
+    the last :data:`HELD` that held are remembered and not computed again: a client's row,
+    checked at each of its calls, costs a token operation once, not per call.
+    """
 
-    def __init__(self, master: MasterKey) -> None:
-        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_LABEL).derive(
-            master.material()
-        )
-        self._key = Secret(derived, label="row sealing key")
+    __slots__ = ("_held", "_lock", "_mac")
+
+    HELD = 4096
+
+    def __init__(self, master: KeyEncryptionKey) -> None:
+        self._mac = master.keyed_mac(_LABEL)
+        self._held: dict[tuple[bytes, str], None] = {}
+        self._lock = threading.Lock()
 
     def seal(self, kind: str, fields: Sequence[Field]) -> str:
         """The seal of a row of ``kind`` (``client``, ``keyring``) holding ``fields``."""
-        tag = hmac.new(self._key.reveal(), _encode(kind, fields), hashlib.sha256).hexdigest()
-        return PREFIX + tag
+        return PREFIX + self._mac(_encode(kind, fields)).hex()
 
     def holds(self, kind: str, fields: Sequence[Field], seal: str | None) -> bool:
         """Whether ``seal`` is the seal of these fields (False for a missing seal)."""
-        return seal is not None and hmac.compare_digest(self.seal(kind, fields), seal)
+        if seal is None:
+            return False
+        message = _encode(kind, fields)
+        if (message, seal) in self._held:
+            return True
+        if not hmac.compare_digest(PREFIX + self._mac(message).hex(), seal):
+            return False
+        with self._lock:
+            if len(self._held) >= self.HELD:
+                self._held.clear()
+            self._held[message, seal] = None
+        return True
 
     def __repr__(self) -> str:
         return "<RowSealer (key redacted)>"

@@ -9,11 +9,10 @@ from __future__ import annotations
 import secrets
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from errors import KeyUnavailable
 from keys._encoding import length_prefixed
-from keys.master import MasterKey
+from keys.master import KeyEncryptionKey
 
 __all__ = ["KeyIdentity", "unwrap_key", "wrap_key"]
 
@@ -43,14 +42,14 @@ class KeyIdentity:
         return f"<KeyIdentity {self.purpose} {self.owner} v{self.version}>"
 
 
-def wrap_key(master: MasterKey, material: bytes, identity: KeyIdentity) -> bytes:
+def wrap_key(master: KeyEncryptionKey, material: bytes, identity: KeyIdentity) -> bytes:
     """Encrypt ``material`` under the master key, bound to ``identity``."""
     nonce = secrets.token_bytes(_NONCE_BYTES)
-    sealed = AESGCM(master.material()).encrypt(nonce, material, identity.associated_data())
+    sealed = master.encrypt(nonce, material, identity.associated_data())
     return bytes([WRAP_FORMAT]) + nonce + sealed
 
 
-def unwrap_key(master: MasterKey, wrapped: bytes, identity: KeyIdentity) -> bytes:
+def unwrap_key(master: KeyEncryptionKey, wrapped: bytes, identity: KeyIdentity) -> bytes:
     """Decrypt a wrapped key.
 
     Raises :class:`KeyUnavailable` when the master key is wrong, the record was altered or moved,
@@ -60,9 +59,7 @@ def unwrap_key(master: MasterKey, wrapped: bytes, identity: KeyIdentity) -> byte
         raise KeyUnavailable(f"cannot unwrap {identity!r}: unknown or damaged record")
     nonce = wrapped[1 : 1 + _NONCE_BYTES]
     try:
-        return AESGCM(master.material()).decrypt(
-            nonce, wrapped[1 + _NONCE_BYTES :], identity.associated_data()
-        )
+        return master.decrypt(nonce, wrapped[1 + _NONCE_BYTES :], identity.associated_data())
     except InvalidTag:
         raise KeyUnavailable(
             f"cannot unwrap {identity!r}: wrong master key or damaged record"

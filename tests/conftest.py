@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from audit import AuditEntry, parse_entry
+from tests import softhsm
 from tiers.admin import initialise
 from tiers.auditing import Access
 from tiers.cli import app
@@ -42,6 +45,31 @@ ACCESS = Access(actor="operator:test", role="operator", purpose="test", now=NOW,
 def pytest_configure(config: pytest.Config) -> None:
     if REQUIRE_POSTGRES and not POSTGRES_URL:
         raise pytest.UsageError("TIERS_REQUIRE_POSTGRES=1 but TIERS_TEST_POSTGRES_URL is not set")
+    global HSM  # noqa: PLW0603 - one token for the whole run, made before any test loads PKCS#11
+    if softhsm.module() is None:
+        if softhsm.REQUIRE_HSM:
+            raise pytest.UsageError("TIERS_REQUIRE_HSM=1 but SoftHSM2 is not installed")
+        return
+    HSM = softhsm.SoftHsm.create(Path(tempfile.mkdtemp(prefix="tiers-softhsm-")))
+    os.environ["SOFTHSM2_CONF"] = str(HSM.conf)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if HSM is not None:
+        shutil.rmtree(HSM.folder, ignore_errors=True)
+
+
+# The suite's SoftHSM2 token (tests/softhsm.py), or None where SoftHSM2 is not installed.
+HSM: softhsm.SoftHsm | None = None
+
+
+def hsm() -> softhsm.SoftHsm:
+    """The suite's token; skips the test (fails it in CI) where SoftHSM2 is not installed."""
+    if HSM is None:
+        if softhsm.REQUIRE_HSM:
+            pytest.fail("TIERS_REQUIRE_HSM=1 but SoftHSM2 is not installed")
+        pytest.skip("SoftHSM2 is not installed (Debian's softhsm2)")
+    return HSM
 
 
 @pytest.fixture(autouse=True)
@@ -52,6 +80,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             "TIERS_TEST_POSTGRES_URL",
             "TIERS_REQUIRE_POSTGRES",
             "TIERS_REQUIRE_BROWSER",
+            "TIERS_REQUIRE_HSM",
+            "TIERS_TEST_HSM",
             "TIERS_SCREENSHOT_DIR",
         ):
             monkeypatch.delenv(name)
@@ -65,15 +95,29 @@ class Database:
     home: Path
     url: str | None = None
     schema: str | None = None
+    # The label of the master key pair in the suite's token, when this test keeps it there
+    # (TIERS_TEST_HSM, tests/softhsm.py); None: a file in the home, as by default.
+    hsm_key: str | None = None
 
     def env(self) -> dict[str, str]:
         env = {"TIERS_HOME": str(self.home)}
         if self.url:
             env["TIERS_DATABASE_URL"] = self.url
+        if self.hsm_key is not None:
+            env.update(hsm().env(self.hsm_key))
         return env
 
+    def master_key_settings(self) -> dict[str, object]:
+        """The settings that reach this test's master key from another home (a restore)."""
+        if self.hsm_key is None:
+            return {"master_key_file": self.home / "master.key"}
+        return hsm().settings(self.hsm_key)
+
     def settings(self, **overrides: object) -> Settings:
-        return Settings(home=self.home, database_url=self.url, **overrides)  # type: ignore[arg-type]
+        hsm_settings = {} if self.hsm_key is None else hsm().settings(self.hsm_key)
+        return Settings(  # type: ignore[arg-type]
+            home=self.home, database_url=self.url, **{**hsm_settings, **overrides}
+        )
 
     def rows(self) -> dict[str, list[tuple[object, ...]]]:
         """Every row of every table but the access log's, sorted: a logical snapshot to show
@@ -154,9 +198,29 @@ def _no_integrity_fault(database: Database) -> None:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    home = tmp_path / "var"
-    if request.param == "sqlite":
-        database = Database("sqlite", home)
+    in_file = request.node.get_closest_marker("master_key_file") is not None
+    with _master_key_of(None if in_file else request.param) as hsm_key:
+        yield from _database(request.param, tmp_path / "var", hsm_key)
+
+
+@contextmanager
+def _master_key_of(backend: str | None) -> Iterator[str | None]:
+    """The label of the test's key pair in the suite's token, removed after the test; None
+    when this backend's tests keep the master key in a file (TIERS_TEST_HSM), or the test is
+    about the file (``backend`` None)."""
+    if backend is None or not softhsm.hsm_on(backend):
+        yield None
+        return
+    token, label = hsm(), softhsm.new_label()
+    try:
+        yield label
+    finally:
+        token.destroy(label)
+
+
+def _database(backend: str, home: Path, hsm_key: str | None) -> Iterator[Database]:
+    if backend == "sqlite":
+        database = Database("sqlite", home, hsm_key=hsm_key)
         yield database
         _no_integrity_fault(database)
         return
@@ -168,7 +232,9 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
     url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
-        database = Database("postgresql", home, url.render_as_string(hide_password=False), schema)
+        database = Database(
+            "postgresql", home, url.render_as_string(hide_password=False), schema, hsm_key
+        )
         yield database
         _no_integrity_fault(database)
     finally:

@@ -8,11 +8,11 @@ from sqlalchemy import Connection
 
 from errors import NotFound, NotInitialised
 from keys import (
+    KeyEncryptionKey,
     KeyIdentity,
     Keyring,
     KeyState,
     KeyVersion,
-    MasterKey,
     Secret,
     new_key_material,
     unwrap_key,
@@ -39,7 +39,9 @@ PSEUDONYM_PURPOSE = "pseudonym"
 SIGNING_PURPOSE = "signing"
 
 
-def load_keyring(connection: Connection, master: MasterKey, *, owner: str, purpose: str) -> Keyring:
+def load_keyring(
+    connection: Connection, master: KeyEncryptionKey, *, owner: str, purpose: str
+) -> Keyring:
     """Unwrap every live version of ``owner``'s ``purpose`` key.
 
     Raises :class:`NotFound` (no such keyring; :class:`NotInitialised` for the base key),
@@ -68,7 +70,7 @@ def load_keyring(connection: Connection, master: MasterKey, *, owner: str, purpo
 
 
 def create_keyring(
-    connection: Connection, master: MasterKey, *, owner: str, purpose: str, now: datetime
+    connection: Connection, master: KeyEncryptionKey, *, owner: str, purpose: str, now: datetime
 ) -> Keyring:
     """A new keyring with one random active version, stored wrapped."""
     material = new_key_material()
@@ -87,7 +89,7 @@ def create_keyring(
 
 
 def rotate_keyring(
-    connection: Connection, master: MasterKey, keyring: Keyring, *, now: datetime
+    connection: Connection, master: KeyEncryptionKey, keyring: Keyring, *, now: datetime
 ) -> Keyring:
     """Store a new active version; the old active one becomes verify-only."""
     old = keyring.active_version
@@ -119,7 +121,12 @@ def rotate_keyring(
 
 
 def destroy_version(
-    connection: Connection, master: MasterKey, keyring: Keyring, *, version: int, now: datetime
+    connection: Connection,
+    master: KeyEncryptionKey,
+    keyring: Keyring,
+    *,
+    version: int,
+    now: datetime,
 ) -> Keyring:
     """Erase the wrapped material of ``version`` for good (see :meth:`Keyring.destroyed`)."""
     shredded = keyring.destroyed(version, now)

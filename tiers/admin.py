@@ -23,7 +23,7 @@ from errors import (
     NotFound,
     NotInitialised,
 )
-from keys import DomainKey, KeyVersion, MasterKey, write_development_key
+from keys import DomainKey, KeyEncryptionKey, KeyVersion, write_development_key
 from keys.rows import RowSealer
 from policy import load_policy
 from tiers import _checkpointing as checkpointing
@@ -79,7 +79,7 @@ class InitReport:
 
 
 def _ensure_keyring(
-    connection: Connection, master: MasterKey, *, owner: str, purpose: str, access: Access
+    connection: Connection, master: KeyEncryptionKey, *, owner: str, purpose: str, access: Access
 ) -> bool:
     try:
         keyrings.load_keyring(connection, master, owner=owner, purpose=purpose)
@@ -89,7 +89,7 @@ def _ensure_keyring(
     return False
 
 
-def _ensure_audit_domain(connection: Connection, master: MasterKey, access: Access) -> bool:
+def _ensure_audit_domain(connection: Connection, master: KeyEncryptionKey, access: Access) -> bool:
     existing = domains.get(connection, name=AUDIT_DOMAIN)
     if existing is not None and existing.role != "audit":
         raise ConfigurationError(
@@ -104,7 +104,7 @@ def _ensure_audit_domain(connection: Connection, master: MasterKey, access: Acce
     )
 
 
-def _check_master(connection: Connection, master: MasterKey) -> None:
+def _check_master(connection: Connection, master: KeyEncryptionKey) -> None:
     check = meta_repo.get(connection, name=MASTER_CHECK)
     if check is None:
         meta_repo.put(connection, name=MASTER_CHECK, value=master.check_value())
@@ -116,16 +116,17 @@ def _check_master(connection: Connection, master: MasterKey) -> None:
         )
 
 
-def _prepared_home(settings: Settings) -> tuple[MasterKey, bool]:
+def _prepared_home(settings: Settings) -> tuple[KeyEncryptionKey, bool]:
     """The home and the master key, with whether a development key was generated in the home
     (only when no master key is configured and none is there yet); then the embedded
-    database's file, created owner-only."""
+    database's file, created owner-only. A master key in a PKCS#11 token is generated there
+    when the token has none under its label."""
     settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     generated = False
     if not settings.master_key_configured() and not settings.default_master_key_path.exists():
         write_development_key(settings.default_master_key_path)
         generated = True
-    master = settings.load_master_key()
+    master = settings.load_master_key(create=True)
     if not settings.database_url and not settings.database_path.exists():
         # The embedded database holds pseudonyms and wrapped keys: owner-only from the start
         # (SQLite gives its -wal and -shm files the same mode).
@@ -134,7 +135,7 @@ def _prepared_home(settings: Settings) -> tuple[MasterKey, bool]:
 
 
 def _service_rows(
-    connection: Connection, settings: Settings, master: MasterKey, access: Access
+    connection: Connection, settings: Settings, master: KeyEncryptionKey, access: Access
 ) -> list[str]:
     """Create what is missing of the service's own rows: its keyrings, the audit domain, the
     seals of rows of power, the attachment policy, the log's origin. Returns what it made."""

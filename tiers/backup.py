@@ -26,7 +26,7 @@ from errors import (
     LogInconsistent,
     NotInitialised,
 )
-from keys import KeyIdentity, MasterKey, unwrap_key, wrap_key
+from keys import KeyEncryptionKey, KeyIdentity, unwrap_key, wrap_key
 from keys.rows import RowSealer
 from tiers import _checkpointing as checkpointing
 from tiers import sealing
@@ -39,7 +39,7 @@ from tiers.storage import audit_log, check_schema, keystore, make_engine, migrat
 from tiers.storage import meta as meta_repo
 from tiers.storage.checkpoint_store import CheckpointStore
 
-__all__ = ["RestoreReport", "backup", "restore", "rotate_master_key"]
+__all__ = ["RestoreReport", "backup", "master_key_status", "restore", "rotate_master_key"]
 
 BACKUP_FORMAT = "tiers-backup/1"
 
@@ -144,7 +144,7 @@ def _read_archive(path: Path) -> tuple[dict[str, Any], bytes, dict[str, bytes]]:
 
 
 def _check_backup(
-    master: MasterKey,
+    master: KeyEncryptionKey,
     manifest: dict[str, Any],
     dump: bytes,
     files: dict[str, bytes],
@@ -243,7 +243,9 @@ def _check_against_store(deployment: Deployment, connection: Connection) -> None
 
 
 @audited(Action.MASTER_KEY_ROTATE, domain_arg=None)
-def rotate_master_key(deployment: Deployment, *, access: Access, new_master: MasterKey) -> int:
+def rotate_master_key(
+    deployment: Deployment, *, access: Access, new_master: KeyEncryptionKey
+) -> int:
     """Re-wrap every live key under ``new_master`` and store its check value, in one
     transaction: either every key moves, or none does. Returns how many were re-wrapped;
     ``deployment`` then holds ``new_master``."""
@@ -266,9 +268,29 @@ def rotate_master_key(deployment: Deployment, *, access: Access, new_master: Mas
             # line's has not, would otherwise fail here and roll the rotation back).
             deployment.master = new_master
             deployment.record(
-                connection, access, action=Action.MASTER_KEY_ROTATE, detail={"keys": moved}
+                connection,
+                access,
+                action=Action.MASTER_KEY_ROTATE,
+                detail={"keys": moved, "from": previous.backend, "to": new_master.backend},
             )
     except BaseException:
         deployment.master = previous
         raise
     return moved
+
+
+@audited(Action.MASTER_KEY_STATUS, domain_arg=None)
+def master_key_status(deployment: Deployment, *, access: Access) -> dict[str, str | int | bool]:
+    """Where the master key is and what its backend says of it (for a key in a token: its
+    attributes, never its material), with the database's check value; logged."""
+    require(access, Action.MASTER_KEY_STATUS)
+    described = deployment.master.describe()
+    with deployment.transaction() as connection:
+        described["check value"] = meta_repo.get(connection, name=MASTER_CHECK) or ""
+        deployment.record(
+            connection,
+            access,
+            action=Action.MASTER_KEY_STATUS,
+            detail={"backend": deployment.master.backend},
+        )
+    return described

@@ -22,7 +22,7 @@ from errors import (
     NotInitialised,
     TiersError,
 )
-from keys import Keyring, MasterKey
+from keys import KeyEncryptionKey, Keyring
 from keys.rows import RowSealer
 from tiers import _checkpointing as checkpointing
 from tiers import _keyrings as keyrings
@@ -67,7 +67,7 @@ class Deployment:
 
     settings: Settings
     engine: Engine
-    master: MasterKey
+    master: KeyEncryptionKey
     # SQLite has one writer at a time and every transaction writes (BEGIN IMMEDIATE). Threads
     # of this process queue here, in order, rather than in SQLite's busy handler, which sleeps
     # in growing steps and gave a service under load latencies of a second.
@@ -81,7 +81,7 @@ class Deployment:
     # Entries this process appended since it last signed (a checkpoint every N of them).
     _unsigned: int = 0
     _store: CheckpointStore | None = field(default=None, repr=False)
-    _sealer: tuple[MasterKey, RowSealer] | None = field(default=None, repr=False)
+    _sealer: tuple[KeyEncryptionKey, RowSealer] | None = field(default=None, repr=False)
     # The size each witness (by URL) last cosigned, as far as this process knows.
     witness_sizes: dict[str, int] = field(default_factory=dict)
     # Called instead of signing when a transaction brings the count of unsigned entries to
@@ -220,7 +220,9 @@ class Deployment:
             raise
 
     def check_ready(self) -> None:
-        """Raise unless the database answers and the keys can be unwrapped."""
+        """Raise unless the master key can be used (a token that went away), the database
+        answers and the keys can be unwrapped."""
+        self.master.check_available()
         try:
             with self.engine.connect() as connection:
                 self.base_keyring(connection)

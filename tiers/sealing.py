@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 
 from errors import RowTampered
-from keys import MasterKey
+from keys import KeyEncryptionKey
 from keys.rows import RowSealer
 from tiers.storage import clients as clients_repo
 from tiers.storage import keystore
@@ -119,7 +119,7 @@ class Finding:
         return f"{self.kind} {self.name}: {self.why}"
 
 
-def find_tampered(connection: Connection, master: MasterKey) -> list[Finding]:
+def find_tampered(connection: Connection, master: KeyEncryptionKey) -> list[Finding]:
     """Every client and keyring whose seal fails."""
     sealer = RowSealer(master)
     found = [

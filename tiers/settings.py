@@ -12,7 +12,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from errors import ConfigurationError, KeyUnavailable
-from keys import MasterKey
+from keys import KeyEncryptionKey, MasterKey, Secret
+from keys.hsm import Pkcs11Config, Pkcs11MasterKey, read_pin
 
 __all__ = ["Settings", "redact_url"]
 
@@ -33,7 +34,9 @@ class Settings(BaseSettings):
     (``postgresql+psycopg://user:pass@host/db`` in production). The master key comes from
     ``TIERS_MASTER_KEY_FILE`` or ``TIERS_MASTER_KEY`` (base64 of 32 bytes), not both; without
     either, ``$TIERS_HOME/master.key`` is used. ``TIERS_ENV=production`` refuses a development
-    master key.
+    master key. With ``TIERS_MASTER_KEY_BACKEND=pkcs11`` it is a key pair in a PKCS#11 token
+    instead (``TIERS_PKCS11_*``, see :mod:`keys.hsm`), its PIN from ``TIERS_PKCS11_PIN_FILE``
+    or ``TIERS_PKCS11_PIN``.
     """
 
     model_config = SettingsConfigDict(env_prefix="TIERS_", extra="ignore")
@@ -42,6 +45,14 @@ class Settings(BaseSettings):
     database_url: str | None = None
     master_key_file: Path | None = None
     master_key: SecretStr | None = None
+    # The master key in a PKCS#11 token (keys/hsm.py) instead of a file.
+    master_key_backend: Literal["file", "pkcs11"] = "file"
+    pkcs11_module: Path | None = None
+    pkcs11_token_label: str | None = Field(default=None, min_length=1, max_length=32)
+    pkcs11_key_label: str = Field(default="tiers-master", min_length=1, max_length=64)
+    pkcs11_pin_file: Path | None = None
+    pkcs11_pin: SecretStr | None = None
+    pkcs11_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     env: Literal["development", "production"] = "development"
     phone_region: str = "FR"
     audit_checkpoint_every: int = Field(default=256, ge=1)
@@ -151,9 +162,11 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.database_path.resolve()}"
 
     def master_key_configured(self) -> bool:
-        return bool(self.master_key or self.master_key_file)
+        return bool(
+            self.master_key or self.master_key_file or self.master_key_backend == "pkcs11"
+        )
 
-    @field_validator("home", "master_key_file", "checkpoint_dir")
+    @field_validator("home", "master_key_file", "checkpoint_dir", "pkcs11_pin_file")
     @classmethod
     def _absolute(cls, path: Path | None) -> Path | None:
         """Paths made absolute where the settings are read, so that errors and reports name
@@ -166,12 +179,54 @@ class Settings(BaseSettings):
             raise ValueError("TIERS_ARGON2_PROFILE=test is for the test suite, not production")
         return self
 
-    def load_master_key(self) -> MasterKey:
-        """The configured master key.
+    def pkcs11_config(self, key_label: str | None = None) -> Pkcs11Config:
+        """Where the master key pair is in the token (``key_label`` instead of the configured
+        one, for a rotation). Raises :class:`ConfigurationError` for a missing setting."""
+        missing = [
+            name
+            for name, value in (
+                ("TIERS_PKCS11_MODULE", self.pkcs11_module),
+                ("TIERS_PKCS11_TOKEN_LABEL", self.pkcs11_token_label),
+            )
+            if value is None
+        ]
+        if self.pkcs11_pin is None and self.pkcs11_pin_file is None:
+            missing.append("TIERS_PKCS11_PIN_FILE (or TIERS_PKCS11_PIN)")
+        if missing:
+            raise ConfigurationError(
+                f"the PKCS#11 master key needs {', '.join(missing)}", code="hsm_not_configured"
+            )
+        if self.pkcs11_pin is not None and self.pkcs11_pin_file is not None:
+            raise ConfigurationError("set TIERS_PKCS11_PIN or TIERS_PKCS11_PIN_FILE, not both")
+        assert self.pkcs11_module is not None and self.pkcs11_token_label is not None
+        pin = (
+            Secret(self.pkcs11_pin.get_secret_value().encode("utf-8"), label="PIN")
+            if self.pkcs11_pin is not None
+            else read_pin(self.pkcs11_pin_file)  # type: ignore[arg-type]
+        )
+        return Pkcs11Config(
+            module=self.pkcs11_module,
+            token_label=self.pkcs11_token_label,
+            key_label=key_label or self.pkcs11_key_label,
+            pin=pin,
+            timeout_seconds=self.pkcs11_timeout_seconds,
+        )
+
+    def load_master_key(self, *, create: bool = False) -> KeyEncryptionKey:
+        """The configured master key (with ``create``, a key pair absent from the token is
+        generated there: `tiers init`).
 
         Raises :class:`ConfigurationError` when both sources are set or a development key is
         used in production, :class:`~errors.KeyUnavailable` when it cannot be read.
         """
+        if self.master_key_backend == "pkcs11":
+            if self.master_key is not None or self.master_key_file is not None:
+                raise ConfigurationError(
+                    "TIERS_MASTER_KEY_BACKEND=pkcs11 takes the key from the token: unset "
+                    "TIERS_MASTER_KEY and TIERS_MASTER_KEY_FILE",
+                    code="hsm_not_configured",
+                )
+            return Pkcs11MasterKey.open(self.pkcs11_config(), create=create)
         if self.master_key is not None and self.master_key_file is not None:
             raise ConfigurationError("set TIERS_MASTER_KEY or TIERS_MASTER_KEY_FILE, not both")
         if self.master_key is not None:

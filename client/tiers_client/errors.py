@@ -857,6 +857,36 @@ class MasterKeyPermissionsError(KeyUnavailable):
     code = "master_key_permissions"
 
 
+class HsmUnavailableError(KeyUnavailable):
+    """the HSM token is absent, busy or slow: retry."""
+
+    code = "hsm_unavailable"
+
+
+class HsmPinIncorrectError(KeyUnavailable):
+    """the HSM token refused the PIN (not retried)."""
+
+    code = "hsm_pin_incorrect"
+
+
+class HsmLockedError(KeyUnavailable):
+    """the HSM token is locked: too many wrong PINs."""
+
+    code = "hsm_locked"
+
+
+class HsmKeyMissingError(KeyUnavailable):
+    """the HSM token has no master key pair of that label."""
+
+    code = "hsm_key_missing"
+
+
+class HsmKeyUnsafeError(KeyUnavailable):
+    """the HSM key can be exported or is not one pair."""
+
+    code = "hsm_key_unsafe"
+
+
 class NotInitialisedError(NotInitialised):
     """run tiers init."""
 
@@ -915,6 +945,18 @@ class BadWitnessesError(ConfigurationError):
     """TIERS_WITNESSES does not parse."""
 
     code = "bad_witnesses"
+
+
+class HsmNotConfiguredError(ConfigurationError):
+    """a TIERS_PKCS11_* setting is missing or bad."""
+
+    code = "hsm_not_configured"
+
+
+class BadOptionError(ConfigurationError):
+    """the command's options contradict one another."""
+
+    code = "bad_option"
 
 
 class AuditUnavailableError(AuditUnavailable):
@@ -1169,6 +1211,11 @@ BY_CODE: dict[str, type[TiersError]] = {
     "bad_master_key": BadMasterKeyError,
     "wrong_master_key": WrongMasterKeyError,
     "master_key_permissions": MasterKeyPermissionsError,
+    "hsm_unavailable": HsmUnavailableError,
+    "hsm_pin_incorrect": HsmPinIncorrectError,
+    "hsm_locked": HsmLockedError,
+    "hsm_key_missing": HsmKeyMissingError,
+    "hsm_key_unsafe": HsmKeyUnsafeError,
     "not_initialised": NotInitialisedError,
     "no_policy": NoPolicyError,
     "no_witness": NoWitnessError,
@@ -1180,6 +1227,8 @@ BY_CODE: dict[str, type[TiersError]] = {
     "development_key_in_production": DevelopmentKeyInProductionError,
     "audit_domain_taken": AuditDomainTakenError,
     "bad_witnesses": BadWitnessesError,
+    "hsm_not_configured": HsmNotConfiguredError,
+    "bad_option": BadOptionError,
     "audit_unavailable": AuditUnavailableError,
     "log_inconsistent": LogInconsistentError,
     "checkpoint_store_unavailable": CheckpointStoreUnavailableError,

@@ -69,6 +69,8 @@ def test_metrics_count_calls_identifiers_and_refusals_by_name_only(monitored: Ap
     assert [("status", "401")] == [(n, v) for n, v in refused[0][1] if n == "status"]
     assert samples[("tiers_http_request_duration_seconds_count", (("route", "pseudonymise"),))] >= 2
     assert samples[("tiers_up", ())] == 1
+    assert samples[("tiers_master_key_available", ())] == 1
+    assert samples[("tiers_hsm_pin_refusals_total", ())] == 0
     assert samples[("tiers_log_entries", ())] >= 5
     assert ("tiers_checkpoint_age_seconds", ()) in samples
     # nothing the callers sent or received is in a label, or anywhere in the exposition

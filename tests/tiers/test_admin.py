@@ -27,6 +27,7 @@ from tiers.tokenisation import pseudonymise_values
 CARDS = ["4970101234560001", "4970101234560002", "4970101234560003"]
 
 
+@pytest.mark.master_key_file
 def test_initialise_is_idempotent_and_creates_one_development_key(database: Database) -> None:
     first = initialise(database.settings(), access=ACCESS)
     key_file = database.home / "master.key"
@@ -44,6 +45,7 @@ def test_initialise_is_idempotent_and_creates_one_development_key(database: Data
     assert content == key_file.read_bytes()
 
 
+@pytest.mark.master_key_file
 def test_wrong_master_key_is_refused_at_open_and_at_init(database: Database) -> None:
     initialise(database.settings(), access=ACCESS)
     other = base64.b64encode(os.urandom(32)).decode()

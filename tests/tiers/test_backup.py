@@ -61,8 +61,7 @@ def test_restore_gives_the_same_pseudonyms_and_a_log_that_verifies(
     assert backup(deployment, access=ACCESS, output=archive) > 10
     assert_absent(archive.read_bytes(), VALUES, "the backup")
     # Into a new SQLite home, whatever the source database, with the same master key.
-    key_file = database.home / "master.key"
-    target = Settings(home=tmp_path / "restored", master_key_file=key_file)
+    target = Settings(home=tmp_path / "restored", **database.master_key_settings())  # type: ignore[arg-type]
     report = restore(target, access=ACCESS, archive_path=archive)
     assert report.rows > 10
     restored = Deployment.open(target)
@@ -106,7 +105,10 @@ def test_master_key_rotation_rewraps_every_key_atomically(
     assert moved >= 4  # base, signing, audit and casino keys at least
     with pytest.raises(KeyUnavailable):
         Deployment.open(database.settings())  # the old master key no longer opens it
-    rotated = database.settings(master_key=base64.b64encode(material).decode())
+    # From a file key to a file key, or from the token to a file (TIERS_TEST_HSM).
+    rotated = database.settings(
+        master_key_backend="file", master_key=base64.b64encode(material).decode()
+    )
     reopened = Deployment.open(rotated)
     try:
         assert before == pseudonyms(reopened)
@@ -135,7 +137,7 @@ def test_a_backup_restores_into_an_empty_postgresql_database(
     target = Settings(
         home=tmp_path / "pg-home",
         database_url=url.render_as_string(False),
-        master_key_file=database.home / "master.key",
+        **database.master_key_settings(),  # type: ignore[arg-type]
     )
     try:
         restore(target, access=ACCESS, archive_path=archive)
@@ -180,7 +182,7 @@ def test_a_backup_made_before_migration_0009_restores_with_the_other_card_search
     archive = tmp_path / "tiers.backup"
     backup(deployment, access=ACCESS, output=archive)
     old = without_column(archive, tmp_path / "old.backup", "audit_entries", "other_subject")
-    target = Settings(home=tmp_path / "restored", master_key_file=database.home / "master.key")
+    target = Settings(home=tmp_path / "restored", **database.master_key_settings())  # type: ignore[arg-type]
     with pytest.raises(InvalidFile) as refused:
         restore(target, access=ACCESS, archive_path=old)
     assert "unsealed_backup" == refused.value.code

@@ -26,6 +26,7 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
+@pytest.mark.master_key_file
 def test_init_generates_a_development_key_and_warns_loudly(cli: Cli, database: Database) -> None:
     result = cli.ok("init")
     assert "WARNING" in result.stderr and "DEVELOPMENT" in result.stderr
@@ -261,6 +262,7 @@ def test_missing_input_file_is_one_clear_error(initialised_cli: Cli, tmp_path: P
     assert result.exit_code == 1 and "[no_such_file]" in one_error_line(result.stderr)
 
 
+@pytest.mark.master_key_file
 def test_wrong_master_key_is_one_clear_error(initialised_cli: Cli, database: Database) -> None:
     before = database.rows()
     wrong = base64.b64encode(os.urandom(32)).decode()
@@ -274,6 +276,7 @@ def test_wrong_master_key_is_one_clear_error(initialised_cli: Cli, database: Dat
     assert before == database.rows()
 
 
+@pytest.mark.master_key_file
 def test_commands_before_init_say_so(cli: Cli) -> None:
     result = cli("domain", "list")
     assert result.exit_code == 1
@@ -324,6 +327,7 @@ def test_job_purge_and_delete_commands(
     assert one_error_line(unknown.stderr).endswith("[unknown_job]")
 
 
+@pytest.mark.master_key_file
 def test_master_key_rotate_from_a_fresh_command_line(
     initialised_cli: Cli, database: Database, tmp_path: Path
 ) -> None:

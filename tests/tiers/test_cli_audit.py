@@ -146,6 +146,7 @@ def test_file_operations_leave_one_entry_with_counts(
     )
 
 
+@pytest.mark.master_key_file
 def test_wrong_master_key_attempts_are_logged(initialised_cli: Cli, database: Database) -> None:
     wrong = base64.b64encode(os.urandom(32)).decode()
     before = len(database.audit_entries())

@@ -153,6 +153,7 @@ def test_serve_refuses_a_port_out_of_range(cli: Cli, port: str) -> None:
     assert "listening" not in result.stdout
 
 
+@pytest.mark.master_key_file
 def test_no_master_key_names_the_home_as_an_absolute_path(
     cli: Cli, database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -61,6 +61,7 @@ ADMINISTRATION = {
     "backup",
     "restore",
     "master-key rotate",
+    "master-key status",
     "domain add",
     "domain list",
     "key rotate",

@@ -68,7 +68,7 @@ def twin(alliance: Deployment, database: Database, tmp_path: Path) -> Iterator[D
     withdraw_customer(alliance, access=partner("casino", 8), domain="casino", card="10000099")
     archive = tmp_path / "twin.backup"
     backup(alliance, access=ACCESS, output=archive)
-    target = Settings(home=tmp_path / "twin", master_key_file=database.home / "master.key")
+    target = Settings(home=tmp_path / "twin", **database.master_key_settings())  # type: ignore[arg-type]
     restore(target, access=ACCESS, archive_path=archive)
     opened = Deployment.open(target)
     yield opened

@@ -250,7 +250,7 @@ from tiers.admin import add_domain, initialise
 from tiers.alerts import find_alerts
 from tests.conftest import ACCESS
 
-settings = Settings(home=sys.argv[1], database_url=sys.argv[2] or None)
+settings = Settings()
 deployment = Deployment.open(settings)
 add_domain(deployment, access=ACCESS, name="casino", role="partner")
 # SIGKILL once the checkpoint is in the store, before the database records it.
@@ -264,10 +264,10 @@ def test_a_kill_between_the_store_and_the_commit_is_reconciled(
 ) -> None:
     before = len(_store_lines(database))
     process = subprocess.run(
-        [sys.executable, "-c", _KILL_AFTER_STORE, str(database.home), database.url or ""],
+        [sys.executable, "-c", _KILL_AFTER_STORE],
         check=False,
         cwd=Path(__file__).parents[2],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        env={**os.environ, **database.env(), "PYTHONPATH": str(Path(__file__).parents[2])},
     )
     assert -signal.SIGKILL == process.returncode
     assert before + 1 == len(_store_lines(database))  # the store has it, the database not

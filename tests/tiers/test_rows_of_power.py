@@ -131,7 +131,7 @@ def test_a_backup_edited_after_it_was_made_is_refused(
         b'"role": "partner"', b'"role": "admin"'
     )
     edited = write_members(members, tmp_path / "edited.backup")
-    target = Settings(home=tmp_path / "restored", master_key_file=database.home / "master.key")
+    target = Settings(home=tmp_path / "restored", **database.master_key_settings())  # type: ignore[arg-type]
     with pytest.raises(InvalidFile) as refused:
         restore(target, access=ACCESS, archive_path=edited)
     assert "bad_backup_seal" == refused.value.code
@@ -151,7 +151,7 @@ def test_a_backup_behind_the_checkpoint_store_is_refused(
     deployment.sign_pending()
     target = Settings(
         home=tmp_path / "restored",
-        master_key_file=database.home / "master.key",
+        **database.master_key_settings(),  # type: ignore[arg-type]
         checkpoint_dir=database.home / "checkpoints",
     )
     with pytest.raises(InvalidRequest) as refused:

@@ -1,5 +1,5 @@
 """Operator commands for the lifecycle of a deployment: ``backup``, ``restore``, ``check``,
-``master-key rotate``."""
+``master-key rotate`` and ``master-key status``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from audit import Action
-from keys import MasterKey
+from errors import ConfigurationError
+from keys import KeyEncryptionKey, MasterKey
+from keys.hsm import Pkcs11MasterKey
 from tiers import backup as backups
 from tiers import checks
 from tiers.cli._common import (
@@ -84,15 +86,49 @@ def check() -> None:
 @master_key_app.command("rotate")
 @handles_errors
 def master_key_rotate(
-    new_key_file: Annotated[Path, typer.Option(help="the new master key (base64, mode 0600)")],
+    new_key_file: Annotated[
+        Path | None, typer.Option(help="the new master key: a file (base64, mode 0600)")
+    ] = None,
+    to_pkcs11: Annotated[
+        str | None,
+        typer.Option(
+            "--to-pkcs11",
+            metavar="KEY_LABEL",
+            help="the new master key: this key pair in the PKCS#11 token of TIERS_PKCS11_* "
+            "(generated there if absent)",
+        ),
+    ] = None,
 ) -> None:
-    """Re-wrap every key under a new master key, atomically; then point TIERS_MASTER_KEY_FILE
-    at the new file."""
-    new_master = MasterKey.from_file(new_key_file)
+    """Re-wrap every key under a new master key, atomically: from a file or a token, to a file
+    or a token. Then point the settings at the new key, as the command says."""
+    if (new_key_file is None) == (to_pkcs11 is None):
+        raise ConfigurationError(
+            "give one new master key: --new-key-file PATH or --to-pkcs11 KEY_LABEL",
+            code="bad_option",
+        )
+    settings = load_settings()
+    new_master: KeyEncryptionKey
+    if to_pkcs11 is not None:
+        new_master = Pkcs11MasterKey.open(settings.pkcs11_config(to_pkcs11), create=True)
+        then = f"TIERS_MASTER_KEY_BACKEND=pkcs11 and TIERS_PKCS11_KEY_LABEL={to_pkcs11}"
+    else:
+        assert new_key_file is not None
+        new_master = MasterKey.from_file(new_key_file)
+        then = f"TIERS_MASTER_KEY_BACKEND=file and TIERS_MASTER_KEY_FILE={new_key_file}"
     access = operator()
     with deployment(access, Action.MASTER_KEY_ROTATE) as dep:
         moved = backups.rotate_master_key(dep, access=access, new_master=new_master)
-    out_console.print(
-        f"{counted(moved, 'key')} re-wrapped; now set TIERS_MASTER_KEY_FILE={new_key_file}",
-        markup=False,
-    )
+    out_console.print(f"{counted(moved, 'key')} re-wrapped; now set {then}", markup=False)
+
+
+@master_key_app.command("status")
+@handles_errors
+def master_key_status() -> None:
+    """Where the master key is: its backend and, for a key in a PKCS#11 token, the token and
+    the key pair's attributes (never the key itself); with the database's check value."""
+    access = operator()
+    with deployment(access, Action.MASTER_KEY_STATUS) as dep:
+        described = backups.master_key_status(dep, access=access)
+    for name, value in described.items():
+        shown = ("yes" if value else "no") if isinstance(value, bool) else str(value)
+        out_console.print(f"{name}: {shown}", markup=False)
