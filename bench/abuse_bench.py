@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.service_bench import _load, _serving, _tiers
+from bench.service_bench import _load, _serving, _tiers, partner_home
 
 __all__ = ["abuse_costs"]
 
@@ -45,12 +45,8 @@ def abuse_costs(seconds: float) -> dict[str, Any]:
             "TIERS_RATE_LIMIT_BURST": "1000000",
         }
         env.pop("TIERS_DATABASE_URL", None)
-        _tiers(env, "init")
-        _tiers(env, "domain", "add", "casino", "--role", "partner")
+        token = partner_home(env)
         _tiers(env, "domain", "add", "hub", "--role", "hub")
-        token = _tiers(
-            env, "client", "add", "casino-app", "--role", "partner", "--domain", "casino"
-        ).split()[-1]
         slow = _tiers(
             env, "client", "add", "casino-batch", "--role", "partner", "--domain", "casino"
         ).split()[-1]

@@ -28,6 +28,7 @@ from bench import (
     checkpoints_bench,
     exchanges_bench,
     files_bench,
+    hsm_bench,
     service_bench,
     vitals_bench,
 )
@@ -359,6 +360,27 @@ def vitals_section(options: argparse.Namespace, results: dict[str, Any]) -> None
     results["vitals"] = figures
 
 
+def hsm_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
+    if not hsm_bench.available():
+        print("HSM: skipped (SoftHSM2 is not installed: apt-get install softhsm2)")
+        return
+    seconds = 5.0 if options.quick else 15.0
+    print(
+        f"Master key in a PKCS#11 token (SoftHSM2) against a key file ({seconds:.0f} s each; "
+        "SQLite, one client's single calls)"
+    )
+    figures = hsm_bench.hsm_costs(seconds)
+    line("file key: unwraps", figures["unwraps"]["file_per_second"], "/s")
+    line("token key: unwraps", figures["unwraps"]["hsm_per_second"], "/s")
+    for name in ("file", "hsm"):
+        run = figures["single"][name]
+        note = f"p50 {run['p50_ms']} / p99 {run['p99_ms']} ms; {run['errors']} errors"
+        line(f"{name}: single-value pseudonymise", run["requests_per_second"], "req/s", note)
+    for name, value in figures["ratios"].items():
+        line(name.replace("_", " "), value, "×")
+    results["hsm"] = figures
+
+
 def _calls_lines(label: str, run: dict[str, Any]) -> None:
     single = run["single"]
     note = f"p50 {single['p50_ms']} / p95 {single['p95_ms']} / p99 {single['p99_ms']} ms"
@@ -407,7 +429,7 @@ def main() -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="sections to skip: files,peers,exchanges,api,checkpoints,abuse,vitals,scale",
+        help="sections to skip: files,peers,exchanges,api,checkpoints,abuse,vitals,hsm,scale",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
     options = parser.parse_args()
@@ -433,6 +455,8 @@ def main() -> int:
             abuse_section(options, results)
         if "vitals" not in options.skip:
             vitals_section(options, results)
+        if "hsm" not in options.skip:
+            hsm_section(options, results)
         if "scale" not in options.skip:
             scale_section(options, results)
     results["seconds"] = round(time.perf_counter() - started, 1)

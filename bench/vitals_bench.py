@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bench.abuse_bench import _measured
-from bench.service_bench import _serving, _tiers
+from bench.service_bench import _serving, _tiers, partner_home
 
 __all__ = ["vitals_costs"]
 
@@ -39,11 +39,7 @@ def vitals_costs(seconds: float) -> dict[str, Any]:
             "TIERS_RATE_LIMIT_BURST": "1000000",
         }
         env.pop("TIERS_DATABASE_URL", None)
-        _tiers(env, "init")
-        _tiers(env, "domain", "add", "casino", "--role", "partner")
-        token = _tiers(
-            env, "client", "add", "casino-app", "--role", "partner", "--domain", "casino"
-        ).split()[-1]
+        token = partner_home(env)
         auditor = _tiers(env, "client", "add", "dpo", "--role", "auditor").split()[-1]
         command = [str(Path(sys.executable).with_name("tiers")), "serve"]
         with _serving(command, env) as port:

@@ -78,7 +78,7 @@ class SoftHsm:
         )
         subprocess.run(
             [
-                "softhsm2-util",
+                shutil.which("softhsm2-util") or "softhsm2-util",
                 "--init-token",
                 "--free",
                 "--label",

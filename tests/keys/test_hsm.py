@@ -206,8 +206,12 @@ def test_secret_keys_of_the_token_are_found_only_by_their_class(label: str) -> N
     """A data object under the label does not stand in for the key pair."""
     with hsm().session() as session:
         session.create_object(
-            {Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: label, Attribute.TOKEN: True,
-             Attribute.VALUE: b"not a key"}
+            {
+                Attribute.CLASS: ObjectClass.DATA,
+                Attribute.LABEL: label,
+                Attribute.TOKEN: True,
+                Attribute.VALUE: b"not a key",
+            }
         )
     with pytest.raises(KeyUnavailable) as refused:
         Pkcs11MasterKey.open(config(hsm(), label))

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests import softhsm
 from tests.conftest import Cli, Database, hsm
-from tests.softhsm import PIN
+from tests.softhsm import PIN, SoftHsm
 
 CARD = "12345678"
 
@@ -96,9 +98,42 @@ def test_rotate_takes_exactly_one_new_key(initialised_cli: Cli) -> None:
     assert neither.stderr.strip().endswith("[bad_option]")
 
 
+@pytest.mark.master_key_file  # none of the token's settings in the environment
 def test_settings_for_the_token_are_named_when_missing(cli: Cli) -> None:
     result = cli("init", TIERS_MASTER_KEY_BACKEND="pkcs11")
     assert 1 == result.exit_code
     line = result.stderr.strip()
     assert line.endswith("[hsm_not_configured]")
     assert "TIERS_PKCS11_MODULE" in line and "TIERS_PKCS11_TOKEN_LABEL" in line
+
+
+@pytest.mark.master_key_file  # a token of its own: this process's login must not answer for it
+def test_a_wrong_pin_is_refused_logged_and_never_echoed(database: Database, tmp_path: Path) -> None:
+    hsm()  # skips (fails in CI) without SoftHSM2
+    token = SoftHsm.create(tmp_path / "hsm", label="pin")
+    env = {
+        **os.environ,
+        **database.env(),
+        **token.env("pin-master"),
+        "SOFTHSM2_CONF": str(token.conf),
+        "TIERS_PURPOSE": "test suite",
+    }
+    tiers = str(Path(sys.executable).with_name("tiers"))
+    subprocess.run([tiers, "init"], env=env, check=True, capture_output=True)
+    wrong = tmp_path / "wrong.pin"
+    wrong.write_text("9999-0000\n", encoding="utf-8")
+    wrong.chmod(0o600)
+    refused = subprocess.run(
+        [tiers, "domain", "list"],
+        env={**env, "TIERS_PKCS11_PIN_FILE": str(wrong)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert 1 == refused.returncode
+    assert refused.stderr.strip().endswith("[hsm_pin_incorrect]")
+    assert "9999-0000" not in refused.stdout + refused.stderr
+    assert PIN not in refused.stdout + refused.stderr
+    last = database.audit_entries()[-1]
+    assert ("domain_list", "error", "hsm_pin_incorrect") == (last.action, last.outcome, last.code)
+    assert b"9999-0000" not in database.stored_bytes()
