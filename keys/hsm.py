@@ -88,7 +88,9 @@ def read_pin(path: Path) -> Secret:
         mode = path.stat().st_mode
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
-        raise KeyUnavailable(f"cannot read the PIN file {path}", code="hsm_pin_incorrect") from None
+        raise ConfigurationError(
+            f"cannot read the PIN file {path}", code="hsm_not_configured"
+        ) from None
     if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyUnavailable(
             f"the PIN file {path} is readable by other users; run chmod 600 on it",

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from errors import KeyUnavailable
+from errors import ConfigurationError, KeyUnavailable
 from keys import KeyIdentity, MasterKey, new_key_material, unwrap_key, wrap_key
 from keys.hsm import Pkcs11Config, Pkcs11MasterKey, read_pin
 from keys.rows import RowSealer
@@ -158,7 +158,7 @@ def test_a_busy_token_answers_unavailable_within_the_timeout(label: str) -> None
 _WRONG_PIN = """
 import sys
 from pathlib import Path
-from errors import KeyUnavailable
+from errors import ConfigurationError, KeyUnavailable
 from keys import Secret
 from keys.hsm import Pkcs11Config, Pkcs11MasterKey, pin_refusals
 config = Pkcs11Config(Path(sys.argv[1]), sys.argv[2], "absent", Secret(b"0000-0000"))
@@ -192,7 +192,10 @@ def test_a_wrong_pin_is_refused_without_echo_counted_and_not_tried_again(
     assert "refused the PIN" in lines[0]
 
 
-def test_a_pin_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+def test_a_pin_file_readable_by_others_or_missing_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as missing:
+        read_pin(tmp_path / "absent")
+    assert "hsm_not_configured" == missing.value.code
     pin = tmp_path / "pin"
     pin.write_text("1234\n", encoding="utf-8")
     pin.chmod(0o644)
