@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): one a core; each takes whole test files, in their order.
+PYTEST_WORKERS ?= auto
 
 .PHONY: run test install install-dev lint fuzz soak bench clean
 
@@ -36,7 +38,7 @@ run: install
 
 ## make test: the whole suite (PostgreSQL tests too when TIERS_TEST_POSTGRES_URL is set)
 test: install-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .
