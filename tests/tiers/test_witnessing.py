@@ -82,6 +82,8 @@ def test_a_witness_that_is_down_is_reported(database: Database) -> None:
         ("http://127.0.0.1:1 " + replace(KEY, kind=0x01).encode(), None),  # not a cosigner
         ("http://127.0.0.1:1 " + KEY.encode(), 2),  # quorum above the witnesses
     ],
+    # named, not by the random key: every worker of `make test` must collect the same ids
+    ids=["no-scheme", "no-key", "not-a-key", "not-a-cosigner", "quorum-too-high"],
 )
 def test_bad_witness_settings_are_refused(
     tmp_path: Path, witnesses: str, quorum: int | None
