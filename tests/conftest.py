@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck
@@ -36,6 +39,7 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.load_profile("tiers")
 
+T = TypeVar("T")
 POSTGRES_URL = os.environ.get("TIERS_TEST_POSTGRES_URL")
 REQUIRE_POSTGRES = os.environ.get("TIERS_REQUIRE_POSTGRES") == "1"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -291,6 +295,15 @@ def initialised_cli(cli: Cli) -> Cli:
     cli.ok("domain", "add", "sncf", "--role", "partner")
     cli.ok("domain", "add", "hub", "--role", "hub")
     return cli
+
+
+def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coroutine)`` in a thread of its own. Once the browser tests have run in a
+    process (a worker of `make test` that took their file), Playwright keeps an event loop
+    running in the main thread until the session ends, where ``asyncio.run`` refuses to
+    start another."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def assert_absent(haystack: bytes, needles: Sequence[str], where: str) -> None:

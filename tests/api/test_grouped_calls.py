@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from api import _grouping, calls
 from audit import AuditEntry
 from tests.api.conftest import Api
-from tests.conftest import ACCESS, assert_absent
+from tests.conftest import ACCESS, assert_absent, run_coroutine
 from tiers.audit_ops import verify_stored
 from tiers.deployment import Deployment
 from tiers.storage import audit_log
@@ -220,7 +220,7 @@ def test_a_group_limits_its_values_and_keeps_the_order() -> None:
             *(grouped(n) for n in (1, 2, 3, 4, 7, 5)), return_exceptions=True
         )
 
-    answers = asyncio.run(run())
+    answers = run_coroutine(run())
     assert made == [[1, 2, 3], [4], [7], [5]]  # at most 9 a group, at least one call
     assert answers[:4] == [10, 20, 30, 40] and answers[5] == 50
     assert isinstance(answers[4], ValueError)
@@ -237,6 +237,6 @@ def test_a_group_that_fails_as_a_whole_fails_only_its_own_calls() -> None:
     async def run() -> list[int | BaseException]:
         return await asyncio.gather(*(grouped(n) for n in (1, 2, 3)), return_exceptions=True)
 
-    first, second, third = asyncio.run(run())
+    first, second, third = run_coroutine(run())
     assert isinstance(first, RuntimeError) and isinstance(second, RuntimeError)
     assert third == 3

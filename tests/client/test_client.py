@@ -3,7 +3,6 @@ exception per code, retries only where sending twice is harmless, files streamed
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import subprocess
@@ -16,7 +15,7 @@ from tiers_client import AsyncClient, Client, errors
 from tiers_client.models import Delivery, Resolution, ValueRefused
 
 from tests.client.conftest import Service, serve
-from tests.conftest import Database
+from tests.conftest import Database, run_coroutine
 from tests.hardening.service import STARTED
 
 pytestmark = pytest.mark.slow  # each test starts a real server
@@ -162,7 +161,7 @@ def test_the_async_client_makes_the_same_calls(service: Service, tmp_path: Path)
             paged = await dpo.audit_entries(actor="casino-app", limit=1)
             assert [e["seq"] for e in whole] == [e["seq"] for e in paged] and len(paged) > 1
 
-    asyncio.run(day())
+    run_coroutine(day())
 
 
 def test_the_command_line(service: Service, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ time the output is byte for byte that of the file sent in one upload."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import socket
@@ -21,6 +20,7 @@ from tiers_client.models import FileResult
 
 from tests.api.test_file_parts import CONTENT
 from tests.client.conftest import Service
+from tests.conftest import run_coroutine
 
 pytestmark = pytest.mark.slow  # a real server
 
@@ -175,7 +175,7 @@ def test_the_async_client_sends_in_parts_too(
                 source, tmp_path / "out.csv", columns=COLUMNS, part_bytes=PART
             )
 
-    result = asyncio.run(send())
+    result = run_coroutine(send())
     assert ("done", 30_000) == (result.job.state, result.job.rows_in)
     assert single == Path(result.output).read_bytes()
 
