@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import stat
 import threading
 import time
 from collections.abc import Callable
@@ -42,7 +41,7 @@ from pkcs11 import exceptions as p11
 from errors import ConfigurationError, KeyUnavailable
 from keys._encoding import length_prefixed
 from keys._secret import Secret
-from keys.master import CHECK_LABEL, KeyEncryptionKey
+from keys.master import CHECK_LABEL, KeyEncryptionKey, refuse_shared
 from keys.master import Attribute as Described
 
 __all__ = ["Pkcs11Config", "Pkcs11MasterKey", "pin_refusals", "read_pin"]
@@ -91,11 +90,7 @@ def read_pin(path: Path) -> Secret:
         raise ConfigurationError(
             f"cannot read the PIN file {path}", code="hsm_not_configured"
         ) from None
-    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyUnavailable(
-            f"the PIN file {path} is readable by other users; run chmod 600 on it",
-            code="master_key_permissions",
-        )
+    refuse_shared(mode, f"the PIN file {path}")
     lines = text.splitlines()
     return Secret((lines[0] if lines else "").strip().encode("utf-8"), label="PIN")
 
@@ -110,11 +105,6 @@ class Pkcs11Config:
     key_label: str
     pin: Secret
     timeout_seconds: float = 5.0
-
-    def with_key(self, key_label: str) -> Pkcs11Config:
-        return Pkcs11Config(
-            self.module, self.token_label, key_label, self.pin, self.timeout_seconds
-        )
 
 
 def _unavailable(message: str) -> KeyUnavailable:

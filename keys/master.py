@@ -41,6 +41,15 @@ DERIVED_PREFIX = b"tiers derived\x00"
 Attribute = str | int | bool
 
 
+def refuse_shared(mode: int, what: str) -> None:
+    """Refuse a secret's file (``mode`` from its stat) that group or others may use."""
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyUnavailable(
+            f"{what} is readable by other users; run chmod 600 on it",
+            code="master_key_permissions",
+        )
+
+
 class KeyEncryptionKey(ABC):
     """What the service asks of a master key, whichever backend holds it.
 
@@ -142,11 +151,7 @@ class MasterKey(KeyEncryptionKey):
             raise KeyUnavailable(
                 f"cannot read the master key {source}", code="no_master_key"
             ) from None
-        if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyUnavailable(
-                f"the master key {source} is readable by other users; run chmod 600 on it",
-                code="master_key_permissions",
-            )
+        refuse_shared(mode, f"the master key {source}")
         lines = [line.strip() for line in text.splitlines()]
         development = DEVELOPMENT_MARKER in lines
         payload = [line for line in lines if line and not line.startswith("#")]
