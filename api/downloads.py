@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import IO
 
 from fastapi.responses import StreamingResponse
+
+from tiers.filestore import file_size
 
 __all__ = ["CsvDownload"]
 
@@ -19,7 +20,7 @@ class CsvDownload(StreamingResponse):
     media_type = "text/csv"
 
     def __init__(self, handle: IO[bytes], filename: str, status_code: int = 200) -> None:
-        size = os.fstat(handle.fileno()).st_size
+        size = file_size(handle)
         super().__init__(
             _chunks(handle),
             status_code,

@@ -28,6 +28,7 @@ from tiers.admin import initialise
 from tiers.auditing import Access
 from tiers.cli import app
 from tiers.deployment import Deployment
+from tiers.filestore import store_for
 from tiers.settings import Settings
 from tiers.storage import integrity
 
@@ -122,6 +123,15 @@ class Database:
         return Settings(  # type: ignore[arg-type]
             home=self.home, database_url=self.url, **{**hsm_settings, **overrides}
         )
+
+    def stored(self, prefix: str) -> list[str]:
+        """The names of the stored files (tiers.filestore) under ``prefix``: files of the home
+        on SQLite, rows of the database on PostgreSQL."""
+        engine = create_engine(self.url or f"sqlite:///{self.home / 'tiers.db'}")
+        try:
+            return store_for(self.home, engine, embedded=self.url is None).names(prefix)
+        finally:
+            engine.dispose()
 
     def rows(self) -> dict[str, list[tuple[object, ...]]]:
         """Every row of every table but the access log's, sorted: a logical snapshot to show

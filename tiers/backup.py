@@ -29,11 +29,12 @@ from errors import (
 from keys import KeyEncryptionKey, KeyIdentity, unwrap_key, wrap_key
 from keys.rows import RowSealer
 from tiers import _checkpointing as checkpointing
-from tiers import sealing
+from tiers import sealing, storage
 from tiers._csvio import atomic_binary_output
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import MASTER_CHECK, Deployment
+from tiers.filestore import store_for
 from tiers.settings import Settings
 from tiers.storage import audit_log, check_schema, keystore, make_engine, migrate, snapshot
 from tiers.storage import meta as meta_repo
@@ -65,8 +66,7 @@ def backup(deployment: Deployment, *, access: Access, output: Path) -> int:
         dump = snapshot.dump(connection)
         connection.rollback()
     rows = dump.count(b"\n")
-    inbox = deployment.settings.home / "inbox"
-    paths = sorted(inbox.glob("*.csv")) if inbox.exists() else []
+    names = [n for n in deployment.files.names("inbox/") if n.endswith(".csv")]
     manifest: dict[str, object] = {
         "format": BACKUP_FORMAT,
         "revision": revision,
@@ -75,22 +75,25 @@ def backup(deployment: Deployment, *, access: Access, output: Path) -> int:
         "rows": rows,
     }
     # Each inbox file is read to be hashed, then again to be archived: never all at once.
-    digests = {path.name: _file_digest(path) for path in paths}
+    digests = {name.removeprefix("inbox/"): _file_digest(deployment, name) for name in names}
     manifest["seal"] = deployment.sealer().seal("backup", _seal_fields(manifest, dump, digests))
     with atomic_binary_output(output) as handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
         _add(tar, "manifest.json", json.dumps(manifest, indent=1).encode())
         _add(tar, "database.jsonl", dump)
-        for path in paths:
-            _add(tar, f"inbox/{path.name}", path.read_bytes())
+        for name in names:
+            _add(tar, name, deployment.files.read_bytes(name))
     return rows
 
 
 _SEALED = ("format", "revision", "master_key_check", "created_at", "rows")
 
 
-def _file_digest(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+def _file_digest(deployment: Deployment, name: str) -> str:
+    digest = hashlib.sha256()
+    with deployment.files.open(name) as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _seal_fields(
@@ -199,6 +202,9 @@ def restore(
         migrate(engine)
         with engine.begin() as connection:
             snapshot.load(connection, lines)
+            stored = store_for(settings.home, engine, embedded=storage.embedded(engine))
+            for name, data in files.items():
+                stored.put_bytes(connection, f"inbox/{name}", data)
             audit_log.fill_other_subjects(connection)  # a backup made before migration 0009
             if unsealed:  # its rows of power are taken as they are, as the operator asked
                 sealing.seal_unsealed(connection, RowSealer(master))
@@ -207,10 +213,6 @@ def restore(
             checkpointing.adopt(Deployment(settings, engine, master), now=access.now)
     finally:
         engine.dispose()
-    inbox = settings.home / "inbox"
-    inbox.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for name, data in files.items():
-        (inbox / name).write_bytes(data)
     deployment = Deployment.open(settings)
     try:
         with deployment.transaction() as connection:

@@ -30,6 +30,7 @@ from tiers import _witnessing as witnessing
 from tiers import auditing, storage
 from tiers.auditing import AUDIT_DOMAIN, Access
 from tiers.budgets import IdentifierBudget
+from tiers.filestore import FileStore, store_for
 from tiers.identifiers import NormalisationOptions
 from tiers.pseudonyms import DOMAIN_NAME, domain_pseudonym
 from tiers.settings import Settings
@@ -81,6 +82,7 @@ class Deployment:
     # Entries this process appended since it last signed (a checkpoint every N of them).
     _unsigned: int = 0
     _store: CheckpointStore | None = field(default=None, repr=False)
+    _files: FileStore | None = field(default=None, repr=False)
     _sealer: tuple[KeyEncryptionKey, RowSealer] | None = field(default=None, repr=False)
     # The size each witness (by URL) last cosigned, as far as this process knows.
     witness_sizes: dict[str, int] = field(default_factory=dict)
@@ -248,6 +250,13 @@ class Deployment:
                 self.checkpoint_due()
             else:
                 self.sign_pending()
+
+    @property
+    def files(self) -> FileStore:
+        """Where job outputs and inbox deliveries live (:mod:`tiers.filestore`)."""
+        if self._files is None:
+            self._files = store_for(self.settings.home, self.engine, embedded=self.embedded)
+        return self._files
 
     @property
     def embedded(self) -> bool:

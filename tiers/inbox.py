@@ -1,7 +1,8 @@
 """Inboxes: deliveries to a partner or to the hub, kept until acknowledged, then purged.
 
-A delivery's file is written under a temporary name and renamed into place before its row is
-committed, so a recipient only ever lists complete deliveries.
+A delivery's file is written under a temporary name and renamed into place, then published
+(:mod:`tiers.filestore`: on PostgreSQL, into the database) in the transaction that commits its
+row, so a recipient only ever lists complete deliveries, from any node.
 """
 
 from __future__ import annotations
@@ -45,8 +46,13 @@ _ID = re.compile(r"[0-9a-f]{32}")
 RETENTION_DAYS = 30
 
 
+def _name(delivery_id: str) -> str:
+    return f"inbox/{delivery_id}.csv"
+
+
 def _file(deployment: Deployment, delivery_id: str) -> Path:
-    return _directory(deployment) / f"{delivery_id}.csv"
+    """Where the delivery is written (and stays, on SQLite: :mod:`tiers.filestore`)."""
+    return deployment.files.staging(_name(delivery_id))
 
 
 def _directory(deployment: Deployment) -> Path:
@@ -89,7 +95,9 @@ def staged_delivery(
         pending = PendingDelivery(delivery_id, csv.writer(handle), handle)
         pending.writer.writerow(list(header))
         yield pending
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with path.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    deployment.files.publish(connection, _name(delivery_id))
     inbox_repo.add(
         connection,
         DeliveryRecord(
@@ -169,7 +177,7 @@ def delivery_file(
         with deployment.transaction() as connection:
             record = _owned(deployment, connection, access, delivery_id, domain)
             try:
-                handle = open(_file(deployment, record.id), "rb")  # noqa: SIM115 - the caller's
+                handle = deployment.files.open(_name(record.id))
             except FileNotFoundError:
                 raise NotFound("the delivery was purged", code="gone") from None
             deployment.record(
@@ -225,8 +233,7 @@ def purge_inbox(
             counts=Counts(records_in=len(ids)),
             detail={"retention_days": older_than_days, "orphan_files_removed": orphans},
         )
-    for delivery_id in ids:
-        _file(deployment, delivery_id).unlink(missing_ok=True)
+    deployment.files.delete([_name(delivery_id) for delivery_id in ids])
     return len(ids)
 
 

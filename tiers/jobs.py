@@ -57,7 +57,19 @@ def _root(deployment: Deployment) -> Path:
 
 
 def _directory(deployment: Deployment, job_id: str) -> Path:
+    """Where the job's outputs are written (and stay, on SQLite: :mod:`tiers.filestore`)."""
     return _root(deployment) / job_id
+
+
+_FILES = ("output", "rejects")
+
+
+def _name(job_id: str, which: str) -> str:
+    return f"jobs/{job_id}/{which}.csv"
+
+
+def _remove(deployment: Deployment, job_ids: Sequence[str]) -> None:
+    deployment.files.delete([f"jobs/{job_id}/" for job_id in job_ids])
 
 
 def open_file_job(deployment: Deployment, *, access: Access, domain: str) -> str:
@@ -144,8 +156,11 @@ def run_file_job(
 
 
 def finish_file_job(deployment: Deployment, job_id: str, report: FileReport) -> JobRecord:
-    """Mark done, with its counts, a job whose outputs are in place."""
+    """Mark done, with its counts, a job whose outputs are in place (published in the same
+    transaction, see :mod:`tiers.filestore`)."""
     with deployment.transaction() as connection:
+        for which in _FILES:
+            deployment.files.publish(connection, _name(job_id, which))
         jobs_repo.finish(
             connection,
             job_id=job_id,
@@ -157,6 +172,8 @@ def finish_file_job(deployment: Deployment, job_id: str, report: FileReport) -> 
         )
         job = jobs_repo.get(connection, job_id=job_id)
     assert job is not None
+    if not deployment.embedded:  # the staging folder is empty now
+        shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
     return job
 
 
@@ -241,7 +258,7 @@ def job_file(
     if job.state != "done":
         raise NotFound(f"the job has no {which} ({job.state})", code="not_ready")
     try:
-        handle = open(_directory(deployment, job_id) / f"{which}.csv", "rb")  # noqa: SIM115
+        handle = deployment.files.open(_name(job_id, which))
     except FileNotFoundError:
         raise NotFound(f"the job has no {which} file any more", code="gone") from None
     try:
@@ -276,8 +293,7 @@ def recover_jobs(deployment: Deployment, *, now: datetime, at_start: bool = True
     )
     with deployment.transaction() as connection:
         dead = jobs_repo.fail_stale(connection, before=before, now=now)
-    for job_id in dead:
-        shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
+    _remove(deployment, dead)
     return dead
 
 
@@ -301,7 +317,7 @@ def delete_job(deployment: Deployment, *, access: Access, job_id: str) -> JobRec
         )
     # After the commit: a crash in between leaves files that job_file no longer serves and
     # that purge_jobs removes.
-    shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
+    _remove(deployment, [job_id])
     return dataclasses.replace(job, state="deleted")
 
 
@@ -329,8 +345,7 @@ def purge_jobs(
             counts=Counts(records_in=len(ids)),
             detail={"retention_days": days, "leftover_directories": len(leftovers)},
         )
-    for job_id in [*ids, *leftovers]:
-        shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
+    _remove(deployment, [*ids, *leftovers])
     return len(ids)
 
 

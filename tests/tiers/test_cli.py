@@ -314,14 +314,18 @@ def test_job_purge_and_delete_commands(
         ]
     finally:
         deployment.close()
-    directory = database.home / "jobs"
+    def stored() -> list[str]:
+        return sorted({name.split("/")[1] for name in database.stored("jobs/")})
+
     assert "deleted the files of 0 jobs" in initialised_cli.ok("job", "purge").stdout
     assert "deleted the files of job" in initialised_cli.ok("job", "delete", jobs[0]).stdout
-    assert [jobs[1]] == [path.name for path in directory.iterdir()]
+    assert [jobs[1]] == stored()
+    assert not (database.home / "jobs" / jobs[0]).exists()
     assert 2 == initialised_cli("job", "purge", "--older-than", "-1").exit_code
     purged = initialised_cli.ok("job", "purge", "--older-than", "0")
     assert "deleted the files of 1 job\n" in purged.stdout
-    assert [] == list(directory.iterdir())
+    assert [] == stored()
+    assert [] == list((database.home / "jobs").iterdir())
     unknown = initialised_cli("job", "delete", "f" * 32)
     assert 1 == unknown.exit_code
     assert one_error_line(unknown.stderr).endswith("[unknown_job]")

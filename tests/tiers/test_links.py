@@ -272,7 +272,7 @@ def test_a_merge_tells_the_hub_which_key_replaces_the_absorbed_customers(
         for d in list_inbox(dep, access=replace(ACCESS, role="hub", domain="hub"))
         if d.kind == "merge"
     ]
-    rows = (dep.settings.home / "inbox" / f"{notice.id}.csv").read_text().splitlines()
+    rows = dep.files.read_bytes(f"inbox/{notice.id}.csv").decode().splitlines()
     assert ["old_linking_key,new_linking_key", f"{absorbed},{survivor.alliance_key}"] == rows
     hub = replace(ACCESS, role="hub", domain="hub", actor="hub-app")
     (gone,) = resolve(dep, access=hub, linking_keys=[str(absorbed)])

@@ -1,8 +1,9 @@
 """The whole database as lines of JSON, and back: what a backup holds (:mod:`tiers.backup`).
 
 Each line is one row: ``{"table": name, "row": {column: value}}``, bytes as ``{"b64": ...}`` and
-times as ``{"t": ISO 8601}``. The key-generation token is left out: restoring keys makes a new
-one.
+times as ``{"t": ISO 8601}``. Left out: the key-generation token (restoring keys makes a new
+one), state in transit (parts of uploads, rate counters) and stored files, which a backup holds
+as files of its own.
 """
 
 from __future__ import annotations
@@ -15,9 +16,22 @@ from typing import Any
 
 from sqlalchemy import Connection, LargeBinary, func, insert, select
 
-from tiers.storage.tables import UTCDateTime, key_generation, metadata
+from tiers.storage.tables import (
+    UTCDateTime,
+    job_nodes,
+    job_parts,
+    key_generation,
+    limit_buckets,
+    metadata,
+    stored_files,
+)
 
 __all__ = ["dump", "load", "read_consistently"]
+
+
+# Not a backup's: the key generation (restoring keys makes a new one), state in transit (parts,
+# counters) and stored files, which a backup holds as files of its own (tiers.backup).
+_LEFT_OUT = (key_generation, job_nodes, job_parts, limit_buckets, stored_files)
 
 
 def _encode(value: object) -> object:
@@ -47,7 +61,7 @@ def dump(connection: Connection) -> bytes:
     """Every row of every table, in an order that restores (parents first)."""
     lines = []
     for table in metadata.sorted_tables:
-        if table is key_generation:
+        if table in _LEFT_OUT:
             continue
         for row in connection.execute(select(table)):
             record = {"table": table.name, "row": {k: _encode(v) for k, v in row._mapping.items()}}

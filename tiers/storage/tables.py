@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -35,14 +36,18 @@ __all__ = [
     "deliveries",
     "domains",
     "hub_keys",
+    "job_nodes",
+    "job_parts",
     "jobs",
     "key_generation",
     "keys",
+    "limit_buckets",
     "link_lock",
     "meta",
     "metadata",
     "policies",
     "pseudonym_index",
+    "stored_files",
     "subjects",
     "withdrawn",
 ]
@@ -376,6 +381,50 @@ deliveries = Table(
     Column("sender", String(128), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("acked_at", UTCDateTime, nullable=True),
+)
+
+# Files every node may serve (PostgreSQL): job outputs and inbox deliveries, in chunks. On
+# SQLite they are files of the home instead (tiers.filestore).
+stored_files = Table(
+    "stored_files",
+    metadata,
+    Column("name", String(96), primary_key=True),
+    Column("chunk", Integer, primary_key=True, autoincrement=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+# The node that runs a file job, the job's key for parts that reach another node (wrapped under
+# the master key), and how its end was asked for and counted by whichever node (tiers.relay).
+job_nodes = Table(
+    "job_nodes",
+    metadata,
+    Column("job_id", String(32), ForeignKey("jobs.id"), primary_key=True),
+    Column("node", String(128), nullable=False),
+    Column("part_key", Text, nullable=False),
+    Column("complete_parts", Integer, nullable=True),
+    Column("identifiers", BigInteger, nullable=True),
+)
+
+# Parts of an upload that reached a node other than the job's: encrypted under the job's key
+# until the job's node applies them, then only their digest (to recognise a part sent again).
+job_parts = Table(
+    "job_parts",
+    metadata,
+    Column("job_id", String(32), ForeignKey("jobs.id"), primary_key=True),
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("sha256", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=True),
+)
+
+# Request rates and identifier budgets shared by every process (PostgreSQL): two levels and
+# when they were last computed (seconds since the epoch); the key is a digest.
+limit_buckets = Table(
+    "limit_buckets",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("first", Float, nullable=False),
+    Column("second", Float, nullable=False),
+    Column("at", Float, nullable=False),
 )
 
 # Cards and customers that left the alliance: their hub keys are never issued again.
