@@ -33,6 +33,7 @@ from tiers.jobs import recover_jobs
 from tiers.ratelimit import RateLimiter
 from tiers.refusals import Refusal, RefusalTally
 from tiers.settings import Settings
+from tiers.signing_lease import SigningLease
 
 __all__ = ["create_app"]
 
@@ -155,6 +156,10 @@ class Service:
         self.tally = RefusalTally()
         self.held = HeldBytes(settings.upload_hold_bytes)
         self.metrics = Metrics(self)
+        # The clients' request rate: shared in the database once a PostgreSQL deployment opens.
+        self.limiter: RateLimiter | None = None
+        # Whether this node signs checkpoints (tiers.signing_lease), once the deployment opens.
+        self.lease: SigningLease | None = None
 
     def deployment(self) -> Deployment:
         """Raises :class:`~errors.TiersError` (mapped to 503) while it cannot be opened."""
@@ -164,6 +169,9 @@ class Service:
                     deployment = Deployment.open(self.settings)
                     deployment.checkpoint_due = self._wake.set
                     deployment.observer = self.metrics.observe
+                    self.lease = SigningLease.of(deployment.engine)
+                    if self.limiter is not None and deployment.limits.blocking:
+                        self.limiter.buckets = deployment.limits  # one rate for every node
                     recover_jobs(deployment, now=datetime.now(UTC))
                     recover_inbox(deployment)
                     self._authenticator = Authenticator(deployment)
@@ -192,15 +200,23 @@ class Service:
             thread.join(timeout=10)
         if self._deployment is not None:
             self.tally.flush(self._deployment)
-            self._deployment.sign_pending()
+            if self.signs():
+                self._deployment.sign_pending()
+            if self.lease is not None:
+                self.lease.release()
             self._deployment.close()
+
+    def signs(self) -> bool:
+        """Whether this process holds the signing lease (tiers.signing_lease) now."""
+        return self.lease is not None and self.lease.held()
 
     def start_checkpoints(self) -> None:
         """Two threads of their own (they wait on disks and on the network): one signs what no
         checkpoint covers every ``audit_checkpoint_seconds``, and as soon as a request brings
         the unsigned entries to ``audit_checkpoint_every``; the other sends the newest
         checkpoint to the witnesses, so that a witness that is down or slow never delays a
-        signature."""
+        signature. Both act only while this process holds the signing lease: one node of a
+        deployment at a time (:mod:`tiers.signing_lease`)."""
         self._threads = [
             threading.Thread(target=self._checkpoints, name="checkpoints", daemon=True),
             threading.Thread(target=self._witnesses, name="witnesses", daemon=True),
@@ -219,7 +235,7 @@ class Service:
             try:
                 if deployment is not None:
                     self.tally.flush(deployment, datetime.now(UTC))
-                if deployment is not None and deployment.due_for_checkpoint():
+                if deployment is not None and deployment.due_for_checkpoint() and self.signs():
                     deployment.sign_pending()
             except Exception as error:  # noqa: BLE001 - the thread must outlive a bad second
                 _log.error("checkpoint thread: %s", type(error).__name__)
@@ -228,7 +244,7 @@ class Service:
         while not self._stop.wait(self.settings.audit_checkpoint_seconds):
             deployment = self._deployment
             try:
-                if deployment is not None:
+                if deployment is not None and self.signs():
                     deployment.witness_newest()
             except Exception as error:  # noqa: BLE001 - the thread must outlive a bad witness
                 _log.error("witness thread: %s", type(error).__name__)
@@ -255,7 +271,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.service = service
         app.state.metrics = service.metrics
         app.state.log_requests = settings.log_requests
-        app.state.limiter = RateLimiter(
+        app.state.limiter = service.limiter = RateLimiter(
             rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
         )
         with contextlib.suppress(TiersError):

@@ -52,7 +52,10 @@ async def current_client(
     if client is None:  # a route outside /v1 never asks for a client
         raise Unauthorised("missing or invalid API key")
     limiter: RateLimiter = request.app.state.limiter
-    limiter.check(client.id)
+    if limiter.buckets.blocking:  # shared in the database: I/O, in the thread pool
+        await run_in_threadpool(limiter.check, client.id)
+    else:
+        limiter.check(client.id)
     return client
 
 

@@ -65,6 +65,12 @@ class _State(Collector):
         yield from _master_key(deployment)
         if vitals is None:
             return
+        lease = self.service.lease
+        yield _gauge(
+            "tiers_checkpoint_signer",
+            "1 while this process holds the signing lease (signs checkpoints for every node)",
+            1 if lease is not None and lease.held() else 0,
+        )
         yield _gauge(
             "tiers_log_entries", "entries ever appended to the access log", vitals.log_entries
         )

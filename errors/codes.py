@@ -87,6 +87,7 @@ _TABLE = (
     Code("approval_required", Forbidden, "creating or re-keying a client needs a second admin"),
     Code("self_approval", Forbidden, "a request must be approved by another admin than its maker"),
     Code("row_tampered", RowTampered, "a client or keyring row fails its seal: it is not obeyed"),
+    Code("part_tampered", RowTampered, "a part relayed through the database was altered"),
     Code("rate_limited", RateLimited, "too many requests from this client: see Retry-After"),
     Code("identifier_budget", BudgetExhausted, "too many identifiers: see Retry-After"),
     Code("purpose_required", PurposeRequired, "state a purpose (X-Purpose, body, --purpose)"),

@@ -86,6 +86,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             "TIERS_REQUIRE_POSTGRES",
             "TIERS_REQUIRE_BROWSER",
             "TIERS_REQUIRE_HSM",
+            "TIERS_REQUIRE_NGINX",
             "TIERS_TEST_HSM",
             "TIERS_SCREENSHOT_DIR",
         ):

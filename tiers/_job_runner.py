@@ -62,6 +62,7 @@ from tiers.auditing import Access
 from tiers.deployment import Deployment
 from tiers.files import FileReport, parse_column_spec, tokenise_file
 from tiers.jobs import Heartbeat, fail_file_job, finish_file_job
+from tiers.relay import POLL_SECONDS, RunnerRelay
 from tiers.settings import Settings
 
 __all__ = [
@@ -144,6 +145,20 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
+class _Elsewhere:
+    """Who waits for the end of a job completed through another node: no connection here
+    (that node reads the job's state)."""
+
+    def sendall(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+_ELSEWHERE: Any = _Elsewhere()
+
+
 class _Stopped(Exception):
     """The service stops its runners (SIGTERM), or the process that started this one died: the
     job fails as interrupted."""
@@ -153,8 +168,15 @@ class Upload(io.RawIOBase):
     """The job's input as the tokeniser reads it, fed by the messages of the socket (see the
     module docstring); also what is known of the job's progress."""
 
-    def __init__(self, server: socket.socket, *, part_limit: int, idle_seconds: float) -> None:
+    def __init__(
+        self, server: socket.socket, *, part_limit: int, idle_seconds: float,
+        relay: RunnerRelay | None = None,
+    ) -> None:  # fmt: skip
         self._server = server
+        # Parts that reached other nodes (PostgreSQL, tiers.relay), and those applied from
+        # there whose application is not yet told.
+        self._relay = relay
+        self._relayed: list[tuple[int, str]] = []
         self._part_limit = part_limit
         self._idle = idle_seconds
         self._chunks: deque[bytes] = deque()
@@ -196,6 +218,10 @@ class Upload(io.RawIOBase):
         for connection, body in self._pending:
             _answer(connection, body if end is None or "ok" in end else end)
         self._pending.clear()
+        if self._relay is not None and (end is None or "ok" in end):
+            for number, digest in self._relayed:
+                self._relay.applied(number, digest)
+            self._relayed.clear()
         if end is not None:
             for waiting in (self.ended, self._stream):
                 if waiting is not None:
@@ -215,9 +241,12 @@ class Upload(io.RawIOBase):
         while True:
             if os.getppid() != self._parent:
                 raise _Stopped
+            if self._from_relay() and (not wait or self._chunks or self.ended is not None):
+                return
             readable = [self._server] + ([self._stream] if self._stream is not None else [])
             left = self._idle - (time.monotonic() - self._last_input)
-            ready, _, _ = select.select(readable, [], [], max(0.0, min(5.0, left)) if wait else 0)
+            most = 5.0 if self._relay is None else POLL_SECONDS
+            ready, _, _ = select.select(readable, [], [], max(0.0, min(most, left)) if wait else 0)
             if not ready:
                 if not wait:
                     return
@@ -302,13 +331,41 @@ class Upload(io.RawIOBase):
             raise StateConflict(
                 f"the next part is {len(self._digests) + 1}", code="part_out_of_order"
             )
-        self._digests.append(found)
+        self._apply(found, chunks, size)
+        if self._relay is not None:  # so that a node it is sent to again knows it
+            self._relay.applied(number, found)
+        self._pending.append((connection, {"ok": {"part": number, "applied": True}}))
+        return None
+
+    def _apply(self, digest: str, chunks: list[bytes], size: int) -> None:
+        self._digests.append(digest)
         self._last_input = time.monotonic()
         self._chunks.extend(c for c in chunks if c)
         self._buffered += size
         self.received += size
-        self._pending.append((connection, {"ok": {"part": number, "applied": True}}))
-        return None
+
+    def _from_relay(self) -> bool:
+        """Take the next part if another node left it, or the end if another node was asked
+        for it (at most every POLL_SECONDS); whether something came."""
+        relay = self._relay
+        if relay is None or self.ended is not None or self._stream is not None or not relay.due():
+            return False
+        number = len(self._digests) + 1
+        found = relay.fetch(number)
+        if found is not None:
+            data, digest = found
+            self._apply(digest, [data], len(data))
+            self._relayed.append((number, digest))
+            return True
+        last = relay.completion()
+        if last is None:
+            return False
+        if last != len(self._digests):  # a part came after the other node checked
+            raise StateConflict(
+                f"the job has received parts 1 to {len(self._digests)}", code="part_missing"
+            )
+        self.ended = _ELSEWHERE
+        return True
 
     def _streamed(self) -> None:
         assert self._stream is not None
@@ -383,10 +440,16 @@ def run(spec: JobSpec) -> int:
             print(json.dumps(_error("job_process", message)), flush=True)
             return 1
         settings = deployment.settings
+        try:
+            relay = RunnerRelay.register(deployment, spec.job_id)
+        except TiersError as error:
+            print(json.dumps(_error(error.code, error.message)), flush=True)
+            return 1
         upload = Upload(
             server,
             part_limit=settings.upload_part_max_bytes,
             idle_seconds=settings.upload_resume_seconds,
+            relay=relay,
         )
         print(json.dumps({"ok": "ready"}), flush=True)
         os.dup2(2, 1)  # the service reads one line: anything printed later goes to stderr
@@ -420,6 +483,8 @@ def _tokenised(deployment: Deployment, spec: JobSpec, upload: Upload) -> int:
         return _failed(deployment, spec, upload, "internal", "the job failed")
     job = finish_file_job(deployment, spec.job_id, report)
     identifiers = report.rows_in * len(spec.columns)
+    if not deployment.embedded:  # the budget is the database's: charged here, by any node
+        deployment.budget.charge(access, identifiers)
     upload.acknowledge({"ok": {"job": job.id, "identifiers": identifiers}})
     return 0
 

@@ -15,40 +15,45 @@ charged when it ends.
 
 The budgets are of the clients of the API (:attr:`~tiers.auditing.Access.client_id`); the
 operator on the host's command line has none. Like the request rate
-(:mod:`tiers.ratelimit`), they are kept in the memory of each worker process: with N workers a
-client can reach N times the budget, so size the settings for one worker. The access log
-counts the identifiers of every call, whichever worker served it, and the ``volume`` alert
-(:mod:`tiers.alerts`) reads them there.
+(:mod:`tiers.ratelimit`), they are shared in the database on PostgreSQL: a client has one
+budget across every worker and node of the deployment. On SQLite (one host) they are kept in
+the memory of each worker process: with N workers a client can reach N times the budget, so
+size the settings for one worker there. The access log counts the identifiers of every call,
+whichever worker served it, and the ``volume`` alert (:mod:`tiers.alerts`) reads them there.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 
 from errors import BudgetExhausted
+from tiers._buckets import Buckets, Levels, MemoryBuckets
 from tiers.auditing import Access
 
 __all__ = ["BudgetExhausted", "IdentifierBudget"]
 
 
 class IdentifierBudget:
-    """Per-client buckets of identifiers, per second and per hour, in one process."""
+    """Per-client buckets of identifiers, per second and per hour, in one process's memory or
+    shared by every process (``buckets``, see :mod:`tiers._buckets`)."""
 
     def __init__(
-        self, *, per_second: int, per_hour: int, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        per_second: int,
+        per_hour: int,
+        clock: Callable[[], float] = time.monotonic,
+        buckets: Buckets | None = None,
     ) -> None:
         # (capacity, refill per second) of each bucket
         self._buckets = ((float(per_second), float(per_second)), (float(per_hour), per_hour / 3600))
-        self._clock = clock
-        self._held: dict[int, tuple[list[float], float]] = {}
-        self._lock = threading.Lock()
+        self._full: Levels = (float(per_second), float(per_hour))
+        self.store = buckets or MemoryBuckets(clock=clock)
 
-    def _levels(self, client_id: int, now: float) -> list[float]:
-        levels, last = self._held.get(client_id, ([c for c, _ in self._buckets], now))
+    def _refilled(self, levels: Levels, elapsed: float) -> list[float]:
         return [
-            min(capacity, level + (now - last) * rate)
+            min(capacity, level + elapsed * rate)
             for level, (capacity, rate) in zip(levels, self._buckets, strict=True)
         ]
 
@@ -57,27 +62,31 @@ class IdentifierBudget:
         :class:`BudgetExhausted` (charging nothing) while a bucket is overdrawn."""
         if access.client_id is None:
             return
-        now = self._clock()
-        with self._lock:
-            levels = self._levels(access.client_id, now)
+
+        def step(held: Levels, elapsed: float) -> tuple[Levels, float | None]:
+            levels = self._refilled(held, elapsed)
             waits = [
                 -level / rate
                 for level, (_, rate) in zip(levels, self._buckets, strict=True)
                 if level < 0
             ]
             if waits:
-                self._held[access.client_id] = (levels, now)
-                raise BudgetExhausted(
-                    "the identifier budget of this client is spent; slow down",
-                    retry_after=max(waits),
-                )
-            self._held[access.client_id] = ([level - identifiers for level in levels], now)
+                return (levels[0], levels[1]), max(waits)
+            return (levels[0] - identifiers, levels[1] - identifiers), None
+
+        wait = self.store.update(("budget", access.client_id), self._full, step)
+        if wait is not None:
+            raise BudgetExhausted(
+                "the identifier budget of this client is spent; slow down", retry_after=wait
+            )
 
     def charge(self, access: Access, identifiers: int) -> None:
         """Charge ``identifiers`` handled by an admitted call (a file's, once it is read)."""
         if access.client_id is None or identifiers <= 0:
             return
-        now = self._clock()
-        with self._lock:
-            levels = self._levels(access.client_id, now)
-            self._held[access.client_id] = ([level - identifiers for level in levels], now)
+
+        def step(held: Levels, elapsed: float) -> tuple[Levels, None]:
+            levels = self._refilled(held, elapsed)
+            return (levels[0] - identifiers, levels[1] - identifiers), None
+
+        self.store.update(("budget", access.client_id), self._full, step)

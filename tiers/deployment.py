@@ -28,6 +28,7 @@ from tiers import _checkpointing as checkpointing
 from tiers import _keyrings as keyrings
 from tiers import _witnessing as witnessing
 from tiers import auditing, storage
+from tiers._buckets import Buckets, DatabaseBuckets, MemoryBuckets
 from tiers.auditing import AUDIT_DOMAIN, Access
 from tiers.budgets import IdentifierBudget
 from tiers.filestore import FileStore, store_for
@@ -93,13 +94,19 @@ class Deployment:
     # Told of every entry this process records (a service's metrics count them: identifiers
     # processed by action, refusals by code). It must be quick and must not raise.
     observer: Callable[[AuditEntry], None] | None = field(default=None, repr=False)
-    # The identifiers each API client may still submit (tiers.budgets), in this process.
+    # The identifiers each API client may still submit (tiers.budgets).
     budget: IdentifierBudget = field(init=False, repr=False)
 
+    # The levels of the clients' rate and budget buckets: this process's on SQLite, the
+    # database's (every node's) on PostgreSQL.
+    limits: Buckets = field(init=False, repr=False)
+
     def __post_init__(self) -> None:
+        self.limits = MemoryBuckets() if self.embedded else DatabaseBuckets(self.engine)
         self.budget = IdentifierBudget(
             per_second=self.settings.budget_identifiers_per_second,
             per_hour=self.settings.budget_identifiers_per_hour,
+            buckets=self.limits,
         )
 
     @classmethod

@@ -35,6 +35,7 @@ from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.files import parse_column_spec
 from tiers.jobs import JobRecord, fail_file_job, open_file_job, owned_job
+from tiers.relay import relay_completion, relay_part, runner_elsewhere
 from tiers.storage import jobs as jobs_repo
 
 __all__ = [
@@ -237,6 +238,12 @@ def send_part(
     """Give the job part ``number`` of its file (``sha256``: its digest, checked when given);
     answered once it is applied, or at once when it had been received before."""
     job = _running(deployment, access, job_id)
+    elsewhere = runner_elsewhere(deployment, job.id, socket_path(job.id))
+    if elsewhere is not None:  # another node runs it: the part goes through the database
+        applied = relay_part(
+            deployment, elsewhere, job_id=job.id, number=number, data=data, sha256=sha256
+        )
+        return PartReceipt(part=number, applied=applied)
     answer = _ask(deployment, job, {"op": "part", "number": number, "sha256": sha256}, data)
     return PartReceipt(part=number, applied=bool(answer["applied"]))
 
@@ -244,9 +251,20 @@ def send_part(
 def complete_job(deployment: Deployment, *, access: Access, job_id: str, parts: int) -> JobRecord:
     """End the job's input after part ``parts``; returns the job once it has ended."""
     job = _running(deployment, access, job_id)
+    if runner_elsewhere(deployment, job.id, socket_path(job.id)) is not None:
+        return _completed_elsewhere(relay_completion(deployment, job.id, parts))
     return _ended(
         deployment, access, job, _ask(deployment, job, {"op": "complete", "parts": parts})
     )
+
+
+def _completed_elsewhere(job: JobRecord) -> JobRecord:
+    """A job its runner on another node ended: done, or its error raised as the runner's
+    own answer would have raised it."""
+    if job.state == "done":
+        return job
+    code = job.error_code or "internal"
+    raise _raised({"code": code, "message": f"the file job failed ({code})"})
 
 
 def stream_to_job(
@@ -258,7 +276,8 @@ def stream_to_job(
 
 
 def _ended(deployment: Deployment, access: Access, job: JobRecord, answer: Any) -> JobRecord:
-    deployment.budget.charge(access, int(answer["identifiers"]))
+    if deployment.embedded:  # in this process's memory; on PostgreSQL the runner charged it
+        deployment.budget.charge(access, int(answer["identifiers"]))
     with deployment.engine.connect() as connection:
         ended = jobs_repo.get(connection, job_id=job.id)
     assert ended is not None

@@ -30,6 +30,7 @@ from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.files import FileReport, parse_column_spec, tokenise_file
+from tiers.storage import job_relay
 from tiers.storage import jobs as jobs_repo
 from tiers.storage.jobs import JobRecord
 
@@ -104,6 +105,7 @@ def fail_file_job(deployment: Deployment, job_id: str, code: str) -> None:
             return
         if job is not None:
             jobs_repo.finish(connection, job_id=job_id, state="failed", now=_now(), error_code=code)
+            job_relay.forget(connection, job_id=job_id)
     shutil.rmtree(_directory(deployment, job_id), ignore_errors=True)
 
 
@@ -150,6 +152,7 @@ def run_file_job(
         code = error.code if isinstance(error, TiersError) else "internal"
         with deployment.transaction() as connection:
             jobs_repo.finish(connection, job_id=job_id, state="failed", now=_now(), error_code=code)
+            job_relay.forget(connection, job_id=job_id)
         shutil.rmtree(directory, ignore_errors=True)
         raise
     return finish_file_job(deployment, job_id, report)
@@ -161,6 +164,7 @@ def finish_file_job(deployment: Deployment, job_id: str, report: FileReport) -> 
     with deployment.transaction() as connection:
         for which in _FILES:
             deployment.files.publish(connection, _name(job_id, which))
+        job_relay.forget(connection, job_id=job_id)
         jobs_repo.finish(
             connection,
             job_id=job_id,
@@ -293,6 +297,8 @@ def recover_jobs(deployment: Deployment, *, now: datetime, at_start: bool = True
     )
     with deployment.transaction() as connection:
         dead = jobs_repo.fail_stale(connection, before=before, now=now)
+        for job_id in dead:
+            job_relay.forget(connection, job_id=job_id)
     _remove(deployment, dead)
     return dead
 

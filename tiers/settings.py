@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     max_batch_values: int = Field(default=100_000, ge=1)
     exchanges_file: Path | None = None
     job_stale_seconds: int = Field(default=120, ge=1)
+    # This node's name among the nodes of one PostgreSQL deployment (tiers.relay); default: its
+    # host and temporary folder.
+    node_name: str | None = Field(default=None, max_length=128)
     # What `tiers job purge` keeps of finished file jobs' outputs (see tiers/jobs.py).
     job_retention_days: int = Field(default=7, ge=0)
     # Processes that tokenise a file's blocks in parallel (see tiers/_fastpath.py).

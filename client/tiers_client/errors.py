@@ -191,6 +191,12 @@ class RowTamperedError(RowTampered):
     code = "row_tampered"
 
 
+class PartTamperedError(RowTampered):
+    """a part relayed through the database was altered."""
+
+    code = "part_tampered"
+
+
 class RateLimitedError(RateLimited):
     """too many requests from this client: see Retry-After."""
 
@@ -1099,6 +1105,7 @@ BY_CODE: dict[str, type[TiersError]] = {
     "approval_required": ApprovalRequiredError,
     "self_approval": SelfApprovalError,
     "row_tampered": RowTamperedError,
+    "part_tampered": PartTamperedError,
     "rate_limited": RateLimitedError,
     "identifier_budget": IdentifierBudgetError,
     "purpose_required": PurposeRequiredError,

@@ -394,7 +394,7 @@ stored_files = Table(
 )
 
 # The node that runs a file job, the job's key for parts that reach another node (wrapped under
-# the master key), and how its end was asked for and counted by whichever node (tiers.relay).
+# the master key), and the last part, once another node was asked to complete it (tiers.relay).
 job_nodes = Table(
     "job_nodes",
     metadata,
@@ -402,7 +402,6 @@ job_nodes = Table(
     Column("node", String(128), nullable=False),
     Column("part_key", Text, nullable=False),
     Column("complete_parts", Integer, nullable=True),
-    Column("identifiers", BigInteger, nullable=True),
 )
 
 # Parts of an upload that reached a node other than the job's: encrypted under the job's key

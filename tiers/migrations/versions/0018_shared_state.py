@@ -38,7 +38,6 @@ def upgrade() -> None:
         sa.Column("node", sa.String(128), nullable=False),
         sa.Column("part_key", sa.Text, nullable=False),
         sa.Column("complete_parts", sa.Integer, nullable=True),
-        sa.Column("identifiers", sa.BigInteger, nullable=True),
     )
     op.create_table(
         "job_parts",

@@ -1,0 +1,83 @@
+"""The levels of token buckets: in one process's memory, or shared in the database.
+
+A bucket is a few levels (tokens left) and the time they were computed. :meth:`Buckets.update`
+hands the levels and the time elapsed since to a pure step, which returns the new levels and
+an answer; the store keeps the new levels. :class:`MemoryBuckets` serves one process (SQLite:
+one host); :class:`DatabaseBuckets` serves every worker of every node of a PostgreSQL
+deployment, one row a bucket, updated under the row's lock, with the wall clock (nodes are
+expected to keep NTP time; a clock a little off gives a little more or less refill, never a
+negative one). A bucket's key is stored as its SHA-256: no address or name is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
+from typing import TypeVar
+
+from sqlalchemy import Engine
+
+from tiers.storage import buckets as buckets_repo
+
+__all__ = ["Buckets", "DatabaseBuckets", "Levels", "MemoryBuckets", "Step"]
+
+T = TypeVar("T")
+Levels = tuple[float, float]
+# (levels, seconds since they were computed) -> (new levels, answer)
+Step = Callable[[Levels, float], tuple[Levels, T]]
+
+
+class Buckets(ABC):
+    """Where the levels of buckets are kept."""
+
+    # Whether an update waits on I/O (an async caller then runs it in a thread).
+    blocking = False
+
+    @abstractmethod
+    def update(self, key: Hashable, full: Levels, step: Step[T]) -> T:
+        """Apply ``step`` to bucket ``key`` (``full`` when it is new); returns its answer."""
+
+
+class MemoryBuckets(Buckets):
+    """Buckets of one process. Past ``max_keys`` buckets, they all start again full."""
+
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000
+    ) -> None:
+        self._clock = clock
+        self._held: dict[Hashable, tuple[Levels, float]] = {}
+        self._lock = threading.Lock()
+        self._max_keys = max_keys
+
+    def update(self, key: Hashable, full: Levels, step: Step[T]) -> T:
+        now = self._clock()
+        with self._lock:
+            if len(self._held) >= self._max_keys and key not in self._held:
+                self._held.clear()
+            levels, last = self._held.get(key, (full, now))
+            levels, answer = step(levels, max(0.0, now - last))
+            self._held[key] = (levels, now)
+        return answer
+
+
+class DatabaseBuckets(Buckets):
+    """Buckets in ``limit_buckets``, shared by every process on the database (PostgreSQL)."""
+
+    blocking = True
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def update(self, key: Hashable, full: Levels, step: Step[T]) -> T:
+        digest = hashlib.sha256(repr(key).encode()).hexdigest()
+        with self._engine.begin() as connection:
+            levels, last = buckets_repo.lock(connection, key=digest, full=full, now=self._clock())
+            # Read after the lock (another node may have held it), never before the last time.
+            now = max(self._clock(), last)
+            levels, answer = step(levels, now - last)
+            buckets_repo.save(connection, key=digest, levels=levels, now=now)
+        return answer
