@@ -28,15 +28,15 @@ import time
 from collections.abc import Callable
 
 from errors import BudgetExhausted
-from tiers._buckets import Buckets, Levels, MemoryBuckets
 from tiers.auditing import Access
+from tiers.buckets import Buckets, Levels, MemoryBuckets
 
 __all__ = ["BudgetExhausted", "IdentifierBudget"]
 
 
 class IdentifierBudget:
     """Per-client buckets of identifiers, per second and per hour, in one process's memory or
-    shared by every process (``buckets``, see :mod:`tiers._buckets`)."""
+    shared by every process (``buckets``, see :mod:`tiers.buckets`)."""
 
     def __init__(
         self,

@@ -28,8 +28,8 @@ from tiers import _checkpointing as checkpointing
 from tiers import _keyrings as keyrings
 from tiers import _witnessing as witnessing
 from tiers import auditing, storage
-from tiers._buckets import Buckets, DatabaseBuckets, MemoryBuckets
 from tiers.auditing import AUDIT_DOMAIN, Access
+from tiers.buckets import Buckets, DatabaseBuckets, MemoryBuckets
 from tiers.budgets import IdentifierBudget
 from tiers.filestore import FileStore, store_for
 from tiers.identifiers import NormalisationOptions

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, Engine
 
 from tiers.storage import stored_files as files_repo
 
-__all__ = ["CHUNK", "DatabaseFiles", "FileStore", "HomeFiles", "file_size", "store_for"]
+__all__ = ["DatabaseFiles", "FileStore", "file_size", "store_for"]
 
 CHUNK = 1 << 20
 

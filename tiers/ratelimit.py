@@ -1,8 +1,8 @@
 """A token bucket per client (or per address).
 
-The buckets are in the memory of one process (:class:`~tiers._buckets.MemoryBuckets`) unless
+The buckets are in the memory of one process (:class:`~tiers.buckets.MemoryBuckets`) unless
 they are given a store shared by every process: a service on PostgreSQL shares the buckets of
-its clients in the database (:class:`~tiers._buckets.DatabaseBuckets`), so that a client gets
+its clients in the database (:class:`~tiers.buckets.DatabaseBuckets`), so that a client gets
 the configured rate from the whole deployment, whatever the number of workers and nodes. The
 door's per-address buckets (:mod:`api.gate`) stay in each process: they guard that process.
 Every refusal is recorded in the access log, so that a client hammering the service (a
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Hashable
 
 from errors import RateLimited
-from tiers._buckets import Buckets, Levels, MemoryBuckets
+from tiers.buckets import Buckets, Levels, MemoryBuckets
 
 __all__ = ["RateLimiter"]
 

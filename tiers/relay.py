@@ -46,7 +46,7 @@ from tiers.storage.jobs import JobRecord
 __all__ = [
     "POLL_SECONDS",
     "RunnerRelay",
-    "node_name",
+    "leave_part",
     "relay_completion",
     "relay_part",
     "runner_elsewhere",
@@ -179,8 +179,7 @@ def relay_part(
     found = hashlib.sha256(data).hexdigest()
     if sha256 is not None and sha256 != found:
         raise InvalidRequest("the part does not match its SHA-256 digest", code="part_digest")
-    cipher = _cipher(deployment, node, job_id)
-    if not _left(deployment, cipher, job_id=job_id, number=number, data=data, found=found):
+    if not leave_part(deployment, node, job_id=job_id, number=number, data=data):
         return False
     while True:
         time.sleep(POLL_SECONDS)
@@ -200,10 +199,13 @@ def relay_part(
         _still_running(deployment, job)
 
 
-def _left(
-    deployment: Deployment, cipher: AESGCM, *, job_id: str, number: int, data: bytes, found: str
+def leave_part(
+    deployment: Deployment, node: JobNode, *, job_id: str, number: int, data: bytes
 ) -> bool:
-    """Leave the part encrypted for the runner; False if it was applied before (same digest)."""
+    """Leave part ``number`` encrypted for the runner on ``node`` (without waiting for it);
+    False if it was applied before (same digest). Refused like :func:`relay_part`."""
+    found = hashlib.sha256(data).hexdigest()
+    cipher = _cipher(deployment, node, job_id)
     nonce = secrets.token_bytes(_NONCE)
     sealed = nonce + cipher.encrypt(nonce, data, _bound(job_id, number))
     for _ in range(2):  # a second look if another node left the same number at this instant

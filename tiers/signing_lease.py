@@ -25,7 +25,7 @@ from errors import DatabaseUnavailable
 from tiers.storage import audit_log, embedded
 from tiers.storage import leases as leases_repo
 
-__all__ = ["SigningLease", "lease_key"]
+__all__ = ["SigningLease"]
 
 
 def lease_key(origin: str) -> int:

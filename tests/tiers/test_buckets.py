@@ -1,4 +1,4 @@
-"""Shared token buckets (tiers._buckets): on PostgreSQL the clients' request rate and
+"""Shared token buckets (tiers.buckets): on PostgreSQL the clients' request rate and
 identifier budgets are the deployment's, not each process's. Two "nodes" sharing the database
 decide exactly as one process would (the in-memory buckets are the model), and under
 concurrency no token is given twice."""
@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 
 from errors import BudgetExhausted, RateLimited
 from tests.conftest import ACCESS
-from tiers._buckets import DatabaseBuckets, MemoryBuckets
+from tiers.buckets import DatabaseBuckets, MemoryBuckets
 from tiers.budgets import IdentifierBudget
 from tiers.deployment import Deployment
 from tiers.ratelimit import RateLimiter

@@ -3,6 +3,7 @@ refused as the job's runner would refuse them, and an altered part fails its job
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -15,7 +16,7 @@ from tiers.admin import add_domain
 from tiers.clients import add_client
 from tiers.deployment import Deployment
 from tiers.jobs import fail_file_job, open_file_job
-from tiers.relay import RunnerRelay, relay_completion, relay_part
+from tiers.relay import RunnerRelay, leave_part, relay_completion, relay_part
 from tiers.storage import job_relay
 from tiers.storage.tables import job_nodes, job_parts, jobs
 
@@ -50,20 +51,11 @@ def _node(deployment: Deployment, job_id: str) -> job_relay.JobNode:
     return node
 
 
-def _left_only(deployment: Deployment, job_id: str, number: int, data: bytes) -> None:
-    """Leave a part without waiting for it to be applied (the waiting half is relay_part's)."""
-    from tiers import relay  # noqa: PLC0415 - the private half of the module, for this test
-
-    cipher = relay._cipher(deployment, _node(deployment, job_id), job_id)
-    found = __import__("hashlib").sha256(data).hexdigest()
-    assert relay._left(deployment, cipher, job_id=job_id, number=number, data=data, found=found)
-
-
 def test_a_relayed_part_is_at_rest_only_encrypted_and_reaches_the_runner_whole(
     deployment: Deployment, job: tuple[str, RunnerRelay]
 ) -> None:
     job_id, runner = job
-    _left_only(deployment, job_id, 1, CLEAR)
+    assert leave_part(deployment, _node(deployment, job_id), job_id=job_id, number=1, data=CLEAR)
     with deployment.engine.connect() as connection:
         stored = connection.execute(select(job_parts.c.data)).scalar_one()
         key = connection.execute(select(job_nodes.c.part_key)).scalar_one()
@@ -85,7 +77,7 @@ def test_parts_are_refused_as_the_runner_refuses_them(
 ) -> None:
     job_id, runner = job
     node = _node(deployment, job_id)
-    runner.applied(1, __import__("hashlib").sha256(b"card\n").hexdigest())
+    runner.applied(1, hashlib.sha256(b"card\n").hexdigest())
     cases = {
         "part_conflict": dict(number=1, data=b"other\n", sha256=None),
         "part_out_of_order": dict(number=3, data=b"x\n", sha256=None),
@@ -104,7 +96,7 @@ def test_an_altered_part_fails_its_authentication(
     deployment: Deployment, job: tuple[str, RunnerRelay]
 ) -> None:
     job_id, runner = job
-    _left_only(deployment, job_id, 1, CLEAR)
+    assert leave_part(deployment, _node(deployment, job_id), job_id=job_id, number=1, data=CLEAR)
     with deployment.transaction() as connection:
         stored = bytes(connection.execute(select(job_parts.c.data)).scalar_one())
         altered = stored[:-1] + bytes([stored[-1] ^ 1])
@@ -118,7 +110,7 @@ def test_a_waiting_part_learns_that_its_job_ended(
     deployment: Deployment, job: tuple[str, RunnerRelay]
 ) -> None:
     job_id, _ = job
-    _left_only(deployment, job_id, 1, CLEAR)
+    assert leave_part(deployment, _node(deployment, job_id), job_id=job_id, number=1, data=CLEAR)
     node = _node(deployment, job_id)
     fail_file_job(deployment, job_id, "interrupted")  # its node died: nothing stays
     with deployment.engine.connect() as connection:
