@@ -29,6 +29,7 @@ from bench import (
     exchanges_bench,
     files_bench,
     hsm_bench,
+    nodes_bench,
     service_bench,
     vitals_bench,
 )
@@ -407,6 +408,43 @@ def exchange_section(options: argparse.Namespace, work: Path, results: dict[str,
 
 
 def scale_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
+    _customers_scale(options, results)
+    if not options.database_url:
+        print("Scale over nodes: skipped (needs --database-url, PostgreSQL)")
+        return
+    seconds = 5.0 if options.quick else 15.0
+    with fresh_schema(options.database_url) as scoped:
+        assert scoped is not None
+        appends = nodes_bench.sequencer(scoped, seconds / 3)
+    print("The access log's sequencer (entries appended per second, a transaction each)")
+    for threads, rate in appends.items():
+        line(f"{threads} thread(s)", rate, "entries/s")
+    results["scale_sequencer"] = appends
+    if not nodes_bench.available():
+        print("Scale over nodes: skipped (nginx is not installed)")
+        return
+    with fresh_schema(options.database_url) as scoped:
+        assert scoped is not None
+        runs = nodes_bench.nodes(scoped, seconds)
+    print(f"Nodes behind nginx, round robin, on this machine ({seconds:.0f} s per test)")
+    one = runs["1"]
+    for count, run in runs.items():
+        single, batch = run["single"], run["batch_10000"]
+        run["ratios"] = {
+            "single_vs_one_node": single["requests_per_second"]
+            / one["single"]["requests_per_second"],
+            "batch_vs_one_node": batch["identifiers_per_second"]
+            / one["batch_10000"]["identifiers_per_second"],
+        }
+        note = f"p99 {single['p99_ms']} ms, {single['errors']} errors"
+        line(f"{count} node(s): single calls", single["requests_per_second"], "req/s", note)
+        line(f"{count} node(s): 10 000-value batches", batch["identifiers_per_second"], "ids/s")
+        for name, value in run["ratios"].items():
+            line(f"{count} node(s): {name.replace('_', ' ')}", value, "×")
+    results["scale_nodes"] = runs
+
+
+def _customers_scale(options: argparse.Namespace, results: dict[str, Any]) -> None:
     print("Scale (in process, SQLite)")
     rows = []
     for customers in options.scale:
