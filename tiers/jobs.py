@@ -359,16 +359,25 @@ def _leftovers(deployment: Deployment, connection: Connection) -> list[str]:
     """Job directories that serve nothing: those of failed or deleted jobs (a crash came
     between the commit and the removal) and those of no job at all (a crash came between
     creating the directory and the job), once untouched for ``job_stale_seconds``, so that a
-    job being created now is not taken."""
+    job being created now is not taken. On PostgreSQL, also the stored files of failed or
+    deleted jobs (:mod:`tiers.filestore`; a crash came between the commit and the removal)."""
     root = _root(deployment)
-    if not root.is_dir():
-        return []
-    names = sorted(p.name for p in root.iterdir() if p.is_dir() and _JOB_ID.fullmatch(p.name))
-    known = jobs_repo.states(connection, job_ids=names)
+    names = (
+        sorted(p.name for p in root.iterdir() if p.is_dir() and _JOB_ID.fullmatch(p.name))
+        if root.is_dir()
+        else []
+    )
+    stored = (
+        sorted({name.split("/")[1] for name in deployment.files.names("jobs/")})
+        if not deployment.embedded
+        else []
+    )
+    known = jobs_repo.states(connection, job_ids=sorted({*names, *stored}))
     cutoff = time.time() - deployment.settings.job_stale_seconds
-    return [
+    left = [
         name
         for name in names
         if known.get(name) in ("failed", "deleted")
         or (name not in known and (root / name).stat().st_mtime < cutoff)
     ]
+    return sorted({*left, *(name for name in stored if known.get(name) in ("failed", "deleted"))})

@@ -164,6 +164,9 @@ def test_purge_deletes_what_the_retention_period_no_longer_keeps(
     api.http.delete(f"/v1/jobs/{fetched}", headers=api.headers("casino-app"))
     _directory(api, fetched).mkdir()
     (_directory(api, fetched) / "output.csv").write_text("left behind")
+    if not deployment.embedded:  # on PostgreSQL, its stored file too
+        with deployment.engine.begin() as connection:
+            deployment.files.put_bytes(connection, f"jobs/{fetched}/output.csv", b"left behind")
     for name in ("c" * 32, "d" * 32, "notes"):
         _directory(api, name).mkdir()
     an_hour_ago = time.time() - 3600
