@@ -53,7 +53,8 @@ async def current_client(
         raise Unauthorised("missing or invalid API key")
     limiter: RateLimiter = request.app.state.limiter
     if limiter.buckets.blocking:  # shared in the database: I/O, in the thread pool
-        await run_in_threadpool(limiter.check, client.id)
+        if not limiter.spend_held(client.id):
+            await run_in_threadpool(limiter.check, client.id)
     else:
         limiter.check(client.id)
     return client

@@ -7,6 +7,10 @@ one host); :class:`DatabaseBuckets` serves every worker of every node of a Postg
 deployment, one row a bucket, updated under the row's lock, with the wall clock (nodes are
 expected to keep NTP time; a clock a little off gives a little more or less refill, never a
 negative one). A bucket's key is stored as its SHA-256: no address or name is.
+
+A transaction a call, all of one client's calls queued on one row, would cost more than the
+call: a process therefore takes units from a shared bucket a chunk at a time and spends them
+from its :class:`Reservoir`, going back to the database when it runs out.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from sqlalchemy import Engine
 
 from tiers.storage import buckets as buckets_repo
 
-__all__ = ["Buckets", "DatabaseBuckets", "Levels", "MemoryBuckets", "Step"]
+__all__ = ["Buckets", "DatabaseBuckets", "Levels", "MemoryBuckets", "Reservoir", "Step"]
 
 T = TypeVar("T")
 Levels = tuple[float, float]
@@ -81,3 +85,35 @@ class DatabaseBuckets(Buckets):
             levels, answer = step(levels, now - last)
             buckets_repo.save(connection, key=digest, levels=levels, now=now)
         return answer
+
+
+class Reservoir:
+    """Units one process took from a shared bucket ahead of need, spent without the database.
+
+    Every unit spent was taken from the shared bucket, so the deployment never admits more
+    than the bucket allows; a process holds at most one chunk it has not spent, for at most
+    ``ttl`` seconds (then it lapses, and is not given back: the bucket refills meanwhile).
+    """
+
+    def __init__(self, *, ttl: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._held: dict[Hashable, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def spend(self, key: Hashable, units: float) -> bool:
+        """Spend ``units`` held for ``key`` if there are that many, unlapsed."""
+        now = self._clock()
+        with self._lock:
+            held, until = self._held.get(key, (0.0, now))
+            if now >= until or held < units:
+                return False
+            self._held[key] = (held - units, until)
+            return True
+
+    def keep(self, key: Hashable, units: float) -> None:
+        """Hold ``units`` more for ``key`` (those held already, if unlapsed, are kept too)."""
+        now = self._clock()
+        with self._lock:
+            held, until = self._held.get(key, (0.0, now))
+            self._held[key] = ((held if now < until else 0.0) + units, now + self._ttl)

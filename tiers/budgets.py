@@ -16,10 +16,12 @@ charged when it ends.
 The budgets are of the clients of the API (:attr:`~tiers.auditing.Access.client_id`); the
 operator on the host's command line has none. Like the request rate
 (:mod:`tiers.ratelimit`), they are shared in the database on PostgreSQL: a client has one
-budget across every worker and node of the deployment. On SQLite (one host) they are kept in
-the memory of each worker process: with N workers a client can reach N times the budget, so
-size the settings for one worker there. The access log counts the identifiers of every call,
-whichever worker served it, and the ``volume`` alert (:mod:`tiers.alerts`) reads them there.
+budget across every worker and node of the deployment (each process takes identifiers a
+twentieth of a second's budget at a time, :class:`~tiers.buckets.Reservoir`). On SQLite (one
+host) they are kept in the memory of each worker process: with N workers a client can reach N
+times the budget, so size the settings for one worker there. The access log counts the
+identifiers of every call, whichever worker served it, and the ``volume`` alert
+(:mod:`tiers.alerts`) reads them there.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections.abc import Callable
 
 from errors import BudgetExhausted
 from tiers.auditing import Access
-from tiers.buckets import Buckets, Levels, MemoryBuckets
+from tiers.buckets import Buckets, Levels, MemoryBuckets, Reservoir
 
 __all__ = ["BudgetExhausted", "IdentifierBudget"]
 
@@ -45,11 +47,16 @@ class IdentifierBudget:
         per_hour: int,
         clock: Callable[[], float] = time.monotonic,
         buckets: Buckets | None = None,
+        chunk: int | None = None,
     ) -> None:
         # (capacity, refill per second) of each bucket
         self._buckets = ((float(per_second), float(per_second)), (float(per_hour), per_hour / 3600))
         self._full: Levels = (float(per_second), float(per_hour))
         self.store = buckets or MemoryBuckets(clock=clock)
+        # Identifiers taken at a time from a shared bucket (tiers.buckets.Reservoir): a
+        # twentieth of a second's budget.
+        self._chunk = per_second // 20 if chunk is None else chunk
+        self._reservoir = Reservoir(clock=clock)
 
     def _refilled(self, levels: Levels, elapsed: float) -> list[float]:
         return [
@@ -62,8 +69,12 @@ class IdentifierBudget:
         :class:`BudgetExhausted` (charging nothing) while a bucket is overdrawn."""
         if access.client_id is None:
             return
+        key = ("budget", access.client_id)
+        chunk = self._chunk if self.store.blocking else 0
+        if chunk and identifiers > 0 and self._reservoir.spend(key, identifiers):
+            return  # taken from the shared bucket before, while it was not overdrawn
 
-        def step(held: Levels, elapsed: float) -> tuple[Levels, float | None]:
+        def step(held: Levels, elapsed: float) -> tuple[Levels, tuple[float, float | None]]:
             levels = self._refilled(held, elapsed)
             waits = [
                 -level / rate
@@ -71,22 +82,30 @@ class IdentifierBudget:
                 if level < 0
             ]
             if waits:
-                return (levels[0], levels[1]), max(waits)
-            return (levels[0] - identifiers, levels[1] - identifiers), None
+                return (levels[0], levels[1]), (0.0, max(waits))
+            # The call's identifiers (which may overdraw), and up to a chunk more if there is.
+            extra = max(0.0, min(chunk - identifiers, min(levels) - identifiers))
+            taken = identifiers + extra
+            return (levels[0] - taken, levels[1] - taken), (extra, None)
 
-        wait = self.store.update(("budget", access.client_id), self._full, step)
+        extra, wait = self.store.update(key, self._full, step)
         if wait is not None:
             raise BudgetExhausted(
                 "the identifier budget of this client is spent; slow down", retry_after=wait
             )
+        if extra > 0:
+            self._reservoir.keep(key, extra)
 
     def charge(self, access: Access, identifiers: int) -> None:
         """Charge ``identifiers`` handled by an admitted call (a file's, once it is read)."""
         if access.client_id is None or identifiers <= 0:
+            return
+        key = ("budget", access.client_id)
+        if self.store.blocking and self._reservoir.spend(key, identifiers):
             return
 
         def step(held: Levels, elapsed: float) -> tuple[Levels, None]:
             levels = self._refilled(held, elapsed)
             return (levels[0] - identifiers, levels[1] - identifiers), None
 
-        self.store.update(("budget", access.client_id), self._full, step)
+        self.store.update(key, self._full, step)

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 
 from errors import BudgetExhausted, RateLimited
 from tests.conftest import ACCESS
-from tiers.buckets import DatabaseBuckets, MemoryBuckets
+from tiers.buckets import DatabaseBuckets, MemoryBuckets, Reservoir
 from tiers.budgets import IdentifierBudget
 from tiers.deployment import Deployment
 from tiers.ratelimit import RateLimiter
@@ -56,9 +56,12 @@ def test_two_nodes_share_one_budget_as_one_process_would(
     _empty(shared)
     clock = Clock()
     model = IdentifierBudget(per_second=200, per_hour=3000, buckets=MemoryBuckets(clock=clock))
-    nodes = [
+    nodes = [  # taking one call's identifiers at a time (chunk 0): exactly the model
         IdentifierBudget(
-            per_second=200, per_hour=3000, buckets=DatabaseBuckets(shared.engine, clock=clock)
+            per_second=200,
+            per_hour=3000,
+            buckets=DatabaseBuckets(shared.engine, clock=clock),
+            chunk=0,
         )
         for _ in range(2)
     ]
@@ -107,3 +110,79 @@ def test_no_client_name_or_address_is_stored(shared: Deployment) -> None:
     with shared.engine.connect() as connection:
         keys = connection.execute(select(limit_buckets.c.key)).scalars().all()
     assert 1 == len(keys) and "203.0.113" not in keys[0] and 64 == len(keys[0])
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(steps=calls, per_second=st.integers(20, 400))
+def test_with_reservoirs_what_nodes_admit_stays_within_the_budget(
+    shared: Deployment, steps: list[tuple[float, int, bool]], per_second: int
+) -> None:
+    """Each node takes a chunk ahead of need: over any stretch of time the deployment admits at
+    most the budget, one overdrawing call, and what each node held unspent."""
+    _empty(shared)
+    clock = Clock()
+    chunk = per_second // 4
+    nodes = [
+        IdentifierBudget(
+            per_second=per_second,
+            per_hour=10 * per_second,
+            buckets=DatabaseBuckets(shared.engine, clock=clock),
+            clock=clock,
+            chunk=chunk,
+        )
+        for _ in range(2)
+    ]
+    admitted: list[tuple[float, int]] = []
+    for wait, size, second_node in steps:
+        clock.now += wait
+        try:
+            nodes[second_node].admit(CLIENT, size)
+        except BudgetExhausted:
+            continue
+        admitted.append((clock.now, size))
+    biggest = max((size for _, size in admitted), default=0)
+    for start, _ in admitted:
+        for end, _ in admitted:
+            if end < start:
+                continue
+            window = sum(size for moment, size in admitted if start <= moment <= end)
+            bound = per_second + per_second * (end - start) + biggest + 2 * chunk
+            assert window <= bound + 1e-6
+
+
+def test_nodes_taking_tokens_by_chunks_never_exceed_the_burst(shared: Deployment) -> None:
+    clock = Clock()  # frozen: nothing refills, nothing lapses
+    limiters = [
+        RateLimiter(
+            rate=0.001,
+            burst=40,
+            clock=clock,
+            chunk=5,
+            buckets=DatabaseBuckets(shared.engine, clock=clock),
+        )
+        for _ in range(4)
+    ]
+    admitted = 0
+    for _ in range(25):
+        for limiter in limiters:
+            try:
+                limiter.check(3)
+                admitted += 1
+            except RateLimited:
+                pass
+    assert admitted == 40  # every token taken is spent by the node holding it
+
+
+def test_a_reservoir_spends_what_it_holds_until_it_lapses() -> None:
+    clock = Clock()
+    reservoir = Reservoir(ttl=1.0, clock=clock)
+    assert not reservoir.spend("k", 1)
+    reservoir.keep("k", 3)
+    assert reservoir.spend("k", 2) and not reservoir.spend("k", 2)
+    reservoir.keep("k", 1)  # unlapsed: kept with what it had
+    assert reservoir.spend("k", 2)
+    reservoir.keep("k", 5)
+    clock.now += 1.0
+    assert not reservoir.spend("k", 1)  # lapsed: not given back, not spent
