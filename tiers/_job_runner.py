@@ -27,7 +27,12 @@ them; the runner answers with one JSON frame, ``{"ok": …}`` or ``{"error": {"c
   its counts (or its error) once its outputs are in place.
 - ``{"op": "progress"}``: bytes and parts received, rows read and rejected so far.
 
-Nothing received is written to disk: parts are in memory until tokenised. On SQLite, whose one
+On PostgreSQL, parts that reached another node wait for the runner in the database, encrypted
+under the job's own key (:mod:`tiers.relay`): while it waits for input, the runner looks there
+for the next part, and for a completion asked through another node, every ``POLL_SECONDS``.
+
+Nothing received is written to disk in the clear: parts are in memory until tokenised (those
+relayed by another node were in the database only encrypted). On SQLite, whose one
 writer the tokeniser holds from its first row to its last, the upload is held in memory (up to
 ``TIERS_UPLOAD_HOLD_BYTES``) until it is complete, so that a client that sends slowly, or drops
 its connection and comes back, holds no other client up meanwhile; a larger upload is tokenised
