@@ -7,6 +7,7 @@ quote identifiers, and validation errors say where and what, never the value.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -35,11 +36,18 @@ __all__ = [
     "caller_address",
     "error_body",
     "install_error_handlers",
+    "retry_after",
     "route_template",
     "status_of",
 ]
 
 _log = logging.getLogger("tiers.api")
+
+
+def retry_after(seconds: float) -> str:
+    """The ``Retry-After`` of a wait of ``seconds``: whole seconds, rounded up, so that a
+    client that waits as told is not refused again for coming back early (at least 1)."""
+    return str(max(1, math.ceil(seconds)))
 
 
 def status_of(error: TiersError) -> int:
@@ -107,7 +115,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(error, Unauthorised):
             headers["WWW-Authenticate"] = "Bearer"
         if isinstance(error, RateLimited):
-            headers["Retry-After"] = str(max(1, round(error.retry_after)))
+            headers["Retry-After"] = retry_after(error.retry_after)
         extra = {"seq": error.seq} if isinstance(error, AuditIntegrityError) else {}
         return JSONResponse(
             error_body(code, message, **extra), status_code=status_of(error), headers=headers

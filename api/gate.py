@@ -37,7 +37,7 @@ from starlette.routing import BaseRoute, Match
 from api._grouping import Grouped
 from api.actions import action_of
 from api.calls import short_call_in_pool
-from api.errors import caller_address, error_body, status_of
+from api.errors import caller_address, error_body, retry_after, status_of
 from audit import Action
 from errors import Forbidden, RateLimited, RevokedKey, TiersError, Unauthorised
 from tiers.auditing import Access
@@ -88,7 +88,7 @@ async def answer(scope: Scope, receive: Receive, send: Send, error: TiersError) 
     if isinstance(error, Unauthorised):
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(error, RateLimited):
-        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+        headers["Retry-After"] = retry_after(error.retry_after)
     response = JSONResponse(
         error_body(error.code, error.message), status_code=status_of(error), headers=headers
     )

@@ -12,8 +12,11 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from api import create_app
+from api.errors import retry_after
 from tests.api.conftest import Api
 from tests.conftest import ACCESS
 from tiers.alerts import Thresholds, find_alerts
@@ -122,3 +125,10 @@ def test_a_file_is_charged_by_its_identifier_cells(api: Api, tight: TestClient) 
     # 40 cells of a ten-identifier second: overdrawn by 30, three seconds (by rows: one)
     after = tight.post("/v1/pseudonymise", headers=headers, json={"kind": "card", "values": ["1"]})
     assert (429, "3") == (after.status_code, after.headers["Retry-After"])
+
+
+@given(st.floats(min_value=0, max_value=1e6, allow_nan=False))
+def test_retry_after_never_tells_a_client_to_come_back_early(seconds: float) -> None:
+    told = int(retry_after(seconds))
+    assert told >= max(1.0, seconds)  # never early (1.09 s of wait is 2, not 1)
+    assert told < max(1.0, seconds) + 1  # and not a whole second late
