@@ -179,7 +179,7 @@ def relay_part(
     found = hashlib.sha256(data).hexdigest()
     if sha256 is not None and sha256 != found:
         raise InvalidRequest("the part does not match its SHA-256 digest", code="part_digest")
-    if not leave_part(deployment, node, job_id=job_id, number=number, data=data):
+    if not leave_part(deployment, node, job_id=job_id, number=number, data=data, found=found):
         return False
     while True:
         time.sleep(POLL_SECONDS)
@@ -200,11 +200,13 @@ def relay_part(
 
 
 def leave_part(
-    deployment: Deployment, node: JobNode, *, job_id: str, number: int, data: bytes
-) -> bool:
+    deployment: Deployment, node: JobNode, *, job_id: str, number: int, data: bytes,
+    found: str | None = None,
+) -> bool:  # fmt: skip
     """Leave part ``number`` encrypted for the runner on ``node`` (without waiting for it);
-    False if it was applied before (same digest). Refused like :func:`relay_part`."""
-    found = hashlib.sha256(data).hexdigest()
+    False if it was applied before (same digest). Refused like :func:`relay_part`.
+    ``found``: the part's SHA-256 when the caller computed it already."""
+    found = found or hashlib.sha256(data).hexdigest()
     cipher = _cipher(deployment, node, job_id)
     nonce = secrets.token_bytes(_NONCE)
     sealed = nonce + cipher.encrypt(nonce, data, _bound(job_id, number))
