@@ -28,7 +28,7 @@ import io
 import multiprocessing
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.pool import AsyncResult
@@ -264,14 +264,21 @@ class BlockWork:
         return self._sealed(result)
 
     def by_row(self, block: bytes, lines_before: int, result: BlockResult) -> BlockResult:
-        buffer = io.StringIO(newline="")
-        writer = csv.writer(buffer, delimiter=self.delimiter)
         text = io.TextIOWrapper(
             io.BytesIO(block), encoding="utf-8", errors="surrogateescape", newline=""
         )
         reader = csv.reader(text, delimiter=self.delimiter, strict=False)
+        return self.of_records(csv_records(reader, lines_before), result)
+
+    def of_records(
+        self, records: Iterable[tuple[int, list[str]]], result: BlockResult
+    ) -> BlockResult:
+        """``records`` (numbered rows) worked on one by one, by the serial path's code; an
+        :class:`InvalidFile` raised while they are read is kept in ``result.error``."""
+        buffer = io.StringIO(newline="")
+        writer = csv.writer(buffer, delimiter=self.delimiter)
         try:
-            for line, row in csv_records(reader, lines_before):
+            for line, row in records:
                 result.rows_in += 1
                 problems, tokens = row_problems(row, self.plan, self.width, self.tokeniser)
                 if problems:

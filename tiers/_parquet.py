@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from errors import InvalidFile, InvalidRequest, NotFound
 
-__all__ = ["ParquetRows", "file_format", "records"]
+__all__ = ["ParquetRows", "file_format", "records", "text_rows"]
 
 FORMATS = ("csv", "parquet")
 BATCH_ROWS = 8192
@@ -55,17 +55,22 @@ def _rows(reader: pq.ParquetFile) -> Iterator[tuple[int, list[str]]]:
     line = 1
     try:
         for batch in reader.iter_batches(batch_size=BATCH_ROWS):
-            columns = [
-                ["" if cell is None else cell for cell in pc.cast(column, pa.string()).to_pylist()]
-                for column in batch.columns
-            ]
-            for row in zip(*columns, strict=True):
+            for row in text_rows(batch):
                 line += 1
                 yield line, list(row)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
         raise InvalidFile(
             f"line {line + 1}: the Parquet file cannot be read further", code="bad_parquet"
         ) from None
+
+
+def text_rows(batch: pa.RecordBatch) -> Iterator[tuple[str, ...]]:
+    """The rows of ``batch`` as text: each cell cast to a string, a null made empty."""
+    columns = [
+        ["" if cell is None else cell for cell in pc.cast(column, pa.string()).to_pylist()]
+        for column in batch.columns
+    ]
+    return zip(*columns, strict=True)
 
 
 class ParquetRows:

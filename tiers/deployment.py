@@ -110,18 +110,22 @@ class Deployment:
         )
 
     @classmethod
-    def open(cls, settings: Settings) -> Deployment:
+    def open(cls, settings: Settings, *, reader: bool = False) -> Deployment:
         """Open an initialised deployment.
 
         Raises :class:`NotInitialised` (no schema, no master key check value),
         :class:`KeyUnavailable` (the master key is missing or is not this database's) and
         :class:`~errors.ConfigurationError` (bad witness settings among others). A
         checkpoint is signed over what no checkpoint covers yet; a log that cannot be signed
-        leaves the deployment open with :attr:`log_fault` set (its writes are refused).
+        leaves the deployment open with :attr:`log_fault` set (its writes are refused). Not for a
+        ``reader``, a helper that only reads (a Spark executor): it signs nothing, and its
+        transactions never wait for SQLite's write lock, held by the process it works for.
         """
         master = settings.load_master_key()
         witnessing.configured(settings)  # refuse bad witness settings before anything runs
         engine = make_engine(settings.resolved_database_url())
+        if reader:
+            engine = engine.execution_options(tiers_read_only=True)
         try:
             check_schema(engine)
             with engine.connect() as connection:
@@ -138,7 +142,8 @@ class Deployment:
             engine.dispose()
             raise
         deployment = cls(settings, engine, master)
-        deployment.sign_pending()  # reconciles what a crash left, or finds the log faulty
+        if not reader:
+            deployment.sign_pending()  # reconciles what a crash left, or finds the log faulty
         return deployment
 
     def sign_pending(self) -> StoredCheckpoint | None:

@@ -64,6 +64,7 @@ from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.identifiers import get_kind
+from tiers.spark import SparkFile, spark_master
 from tiers.storage import SortedInserts, bulk_load, sorted_inserts
 from tiers.tokenisation import Registrar, Tokeniser, registrar_for
 
@@ -108,7 +109,10 @@ class FileReport:
 
 
 def _checked_options(
-    source: Path | IO[bytes], output: Path, rejects: Path, options: tuple[str | None, str | None]
+    source: Path | IO[bytes] | str,
+    output: Path,
+    rejects: Path,
+    options: tuple[str | None, str | None],
 ) -> tuple[str | None, bool]:
     """Refuse options that cannot work; returns the delimiter (named or None) and whether the
     file is Parquet (``options``: the delimiter and the format given)."""
@@ -118,7 +122,7 @@ def _checked_options(
             raise InvalidRequest("an output file cannot be the input file", code="same_file")
     if output.resolve() == rejects.resolve():
         raise InvalidRequest("the output and rejects files must differ", code="same_file")
-    named = source if isinstance(source, Path) else None
+    named = Path(source) if isinstance(source, str | Path) else None
     return checked_delimiter(delimiter), formats.file_format(named, file_format) == "parquet"
 
 
@@ -209,8 +213,12 @@ class _Sink:
         self.report.rows_in += block.rows_in
         for line, problems in block.rejects:
             self.reject(line, problems)
-        assert self.output_handle is not None  # blocks are CSV text (tiers._fastpath)
-        self.output_handle.write(block.output)
+        if self.output_handle is not None:
+            self.output_handle.write(block.output)
+        else:  # a Parquet output, of blocks tokenised on Spark: their records, as rows
+            text = io.StringIO(block.output, newline="")
+            for row in csv.reader(text, delimiter=self.delimiter):
+                self.output.writerow(row)
         self.report.rows_out += block.rows_out
         if block.refs is not None:
             self.touched.blocks.append(block.refs)
@@ -308,10 +316,12 @@ def _registering(stack: ExitStack, connection: Connection) -> SortedInserts:
     return stack.enter_context(sorted_inserts(connection))
 
 
-def _finish(deployment: Deployment, access: Access, sink: _Sink, *, domain: str, kept: int) -> None:
+def _finish(
+    deployment: Deployment, access: Access, sink: _Sink, *, domain: str, kept: int, engine: str
+) -> None:
     """The file's subjects registered and its entry written, indexed under every customer it
     touched (:mod:`tiers._subject_index`); its identifier cells charged to the client's budget.
-    """
+    The entry names the engine when it is not this process (``spark``)."""
     report = sink.report
     if report.rows_in == 0:
         raise InvalidFile("the file has a header but no data rows", code="no_rows")
@@ -330,7 +340,8 @@ def _finish(deployment: Deployment, access: Access, sink: _Sink, *, domain: str,
             "columns": columns,
             "kept": kept,
             "identifiers": identifiers,
-        },
+        }
+        | ({} if engine == "local" else {"engine": engine}),
     )
     sink.touched.seal()
     subject_index.index_blocks(sink.connection, entry, sink.touched.blocks)
@@ -350,12 +361,22 @@ class _Source:
     records: Iterator[tuple[int, list[str]]] | None = None
     blocks: RecordBlocks | None = None
     first_line: bytes | None = None
+    spark: SparkFile | None = None  # a file read by Spark's executors
 
     @classmethod
     def opened(
-        cls, stack: ExitStack, source: Path | IO[bytes], *, parquet: bool, encoding: str,
-        delimiter: str | None, block_bytes: int,
+        cls, stack: ExitStack, source: Path | IO[bytes] | str, *, parquet: bool, encoding: str,
+        delimiter: str | None, block_bytes: int, master: str | None = None,
     ) -> _Source:  # fmt: skip
+        if master is not None:
+            if not isinstance(source, (Path, str)):
+                raise InvalidRequest("Spark reads a file from a path", code="unknown_engine")
+            read = SparkFile.surveyed(
+                master, source, parquet=parquet, encoding=encoding, delimiter=delimiter
+            )
+            return cls(read.header, read.size, None, read.delimiter, parquet, spark=read)
+        if isinstance(source, str):
+            source = Path(source)
         if parquet:
             if not isinstance(source, Path):
                 raise InvalidRequest("a Parquet file is read from a file", code="unknown_format")
@@ -379,7 +400,7 @@ def tokenise_file(
     deployment: Deployment,
     *,
     access: Access,
-    source: Path | IO[bytes],
+    source: Path | IO[bytes] | str,
     output: Path,
     domain: str,
     columns: Sequence[ColumnSpec],
@@ -394,13 +415,17 @@ def tokenise_file(
     workers: int | None = None,
     block_bytes: int = BLOCK_BYTES,
     report: FileReport | None = None,
+    engine: str | None = None,
 ) -> FileReport:
     """Tokenise ``source`` (CSV, or Parquet by ``file_format`` or its extension) into ``output``
     and ``rejects`` (by default ``<output>.rejects.csv``), as the module docstring says;
     ``workers`` (by default ``TIERS_FILE_WORKERS``) tokenise a CSV file's blocks. A ``report``
     given is filled as the file is read, so that another caller can read its counts meanwhile.
+    ``engine`` ``spark[:MASTER_URL]`` reads and tokenises the rows on Spark (:mod:`tiers.spark`);
+    the source is then any path Spark reads.
     """
     require(access, Action.TOKENISE_FILE, domain)
+    master = spark_master(engine)
     deployment.budget.admit(access)
     rejects = rejects or output.with_name(output.name + ".rejects.csv")
     delimiter, parquet = _checked_options(source, output, rejects, (delimiter, file_format))
@@ -410,7 +435,7 @@ def tokenise_file(
     with ExitStack() as stack:
         src = _Source.opened(
             stack, source, parquet=parquet, encoding=encoding, delimiter=delimiter,
-            block_bytes=block_bytes,
+            block_bytes=block_bytes, master=master,
         )  # fmt: skip
         sink = _Sink.opened(
             stack, deployment, access, domain, plan=plan_of(src.header, columns, keep),
@@ -418,12 +443,19 @@ def tokenise_file(
             max_listed_rejects=max_listed_rejects, parquet=parquet,
         )  # fmt: skip
         records = src.records
-        if records is None:  # the fast part first (CSV)
+        if src.spark is not None:
+            watch = _Progress(progress, src.size, 0)
+            for block in src.spark.results(domain, columns, keep, register=register):
+                sink.apply(block)
+                watch.block(block, sink.report.rows_in)
+            records = iter(())
+        elif records is None:  # the fast part first (CSV)
             watch = _Progress(progress, src.size, len(src.first_line or b""))
             workers = workers or deployment.settings.file_workers
             records = _in_parallel(sink, src, workers=workers, progress=watch)
         _serially(sink, records, _Progress(progress, src.size, 0, src.raw))
-        _finish(deployment, access, sink, domain=domain, kept=len(keep))
+        engine_name = "local" if master is None else "spark"
+        _finish(deployment, access, sink, domain=domain, kept=len(keep), engine=engine_name)
         if progress is not None:
             progress(src.size, src.size)
     return report

@@ -29,6 +29,7 @@ from tiers.cli._output import err_console, out_console
 from tiers.files import parse_column_spec, tokenise_file
 from tiers.identifiers import get_kind
 from tiers.jobs import delete_job, purge_jobs
+from tiers.spark import spark_master
 from tiers.tokenisation import pseudonymise_values
 
 __all__ = ["job_app", "pseudonymise", "tokenise_file_command"]
@@ -95,7 +96,12 @@ def pseudonymise(
 
 @handles_errors
 def tokenise_file_command(
-    source: Annotated[Path, typer.Argument(metavar="IN.csv", help="the CSV file to tokenise")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="IN.csv", help="the CSV or Parquet file (with Spark: any path Spark reads)"
+        ),
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="the tokenised CSV to write")],
     domain: Annotated[str, typer.Option(help="the partner domain")],
     column: Annotated[list[str], typer.Option(help="NAME=KIND, once per identifier column")],
@@ -105,9 +111,19 @@ def tokenise_file_command(
     delimiter: Delimiter = None,
     encoding: Encoding = "utf-8",
     file_format: FileFormat = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local (this host's cores) or spark[:MASTER_URL] (default master local[*])"
+        ),
+    ] = "local",
     purpose: Purpose = None,
 ) -> None:
-    """Replace identifier columns by pseudonyms, streaming; rejected rows go to the rejects file."""
+    """Replace identifier columns by pseudonyms, streaming; rejected rows go to the rejects file.
+
+    With --engine spark, the rows are read and tokenised by Spark's executors, which open
+    the deployment from their own environment; the output is the same, byte for byte.
+    """
     show_progress = err_console.is_terminal
     access = operator(purpose)
     with (
@@ -124,11 +140,12 @@ def tokenise_file_command(
     ):
         specs = [parse_column_spec(text) for text in column]
         kept = [name for name in (part.strip() for part in keep.split(",")) if name]
-        task = bar.add_task(source.name, total=None)
+        spark = spark_master(engine) is not None
+        task = bar.add_task(source.rsplit("/", 1)[-1], total=None)
         report = tokenise_file(
             dep,
             access=access,
-            source=source,
+            source=source if spark else Path(source),
             output=output,
             domain=domain,
             columns=specs,
@@ -139,6 +156,7 @@ def tokenise_file_command(
             encoding=encoding,
             file_format=file_format,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            engine=engine,
         )
     err_console.print(
         f"{counted(report.rows_in, 'row')} read, {report.rows_out} written to {report.output}, "

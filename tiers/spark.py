@@ -1,0 +1,268 @@
+"""Batch tokenisation on Apache Spark: ``tiers tokenise-file --engine spark[:MASTER_URL]``.
+
+The command runs as Spark's driver: it checks the call, opens the outputs and the file's one
+transaction, and writes the output, the rejects, the registrations and the access-log entry,
+exactly as without Spark (:func:`tiers.files.tokenise_file`). What Spark adds is where the rows
+are read and tokenised: in executors, on the trusted third party's own cluster, which open the
+deployment themselves (:mod:`tiers._spark_tasks`). A file is read twice: a survey (its header,
+the lines of each split, where quoting begins), then the tokenisation. The executors' results
+are computed in parallel and kept by Spark (in memory, spilled to its local directories when
+they do not fit: pseudonyms, kept cells and rejects, never a clear identifier or a key), then
+read back by the driver in file order. So the output is byte for byte the command line's, line
+numbers of the rejects included.
+
+Spark comes from the ``spark`` extra (``pip install 'tiers[spark]'``); on a cluster, ``tiers``
+must be installed on every executor, with the deployment's settings in their environment.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import accumulate
+from pathlib import Path
+from typing import Any
+
+from errors import ConfigurationError, InvalidFile, InvalidRequest, NotFound
+from tiers import _spark_tasks as tasks
+from tiers._csvio import prepared, read_header, text_of
+from tiers._fastpath import BlockResult
+from tiers._file_rows import ColumnSpec
+
+__all__ = ["SparkFile", "spark_master"]
+
+_ENGINES = "local or spark[:MASTER_URL]"
+
+
+def spark_master(engine: str | None) -> str | None:
+    """The Spark master URL an ``--engine`` names (``spark`` alone: ``local[*]``), or None for
+    ``local`` (this process and its own workers)."""
+    if engine is None or engine == "local":
+        return None
+    name, _, master = engine.partition(":")
+    if name != "spark":
+        raise InvalidRequest(f"the engine must be {_ENGINES}", code="unknown_engine")
+    return master or "local[*]"
+
+
+def _session(master: str) -> Any:
+    """Spark's session on ``master`` (the running one when there is one)."""
+    try:
+        from pyspark.sql import SparkSession  # noqa: PLC0415 - an optional dependency
+    except ImportError:
+        raise ConfigurationError(
+            "Spark is not installed: pip install 'tiers[spark]'", code="spark_missing"
+        ) from None
+    # Local workers run this interpreter (the one tiers is installed in).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.master(master).appName("tiers tokenise-file")
+    for name, value in _CONF.items():
+        builder = builder.config(name, value)
+    with warnings.catch_warnings():  # PySpark's warning about pandas' newest version
+        warnings.simplefilter("ignore", FutureWarning)
+        session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+# Spark's own web UI and console progress bar are off: the command shows its own progress.
+_CONF = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}
+
+
+def _spark_path(source: str | Path) -> str:
+    """A local path made absolute (an executor's working folder is not the caller's); a URL
+    (``hdfs://``, ``s3a://``, ``file:``) as it is."""
+    text = str(source)
+    return text if ":" in text.split("/", 1)[0] else str(Path(text).resolve())
+
+
+@dataclass(slots=True)
+class SparkFile:
+    """A CSV or Parquet file read by Spark, surveyed: its header and delimiter, its size, the
+    lines before each of its splits, and the first line that only a CSV parser can read."""
+
+    session: Any
+    path: str
+    parquet: bool
+    header: list[str]
+    delimiter: str
+    encoding: str
+    size: int
+    splits: tuple[tuple[int, int], ...]
+    unsafe: int
+
+    @classmethod
+    def surveyed(
+        cls, master: str, source: str | Path, *, parquet: bool, encoding: str,
+        delimiter: str | None,
+    ) -> SparkFile:  # fmt: skip
+        session = _session(master)
+        path = _spark_path(source)
+        with _spark_errors():
+            if parquet:
+                return cls._parquet(session, path)
+            return cls._csv(session, path, encoding, delimiter)
+
+    @classmethod
+    def _parquet(cls, session: Any, path: str) -> SparkFile:
+        from pyspark.sql import functions as F  # noqa: PLC0415
+
+        frame = session.read.parquet(path)
+        starts = frame.select(F.input_file_name().alias("file"), F.input_file_block_start())
+        found = starts.groupBy(*starts.columns).count().collect()
+        _one_file(row[0] for row in found)
+        splits = _before(sorted((row[1], row[2]) for row in found))
+        return cls(session, path, True, list(frame.columns), ",", "utf-8", 0, splits, 0)
+
+    @classmethod
+    def _csv(cls, session: Any, path: str, encoding: str, delimiter: str | None) -> SparkFile:
+        survey = _lines(session, path, with_file=True).mapInArrow(
+            tasks.survey, tasks.SURVEY_SCHEMA
+        )
+        found = sorted(survey.collect(), key=lambda row: row["start"])
+        if not found:
+            raise InvalidFile("the file is empty (no header line)", code="empty_file")
+        _one_file(row["file"] for row in found)
+        splits = _before([(row["start"], row["lines"]) for row in found])
+        before = dict(splits)
+        unsafe = min(
+            (before[row["start"]] + row["unsafe"] + 1 for row in found if row["unsafe"] >= 0),
+            default=0,
+        )
+        readable, found_delimiter = prepared(
+            io.BytesIO(found[0]["head"]), encoding=encoding, delimiter=delimiter
+        )
+        head = readable.read()
+        first = head if unsafe == 1 else head.split(b"\n", 1)[0] + b"\n"
+        reader = csv.reader(text_of(io.BytesIO(first), "utf-8"), delimiter=found_delimiter)
+        header = read_header(reader)
+        size = sum(row["bytes"] for row in found)
+        return cls(session, path, False, header, found_delimiter, encoding, size, splits, unsafe)
+
+    def results(
+        self, domain: str, columns: Sequence[ColumnSpec], keep: Sequence[str], *, register: bool
+    ) -> Iterator[BlockResult]:
+        """The blocks of the file, tokenised by the executors, in file order."""
+        job = tasks.Job(
+            domain, tuple(self.header), tuple(columns), tuple(keep), self.delimiter,
+            self.encoding, register, self.splits, self.unsafe,
+        )  # fmt: skip
+        frames = self._tokenised(job)
+        order = [start for start, _ in self.splits]
+        if self.unsafe:
+            order.append(tasks.TAIL_START)
+        from pyspark import StorageLevel  # noqa: PLC0415
+
+        with _spark_errors():
+            frame = frames.persist(StorageLevel.MEMORY_AND_DISK)
+            try:
+                frame.count()  # every block tokenised at once, by every executor
+                rows = (row.asDict() for row in frame.toLocalIterator())
+                for row in _in_file_order(rows, order):
+                    yield tasks.decoded(row)
+            finally:
+                frame.unpersist()
+
+    def _tokenised(self, job: tasks.Job) -> Any:
+        from pyspark.sql import functions as F  # noqa: PLC0415
+
+        session, schema = self.session, tasks.RESULT_SCHEMA
+        if self.parquet:
+            frame = session.read.parquet(self.path)
+            frame = frame.select(*frame.columns, F.input_file_block_start().alias("__start"))
+            return frame.mapInArrow(tasks.parquet_rows(job), schema)
+        frames = _lines(session, self.path, with_file=False).mapInArrow(
+            tasks.tokenised_lines(job), schema
+        )
+        if self.unsafe:
+            whole = session.read.text(self.path, wholetext=True)
+            whole = whole.select(F.col("value").cast("binary"))
+            frames = frames.unionByName(whole.mapInArrow(tasks.tail(job), schema))
+        return frames
+
+
+def _lines(session: Any, path: str, *, with_file: bool) -> Any:
+    """The file's lines cut at ``\\n`` as raw bytes, with the start of their split."""
+    from pyspark.sql import functions as F  # noqa: PLC0415
+
+    lines = session.read.text(path, lineSep="\n")
+    columns = [F.col("value").cast("binary"), F.input_file_block_start().alias("start")]
+    if with_file:
+        columns.insert(0, F.input_file_name().alias("file"))
+    return lines.select(*columns)
+
+
+def _before(counts: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """``(start, lines before it)`` of each split, from ``(start, its lines)`` in order."""
+    totals = [0, *accumulate(lines for _, lines in counts)]
+    return tuple((start, totals[i]) for i, (start, _) in enumerate(counts))
+
+
+def _one_file(names: Iterator[str] | Any) -> None:
+    if len(set(names)) > 1:
+        raise InvalidRequest(
+            "the path names several files: name one file (its lines are numbered)",
+            code="several_files",
+        )
+
+
+def _in_file_order(rows: Iterator[dict[str, Any]], order: list[int]) -> Iterator[dict[str, Any]]:
+    """The blocks' rows, in the order of their splits: a split's rows arrive in order, each
+    split ended by its marker (``seq`` -1); those of a split that comes early (Spark does not
+    promise the order of its partitions) are held until the splits before it are done."""
+    held: dict[int, list[dict[str, Any]]] = {}
+    done: set[int] = set()
+    position = 0
+    for row in rows:
+        if row["failed_code"] is not None:
+            raise ConfigurationError(
+                f"a Spark executor cannot open the deployment: {row['failed_message']} "
+                f"[{row['failed_code']}]",
+                code="executor_unavailable",
+            )
+        start = row["start"]
+        if row["seq"] == -1:
+            done.add(start)
+        elif position < len(order) and start == order[position]:
+            yield row
+        else:
+            held.setdefault(start, []).append(row)
+        while position < len(order) and order[position] in done:
+            position += 1
+            if position < len(order):
+                yield from held.pop(order[position], [])
+    if position != len(order):
+        raise ConfigurationError(
+            "the Spark job ended before every split of the file was read", code="spark_failed"
+        )
+
+
+@contextmanager
+def _spark_errors() -> Iterator[None]:
+    """Spark's failures as the service's errors: a path that is not there is ``no_such_file``,
+    a file Spark cannot read as Parquet ``not_parquet``; any other ``spark_failed``, with no
+    text of Spark's (which could quote the data)."""
+    try:
+        yield
+    except Exception as error:
+        if not _is_spark_error(error):
+            raise
+        text = str(error)
+        if "PATH_NOT_FOUND" in text:
+            raise NotFound("no such file (as Spark reads the path)", code="no_such_file") from None
+        if "parquet" in text.lower() and ("magic number" in text or "not a Parquet" in text):
+            raise InvalidFile("the file is not a Parquet file", code="not_parquet") from None
+        raise ConfigurationError(
+            "the Spark job failed: see Spark's own log", code="spark_failed"
+        ) from None
+
+
+def _is_spark_error(error: BaseException) -> bool:
+    module = type(error).__module__
+    return module.startswith(("pyspark", "py4j"))
