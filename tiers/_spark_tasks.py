@@ -33,8 +33,9 @@ from typing import Any
 
 import pyarrow as pa
 from pydantic import ValidationError
+from sqlalchemy import Connection
 
-from errors import ConfigurationError, InvalidFile, TiersError
+from errors import ConfigurationError, InvalidFile, KeyUnavailable, TiersError
 from tiers import _subject_index as subject_index
 from tiers._csvio import CHECKED_BYTES, FIELD_SIZE_LIMIT, csv_records, read_header
 from tiers._fastpath import BLOCK_BYTES, BlockResult, BlockWork
@@ -42,6 +43,7 @@ from tiers._file_rows import ColumnSpec, plan_of
 from tiers._parquet import text_rows
 from tiers.deployment import Deployment
 from tiers.settings import Settings
+from tiers.storage import audit_log
 from tiers.tokenisation import Tokeniser
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "TAIL_START",
     "Job",
     "decoded",
+    "identity",
     "parquet_rows",
     "survey",
     "tail",
@@ -87,6 +90,8 @@ class Job:
     splits: tuple[tuple[int, int], ...] = ()
     # the first line read by the tail task (0: none, every line is a record)
     unsafe: int = 0
+    # the driver's deployment (:func:`identity`): an executor that opened another refuses
+    deployment: str = ""
 
 
 # The deployment this worker opened, by its settings (a worker serves many tasks).
@@ -112,10 +117,21 @@ def _work(job: Job) -> BlockWork:
     csv.field_size_limit(FIELD_SIZE_LIMIT)
     deployment = _deployment()
     with deployment.reading() as connection:
+        if identity(deployment, connection) != job.deployment:
+            raise KeyUnavailable(
+                "the executor's deployment is not the driver's (another master key or database)",
+                code="wrong_deployment",
+            )
         tokeniser = Tokeniser.open(deployment, connection, job.domain)
         secret = subject_index.index_secret(deployment.audit_keyring(connection).active)
     plan = plan_of(list(job.header), job.columns, job.keep)
     return BlockWork(plan, len(job.header), tokeniser, job.delimiter, job.register, secret)
+
+
+def identity(deployment: Deployment, connection: Connection) -> str:
+    """What tells one deployment from another, public: its master key's check value and its
+    log's origin."""
+    return f"{deployment.master.check_value()} {audit_log.log_origin(connection)}"
 
 
 def _failed(error: BaseException) -> pa.RecordBatch:
@@ -198,8 +214,9 @@ def decoded(row: Mapping[str, Any]) -> BlockResult:
 
 def survey(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """Each split's count of lines and bytes, and the index in it of its first line that needs
-    a real CSV parser (-1: none); the split at the file's start hands back its first
-    :data:`~tiers._csvio.CHECKED_BYTES` too (the header, and what the encoding is checked on)."""
+    a real CSV parser (-1: none); the splits that start in the file's first
+    :data:`~tiers._csvio.CHECKED_BYTES` hand back their lines in it too (the header, and what
+    the encoding is checked on)."""
     found: dict[tuple[str, int], list[int]] = {}
     heads: dict[tuple[str, int], list[bytes]] = {}
     for batch in batches:
@@ -210,11 +227,11 @@ def survey(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
                 counts[2] = counts[0]
             counts[0] += 1
             counts[1] += len(value) + 1
-            if start == 0 and counts[1] - len(value) - 1 < CHECKED_BYTES:
-                heads.setdefault((name, start), []).append(value)
+            if start < CHECKED_BYTES and counts[1] - len(value) - 1 < CHECKED_BYTES:
+                heads.setdefault((name, start), []).append(value + b"\n")
     for (name, start), (lines, size, unsafe) in found.items():
         head = heads.get((name, start))
-        head_bytes = None if head is None else b"\n".join(head)[:CHECKED_BYTES]
+        head_bytes = None if head is None else b"".join(head)[:CHECKED_BYTES]
         yield pa.RecordBatch.from_pydict(
             {"file": [name], "start": [start], "lines": [lines], "bytes": [size],
              "unsafe": [unsafe], "head": [head_bytes]},

@@ -445,7 +445,10 @@ def tokenise_file(
         records = src.records
         if src.spark is not None:
             watch = _Progress(progress, src.size, 0)
-            for block in src.spark.results(domain, columns, keep, register=register):
+            blocks = src.spark.results(
+                deployment, sink.connection, domain, columns, keep, register=register
+            )
+            for block in blocks:
                 sink.apply(block)
                 watch.block(block, sink.report.rows_in)
             records = iter(())

@@ -29,11 +29,14 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
+
 from errors import ConfigurationError, InvalidFile, InvalidRequest, NotFound
 from tiers import _spark_tasks as tasks
-from tiers._csvio import prepared, read_header, text_of
+from tiers._csvio import CHECKED_BYTES, prepared, read_header, text_of
 from tiers._fastpath import BlockResult
 from tiers._file_rows import ColumnSpec
+from tiers.deployment import Deployment
 
 __all__ = ["SparkFile", "spark_master"]
 
@@ -122,9 +125,7 @@ class SparkFile:
 
     @classmethod
     def _csv(cls, session: Any, path: str, encoding: str, delimiter: str | None) -> SparkFile:
-        survey = _lines(session, path, with_file=True).mapInArrow(
-            tasks.survey, tasks.SURVEY_SCHEMA
-        )
+        survey = _mapped(_lines(session, path, with_file=True), tasks.survey, tasks.SURVEY_SCHEMA)
         found = sorted(survey.collect(), key=lambda row: row["start"])
         if not found:
             raise InvalidFile("the file is empty (no header line)", code="empty_file")
@@ -135,8 +136,9 @@ class SparkFile:
             (before[row["start"]] + row["unsafe"] + 1 for row in found if row["unsafe"] >= 0),
             default=0,
         )
+        heads = b"".join(row["head"] for row in found if row["head"] is not None)
         readable, found_delimiter = prepared(
-            io.BytesIO(found[0]["head"]), encoding=encoding, delimiter=delimiter
+            io.BytesIO(heads[:CHECKED_BYTES]), encoding=encoding, delimiter=delimiter
         )
         head = readable.read()
         first = head if unsafe == 1 else head.split(b"\n", 1)[0] + b"\n"
@@ -146,12 +148,16 @@ class SparkFile:
         return cls(session, path, False, header, found_delimiter, encoding, size, splits, unsafe)
 
     def results(
-        self, domain: str, columns: Sequence[ColumnSpec], keep: Sequence[str], *, register: bool
-    ) -> Iterator[BlockResult]:
-        """The blocks of the file, tokenised by the executors, in file order."""
+        self, deployment: Deployment, connection: Connection, domain: str,
+        columns: Sequence[ColumnSpec], keep: Sequence[str], *, register: bool,
+    ) -> Iterator[BlockResult]:  # fmt: skip
+        """The blocks of the file, tokenised by the executors, in file order. Each executor
+        checks that it opened the driver's ``deployment`` (:func:`tiers._spark_tasks.identity`,
+        read in ``connection``)."""
+        identity = tasks.identity(deployment, connection)
         job = tasks.Job(
             domain, tuple(self.header), tuple(columns), tuple(keep), self.delimiter,
-            self.encoding, register, self.splits, self.unsafe,
+            self.encoding, register, self.splits, self.unsafe, identity,
         )  # fmt: skip
         frames = self._tokenised(job)
         order = [start for start, _ in self.splits]
@@ -176,15 +182,22 @@ class SparkFile:
         if self.parquet:
             frame = session.read.parquet(self.path)
             frame = frame.select(*frame.columns, F.input_file_block_start().alias("__start"))
-            return frame.mapInArrow(tasks.parquet_rows(job), schema)
-        frames = _lines(session, self.path, with_file=False).mapInArrow(
-            tasks.tokenised_lines(job), schema
+            return _mapped(frame, tasks.parquet_rows(job), schema)
+        frames = _mapped(
+            _lines(session, self.path, with_file=False), tasks.tokenised_lines(job), schema
         )
         if self.unsafe:
             whole = session.read.text(self.path, wholetext=True)
             whole = whole.select(F.col("value").cast("binary"))
-            frames = frames.unionByName(whole.mapInArrow(tasks.tail(job), schema))
+            frames = frames.unionByName(_mapped(whole, tasks.tail(job), schema))
         return frames
+
+
+def _mapped(frame: Any, function: Any, schema: str) -> Any:
+    """``frame.mapInArrow``, without PySpark's warning about pandas' newest version."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return frame.mapInArrow(function, schema)
 
 
 def _lines(session: Any, path: str, *, with_file: bool) -> Any:

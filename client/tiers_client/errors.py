@@ -539,6 +539,24 @@ class NotParquetError(InvalidFile):
     code = "not_parquet"
 
 
+class HeaderLinesError(InvalidFile):
+    """Spark: the header record spans several lines."""
+
+    code = "header_lines"
+
+
+class SeveralFilesError(InvalidRequest):
+    """Spark: the path names several files, not one."""
+
+    code = "several_files"
+
+
+class UnknownEngineError(InvalidRequest):
+    """the engine is neither local nor spark[:MASTER_URL]."""
+
+    code = "unknown_engine"
+
+
 class BadParquetError(InvalidFile):
     """the Parquet file cannot be read to its end: the message names the line."""
 
@@ -857,6 +875,12 @@ class WrongMasterKeyError(KeyUnavailable):
     code = "wrong_master_key"
 
 
+class WrongDeploymentError(KeyUnavailable):
+    """a Spark executor opened another deployment."""
+
+    code = "wrong_deployment"
+
+
 class MasterKeyPermissionsError(KeyUnavailable):
     """the master key file is readable by others."""
 
@@ -927,6 +951,24 @@ class JobProcessError(ConfigurationError):
     """a file job's process did not start: see the log."""
 
     code = "job_process"
+
+
+class SparkMissingError(ConfigurationError):
+    """Spark is not installed: the spark extra."""
+
+    code = "spark_missing"
+
+
+class SparkFailedError(ConfigurationError):
+    """the Spark job failed: Spark's log says why."""
+
+    code = "spark_failed"
+
+
+class ExecutorUnavailableError(ConfigurationError):
+    """a Spark executor cannot open the deployment."""
+
+    code = "executor_unavailable"
 
 
 class MasterKeyExistsError(ConfigurationError):
@@ -1163,6 +1205,9 @@ BY_CODE: dict[str, type[TiersError]] = {
     "no_rows": NoRowsError,
     "not_csv": NotCsvError,
     "not_parquet": NotParquetError,
+    "header_lines": HeaderLinesError,
+    "several_files": SeveralFilesError,
+    "unknown_engine": UnknownEngineError,
     "bad_parquet": BadParquetError,
     "not_utf8": NotUtf8Error,
     "bad_csv": BadCsvError,
@@ -1217,6 +1262,7 @@ BY_CODE: dict[str, type[TiersError]] = {
     "no_master_key": NoMasterKeyError,
     "bad_master_key": BadMasterKeyError,
     "wrong_master_key": WrongMasterKeyError,
+    "wrong_deployment": WrongDeploymentError,
     "master_key_permissions": MasterKeyPermissionsError,
     "hsm_unavailable": HsmUnavailableError,
     "hsm_pin_incorrect": HsmPinIncorrectError,
@@ -1230,6 +1276,9 @@ BY_CODE: dict[str, type[TiersError]] = {
     "database_unavailable": DatabaseUnavailableError,
     "configuration": ConfigurationError,
     "job_process": JobProcessError,
+    "spark_missing": SparkMissingError,
+    "spark_failed": SparkFailedError,
+    "executor_unavailable": ExecutorUnavailableError,
     "master_key_exists": MasterKeyExistsError,
     "development_key_in_production": DevelopmentKeyInProductionError,
     "audit_domain_taken": AuditDomainTakenError,

@@ -1,0 +1,294 @@
+"""Batch tokenisation on Spark (local mode, a real JVM): the output and rejects of
+``tokenise_file(engine="spark:…")`` are byte for byte those of the command line's own engine, on
+random small files cut into many splits and on one larger file; the job is one access-log entry;
+an executor that opens another deployment fails the job and leaves nothing behind.
+
+The executors open the deployment from their environment, which is the one Spark was started
+with: the module starts one session for one home (``spark``) and keeps it for all its tests.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from errors import TiersError
+from tests.conftest import ACCESS, Database
+from tests.tiers.test_fastpath import csv_files
+from tiers.admin import add_domain, initialise
+from tiers.audit_ops import lookup_subject
+from tiers.deployment import Deployment
+from tiers.files import ColumnSpec, FileReport, tokenise_file
+
+pytestmark = pytest.mark.slow
+
+COLUMNS = [ColumnSpec("card", "card"), ColumnSpec("email", "email")]
+AUDITOR = replace(ACCESS, actor="dpo", role="auditor", purpose="DPO request 9")
+ENGINE = "spark:local[2]"
+
+
+def _spark_available() -> bool:
+    try:
+        import pyspark  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return shutil.which("java") is not None
+
+
+@dataclass
+class Spark:
+    """The module's home (its executors' deployment), opened, and Spark's session on it."""
+
+    database: Database
+    deployment: Deployment
+    session: Any
+    local_dir: Path
+
+    def split_bytes(self, size: int) -> None:
+        """Cut the files Spark reads into splits of ``size`` bytes (small: many splits)."""
+        self.session.conf.set("spark.sql.files.maxPartitionBytes", str(size))
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spark]:
+    if not _spark_available():
+        if os.environ.get("TIERS_REQUIRE_SPARK") == "1":
+            pytest.fail("TIERS_REQUIRE_SPARK=1 but pyspark or java is not installed")
+        pytest.skip("Spark needs pyspark (the spark extra) and Java 17")
+    from pyspark.sql import SparkSession  # noqa: PLC0415
+
+    root = tmp_path_factory.mktemp("spark")
+    database = Database("sqlite", root / "var")
+    settings_ = database.settings()
+    initialise(settings_, access=ACCESS)
+    deployment = Deployment.open(settings_)
+    for name in ("casino", "galeries"):
+        add_domain(deployment, name=name, role="partner", access=ACCESS)
+    local_dir = root / "spark-local"
+    local_dir.mkdir()
+    saved = dict(os.environ)
+    os.environ.update(database.env())  # what the executors open (Spark starts with it)
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    try:
+        session = (
+            SparkSession.builder.master(ENGINE.removeprefix("spark:"))
+            .config("spark.ui.enabled", "false")
+            .config("spark.local.dir", str(local_dir))
+            .config("spark.sql.files.openCostInBytes", "0")
+            .getOrCreate()
+        )
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    try:
+        yield Spark(database, deployment, session, local_dir)
+    finally:
+        session.stop()
+        deployment.close()
+
+
+def tokenised(
+    deployment: Deployment, tmp: Path, data: bytes | Path, *, engine: str | None = None,
+    name: str = "in.csv", domain: str = "casino", **options: Any,
+) -> tuple[bytes, bytes, FileReport] | tuple[str, str]:  # fmt: skip
+    """The output and rejects of one run, and its report (or the error's class and code)."""
+    source = data if isinstance(data, Path) else tmp / name
+    if isinstance(data, bytes):
+        source.write_bytes(data)
+    output = tmp / ("spark.out" if engine else "local.out")
+    for left in (output, Path(f"{output}.rejects.csv")):  # by an example before
+        left.unlink(missing_ok=True)
+    options = {"columns": COLUMNS, "keep": ["amount"], "register": False} | options
+    try:
+        report = tokenise_file(
+            deployment, access=ACCESS, source=source, output=output, domain=domain,
+            engine=engine, **options,
+        )  # fmt: skip
+    except TiersError as error:
+        assert not output.exists()
+        return type(error).__name__, error.code
+    return output.read_bytes(), Path(report.rejects).read_bytes(), report
+
+
+def same_on_both(spark: Spark, tmp: Path, data: bytes | Path, **options: Any) -> Any:
+    local = tokenised(spark.deployment, tmp, data, **options)
+    on_spark = tokenised(spark.deployment, tmp, data, engine=ENGINE, **options)
+    if isinstance(local, tuple) and len(local) == 3:
+        assert on_spark[:2] == local[:2]
+        counts = ("rows_in", "rows_out", "rows_rejected", "first_rejects")
+        assert [getattr(on_spark[2], n) for n in counts] == [getattr(local[2], n) for n in counts]
+    else:
+        assert on_spark == local
+    return on_spark
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=csv_files(), split=st.sampled_from([64, 256, 4096]))
+@example(data=b'card,email,amount\n10000001,"a@example.fr\n",1\n10000002,b@example.fr,2\n', split=8)
+@example(data=b'"card",email,amount\n10000001,a@example.fr,1\n', split=64)
+@example(data=b"card;email;amount\r\n10000001;x;1\r\n\xff;b@example.fr;2\r\n", split=16)
+def test_spark_writes_what_the_command_line_writes(
+    spark: Spark, tmp_path: Path, data: bytes, split: int
+) -> None:
+    spark.split_bytes(split)
+    same_on_both(spark, tmp_path, data)
+
+
+def a_larger_file(rows: int, *, quoted_from: int, seed: int = 7) -> bytes:
+    """A UTF-8 file with a byte-order mark: good and bad cards and e-mails, kept cells that
+    need neutralising, blank lines, and from row ``quoted_from`` on, quoted cells."""
+    chance = random.Random(seed)  # noqa: S311 - test data, not a secret
+    lines = ["card,email,amount"]
+    for n in range(rows):
+        card = str(10_000_000 + n) if chance.random() > 0.01 else "12"
+        email = f"client{n}@example.fr" if chance.random() > 0.01 else "not-an-email"
+        amount = chance.choice(["12.50", "-3", "=1+1", "café", ""])
+        if n >= quoted_from and n % 3 == 0:
+            amount = f'"{amount}, with ""quotes""\r\nand a line"'
+        lines.append(f"{card},{email},{amount}")
+        if n % 997 == 0:
+            lines.append("")
+    return b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n"
+
+
+def test_a_larger_file_in_many_splits_then_quoted_to_its_end(spark: Spark, tmp_path: Path) -> None:
+    spark.split_bytes(64 * 1024)
+    data = a_larger_file(30_000, quoted_from=20_000)
+    output, rejects, report = same_on_both(spark, tmp_path, data)
+    assert report.rows_in == 30_000 and 0 < report.rows_rejected < 1_500
+    assert output.count(b'with ""quotes""') > 2_000  # the tail's rows, read by one task
+    assert b"client1@example.fr" not in output and b"10000001" not in output
+    assert rejects.startswith(b"line,column,code\r\n")
+
+
+def test_a_cp1252_file_and_a_named_delimiter(spark: Spark, tmp_path: Path) -> None:
+    spark.split_bytes(128)
+    # \xe9 is é in cp1252; \x81 is a byte cp1252 leaves undefined
+    data = b"card;email;amount\r\n10000001;anne@example.fr;caf\xe9\r\n"
+    data += b"10000002;b@example.fr;\x81\r\n"
+    _, rejects, _ = same_on_both(spark, tmp_path, data, encoding="cp1252", delimiter=";")
+    assert rejects.endswith(b"3,amount,bad_encoding\r\n")
+
+
+def test_a_parquet_file_gives_the_command_lines_output(spark: Spark, tmp_path: Path) -> None:
+    spark.split_bytes(512)
+    count = 400
+    table = pa.table(
+        {
+            "card": [str(10_000_000 + n) if n % 50 else "12" for n in range(count)],
+            "email": [f"p{n}@example.fr" for n in range(count)],
+            "amount": pa.array([n / 4 if n % 7 else None for n in range(count)]),
+        }
+    )
+    source = tmp_path / "in.parquet"
+    pq.write_table(table, source, row_group_size=40)
+    output, _, report = same_on_both(spark, tmp_path, source, name="in.parquet")
+    assert report.rows_rejected == count // 50
+    assert pq.read_table(pa.BufferReader(output)).num_rows == report.rows_out
+
+
+def test_the_job_is_one_entry_indexed_under_its_customers(spark: Spark, tmp_path: Path) -> None:
+    spark.split_bytes(256)
+    data = b"card,email,amount\n" + b"".join(
+        b"%d,g%d@example.fr,1\n" % (20_000_000 + n, n) for n in range(1, 120)
+    )
+    before = len(spark.database.audit_entries())
+    subjects = len(spark.database.rows()["subjects"])
+    spark_run = tokenised(
+        spark.deployment, tmp_path, data, engine=ENGINE, domain="galeries", register=True
+    )
+    entries = spark.database.audit_entries()
+    assert len(entries) == before + 1
+    entry = entries[-1]
+    assert entry.action == "tokenise_file" and entry.outcome == "ok"
+    assert entry.detail["engine"] == "spark" and entry.detail["registered"] == 2 * 119
+    assert (entry.counts.records_in, entry.counts.records_out) == (119, 119)
+    found = lookup_subject(
+        spark.deployment, access=AUDITOR, domain="galeries", kind="card", value="20000077"
+    )
+    assert entry.seq in [e.seq for e in found]
+    assert len(spark.database.rows()["subjects"]) == subjects + 2 * 119  # registered
+    # the same file again, by the command line: the same output, the same subjects
+    local = tokenised(spark.deployment, tmp_path, data, domain="galeries", register=True)
+    assert local[:2] == spark_run[:2]
+    assert len(spark.database.rows()["subjects"]) == subjects + 2 * 119
+
+
+def test_nothing_clear_and_no_key_is_left_in_sparks_directories(spark: Spark) -> None:
+    """Run after the others (file order): Spark's local directory, where it spills, holds none
+    of the files' clear values and none of the deployment's keys."""
+    found = b"".join(p.read_bytes() for p in spark.local_dir.rglob("*") if p.is_file())
+    for clear in (b"client1@example.fr", b"g77@example.fr", b"p11@example.fr", b"anne@example"):
+        assert clear not in found
+    secrets = [spark.database.home / "master.key"]
+    assert all(path.read_bytes().strip() not in found for path in secrets)
+
+
+def test_an_executor_that_opens_another_deployment_fails_the_job(
+    spark: Spark, tmp_path: Path
+) -> None:
+    other = Database("sqlite", tmp_path / "other")
+    initialise(other.settings(), access=ACCESS)
+    deployment = Deployment.open(other.settings())
+    try:
+        add_domain(deployment, name="casino", role="partner", access=ACCESS)
+        data = b"card,email,amount\n10000001,a@example.fr,1\n"
+        outcome = tokenised(deployment, tmp_path, data, engine=ENGINE, register=True)
+    finally:
+        deployment.close()
+    assert outcome == ("ConfigurationError", "executor_unavailable")
+    assert not (tmp_path / "spark.out.rejects.csv").exists()
+    assert other.rows()["subjects"] == []
+    failed = other.audit_entries()[-1]
+    assert failed.action == "tokenise_file" and failed.outcome != "ok"
+
+
+def test_paths_and_engines_that_cannot_work_are_refused(spark: Spark, tmp_path: Path) -> None:
+    missing = tokenised(spark.deployment, tmp_path, tmp_path / "none.csv", engine=ENGINE)
+    assert missing == ("NotFound", "no_such_file")
+    (tmp_path / "parts").mkdir()
+    for n in (1, 2):
+        (tmp_path / "parts" / f"{n}.csv").write_bytes(b"card,email,amount\n10000001,a@b.fr,1\n")
+    several = tokenised(spark.deployment, tmp_path, tmp_path / "parts", engine=ENGINE)
+    assert several == ("InvalidRequest", "several_files")
+    for engine in ("flink", "sparky:local"):
+        refused = tokenised(spark.deployment, tmp_path, b"card\n1\n", engine=engine)
+        assert refused == ("InvalidRequest", "unknown_engine")
+    empty = tokenised(spark.deployment, tmp_path, b"", engine=ENGINE)
+    assert empty == ("InvalidFile", "empty_file")
+    header_only = tokenised(spark.deployment, tmp_path, b"card,email,amount\n", engine=ENGINE)
+    assert header_only == ("InvalidFile", "no_rows")
+
+
+def test_the_command_line_runs_spark_and_writes_the_same_file(spark: Spark, tmp_path: Path) -> None:
+    """``tiers tokenise-file --engine spark:local[1]``, a process of its own (its own JVM)."""
+    source = tmp_path / "in.csv"
+    source.write_bytes(a_larger_file(2_000, quoted_from=1_500, seed=3))
+    env = {**os.environ, **spark.database.env(), "TIERS_PURPOSE": "test"}
+    tiers = Path(sys.executable).with_name("tiers")
+    outputs = []
+    for engine in ("local", "spark:local[1]"):
+        output = tmp_path / f"{engine[:5]}.csv"
+        command = [str(tiers), "tokenise-file", str(source), "-o", str(output), "--domain",
+                   "casino", "--column", "card=card", "--column", "email=email",
+                   "--keep", "amount", "--no-register", "--engine", engine]  # fmt: skip
+        done = subprocess.run(command, env=env, capture_output=True, timeout=300, check=False)
+        assert done.returncode == 2, done.stderr[-2000:]  # some rows are rejected
+        assert b"client1@example.fr" not in done.stderr + done.stdout
+        outputs.append((output.read_bytes(), Path(f"{output}.rejects.csv").read_bytes()))
+    assert outputs[0] == outputs[1]
