@@ -31,6 +31,7 @@ from bench import (
     hsm_bench,
     nodes_bench,
     service_bench,
+    spark_bench,
     vitals_bench,
 )
 from bench.data import write_customer_file
@@ -409,6 +410,7 @@ def exchange_section(options: argparse.Namespace, work: Path, results: dict[str,
 
 def scale_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
     _customers_scale(options, results)
+    _spark_scale(options, results)
     if not options.database_url:
         print("Scale over nodes: skipped (needs --database-url, PostgreSQL)")
         return
@@ -442,6 +444,21 @@ def scale_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
         for name, value in run["ratios"].items():
             line(f"{count} node(s): {name.replace('_', ' ')}", value, "×")
     results["scale_nodes"] = runs
+
+
+def _spark_scale(options: argparse.Namespace, results: dict[str, Any]) -> None:
+    if not spark_bench.available():
+        print("Spark against the fork pool: skipped (needs pyspark and Java 17)")
+        return
+    rows = 20_000 if options.quick else 200_000
+    with tempfile.TemporaryDirectory(prefix="tiers-bench-spark-") as directory:
+        run = spark_bench.versus_fork_pool(Path(directory), rows)
+    print(f"Spark {spark_bench.MASTER} against the fork pool (2 workers), {rows:,} rows")
+    line("fork pool", run["fork_pool_rows_per_second"], "rows/s")
+    line(f"Spark {spark_bench.MASTER}", run["spark_rows_per_second"], "rows/s")
+    line("Spark's first run (JVM start)", run["spark_first_run_seconds"], "s")
+    line("Spark against the fork pool", run["spark_vs_fork_pool"], "×")
+    results["scale_spark"] = run
 
 
 def _customers_scale(options: argparse.Namespace, results: dict[str, Any]) -> None:

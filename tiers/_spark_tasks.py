@@ -38,7 +38,7 @@ from sqlalchemy import Connection
 from errors import ConfigurationError, InvalidFile, KeyUnavailable, TiersError
 from tiers import _subject_index as subject_index
 from tiers._csvio import CHECKED_BYTES, FIELD_SIZE_LIMIT, csv_records, read_header
-from tiers._fastpath import BLOCK_BYTES, BlockResult, BlockWork
+from tiers._fastpath import BLOCK_BYTES, BlockResult, BlockWork, collector_paused
 from tiers._file_rows import ColumnSpec, plan_of
 from tiers._parquet import text_rows
 from tiers.deployment import Deployment
@@ -271,7 +271,8 @@ def tokenised_lines(job: Job) -> Callable[[Iterator[pa.RecordBatch]], Iterator[p
             return
         seen: dict[int, int] = {}
         for start, seq, first, block in _blocks(_numbered_lines(batches, before, job, seen)):
-            result = work(block, first - 1)
+            with collector_paused():  # as in a worker of the fork pool (tiers._fastpath)
+                result = work(block, first - 1)
             yield encoded([(start, seq, result)])
         yield _ends(seen)
 
