@@ -3,21 +3,19 @@
 random small files cut into many splits and on one larger file; the job is one access-log entry;
 an executor that opens another deployment fails the job and leaves nothing behind.
 
-The executors open the deployment from their environment, which is the one Spark was started
-with: the module starts one session for one home (``spark``) and keeps it for all its tests.
+The executors open the deployment from their environment: the module starts one session for
+one home (``spark``, on SQLite; ``test_spark_postgres.py`` does it on PostgreSQL) and keeps it
+for all its tests.
 """
 
 from __future__ import annotations
 
 import os
-import random
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -25,114 +23,33 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from errors import TiersError
 from tests.conftest import ACCESS, Database
+from tests.tiers.spark_session import (
+    ENGINE,
+    Spark,
+    a_larger_file,
+    require_spark,
+    same_on_both,
+    started,
+    tokenised,
+)
 from tests.tiers.test_fastpath import csv_files
 from tiers.admin import add_domain, initialise
 from tiers.audit_ops import lookup_subject
 from tiers.deployment import Deployment
-from tiers.files import ColumnSpec, FileReport, tokenise_file
 
 pytestmark = pytest.mark.slow
-
-COLUMNS = [ColumnSpec("card", "card"), ColumnSpec("email", "email")]
-AUDITOR = replace(ACCESS, actor="dpo", role="auditor", purpose="DPO request 9")
-ENGINE = "spark:local[2]"
-
-
-def _spark_available() -> bool:
-    try:
-        import pyspark  # noqa: F401, PLC0415
-    except ImportError:
-        return False
-    return shutil.which("java") is not None
-
-
-@dataclass
-class Spark:
-    """The module's home (its executors' deployment), opened, and Spark's session on it."""
-
-    database: Database
-    deployment: Deployment
-    session: Any
-    local_dir: Path
-
-    def split_bytes(self, size: int) -> None:
-        """Cut the files Spark reads into splits of ``size`` bytes (small: many splits)."""
-        self.session.conf.set("spark.sql.files.maxPartitionBytes", str(size))
 
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spark]:
-    if not _spark_available():
-        if os.environ.get("TIERS_REQUIRE_SPARK") == "1":
-            pytest.fail("TIERS_REQUIRE_SPARK=1 but pyspark or java is not installed")
-        pytest.skip("Spark needs pyspark (the spark extra) and Java 17")
-    from pyspark.sql import SparkSession  # noqa: PLC0415
-
+    require_spark()
     root = tmp_path_factory.mktemp("spark")
-    database = Database("sqlite", root / "var")
-    settings_ = database.settings()
-    initialise(settings_, access=ACCESS)
-    deployment = Deployment.open(settings_)
-    for name in ("casino", "galeries"):
-        add_domain(deployment, name=name, role="partner", access=ACCESS)
-    local_dir = root / "spark-local"
-    local_dir.mkdir()
-    saved = dict(os.environ)
-    os.environ.update(database.env())  # what the executors open (Spark starts with it)
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    try:
-        session = (
-            SparkSession.builder.master(ENGINE.removeprefix("spark:"))
-            .config("spark.ui.enabled", "false")
-            .config("spark.local.dir", str(local_dir))
-            .config("spark.sql.files.openCostInBytes", "0")
-            .getOrCreate()
-        )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    try:
-        yield Spark(database, deployment, session, local_dir)
-    finally:
-        session.stop()
-        deployment.close()
+    with started(Database("sqlite", root / "var"), root) as made:
+        yield made
 
 
-def tokenised(
-    deployment: Deployment, tmp: Path, data: bytes | Path, *, engine: str | None = None,
-    name: str = "in.csv", domain: str = "casino", **options: Any,
-) -> tuple[bytes, bytes, FileReport] | tuple[str, str]:  # fmt: skip
-    """The output and rejects of one run, and its report (or the error's class and code)."""
-    source = data if isinstance(data, Path) else tmp / name
-    if isinstance(data, bytes):
-        source.write_bytes(data)
-    output = tmp / ("spark.out" if engine else "local.out")
-    for left in (output, Path(f"{output}.rejects.csv")):  # by an example before
-        left.unlink(missing_ok=True)
-    options = {"columns": COLUMNS, "keep": ["amount"], "register": False} | options
-    try:
-        report = tokenise_file(
-            deployment, access=ACCESS, source=source, output=output, domain=domain,
-            engine=engine, **options,
-        )  # fmt: skip
-    except TiersError as error:
-        assert not output.exists()
-        return type(error).__name__, error.code
-    return output.read_bytes(), Path(report.rejects).read_bytes(), report
-
-
-def same_on_both(spark: Spark, tmp: Path, data: bytes | Path, **options: Any) -> Any:
-    local = tokenised(spark.deployment, tmp, data, **options)
-    on_spark = tokenised(spark.deployment, tmp, data, engine=ENGINE, **options)
-    if isinstance(local, tuple) and len(local) == 3:
-        assert on_spark[:2] == local[:2]
-        counts = ("rows_in", "rows_out", "rows_rejected", "first_rejects")
-        assert [getattr(on_spark[2], n) for n in counts] == [getattr(local[2], n) for n in counts]
-    else:
-        assert on_spark == local
-    return on_spark
+AUDITOR = replace(ACCESS, actor="dpo", role="auditor", purpose="DPO request 9")
 
 
 @settings(
@@ -147,23 +64,6 @@ def test_spark_writes_what_the_command_line_writes(
 ) -> None:
     spark.split_bytes(split)
     same_on_both(spark, tmp_path, data)
-
-
-def a_larger_file(rows: int, *, quoted_from: int, seed: int = 7) -> bytes:
-    """A UTF-8 file with a byte-order mark: good and bad cards and e-mails, kept cells that
-    need neutralising, blank lines, and from row ``quoted_from`` on, quoted cells."""
-    chance = random.Random(seed)  # noqa: S311 - test data, not a secret
-    lines = ["card,email,amount"]
-    for n in range(rows):
-        card = str(10_000_000 + n) if chance.random() > 0.01 else "12"
-        email = f"client{n}@example.fr" if chance.random() > 0.01 else "not-an-email"
-        amount = chance.choice(["12.50", "-3", "=1+1", "café", ""])
-        if n >= quoted_from and n % 3 == 0:
-            amount = f'"{amount}, with ""quotes""\r\nand a line"'
-        lines.append(f"{card},{email},{amount}")
-        if n % 997 == 0:
-            lines.append("")
-    return b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n"
 
 
 def test_a_larger_file_in_many_splits_then_quoted_to_its_end(spark: Spark, tmp_path: Path) -> None:
