@@ -47,11 +47,14 @@ from tiers.storage import audit_log
 from tiers.tokenisation import Tokeniser
 
 __all__ = [
+    "FRAME_SCHEMA",
     "RESULT_SCHEMA",
     "SURVEY_SCHEMA",
     "TAIL_START",
     "Job",
     "decoded",
+    "frame_block",
+    "frame_rows",
     "identity",
     "parquet_rows",
     "survey",
@@ -134,21 +137,20 @@ def identity(deployment: Deployment, connection: Connection) -> str:
     return f"{deployment.master.check_value()} {audit_log.log_origin(connection)}"
 
 
-def _failed(error: BaseException) -> pa.RecordBatch:
-    """The one row of a task that could not open the deployment: its message and code, never
-    an unexpected error's text (which could hold anything)."""
+def _failure(error: BaseException) -> tuple[str, str]:
+    """The message and code of a task that could not open the deployment, never an
+    unexpected error's text (which could hold anything)."""
     if isinstance(error, TiersError):
-        message, code = error.message, error.code
-    else:
-        message, code = f"unexpected {type(error).__name__}", "executor_unavailable"
-    return _batch([(0, 0, BlockResult())], failed=(message, code))
+        return error.message, error.code
+    return f"unexpected {type(error).__name__}", "executor_unavailable"
 
 
 def _opened(job: Job) -> tuple[BlockWork | None, pa.RecordBatch]:
+    """The task's tokeniser, or the one row that tells the driver why there is none."""
     try:
         return _work(job), None
     except Exception as error:  # noqa: BLE001 - handed to the driver as a code, never raised
-        return None, _failed(error)
+        return None, _batch([(0, 0, BlockResult())], failed=_failure(error))
 
 
 def encoded(results: Sequence[tuple[int, int, BlockResult]]) -> pa.RecordBatch:
@@ -397,3 +399,92 @@ def _runs(
         if i == len(starts) or starts[i] != starts[begin]:
             yield starts[begin], rows[begin:i]
             begin = i
+
+
+# What a task of a DataFrame hands back: rows of four kinds. ``row``: an output row's cells;
+# ``reject``: a problem (line within the partition, column, code); ``block``: a batch's counts,
+# registrations and the subject index's references; ``failed``: the deployment could not be
+# opened. Lines are numbered within the partition (its first row is line 2); the driver adds
+# the rows of the partitions before.
+FRAME_SCHEMA = (
+    "kind string, part long, line long, cells array<string>, column string, code string, "
+    "rows_in long, rows_out long, reg_base array<binary>, reg_mac array<binary>, "
+    "reg_kind array<string>, refs binary, ref_starts array<long>, message string"
+)
+_FRAME = pa.schema(
+    [
+        ("kind", pa.string()), ("part", pa.int64()), ("line", pa.int64()),
+        ("cells", pa.list_(pa.string())), ("column", pa.string()), ("code", pa.string()),
+        ("rows_in", pa.int64()), ("rows_out", pa.int64()), ("reg_base", pa.list_(pa.binary())),
+        ("reg_mac", pa.list_(pa.binary())), ("reg_kind", pa.list_(pa.string())),
+        ("refs", pa.binary()), ("ref_starts", pa.list_(pa.int64())), ("message", pa.string()),
+    ]
+)  # fmt: skip
+
+
+def frame_rows(job: Job) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """The task of a DataFrame's partition: its rows as text (as a Parquet file's are read),
+    numbered within the partition, tokenised by the command line's code, by Arrow batch."""
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext  # noqa: PLC0415 - only in an executor
+
+        context = TaskContext.get()
+        assert context is not None  # run by Spark, in a task
+        part = context.partitionId()
+        try:
+            work = _work(job)
+        except Exception as error:  # noqa: BLE001 - handed to the driver as a code
+            message, code = _failure(error)
+            yield _frame_batch([{"kind": "failed", "part": part, "code": code, "message": message}])
+            return
+        seen = 0
+        for batch in batches:
+            rows = list(text_rows(batch))
+            records = ((seen + i + 2, list(row)) for i, row in enumerate(rows))
+            with collector_paused():
+                result = work.of_records(records, BlockResult())
+            seen += len(rows)
+            yield _frame_batch(_frame_rows(part, result))
+
+    return run
+
+
+def _frame_rows(part: int, result: BlockResult) -> list[dict[str, object]]:
+    """A batch's result as rows of :data:`FRAME_SCHEMA`: its output rows, its rejects, and one
+    row of its counts, registrations and references."""
+    cells = csv.reader(io.StringIO(result.output, newline=""))
+    rows: list[dict[str, object]] = [{"kind": "row", "cells": row} for row in cells]
+    rows += [
+        {"kind": "reject", "part": part, "line": line, "column": column, "code": code}
+        for line, found in result.rejects
+        for column, code in found
+    ]
+    refs = result.refs
+    registered = result.registrations
+    block = {
+        "kind": "block", "part": part, "rows_in": result.rows_in, "rows_out": result.rows_out,
+        "reg_base": [r[0] for r in registered], "reg_mac": [r[1] for r in registered],
+        "reg_kind": [r[2] for r in registered], "refs": None if refs is None else refs.refs,
+        "ref_starts": None if refs is None else list(refs.starts),
+        "code": None if result.error is None else result.error[1],
+        "message": None if result.error is None else result.error[0],
+    }  # fmt: skip
+    return [*rows, block]
+
+
+def _frame_batch(rows: list[dict[str, object]]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist(rows, schema=_FRAME)
+
+
+def frame_block(row: Mapping[str, Any]) -> BlockResult:
+    """A ``block`` row of :data:`FRAME_SCHEMA` back into a result (its counts, registrations
+    and references; its output and rejects stay in Spark)."""
+    result = BlockResult(rows_in=row["rows_in"], rows_out=row["rows_out"])
+    registered = zip(row["reg_base"], row["reg_mac"], row["reg_kind"], strict=True)
+    result.registrations = [(bytes(base), bytes(mac), kind) for base, mac, kind in registered]
+    if row["refs"] is not None:
+        result.refs = subject_index.Block(bytes(row["refs"]), array("I", row["ref_starts"]))
+    if row["code"] is not None:
+        result.error = (row["message"], row["code"])
+    return result

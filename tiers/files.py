@@ -27,7 +27,6 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,6 +48,7 @@ from tiers._csvio import (
     text_of,
 )
 from tiers._fastpath import BLOCK_BYTES, BlockResult, BlockWork, RecordBlocks, in_order
+from tiers._file_entry import file_registrar, recorded
 from tiers._file_rows import (
     ColumnSpec,
     Plan,
@@ -65,8 +65,7 @@ from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.identifiers import get_kind
 from tiers.spark import SparkFile, spark_master
-from tiers.storage import SortedInserts, bulk_load, sorted_inserts
-from tiers.tokenisation import Registrar, Tokeniser, registrar_for
+from tiers.tokenisation import Registrar, Tokeniser
 
 __all__ = [
     "ColumnSpec",
@@ -170,13 +169,14 @@ class _Sink:
         output, out_handle = _output(stack, Path(report.output), plan.header, delimiter, parquet)
         rej_handle = stack.enter_context(atomic_output(Path(report.rejects)))
         connection = stack.enter_context(deployment.transaction())
-        held = _registering(stack, connection) if register else None
         tokeniser = Tokeniser.open(deployment, connection, domain)
         secret = subject_index.index_secret(deployment.audit_keyring(connection).active)
         sink = cls(
             connection=connection,
             tokeniser=tokeniser,
-            registrar=_registrar(deployment, connection, tokeniser, access.now, held),
+            registrar=file_registrar(
+                stack, deployment, connection, tokeniser, access.now, register=register
+            ),
             output_handle=out_handle,
             touched=subject_index.Gathered(secret),
             plan=plan,
@@ -294,58 +294,16 @@ def _serially(sink: _Sink, records: Iterable[tuple[int, list[str]]], progress: _
         progress.row(report.rows_in)
 
 
-def _registrar(
-    deployment: Deployment,
-    connection: Connection,
-    tokeniser: Tokeniser,
-    now: datetime,
-    held: SortedInserts | None,
-) -> Registrar:
-    """Who registers the file's subjects (and enrols its cards), in ``connection``."""
-    # Known rows looked up rather than registered again: faster on SQLite, slower on
-    # PostgreSQL, which registers through COPY (bench/HISTORY.md).
-    return registrar_for(
-        deployment, connection, tokeniser, now, held=held, skip_known=deployment.embedded
-    )
-
-
-def _registering(stack: ExitStack, connection: Connection) -> SortedInserts:
-    """A registering load: a larger page cache, and the inserts held to be made in key order
-    once the whole file is read."""
-    stack.enter_context(bulk_load(connection))
-    return stack.enter_context(sorted_inserts(connection))
-
-
 def _finish(
     deployment: Deployment, access: Access, sink: _Sink, *, domain: str, kept: int, engine: str
 ) -> None:
-    """The file's subjects registered and its entry written, indexed under every customer it
-    touched (:mod:`tiers._subject_index`); its identifier cells charged to the client's budget.
-    The entry names the engine when it is not this process (``spark``)."""
+    """The file's subjects registered and its entry written (:func:`tiers._file_entry.recorded`)."""
     report = sink.report
-    if report.rows_in == 0:
-        raise InvalidFile("the file has a header but no data rows", code="no_rows")
-    sink.registrar.finish()
-    report.registered = sink.registrar.registered
-    columns = len(sink.plan.identifier_positions)
-    identifiers = report.rows_in * columns
-    entry = deployment.record(
-        sink.connection,
-        access,
-        action=Action.TOKENISE_FILE,
-        domains=[domain],
+    report.registered = recorded(
+        deployment, access, sink.connection, sink.registrar, sink.touched, domain=domain,
         counts=Counts(report.rows_in, report.rows_out, report.rows_rejected),
-        detail={
-            "registered": report.registered,
-            "columns": columns,
-            "kept": kept,
-            "identifiers": identifiers,
-        }
-        | ({} if engine == "local" else {"engine": engine}),
-    )
-    sink.touched.seal()
-    subject_index.index_blocks(sink.connection, entry, sink.touched.blocks)
-    deployment.budget.charge(access, identifiers)
+        columns=len(sink.plan.identifier_positions), kept=kept, engine=engine,
+    )  # fmt: skip
 
 
 @dataclass(slots=True)

@@ -1,4 +1,6 @@
-"""Batch tokenisation on Apache Spark: ``tiers tokenise-file --engine spark[:MASTER_URL]``.
+"""Batch tokenisation on Apache Spark: ``tiers tokenise-file --engine spark[:MASTER_URL]`` for a
+file (:class:`SparkFile`, used by :func:`tiers.files.tokenise_file`), and :func:`tokenise_frame`
+for a DataFrame already in Spark.
 
 The command runs as Spark's driver: it checks the call, opens the outputs and the file's one
 transaction, and writes the output, the rejects, the registrations and the access-log entry,
@@ -23,7 +25,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
@@ -31,14 +33,20 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from audit import Action, Counts
 from errors import ConfigurationError, InvalidFile, InvalidRequest, NotFound
 from tiers import _spark_tasks as tasks
+from tiers import _subject_index as subject_index
 from tiers._csvio import CHECKED_BYTES, prepared, read_header, text_of
 from tiers._fastpath import BlockResult
-from tiers._file_rows import ColumnSpec
+from tiers._file_entry import file_registrar, recorded
+from tiers._file_rows import ColumnSpec, plan_of
+from tiers.auditing import Access, audited
+from tiers.authorisation import require
 from tiers.deployment import Deployment
+from tiers.tokenisation import Registrar, Tokeniser
 
-__all__ = ["SparkFile", "spark_master"]
+__all__ = ["FrameTokens", "SparkFile", "spark_master", "tokenise_frame"]
 
 _ENGINES = "local or spark[:MASTER_URL]"
 
@@ -279,3 +287,125 @@ def _spark_errors() -> Iterator[None]:
 def _is_spark_error(error: BaseException) -> bool:
     module = type(error).__module__
     return module.startswith(("pyspark", "py4j"))
+
+
+@dataclass(frozen=True, slots=True)
+class FrameTokens:
+    """A DataFrame tokenised (:func:`tokenise_frame`): its ``output`` (the identifier columns
+    as pseudonyms and the kept columns, every column as text, in the frame's order) and its
+    ``rejects`` (``line``, ``column``, ``code``: the n-th row of the frame is line n + 1, as
+    in its CSV export), both kept by Spark until :meth:`unpersist`; the counts of the access-log
+    entry."""
+
+    output: Any
+    rejects: Any
+    rows_in: int
+    rows_out: int
+    rows_rejected: int
+    registered: int
+    results: Any
+
+    def unpersist(self) -> None:
+        """Let Spark drop the results (the output and rejects are computed again if read)."""
+        self.results.unpersist()
+
+
+@audited(Action.TOKENISE_FILE)
+def tokenise_frame(
+    deployment: Deployment, *, access: Access, frame: Any, domain: str,
+    columns: Sequence[ColumnSpec], keep: Sequence[str] = (), register: bool = True,
+) -> FrameTokens:  # fmt: skip
+    """Tokenise the identifier ``columns`` of the Spark DataFrame ``frame`` on its executors,
+    which open the deployment themselves (as for a file, :class:`SparkFile`); register the
+    subjects and write the one access-log entry, in one transaction, once every row is
+    done. The frame is read once; a frame that Spark would compute differently twice (a
+    random sample, say) is numbered as it was read."""
+    require(access, Action.TOKENISE_FILE, domain)
+    deployment.budget.admit(access)
+    header = list(frame.columns)
+    plan = plan_of(header, columns, keep)
+    with ExitStack() as stack, _spark_errors():
+        connection = stack.enter_context(deployment.transaction())
+        tokeniser = Tokeniser.open(deployment, connection, domain)
+        registrar = file_registrar(
+            stack, deployment, connection, tokeniser, access.now, register=register
+        )
+        secret = subject_index.index_secret(deployment.audit_keyring(connection).active)
+        touched = subject_index.Gathered(secret)
+        job = tasks.Job(
+            domain, tuple(header), tuple(columns), tuple(keep), ",", "utf-8", register,
+            deployment=tasks.identity(deployment, connection),
+        )  # fmt: skip
+        results = _mapped(frame, tasks.frame_rows(job), tasks.FRAME_SCHEMA)
+        results = results.persist(_storage_level())
+        try:
+            counts, parts = _frame_counts(results, registrar, touched)
+            registered = recorded(
+                deployment, access, connection, registrar, touched, domain=domain,
+                counts=counts, columns=len(columns), kept=len(keep), engine="spark",
+                origin="dataframe",
+            )  # fmt: skip
+        except BaseException:
+            results.unpersist()
+            raise
+    return FrameTokens(
+        _frame_output(results, plan.header), _frame_rejects(results, parts), counts.records_in,
+        counts.records_out, counts.rejected, registered, results,
+    )  # fmt: skip
+
+
+def _storage_level() -> Any:
+    from pyspark import StorageLevel  # noqa: PLC0415
+
+    return StorageLevel.MEMORY_AND_DISK
+
+
+def _frame_counts(
+    results: Any, registrar: Registrar, touched: subject_index.Gathered
+) -> tuple[Counts, dict[int, int]]:
+    """Every batch tokenised at once, then its counts read back, its subjects handed to the
+    registrar and its references gathered; the rows of each partition."""
+    from pyspark.sql import functions as F  # noqa: PLC0415
+
+    results.count()
+    blocks = results.filter(F.col("kind").isin("block", "failed"))
+    rows_in = rows_out = rejected = 0
+    parts: dict[int, int] = {}
+    for row in blocks.toLocalIterator():
+        found = row.asDict()
+        if found["kind"] == "failed":
+            raise ConfigurationError(
+                f"a Spark executor cannot open the deployment: {found['message']} "
+                f"[{found['code']}]",
+                code="executor_unavailable",
+            )
+        block = tasks.frame_block(found)
+        if block.error is not None:
+            raise InvalidFile(block.error[0], code=block.error[1])
+        parts[found["part"]] = parts.get(found["part"], 0) + block.rows_in
+        rows_in, rows_out = rows_in + block.rows_in, rows_out + block.rows_out
+        rejected += block.rows_in - block.rows_out
+        for base, mac, kind in block.registrations:
+            registrar.add(base, mac, kind)
+        if block.refs is not None:
+            touched.blocks.append(block.refs)
+    return Counts(rows_in, rows_out, rejected), parts
+
+
+def _frame_output(results: Any, header: list[str]) -> Any:
+    from pyspark.sql import functions as F  # noqa: PLC0415
+
+    rows = results.filter(F.col("kind") == "row")
+    return rows.select(*[F.col("cells")[i].alias(name) for i, name in enumerate(header)])
+
+
+def _frame_rejects(results: Any, parts: dict[int, int]) -> Any:
+    """The rejects, numbered in the whole frame: the rows of the partitions before added."""
+    from pyspark.sql import functions as F  # noqa: PLC0415
+
+    order = sorted(parts)
+    totals = accumulate([0, *(parts[part] for part in order)])
+    pairs = [F.lit(value) for pair in zip(order, totals, strict=False) for value in pair]
+    before = F.create_map(*pairs)[F.col("part")] if pairs else F.lit(0)
+    rejects = results.filter(F.col("kind") == "reject")
+    return rejects.select((F.col("line") + before).alias("line"), "column", "code")

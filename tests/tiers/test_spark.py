@@ -23,8 +23,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from errors import ConfigurationError, NotFound
 from tests.conftest import ACCESS, Database
 from tests.tiers.spark_session import (
+    COLUMNS,
     ENGINE,
     Spark,
     a_larger_file,
@@ -37,6 +39,8 @@ from tests.tiers.test_fastpath import csv_files
 from tiers.admin import add_domain, initialise
 from tiers.audit_ops import lookup_subject
 from tiers.deployment import Deployment
+from tiers.files import ColumnSpec, FileReport
+from tiers.spark import tokenise_frame
 
 pytestmark = pytest.mark.slow
 
@@ -102,6 +106,59 @@ def test_a_parquet_file_gives_the_command_lines_output(spark: Spark, tmp_path: P
     assert pq.read_table(pa.BufferReader(output)).num_rows == report.rows_out
 
 
+def test_a_dataframe_gives_the_rows_and_rejects_of_its_file(spark: Spark, tmp_path: Path) -> None:
+    """tokenise_frame on the DataFrame Spark reads from a Parquet file: the output rows and
+    the rejects (a DataFrame of line, column and code) of the command line on that file."""
+    spark.split_bytes(512)
+    count = 300
+    table = pa.table(
+        {
+            "amount": [f"{n}.50" if n % 9 else "=1+1" for n in range(count)],
+            "card": [str(30_000_000 + n) if n % 40 else "12" for n in range(count)],
+            "email": [f"f{n}@example.fr" if n % 25 else "nope" for n in range(count)],
+        }
+    )
+    source = tmp_path / "frame.parquet"
+    pq.write_table(table, source, row_group_size=30)
+    local = tokenised(spark.deployment, tmp_path, source, name="frame.parquet", register=True)
+    assert isinstance(local[2], FileReport)
+    before = len(spark.database.audit_entries())
+    frame = spark.session.read.parquet(str(source))
+    assert frame.rdd.getNumPartitions() > 1
+    tokens = tokenise_frame(
+        spark.deployment, access=ACCESS, frame=frame, domain="casino", columns=COLUMNS,
+        keep=["amount"],
+    )  # fmt: skip
+    try:
+        expected = pq.read_table(pa.BufferReader(local[0])).to_pylist()
+        assert [row.asDict() for row in tokens.output.collect()] == expected
+        rejects = [(r.line, r.column, r.code) for r in tokens.rejects.orderBy("line").collect()]
+        lines = local[1].decode().splitlines()[1:]
+        assert [f"{line},{column},{code}" for line, column, code in rejects] == lines
+        assert (tokens.rows_in, tokens.rows_out) == (local[2].rows_in, local[2].rows_out)
+    finally:
+        tokens.unpersist()
+    entries = spark.database.audit_entries()
+    assert len(entries) == before + 1
+    assert entries[-1].detail["input"] == "dataframe" and entries[-1].counts.records_in == count
+    assert b"f1@example.fr" not in str(entries[-1].as_dict()).encode()
+
+
+def test_a_dataframe_is_checked_before_anything_runs(spark: Spark) -> None:
+    frame = spark.session.createDataFrame([("10000001", "x")], "card string, note string")
+    with pytest.raises(NotFound) as unknown:
+        tokenise_frame(
+            spark.deployment, access=ACCESS, frame=frame, domain="casino", columns=COLUMNS
+        )
+    assert unknown.value.code == "unknown_column"
+    with pytest.raises(NotFound) as no_domain:
+        tokenise_frame(
+            spark.deployment, access=ACCESS, frame=frame, domain="nowhere",
+            columns=[ColumnSpec("card", "card")],
+        )  # fmt: skip
+    assert no_domain.value.code == "unknown_domain"
+
+
 def test_the_job_is_one_entry_indexed_under_its_customers(spark: Spark, tmp_path: Path) -> None:
     spark.split_bytes(256)
     data = b"card,email,amount\n" + b"".join(
@@ -149,6 +206,14 @@ def test_an_executor_that_opens_another_deployment_fails_the_job(
         add_domain(deployment, name="casino", role="partner", access=ACCESS)
         data = b"card,email,amount\n10000001,a@example.fr,1\n"
         outcome = tokenised(deployment, tmp_path, data, engine=ENGINE, register=True)
+        frame = spark.session.createDataFrame([("10000001",)], "card string")
+        with pytest.raises(ConfigurationError) as refused:
+            tokenise_frame(
+                deployment, access=ACCESS, frame=frame, domain="casino",
+                columns=[ColumnSpec("card", "card")],
+            )  # fmt: skip
+        assert refused.value.code == "executor_unavailable"
+        assert "wrong_deployment" in refused.value.message
     finally:
         deployment.close()
     assert outcome == ("ConfigurationError", "executor_unavailable")
