@@ -153,6 +153,7 @@ _TABLE = (
     Code("header_lines", _FILE, "Spark: the header record spans several lines"),
     Code("several_files", _REQUEST, "Spark: the path names several files, not one"),
     Code("unknown_engine", _REQUEST, "the engine is neither local nor spark[:MASTER_URL]"),
+    Code("bad_element", _REQUEST, "not a ristretto255 element, or the identity (blind mode)"),
     Code(
         "bad_parquet",
         _FILE,

@@ -557,6 +557,12 @@ class UnknownEngineError(InvalidRequest):
     code = "unknown_engine"
 
 
+class BadElementError(InvalidRequest):
+    """not a ristretto255 element, or the identity (blind mode)."""
+
+    code = "bad_element"
+
+
 class BadParquetError(InvalidFile):
     """the Parquet file cannot be read to its end: the message names the line."""
 
@@ -1208,6 +1214,7 @@ BY_CODE: dict[str, type[TiersError]] = {
     "header_lines": HeaderLinesError,
     "several_files": SeveralFilesError,
     "unknown_engine": UnknownEngineError,
+    "bad_element": BadElementError,
     "bad_parquet": BadParquetError,
     "not_utf8": NotUtf8Error,
     "bad_csv": BadCsvError,
