@@ -35,7 +35,7 @@ import pyarrow as pa
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
-from errors import ConfigurationError, InvalidFile, KeyUnavailable, TiersError
+from errors import ConfigurationError, InvalidFile, KeyUnavailable, StateConflict, TiersError
 from tiers import _subject_index as subject_index
 from tiers._csvio import CHECKED_BYTES, FIELD_SIZE_LIMIT, csv_records, read_header
 from tiers._fastpath import BLOCK_BYTES, BlockResult, BlockWork, collector_paused
@@ -95,6 +95,9 @@ class Job:
     unsafe: int = 0
     # the driver's deployment (:func:`identity`): an executor that opened another refuses
     deployment: str = ""
+    # the versions of the base key and of the domain's key the driver registers under: an
+    # executor that finds others active (a rotation during the job) refuses
+    versions: tuple[int, int] = (0, 0)
 
 
 # The deployment this worker opened, by its settings (a worker serves many tasks).
@@ -126,6 +129,11 @@ def _work(job: Job) -> BlockWork:
                 code="wrong_deployment",
             )
         tokeniser = Tokeniser.open(deployment, connection, job.domain)
+        if (tokeniser.base_key.version, tokeniser.domain_key.version) != job.versions:
+            raise StateConflict(
+                "the keys changed during the job (a rotation): run it again",
+                code="keys_changed",
+            )
         secret = subject_index.index_secret(deployment.audit_keyring(connection).active)
     plan = plan_of(list(job.header), job.columns, job.keep)
     return BlockWork(plan, len(job.header), tokeniser, job.delimiter, job.register, secret)

@@ -404,7 +404,7 @@ def tokenise_file(
         if src.spark is not None:
             watch = _Progress(progress, src.size, 0)
             blocks = src.spark.results(
-                deployment, sink.connection, domain, columns, keep, register=register
+                deployment, sink.connection, sink.tokeniser, columns, keep, register=register
             )
             for block in blocks:
                 sink.apply(block)

@@ -156,16 +156,16 @@ class SparkFile:
         return cls(session, path, False, header, found_delimiter, encoding, size, splits, unsafe)
 
     def results(
-        self, deployment: Deployment, connection: Connection, domain: str,
+        self, deployment: Deployment, connection: Connection, tokeniser: Tokeniser,
         columns: Sequence[ColumnSpec], keep: Sequence[str], *, register: bool,
     ) -> Iterator[BlockResult]:  # fmt: skip
         """The blocks of the file, tokenised by the executors, in file order. Each executor
         checks that it opened the driver's ``deployment`` (:func:`tiers._spark_tasks.identity`,
-        read in ``connection``)."""
-        identity = tasks.identity(deployment, connection)
+        read in ``connection``) and finds the keys of the driver's ``tokeniser`` active."""
         job = tasks.Job(
-            domain, tuple(self.header), tuple(columns), tuple(keep), self.delimiter,
-            self.encoding, register, self.splits, self.unsafe, identity,
+            tokeniser.domain.name, tuple(self.header), tuple(columns), tuple(keep),
+            self.delimiter, self.encoding, register, self.splits, self.unsafe,
+            tasks.identity(deployment, connection), _versions(tokeniser),
         )  # fmt: skip
         frames = self._tokenised(job)
         order = [start for start, _ in self.splits]
@@ -334,7 +334,7 @@ def tokenise_frame(
         touched = subject_index.Gathered(secret)
         job = tasks.Job(
             domain, tuple(header), tuple(columns), tuple(keep), ",", "utf-8", register,
-            deployment=tasks.identity(deployment, connection),
+            deployment=tasks.identity(deployment, connection), versions=_versions(tokeniser),
         )  # fmt: skip
         results = _mapped(frame, tasks.frame_rows(job), tasks.FRAME_SCHEMA)
         results = results.persist(_storage_level())
@@ -352,6 +352,10 @@ def tokenise_frame(
         _frame_output(results, plan.header), _frame_rejects(results, parts), counts.records_in,
         counts.records_out, counts.rejected, registered, results,
     )  # fmt: skip
+
+
+def _versions(tokeniser: Tokeniser) -> tuple[int, int]:
+    return tokeniser.base_key.version, tokeniser.domain_key.version
 
 
 def _storage_level() -> Any:

@@ -767,6 +767,12 @@ class JobEndedError(StateConflict):
     code = "job_ended"
 
 
+class KeysChangedError(StateConflict):
+    """Spark: a key rotated during the job: run it again."""
+
+    code = "keys_changed"
+
+
 class JobCompleteError(StateConflict):
     """the job has its whole file already."""
 
@@ -1249,6 +1255,7 @@ BY_CODE: dict[str, type[TiersError]] = {
     "job_running": JobRunningError,
     "too_many_jobs": TooManyJobsError,
     "job_ended": JobEndedError,
+    "keys_changed": KeysChangedError,
     "job_complete": JobCompleteError,
     "part_missing": PartMissingError,
     "part_out_of_order": PartOutOfOrderError,
