@@ -5,7 +5,7 @@ measured in this run and writes them, with a description of the machine, to
 
     python -m bench.run [--quick] [--rows N] [--database-url postgresql+psycopg://…]
                         [--scale 10000,100000,1000000] [--exchange-rows N]
-                        [--skip files,peers,exchanges,api,scale]
+                        [--skip files,peers,exchanges,api,blind,scale]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 from bench import (
     abuse_bench,
+    blind_bench,
     checkpoints_bench,
     exchanges_bench,
     files_bench,
@@ -383,6 +384,18 @@ def hsm_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
     results["hsm"] = figures
 
 
+def blind_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
+    if not blind_bench.available():
+        print("Blind mode: skipped (libsodium is not installed: apt-get install libsodium23)")
+        return
+    figures = blind_bench.costs()
+    print(f"Blind mode's oblivious function on one core ({blind_bench.BATCH:,}-element batches)")
+    for name, value in figures.items():
+        unit = "×" if "_vs_" in name else "/s"
+        line(name.replace("_", " "), value, unit)
+    results["blind"] = figures
+
+
 def _calls_lines(label: str, run: dict[str, Any]) -> None:
     single = run["single"]
     note = f"p50 {single['p50_ms']} / p95 {single['p95_ms']} / p99 {single['p99_ms']} ms"
@@ -484,7 +497,8 @@ def main() -> int:
     parser.add_argument(
         "--skip",
         default="",
-        help="sections to skip: files,peers,exchanges,api,checkpoints,abuse,vitals,hsm,scale",
+        help="sections to skip: files,peers,exchanges,api,checkpoints,abuse,vitals,hsm,blind,"
+        "scale",
     )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results.json")
     options = parser.parse_args()
@@ -512,6 +526,8 @@ def main() -> int:
             vitals_section(options, results)
         if "hsm" not in options.skip:
             hsm_section(options, results)
+        if "blind" not in options.skip:
+            blind_section(options, results)
         if "scale" not in options.skip:
             scale_section(options, results)
     results["seconds"] = round(time.perf_counter() - started, 1)
