@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.console import install_console
 from api.errors import OneLine, caller_address, error_body, install_error_handlers
 from api.gate import Gate, answer, route_action
-from api.routes import admin, audit, data, exchanges, health, links
+from api.routes import admin, audit, blind, data, exchanges, health, links
 from api.upload import HeldBytes
 from api.vitals import Metrics, VitalSigns, metrics_allowed
 from errors import BodyTooLarge, TiersError
@@ -297,6 +297,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         data.router,
         links.router,
         exchanges.router,
+        blind.router,
         audit.router,
         admin.router,
     ):

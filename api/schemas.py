@@ -390,3 +390,34 @@ class CampaignOut(BaseModel):
 class WithdrawIn(Strict):
     card: str = Field(max_length=128)
     purpose: str | None = Field(default=None, max_length=200)
+
+
+class BlindEvaluateRequest(Strict):
+    elements: list[str] = Field(
+        examples=[["mOqBz3S5sC0g3gZzQn1cXg2d0rY9WVm5eKq7bS1xUUk"]],
+        description="blinded ristretto255 elements, 32 bytes each in unpadded base64url",
+        min_length=1,
+        max_length=10_000,
+    )
+    purpose: str | None = Field(default=None, examples=["monthly exchange"], max_length=200)
+    domain: str | None = Field(
+        default=None, description="default: the client's own domain", max_length=32
+    )
+
+
+class BlindEvaluateResponse(BaseModel):
+    domain: str
+    version: int = Field(description="the domain key version whose function evaluated them")
+    evaluated: list[str] = Field(description="one per element, in order, unpadded base64url")
+    proof: str = Field(description="RFC 9497's proof of the whole batch (64 bytes, base64url)")
+
+
+class BlindKeyOut(BaseModel):
+    version: int
+    state: str = Field(examples=["active"])
+    public: str = Field(description="the function's public element, unpadded base64url")
+
+
+class BlindKeysResponse(BaseModel):
+    domain: str
+    keys: list[BlindKeyOut] = Field(description="the active version first")

@@ -39,6 +39,9 @@ class Action(StrEnum):
     CUSTOMER_TRANSFER = "customer_transfer"
     CUSTOMER_WITHDRAW = "customer_withdraw"
     EXCHANGE_SEND = "exchange_send"
+    # partners in blind mode: the domain's oblivious function, and its public keys
+    BLIND_EVALUATE = "blind_evaluate"
+    BLIND_KEYS = "blind_keys"
     # the hub
     LINK_RESOLVE = "link_resolve"
     CAMPAIGN_SEND = "campaign_send"
@@ -130,6 +133,7 @@ _COUNTED = frozenset(
         Action.LINK_RESOLVE,
         Action.CARD_ENROL,
         Action.EXCHANGE_SEND,
+        Action.BLIND_EVALUATE,
     }
 )
 _FIXED: dict[str, int] = {

@@ -154,6 +154,7 @@ _TABLE = (
     Code("several_files", _REQUEST, "Spark: the path names several files, not one"),
     Code("unknown_engine", _REQUEST, "the engine is neither local nor spark[:MASTER_URL]"),
     Code("bad_element", _REQUEST, "not a ristretto255 element, or the identity (blind mode)"),
+    Code("no_elements", _REQUEST, "blind mode: a call with no element to evaluate"),
     Code(
         "bad_parquet",
         _FILE,

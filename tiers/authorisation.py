@@ -48,6 +48,8 @@ PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
                 Action.CUSTOMER_WITHDRAW,
                 Action.INBOX_READ,
                 Action.INBOX_ACK,
+                Action.BLIND_EVALUATE,
+                Action.BLIND_KEYS,
             }
         ),
         "hub": frozenset(

@@ -563,6 +563,12 @@ class BadElementError(InvalidRequest):
     code = "bad_element"
 
 
+class NoElementsError(InvalidRequest):
+    """blind mode: a call with no element to evaluate."""
+
+    code = "no_elements"
+
+
 class BadParquetError(InvalidFile):
     """the Parquet file cannot be read to its end: the message names the line."""
 
@@ -1221,6 +1227,7 @@ BY_CODE: dict[str, type[TiersError]] = {
     "several_files": SeveralFilesError,
     "unknown_engine": UnknownEngineError,
     "bad_element": BadElementError,
+    "no_elements": NoElementsError,
     "bad_parquet": BadParquetError,
     "not_utf8": NotUtf8Error,
     "bad_csv": BadCsvError,

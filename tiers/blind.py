@@ -1,0 +1,119 @@
+"""Blind mode's service half: the oblivious function of a domain (RFC 9497, ristretto255-SHA512,
+verifiable mode; :mod:`keys.oprf`) evaluated on elements a partner blinded, so that the service
+never sees the identifiers behind them.
+
+Each version of a domain's key has its own key of the function, derived from it and never
+stored: its seed is the HMAC of a fixed label under the domain key version, its scalar the RFC's
+``DeriveKeyPair`` of that seed (with the domain's name and version as the key's info). So it is
+versioned, wrapped under the master key and destroyed with the domain key it comes from, and
+nothing new is kept. Its public element is published (:func:`blind_keys`): the partner checks
+each batch's proof against it.
+
+A call evaluates up to :data:`MAX_ELEMENTS` elements, refused whole if one is not an element of
+the group (``bad_element``), and is one access-log entry with the number of elements; each
+element is one identifier of the client's budget, as a clear value would be (a partner can still
+query the function for guessed identifiers).
+
+Not built yet: the pseudonyms, links and exchanges of a deployment in blind mode (the service
+converts between domains by scalar re-keying); until then the outputs are the partner's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from audit import Action, Counts
+from errors import InvalidRequest
+from keys.keyring import DomainKey
+from keys.oprf import Mode, OprfKey, derive_key_pair
+from tiers.auditing import Access, audited
+from tiers.authorisation import require
+from tiers.deployment import Deployment
+
+__all__ = ["BlindEvaluation", "BlindKey", "blind_keys", "evaluate_blinded"]
+
+# Elements evaluated in one call (one proof covers them all).
+MAX_ELEMENTS = 10_000
+_LABEL = b"tiers blind mode v1: the seed of this domain key version's oblivious function"
+
+
+@dataclass(frozen=True, slots=True)
+class BlindEvaluation:
+    """The evaluated elements of a call, in order, and the one proof of them all."""
+
+    domain: str
+    version: int
+    evaluated: list[bytes]
+    proof: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BlindKey:
+    """The public element of one version of a domain's oblivious function."""
+
+    domain: str
+    version: int
+    state: str
+    public: bytes
+
+
+def oprf_key(domain: str, key: DomainKey) -> OprfKey:
+    """The oblivious function's key of ``domain``'s key version ``key`` (derived, not stored)."""
+    seed = key.mac(_LABEL)
+    info = f"{domain}.v{key.version}".encode()
+    return OprfKey(*derive_key_pair(seed, info, Mode.VOPRF))
+
+
+@audited(Action.BLIND_EVALUATE)
+def evaluate_blinded(
+    deployment: Deployment, *, access: Access, domain: str, elements: Sequence[bytes]
+) -> BlindEvaluation:
+    """Evaluate ``elements`` (blinded by the partner) with ``domain``'s active key, and prove
+    it. Raises :class:`InvalidRequest`: ``no_elements``, ``too_many_values`` (more than
+    :data:`MAX_ELEMENTS`), ``bad_element``, ``wrong_role`` (an audit domain)."""
+    require(access, Action.BLIND_EVALUATE, domain)
+    if not elements:
+        raise InvalidRequest("send at least one element", code="no_elements")
+    if len(elements) > MAX_ELEMENTS:
+        raise InvalidRequest(f"at most {MAX_ELEMENTS} elements per call", code="too_many_values")
+    deployment.budget.admit(access)
+    with deployment.reading() as connection:
+        record = deployment.domain(connection, domain)
+        if record.role == "audit":
+            raise InvalidRequest(
+                "the domain is an audit domain: it does not issue pseudonyms", code="wrong_role"
+            )
+        key = deployment.domain_keyring(connection, record).active
+    evaluated, proof = oprf_key(domain, key).evaluate_with_proof(elements)
+    with deployment.transaction() as connection:
+        deployment.record(
+            connection, access, action=Action.BLIND_EVALUATE, domains=[domain],
+            counts=Counts(len(elements), len(evaluated), 0), detail={"version": key.version},
+        )  # fmt: skip
+    deployment.budget.charge(access, len(elements))
+    return BlindEvaluation(domain, key.version, evaluated, proof)
+
+
+@audited(Action.BLIND_KEYS)
+def blind_keys(deployment: Deployment, *, access: Access, domain: str) -> list[BlindKey]:
+    """The public element of each version of ``domain``'s key that is not destroyed (the
+    active one first)."""
+    require(access, Action.BLIND_KEYS, domain)
+    with deployment.reading() as connection:
+        record = deployment.domain(connection, domain)
+        ring = deployment.domain_keyring(connection, record)
+        found = [
+            BlindKey(
+                domain, meta.version, meta.state.value, _public(domain, ring.key(meta.version))
+            )
+            for meta in ring
+            if meta.state.value != "destroyed"
+        ]
+    with deployment.transaction() as connection:
+        deployment.record(connection, access, action=Action.BLIND_KEYS, domains=[domain])
+    return sorted(found, key=lambda k: (k.state != "active", -k.version))
+
+
+def _public(domain: str, key: DomainKey) -> bytes:
+    return oprf_key(domain, key).public
