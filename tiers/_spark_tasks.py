@@ -270,15 +270,30 @@ def _transcoder(job: Job) -> Callable[[bytes], bytes]:
     return lambda data: data.decode(encoding, "surrogateescape").encode("utf-8", "surrogateescape")
 
 
-def tokenised_lines(job: Job) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    """The task of the lines before ``job.unsafe``: blocks of whole lines, tokenised."""
-    before = dict(job.splits)
+Task = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+
+def _task(
+    job: Job, run: Callable[[BlockWork, Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+) -> Task:
+    """The function ``mapInArrow`` runs: ``run`` with the task's tokeniser, or the one row
+    that tells the driver why the executor has none."""
+
+    def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         work, failure = _opened(job)
         if work is None:
             yield failure
             return
+        yield from run(work, batches)
+
+    return task
+
+
+def tokenised_lines(job: Job) -> Task:
+    """The task of the lines before ``job.unsafe``: blocks of whole lines, tokenised."""
+    before = dict(job.splits)
+
+    def run(work: BlockWork, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         seen: dict[int, int] = {}
         for start, seq, first, block in _blocks(_numbered_lines(batches, before, job, seen)):
             with collector_paused():  # as in a worker of the fork pool (tiers._fastpath)
@@ -286,7 +301,7 @@ def tokenised_lines(job: Job) -> Callable[[Iterator[pa.RecordBatch]], Iterator[p
             yield encoded([(start, seq, result)])
         yield _ends(seen)
 
-    return run
+    return _task(job, run)
 
 
 def _ends(seen: dict[int, int]) -> pa.RecordBatch:
@@ -327,22 +342,18 @@ def _blocks(lines: Iterator[tuple[int, int, bytes]]) -> Iterator[tuple[int, int,
         yield split, seq, first, b"\n".join(pending) + b"\n"
 
 
-def tail(job: Job) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+def tail(job: Job) -> Task:
     """The task of the file's lines from ``job.unsafe`` on: the file read whole (one row),
     its records from that line parsed by Python's ``csv`` module, as the command line reads
     them, and tokenised by blocks of :data:`TAIL_RECORDS`."""
 
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        work, failure = _opened(job)
-        if work is None:
-            yield failure
-            return
+    def run(work: BlockWork, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for data in batch.column(0).to_pylist():
                 yield from _tail_blocks(work, job, data)
         yield _ends({TAIL_START: 0})
 
-    return run
+    return _task(job, run)
 
 
 def _tail_blocks(work: BlockWork, job: Job, data: bytes) -> Iterator[pa.RecordBatch]:
@@ -371,16 +382,12 @@ def _tail_blocks(work: BlockWork, job: Job, data: bytes) -> Iterator[pa.RecordBa
         seq += 1
 
 
-def parquet_rows(job: Job) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+def parquet_rows(job: Job) -> Task:
     """The task of a Parquet file's rows: numbered as the lines of its CSV export (the n-th row
     of the file is line n + 1), as text as the command line casts them, tokenised."""
     before = dict(job.splits)
 
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        work, failure = _opened(job)
-        if work is None:
-            yield failure
-            return
+    def run(work: BlockWork, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         index: dict[int, int] = {}
         seq = 0
         for batch in batches:
@@ -395,7 +402,7 @@ def parquet_rows(job: Job) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.R
                 seq += 1
         yield _ends(index)
 
-    return run
+    return _task(job, run)
 
 
 def _runs(
@@ -430,7 +437,7 @@ _FRAME = pa.schema(
 )  # fmt: skip
 
 
-def frame_rows(job: Job) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+def frame_rows(job: Job) -> Task:
     """The task of a DataFrame's partition: its rows as text (as a Parquet file's are read),
     numbered within the partition, tokenised by the command line's code, by Arrow batch."""
 
