@@ -56,6 +56,7 @@ __all__ = [
     "frame_block",
     "frame_rows",
     "identity",
+    "key_versions",
     "parquet_rows",
     "survey",
     "tail",
@@ -95,9 +96,9 @@ class Job:
     unsafe: int = 0
     # the driver's deployment (:func:`identity`): an executor that opened another refuses
     deployment: str = ""
-    # the versions of the base key and of the domain's key the driver registers under: an
-    # executor that finds others active (a rotation during the job) refuses
-    versions: tuple[int, int] = (0, 0)
+    # the active versions of the keys the driver registers and indexes under
+    # (:func:`key_versions`): an executor that finds others (a rotation during the job) refuses
+    versions: tuple[int, int, int] = (0, 0, 0)
 
 
 # The deployment this worker opened, by its settings (a worker serves many tasks).
@@ -129,7 +130,7 @@ def _work(job: Job) -> BlockWork:
                 code="wrong_deployment",
             )
         tokeniser = Tokeniser.open(deployment, connection, job.domain)
-        if (tokeniser.base_key.version, tokeniser.domain_key.version) != job.versions:
+        if key_versions(deployment, connection, tokeniser) != job.versions:
             raise StateConflict(
                 "the keys changed during the job (a rotation): run it again",
                 code="keys_changed",
@@ -143,6 +144,15 @@ def identity(deployment: Deployment, connection: Connection) -> str:
     """What tells one deployment from another, public: its master key's check value and its
     log's origin."""
     return f"{deployment.master.check_value()} {audit_log.log_origin(connection)}"
+
+
+def key_versions(
+    deployment: Deployment, connection: Connection, tokeniser: Tokeniser
+) -> tuple[int, int, int]:
+    """The active versions of the base key, the domain's key and the audit key (which makes
+    the subject index's references)."""
+    audit = deployment.audit_keyring(connection).active.version
+    return tokeniser.base_key.version, tokeniser.domain_key.version, audit
 
 
 def _failure(error: BaseException) -> tuple[str, str]:

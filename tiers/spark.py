@@ -165,7 +165,8 @@ class SparkFile:
         job = tasks.Job(
             tokeniser.domain.name, tuple(self.header), tuple(columns), tuple(keep),
             self.delimiter, self.encoding, register, self.splits, self.unsafe,
-            tasks.identity(deployment, connection), _versions(tokeniser),
+            tasks.identity(deployment, connection),
+            tasks.key_versions(deployment, connection, tokeniser),
         )  # fmt: skip
         frames = self._tokenised(job)
         order = [start for start, _ in self.splits]
@@ -334,7 +335,8 @@ def tokenise_frame(
         touched = subject_index.Gathered(secret)
         job = tasks.Job(
             domain, tuple(header), tuple(columns), tuple(keep), ",", "utf-8", register,
-            deployment=tasks.identity(deployment, connection), versions=_versions(tokeniser),
+            deployment=tasks.identity(deployment, connection),
+            versions=tasks.key_versions(deployment, connection, tokeniser),
         )  # fmt: skip
         results = _mapped(frame, tasks.frame_rows(job), tasks.FRAME_SCHEMA)
         results = results.persist(_storage_level())
@@ -352,10 +354,6 @@ def tokenise_frame(
         _frame_output(results, plan.header), _frame_rejects(results, parts), counts.records_in,
         counts.records_out, counts.rejected, registered, results,
     )  # fmt: skip
-
-
-def _versions(tokeniser: Tokeniser) -> tuple[int, int]:
-    return tokeniser.base_key.version, tokeniser.domain_key.version
 
 
 def _storage_level() -> Any:

@@ -120,7 +120,9 @@ def same_on_both(spark: Spark, tmp: Path, data: bytes | Path, **options: Any) ->
     local = tokenised(spark.deployment, tmp, data, **options)
     on_spark = tokenised(spark.deployment, tmp, data, engine=ENGINE, **options)
     if isinstance(local, tuple) and len(local) == 3:
-        assert on_spark[:2] == local[:2]
+        assert isinstance(on_spark, tuple) and len(on_spark) == 3, on_spark
+        for name, mine, theirs in zip(("output", "rejects"), on_spark[:2], local[:2], strict=True):
+            assert mine == theirs, f"{name}: {first_difference(mine, theirs)}"
         counts = ("rows_in", "rows_out", "rows_rejected", "first_rejects")
         assert [getattr(on_spark[2], n) for n in counts] == [getattr(local[2], n) for n in counts]
     else:
@@ -143,3 +145,13 @@ def a_larger_file(rows: int, *, quoted_from: int, seed: int = 7) -> bytes:
         if n % 997 == 0:
             lines.append("")
     return b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n"
+
+
+def first_difference(mine: bytes, theirs: bytes) -> str:
+    """Where Spark's file first differs from the command line's: the line number and both
+    lines (test data, made up)."""
+    lines = zip(mine.splitlines(), theirs.splitlines(), strict=False)
+    for number, (a, b) in enumerate(lines, start=1):
+        if a != b:
+            return f"line {number}: spark {a[:120]!r} != local {b[:120]!r}"
+    return f"lengths {len(mine)} and {len(theirs)}"
