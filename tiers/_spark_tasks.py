@@ -223,13 +223,19 @@ def decoded(row: Mapping[str, Any]) -> BlockResult:
             result.rejects[-1][1].append((column, code))
         else:
             result.rejects.append((line, [(column, code)]))
+    _registered(row, result)
+    if row["error_code"] is not None:
+        result.error = (row["error_message"], row["error_code"])
+    return result
+
+
+def _registered(row: Mapping[str, Any], result: BlockResult) -> None:
+    """A result row's registrations and subject index references, back into ``result`` (the
+    same columns in :data:`RESULT_SCHEMA` and :data:`FRAME_SCHEMA`)."""
     registered = zip(row["reg_base"], row["reg_mac"], row["reg_kind"], strict=True)
     result.registrations = [(bytes(base), bytes(mac), kind) for base, mac, kind in registered]
     if row["refs"] is not None:
         result.refs = subject_index.Block(bytes(row["refs"]), array("I", row["ref_starts"]))
-    if row["error_code"] is not None:
-        result.error = (row["error_message"], row["error_code"])
-    return result
 
 
 def survey(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -506,10 +512,7 @@ def frame_block(row: Mapping[str, Any]) -> BlockResult:
     """A ``block`` row of :data:`FRAME_SCHEMA` back into a result (its counts, registrations
     and references; its output and rejects stay in Spark)."""
     result = BlockResult(rows_in=row["rows_in"], rows_out=row["rows_out"])
-    registered = zip(row["reg_base"], row["reg_mac"], row["reg_kind"], strict=True)
-    result.registrations = [(bytes(base), bytes(mac), kind) for base, mac, kind in registered]
-    if row["refs"] is not None:
-        result.refs = subject_index.Block(bytes(row["refs"]), array("I", row["ref_starts"]))
+    _registered(row, result)
     if row["code"] is not None:
         result.error = (row["message"], row["code"])
     return result

@@ -234,6 +234,15 @@ def _one_file(names: Iterator[str] | Any) -> None:
         )
 
 
+def _executor_unavailable(message: str, code: str) -> ConfigurationError:
+    """The job's error when an executor could not open the deployment: the executor's own
+    message and code, named."""
+    return ConfigurationError(
+        f"a Spark executor cannot open the deployment: {message} [{code}]",
+        code="executor_unavailable",
+    )
+
+
 def _in_file_order(rows: Iterator[dict[str, Any]], order: list[int]) -> Iterator[dict[str, Any]]:
     """The blocks' rows, in the order of their splits: a split's rows arrive in order, each
     split ended by its marker (``seq`` -1); those of a split that comes early (Spark does not
@@ -243,11 +252,7 @@ def _in_file_order(rows: Iterator[dict[str, Any]], order: list[int]) -> Iterator
     position = 0
     for row in rows:
         if row["failed_code"] is not None:
-            raise ConfigurationError(
-                f"a Spark executor cannot open the deployment: {row['failed_message']} "
-                f"[{row['failed_code']}]",
-                code="executor_unavailable",
-            )
+            raise _executor_unavailable(row["failed_message"], row["failed_code"])
         start = row["start"]
         if row["seq"] == -1:
             done.add(start)
@@ -376,11 +381,7 @@ def _frame_counts(
     for row in blocks.toLocalIterator():
         found = row.asDict()
         if found["kind"] == "failed":
-            raise ConfigurationError(
-                f"a Spark executor cannot open the deployment: {found['message']} "
-                f"[{found['code']}]",
-                code="executor_unavailable",
-            )
+            raise _executor_unavailable(found["message"], found["code"])
         block = tasks.frame_block(found)
         if block.error is not None:
             raise InvalidFile(block.error[0], code=block.error[1])
