@@ -26,12 +26,12 @@ def luhn_digit(digits: str) -> str:
     return str((10 - total % 10) % 10)
 
 
-def write_customer_file(path: Path, rows: int, seed: int = 2026) -> Path:
-    """``rows`` customers (distinct cards)."""
+def write_customer_file(path: Path, rows: int, seed: int = 2026, first: int = 0) -> Path:
+    """``rows`` customers (distinct cards), numbered from ``first`` (files of other customers)."""
     rng = random.Random(seed)  # noqa: S311 - synthetic data, not secrets
 
     def lines() -> Iterator[str]:
-        for n in range(rows):
+        for n in range(first, first + rows):
             card = f"4970{n:011d}"
             card += luhn_digit(card)
             name = _FIRST[rng.randrange(len(_FIRST))]

@@ -471,6 +471,10 @@ def _spark_scale(options: argparse.Namespace, results: dict[str, Any]) -> None:
     line(f"Spark {spark_bench.MASTER}", run["spark_rows_per_second"], "rows/s")
     line("Spark's first run (JVM start)", run["spark_first_run_seconds"], "s")
     line("Spark against the fork pool", run["spark_vs_fork_pool"], "×")
+    line("fork pool, registering", run["fork_pool_registering_rows_per_second"], "rows/s")
+    registering = run["spark_registering_rows_per_second"]
+    line(f"Spark {spark_bench.MASTER}, registering", registering, "rows/s")
+    line("Spark against the fork pool, registering", run["spark_vs_fork_pool_registering"], "×")
     results["scale_spark"] = run
 
 

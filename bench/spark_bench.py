@@ -4,7 +4,8 @@ Both read the same CSV file of customers into the same deployment (SQLite, a fre
 registering, on two cores: the command line's engine with two forked workers, and Spark
 ``local[2]`` (``tokenise_file(engine="spark:local[2]")``). Spark is timed twice: its first run
 starts the JVM and its Python workers (paid once a session), the second is the steady figure. The
-two outputs are checked to be the same bytes.
+two outputs are checked to be the same bytes. Then each registers a file of its own, of as many
+new customers (the executors stage the subjects, the driver registers them with the entry).
 """
 
 from __future__ import annotations
@@ -53,18 +54,23 @@ def versus_fork_pool(root: Path, rows: int) -> dict[str, Any]:
     try:
         add_domain(deployment, access=access, name="casino", role="partner")
 
-        def run(name: str, **options: Any) -> float:
+        def run(name: str, source: Path = source, **options: Any) -> float:
             started = time.perf_counter()
             tokenise_file(
                 deployment, access=access, source=source, output=root / name, domain="casino",
                 columns=[ColumnSpec(c, c) for c in IDENTIFIER_COLUMNS],
-                keep=["date", "amount", "store"], register=False, **options,
+                keep=["date", "amount", "store"], **{"register": False, **options},
             )  # fmt: skip
             return time.perf_counter() - started
 
         fork_pool = run("fork.csv", workers=2)
         first = run("spark.csv", engine=f"spark:{MASTER}")
         steady = run("spark.csv", engine=f"spark:{MASTER}")
+        for_fork, for_spark = (
+            write_customer_file(root / f"new-{n}.csv", rows, first=n * rows) for n in (1, 2)
+        )
+        fork_registering = run("fork-new.csv", for_fork, workers=2, register=True)
+        spark_registering = run("spark-new.csv", for_spark, engine=f"spark:{MASTER}", register=True)
     finally:
         deployment.close()
         _stop_spark()
@@ -78,6 +84,9 @@ def versus_fork_pool(root: Path, rows: int) -> dict[str, Any]:
         "spark_rows_per_second": round(rows / steady),
         "spark_first_run_seconds": round(first, 1),
         "spark_vs_fork_pool": round(fork_pool / steady, 3),
+        "fork_pool_registering_rows_per_second": round(rows / fork_registering),
+        "spark_registering_rows_per_second": round(rows / spark_registering),
+        "spark_vs_fork_pool_registering": round(fork_registering / spark_registering, 3),
     }
 
 

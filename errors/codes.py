@@ -200,6 +200,7 @@ _TABLE = (
     Code("too_many_jobs", StateConflict, "the client runs TIERS_MAX_RUNNING_JOBS jobs already"),
     Code("job_ended", StateConflict, "the job takes no more input: it is done or failed"),
     Code("keys_changed", StateConflict, "Spark: a key rotated during the job: run it again"),
+    Code("staging_expired", StateConflict, "Spark: the job outlived its staged subjects (7 days)"),
     Code("job_complete", StateConflict, "the job has its whole file already"),
     Code("part_missing", StateConflict, "complete names another last part than was received"),
     Code("part_out_of_order", StateConflict, "parts go in order: the message names the next"),

@@ -16,8 +16,10 @@ file is read whole by one task and parsed by Python's ``csv`` module, as the com
 (:func:`tail`). A Parquet file's rows are worked on where they are read (:func:`parquet_rows`).
 
 A clear value never leaves the task that read it: a task hands back pseudonyms, kept cells,
-rejects as line, column and code, what to register (pseudonyms and their index's MACs) and the
-references of the subject index (:func:`encoded`).
+rejects as line, column and code, and the references of the subject index (:func:`encoded`).
+What it registers (base pseudonyms and their index's MACs) it writes itself, in bulk, into the
+job's staged subjects (:mod:`tiers.storage.staged`), in transactions of its own: the driver
+registers them in the transaction of the job's access-log entry, or drops them if the job fails.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import io
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
@@ -43,7 +46,7 @@ from tiers._file_rows import ColumnSpec, plan_of
 from tiers._parquet import text_rows
 from tiers.deployment import Deployment
 from tiers.settings import Settings
-from tiers.storage import audit_log
+from tiers.storage import audit_log, staged
 from tiers.tokenisation import Tokeniser
 
 __all__ = [
@@ -58,17 +61,17 @@ __all__ = [
     "identity",
     "key_versions",
     "parquet_rows",
+    "same_keys",
     "survey",
     "tail",
     "tokenised_lines",
 ]
 
-# What each task hands back: one row a block of records (its rejects and registrations as lists).
+# What each task hands back: one row a block of records (its rejects as lists).
 RESULT_SCHEMA = (
     "start long, seq long, bytes_in long, rows_in long, rows_out long, output string, "
     "reject_line array<long>, reject_column array<string>, reject_code array<string>, "
-    "reg_base array<binary>, reg_mac array<binary>, reg_kind array<string>, refs binary, "
-    "ref_starts array<long>, error_message string, error_code string, "
+    "refs binary, ref_starts array<long>, error_message string, error_code string, "
     "failed_message string, failed_code string"
 )
 # What the survey hands back: one row a split of the file.
@@ -99,6 +102,8 @@ class Job:
     # the active versions of the keys the driver registers and indexes under
     # (:func:`key_versions`): an executor that finds others (a rotation during the job) refuses
     versions: tuple[int, int, int] = (0, 0, 0)
+    # the name the registrations of the job are staged under (tiers.storage.staged)
+    staging: str = ""
 
 
 # The deployment this worker opened, by its settings (a worker serves many tasks).
@@ -119,7 +124,39 @@ def _deployment() -> Deployment:
     return opened
 
 
-def _work(job: Job) -> BlockWork:
+@dataclass(frozen=True, slots=True)
+class _Work:
+    """A task's tokeniser (:class:`~tiers._fastpath.BlockWork`), whose registrations it
+    stages for the job's driver rather than hands back."""
+
+    work: BlockWork
+    deployment: Deployment
+    staging: str
+
+    def __call__(self, block: bytes, lines_before: int) -> BlockResult:
+        return self._staged(self.work(block, lines_before))
+
+    def of_records(
+        self, records: Iterator[tuple[int, list[str]]], result: BlockResult
+    ) -> BlockResult:
+        return self._staged(self.work.of_records(records, result))
+
+    def _staged(self, result: BlockResult) -> BlockResult:
+        """``result``, its registrations staged in a transaction of this executor's own (a block
+        in error registers nothing: the job fails)."""
+        if result.registrations and result.error is None:
+            tokeniser = self.work.tokeniser
+            with self.deployment.transaction(checkpoint=False) as connection:
+                staged.stage(
+                    connection, job=self.staging, domain_id=tokeniser.domain.id,
+                    version=tokeniser.domain_key.version, rows=result.registrations,
+                    now=datetime.now(UTC),
+                )  # fmt: skip
+        result.registrations = []
+        return result
+
+
+def _work(job: Job) -> _Work:
     """The tokeniser of ``job``'s domain, from the deployment this executor opens itself."""
     csv.field_size_limit(FIELD_SIZE_LIMIT)
     deployment = _deployment()
@@ -130,14 +167,11 @@ def _work(job: Job) -> BlockWork:
                 code="wrong_deployment",
             )
         tokeniser = Tokeniser.open(deployment, connection, job.domain)
-        if key_versions(deployment, connection, tokeniser) != job.versions:
-            raise StateConflict(
-                "the keys changed during the job (a rotation): run it again",
-                code="keys_changed",
-            )
+        same_keys(deployment, connection, tokeniser, job)
         secret = subject_index.index_secret(deployment.audit_keyring(connection).active)
     plan = plan_of(list(job.header), job.columns, job.keep)
-    return BlockWork(plan, len(job.header), tokeniser, job.delimiter, job.register, secret)
+    work = BlockWork(plan, len(job.header), tokeniser, job.delimiter, job.register, secret)
+    return _Work(work, deployment, job.staging)
 
 
 def identity(deployment: Deployment, connection: Connection) -> str:
@@ -155,6 +189,16 @@ def key_versions(
     return tokeniser.base_key.version, tokeniser.domain_key.version, audit
 
 
+def same_keys(
+    deployment: Deployment, connection: Connection, tokeniser: Tokeniser, job: Job
+) -> None:
+    """Refuse (``keys_changed``) when the active keys are not those ``job`` was made with."""
+    if key_versions(deployment, connection, tokeniser) != job.versions:
+        raise StateConflict(
+            "the keys changed during the job (a rotation): run it again", code="keys_changed"
+        )
+
+
 def _failure(error: BaseException) -> tuple[str, str]:
     """The message and code of a task that could not open the deployment, never an
     unexpected error's text (which could hold anything)."""
@@ -163,7 +207,7 @@ def _failure(error: BaseException) -> tuple[str, str]:
     return f"unexpected {type(error).__name__}", "executor_unavailable"
 
 
-def _opened(job: Job) -> tuple[BlockWork | None, pa.RecordBatch]:
+def _opened(job: Job) -> tuple[_Work | None, pa.RecordBatch]:
     """The task's tokeniser, or the one row that tells the driver why there is none."""
     try:
         return _work(job), None
@@ -186,8 +230,6 @@ def _batch(
         values = (
             start, seq, result.bytes_in, result.rows_in, result.rows_out, result.output,
             [p[0] for p in problems], [p[1] for p in problems], [p[2] for p in problems],
-            [r[0] for r in result.registrations], [r[1] for r in result.registrations],
-            [r[2] for r in result.registrations],
             None if refs is None else refs.refs, None if refs is None else list(refs.starts),
             *(result.error or (None, None)), *(failed or (None, None)),
         )  # fmt: skip
@@ -201,8 +243,7 @@ _ARROW_SCHEMA = pa.schema(
         ("start", pa.int64()), ("seq", pa.int64()), ("bytes_in", pa.int64()),
         ("rows_in", pa.int64()), ("rows_out", pa.int64()), ("output", pa.string()),
         ("reject_line", pa.list_(pa.int64())), ("reject_column", pa.list_(pa.string())),
-        ("reject_code", pa.list_(pa.string())), ("reg_base", pa.list_(pa.binary())),
-        ("reg_mac", pa.list_(pa.binary())), ("reg_kind", pa.list_(pa.string())),
+        ("reject_code", pa.list_(pa.string())),
         ("refs", pa.binary()), ("ref_starts", pa.list_(pa.int64())),
         ("error_message", pa.string()), ("error_code", pa.string()),
         ("failed_message", pa.string()), ("failed_code", pa.string()),
@@ -223,17 +264,15 @@ def decoded(row: Mapping[str, Any]) -> BlockResult:
             result.rejects[-1][1].append((column, code))
         else:
             result.rejects.append((line, [(column, code)]))
-    _registered(row, result)
+    _referenced(row, result)
     if row["error_code"] is not None:
         result.error = (row["error_message"], row["error_code"])
     return result
 
 
-def _registered(row: Mapping[str, Any], result: BlockResult) -> None:
-    """A result row's registrations and subject index references, back into ``result`` (the
-    same columns in :data:`RESULT_SCHEMA` and :data:`FRAME_SCHEMA`)."""
-    registered = zip(row["reg_base"], row["reg_mac"], row["reg_kind"], strict=True)
-    result.registrations = [(bytes(base), bytes(mac), kind) for base, mac, kind in registered]
+def _referenced(row: Mapping[str, Any], result: BlockResult) -> None:
+    """A result row's subject index references, back into ``result`` (the same columns in
+    :data:`RESULT_SCHEMA` and :data:`FRAME_SCHEMA`)."""
     if row["refs"] is not None:
         result.refs = subject_index.Block(bytes(row["refs"]), array("I", row["ref_starts"]))
 
@@ -290,7 +329,7 @@ Task = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
 
 def _task(
-    job: Job, run: Callable[[BlockWork, Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+    job: Job, run: Callable[[_Work, Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 ) -> Task:
     """The function ``mapInArrow`` runs: ``run`` with the task's tokeniser, or the one row
     that tells the driver why the executor has none."""
@@ -309,7 +348,7 @@ def tokenised_lines(job: Job) -> Task:
     """The task of the lines before ``job.unsafe``: blocks of whole lines, tokenised."""
     before = dict(job.splits)
 
-    def run(work: BlockWork, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def run(work: _Work, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         seen: dict[int, int] = {}
         for start, seq, first, block in _blocks(_numbered_lines(batches, before, job, seen)):
             with collector_paused():  # as in a worker of the fork pool (tiers._fastpath)
@@ -363,7 +402,7 @@ def tail(job: Job) -> Task:
     its records from that line parsed by Python's ``csv`` module, as the command line reads
     them, and tokenised by blocks of :data:`TAIL_RECORDS`."""
 
-    def run(work: BlockWork, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def run(work: _Work, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for data in batch.column(0).to_pylist():
                 yield from _tail_blocks(work, job, data)
@@ -372,7 +411,7 @@ def tail(job: Job) -> Task:
     return _task(job, run)
 
 
-def _tail_blocks(work: BlockWork, job: Job, data: bytes) -> Iterator[pa.RecordBatch]:
+def _tail_blocks(work: _Work, job: Job, data: bytes) -> Iterator[pa.RecordBatch]:
     data = _transcoder(job)(data.removeprefix(codecs.BOM_UTF8) if job.encoding == "utf-8" else data)
     position = 0
     for _ in range(job.unsafe - 1):
@@ -403,7 +442,7 @@ def parquet_rows(job: Job) -> Task:
     of the file is line n + 1), as text as the command line casts them, tokenised."""
     before = dict(job.splits)
 
-    def run(work: BlockWork, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def run(work: _Work, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         index: dict[int, int] = {}
         seq = 0
         for batch in batches:
@@ -433,22 +472,20 @@ def _runs(
 
 
 # What a task of a DataFrame hands back: rows of four kinds. ``row``: an output row's cells;
-# ``reject``: a problem (line within the partition, column, code); ``block``: a batch's counts,
-# registrations and the subject index's references; ``failed``: the deployment could not be
+# ``reject``: a problem (line within the partition, column, code); ``block``: a batch's counts
+# and the subject index's references; ``failed``: the deployment could not be
 # opened. Lines are numbered within the partition (its first row is line 2); the driver adds
 # the rows of the partitions before.
 FRAME_SCHEMA = (
     "kind string, part long, line long, cells array<string>, column string, code string, "
-    "rows_in long, rows_out long, reg_base array<binary>, reg_mac array<binary>, "
-    "reg_kind array<string>, refs binary, ref_starts array<long>, message string"
+    "rows_in long, rows_out long, refs binary, ref_starts array<long>, message string"
 )
 _FRAME = pa.schema(
     [
         ("kind", pa.string()), ("part", pa.int64()), ("line", pa.int64()),
         ("cells", pa.list_(pa.string())), ("column", pa.string()), ("code", pa.string()),
-        ("rows_in", pa.int64()), ("rows_out", pa.int64()), ("reg_base", pa.list_(pa.binary())),
-        ("reg_mac", pa.list_(pa.binary())), ("reg_kind", pa.list_(pa.string())),
-        ("refs", pa.binary()), ("ref_starts", pa.list_(pa.int64())), ("message", pa.string()),
+        ("rows_in", pa.int64()), ("rows_out", pa.int64()), ("refs", pa.binary()),
+        ("ref_starts", pa.list_(pa.int64())), ("message", pa.string()),
     ]
 )  # fmt: skip
 
@@ -483,7 +520,7 @@ def frame_rows(job: Job) -> Task:
 
 def _frame_rows(part: int, result: BlockResult) -> list[dict[str, object]]:
     """A batch's result as rows of :data:`FRAME_SCHEMA`: its output rows, its rejects, and one
-    row of its counts, registrations and references."""
+    row of its counts and references."""
     cells = csv.reader(io.StringIO(result.output, newline=""))
     rows: list[dict[str, object]] = [{"kind": "row", "cells": row} for row in cells]
     rows += [
@@ -492,11 +529,9 @@ def _frame_rows(part: int, result: BlockResult) -> list[dict[str, object]]:
         for column, code in found
     ]
     refs = result.refs
-    registered = result.registrations
     block = {
         "kind": "block", "part": part, "rows_in": result.rows_in, "rows_out": result.rows_out,
-        "reg_base": [r[0] for r in registered], "reg_mac": [r[1] for r in registered],
-        "reg_kind": [r[2] for r in registered], "refs": None if refs is None else refs.refs,
+        "refs": None if refs is None else refs.refs,
         "ref_starts": None if refs is None else list(refs.starts),
         "code": None if result.error is None else result.error[1],
         "message": None if result.error is None else result.error[0],
@@ -509,10 +544,10 @@ def _frame_batch(rows: list[dict[str, object]]) -> pa.RecordBatch:
 
 
 def frame_block(row: Mapping[str, Any]) -> BlockResult:
-    """A ``block`` row of :data:`FRAME_SCHEMA` back into a result (its counts, registrations
-    and references; its output and rejects stay in Spark)."""
+    """A ``block`` row of :data:`FRAME_SCHEMA` back into a result (its counts and references;
+    its output and rejects stay in Spark)."""
     result = BlockResult(rows_in=row["rows_in"], rows_out=row["rows_out"])
-    _registered(row, result)
+    _referenced(row, result)
     if row["code"] is not None:
         result.error = (row["message"], row["code"])
     return result

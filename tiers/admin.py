@@ -45,6 +45,7 @@ from tiers.storage import (
     migrate,
     scrub_deleted,
     sorted_inserts,
+    staged,
     subjects,
 )
 from tiers.storage import links as links_repo
@@ -380,6 +381,8 @@ def destroy_key(
             connection, deployment.master, keyring, version=version, now=access.now
         )
         unlinked = subjects.delete_version(connection, domain_id=record_.id, version=version)
+        # and what a Spark job's executors staged with it, if its driver never registered it
+        staged.discard(connection, domain_id=record_.id, version=version)
         if record_.role == "hub":
             unlinked += drop_hub_version(connection, version)
         deployment.record(
@@ -390,7 +393,7 @@ def destroy_key(
             counts=Counts(records_in=unlinked),
             detail={"version": version},
         )
-    scrub_deleted(deployment.engine, "keys", "pseudonym_index")
+    scrub_deleted(deployment.engine, "keys", "pseudonym_index", "staged_subjects")
     return KeyDestruction(domain, version, unlinked)
 
 

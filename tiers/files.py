@@ -395,20 +395,23 @@ def tokenise_file(
             stack, source, parquet=parquet, encoding=encoding, delimiter=delimiter,
             block_bytes=block_bytes, master=master,
         )  # fmt: skip
+        run = None
+        if src.spark is not None:  # run by the executors before the file's transaction begins
+            run = stack.enter_context(
+                src.spark.run(deployment, domain, columns, keep, register=register)
+            )
         sink = _Sink.opened(
             stack, deployment, access, domain, plan=plan_of(src.header, columns, keep),
             width=len(src.header), report=report, delimiter=src.delimiter, register=register,
             max_listed_rejects=max_listed_rejects, parquet=parquet,
         )  # fmt: skip
         records = src.records
-        if src.spark is not None:
+        if run is not None:
             watch = _Progress(progress, src.size, 0)
-            blocks = src.spark.results(
-                deployment, sink.connection, sink.tokeniser, columns, keep, register=register
-            )
-            for block in blocks:
+            for block in run.blocks(deployment, sink.connection, sink.tokeniser):
                 sink.apply(block)
                 watch.block(block, sink.report.rows_in)
+            run.register(sink.connection, sink.registrar)
             records = iter(())
         elif records is None:  # the fast part first (CSV)
             watch = _Progress(progress, src.size, len(src.first_line or b""))

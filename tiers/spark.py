@@ -3,15 +3,24 @@ file (:class:`SparkFile`, used by :func:`tiers.files.tokenise_file`), and :func:
 for a DataFrame already in Spark.
 
 The command runs as Spark's driver: it checks the call, opens the outputs and the file's one
-transaction, and writes the output, the rejects, the registrations and the access-log entry,
-exactly as without Spark (:func:`tiers.files.tokenise_file`). What Spark adds is where the rows
-are read and tokenised: in executors, on the trusted third party's own cluster, which open the
-deployment themselves (:mod:`tiers._spark_tasks`). A file is read twice: a survey (its header,
-the lines of each split, where quoting begins), then the tokenisation. The executors' results
-are computed in parallel and kept by Spark (in memory, spilled to its local directories when
-they do not fit: pseudonyms, kept cells and rejects, never a clear identifier or a key), then
-read back by the driver in file order. So the output is byte for byte the command line's, line
-numbers of the rejects included.
+transaction, and writes the output, the rejects and the access-log entry, exactly as without
+Spark (:func:`tiers.files.tokenise_file`). What Spark adds is where the rows are read and
+tokenised: in executors, on the trusted third party's own cluster, which open the deployment
+themselves (:mod:`tiers._spark_tasks`). A file is read twice: a survey (its header, the lines of
+each split, where quoting begins), then the tokenisation. The executors' results are computed in
+parallel and kept by Spark (in memory, spilled to its local directories when they do not fit:
+pseudonyms, kept cells and rejects, never a clear identifier or a key), then read back by the
+driver in file order. So the output is byte for byte the command line's, line numbers of the
+rejects included.
+
+The executors register the subjects themselves, in bulk: each writes what its blocks register
+into the job's staged subjects (:mod:`tiers.storage.staged`), in transactions of its own, while
+the driver holds no transaction (on SQLite, it would hold the only write lock). Once every block
+is done, the driver opens the file's transaction, moves the staged rows into the subjects and
+their index in two statements, enrols the cards among them, and writes the entry: the job's
+registrations and its entry are committed together. A job that fails has its staged rows
+dropped, so it leaves nothing registered; rows whose driver died before it could drop them are
+swept by the next job once they are :data:`STAGED_FOR` old, and a job that runs longer fails.
 
 Spark comes from the ``spark`` extra (``pip install 'tiers[spark]'``); on a cluster, ``tiers``
 must be installed on every executor, with the deployment's settings in their environment.
@@ -22,11 +31,13 @@ from __future__ import annotations
 import csv
 import io
 import os
+import secrets
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -34,7 +45,14 @@ from typing import Any
 from sqlalchemy import Connection
 
 from audit import Action, Counts
-from errors import ConfigurationError, InvalidFile, InvalidRequest, NotFound
+from errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    InvalidFile,
+    InvalidRequest,
+    NotFound,
+    StateConflict,
+)
 from tiers import _spark_tasks as tasks
 from tiers import _subject_index as subject_index
 from tiers._csvio import CHECKED_BYTES, prepared, read_header, text_of
@@ -44,9 +62,22 @@ from tiers._file_rows import ColumnSpec, plan_of
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
+from tiers.storage import staged
 from tiers.tokenisation import Registrar, Tokeniser
 
-__all__ = ["FrameTokens", "SparkFile", "spark_master", "tokenise_frame"]
+__all__ = [
+    "STAGED_FOR",
+    "FrameTokens",
+    "SparkFile",
+    "SparkRun",
+    "Staging",
+    "spark_master",
+    "tokenise_frame",
+]
+
+# How long the rows a job staged are kept for it: older ones are swept by the next job (their
+# driver died), so a job that runs longer fails rather than register half of its subjects.
+STAGED_FOR = timedelta(days=7)
 
 _ENGINES = "local or spark[:MASTER_URL]"
 
@@ -155,32 +186,28 @@ class SparkFile:
         size = sum(row["bytes"] for row in found)
         return cls(session, path, False, header, found_delimiter, encoding, size, splits, unsafe)
 
-    def results(
-        self, deployment: Deployment, connection: Connection, tokeniser: Tokeniser,
-        columns: Sequence[ColumnSpec], keep: Sequence[str], *, register: bool,
-    ) -> Iterator[BlockResult]:  # fmt: skip
-        """The blocks of the file, tokenised by the executors, in file order. Each executor
-        checks that it opened the driver's ``deployment`` (:func:`tiers._spark_tasks.identity`,
-        read in ``connection``) and finds the keys of the driver's ``tokeniser`` active."""
-        job = tasks.Job(
-            tokeniser.domain.name, tuple(self.header), tuple(columns), tuple(keep),
-            self.delimiter, self.encoding, register, self.splits, self.unsafe,
-            tasks.identity(deployment, connection),
-            tasks.key_versions(deployment, connection, tokeniser),
-        )  # fmt: skip
-        frames = self._tokenised(job)
-        order = [start for start, _ in self.splits]
-        if self.unsafe:
-            order.append(tasks.TAIL_START)
-        from pyspark import StorageLevel  # noqa: PLC0415
-
-        with _spark_errors():
-            frame = frames.persist(StorageLevel.MEMORY_AND_DISK)
+    @contextmanager
+    def run(
+        self, deployment: Deployment, domain: str, columns: Sequence[ColumnSpec],
+        keep: Sequence[str], *, register: bool,
+    ) -> Iterator[SparkRun]:  # fmt: skip
+        """The job run by the executors, every block tokenised and its registrations staged,
+        before the driver opens its transaction; its results kept by Spark until the context
+        ends. Each executor checks that it opened the driver's ``deployment``
+        (:func:`tiers._spark_tasks.identity`) and finds the keys the driver found active."""
+        with _staging(deployment) as staging, _spark_errors():
+            job = tasks.Job(
+                domain, tuple(self.header), tuple(columns), tuple(keep), self.delimiter,
+                self.encoding, register, self.splits, self.unsafe,
+                *_driver_keys(deployment, domain), staging.name,
+            )  # fmt: skip
+            order = [start for start, _ in self.splits]
+            if self.unsafe:
+                order.append(tasks.TAIL_START)
+            frame = self._tokenised(job).persist(_storage_level())
             try:
                 frame.count()  # every block tokenised at once, by every executor
-                rows = (row.asDict() for row in frame.toLocalIterator())
-                for row in _in_file_order(rows, order):
-                    yield tasks.decoded(row)
+                yield SparkRun(job, staging, frame, order)
             finally:
                 frame.unpersist()
 
@@ -200,6 +227,95 @@ class SparkFile:
             whole = whole.select(F.col("value").cast("binary"))
             frames = frames.unionByName(_mapped(whole, tasks.tail(job), schema))
         return frames
+
+
+@dataclass(frozen=True, slots=True)
+class Staging:
+    """The name a job's executors stage its registrations under, and when the job began."""
+
+    name: str
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def registered(self, connection: Connection, registrar: Registrar) -> None:
+        """What the executors staged, registered in the driver's transaction ``connection``
+        by ``registrar`` (:func:`tiers.storage.staged.register`), its cards enrolled, the
+        staged rows dropped."""
+        if datetime.now(UTC) - self.started >= STAGED_FOR:
+            raise StateConflict(
+                f"the job ran longer than its staged subjects are kept ({STAGED_FOR.days} days):"
+                " run it again on smaller files",
+                code="staging_expired",
+            )
+        registrar.registered += staged.register(
+            connection, job=self.name, domain_id=registrar.domain_id,
+            version=registrar.version, now=registrar.now,
+        )  # fmt: skip
+        if registrar.enroller is not None:
+            for bases in staged.cards(connection, job=self.name):
+                registrar.enroller(bases)
+        staged.discard(connection, job=self.name)
+
+
+@contextmanager
+def _staging(deployment: Deployment) -> Iterator[Staging]:
+    """A job's staging: what the executors stage is dropped if the job fails (after the
+    driver's transaction ended, as the context is entered before it); what jobs whose driver
+    died staged more than :data:`STAGED_FOR` ago is swept first."""
+    staging = Staging(secrets.token_hex(16))
+    _discard(deployment, before=staging.started - STAGED_FOR)
+    try:
+        yield staging
+    except BaseException:
+        _discard(deployment, job=staging.name)
+        raise
+
+
+def _discard(
+    deployment: Deployment, *, job: str | None = None, before: datetime | None = None
+) -> None:
+    """Staged rows dropped, in a transaction of their own; if the database does not answer,
+    they are left for a later job to sweep."""
+    try:
+        with deployment.transaction(checkpoint=False) as connection:
+            staged.discard(connection, job=job, before=before)
+    except DatabaseUnavailable:
+        pass
+
+
+def _driver_keys(deployment: Deployment, domain: str) -> tuple[str, tuple[int, int, int]]:
+    """The driver's deployment (:func:`tiers._spark_tasks.identity`) and the active versions
+    of ``domain``'s keys, read without a write transaction (the executors stage while it
+    runs)."""
+    with deployment.reading() as connection:
+        tokeniser = Tokeniser.open(deployment, connection, domain)
+        identity = tasks.identity(deployment, connection)
+        return identity, tasks.key_versions(deployment, connection, tokeniser)
+
+
+@dataclass(frozen=True, slots=True)
+class SparkRun:
+    """A file's job, run by the executors (:meth:`SparkFile.run`): its results, kept by Spark,
+    and the registrations it staged."""
+
+    job: tasks.Job
+    staging: Staging
+    frame: Any
+    order: list[int]
+
+    def blocks(
+        self, deployment: Deployment, connection: Connection, tokeniser: Tokeniser
+    ) -> Iterator[BlockResult]:
+        """The blocks of the file in file order, once the driver's transaction
+        (``connection``, ``tokeniser``) finds the keys the executors used still active."""
+        tasks.same_keys(deployment, connection, tokeniser, self.job)
+        with _spark_errors():
+            rows = (row.asDict() for row in self.frame.toLocalIterator())
+            for row in _in_file_order(rows, self.order):
+                yield tasks.decoded(row)
+
+    def register(self, connection: Connection, registrar: Registrar) -> None:
+        """The subjects the executors staged, registered in the driver's transaction."""
+        self.staging.registered(connection, registrar)
 
 
 def _mapped(frame: Any, function: Any, schema: str) -> Any:
@@ -330,27 +446,18 @@ def tokenise_frame(
     deployment.budget.admit(access)
     header = list(frame.columns)
     plan = plan_of(header, columns, keep)
-    with ExitStack() as stack, _spark_errors():
-        connection = stack.enter_context(deployment.transaction())
-        tokeniser = Tokeniser.open(deployment, connection, domain)
-        registrar = file_registrar(
-            stack, deployment, connection, tokeniser, access.now, register=register
-        )
-        secret = subject_index.index_secret(deployment.audit_keyring(connection).active)
-        touched = subject_index.Gathered(secret)
+    with _staging(deployment) as staging, _spark_errors():
         job = tasks.Job(
             domain, tuple(header), tuple(columns), tuple(keep), ",", "utf-8", register,
-            deployment=tasks.identity(deployment, connection),
-            versions=tasks.key_versions(deployment, connection, tokeniser),
+            (), 0, *_driver_keys(deployment, domain), staging.name,
         )  # fmt: skip
         results = _mapped(frame, tasks.frame_rows(job), tasks.FRAME_SCHEMA)
         results = results.persist(_storage_level())
         try:
-            counts, parts = _frame_counts(results, registrar, touched)
-            registered = recorded(
-                deployment, access, connection, registrar, touched, domain=domain,
-                counts=counts, columns=len(columns), kept=len(keep), engine="spark",
-                origin="dataframe",
+            results.count()  # every batch tokenised at once, its registrations staged
+            counts, parts, registered = _frame_recorded(
+                deployment, access, results, job, staging, columns=len(columns),
+                kept=len(keep),
             )  # fmt: skip
         except BaseException:
             results.unpersist()
@@ -361,20 +468,41 @@ def tokenise_frame(
     )  # fmt: skip
 
 
+def _frame_recorded(
+    deployment: Deployment, access: Access, results: Any, job: tasks.Job, staging: Staging,
+    *, columns: int, kept: int,
+) -> tuple[Counts, dict[int, int], int]:  # fmt: skip
+    """The frame's staged subjects registered and its entry written, in one transaction:
+    its counts, the rows of each partition and the count of registrations."""
+    with ExitStack() as stack:
+        connection = stack.enter_context(deployment.transaction())
+        tokeniser = Tokeniser.open(deployment, connection, job.domain)
+        tasks.same_keys(deployment, connection, tokeniser, job)
+        registrar = file_registrar(
+            stack, deployment, connection, tokeniser, access.now, register=job.register
+        )
+        secret = subject_index.index_secret(deployment.audit_keyring(connection).active)
+        touched = subject_index.Gathered(secret)
+        counts, parts = _frame_counts(results, touched)
+        staging.registered(connection, registrar)
+        registered = recorded(
+            deployment, access, connection, registrar, touched, domain=job.domain,
+            counts=counts, columns=columns, kept=kept, engine="spark", origin="dataframe",
+        )  # fmt: skip
+    return counts, parts, registered
+
+
 def _storage_level() -> Any:
     from pyspark import StorageLevel  # noqa: PLC0415
 
     return StorageLevel.MEMORY_AND_DISK
 
 
-def _frame_counts(
-    results: Any, registrar: Registrar, touched: subject_index.Gathered
-) -> tuple[Counts, dict[int, int]]:
-    """Every batch tokenised at once, then its counts read back, its subjects handed to the
-    registrar and its references gathered; the rows of each partition."""
+def _frame_counts(results: Any, touched: subject_index.Gathered) -> tuple[Counts, dict[int, int]]:
+    """The counts of every batch read back, and its references gathered; the rows of each
+    partition."""
     from pyspark.sql import functions as F  # noqa: PLC0415
 
-    results.count()
     blocks = results.filter(F.col("kind").isin("block", "failed"))
     rows_in = rows_out = rejected = 0
     parts: dict[int, int] = {}
@@ -388,8 +516,6 @@ def _frame_counts(
         parts[found["part"]] = parts.get(found["part"], 0) + block.rows_in
         rows_in, rows_out = rows_in + block.rows_in, rows_out + block.rows_out
         rejected += block.rows_in - block.rows_out
-        for base, mac, kind in block.registrations:
-            registrar.add(base, mac, kind)
         if block.refs is not None:
             touched.blocks.append(block.refs)
     return Counts(rows_in, rows_out, rejected), parts

@@ -779,6 +779,12 @@ class KeysChangedError(StateConflict):
     code = "keys_changed"
 
 
+class StagingExpiredError(StateConflict):
+    """Spark: the job outlived its staged subjects (7 days)."""
+
+    code = "staging_expired"
+
+
 class JobCompleteError(StateConflict):
     """the job has its whole file already."""
 
@@ -1263,6 +1269,7 @@ BY_CODE: dict[str, type[TiersError]] = {
     "too_many_jobs": TooManyJobsError,
     "job_ended": JobEndedError,
     "keys_changed": KeysChangedError,
+    "staging_expired": StagingExpiredError,
     "job_complete": JobCompleteError,
     "part_missing": PartMissingError,
     "part_out_of_order": PartOutOfOrderError,

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from errors import ConfigurationError, NotFound
+from errors import ConfigurationError, NotFound, StateConflict
 from tests.conftest import ACCESS, Database
 from tests.tiers.spark_session import (
     COLUMNS,
@@ -36,11 +37,13 @@ from tests.tiers.spark_session import (
     tokenised,
 )
 from tests.tiers.test_fastpath import csv_files
-from tiers.admin import add_domain, initialise
+from tiers.admin import add_domain, initialise, rotate_key
 from tiers.audit_ops import lookup_subject
 from tiers.deployment import Deployment
 from tiers.files import ColumnSpec, FileReport
-from tiers.spark import tokenise_frame
+from tiers.spark import STAGED_FOR, SparkFile, tokenise_frame
+from tiers.storage import staged
+from tiers.tokenisation import Tokeniser
 
 pytestmark = pytest.mark.slow
 
@@ -184,6 +187,70 @@ def test_the_job_is_one_entry_indexed_under_its_customers(spark: Spark, tmp_path
     local = tokenised(spark.deployment, tmp_path, data, domain="galeries", register=True)
     assert local[:2] == spark_run[:2]
     assert len(spark.database.rows()["subjects"]) == subjects + 2 * 119
+
+
+def _staged(spark: Spark, job: str) -> list[tuple[object, ...]]:
+    return [row for row in spark.database.rows()["staged_subjects"] if row[0] == job]
+
+
+def test_the_executors_stage_what_they_register_before_the_driver_writes(
+    spark: Spark, tmp_path: Path
+) -> None:
+    """The executors write the job's registrations themselves, in bulk, before the driver opens
+    its transaction; a job that fails after them leaves nothing registered, nothing staged. A
+    job first sweeps what drivers that died staged, once old."""
+    now = datetime.now(UTC)
+    with spark.deployment.transaction() as connection:
+        casino = spark.deployment.domain(connection, "casino")
+        for job, at in (("dead", now - STAGED_FOR - timedelta(minutes=1)), ("alive", now)):
+            row = (os.urandom(32), os.urandom(20), "email")
+            staged.stage(connection, job=job, domain_id=casino.id, version=1, rows=[row], now=at)
+    spark.split_bytes(256)
+    source = tmp_path / "staged.csv"
+    source.write_bytes(
+        b"card,email,amount\n"
+        + b"".join(b"%d,s%d@example.fr,1\n" % (30_000_000 + n, n) for n in range(60))
+    )
+    read = SparkFile.surveyed(
+        ENGINE.removeprefix("spark:"), source, parquet=False, encoding="utf-8", delimiter=None
+    )
+    before = spark.database.rows()["subjects"]
+    with (
+        pytest.raises(RuntimeError),
+        read.run(spark.deployment, "casino", COLUMNS, ["amount"], register=True) as run,
+    ):
+        name = run.staging.name
+        assert _staged(spark, "dead") == [] and len(_staged(spark, "alive")) == 1
+        rows = _staged(spark, name)
+        assert len(rows) == 120 and sorted({row[5] for row in rows}) == ["card", "email"]
+        assert spark.database.rows()["subjects"] == before  # the driver registered nothing yet
+        raise RuntimeError("the driver fails before its transaction")
+    assert _staged(spark, name) == [] and spark.database.rows()["subjects"] == before
+    assert len(_staged(spark, "alive")) == 1  # another job's, running
+    with spark.deployment.transaction() as connection:
+        staged.discard(connection, job="alive")
+
+
+def test_a_rotation_during_the_job_fails_it_at_the_driver(spark: Spark, tmp_path: Path) -> None:
+    add_domain(spark.deployment, name="sncf", role="partner", access=ACCESS)
+    source = tmp_path / "rotated.csv"
+    source.write_bytes(b"card,email,amount\n40000001,r@example.fr,1\n")
+    read = SparkFile.surveyed(
+        ENGINE.removeprefix("spark:"), source, parquet=False, encoding="utf-8", delimiter=None
+    )
+    before = spark.database.rows()["subjects"]
+    with (
+        pytest.raises(StateConflict) as changed,
+        read.run(spark.deployment, "sncf", COLUMNS, ["amount"], register=True) as run,
+    ):
+        assert len(_staged(spark, run.staging.name)) == 2
+        rotate_key(spark.deployment, access=ACCESS, domain="sncf")
+        with spark.deployment.transaction() as connection:
+            tokeniser = Tokeniser.open(spark.deployment, connection, "sncf")
+            list(run.blocks(spark.deployment, connection, tokeniser))
+    assert changed.value.code == "keys_changed"
+    assert _staged(spark, run.staging.name) == []
+    assert spark.database.rows()["subjects"] == before
 
 
 def test_nothing_clear_and_no_key_is_left_in_sparks_directories(spark: Spark) -> None:

@@ -2,8 +2,8 @@
 
 Each line is one row: ``{"table": name, "row": {column: value}}``, bytes as ``{"b64": ...}`` and
 times as ``{"t": ISO 8601}``. Left out: the key-generation token (restoring keys makes a new
-one), state in transit (parts of uploads, rate counters) and stored files, which a backup holds
-as files of its own.
+one), state in transit (parts of uploads, rate counters, a Spark job's staged subjects) and
+stored files, which a backup holds as files of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tiers.storage.tables import (
     key_generation,
     limit_buckets,
     metadata,
+    staged_subjects,
     stored_files,
 )
 
@@ -30,8 +31,9 @@ __all__ = ["dump", "load", "read_consistently"]
 
 
 # Not a backup's: the key generation (restoring keys makes a new one), state in transit (parts,
-# counters) and stored files, which a backup holds as files of its own (tiers.backup).
-_LEFT_OUT = (key_generation, job_nodes, job_parts, limit_buckets, stored_files)
+# counters, what a running Spark job staged) and stored files, which a backup holds as files of
+# its own (tiers.backup).
+_LEFT_OUT = (key_generation, job_nodes, job_parts, limit_buckets, staged_subjects, stored_files)
 
 
 def _encode(value: object) -> object:

@@ -433,3 +433,21 @@ withdrawn = Table(
     Column("ref", LargeBinary(32), primary_key=True),
     Column("withdrawn_at", UTCDateTime, nullable=False),
 )
+
+# What the executors of a Spark job registered (tiers.spark): a subject and its entry in the
+# index of the job's domain and key version, with its kind (a card is enrolled), until the job's
+# driver moves them into ``subjects`` and ``pseudonym_index`` in the transaction of the job's
+# access-log entry, or drops them when the job fails. No clear value: the same pseudonyms as
+# the index holds.
+staged_subjects = Table(
+    "staged_subjects",
+    metadata,
+    Column("job", String(32), primary_key=True),
+    Column("base", LargeBinary(32), primary_key=True),
+    Column("domain_id", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("value", LargeBinary(20), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    sqlite_with_rowid=False,
+)
