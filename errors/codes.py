@@ -239,7 +239,7 @@ _TABLE = (
     Code("job_process", ConfigurationError, "a file job's process did not start: see the log"),
     Code("spark_missing", ConfigurationError, "Spark is not installed: the spark extra"),
     Code("spark_failed", ConfigurationError, "the Spark job failed: Spark's log says why"),
-    Code("executor_unavailable", ConfigurationError, "a Spark executor cannot open the deployment"),
+    Code("executor_unavailable", ConfigurationError, "a Spark executor cannot use the database"),
     Code("master_key_exists", ConfigurationError, "a master key file exists there already"),
     Code("development_key_in_production", ConfigurationError, "the development key in prod"),
     Code("audit_domain_taken", ConfigurationError, "the audit domain's name is taken"),

@@ -38,7 +38,14 @@ import pyarrow as pa
 from pydantic import ValidationError
 from sqlalchemy import Connection
 
-from errors import ConfigurationError, InvalidFile, KeyUnavailable, StateConflict, TiersError
+from errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    InvalidFile,
+    KeyUnavailable,
+    StateConflict,
+    TiersError,
+)
 from tiers import _subject_index as subject_index
 from tiers._csvio import CHECKED_BYTES, FIELD_SIZE_LIMIT, csv_records, read_header
 from tiers._fastpath import BLOCK_BYTES, BlockResult, BlockWork, collector_paused
@@ -332,14 +339,18 @@ def _task(
     job: Job, run: Callable[[_Work, Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 ) -> Task:
     """The function ``mapInArrow`` runs: ``run`` with the task's tokeniser, or the one row
-    that tells the driver why the executor has none."""
+    that tells the driver why the executor has none, or why it could not stage (the database
+    lost)."""
 
     def task(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         work, failure = _opened(job)
         if work is None:
             yield failure
             return
-        yield from run(work, batches)
+        try:
+            yield from run(work, batches)
+        except DatabaseUnavailable as error:
+            yield _batch([(0, 0, BlockResult())], failed=_failure(error))
 
     return task
 
@@ -507,13 +518,17 @@ def frame_rows(job: Job) -> Task:
             yield _frame_batch([{"kind": "failed", "part": part, "code": code, "message": message}])
             return
         seen = 0
-        for batch in batches:
-            rows = list(text_rows(batch))
-            records = ((seen + i + 2, list(row)) for i, row in enumerate(rows))
-            with collector_paused():
-                result = work.of_records(records, BlockResult())
-            seen += len(rows)
-            yield _frame_batch(_frame_rows(part, result))
+        try:
+            for batch in batches:
+                rows = list(text_rows(batch))
+                records = ((seen + i + 2, list(row)) for i, row in enumerate(rows))
+                with collector_paused():
+                    result = work.of_records(records, BlockResult())
+                seen += len(rows)
+                yield _frame_batch(_frame_rows(part, result))
+        except DatabaseUnavailable as error:  # staging: handed to the driver as a code too
+            message, code = _failure(error)
+            yield _frame_batch([{"kind": "failed", "part": part, "code": code, "message": message}])
 
     return run
 

@@ -351,10 +351,10 @@ def _one_file(names: Iterator[str] | Any) -> None:
 
 
 def _executor_unavailable(message: str, code: str) -> ConfigurationError:
-    """The job's error when an executor could not open the deployment: the executor's own
-    message and code, named."""
+    """The job's error when an executor could not open the deployment, or lost its database
+    while staging: the executor's own message and code, named."""
     return ConfigurationError(
-        f"a Spark executor cannot open the deployment: {message} [{code}]",
+        f"a Spark executor cannot use the deployment: {message} [{code}]",
         code="executor_unavailable",
     )
 

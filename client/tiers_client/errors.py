@@ -990,7 +990,7 @@ class SparkFailedError(ConfigurationError):
 
 
 class ExecutorUnavailableError(ConfigurationError):
-    """a Spark executor cannot open the deployment."""
+    """a Spark executor cannot use the database."""
 
     code = "executor_unavailable"
 

@@ -253,6 +253,25 @@ def test_a_rotation_during_the_job_fails_it_at_the_driver(spark: Spark, tmp_path
     assert spark.database.rows()["subjects"] == before
 
 
+def test_executors_that_cannot_stage_fail_the_job_with_a_code(spark: Spark, tmp_path: Path) -> None:
+    """A database that refuses the executors' writes (here, their table gone) fails the job
+    with the executors' code, and nothing is written or registered."""
+    data = b"card,email,amount\n50000001,u@example.fr,1\n50000002,v@example.fr,2\n"
+    before = spark.database.rows()["subjects"]
+    with spark.deployment.transaction() as connection:
+        connection.exec_driver_sql("ALTER TABLE staged_subjects RENAME TO staged_away")
+    try:
+        outcome = tokenised(spark.deployment, tmp_path, data, engine=ENGINE, register=True)
+    finally:
+        with spark.deployment.transaction() as connection:
+            connection.exec_driver_sql("ALTER TABLE staged_away RENAME TO staged_subjects")
+    assert outcome == ("ConfigurationError", "executor_unavailable")
+    assert not (tmp_path / "spark.out").exists()
+    assert spark.database.rows()["subjects"] == before
+    failed = spark.database.audit_entries()[-1]
+    assert failed.action == "tokenise_file" and failed.outcome != "ok"
+
+
 def test_nothing_clear_and_no_key_is_left_in_sparks_directories(spark: Spark) -> None:
     """Run after the others (file order): Spark's local directory, where it spills, holds none
     of the files' clear values and none of the deployment's keys."""
