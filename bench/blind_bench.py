@@ -9,19 +9,29 @@ work per identifier, in the same run.
   one multiplication and a hash), and checking a batch's proof, per second.
 - the HMAC mode: the two HMAC-SHA256 of the two-layer scheme per identifier, prepared keys.
 
-Not yet measured: the service's endpoint and a file end to end in blind mode (not built).
+And the service's endpoint under load (:func:`endpoint`): ``tiers serve`` (one worker, SQLite)
+answering ``POST /v1/blind/evaluate`` with batches of 10,000 blinded elements, against the same
+server's ``POST /v1/pseudonymise`` with batches of 10,000 new card numbers (the HMAC mode,
+registering), in the same run.
+
+Not yet measured: a file end to end in blind mode (the partner's tool is not built).
 """
 
 from __future__ import annotations
 
+import base64
+import os
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from keys._hmac import PreparedHmacSha256
 from keys.oprf import Mode, OprfKey, blind, derive_key_pair, finalize, verify_proof
 
-__all__ = ["available", "costs"]
+__all__ = ["available", "costs", "endpoint"]
 
 BATCH = 10_000
 
@@ -79,3 +89,46 @@ def costs(batch: int = BATCH) -> dict[str, float]:
         results["service_evaluate_with_proof"] / results["hmac_two_layers"]
     )
     return {name: round(value, 3) for name, value in results.items()}
+
+
+def _text(element: bytes) -> str:
+    return base64.urlsafe_b64encode(element).rstrip(b"=").decode()
+
+
+def endpoint(seconds: float) -> dict[str, Any]:
+    """Elements evaluated per second by the service's endpoint, batches of :data:`BATCH` from
+    two connections, against the HMAC mode's identifiers per second through the same server
+    (see the module's docstring); every answer checked to be a success."""
+    from bench.service_bench import _load, _serving, batch_connections, partner_home  # noqa: PLC0415
+
+    inputs = [f"client{n}@example.fr".encode() for n in range(BATCH)]
+    elements = [_text(blind(data, Mode.VOPRF)[1]) for data in inputs]
+    with tempfile.TemporaryDirectory(prefix="tiers-bench-blind-") as home:
+        env = {
+            **os.environ, "TIERS_HOME": home, "TIERS_RATE_LIMIT_PER_SECOND": "1000000",
+            "TIERS_RATE_LIMIT_BURST": "1000000", "TIERS_BUDGET_IDENTIFIERS_PER_SECOND": "10000000",
+            "TIERS_BUDGET_IDENTIFIERS_PER_HOUR": "1000000000",
+        }  # fmt: skip
+        token = partner_home(env)
+        command = [str(Path(sys.executable).with_name("tiers")), "serve", "--workers", "1"]
+        connections = batch_connections(1)
+        with _serving(command, env) as port:
+            evaluate = _load(
+                port, token, seconds, path="/v1/blind/evaluate", connections=connections,
+                body={"elements": elements},
+            )  # fmt: skip
+            hmac = _load(
+                port, token, seconds, path="/v1/pseudonymise", connections=connections,
+                fresh_cards=BATCH,
+            )  # fmt: skip
+    if evaluate["errors"] or hmac["errors"] or not evaluate["requests"]:
+        raise AssertionError(f"the endpoint answered errors: {evaluate}, {hmac}")
+    per_second = evaluate["requests_per_second"] * BATCH
+    identifiers = hmac["requests_per_second"] * BATCH
+    return {
+        "batch": BATCH,
+        "endpoint_elements_per_second": round(per_second),
+        "endpoint_p50_ms": evaluate["p50_ms"],
+        "hmac_identifiers_per_second": round(identifiers),
+        "endpoint_vs_hmac": round(per_second / identifiers, 3),
+    }

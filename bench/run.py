@@ -393,6 +393,12 @@ def blind_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
     for name, value in figures.items():
         unit = "×" if "_vs_" in name else "/s"
         line(name.replace("_", " "), value, unit)
+    served = blind_bench.endpoint(5.0 if options.quick else 15.0)
+    print(f"Blind mode's endpoint under load (tiers serve, one worker, {served['batch']:,} a call)")
+    line("elements evaluated, with the proof", served["endpoint_elements_per_second"], "/s")
+    line("the HMAC mode's new identifiers", served["hmac_identifiers_per_second"], "/s")
+    line("the endpoint against the HMAC mode", served["endpoint_vs_hmac"], "×")
+    figures["endpoint"] = served
     results["blind"] = figures
 
 
