@@ -74,7 +74,7 @@ def main() -> int:
             {
                 "requests": len(every),
                 "errors": sum(errors),
-                "requests_per_second": round(len(every) / elapsed, 1),
+                "requests_per_second": round(len(every) / elapsed, 3),
                 "p50_ms": round(cuts[49] * 1000, 2),
                 "p95_ms": round(cuts[94] * 1000, 2),
                 "p99_ms": round(cuts[98] * 1000, 2),
