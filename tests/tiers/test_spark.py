@@ -54,6 +54,10 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Spark]:
     root = tmp_path_factory.mktemp("spark")
     with started(Database("sqlite", root / "var"), root) as made:
         yield made
+        # whatever the module's jobs registered, the index names subjects that exist, and no
+        # job left anything staged
+        assert {} == {fault: n for fault, n in made.database.integrity_faults().items() if n}
+        assert made.database.rows()["staged_subjects"] == []
 
 
 AUDITOR = replace(ACCESS, actor="dpo", role="auditor", purpose="DPO request 9")
@@ -145,6 +149,24 @@ def test_a_dataframe_gives_the_rows_and_rejects_of_its_file(spark: Spark, tmp_pa
     assert len(entries) == before + 1
     assert entries[-1].detail["input"] == "dataframe" and entries[-1].counts.records_in == count
     assert b"f1@example.fr" not in str(entries[-1].as_dict()).encode()
+
+
+def test_a_dataframe_of_new_customers_is_registered_by_its_executors(spark: Spark) -> None:
+    rows = [(str(60_000_000 + n), f"n{n}@example.fr") for n in range(50)]
+    frame = spark.session.createDataFrame(rows, "card string, email string").repartition(3)
+    subjects = len(spark.database.rows()["subjects"])
+    tokens = tokenise_frame(
+        spark.deployment, access=ACCESS, frame=frame, domain="galeries", columns=COLUMNS
+    )
+    tokens.unpersist()
+    assert tokens.registered == 2 * 50
+    assert len(spark.database.rows()["subjects"]) == subjects + 2 * 50
+    entry = spark.database.audit_entries()[-1]
+    assert entry.detail["registered"] == 2 * 50 and entry.detail["input"] == "dataframe"
+    found = lookup_subject(
+        spark.deployment, access=AUDITOR, domain="galeries", kind="email", value="n7@example.fr"
+    )
+    assert entry.seq in [e.seq for e in found]
 
 
 def test_a_dataframe_is_checked_before_anything_runs(spark: Spark) -> None:
