@@ -103,6 +103,7 @@ def _session(master: str) -> Any:
         ) from None
     # Local workers run this interpreter (the one tiers is installed in).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    _quiet_jvm()
     builder = SparkSession.builder.master(master).appName("tiers tokenise-file")
     for name, value in _CONF.items():
         builder = builder.config(name, value)
@@ -111,6 +112,19 @@ def _session(master: str) -> Any:
         session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     return session
+
+
+def _quiet_jvm() -> None:
+    """Spark's JVM started with errors only in its log (``spark_log4j2.properties``), unless
+    the operator configured its logging: ``SPARK_SUBMIT_OPTS`` naming a log4j configuration,
+    or a ``log4j2.properties`` in ``SPARK_CONF_DIR``. Spark reads ``SPARK_SUBMIT_OPTS`` when
+    it starts the driver's JVM; what the variable holds already is kept."""
+    options = os.environ.get("SPARK_SUBMIT_OPTS", "")
+    conf_dir = os.environ.get("SPARK_CONF_DIR")
+    if "log4j" in options or (conf_dir and (Path(conf_dir) / "log4j2.properties").exists()):
+        return
+    quiet = Path(__file__).with_name("spark_log4j2.properties")
+    os.environ["SPARK_SUBMIT_OPTS"] = f"{options} -Dlog4j2.configurationFile=file:{quiet}".strip()
 
 
 # Spark's own web UI and console progress bar are off: the command shows its own progress.

@@ -352,7 +352,9 @@ def test_the_command_line_runs_spark_and_writes_the_same_file(spark: Spark, tmp_
     """``tiers tokenise-file --engine spark:local[1]``, a process of its own (its own JVM)."""
     source = tmp_path / "in.csv"
     source.write_bytes(a_larger_file(2_000, quoted_from=1_500, seed=3))
-    env = {**os.environ, **spark.database.env(), "TIERS_PURPOSE": "test"}
+    # as an operator's shell has it: this process's own sessions set SPARK_SUBMIT_OPTS
+    shell = {name: value for name, value in os.environ.items() if name != "SPARK_SUBMIT_OPTS"}
+    env = {**shell, **spark.database.env(), "TIERS_PURPOSE": "test"}
     tiers = Path(sys.executable).with_name("tiers")
     outputs = []
     for engine in ("local", "spark:local[1]"):
@@ -363,5 +365,21 @@ def test_the_command_line_runs_spark_and_writes_the_same_file(spark: Spark, tmp_
         done = subprocess.run(command, env=env, capture_output=True, timeout=300, check=False)
         assert done.returncode == 2, done.stderr[-2000:]  # some rows are rejected
         assert b"client1@example.fr" not in done.stderr + done.stdout
+        # Spark's JVM logs its errors only: the command's own lines are what its user reads
+        assert b"log4j" not in done.stderr and b" WARN " not in done.stderr, done.stderr[-2000:]
         outputs.append((output.read_bytes(), Path(f"{output}.rejects.csv").read_bytes()))
     assert outputs[0] == outputs[1]
+    # an operator's own logging configuration is used instead
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "log4j2.properties").write_text(
+        "rootLogger.level = info\nrootLogger.appenderRef.stderr.ref = console\n"
+        "appender.console.type = Console\nappender.console.name = console\n"
+        "appender.console.target = SYSTEM_ERR\n"
+    )
+    done = subprocess.run(
+        command, env={**env, "SPARK_CONF_DIR": str(conf)}, capture_output=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    # (Spark says it sets the shell's level, which the command's own configuration keeps)
+    assert done.returncode == 2 and b"Setting default log level" in done.stderr, done.stderr
