@@ -395,13 +395,14 @@ def tokenise_file(
             stack, source, parquet=parquet, encoding=encoding, delimiter=delimiter,
             block_bytes=block_bytes, master=master,
         )  # fmt: skip
+        plan = plan_of(src.header, columns, keep)  # the columns checked before any job runs
         run = None
         if src.spark is not None:  # run by the executors before the file's transaction begins
             run = stack.enter_context(
                 src.spark.run(deployment, domain, columns, keep, register=register)
             )
         sink = _Sink.opened(
-            stack, deployment, access, domain, plan=plan_of(src.header, columns, keep),
+            stack, deployment, access, domain, plan=plan,
             width=len(src.header), report=report, delimiter=src.delimiter, register=register,
             max_listed_rejects=max_listed_rejects, parquet=parquet,
         )  # fmt: skip

@@ -346,6 +346,12 @@ def test_paths_and_engines_that_cannot_work_are_refused(spark: Spark, tmp_path: 
     assert empty == ("InvalidFile", "empty_file")
     header_only = tokenised(spark.deployment, tmp_path, b"card,email,amount\n", engine=ENGINE)
     assert header_only == ("InvalidFile", "no_rows")
+    for options in ({"keep": ["nowhere"]}, {"columns": [ColumnSpec("iban", "card")]}):
+        unknown = tokenised(
+            spark.deployment, tmp_path, b"card,email,amount\n10000001,a@b.fr,1\n",
+            engine=ENGINE, **options,
+        )  # fmt: skip
+        assert unknown == ("NotFound", "unknown_column")
 
 
 def test_the_command_line_runs_spark_and_writes_the_same_file(spark: Spark, tmp_path: Path) -> None:
