@@ -219,7 +219,12 @@ def _opened(job: Job) -> tuple[_Work | None, pa.RecordBatch]:
     try:
         return _work(job), None
     except Exception as error:  # noqa: BLE001 - handed to the driver as a code, never raised
-        return None, _batch([(0, 0, BlockResult())], failed=_failure(error))
+        return None, _failed(error)
+
+
+def _failed(error: BaseException) -> pa.RecordBatch:
+    """The row of :data:`RESULT_SCHEMA` that tells the driver why a task stopped."""
+    return _batch([(0, 0, BlockResult())], failed=_failure(error))
 
 
 def encoded(results: Sequence[tuple[int, int, BlockResult]]) -> pa.RecordBatch:
@@ -350,7 +355,7 @@ def _task(
         try:
             yield from run(work, batches)
         except DatabaseUnavailable as error:
-            yield _batch([(0, 0, BlockResult())], failed=_failure(error))
+            yield _failed(error)
 
     return task
 
@@ -514,8 +519,7 @@ def frame_rows(job: Job) -> Task:
         try:
             work = _work(job)
         except Exception as error:  # noqa: BLE001 - handed to the driver as a code
-            message, code = _failure(error)
-            yield _frame_batch([{"kind": "failed", "part": part, "code": code, "message": message}])
+            yield _frame_failed(part, error)
             return
         seen = 0
         try:
@@ -527,10 +531,15 @@ def frame_rows(job: Job) -> Task:
                 seen += len(rows)
                 yield _frame_batch(_frame_rows(part, result))
         except DatabaseUnavailable as error:  # staging: handed to the driver as a code too
-            message, code = _failure(error)
-            yield _frame_batch([{"kind": "failed", "part": part, "code": code, "message": message}])
+            yield _frame_failed(part, error)
 
     return run
+
+
+def _frame_failed(part: int, error: BaseException) -> pa.RecordBatch:
+    """The row of :data:`FRAME_SCHEMA` that tells the driver why a partition's task stopped."""
+    message, code = _failure(error)
+    return _frame_batch([{"kind": "failed", "part": part, "code": code, "message": message}])
 
 
 def _frame_rows(part: int, result: BlockResult) -> list[dict[str, object]]:
