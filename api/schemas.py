@@ -420,4 +420,10 @@ class BlindKeyOut(BaseModel):
 
 class BlindKeysResponse(BaseModel):
     domain: str
+    card_luhn: bool = Field(
+        description="whether the domain's card numbers must pass the Luhn check (normalisation)"
+    )
+    phone_region: str = Field(
+        examples=["FR"], description="the region of phone numbers written without a country code"
+    )
     keys: list[BlindKeyOut] = Field(description="the active version first")

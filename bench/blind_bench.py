@@ -5,8 +5,9 @@ work per identifier, in the same run.
 - libsodium: ``crypto_scalarmult_ristretto255`` on one element, the ceiling of every step.
 - the service: a batch of 10,000 blinded elements evaluated, with the batch's one proof
   (RFC 9497's verifiable mode) and without (the base mode), evaluations per second.
-- the partner: blinding (hash to the group and one multiplication) and finalising (an inverse,
-  one multiplication and a hash), and checking a batch's proof, per second.
+- the partner (``tiers_client.oprf``, the client's own implementation): blinding an identifier
+  (its encoding hashed to the group, one multiplication), unblinding an evaluation (an inverse
+  and one multiplication), and checking a batch's proof, per second.
 - the HMAC mode: the two HMAC-SHA256 of the two-layer scheme per identifier, prepared keys.
 
 And the service's endpoint under load (:func:`endpoint`): ``tiers serve`` (one worker, SQLite)
@@ -14,7 +15,11 @@ answering ``POST /v1/blind/evaluate`` with batches of 10,000 blinded elements, a
 server's ``POST /v1/pseudonymise`` with batches of 10,000 new card numbers (the HMAC mode,
 registering), in the same run.
 
-Not yet measured: a file end to end in blind mode (the partner's tool is not built).
+And a file end to end (:func:`file_end_to_end`): one customer file's card column tokenised
+through ``tiers serve``, by the service from the clear cards (``tiers-client tokenise``, the
+HMAC mode, nothing registered) and in blind mode by the partner's client (``tiers-client
+blind-tokenise``: normalised, blinded, proofs checked and unblinded on the partner's side), in
+the same run, each timed from the command's start to its output in place.
 """
 
 from __future__ import annotations
@@ -28,10 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keys._hmac import PreparedHmacSha256
-from keys.oprf import Mode, OprfKey, blind, derive_key_pair, finalize, verify_proof
+from tiers_client import Client
+from tiers_client import oprf as partner
 
-__all__ = ["available", "costs", "endpoint"]
+from bench.data import write_customer_file
+from keys._hmac import PreparedHmacSha256
+from keys.oprf import Mode, OprfKey, blind, derive_key_pair
+
+__all__ = ["available", "costs", "endpoint", "file_end_to_end"]
 
 BATCH = 10_000
 
@@ -71,8 +80,9 @@ def costs(batch: int = BATCH) -> dict[str, float]:
         "scalar_multiplications": _rate(batch, lambda: [multiply(scalar, point) for _ in inputs])
     }
     blinded: list[tuple[bytes, bytes]] = []
+    encoded = [partner.identifier_input("email", d.decode()) for d in inputs]
     results["client_blind"] = _rate(
-        batch, lambda: blinded.__setitem__(slice(None), [blind(d, Mode.VOPRF) for d in inputs])
+        batch, lambda: blinded.__setitem__(slice(None), [partner.blind(d) for d in encoded])
     )
     elements = [element for _, element in blinded]
     results["service_evaluate"] = _rate(batch, lambda: key.evaluate(elements))
@@ -81,13 +91,13 @@ def costs(batch: int = BATCH) -> dict[str, float]:
         batch, lambda: proved.append(key.evaluate_with_proof(elements))
     )
     evaluated, proof = proved[0]
+    if not partner.verify_proof(key.public, elements, evaluated, proof):
+        raise AssertionError("the partner's check refuses the service's proof")
     results["client_verify_proof"] = _rate(
-        batch, lambda: verify_proof(key.public, elements, evaluated, proof)
+        batch, lambda: partner.verify_proof(key.public, elements, evaluated, proof)
     )
-    pairs = list(zip(inputs, blinded, evaluated, strict=True))
-    results["client_finalize"] = _rate(
-        batch, lambda: [finalize(data, b, e) for data, (b, _), e in pairs]
-    )
+    pairs = list(zip(blinded, evaluated, strict=True))
+    results["client_unblind"] = _rate(batch, lambda: [partner.unblind(b, e) for (b, _), e in pairs])
     base, domain = PreparedHmacSha256(b"b" * 32), PreparedHmacSha256(b"d" * 32)
     results["hmac_two_layers"] = _rate(batch, lambda: domain.digest_many(base.digest_many(inputs)))
     ceiling = results["scalar_multiplications"]
@@ -96,6 +106,12 @@ def costs(batch: int = BATCH) -> dict[str, float]:
     results["evaluate_with_proof_vs_hmac"] = (
         results["service_evaluate_with_proof"] / results["hmac_two_layers"]
     )
+    # The partner's whole work per identifier: blind, its share of the check, unblind.
+    per_identifier = sum(
+        1 / results[name] for name in ("client_blind", "client_verify_proof", "client_unblind")
+    )
+    results["client_identifiers"] = 1 / per_identifier
+    results["client_vs_hmac"] = results["client_identifiers"] / results["hmac_two_layers"]
     return {name: round(value, 3) for name, value in results.items()}
 
 
@@ -140,3 +156,45 @@ def endpoint(seconds: float) -> dict[str, Any]:
         "hmac_identifiers_per_second": round(identifiers),
         "endpoint_vs_hmac": round(per_second / identifiers, 3),
     }
+
+
+def file_end_to_end(rows: int) -> dict[str, Any]:
+    """Rows per second of one file through the service in the HMAC mode and in blind mode
+    (see the module's docstring); both outputs checked to hold every row."""
+    from bench.service_bench import _serving, partner_home  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="tiers-bench-blind-file-") as home:
+        env = {
+            **os.environ, "TIERS_HOME": home, "TIERS_BUDGET_IDENTIFIERS_PER_SECOND": "10000000",
+            "TIERS_BUDGET_IDENTIFIERS_PER_HOUR": "1000000000",
+        }  # fmt: skip
+        token = partner_home(env)
+        source = write_customer_file(Path(home) / "customers.csv", rows)
+        command = [str(Path(sys.executable).with_name("tiers")), "serve", "--workers", "1"]
+        with _serving(command, env) as port:
+            hmac_seconds, blind_seconds = _both_ways(port, token, source, rows)
+    return {
+        "rows": rows,
+        "hmac_rows_per_second": round(rows / hmac_seconds),
+        "blind_rows_per_second": round(rows / blind_seconds),
+        "blind_vs_hmac": round(hmac_seconds / blind_seconds, 3),
+    }
+
+
+def _both_ways(port: int, token: str, source: Path, rows: int) -> tuple[float, float]:
+    """Seconds to tokenise ``source``'s cards in the HMAC mode, then in blind mode."""
+    with Client(f"http://127.0.0.1:{port}", token, purpose="bench") as client:
+        started = time.perf_counter()
+        clear = client.tokenise_file(
+            source, source.with_name("hmac.csv"), columns=["card=card"], keep=["amount"],
+            register=False,
+        )  # fmt: skip
+        hmac_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        blind_file = client.blind_tokenise_file(
+            source, source.with_name("blind.csv"), columns=["card=card"], keep=["amount"]
+        )
+        blind_seconds = time.perf_counter() - started
+    if (clear.job.rows_out, blind_file.rows_out) != (rows, rows):
+        raise AssertionError(f"rows missing: {clear.job}, {blind_file}")
+    return hmac_seconds, blind_seconds

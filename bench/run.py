@@ -399,6 +399,13 @@ def blind_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
     line("the HMAC mode's new identifiers", served["hmac_identifiers_per_second"], "/s")
     line("the endpoint against the HMAC mode", served["endpoint_vs_hmac"], "×")
     figures["endpoint"] = served
+    rows = 20_000 if options.quick else 1_000_000
+    print(f"A file of {rows:,} rows end to end (its card column, tiers serve, one worker)")
+    both = blind_bench.file_end_to_end(rows)
+    line("the service from the clear cards (HMAC mode)", both["hmac_rows_per_second"], "rows/s")
+    line("the partner's client in blind mode", both["blind_rows_per_second"], "rows/s")
+    line("blind mode against the HMAC mode", both["blind_vs_hmac"], "×")
+    figures["file"] = both
     results["blind"] = figures
 
 

@@ -30,8 +30,9 @@ from keys.oprf import Mode, OprfKey, derive_key_pair
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
+from tiers.identifiers import NormalisationOptions
 
-__all__ = ["BlindEvaluation", "BlindKey", "blind_keys", "evaluate_blinded"]
+__all__ = ["BlindEvaluation", "BlindKey", "BlindKeys", "blind_keys", "evaluate_blinded"]
 
 # Elements evaluated in one call (one proof covers them all).
 MAX_ELEMENTS = 10_000
@@ -56,6 +57,17 @@ class BlindKey:
     version: int
     state: str
     public: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BlindKeys:
+    """What a partner needs to blind for ``domain``: how the service normalises its
+    identifiers (the partner must give the same canonical form) and the public element of each
+    version of its function that is not destroyed, the active one first."""
+
+    domain: str
+    normalisation: NormalisationOptions
+    keys: list[BlindKey]
 
 
 def oprf_key(domain: str, key: DomainKey) -> OprfKey:
@@ -96,9 +108,9 @@ def evaluate_blinded(
 
 
 @audited(Action.BLIND_KEYS)
-def blind_keys(deployment: Deployment, *, access: Access, domain: str) -> list[BlindKey]:
-    """The public element of each version of ``domain``'s key that is not destroyed (the
-    active one first)."""
+def blind_keys(deployment: Deployment, *, access: Access, domain: str) -> BlindKeys:
+    """The public elements of ``domain``'s function (each version not destroyed, the active
+    one first) and the normalisation switches of the domain."""
     require(access, Action.BLIND_KEYS, domain)
     with deployment.reading() as connection:
         record = deployment.domain(connection, domain)
@@ -112,7 +124,8 @@ def blind_keys(deployment: Deployment, *, access: Access, domain: str) -> list[B
         ]
     with deployment.transaction() as connection:
         deployment.record(connection, access, action=Action.BLIND_KEYS, domains=[domain])
-    return sorted(found, key=lambda k: (k.state != "active", -k.version))
+    ordered = sorted(found, key=lambda k: (k.state != "active", -k.version))
+    return BlindKeys(domain, deployment.normalisation(record), ordered)
 
 
 def _public(domain: str, key: DomainKey) -> bytes:

@@ -88,11 +88,18 @@ async def keys(
     domain: str = Path(max_length=32),
 ) -> BlindKeysResponse:
     """The public element of each version of the domain's oblivious function that is not
-    destroyed, the active one first: what a partner checks each batch's proof against."""
+    destroyed, the active one first: what a partner checks each batch's proof against. With
+    them, how the service normalises the domain's identifiers (its card numbers' Luhn check,
+    the region of national phone numbers), which the partner's normalisation must follow."""
     found = await call(
         deployment, lambda: blind.blind_keys(deployment, access=access, domain=domain), short=True
     )
     return BlindKeysResponse(
-        domain=domain,
-        keys=[BlindKeyOut(version=k.version, state=k.state, public=_text(k.public)) for k in found],
+        domain=found.domain,
+        card_luhn=found.normalisation.card_luhn,
+        phone_region=found.normalisation.phone_region,
+        keys=[
+            BlindKeyOut(version=k.version, state=k.state, public=_text(k.public))
+            for k in found.keys
+        ],
     )

@@ -12,6 +12,8 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from tiers_client.models import (
+    BlindEvaluation,
+    BlindKeys,
     CampaignReport,
     CardState,
     Delivery,
@@ -65,6 +67,23 @@ def pseudonymise(
     if domain is not None:
         body["domain"] = domain
     return Call("POST", "/v1/pseudonymise", _batch, json=body, idempotent=True, purpose=purpose)
+
+
+def blind_keys(domain: str, purpose: str | None) -> Call[BlindKeys]:
+    path = f"/v1/blind/keys/{_segment(domain)}"
+    return Call("GET", path, BlindKeys.of, idempotent=True, purpose=purpose)
+
+
+def blind_evaluate(
+    elements: Sequence[bytes], domain: str, purpose: str | None
+) -> Call[BlindEvaluation]:
+    """Evaluating elements again gives the same evaluations (a new proof): idempotent."""
+    texts = [base64.urlsafe_b64encode(e).rstrip(b"=").decode("ascii") for e in elements]
+    body = {"elements": texts, "domain": domain}
+    return Call(
+        "POST", "/v1/blind/evaluate", BlindEvaluation.of, json=body, idempotent=True,
+        purpose=purpose,
+    )  # fmt: skip
 
 
 def jobs(purpose: str | None) -> Call[list[Job]]:

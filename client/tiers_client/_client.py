@@ -12,7 +12,9 @@ from typing import Any, TypeVar
 import httpx
 
 from tiers_client import _calls as calls
+from tiers_client._blind_file import BlindFileReport, tokenise_blind
 from tiers_client._calls import Call
+from tiers_client._extras import blind_extra
 from tiers_client._parquet import is_parquet, written_as
 from tiers_client._transfer import (
     PART_BYTES,
@@ -22,8 +24,10 @@ from tiers_client._transfer import (
     parts_of,
     total_of,
 )
+from tiers_client.blind import BATCH, BlindSetupError, blind_batch, refused_only, unblinded
 from tiers_client.errors import StateConflict, error_for
 from tiers_client.models import (
+    BlindKeys,
     CampaignReport,
     CardState,
     Delivery,
@@ -333,6 +337,79 @@ class Client(_Base):
     def delete_job(self, job_id: str, *, purpose: str | None = None) -> None:
         self._run(calls.delete_job(job_id, purpose))
 
+    def blind_keys(self, domain: str | None = None, *, purpose: str | None = None) -> BlindKeys:
+        """The domain's public elements and normalisation switches (default: your domain).
+        Blind mode's libraries are looked for first: :class:`MissingExtra` if absent."""
+        blind_extra()
+        if domain is None:
+            domain = _own_domain(self.whoami())
+        return self._run(calls.blind_keys(domain, purpose))
+
+    def blind_pseudonymise(
+        self,
+        kind: str,
+        values: Sequence[str],
+        *,
+        domain: str | None = None,
+        public_key: bytes | None = None,
+        purpose: str | None = None,
+    ) -> list[str | ValueRefused]:
+        """A blind pseudonym per value, in order (:mod:`tiers_client.blind`): the values are
+        normalised and blinded here, and only blinded elements are sent. ``public_key`` pins
+        the domain's public element the proofs must hold against (default: the one the
+        service publishes). A value that does not normalise is a :class:`ValueRefused`, and
+        never sent."""
+        keys = self.blind_keys(domain, purpose=purpose)
+        found: list[str | ValueRefused] = []
+        for start in range(0, len(values), BATCH):
+            items = [(kind, value) for value in values[start : start + BATCH]]
+            found += self.blind_items(items, keys, public_key=public_key, purpose=purpose)
+        return found
+
+    def blind_tokenise_file(
+        self,
+        source: Path | str,
+        output: Path | str,
+        *,
+        columns: Sequence[str],
+        keep: Sequence[str] = (),
+        rejects: Path | str | None = None,
+        delimiter: str | None = None,
+        encoding: str = "utf-8",
+        domain: str | None = None,
+        public_key: bytes | None = None,
+        progress: Progress | None = None,
+        purpose: str | None = None,
+    ) -> BlindFileReport:
+        """Tokenise a CSV or Parquet file here, in blind mode: the service is sent only
+        blinded elements, by batches of 10,000; the output (and the rejects,
+        ``<output>.rejects.csv`` by default) appear whole or not at all."""
+        keys = self.blind_keys(domain, purpose=purpose)
+        return tokenise_blind(
+            self, Path(source), Path(output), columns=columns, keep=keep, keys=keys,
+            rejects=None if rejects is None else Path(rejects), delimiter=delimiter,
+            encoding=encoding, public_key=public_key, progress=progress, purpose=purpose,
+        )  # fmt: skip
+
+    def blind_items(
+        self,
+        items: Sequence[tuple[str, str]],
+        keys: BlindKeys,
+        *,
+        public_key: bytes | None = None,
+        purpose: str | None = None,
+    ) -> list[str | ValueRefused]:
+        """One batch of at most :data:`~tiers_client.blind.BATCH` ``(kind, value)`` pairs
+        blinded, evaluated by ``keys.domain``'s function, checked and unblinded."""
+        batch = blind_batch(items, keys)
+        if not batch.elements:
+            return refused_only(batch)
+        answer = self._run(calls.blind_evaluate(batch.elements, keys.domain, purpose))
+        public = public_key or keys.public.get(answer.version)
+        if public is None:  # a version published after ``keys`` were read: a rotation
+            public = self.blind_keys(keys.domain, purpose=purpose).public.get(answer.version)
+        return unblinded(batch, answer, public)
+
     def enrol_cards(
         self, values: Sequence[str], *, purpose: str | None = None
     ) -> list[str | ValueRefused]:
@@ -419,6 +496,14 @@ class Client(_Base):
         return self._run(calls.audit_subject(domain, kind, value, purpose))
 
 
+def _own_domain(who: WhoAmI) -> str:
+    if who.domain is None:
+        raise BlindSetupError(
+            "this key has no domain of its own: name the domain to blind for", "no_domain"
+        )
+    return who.domain
+
+
 def _answer(response: httpx.Response) -> Any:
     _raise_for(response)
     return response.json()
@@ -475,6 +560,39 @@ class AsyncClient(_Base):
         return await self._run(
             calls.pseudonymise(kind, values, domain=domain, register=register, purpose=purpose)
         )
+
+    async def blind_keys(
+        self, domain: str | None = None, *, purpose: str | None = None
+    ) -> BlindKeys:
+        blind_extra()
+        if domain is None:
+            domain = _own_domain(await self.whoami())
+        return await self._run(calls.blind_keys(domain, purpose))
+
+    async def blind_pseudonymise(
+        self,
+        kind: str,
+        values: Sequence[str],
+        *,
+        domain: str | None = None,
+        public_key: bytes | None = None,
+        purpose: str | None = None,
+    ) -> list[str | ValueRefused]:
+        """As :meth:`Client.blind_pseudonymise`."""
+        keys = await self.blind_keys(domain, purpose=purpose)
+        found: list[str | ValueRefused] = []
+        for start in range(0, len(values), BATCH):
+            batch = blind_batch([(kind, v) for v in values[start : start + BATCH]], keys)
+            if not batch.elements:
+                found += refused_only(batch)
+                continue
+            answer = await self._run(calls.blind_evaluate(batch.elements, keys.domain, purpose))
+            public = public_key or keys.public.get(answer.version)
+            if public is None:
+                keys = await self.blind_keys(keys.domain, purpose=purpose)
+                public = keys.public.get(answer.version)
+            found += unblinded(batch, answer, public)
+        return found
 
     async def send_exchange(
         self,

@@ -9,6 +9,7 @@ it); the purpose from ``--purpose`` or ``TIERS_PURPOSE``. Errors are one line on
 from __future__ import annotations
 
 import argparse
+import base64
 import codecs
 import json
 import os
@@ -22,9 +23,12 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
 from tiers_client import Client, __version__
+from tiers_client._blind_file import BlindFileError
+from tiers_client._extras import MissingExtra
 from tiers_client._parquet import ParquetError
+from tiers_client.blind import BlindSetupError, pinned_key
 from tiers_client.errors import TiersError
-from tiers_client.models import ValueRefused
+from tiers_client.models import BlindKeys, ValueRefused
 
 __all__ = ["main"]
 
@@ -44,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     pseudo = commands.add_parser("pseudonymise", help="one pseudonym per value, in order")
     pseudo.add_argument("--kind", required=True, help="card, email, phone or person")
     pseudo.add_argument("values", nargs="*", help="none: one per line on standard input")
+    pseudo.add_argument(
+        "--blind", action="store_true", help="blind mode: send only blinded elements"
+    )
+    _pin_option(pseudo)
     tok = commands.add_parser(
         "tokenise", help="tokenise a CSV or Parquet file: upload, wait, download"
     )
@@ -59,6 +67,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     tok.add_argument("--resume", metavar="JOB", help="go on with a job in parts left half-way")
     _file_options(tok)
+    keys = commands.add_parser(
+        "blind-keys", help="your domain's blind-mode public keys and normalisation, as JSON"
+    )
+    keys.add_argument("--domain", help="default: your key's domain")
+    blind = commands.add_parser(
+        "blind-tokenise",
+        help="tokenise a CSV or Parquet file here in blind mode: only blinded elements are sent",
+    )
+    blind.add_argument("source", type=Path)
+    blind.add_argument("-o", "--output", type=Path, required=True)
+    blind.add_argument("--column", action="append", required=True, help="NAME=KIND, repeated")
+    blind.add_argument("--keep", default="", help="other columns to keep, comma-separated")
+    blind.add_argument("--rejects", type=Path)
+    _pin_option(blind)
+    _file_options(blind)
     exchange = commands.add_parser("exchange", help="send an exchange file to the hub")
     exchange.add_argument("source", type=Path)
     exchange.add_argument("--type", required=True, dest="exchange_type")
@@ -74,6 +97,14 @@ def _parser() -> argparse.ArgumentParser:
     ack = inbox_commands.add_parser("ack")
     ack.add_argument("delivery")
     return parser
+
+
+def _pin_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--public-key",
+        help="the domain's public element the proofs must hold against, as --public-key=KEY "
+        "(default: the one the service publishes)",
+    )
 
 
 def _file_options(parser: argparse.ArgumentParser) -> None:
@@ -116,9 +147,15 @@ def _stdin_values() -> Iterator[str]:
 def _pseudonymise(tiers: Client, args: argparse.Namespace) -> int:
     values: Iterator[str] = iter(args.values) if args.values else _stdin_values()
     refused = False
+    public_key = pinned_key(args.public_key)
     while batch := [value for _, value in zip(range(_BATCH), values, strict=False)]:
         lines = []
-        for result in tiers.pseudonymise(args.kind, batch):
+        found = (
+            tiers.blind_pseudonymise(args.kind, batch, public_key=public_key)
+            if args.blind
+            else tiers.pseudonymise(args.kind, batch)
+        )
+        for result in found:
             refused |= isinstance(result, ValueRefused)
             lines.append(f"error:{result.code}" if isinstance(result, ValueRefused) else result)
         sys.stdout.write("\n".join(lines) + "\n")
@@ -143,6 +180,24 @@ def _tokenise(tiers: Client, args: argparse.Namespace) -> int:
         markup=False,
     )
     return EXIT_REFUSED if job.rows_rejected else 0
+
+
+def _blind_tokenise(tiers: Client, args: argparse.Namespace) -> int:
+    public_key = pinned_key(args.public_key)
+    with _bar() as bar:
+        task = bar.add_task(args.source.name, total=None)
+        report = tiers.blind_tokenise_file(
+            args.source, args.output, columns=args.column,
+            keep=[k.strip() for k in args.keep.split(",") if k.strip()], rejects=args.rejects,
+            delimiter=args.delimiter, encoding=args.encoding, public_key=public_key,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+    _err.print(
+        f"{report.rows_in} rows read, {report.rows_out} written to {report.output}, "
+        f"{report.rows_rejected} rejected (see {report.rejects}); only blinded elements were sent",
+        markup=False,
+    )
+    return EXIT_REFUSED if report.rows_rejected else 0
 
 
 def _exchange(tiers: Client, args: argparse.Namespace) -> int:
@@ -184,11 +239,22 @@ def _inbox(tiers: Client, args: argparse.Namespace) -> int:
 
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "whoami": lambda tiers, _: _print(asdict(tiers.whoami())),
+    "blind-keys": lambda tiers, args: _print(_published(tiers.blind_keys(args.domain))),
     "pseudonymise": _pseudonymise,
     "tokenise": _tokenise,
+    "blind-tokenise": _blind_tokenise,
     "exchange": _exchange,
     "inbox": _inbox,
 }
+
+
+def _published(keys: BlindKeys) -> dict[str, Any]:
+    """The keys as the service publishes them: each element in unpadded base64url."""
+    public = {
+        str(version): base64.urlsafe_b64encode(element).rstrip(b"=").decode("ascii")
+        for version, element in keys.public.items()
+    }
+    return asdict(keys) | {"public": public}
 
 
 def _print(record: dict[str, Any]) -> int:
@@ -203,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             status = _COMMANDS[args.command](tiers, args)
     except TiersError as error:
         status = _fail(error.message, error.code)
-    except ParquetError as error:
+    except (ParquetError, BlindFileError, BlindSetupError, MissingExtra) as error:
         status = _fail(str(error), error.code)
     except OSError as error:  # a local file: its name, not its content
         status = _fail(f"{error.strerror or type(error).__name__}: {error.filename}", "local")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -191,3 +192,42 @@ class Verification:
             answer["intact"], answer["summary"], answer["entries"], answer["tree_size"],
             answer["checkpoints"], answer["key"],
         )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class BlindKeys:
+    """What a partner needs to blind for a domain: how the service normalises its identifiers
+    and the public element of each version of its oblivious function (32 bytes)."""
+
+    domain: str
+    card_luhn: bool
+    phone_region: str
+    public: dict[int, bytes]
+
+    @classmethod
+    def of(cls, answer: Any) -> BlindKeys:
+        public = {int(k["version"]): unpadded_b64(k["public"]) for k in answer["keys"]}
+        return cls(answer["domain"], bool(answer["card_luhn"]), answer["phone_region"], public)
+
+
+@dataclass(frozen=True, slots=True)
+class BlindEvaluation:
+    """The service's answer to a batch of blinded elements: the key version that evaluated
+    them, the evaluated elements in order, and the one proof of them all."""
+
+    domain: str
+    version: int
+    evaluated: list[bytes]
+    proof: bytes
+
+    @classmethod
+    def of(cls, answer: Any) -> BlindEvaluation:
+        evaluated = [unpadded_b64(text) for text in answer["evaluated"]]
+        return cls(
+            answer["domain"], int(answer["version"]), evaluated, unpadded_b64(answer["proof"])
+        )
+
+
+def unpadded_b64(text: str) -> bytes:
+    """Bytes from unpadded base64url, as the service writes elements."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -9,7 +9,8 @@ import base64
 import pytest
 
 from keys.oprf import Mode, blind, finalize, hash_to_group, verify_proof
-from tests.api.conftest import Api
+from tests.api.conftest import Api, api_of
+from tests.conftest import Database
 
 CLEAR = [b"anne.leroy@example.fr", b"4970101234567890", b"+33612345678"]
 
@@ -101,3 +102,11 @@ def test_only_partners_evaluate_and_only_in_their_domain(api: Api) -> None:
     assert other.status_code == 404  # another partner's domain is answered as unknown
     keys = api.http.get("/v1/blind/keys/sncf", headers=api.headers("casino-app"))
     assert keys.status_code == 404
+
+
+def test_the_keys_say_how_the_domain_normalises(database: Database) -> None:
+    with api_of(database, phone_region="BE") as api:
+        keys = api.http.get("/v1/blind/keys/casino", headers=api.headers("casino-app")).json()
+    assert (keys["domain"], keys["card_luhn"], keys["phone_region"]) == ("casino", False, "BE")
+    assert [(k["version"], k["state"]) for k in keys["keys"]] == [(1, "active")]
+    assert len(raw(keys["keys"][0]["public"])) == 32

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ class Service:
     env: dict[str, str]
 
 
-def serve(database: Database, **settings: str) -> Service:
+def serve(database: Database, output: Path | None = None, **settings: str) -> Service:
     env = {**os.environ, **database.env(), "TIERS_ARGON2_PROFILE": "test", **settings}
     tiers("init", env=env)
     for name in ("casino", "sncf"):
@@ -35,7 +36,7 @@ def serve(database: Database, **settings: str) -> Service:
         }.items()
     }
     port = free_port()
-    start(env, port)
+    start(env, port, output)
     return Service(f"http://127.0.0.1:{port}", keys, env)
 
 

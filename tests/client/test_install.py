@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# The server's packages, and pyarrow, which only the client's `parquet` extra installs.
+# The server's packages, pyarrow, which only the client's `parquet` extra installs, and
+# pysodium and phonenumbers, which only its `blind` extra installs.
 SERVER_PACKAGES = (
     "tiers", "fastapi", "sqlalchemy", "argon2", "uvicorn", "pydantic", "typer", "pyarrow",
+    "pysodium", "phonenumbers",
 )  # fmt: skip
 
 
@@ -50,3 +52,14 @@ def test_the_client_installs_without_the_server(tmp_path: Path) -> None:
         env={"TIERS_URL": "http://127.0.0.1:9", "TIERS_API_KEY": "k", "TIERS_PURPOSE": "t"},
     )  # fmt: skip
     assert without.returncode == 1 and without.stderr.strip().endswith("[needs_pyarrow]")
+    # Blind mode's libraries are an extra too: said before anything is sent.
+    source = tmp_path / "customers.csv"
+    source.write_text("card\n10000001\n")
+    unblinded = subprocess.run(
+        [str(venv / "bin" / "tiers-client"), "blind-tokenise", str(source), "-o", "out.csv",
+         "--column", "card=card"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+        env={"TIERS_URL": "http://127.0.0.1:9", "TIERS_API_KEY": "k", "TIERS_PURPOSE": "t"},
+    )  # fmt: skip
+    assert unblinded.returncode == 1 and unblinded.stderr.strip().endswith("[needs_blind]")
+    assert not (tmp_path / "out.csv").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -36,15 +37,22 @@ STARTED: list[subprocess.Popen[bytes]] = []
 
 
 def launch(
-    arguments: list[str], env: dict[str, str] | None, port: int, ready: str
+    arguments: list[str],
+    env: dict[str, str] | None,
+    port: int,
+    ready: str,
+    output: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Run ``tiers *arguments`` and wait until ``GET ready`` answers 200 on ``port``."""
-    server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("tiers")), *arguments],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """Run ``tiers *arguments`` and wait until ``GET ready`` answers 200 on ``port``; its
+    standard output and error go to ``output`` if given (to be searched), else nowhere."""
+    with contextlib.ExitStack() as stack:
+        sink = subprocess.DEVNULL if output is None else stack.enter_context(output.open("ab"))
+        server = subprocess.Popen(
+            [str(Path(sys.executable).with_name("tiers")), *arguments],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     STARTED.append(server)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -59,8 +67,10 @@ def launch(
     pytest.fail(f"tiers {arguments[0]} did not start")
 
 
-def start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    return launch(["serve", "--port", str(port)], env, port, "/readyz")
+def start(
+    env: dict[str, str], port: int, output: Path | None = None
+) -> subprocess.Popen[bytes]:
+    return launch(["serve", "--port", str(port)], env, port, "/readyz", output)
 
 
 def request(

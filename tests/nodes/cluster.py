@@ -200,6 +200,11 @@ http {{
                 found.append((method, int(code), by_address.get(last, last)))
         return found
 
+    def nginx_errors(self) -> str:
+        """nginx's error log: why it passed a node over (a failure marks it down for 5 s)."""
+        log = self.root / "nginx" / "error.log"
+        return log.read_text(errors="replace")[-4000:] if log.exists() else ""
+
     def close(self) -> None:
         for node in self.nodes:
             self.stop(node)

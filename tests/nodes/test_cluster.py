@@ -128,7 +128,8 @@ def test_three_nodes_behind_nginx_serve_as_one(cluster: Cluster) -> None:
     assert len(part_nodes) >= 2
     outputs = [http.get(f"/v1/jobs/{job['id']}/output", headers=casino) for _ in range(3)]
     served_by = {name for _, _, name in cluster.served(rf"/v1/jobs/{job['id']}/output")}
-    assert {n.name for n in nodes} == served_by  # every node serves what one node wrote
+    # every node serves what one node wrote
+    assert {n.name for n in nodes} == served_by, cluster.nginx_errors()
     assert 1 == len({o.content for o in outputs})
     rows = list(csv.reader(io.StringIO(outputs[0].text)))
     assert len(CARDS) == len(rows) - 1 == job["rows_out"]
