@@ -207,12 +207,16 @@ class DomainIn(Strict):
     name: str = Field(examples=["casino"], max_length=32)
     role: str = Field(examples=["partner"], max_length=16)
     luhn: bool = False
+    blind_only: bool = Field(
+        default=False, description="a partner's domain that takes blinded identifiers only"
+    )
 
 
 class DomainOut(BaseModel):
     name: str
     role: str
     luhn: bool
+    blind_only: bool
     created_at: datetime
 
 

@@ -86,6 +86,7 @@ _TABLE = (
     Code("console_role", Forbidden, "the console is for auditors and admins, not this key"),
     Code("approval_required", Forbidden, "creating or re-keying a client needs a second admin"),
     Code("self_approval", Forbidden, "a request must be approved by another admin than its maker"),
+    Code("blind_only", Forbidden, "the domain takes blinded identifiers only: no clear one"),
     Code("row_tampered", RowTampered, "a client or keyring row fails its seal: it is not obeyed"),
     Code("part_tampered", RowTampered, "a part relayed through the database was altered"),
     Code("rate_limited", RateLimited, "too many requests from this client: see Retry-After"),

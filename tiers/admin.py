@@ -212,11 +212,26 @@ def initialise(settings: Settings, *, access: Access) -> InitReport:
     )
 
 
+def _domain_detail(role: str, card_luhn: bool, blind_only: bool) -> dict[str, str | int]:
+    """A new domain's entry detail (``blind_only`` only when set: older entries lack it)."""
+    detail: dict[str, str | int] = {"role": role, "luhn": int(card_luhn)}
+    if blind_only:
+        detail["blind_only"] = 1
+    return detail
+
+
 @audited(Action.DOMAIN_ADD, domain_arg="name")
 def add_domain(
-    deployment: Deployment, *, access: Access, name: str, role: str, card_luhn: bool = False
+    deployment: Deployment,
+    *,
+    access: Access,
+    name: str,
+    role: str,
+    card_luhn: bool = False,
+    blind_only: bool = False,
 ) -> DomainRecord:
-    """Create a domain and its first key. Raises :class:`InvalidRequest`, :class:`AlreadyExists`."""
+    """Create a domain and its first key; ``blind_only``: a partner's domain whose identifiers
+    the service only takes blinded. Raises :class:`InvalidRequest`, :class:`AlreadyExists`."""
     require(access, Action.DOMAIN_ADD)
     if not DOMAIN_NAME.fullmatch(name):
         raise InvalidRequest(
@@ -225,13 +240,16 @@ def add_domain(
         )
     if role not in ROLES:
         raise InvalidRequest(f"role must be one of {', '.join(ROLES)}", code="bad_role")
+    if blind_only and role != "partner":
+        raise InvalidRequest("only a partner's domain can be blind-only", code="bad_role")
     try:
         with deployment.transaction() as connection:
             if domains.get(connection, name=name) is not None:
                 raise AlreadyExists("a domain of that name already exists (name)")
             record_ = domains.add(
-                connection, name=name, role=role, card_luhn=card_luhn, now=access.now
-            )
+                connection, name=name, role=role, card_luhn=card_luhn, now=access.now,
+                blind_only=blind_only,
+            )  # fmt: skip
             keyrings.create_keyring(
                 connection,
                 deployment.master,
@@ -246,7 +264,7 @@ def add_domain(
                 access,
                 action=Action.DOMAIN_ADD,
                 domains=[name],
-                detail={"role": role, "luhn": int(card_luhn)},
+                detail=_domain_detail(role, card_luhn, blind_only),
             )
     except IntegrityError:  # a concurrent add of the same name won the race
         raise AlreadyExists("a domain of that name already exists (name)") from None

@@ -125,7 +125,7 @@ def blind_keys(deployment: Deployment, *, access: Access, domain: str) -> BlindK
     with deployment.transaction() as connection:
         deployment.record(connection, access, action=Action.BLIND_KEYS, domains=[domain])
     ordered = sorted(found, key=lambda k: (k.state != "active", -k.version))
-    return BlindKeys(domain, deployment.normalisation(record), ordered)
+    return BlindKeys(domain, deployment.published_normalisation(record), ordered)
 
 
 def _public(domain: str, key: DomainKey) -> bytes:

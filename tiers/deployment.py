@@ -17,6 +17,7 @@ from errors import (
     AuditUnavailable,
     CheckpointStoreError,
     DatabaseUnavailable,
+    Forbidden,
     KeyUnavailable,
     NotFound,
     NotInitialised,
@@ -380,6 +381,18 @@ class Deployment:
         return self.keyring(connection, owner=domain.name, purpose=keyrings.PSEUDONYM_PURPOSE)
 
     def normalisation(self, domain: DomainRecord) -> NormalisationOptions:
+        """How ``domain``'s clear identifiers are normalised: every path by which a clear
+        identifier enters asks this first, so a blind-only domain refuses them all here
+        (:class:`Forbidden`, ``blind_only``)."""
+        if domain.blind_only:
+            raise Forbidden(
+                "the domain takes blinded identifiers only (blind mode): send no clear one",
+                code="blind_only",
+            )
+        return self.published_normalisation(domain)
+
+    def published_normalisation(self, domain: DomainRecord) -> NormalisationOptions:
+        """The same switches, as published to the partners that blind (never refused)."""
         return NormalisationOptions(
             card_luhn=domain.card_luhn, phone_region=self.settings.phone_region
         )

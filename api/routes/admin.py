@@ -29,8 +29,9 @@ router = APIRouter(prefix="/v1", responses=ERRORS, tags=["admin"])
 
 def _domain(record: DomainRecord) -> DomainOut:
     return DomainOut(
-        name=record.name, role=record.role, luhn=record.card_luhn, created_at=record.created_at
-    )
+        name=record.name, role=record.role, luhn=record.card_luhn,
+        blind_only=record.blind_only, created_at=record.created_at,
+    )  # fmt: skip
 
 
 def _client(record: ClientRecord) -> ClientOut:
@@ -64,7 +65,12 @@ def domains(deployment: DeploymentDep, access: CurrentAccess) -> list[DomainOut]
 def add_domain(body: DomainIn, deployment: DeploymentDep, access: CurrentAccess) -> DomainOut:
     return _domain(
         admin.add_domain(
-            deployment, access=access, name=body.name, role=body.role, card_luhn=body.luhn
+            deployment,
+            access=access,
+            name=body.name,
+            role=body.role,
+            card_luhn=body.luhn,
+            blind_only=body.blind_only,
         )
     )
 

@@ -15,17 +15,20 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import re
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from tiers_client._parquet import csv_export, is_parquet, written_as
 from tiers_client._transfer import Progress, atomic_target
-from tiers_client.blind import BATCH
+from tiers_client.blind import BATCH, Blinded, blind_batch
 from tiers_client.identifiers import KINDS
-from tiers_client.models import BlindKeys, ValueRefused
+from tiers_client.models import BlindEvaluation, BlindKeys, ValueRefused
 
 if TYPE_CHECKING:
     from tiers_client._client import Client
@@ -186,10 +189,12 @@ def tokenise_blind(
         writer.writerow(plan.header)
         rejected.writerow(["line", "column", "code"])
         counts = [0, 0, 0]
-        per_block = max(1, BATCH // len(plan.kinds))
-        while block := [r for _, r in zip(range(per_block), read.records, strict=False)]:
-            results = _block(client, plan, block, keys=keys, public_key=public_key, purpose=purpose)
-            for (line, _), (cells, problems) in zip(block, results, strict=True):
+        for sent, found in _pipelined(
+            client, plan, read.records, keys=keys, public_key=public_key, purpose=purpose
+        ):
+            for (line, _), (cells, problems) in zip(
+                sent.block, _results(plan, sent, found), strict=True
+            ):
                 counts[0] += 1
                 if problems:
                     counts[2] += 1
@@ -202,26 +207,69 @@ def tokenise_blind(
     return BlindFileReport(counts[0], counts[1], counts[2], str(output), str(rejects))
 
 
-def _block(
-    client: Client,
-    plan: _Plan,
-    block: list[tuple[int, list[str]]],
-    *,
-    keys: BlindKeys,
-    public_key: bytes | None,
+# Blocks blinded and sent ahead of the one being checked and unblinded: the partner's two halves
+# of the work, and the service's, overlap (libsodium's calls release Python's lock).
+AHEAD = 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A block of rows, its identifiers blinded and sent, and the service's answer."""
+
+    block: list[tuple[int, list[str]]]
+    slots: list[tuple[int, int]]  # (row in the block, column) of each value blinded
+    batch: Blinded
+    answer: BlindEvaluation | None  # None: no value of the block was sent
+
+
+def _send(
+    client: Client, plan: _Plan, block: list[tuple[int, list[str]]], keys: BlindKeys,
     purpose: str | None,
-) -> list[tuple[list[str], list[tuple[str, str]]]]:
-    """Each row's output cells and its problems ``(column, code)``: written if it has none."""
+) -> _Sent:  # fmt: skip
+    """Blind a block's identifiers and have them evaluated (in the sending thread)."""
     items, slots = [], []
     for row_number, (_, row) in enumerate(block):
         if len(row) == plan.width:
             for position, kind in plan.kinds.items():
                 items.append((kind, row[position]))
                 slots.append((row_number, position))
-    found = client.blind_items(items, keys, public_key=public_key, purpose=purpose)
-    tokens: dict[tuple[int, int], str | ValueRefused] = dict(zip(slots, found, strict=True))
+    batch = blind_batch(items, keys)
+    return _Sent(block, slots, batch, client.blind_send(batch, keys, purpose=purpose))
+
+
+def _pipelined(
+    client: Client, plan: _Plan, records: Iterator[tuple[int, list[str]]], *, keys: BlindKeys,
+    public_key: bytes | None, purpose: str | None,
+) -> Iterator[tuple[_Sent, list[str | ValueRefused]]]:  # fmt: skip
+    """Each block sent and its pseudonyms checked and unblinded, in the file's order, with
+    :data:`AHEAD` blocks blinded and sent by one thread while this one checks."""
+    per_block = max(1, BATCH // len(plan.kinds))
+    blocks = iter(lambda: list(itertools.islice(records, per_block)), [])
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tiers-blind")
+    try:
+        ahead = deque(
+            pool.submit(_send, client, plan, block, keys, purpose)
+            for block in itertools.islice(blocks, AHEAD)
+        )
+        while ahead:
+            sent = ahead.popleft().result()
+            if (block := next(blocks, None)) is not None:
+                ahead.append(pool.submit(_send, client, plan, block, keys, purpose))
+            found = client.blind_finish(
+                sent.batch, sent.answer, keys, public_key=public_key, purpose=purpose
+            )
+            yield sent, found
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _results(
+    plan: _Plan, sent: _Sent, found: list[str | ValueRefused]
+) -> list[tuple[list[str], list[tuple[str, str]]]]:
+    """Each row's output cells and its problems ``(column, code)``: written if it has none."""
+    tokens: dict[tuple[int, int], str | ValueRefused] = dict(zip(sent.slots, found, strict=True))
     results: list[tuple[list[str], list[tuple[str, str]]]] = []
-    for row_number, (_, row) in enumerate(block):
+    for row_number, (_, row) in enumerate(sent.block):
         if len(row) != plan.width:
             results.append(([], [("", "field_count")]))
             continue

@@ -24,9 +24,17 @@ from tiers_client._transfer import (
     parts_of,
     total_of,
 )
-from tiers_client.blind import BATCH, BlindSetupError, blind_batch, refused_only, unblinded
+from tiers_client.blind import (
+    BATCH,
+    Blinded,
+    BlindSetupError,
+    blind_batch,
+    refused_only,
+    unblinded,
+)
 from tiers_client.errors import StateConflict, error_for
 from tiers_client.models import (
+    BlindEvaluation,
     BlindKeys,
     CampaignReport,
     CardState,
@@ -402,9 +410,29 @@ class Client(_Base):
         """One batch of at most :data:`~tiers_client.blind.BATCH` ``(kind, value)`` pairs
         blinded, evaluated by ``keys.domain``'s function, checked and unblinded."""
         batch = blind_batch(items, keys)
+        answer = self.blind_send(batch, keys, purpose=purpose)
+        return self.blind_finish(batch, answer, keys, public_key=public_key, purpose=purpose)
+
+    def blind_send(
+        self, batch: Blinded, keys: BlindKeys, *, purpose: str | None = None
+    ) -> BlindEvaluation | None:
+        """A blinded batch evaluated by the service (None if every value was refused here)."""
         if not batch.elements:
+            return None
+        return self._run(calls.blind_evaluate(batch.elements, keys.domain, purpose))
+
+    def blind_finish(
+        self,
+        batch: Blinded,
+        answer: BlindEvaluation | None,
+        keys: BlindKeys,
+        *,
+        public_key: bytes | None = None,
+        purpose: str | None = None,
+    ) -> list[str | ValueRefused]:
+        """The batch's pseudonyms once the answer's proof holds (``bad_proof`` otherwise)."""
+        if answer is None:
             return refused_only(batch)
-        answer = self._run(calls.blind_evaluate(batch.elements, keys.domain, purpose))
         public = public_key or keys.public.get(answer.version)
         if public is None:  # a version published after ``keys`` were read: a rotation
             public = self.blind_keys(keys.domain, purpose=purpose).public.get(answer.version)

@@ -185,6 +185,12 @@ class SelfApprovalError(Forbidden):
     code = "self_approval"
 
 
+class BlindOnlyError(Forbidden):
+    """the domain takes blinded identifiers only: no clear one."""
+
+    code = "blind_only"
+
+
 class RowTamperedError(RowTampered):
     """a client or keyring row fails its seal: it is not obeyed."""
 
@@ -1170,6 +1176,7 @@ BY_CODE: dict[str, type[TiersError]] = {
     "console_role": ConsoleRoleError,
     "approval_required": ApprovalRequiredError,
     "self_approval": SelfApprovalError,
+    "blind_only": BlindOnlyError,
     "row_tampered": RowTamperedError,
     "part_tampered": PartTamperedError,
     "rate_limited": RateLimitedError,

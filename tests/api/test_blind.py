@@ -10,7 +10,9 @@ import pytest
 
 from keys.oprf import Mode, blind, finalize, hash_to_group, verify_proof
 from tests.api.conftest import Api, api_of
-from tests.conftest import Database
+from tests.conftest import ACCESS, Database, assert_absent
+from tiers.clients import add_client
+from tiers.deployment import Deployment
 
 CLEAR = [b"anne.leroy@example.fr", b"4970101234567890", b"+33612345678"]
 
@@ -110,3 +112,72 @@ def test_the_keys_say_how_the_domain_normalises(database: Database) -> None:
     assert (keys["domain"], keys["card_luhn"], keys["phone_region"]) == ("casino", False, "BE")
     assert [(k["version"], k["state"]) for k in keys["keys"]] == [(1, "active")]
     assert len(raw(keys["keys"][0]["public"])) == 32
+
+
+def _blind_only_partner(api: Api) -> dict[str, str]:
+    """A partner domain created blind-only through the API, and its client's headers."""
+    made = api.http.post(
+        "/v1/domains", headers=api.headers("ops"),
+        json={"name": "galeries", "role": "partner", "blind_only": True},
+    )  # fmt: skip
+    assert (made.status_code, made.json()["blind_only"]) == (201, True), made.text
+    deployment = Deployment.open(api.database.settings())
+    try:
+        token = add_client(
+            deployment, access=ACCESS, name="galeries-app", role="partner", domain="galeries"
+        ).token
+    finally:
+        deployment.close()
+    api.tokens["galeries-app"] = token
+    return api.headers("galeries-app")
+
+
+CARD = "4970101234567893"
+
+
+def test_a_blind_only_domain_takes_no_clear_identifier(api: Api) -> None:
+    galeries = _blind_only_partner(api)
+    dpo = api.headers("dpo")
+    clear_calls = [
+        ("/v1/pseudonymise", galeries, {"json": {"kind": "card", "values": [CARD]}}),
+        ("/v1/cards/enrol", galeries, {"json": {"values": [CARD]}}),
+        ("/v1/files", galeries, {"data": {"column": "card=card"},
+                                 "files": {"file": ("c.csv", f"card\n{CARD}\n", "text/csv")}}),
+        ("/v1/audit/subject", dpo, {"json": {"domain": "galeries", "kind": "card", "value": CARD}}),
+    ]  # fmt: skip
+    for path, headers, body in clear_calls:
+        answer = api.http.post(path, headers=headers, **body)
+        assert (path, 403, "blind_only") == (
+            path, answer.status_code, answer.json()["error"]["code"],
+        ), answer.text  # fmt: skip
+        assert CARD not in answer.text
+    refused = [e for e in api.database.audit_entries() if e.code == "blind_only"]
+    assert [e.outcome for e in refused] == ["denied"] * len(clear_calls)
+    # Blinded, the same customers are served.
+    _, element = blind(b"\x00\x00\x00\x04card\x00\x00\x00\x10" + CARD.encode(), Mode.VOPRF)
+    answer = api.http.post(
+        "/v1/blind/evaluate", headers=galeries, json={"elements": [text(element)]}
+    )
+    assert answer.status_code == 200, answer.text
+    keys = api.http.get("/v1/blind/keys/galeries", headers=galeries).json()
+    assert keys["domain"] == "galeries" and keys["keys"][0]["version"] == 1
+    assert_absent(api.database.stored_bytes(), [CARD], "the database")
+    # Another partner's domain still takes clear identifiers.
+    other = api.http.post(
+        "/v1/pseudonymise",
+        headers=api.headers("casino-app"),
+        json={"kind": "card", "values": [CARD]},
+    )
+    assert other.status_code == 200
+
+
+def test_only_a_partner_s_domain_is_blind_only(api: Api) -> None:
+    hub = api.http.post(
+        "/v1/domains", headers=api.headers("ops"),
+        json={"name": "hub-two", "role": "hub", "blind_only": True},
+    )  # fmt: skip
+    assert (hub.status_code, hub.json()["error"]["code"]) == (400, "bad_role")
+    listed = api.http.get("/v1/domains", headers=api.headers("ops")).json()
+    assert {d["name"]: d["blind_only"] for d in listed} == {
+        "audit": False, "casino": False, "sncf": False, "hub": False,
+    }  # fmt: skip

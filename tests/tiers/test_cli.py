@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import re
 from datetime import UTC, datetime
@@ -38,6 +39,22 @@ def test_domain_add_and_list(initialised_cli: Cli) -> None:
     listing = initialised_cli.ok("domain", "list").stdout
     for name in ("casino", "sncf", "hub"):
         assert name in listing
+
+
+def test_a_blind_only_domain_is_added_listed_and_refuses_clear_values(
+    initialised_cli: Cli, database: Database
+) -> None:
+    added = initialised_cli.ok("domain", "add", "galeries", "--role", "partner", "--blind-only")
+    assert "added domain galeries (partner, blind-only)" in added.stdout
+    rows = json.loads(initialised_cli.ok("domain", "list", "--json").stdout)
+    assert {r["name"]: r["blind only"] for r in rows}["galeries"] == "yes"
+    assert {r["name"]: r["blind only"] for r in rows}["casino"] == "no"
+    before = database.rows()["subjects"]
+    refused = initialised_cli("pseudonymise", "--domain", "galeries", "--kind", "card", "12345678")
+    assert refused.exit_code == 1 and "[blind_only]" in one_error_line(refused.stderr)
+    assert "12345678" not in refused.stderr and before == database.rows()["subjects"]
+    hub = initialised_cli("domain", "add", "other-hub", "--role", "hub", "--blind-only")
+    assert hub.exit_code == 1 and "[bad_role]" in one_error_line(hub.stderr)
 
 
 def test_pseudonymise_prints_one_line_per_value_in_order(initialised_cli: Cli) -> None:

@@ -53,12 +53,21 @@ def domain_add(
     luhn: Annotated[
         bool, typer.Option("--luhn", help="require a valid Luhn check on cards")
     ] = False,
+    blind_only: Annotated[
+        bool,
+        typer.Option(
+            "--blind-only", help="a partner sending blinded identifiers only: refuse clear ones"
+        ),
+    ] = False,
 ) -> None:
     """Create a domain and its first key."""
     access = operator()
     with deployment(access, Action.DOMAIN_ADD) as dep:
-        record = admin.add_domain(dep, access=access, name=name, role=role, card_luhn=luhn)
-    out_console.print(f"added domain {record.name} ({record.role}), key version 1 active")
+        record = admin.add_domain(
+            dep, access=access, name=name, role=role, card_luhn=luhn, blind_only=blind_only
+        )
+    blind = ", blind-only" if record.blind_only else ""
+    out_console.print(f"added domain {record.name} ({record.role}{blind}), key version 1 active")
 
 
 @domain_app.command("list")
@@ -69,12 +78,13 @@ def domain_list(output: Format = None, as_json: AsJson = False) -> None:
     with deployment(access, Action.DOMAIN_LIST) as dep:
         records = admin.list_domains(dep, access=access)
     print_rows(
-        ("name", "role", "luhn", "created"),
+        ("name", "role", "luhn", "blind only", "created"),
         [
             (
                 record.name,
                 record.role,
                 "yes" if record.card_luhn else "no",
+                "yes" if record.blind_only else "no",
                 record.created_at.isoformat(timespec="seconds"),
             )
             for record in records

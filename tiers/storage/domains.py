@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select
 
@@ -20,22 +21,32 @@ class DomainRecord:
     role: str
     card_luhn: bool
     created_at: datetime
+    # Blind mode only: its identifiers are refused in clear (tiers.deployment.normalisation).
+    blind_only: bool = False
 
 
-def _record(row: object) -> DomainRecord:
-    return DomainRecord(row.id, row.name, row.role, row.card_luhn, row.created_at)  # type: ignore[attr-defined]
+def _record(row: Any) -> DomainRecord:
+    return DomainRecord(row.id, row.name, row.role, row.card_luhn, row.created_at, row.blind_only)
 
 
 def add(
-    connection: Connection, *, name: str, role: str, card_luhn: bool, now: datetime
+    connection: Connection,
+    *,
+    name: str,
+    role: str,
+    card_luhn: bool,
+    now: datetime,
+    blind_only: bool = False,
 ) -> DomainRecord:
     result = connection.execute(
-        insert(domains).values(name=name, role=role, card_luhn=card_luhn, created_at=now)
+        insert(domains).values(
+            name=name, role=role, card_luhn=card_luhn, created_at=now, blind_only=blind_only
+        )
     )
     keystore.forget_generation(connection)
     (new_id,) = result.inserted_primary_key or (None,)
     assert new_id is not None
-    return DomainRecord(int(new_id), name, role, card_luhn, now)
+    return DomainRecord(int(new_id), name, role, card_luhn, now, blind_only)
 
 
 # Built once: every request looks its domain up, and building a statement costs as much as

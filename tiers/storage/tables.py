@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -94,6 +95,8 @@ domains = Table(
     Column("role", String(16), nullable=False),
     Column("card_luhn", Boolean, nullable=False, default=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Blind mode only: the service refuses the domain's identifiers in clear (migration 0020).
+    Column("blind_only", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 keys = Table(
