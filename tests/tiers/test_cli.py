@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Database, assert_absent
+from tests.conftest import ACCESS, Cli, Database, assert_absent
+from tiers import blind
 from tiers.auditing import Access
 from tiers.cli._common import counted
 from tiers.deployment import Deployment
@@ -55,6 +56,27 @@ def test_a_blind_only_domain_is_added_listed_and_refuses_clear_values(
     assert "12345678" not in refused.stderr and before == database.rows()["subjects"]
     hub = initialised_cli("domain", "add", "other-hub", "--role", "hub", "--blind-only")
     assert hub.exit_code == 1 and "[bad_role]" in one_error_line(hub.stderr)
+
+
+def test_the_operator_prints_a_domain_s_blind_public_keys(
+    initialised_cli: Cli, database: Database
+) -> None:
+    initialised_cli.ok("key", "rotate", "casino")
+    rows = json.loads(initialised_cli.ok("key", "blind-public", "casino", "--json").stdout)
+    deployment = Deployment.open(database.settings())
+    try:
+        published = blind.blind_keys(deployment, access=ACCESS, domain="casino")
+    finally:
+        deployment.close()
+    assert [(r["version"], r["state"]) for r in rows] == [("2", "active"), ("1", "verify-only")]
+    assert [base64.urlsafe_b64decode(r["public"] + "=") for r in rows] == [
+        key.public for key in published.keys
+    ]
+    assert {(r["luhn"], r["phone region"]) for r in rows} == {("no", "FR")}
+    entry = database.audit_entries()[-2]  # the last is the API-side look-up above
+    assert (entry.action, entry.actor.split(":")[0]) == ("blind_keys", "operator")
+    unknown = initialised_cli("key", "blind-public", "nowhere")
+    assert unknown.exit_code == 1 and "[unknown_domain]" in one_error_line(unknown.stderr)
 
 
 def test_pseudonymise_prints_one_line_per_value_in_order(initialised_cli: Cli) -> None:

@@ -66,6 +66,7 @@ ADMINISTRATION = {
     "domain list",
     "key rotate",
     "key list",
+    "key blind-public",
     "key destroy",
     "key retire",
     "client add",

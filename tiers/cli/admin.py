@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated
 
 import typer
 
 from audit import Action
 from errors import InvalidRequest
-from tiers import admin
+from tiers import admin, blind
 from tiers.cli._common import (
     counted,
     deployment,
@@ -127,6 +128,32 @@ def key_list(domain: str, output: Format = None, as_json: AsJson = False) -> Non
                 else "",
             )
             for version in versions
+        ],
+        output,
+        as_json=as_json,
+    )
+
+
+@key_app.command("blind-public")
+@handles_errors
+def key_blind_public(domain: str, output: Format = None, as_json: AsJson = False) -> None:
+    """Blind mode: the public element of each version of a domain's oblivious function (not
+    destroyed, the active one first), for its partner to pin, and how it normalises."""
+    access = operator()
+    with deployment(access, Action.BLIND_KEYS) as dep:
+        found = blind.blind_keys(dep, access=access, domain=domain)
+    switches = found.normalisation
+    print_rows(
+        ("version", "state", "public", "luhn", "phone region"),
+        [
+            (
+                str(key.version),
+                key.state,
+                base64.urlsafe_b64encode(key.public).rstrip(b"=").decode("ascii"),
+                "yes" if switches.card_luhn else "no",
+                switches.phone_region,
+            )
+            for key in found.keys
         ],
         output,
         as_json=as_json,
