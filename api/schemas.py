@@ -416,6 +416,25 @@ class BlindEvaluateResponse(BaseModel):
     proof: str = Field(description="RFC 9497's proof of the whole batch (64 bytes, base64url)")
 
 
+class BlindTranslateRequest(Strict):
+    pseudonyms: list[str] = Field(
+        examples=[["casino.v1.oaqgwcz2rvtvmp5lhbzqhn2cckvq2k5fvrivohi3gztd7y6xr2hq"]],
+        description="blind pseudonyms of the domain, of any key version not destroyed",
+        min_length=1,
+        max_length=10_000,
+    )
+    purpose: str | None = Field(default=None, examples=["key rotation"], max_length=200)
+    domain: str | None = Field(
+        default=None, description="default: the client's own domain", max_length=32
+    )
+
+
+class BlindTranslateResponse(BaseModel):
+    domain: str
+    version: int = Field(description="the active key version they are re-keyed to")
+    pseudonyms: list[str] = Field(description="one per pseudonym sent, in order")
+
+
 class BlindKeyOut(BaseModel):
     version: int
     state: str = Field(examples=["active"])

@@ -42,6 +42,7 @@ class Action(StrEnum):
     # partners in blind mode: the domain's oblivious function, and its public keys
     BLIND_EVALUATE = "blind_evaluate"
     BLIND_KEYS = "blind_keys"
+    BLIND_TRANSLATE = "blind_translate"
     # the hub
     LINK_RESOLVE = "link_resolve"
     CAMPAIGN_SEND = "campaign_send"
@@ -134,6 +135,7 @@ _COUNTED = frozenset(
         Action.CARD_ENROL,
         Action.EXCHANGE_SEND,
         Action.BLIND_EVALUATE,
+        Action.BLIND_TRANSLATE,
     }
 )
 _FIXED: dict[str, int] = {

@@ -30,6 +30,7 @@ __all__ = [
     "element",
     "finalize",
     "hash_to_group",
+    "rekeyed",
     "verify_proof",
 ]
 
@@ -204,6 +205,16 @@ def verify_proof(
     except (InvalidRequest, ValueError):
         return False
     return hmac.compare_digest(_challenge(Mode.VOPRF, public, comp, t2, t3), c)
+
+
+def rekeyed(elements: Sequence[bytes], to: OprfKey, source: OprfKey) -> list[bytes]:
+    """Each element ``P = a·X`` of ``source``'s function as ``to``'s, ``b·X = (b·a⁻¹)·P``,
+    without ``X``: one multiplication an element, each element checked first."""
+    sodium = _sodium()
+    factor = sodium.crypto_core_ristretto255_scalar_mul(
+        to.secret, sodium.crypto_core_ristretto255_scalar_invert(source.secret)
+    )
+    return [_mul(factor, element(item)) for item in elements]
 
 
 @dataclass(frozen=True, slots=True, repr=False)

@@ -50,6 +50,7 @@ PERMISSIONS: Mapping[str, frozenset[str]] = MappingProxyType(
                 Action.INBOX_ACK,
                 Action.BLIND_EVALUATE,
                 Action.BLIND_KEYS,
+                Action.BLIND_TRANSLATE,
             }
         ),
         "hub": frozenset(

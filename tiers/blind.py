@@ -14,25 +14,44 @@ the group (``bad_element``), and is one access-log entry with the number of elem
 element is one identifier of the client's budget, as a clear value would be (a partner can still
 query the function for guessed identifiers).
 
+A partner's *blind pseudonym* is the unblinded element ``s_v·H(x)`` in text,
+``<domain>.v<version>.<base32 of 32 bytes>`` (:func:`blind_pseudonym_text`, as the client writes
+it). After a key rotation :func:`translate_blinded` re-keys the partner's blind pseudonyms of an
+earlier version to the active one, ``s_active·s_v⁻¹·P``, without the identifier behind them:
+one multiplication an element. A destroyed version's pseudonyms can no longer be translated
+(crypto-shredding).
+
 Not built yet: the pseudonyms, links and exchanges of a deployment in blind mode (the service
-converts between domains by scalar re-keying); until then the outputs are the partner's own.
+converting between domains by the same re-keying); until then the outputs are the partner's own.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from audit import Action, Counts
-from errors import InvalidRequest
-from keys.keyring import DomainKey
-from keys.oprf import Mode, OprfKey, derive_key_pair
+from errors import DomainMismatch, InvalidPseudonym, InvalidRequest
+from keys.keyring import DomainKey, Keyring
+from keys.oprf import Mode, OprfKey, derive_key_pair, element, rekeyed
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.identifiers import NormalisationOptions
 
-__all__ = ["BlindEvaluation", "BlindKey", "BlindKeys", "blind_keys", "evaluate_blinded"]
+__all__ = [
+    "BlindEvaluation",
+    "BlindKey",
+    "BlindKeys",
+    "BlindTranslation",
+    "blind_keys",
+    "blind_pseudonym_text",
+    "evaluate_blinded",
+    "translate_blinded",
+]
 
 # Elements evaluated in one call (one proof covers them all).
 MAX_ELEMENTS = 10_000
@@ -68,6 +87,15 @@ class BlindKeys:
     domain: str
     normalisation: NormalisationOptions
     keys: list[BlindKey]
+
+
+@dataclass(frozen=True, slots=True)
+class BlindTranslation:
+    """Blind pseudonyms re-keyed to ``domain``'s active ``version``, in the order sent."""
+
+    domain: str
+    version: int
+    pseudonyms: list[str]
 
 
 def oprf_key(domain: str, key: DomainKey) -> OprfKey:
@@ -130,3 +158,71 @@ def blind_keys(deployment: Deployment, *, access: Access, domain: str) -> BlindK
 
 def _public(domain: str, key: DomainKey) -> bytes:
     return oprf_key(domain, key).public
+
+
+_BLIND_TEXT = re.compile(r"([a-z][a-z0-9-]{1,31})\.v([1-9][0-9]{0,8})\.([a-z2-7]{52})")
+
+
+def blind_pseudonym_text(domain: str, version: int, point: bytes) -> str:
+    """``<domain>.v<version>.<base32 of the element>``, lower case, without padding."""
+    encoded = base64.b32encode(point).decode("ascii").rstrip("=").lower()
+    return f"{domain}.v{version}.{encoded}"
+
+
+def _parsed(text: str, domain: str, ring: Keyring) -> tuple[int, bytes]:
+    """``(version, element)`` of a blind pseudonym of ``domain`` whose version still exists.
+    Raises :class:`InvalidPseudonym`, :class:`DomainMismatch`, ``unknown_key_version``,
+    ``key_destroyed`` or ``bad_element``; no message repeats the text."""
+    match = _BLIND_TEXT.fullmatch(text)
+    if match is None:
+        raise InvalidPseudonym("not a blind pseudonym (expected <domain>.v<version>.<52 base32>)")
+    name, version_text, encoded = match.groups()
+    if name != domain:
+        raise DomainMismatch(f"expected a blind pseudonym of domain {domain}")
+    try:
+        point = base64.b32decode(encoded.upper() + "====")
+    except binascii.Error:  # pragma: no cover - the pattern admits only base32 letters
+        point = b""
+    version = int(version_text)
+    if blind_pseudonym_text(domain, version, point) != text:  # stray bits in the last letter
+        raise InvalidPseudonym("not a blind pseudonym (not its canonical text)")
+    ring.key(version)
+    return version, element(point)
+
+
+@audited(Action.BLIND_TRANSLATE)
+def translate_blinded(
+    deployment: Deployment, *, access: Access, domain: str, pseudonyms: Sequence[str]
+) -> BlindTranslation:
+    """``domain``'s blind pseudonyms of any version not destroyed, re-keyed to its active
+    version (the same for a pseudonym already of it), without the identifiers. Refused whole
+    if one is not a blind pseudonym of the domain (``bad_pseudonym``, ``domain_mismatch``,
+    ``unknown_key_version``, ``key_destroyed``, ``bad_element``)."""
+    require(access, Action.BLIND_TRANSLATE, domain)
+    if not pseudonyms:
+        raise InvalidRequest("send at least one pseudonym", code="no_elements")
+    if len(pseudonyms) > MAX_ELEMENTS:
+        raise InvalidRequest(f"at most {MAX_ELEMENTS} pseudonyms per call", code="too_many_values")
+    deployment.budget.admit(access)
+    with deployment.reading() as connection:
+        record = deployment.domain(connection, domain)
+        if record.role != "partner":
+            raise InvalidRequest("only a partner's domain has blind pseudonyms", code="wrong_role")
+        ring = deployment.domain_keyring(connection, record)
+        parsed = [_parsed(text, domain, ring) for text in pseudonyms]
+        keys = {v: oprf_key(domain, ring.key(v)) for v in {v for v, _ in parsed}}
+        active = ring.active
+    target = oprf_key(domain, active)
+    out: list[str] = [""] * len(parsed)
+    for version, source in keys.items():
+        places = [i for i, (v, _) in enumerate(parsed) if v == version]
+        moved = rekeyed([parsed[i][1] for i in places], target, source)
+        for i, point in zip(places, moved, strict=True):
+            out[i] = blind_pseudonym_text(domain, active.version, point)
+    with deployment.transaction() as connection:
+        deployment.record(
+            connection, access, action=Action.BLIND_TRANSLATE, domains=[domain],
+            counts=Counts(len(out), len(out), 0), detail={"version": active.version},
+        )  # fmt: skip
+    deployment.budget.charge(access, len(out))
+    return BlindTranslation(domain, active.version, out)

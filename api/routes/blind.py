@@ -17,6 +17,8 @@ from api.schemas import (
     BlindEvaluateResponse,
     BlindKeyOut,
     BlindKeysResponse,
+    BlindTranslateRequest,
+    BlindTranslateResponse,
 )
 from audit import Action
 from errors import InvalidRequest
@@ -102,4 +104,36 @@ async def keys(
             BlindKeyOut(version=k.version, state=k.state, public=_text(k.public))
             for k in found.keys
         ],
+    )
+
+
+@router.post(
+    "/translate",
+    name="blind_translate",
+    openapi_extra=logged_as(Action.BLIND_TRANSLATE),
+    response_model=BlindTranslateResponse,
+    tags=["partner"],
+)
+async def translate(
+    request: Request,
+    body: BlindTranslateRequest,
+    deployment: DeploymentDep,
+    client: CurrentClient,
+    purpose: PurposeHeader = None,
+) -> BlindTranslateResponse:
+    """Re-key up to 10 000 of the domain's blind pseudonyms (`<domain>.v<version>.<52 base32>`,
+    of any key version not destroyed) to its active version, in order, without the
+    identifiers behind them: after a key rotation, a partner's stored blind pseudonyms follow
+    the key. One pseudonym that is not one of the domain's refuses the call."""
+    access = access_with(request, body.purpose or purpose, required=True)
+    domain = body.domain or client.domain or ""
+    result = await call(
+        deployment,
+        lambda: blind.translate_blinded(
+            deployment, access=access, domain=domain, pseudonyms=body.pseudonyms
+        ),
+        short=False,
+    )
+    return BlindTranslateResponse(
+        domain=result.domain, version=result.version, pseudonyms=result.pseudonyms
     )

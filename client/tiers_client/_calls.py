@@ -86,6 +86,19 @@ def blind_evaluate(
     )  # fmt: skip
 
 
+def blind_translate(
+    pseudonyms: Sequence[str], domain: str | None, purpose: str | None
+) -> Call[list[str]]:
+    """Translating again gives the same pseudonyms: idempotent."""
+    body: dict[str, Any] = {"pseudonyms": list(pseudonyms)}
+    if domain is not None:
+        body["domain"] = domain
+    return Call(
+        "POST", "/v1/blind/translate", lambda a: list(a["pseudonyms"]), json=body,
+        idempotent=True, purpose=purpose,
+    )  # fmt: skip
+
+
 def jobs(purpose: str | None) -> Call[list[Job]]:
     return Call(
         "GET", "/v1/jobs", lambda a: [Job.of(j) for j in a], idempotent=True, purpose=purpose

@@ -374,6 +374,19 @@ class Client(_Base):
             found += self.blind_items(items, keys, public_key=public_key, purpose=purpose)
         return found
 
+    def blind_translate(
+        self, pseudonyms: Sequence[str], *, domain: str | None = None, purpose: str | None = None
+    ) -> list[str]:
+        """Your blind pseudonyms of an earlier key version re-keyed by the service to the
+        active one, in order, by batches of 10,000: after a rotation, without the identifiers.
+        The answer carries no proof; re-blinding a few identifiers you still hold checks it."""
+        found: list[str] = []
+        for start in range(0, len(pseudonyms), BATCH):
+            batch = pseudonyms[start : start + BATCH]
+            translated: list[str] = self._run(calls.blind_translate(batch, domain, purpose))
+            found += translated
+        return found
+
     def blind_tokenise_file(
         self,
         source: Path | str,

@@ -5,12 +5,15 @@ proof against the published key and unblinds. The service never receives an iden
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
 from keys.oprf import Mode, blind, finalize, hash_to_group, verify_proof
 from tests.api.conftest import Api, api_of
 from tests.conftest import ACCESS, Database, assert_absent
+from tiers.admin import destroy_key, rotate_key
+from tiers.blind import blind_pseudonym_text
 from tiers.clients import add_client
 from tiers.deployment import Deployment
 
@@ -181,3 +184,74 @@ def test_only_a_partner_s_domain_is_blind_only(api: Api) -> None:
     assert {d["name"]: d["blind_only"] for d in listed} == {
         "audit": False, "casino": False, "sncf": False, "hub": False,
     }  # fmt: skip
+
+
+def _blind_pseudonym(api: Api, who: str, data: bytes) -> tuple[int, str]:
+    """The key version and the blind pseudonym of ``data``: the hash sent unblinded, so the
+    evaluation is the pseudonym itself (a partner would blind it and take the blind off)."""
+    point = hash_to_group(data, Mode.VOPRF)
+    body = api.http.post(
+        "/v1/blind/evaluate", headers=api.headers(who), json={"elements": [text(point)]}
+    ).json()
+    return body["version"], blind_pseudonym_text(
+        body["domain"], body["version"], raw(body["evaluated"][0])
+    )
+
+
+def _translate(api: Api, pseudonyms: list[str], who: str = "casino-app") -> Any:
+    return api.http.post(
+        "/v1/blind/translate", headers=api.headers(who), json={"pseudonyms": pseudonyms}
+    )
+
+
+def test_a_rotation_re_keys_blind_pseudonyms_without_the_identifiers(api: Api) -> None:
+    values = [b"\x00\x00\x00\x05email\x00\x00\x00\x0danne@exemple.fr", b"other", b"third"]
+    before = [_blind_pseudonym(api, "casino-app", v)[1] for v in values]
+    deployment = Deployment.open(api.database.settings())
+    try:
+        rotate_key(deployment, access=ACCESS, domain="casino")
+    finally:
+        deployment.close()
+    after = [_blind_pseudonym(api, "casino-app", v) for v in values]
+    assert {version for version, _ in after} == {2}
+    answer = _translate(api, [*before, after[0][1]])
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["domain"], body["version"]) == ("casino", 2)
+    assert body["pseudonyms"] == [p for _, p in after] + [after[0][1]]
+    assert not set(before) & set(body["pseudonyms"])
+    entry = api.database.audit_entries()[-1]
+    assert (entry.action, entry.counts.records_in, entry.detail["version"]) == (
+        "blind_translate", 4, 2,
+    )  # fmt: skip
+    # Crypto-shredding: once version 1 is destroyed, its pseudonyms cannot be moved on.
+    deployment = Deployment.open(api.database.settings())
+    try:
+        destroy_key(deployment, access=ACCESS, domain="casino", version=1)
+    finally:
+        deployment.close()
+    gone = _translate(api, before[:1])
+    assert (gone.status_code, gone.json()["error"]["code"]) == (410, "key_destroyed")
+
+
+def test_translation_refuses_what_is_not_one_of_the_domain_s_blind_pseudonyms(api: Api) -> None:
+    _, mine = _blind_pseudonym(api, "casino-app", b"x")
+    _, theirs = _blind_pseudonym(api, "sncf-app", b"x")
+    head, encoded = mine.rsplit(".", 1)
+    stray = f"{head}.{encoded[:-1]}{'b' if encoded[-1] != 'b' else 'c'}"  # bits past the 256th
+    identity = blind_pseudonym_text("casino", 1, bytes(32))
+    cases = {
+        theirs: "domain_mismatch",
+        "casino.v1.aaaa": "bad_pseudonym",
+        stray: "bad_pseudonym",
+        mine.replace(".v1.", ".v9."): "unknown_key_version",
+        identity: "bad_element",
+        "casino.v1.qblrubodzluprd5crb65ofxrbvhlwiu5": "bad_pseudonym",  # an HMAC pseudonym
+    }
+    for pseudonym, code in cases.items():
+        answer = _translate(api, [mine, pseudonym])
+        assert (pseudonym, code) == (pseudonym, answer.json()["error"]["code"]), answer.text
+        assert pseudonym not in answer.text
+    assert _translate(api, []).status_code == 422  # the schema: at least one
+    hub = _translate(api, [mine], who="hub-app")
+    assert hub.status_code == 403

@@ -50,6 +50,12 @@ REQUIRED: dict[str, tuple[str, str, Any, str]] = {
         {"elements": ["Nr4R8KFjjy8PscyJqXYx7Zq4QQWvb50A1GjYPnNHLhE"]},
         "casino-app",
     ),
+    "blind_translate": (
+        "POST",
+        "/v1/blind/translate",
+        {"pseudonyms": ["casino.v1.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"]},
+        "casino-app",
+    ),
     "link_resolve": ("GET", "/v1/links/hub.v1.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", None, "hub-app"),
     "link_resolve_batch": ("POST", "/v1/links/resolve", {"linking_keys": ["x"]}, "hub-app"),
     "campaign_send": ("POST", "/v1/campaigns", {"name": "c", "linking_keys": ["x"]}, "hub-app"),

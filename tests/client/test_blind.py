@@ -310,6 +310,8 @@ def test_the_domain_s_rules_and_keys_follow_the_service(blind: Blind) -> None:
         after = casino.blind_pseudonymise("phone", CLEAR["phone"])
         assert [str(p)[:10] for p in after] == ["casino.v2."] * 2
         assert set(before).isdisjoint(after)
+        # The old pseudonyms follow the key without the identifiers: re-keyed by the service.
+        assert casino.blind_translate([str(p) for p in before]) == after
         with pytest.raises(errors.BadProofError):  # a pin of the old key fails after a rotation
             casino.blind_pseudonymise("phone", CLEAR["phone"], public_key=old_key)
 

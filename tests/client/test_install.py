@@ -45,21 +45,24 @@ def test_the_client_installs_without_the_server(tmp_path: Path) -> None:
     assert version.stdout.strip() == "tiers-client 0.1.0"
     parquet = tmp_path / "customers.parquet"
     parquet.write_bytes(b"PAR1")
-    without = subprocess.run(
-        [str(venv / "bin" / "tiers-client"), "tokenise", str(parquet), "-o", "out.csv",
-         "--column", "card=card"],
-        capture_output=True, text=True, check=False, cwd=tmp_path,
-        env={"TIERS_URL": "http://127.0.0.1:9", "TIERS_API_KEY": "k", "TIERS_PURPOSE": "t"},
-    )  # fmt: skip
+    without = _offline(venv, tmp_path, "tokenise", str(parquet))
     assert without.returncode == 1 and without.stderr.strip().endswith("[needs_pyarrow]")
     # Blind mode's libraries are an extra too: said before anything is sent.
     source = tmp_path / "customers.csv"
     source.write_text("card\n10000001\n")
-    unblinded = subprocess.run(
-        [str(venv / "bin" / "tiers-client"), "blind-tokenise", str(source), "-o", "out.csv",
-         "--column", "card=card"],
-        capture_output=True, text=True, check=False, cwd=tmp_path,
-        env={"TIERS_URL": "http://127.0.0.1:9", "TIERS_API_KEY": "k", "TIERS_PURPOSE": "t"},
-    )  # fmt: skip
+    unblinded = _offline(venv, tmp_path, "blind-tokenise", str(source))
     assert unblinded.returncode == 1 and unblinded.stderr.strip().endswith("[needs_blind]")
     assert not (tmp_path / "out.csv").exists()
+
+
+def _offline(
+    venv: Path, folder: Path, command: str, source: str
+) -> subprocess.CompletedProcess[str]:
+    """``tiers-client COMMAND SOURCE -o out.csv --column card=card`` with no service behind
+    its address: what it says before it would send anything."""
+    return subprocess.run(
+        [str(venv / "bin" / "tiers-client"), command, source, "-o", "out.csv",
+         "--column", "card=card"],
+        capture_output=True, text=True, check=False, cwd=folder,
+        env={"TIERS_URL": "http://127.0.0.1:9", "TIERS_API_KEY": "k", "TIERS_PURPOSE": "t"},
+    )  # fmt: skip

@@ -21,6 +21,7 @@ from keys.oprf import (
     element,
     finalize,
     hash_to_group,
+    rekeyed,
     verify_proof,
 )
 
@@ -131,3 +132,28 @@ def test_the_secret_is_not_in_the_keys_repr() -> None:
     secret, public = derive_key_pair(b"r" * 32, b"casino v1", Mode.VOPRF)
     key = OprfKey(secret, public)
     assert secret.hex() not in repr(key) and secret.hex()[:16] not in repr(key)
+
+
+@settings(max_examples=30)
+@given(
+    data=IDENTIFIERS,
+    seeds=st.tuples(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32)),
+)
+def test_re_keying_takes_one_key_s_element_to_another_s(
+    data: bytes, seeds: tuple[bytes, bytes]
+) -> None:
+    old, new = (OprfKey(*derive_key_pair(seed, b"casino", Mode.VOPRF)) for seed in seeds)
+    point = hash_to_group(data, Mode.VOPRF)
+    (under_old,), (under_new,) = old.evaluate([point]), new.evaluate([point])
+    assert rekeyed([under_old], new, old) == [under_new]  # without the input behind it
+    assert rekeyed([under_new], old, new) == [under_old]
+    assert rekeyed([under_old], old, old) == [under_old]
+
+
+def test_re_keying_refuses_what_is_not_an_element() -> None:
+    old = OprfKey(*derive_key_pair(b"a" * 32, b"casino", Mode.VOPRF))
+    new = OprfKey(*derive_key_pair(b"b" * 32, b"casino", Mode.VOPRF))
+    for bad in (bytes(32), b"\xff" * 32, b"\x01" * 31):
+        with pytest.raises(InvalidRequest) as refused:
+            rekeyed([bad], new, old)
+        assert refused.value.code == "bad_element"

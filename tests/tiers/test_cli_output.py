@@ -29,6 +29,7 @@ LISTINGS: dict[str, list[str]] = {
     "domain list": [],
     "inbox list": ["--domain", "hub", "--all"],
     "key list": ["casino"],
+    "key blind-public": ["casino"],
     "link show": ["{key}"],
 }
 
@@ -136,7 +137,7 @@ def test_a_pipe_gets_whole_values_in_tab_separated_lines(
     assert rows[0] == ["partner", "linking key", "since"]
     assert all(len(row[1]) == len(values["key"]) for row in rows[1:])
     listing = cli.ok("domain", "list").stdout.splitlines()
-    assert listing[0].split("\t") == ["name", "role", "luhn", "created"]
+    assert listing[0].split("\t") == ["name", "role", "luhn", "blind only", "created"]
     assert cli.ok("domain", "list", "--format", "tsv").stdout.splitlines() == listing
     table = cli.ok("domain", "list", "--format", "table").stdout
     assert "casino" in table and "\t" not in table

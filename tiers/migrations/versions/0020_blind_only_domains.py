@@ -22,12 +22,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("domains") as batch:
-        batch.add_column(
-            sa.Column("blind_only", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+    # A plain ADD COLUMN, not a batch: on SQLite a batch would rebuild the table, dropping the
+    # triggers that tell the keyring caches a domain changed (0007) and tripping the foreign
+    # keys that name it.
+    op.add_column(
+        "domains",
+        sa.Column("blind_only", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("domains") as batch:
-        batch.drop_column("blind_only")
+    op.drop_column("domains", "blind_only")
