@@ -113,10 +113,7 @@ def evaluate_blinded(
     it. Raises :class:`InvalidRequest`: ``no_elements``, ``too_many_values`` (more than
     :data:`MAX_ELEMENTS`), ``bad_element``, ``wrong_role`` (an audit domain)."""
     require(access, Action.BLIND_EVALUATE, domain)
-    if not elements:
-        raise InvalidRequest("send at least one element", code="no_elements")
-    if len(elements) > MAX_ELEMENTS:
-        raise InvalidRequest(f"at most {MAX_ELEMENTS} elements per call", code="too_many_values")
+    _check_size(elements, "element")
     deployment.budget.admit(access)
     with deployment.reading() as connection:
         record = deployment.domain(connection, domain)
@@ -154,6 +151,15 @@ def blind_keys(deployment: Deployment, *, access: Access, domain: str) -> BlindK
         deployment.record(connection, access, action=Action.BLIND_KEYS, domains=[domain])
     ordered = sorted(found, key=lambda k: (k.state != "active", -k.version))
     return BlindKeys(domain, deployment.published_normalisation(record), ordered)
+
+
+def _check_size(items: Sequence[object], noun: str) -> None:
+    """A call's batch: one item at least (``no_elements``), :data:`MAX_ELEMENTS` at most
+    (``too_many_values``)."""
+    if not items:
+        raise InvalidRequest(f"send at least one {noun}", code="no_elements")
+    if len(items) > MAX_ELEMENTS:
+        raise InvalidRequest(f"at most {MAX_ELEMENTS} {noun}s per call", code="too_many_values")
 
 
 def _public(domain: str, key: DomainKey) -> bytes:
@@ -199,10 +205,7 @@ def translate_blinded(
     if one is not a blind pseudonym of the domain (``bad_pseudonym``, ``domain_mismatch``,
     ``unknown_key_version``, ``key_destroyed``, ``bad_element``)."""
     require(access, Action.BLIND_TRANSLATE, domain)
-    if not pseudonyms:
-        raise InvalidRequest("send at least one pseudonym", code="no_elements")
-    if len(pseudonyms) > MAX_ELEMENTS:
-        raise InvalidRequest(f"at most {MAX_ELEMENTS} pseudonyms per call", code="too_many_values")
+    _check_size(pseudonyms, "pseudonym")
     deployment.budget.admit(access)
     with deployment.reading() as connection:
         record = deployment.domain(connection, domain)
