@@ -123,12 +123,10 @@ def evaluate_blinded(
             )
         key = deployment.domain_keyring(connection, record).active
     evaluated, proof = oprf_key(domain, key).evaluate_with_proof(elements)
-    with deployment.transaction() as connection:
-        deployment.record(
-            connection, access, action=Action.BLIND_EVALUATE, domains=[domain],
-            counts=Counts(len(elements), len(evaluated), 0), detail={"version": key.version},
-        )  # fmt: skip
-    deployment.budget.charge(access, len(elements))
+    _logged(
+        deployment, access, Action.BLIND_EVALUATE, domain=domain, count=len(elements),
+        version=key.version,
+    )  # fmt: skip
     return BlindEvaluation(domain, key.version, evaluated, proof)
 
 
@@ -151,6 +149,20 @@ def blind_keys(deployment: Deployment, *, access: Access, domain: str) -> BlindK
         deployment.record(connection, access, action=Action.BLIND_KEYS, domains=[domain])
     ordered = sorted(found, key=lambda k: (k.state != "active", -k.version))
     return BlindKeys(domain, deployment.published_normalisation(record), ordered)
+
+
+def _logged(
+    deployment: Deployment, access: Access, action: Action, *, domain: str, count: int,
+    version: int,
+) -> None:  # fmt: skip
+    """A call's one entry (``count`` in and out, the key version that answered), and its
+    ``count`` identifiers charged to the client's budget."""
+    with deployment.transaction() as connection:
+        deployment.record(
+            connection, access, action=action, domains=[domain],
+            counts=Counts(count, count, 0), detail={"version": version},
+        )  # fmt: skip
+    deployment.budget.charge(access, count)
 
 
 def _check_size(items: Sequence[object], noun: str) -> None:
@@ -222,10 +234,8 @@ def translate_blinded(
         moved = rekeyed([parsed[i][1] for i in places], target, source)
         for i, point in zip(places, moved, strict=True):
             out[i] = blind_pseudonym_text(domain, active.version, point)
-    with deployment.transaction() as connection:
-        deployment.record(
-            connection, access, action=Action.BLIND_TRANSLATE, domains=[domain],
-            counts=Counts(len(out), len(out), 0), detail={"version": active.version},
-        )  # fmt: skip
-    deployment.budget.charge(access, len(out))
+    _logged(
+        deployment, access, Action.BLIND_TRANSLATE, domain=domain, count=len(out),
+        version=active.version,
+    )  # fmt: skip
     return BlindTranslation(domain, active.version, out)
