@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -26,12 +26,14 @@ from tiers_client import Client, __version__
 from tiers_client._blind_file import BlindFileError
 from tiers_client._extras import MissingExtra
 from tiers_client._parquet import ParquetError
+from tiers_client._transfer import Progress as OnProgress
 from tiers_client.blind import BlindSetupError, pinned_key
 from tiers_client.errors import TiersError
 from tiers_client.models import BlindKeys, ValueRefused
 
 __all__ = ["main"]
 
+T = TypeVar("T")
 EXIT_ERROR, EXIT_REFUSED = 1, 2
 _err = Console(stderr=True, highlight=False)
 _BATCH = 10_000
@@ -136,6 +138,13 @@ def _bar() -> Progress:
     )  # fmt: skip
 
 
+def _with_progress(name: str, run: Callable[[OnProgress], T]) -> T:
+    """``run`` given a progress callback that moves a bar named ``name`` (on a terminal)."""
+    with _bar() as bar:
+        task = bar.add_task(name, total=None)
+        return run(lambda done, total: bar.update(task, completed=done, total=total))
+
+
 def _stdin_values() -> Iterator[str]:
     for number, raw in enumerate(sys.stdin.buffer):
         line = raw.rstrip(b"\n").rstrip(b"\r")
@@ -163,16 +172,13 @@ def _pseudonymise(tiers: Client, args: argparse.Namespace) -> int:
 
 
 def _tokenise(tiers: Client, args: argparse.Namespace) -> int:
-    with _bar() as bar:
-        task = bar.add_task(args.source.name, total=None)
-        result = tiers.tokenise_file(
-            args.source, args.output, columns=args.column,
-            keep=[k.strip() for k in args.keep.split(",") if k.strip()], rejects=args.rejects,
-            delimiter=args.delimiter, encoding=args.encoding,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-            part_bytes=int(args.part_mb * 1024 * 1024) if args.part_mb else None,
-            resume=args.resume,
-        )  # fmt: skip
+    result = _with_progress(args.source.name, lambda progress: tiers.tokenise_file(
+        args.source, args.output, columns=args.column,
+        keep=[k.strip() for k in args.keep.split(",") if k.strip()], rejects=args.rejects,
+        delimiter=args.delimiter, encoding=args.encoding, progress=progress,
+        part_bytes=int(args.part_mb * 1024 * 1024) if args.part_mb else None,
+        resume=args.resume,
+    ))  # fmt: skip
     job = result.job
     _err.print(
         f"{job.rows_in} rows read, {job.rows_out} written to {result.output}, "
@@ -184,14 +190,12 @@ def _tokenise(tiers: Client, args: argparse.Namespace) -> int:
 
 def _blind_tokenise(tiers: Client, args: argparse.Namespace) -> int:
     public_key = pinned_key(args.public_key)
-    with _bar() as bar:
-        task = bar.add_task(args.source.name, total=None)
-        report = tiers.blind_tokenise_file(
-            args.source, args.output, columns=args.column,
-            keep=[k.strip() for k in args.keep.split(",") if k.strip()], rejects=args.rejects,
-            delimiter=args.delimiter, encoding=args.encoding, public_key=public_key,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )  # fmt: skip
+    report = _with_progress(args.source.name, lambda progress: tiers.blind_tokenise_file(
+        args.source, args.output, columns=args.column,
+        keep=[k.strip() for k in args.keep.split(",") if k.strip()], rejects=args.rejects,
+        delimiter=args.delimiter, encoding=args.encoding, public_key=public_key,
+        progress=progress,
+    ))  # fmt: skip
     _err.print(
         f"{report.rows_in} rows read, {report.rows_out} written to {report.output}, "
         f"{report.rows_rejected} rejected (see {report.rejects}); only blinded elements were sent",
@@ -201,12 +205,10 @@ def _blind_tokenise(tiers: Client, args: argparse.Namespace) -> int:
 
 
 def _exchange(tiers: Client, args: argparse.Namespace) -> int:
-    with _bar() as bar:
-        task = bar.add_task(args.source.name, total=None)
-        report = tiers.send_exchange(
-            args.source, args.exchange_type, delimiter=args.delimiter, encoding=args.encoding,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )  # fmt: skip
+    report = _with_progress(args.source.name, lambda progress: tiers.send_exchange(
+        args.source, args.exchange_type, delimiter=args.delimiter, encoding=args.encoding,
+        progress=progress,
+    ))  # fmt: skip
     _err.print(
         f"{report.rows_in} rows read, {report.rows_out} delivered to the hub, "
         f"{report.rows_rejected} rejected",
