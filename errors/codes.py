@@ -237,6 +237,8 @@ _TABLE = (
     Code("witness_state_damaged", NotInitialised, "the witness's own state is damaged"),
     Code("database_unavailable", DatabaseUnavailable, "the database cannot be reached: retry"),
     Code("configuration", ConfigurationError, "the settings are missing or unsafe"),
+    Code("unknown_scheme", ConfigurationError, "tiers init --scheme takes hmac or oprf"),
+    Code("scheme_fixed", ConfigurationError, "a deployment's scheme is chosen by its first init"),
     Code("job_process", ConfigurationError, "a file job's process did not start: see the log"),
     Code("spark_missing", ConfigurationError, "Spark is not installed: the spark extra"),
     Code("spark_failed", ConfigurationError, "the Spark job failed: Spark's log says why"),

@@ -23,6 +23,7 @@ from typing import Any
 from errors import InvalidRequest
 
 __all__ = [
+    "ELEMENT_BYTES",
     "Mode",
     "OprfKey",
     "blind",
@@ -30,7 +31,9 @@ __all__ = [
     "element",
     "finalize",
     "hash_to_group",
+    "multiplied",
     "rekeyed",
+    "scalar_ratio",
     "verify_proof",
 ]
 
@@ -207,14 +210,25 @@ def verify_proof(
     return hmac.compare_digest(_challenge(Mode.VOPRF, public, comp, t2, t3), c)
 
 
+def scalar_ratio(numerator: bytes, denominator: bytes) -> bytes:
+    """``a·b⁻¹`` of two non-zero scalars: the factor that takes ``b·X`` to ``a·X``."""
+    sodium = _sodium()
+    return bytes(
+        sodium.crypto_core_ristretto255_scalar_mul(
+            numerator, sodium.crypto_core_ristretto255_scalar_invert(denominator)
+        )
+    )
+
+
+def multiplied(scalar: bytes, elements: Sequence[bytes]) -> list[bytes]:
+    """``scalar·E`` of each element ``E``, each checked first (:func:`element`)."""
+    return [_mul(scalar, element(item)) for item in elements]
+
+
 def rekeyed(elements: Sequence[bytes], to: OprfKey, source: OprfKey) -> list[bytes]:
     """Each element ``P = a·X`` of ``source``'s function as ``to``'s, ``b·X = (b·a⁻¹)·P``,
     without ``X``: one multiplication an element, each element checked first."""
-    sodium = _sodium()
-    factor = sodium.crypto_core_ristretto255_scalar_mul(
-        to.secret, sodium.crypto_core_ristretto255_scalar_invert(source.secret)
-    )
-    return [_mul(factor, element(item)) for item in elements]
+    return multiplied(scalar_ratio(to.secret, source.secret), elements)
 
 
 @dataclass(frozen=True, slots=True, repr=False)

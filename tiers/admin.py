@@ -28,13 +28,13 @@ from keys.rows import RowSealer
 from policy import load_policy
 from tiers import _checkpointing as checkpointing
 from tiers import _keyrings as keyrings
-from tiers import sealing
+from tiers import schemes, sealing
 from tiers.auditing import AUDIT_DOMAIN, Access, audited
 from tiers.authorisation import require
 from tiers.deployment import MASTER_CHECK, Deployment
 from tiers.links import backfill_hub_keys
 from tiers.policies import default_policy
-from tiers.pseudonyms import DOMAIN_NAME, pseudonym_value
+from tiers.pseudonyms import DOMAIN_NAME
 from tiers.rekey import drop_hub_version, rekey_hub, translation
 from tiers.settings import Settings
 from tiers.storage import (
@@ -77,6 +77,7 @@ class InitReport:
     generated_development_key: bool
     development_key: bool
     created: tuple[str, ...]
+    scheme: str = schemes.HMAC
 
 
 def _ensure_keyring(
@@ -135,11 +136,36 @@ def _prepared_home(settings: Settings) -> tuple[KeyEncryptionKey, bool]:
     return master, generated
 
 
+def _scheme_row(connection: Connection, requested: str | None, fresh: bool) -> str:
+    """The deployment's scheme: ``requested`` (``hmac`` by default) written by the first
+    ``tiers init`` (``fresh``: its base key made now), checked by every later one. A deployment
+    made before schemes existed runs ``hmac``. Raises :class:`ConfigurationError`
+    (``unknown_scheme``, ``scheme_fixed``): its pseudonyms are the scheme's for good."""
+    if requested is not None:
+        schemes.check_scheme(requested)
+    stored = meta_repo.get(connection, name=schemes.META_SCHEME)
+    if stored is None and (fresh or requested in (None, schemes.HMAC)):
+        stored = requested or schemes.HMAC
+        meta_repo.put(connection, name=schemes.META_SCHEME, value=stored)
+    if stored is None or (requested is not None and requested != stored):
+        raise ConfigurationError(
+            f"this deployment runs the {stored or schemes.HMAC} scheme: a scheme is chosen by "
+            "the first tiers init and never changed",
+            code="scheme_fixed",
+        )
+    return stored
+
+
 def _service_rows(
-    connection: Connection, settings: Settings, master: KeyEncryptionKey, access: Access
+    connection: Connection,
+    settings: Settings,
+    master: KeyEncryptionKey,
+    access: Access,
+    scheme: str | None = None,
 ) -> list[str]:
     """Create what is missing of the service's own rows: its keyrings, the audit domain, the
-    seals of rows of power, the attachment policy, the log's origin. Returns what it made."""
+    seals of rows of power, the attachment policy, the log's origin, the scheme. Returns what
+    it made."""
     sealed = sealing.seal_unsealed(connection, RowSealer(master))
     created = [
         name
@@ -149,6 +175,10 @@ def _service_rows(
         )
         if _ensure_keyring(connection, master, owner=owner, purpose=purpose, access=access)
     ]
+    had_scheme = meta_repo.get(connection, name=schemes.META_SCHEME) is not None
+    running = _scheme_row(connection, scheme, fresh="base key" in created)
+    if not had_scheme:
+        created.append(f"{running} scheme")
     if _ensure_audit_domain(connection, master, access):
         created.append("audit domain")
     if sealed:
@@ -170,9 +200,10 @@ def _service_rows(
     return created
 
 
-def initialise(settings: Settings, *, access: Access) -> InitReport:
-    """Create (or check) the home, the schema, the master key check value and the service keys
-    (base, checkpoint signing, audit domain). Idempotent; logged as ``init``.
+def initialise(settings: Settings, *, access: Access, scheme: str | None = None) -> InitReport:
+    """Create (or check) the home, the schema, the master key check value, the service keys
+    (base, checkpoint signing, audit domain) and the pseudonym scheme (``hmac`` unless the first
+    init asks for ``oprf``: :mod:`tiers.schemes`). Idempotent; logged as ``init``.
 
     Generates a development master key in the home only when no master key is configured and
     none is there yet. Raises :class:`KeyUnavailable` when the database was initialised under
@@ -184,7 +215,8 @@ def initialise(settings: Settings, *, access: Access) -> InitReport:
         migrate(engine)
         with engine.begin() as connection:
             _check_master(connection, master)
-            created = _service_rows(connection, settings, master, access)
+            created = _service_rows(connection, settings, master, access, scheme)
+            running = meta_repo.get(connection, name=schemes.META_SCHEME) or schemes.HMAC
             deployment = Deployment(settings, engine, master)
             new_store = not deployment.checkpoint_store(connection).exists()
             if new_store:
@@ -209,6 +241,7 @@ def initialise(settings: Settings, *, access: Access) -> InitReport:
         generated_development_key=generated,
         development_key=master.development,
         created=tuple(created),
+        scheme=running,
     )
 
 
@@ -318,6 +351,7 @@ def _reindexed(
     from its base. The new entries are read by nothing until the rotation commits: they are
     held and inserted in key order. A partner is sent the translation of its pseudonyms."""
     old, new_key = keys
+    scheme = schemes.pseudonymiser(deployment, connection)
     with sorted_inserts(connection), ExitStack() as stack:
         translated_to = None
         if record_.role == "partner":
@@ -333,7 +367,7 @@ def _reindexed(
             domain_id=record_.id,
             from_version=old,
             to_version=new_key.version,
-            derive=lambda base: pseudonym_value(new_key, base),
+            derive=lambda base: scheme.values(record_, new_key, [base])[0],
             now=access.now,
             translated=translated_to,
         )

@@ -34,13 +34,14 @@ from errors import AuditIntegrityError, InvalidRequest, NotFound
 from tiers import _checkpointing as checkpointing
 from tiers import _subject_index as subject_index
 from tiers import _witnessing as witnessing
+from tiers import schemes
 from tiers._csvio import atomic_output
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.cards import card_of
 from tiers.deployment import Deployment
 from tiers.identifiers import get_kind
-from tiers.pseudonyms import base_pseudonym
+from tiers.pseudonyms import parse_for_domain
 from tiers.storage import audit_log
 from tiers.storage import links as links_repo
 from tiers.storage.checkpoint_store import StoredCheckpoint
@@ -385,8 +386,7 @@ def lookup_subject(
     identifier_kind = get_kind(kind)
     with deployment.transaction() as connection:
         record = deployment.domain(connection, domain)
-        normalised = identifier_kind.normaliser(value, deployment.normalisation(record))
-        base = base_pseudonym(deployment.base_keyring(connection).active, kind, normalised)
+        base = _subject_of(deployment, connection, record, identifier_kind.name, value)
         bases = _with_linked_cards(deployment, connection, record, kind, base)
         references = [ref for b in bases for ref in deployment.subject_references(connection, b)]
         named = audit_log.query(connection, subjects=references)
@@ -411,6 +411,27 @@ def lookup_subject(
             detail={"linked_cards": len(bases) - 1},
         )
     return found
+
+
+def _subject_of(
+    deployment: Deployment, connection: Connection, record: DomainRecord, kind: str, value: str
+) -> bytes:
+    """The subject of a clear identifier of ``kind``, or of a pseudonym of ``record``'s (the
+    only way into a blind-only domain's customers). Raises :class:`~errors.NotFound`
+    (``unknown_pseudonym``) for a pseudonym with no subject (under ``hmac``, one the service
+    never issued)."""
+    scheme = schemes.pseudonymiser(deployment, connection)
+    if value.startswith(f"{record.name}.v"):
+        ring = deployment.domain_keyring(connection, record)
+        pseudonym = parse_for_domain(value.strip(), domain=record.name, keyring=ring)
+        wanted = (pseudonym.version, pseudonym.value)
+        found = scheme.subjects(record, [wanted]).get(wanted)
+        if found is None:
+            raise NotFound("no subject has that pseudonym", code="unknown_pseudonym")
+        return found
+    normalised = get_kind(kind).normaliser(value, deployment.normalisation(record))
+    (base,) = scheme.bases(kind, [normalised])
+    return base
 
 
 def _with_linked_cards(

@@ -21,26 +21,27 @@ earlier version to the active one, ``s_active·s_v⁻¹·P``, without the identi
 one multiplication an element. A destroyed version's pseudonyms can no longer be translated
 (crypto-shredding).
 
-Not built yet: the pseudonyms, links and exchanges of a deployment in blind mode (the service
-converting between domains by the same re-keying); until then the outputs are the partner's own.
+In a deployment of the ``oprf`` scheme (:mod:`tiers.schemes`) these blind pseudonyms are the
+domain's pseudonyms themselves: the service issues the same from clear values, and takes them
+back for cards, links, exchanges, withdrawals and subject look-ups. Under ``hmac`` they are the
+partner's own.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from audit import Action, Counts
-from errors import DomainMismatch, InvalidPseudonym, InvalidRequest
+from errors import InvalidPseudonym, InvalidRequest
 from keys.keyring import DomainKey, Keyring
-from keys.oprf import Mode, OprfKey, derive_key_pair, element, rekeyed
+from keys.oprf import ELEMENT_BYTES, element, rekeyed
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.identifiers import NormalisationOptions
+from tiers.pseudonyms import Pseudonym, parse_for_domain
+from tiers.schemes import oprf_key
 
 __all__ = [
     "BlindEvaluation",
@@ -55,7 +56,6 @@ __all__ = [
 
 # Elements evaluated in one call (one proof covers them all).
 MAX_ELEMENTS = 10_000
-_LABEL = b"tiers blind mode v1: the seed of this domain key version's oblivious function"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,13 +96,6 @@ class BlindTranslation:
     domain: str
     version: int
     pseudonyms: list[str]
-
-
-def oprf_key(domain: str, key: DomainKey) -> OprfKey:
-    """The oblivious function's key of ``domain``'s key version ``key`` (derived, not stored)."""
-    seed = key.mac(_LABEL)
-    info = f"{domain}.v{key.version}".encode()
-    return OprfKey(*derive_key_pair(seed, info, Mode.VOPRF))
 
 
 @audited(Action.BLIND_EVALUATE)
@@ -178,34 +171,19 @@ def _public(domain: str, key: DomainKey) -> bytes:
     return oprf_key(domain, key).public
 
 
-_BLIND_TEXT = re.compile(r"([a-z][a-z0-9-]{1,31})\.v([1-9][0-9]{0,8})\.([a-z2-7]{52})")
-
-
 def blind_pseudonym_text(domain: str, version: int, point: bytes) -> str:
     """``<domain>.v<version>.<base32 of the element>``, lower case, without padding."""
-    encoded = base64.b32encode(point).decode("ascii").rstrip("=").lower()
-    return f"{domain}.v{version}.{encoded}"
+    return str(Pseudonym(domain, version, point))
 
 
 def _parsed(text: str, domain: str, ring: Keyring) -> tuple[int, bytes]:
     """``(version, element)`` of a blind pseudonym of ``domain`` whose version still exists.
     Raises :class:`InvalidPseudonym`, :class:`DomainMismatch`, ``unknown_key_version``,
     ``key_destroyed`` or ``bad_element``; no message repeats the text."""
-    match = _BLIND_TEXT.fullmatch(text)
-    if match is None:
+    pseudonym = parse_for_domain(text, domain=domain, keyring=ring)
+    if len(pseudonym.value) != ELEMENT_BYTES:
         raise InvalidPseudonym("not a blind pseudonym (expected <domain>.v<version>.<52 base32>)")
-    name, version_text, encoded = match.groups()
-    if name != domain:
-        raise DomainMismatch(f"expected a blind pseudonym of domain {domain}")
-    try:
-        point = base64.b32decode(encoded.upper() + "====")
-    except binascii.Error:  # pragma: no cover - the pattern admits only base32 letters
-        point = b""
-    version = int(version_text)
-    if blind_pseudonym_text(domain, version, point) != text:  # stray bits in the last letter
-        raise InvalidPseudonym("not a blind pseudonym (not its canonical text)")
-    ring.key(version)
-    return version, element(point)
+    return pseudonym.version, element(pseudonym.value)
 
 
 @audited(Action.BLIND_TRANSLATE)

@@ -13,11 +13,12 @@ from audit import Action, Counts
 from errors import NotFound, TiersError
 from keys import DomainKey, Keyring
 from tiers import _subject_index as subject_index
+from tiers import schemes
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.inbox import staged_delivery
-from tiers.pseudonyms import domain_pseudonym, parse_for_domain
+from tiers.pseudonyms import Pseudonym, parse_for_domain
 from tiers.storage import links as links_repo
 from tiers.storage.domains import DomainRecord
 
@@ -97,6 +98,10 @@ class _Routing:
     routed: dict[str, dict[str, None]] = field(default_factory=dict)
     sgs: dict[str, tuple[DomainRecord, DomainKey]] = field(default_factory=dict)
     reached: list[bytes] = field(default_factory=list)
+    scheme: schemes.Pseudonymiser = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scheme = schemes.pseudonymiser(self.deployment, self.connection)
 
     def route(self, hub: DomainRecord, ring: Keyring, batch: list[str]) -> None:
         for sg_name, base in _campaign_targets(self.connection, hub, ring, batch, self.dropped):
@@ -104,9 +109,10 @@ class _Routing:
                 sg = self.deployment.domain(self.connection, sg_name)
                 key = self.deployment.domain_keyring(self.connection, sg).active
                 self.sgs[sg_name] = (sg, key)
-            _, key = self.sgs[sg_name]
+            sg, key = self.sgs[sg_name]
             self.reached.append(base)
-            text = str(domain_pseudonym(key, sg_name, base))
+            (value,) = self.scheme.values(sg, key, [base])
+            text = str(Pseudonym(sg_name, key.version, value))
             listed = self.routed.setdefault(sg_name, {})
             if text in listed:  # another key of a customer already listed
                 self.dropped["same_customer"] += 1

@@ -16,15 +16,24 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from audit import Action, Counts
-from errors import InvalidIdentifier, NotFound
+from errors import (
+    DomainMismatch,
+    InvalidIdentifier,
+    InvalidPseudonym,
+    KeyDestroyed,
+    NotFound,
+    TiersError,
+    UnknownKeyVersion,
+)
 from keys import DomainKey, length_prefixed
 from tiers import _hub_keys as hub_keys
 from tiers import _subject_index as subject_index
+from tiers import schemes
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment, unknown_domain
-from tiers.identifiers import get_kind
-from tiers.pseudonyms import base_pseudonym, domain_pseudonym, parse_for_domain
+from tiers.identifiers import NormalisationOptions, get_kind
+from tiers.pseudonyms import Pseudonym, parse_for_domain
 from tiers.storage import inbox as inbox_repo
 from tiers.storage import links as links_repo
 from tiers.storage import subjects
@@ -119,28 +128,24 @@ def enrol_cards(
     domain: str,
     values: Sequence[str],
     enrolled_at: datetime | None = None,
-) -> list[str | InvalidIdentifier]:
-    """Enrol a partner's cards (clear numbers); their pseudonyms in order, errors in place."""
+) -> list[str | TiersError]:
+    """Enrol a partner's cards, each named by its clear number or by the partner's own
+    pseudonym of it (a blind one under the ``oprf`` scheme); their pseudonyms in the active
+    version in order, errors in place."""
     require(access, Action.CARD_ENROL, domain)
     deployment.budget.admit(access, len(values))
-    kind = get_kind("card")
-    results: list[str | InvalidIdentifier] = []
     with deployment.transaction() as connection:
         partner = partner_domain(deployment, connection, domain)
-        options = deployment.normalisation(partner)
-        base_key = deployment.base_keyring(connection).active
+        scheme = schemes.pseudonymiser(deployment, connection)
         domain_key = deployment.domain_keyring(connection, partner).active
-        pairs: list[tuple[bytes, bytes]] = []
-        for value in values:
-            try:
-                normalised = kind.normaliser(value, options)
-            except InvalidIdentifier as error:
-                results.append(error)
-                continue
-            base = base_pseudonym(base_key, "card", normalised)
-            pseudonym = domain_pseudonym(domain_key, partner.name, base)
-            pairs.append((base, pseudonym.value))
-            results.append(str(pseudonym))
+        found = _card_subjects(deployment, connection, scheme, partner, values)
+        bases = [b for b in found if isinstance(b, bytes)]
+        pairs = list(zip(bases, scheme.values(partner, domain_key, bases), strict=True))
+        texts = iter(str(Pseudonym(partner.name, domain_key.version, v)) for _, v in pairs)
+        results: list[str | TiersError] = [
+            next(texts) if isinstance(b, bytes) else _unknown_pseudonym() if b is None else b
+            for b in found
+        ]
         subjects.register(
             connection,
             domain_id=partner.id,
@@ -148,9 +153,7 @@ def enrol_cards(
             pairs=pairs,
             now=access.now,
         )
-        CardEnrolment(deployment, connection, partner).enrol(
-            [b for b, _ in pairs], enrolled_at or access.now
-        )
+        CardEnrolment(deployment, connection, partner).enrol(bases, enrolled_at or access.now)
         entry = deployment.record(
             connection,
             access,
@@ -161,8 +164,55 @@ def enrol_cards(
             if len(values) == 1 and pairs
             else None,
         )
-        subject_index.index(deployment, connection, entry, (base for base, _ in pairs))
+        subject_index.index(deployment, connection, entry, bases)
     return results
+
+
+def _unknown_pseudonym() -> NotFound:
+    return NotFound("no card of this partner has that pseudonym", code="unknown_pseudonym")
+
+
+def _card_subjects(
+    deployment: Deployment,
+    connection: Connection,
+    scheme: schemes.Pseudonymiser,
+    partner: DomainRecord,
+    values: Sequence[str],
+) -> list[bytes | TiersError | None]:
+    """The subject of each card named by a clear number or by the partner's pseudonym, in
+    order: the error of a value in its place, ``None`` for a pseudonym with no subject (under
+    ``hmac``, one the service never issued). A clear number asks the domain's normalisation
+    first, which a blind-only domain refuses for the whole call."""
+    kind = get_kind("card")
+    options: NormalisationOptions | None = None
+    parsed: list[tuple[int, bytes] | str | TiersError] = []
+    for value in values:
+        try:
+            if ".v" in value:
+                ring = deployment.domain_keyring(connection, partner)
+                pseudonym = parse_for_domain(value.strip(), domain=partner.name, keyring=ring)
+                parsed.append((pseudonym.version, pseudonym.value))
+            else:
+                options = options or deployment.normalisation(partner)
+                parsed.append(kind.normaliser(value, options))
+        except _NAMING_ERRORS as error:
+            parsed.append(error)
+    clear = iter(scheme.bases("card", [p for p in parsed if isinstance(p, str)]))
+    named = scheme.subjects(partner, [p for p in parsed if isinstance(p, tuple)])
+    return [
+        next(clear) if isinstance(p, str) else named.get(p) if isinstance(p, tuple) else p
+        for p in parsed
+    ]
+
+
+# What makes one value of a batch unusable, not the whole call.
+_NAMING_ERRORS = (
+    InvalidIdentifier,
+    InvalidPseudonym,
+    DomainMismatch,
+    UnknownKeyVersion,
+    KeyDestroyed,
+)
 
 
 def partner_domain(deployment: Deployment, connection: Connection, name: str) -> DomainRecord:
@@ -187,16 +237,10 @@ def partner_card(
     deployment: Deployment, connection: Connection, partner: DomainRecord, value: str
 ) -> CardRow:
     """The partner's card named by a clear number or by the partner's own pseudonym."""
-    base: bytes | None
-    if ".v" in value:
-        ring = deployment.domain_keyring(connection, partner)
-        pseudonym = parse_for_domain(value.strip(), domain=partner.name, keyring=ring)
-        base = subjects.lookup(
-            connection, domain_id=partner.id, version=pseudonym.version, value=pseudonym.value
-        )
-    else:
-        normalised = get_kind("card").normaliser(value, deployment.normalisation(partner))
-        base = base_pseudonym(deployment.base_keyring(connection).active, "card", normalised)
+    scheme = schemes.pseudonymiser(deployment, connection)
+    (base,) = _card_subjects(deployment, connection, scheme, partner, [value])
+    if isinstance(base, TiersError):
+        raise base
     row = None if base is None else card_of(deployment, connection, partner, base)
     if row is None:
         raise NotFound("no card of this partner by that number", code="unknown_card")

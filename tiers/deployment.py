@@ -28,7 +28,7 @@ from keys.rows import RowSealer
 from tiers import _checkpointing as checkpointing
 from tiers import _keyrings as keyrings
 from tiers import _witnessing as witnessing
-from tiers import auditing, storage
+from tiers import auditing, schemes, storage
 from tiers.auditing import AUDIT_DOMAIN, Access
 from tiers.buckets import Buckets, DatabaseBuckets, MemoryBuckets
 from tiers.budgets import IdentifierBudget
@@ -86,6 +86,7 @@ class Deployment:
     _store: CheckpointStore | None = field(default=None, repr=False)
     _files: FileStore | None = field(default=None, repr=False)
     _sealer: tuple[KeyEncryptionKey, RowSealer] | None = field(default=None, repr=False)
+    _scheme: str | None = field(default=None, repr=False)
     # The size each witness (by URL) last cosigned, as far as this process knows.
     witness_sizes: dict[str, int] = field(default_factory=dict)
     # Called instead of signing when a transaction brings the count of unsigned entries to
@@ -143,6 +144,7 @@ class Deployment:
             engine.dispose()
             raise
         deployment = cls(settings, engine, master)
+        deployment.scheme  # noqa: B018 - read before any transaction of the deployment's
         if not reader:
             deployment.sign_pending()  # reconciles what a crash left, or finds the log faulty
         return deployment
@@ -373,6 +375,16 @@ class Deployment:
         if kept is not None:
             kept.keyrings[owner, purpose] = ring
         return ring
+
+    @property
+    def scheme(self) -> str:
+        """The pseudonym scheme (:mod:`tiers.schemes`), read once: ``hmac`` or ``oprf``; a
+        deployment initialised before schemes existed runs ``hmac``."""
+        if self._scheme is None:
+            with self.reading() as connection:  # never waits on this thread's own write
+                stored = meta_repo.get(connection, name=schemes.META_SCHEME)
+            self._scheme = schemes.check_scheme(stored or schemes.HMAC)
+        return self._scheme
 
     def base_keyring(self, connection: Connection) -> Keyring:
         return self.keyring(connection, owner=keyrings.SERVICE_OWNER, purpose=keyrings.BASE_PURPOSE)

@@ -35,6 +35,7 @@ from errors import (
 from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
 from tiers import _parquet as formats
 from tiers import _subject_index as subject_index
+from tiers import schemes
 from tiers._csvio import (
     FIELD_SIZE_LIMIT,
     checked_delimiter,
@@ -49,14 +50,11 @@ from tiers.authorisation import require
 from tiers.cards import CardEnrolment, card_refs, partner_card
 from tiers.deployment import Deployment
 from tiers.files import Reject
-from tiers.identifiers import get_kind
+from tiers.identifiers import NormalisationOptions, get_kind
 from tiers.inbox import PendingDelivery, staged_delivery
 from tiers.pseudonyms import (
     Pseudonym,
-    base_pseudonym,
-    domain_pseudonym,
     parse_for_domain,
-    pseudonym_value,
 )
 from tiers.storage import bulk_load, subjects
 from tiers.storage import inbox as inbox_repo
@@ -125,7 +123,9 @@ class _HubKeys:
         self.kind = get_kind(schema.identifier_kind)
         self.partner_ring = deployment.domain_keyring(connection, partner)
         self.partner_key = self.partner_ring.active
-        self.options = deployment.normalisation(partner)
+        self.deployment = deployment
+        self.scheme = schemes.pseudonymiser(deployment, connection)
+        self._options: NormalisationOptions | None = None
         # The customers the exchange named, for the subject index (tiers._subject_index).
         self.touched: list[bytes] = []
 
@@ -138,10 +138,12 @@ class _HubKeys:
         bases = self._bases(values, keyed)
         self.touched += [b for b in bases if isinstance(b, bytes)]
         if self.kind.name != "card":
+            keyed_bases = [b for b in bases if isinstance(b, bytes)]
+            hub_values = iter(self.scheme.values(self.hub, self.hub_key, keyed_bases))
             return [
-                b
-                if b is None or isinstance(b, TiersError)
-                else str(domain_pseudonym(self.hub_key, self.hub.name, b))
+                str(Pseudonym(self.hub.name, self.hub_key.version, next(hub_values)))
+                if isinstance(b, bytes)
+                else b
                 for b in bases
             ]
         known = list(dict.fromkeys(b for b in bases if isinstance(b, bytes)))
@@ -197,17 +199,15 @@ class _HubKeys:
                 parsed.append(error)
         # Looked up before this batch registers anything; then, row by row, what a row
         # registers is known to the rows after it (and only to them), as if one by one.
-        found = subjects.lookup_many(
-            self.connection,
-            domain_id=self.partner.id,
-            wanted=[p for p in parsed if isinstance(p, tuple)],
-        )
+        found = self.scheme.subjects(self.partner, [p for p in parsed if isinstance(p, tuple)])
         registered: dict[bytes, bytes] = {}
         bases: list[bytes | TiersError | None] = []
         for item, keep in zip(parsed, keyed, strict=True):
             if isinstance(item, bytes):
                 if keep and item not in registered:
-                    registered[item] = pseudonym_value(self.partner_key, item)
+                    (registered[item],) = self.scheme.values(
+                        self.partner, self.partner_key, [item]
+                    )
                     found.setdefault((self.partner_key.version, registered[item]), item)
                 bases.append(item if keep else None)
             elif isinstance(item, tuple):
@@ -227,14 +227,22 @@ class _HubKeys:
         )
         return bases
 
+    def _normalisation(self) -> NormalisationOptions:
+        """The partner's normalisation, asked at its first clear identifier: a blind-only
+        partner's exchange refuses them whole (``blind_only``), and takes its pseudonyms."""
+        if self._options is None:
+            self._options = self.deployment.normalisation(self.partner)
+        return self._options
+
     def _base_or_pseudonym(self, value: str) -> bytes | tuple[int, bytes]:
         """The base pseudonym of a clear identifier, or ``(version, value)`` of a pseudonym of
         the partner's domain; raises one of :data:`_ROW_ERRORS`."""
         if ".v" in value and value.startswith(self.partner.name + ".v"):
             pseudonym = parse_for_domain(value, domain=self.partner.name, keyring=self.partner_ring)
             return pseudonym.version, pseudonym.value
-        normalised = self.kind.normaliser(value, self.options)
-        return base_pseudonym(self.base_key, self.kind.name, normalised)
+        normalised = self.kind.normaliser(value, self._normalisation())
+        (base,) = self.scheme.bases(self.kind.name, [normalised])
+        return base
 
 
 @dataclass(slots=True)

@@ -7,6 +7,10 @@
   of base32. 160 bits keeps more than half of the hash and more than 128 bits (FIPS 198-1, §5);
   for a billion pseudonyms in one domain the chance of any collision is below 10⁻³⁰.
 
+These are the ``hmac`` scheme's. Under the ``oprf`` scheme (:mod:`tiers.schemes`) ``B`` and
+``P`` are ristretto255 elements of 32 bytes, and ``P``'s text has 52 letters of base32 (the
+last one's four low bits zero); :class:`Pseudonym` holds and parses both.
+
 Parsing is exact: only the canonical text of some pseudonym parses, and it parses back to it.
 """
 
@@ -36,6 +40,7 @@ __all__ = [
 
 BASE_BYTES = 32
 PSEUDONYM_BYTES = 20
+ELEMENT_BYTES = 32  # an oprf-scheme pseudonym: a ristretto255 element
 
 # base32 (RFC 4648, lower case) of 160 bits, by ten-bit groups: the standard library's encoder
 # is pure Python and was a fifth of the cost of a file row. Equal to base64.b32encode (tested).
@@ -100,12 +105,13 @@ def b32_texts(values: Sequence[bytes]) -> list[str]:
 
 
 DOMAIN_NAME = re.compile(r"[a-z][a-z0-9-]{1,31}")
-_TEXT = re.compile(r"([a-z][a-z0-9-]{1,31})\.v([1-9][0-9]{0,8})\.([a-z2-7]{32})")
+_TEXT = re.compile(r"([a-z][a-z0-9-]{1,31})\.v([1-9][0-9]{0,8})\.([a-z2-7]{32}|[a-z2-7]{52})")
 
 
 @dataclass(frozen=True, slots=True)
 class Pseudonym:
-    """A domain pseudonym: its domain, key version and 160-bit value."""
+    """A domain pseudonym: its domain, key version and value (160 bits, or an element of 256
+    bits under the ``oprf`` scheme)."""
 
     domain: str
     version: int
@@ -116,24 +122,35 @@ class Pseudonym:
             raise InvalidPseudonym("pseudonym domain is not a valid domain name")
         if not 1 <= self.version < 10**9:
             raise InvalidPseudonym("pseudonym version out of range")
-        if len(self.value) != PSEUDONYM_BYTES:
-            raise InvalidPseudonym(f"pseudonym value must be {PSEUDONYM_BYTES} bytes")
+        if len(self.value) not in (PSEUDONYM_BYTES, ELEMENT_BYTES):
+            raise InvalidPseudonym(
+                f"pseudonym value must be {PSEUDONYM_BYTES} or {ELEMENT_BYTES} bytes"
+            )
 
     def __str__(self) -> str:
-        return f"{self.domain}.v{self.version}.{b32_text(self.value)}"
+        if len(self.value) == PSEUDONYM_BYTES:
+            return f"{self.domain}.v{self.version}.{b32_text(self.value)}"
+        encoded = base64.b32encode(self.value).decode("ascii").rstrip("=").lower()
+        return f"{self.domain}.v{self.version}.{encoded}"
 
     @classmethod
     def parse(cls, text: str) -> Pseudonym:
         """Parse the canonical text form; raises :class:`InvalidPseudonym` on anything else."""
         match = _TEXT.fullmatch(text)
         if match is None:
-            raise InvalidPseudonym("not a pseudonym (expected <domain>.v<version>.<32 base32>)")
+            raise InvalidPseudonym(
+                "not a pseudonym (expected <domain>.v<version>.<32 or 52 base32>)"
+            )
         domain, version, encoded = match.groups()
+        padding = "=" * (-len(encoded) % 8)
         try:
-            value = base64.b32decode(encoded.upper())
+            value = base64.b32decode(encoded.upper() + padding)
         except binascii.Error:  # pragma: no cover - the pattern admits only valid base32
             raise InvalidPseudonym("not a pseudonym") from None
-        return cls(domain, int(version), value)
+        pseudonym = cls(domain, int(version), value)
+        if padding and str(pseudonym) != text:  # stray bits in the last letter of an element
+            raise InvalidPseudonym("not a pseudonym (not its canonical text)")
+        return pseudonym
 
 
 def base_pseudonym(base_key: DomainKey, kind: str, normalised: str) -> bytes:

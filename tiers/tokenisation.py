@@ -13,12 +13,13 @@ from audit import Action, Counts
 from errors import InvalidIdentifier, InvalidRequest, TiersError
 from keys import DomainKey, length_prefixed
 from tiers import _subject_index as subject_index
+from tiers import schemes
 from tiers.auditing import Access, Pending, audited
 from tiers.authorisation import require
 from tiers.cards import CardEnrolment
 from tiers.deployment import Deployment
 from tiers.identifiers import IdentifierKind, NormalisationOptions, get_kind
-from tiers.pseudonyms import PSEUDONYM_BYTES, b32_text, b32_texts, pseudonym_values
+from tiers.pseudonyms import PSEUDONYM_BYTES, Pseudonym, b32_text, b32_texts, pseudonym_values
 from tiers.storage import SortedInserts, sorted_inserts, subjects
 from tiers.storage.domains import DomainRecord
 
@@ -77,12 +78,14 @@ class Tokeniser:
                 "the domain is an audit domain: it does not issue pseudonyms",
                 code="wrong_role",
             )
-        return cls(
-            record,
-            deployment.base_keyring(connection).active,
-            deployment.domain_keyring(connection, record).active,
-            deployment.normalisation(record),
-        )
+        base_key = deployment.base_keyring(connection).active
+        domain_key = deployment.domain_keyring(connection, record).active
+        options = deployment.normalisation(record)
+        if deployment.scheme == schemes.OPRF:
+            base = schemes.ElementBase.of(base_key)
+            element_key = schemes.ElementKey.of(record.name, domain_key, base)
+            return ElementTokeniser(record, base_key, domain_key, options, base, element_key)
+        return cls(record, base_key, domain_key, options)
 
     def tokenise(self, kind: IdentifierKind, value: str) -> tuple[bytes, bytes, str]:
         """``(B, P value, P text)`` for a clear ``value``; raises :class:`InvalidIdentifier`.
@@ -102,9 +105,22 @@ class Tokeniser:
     ) -> list[tuple[bytes, bytes, str] | InvalidIdentifier]:
         """:meth:`tokenise` of each value, in order, with the error of an invalid value in its
         place; the texts are encoded together (:func:`~tiers.pseudonyms.b32_texts`)."""
+        outcomes, messages = self._encoded(kind, values)
+        bases = self.base_key.mac_many(messages)
+        macs = pseudonym_values(self.domain_key, bases)
+        tokens = zip(bases, macs, [self._prefix + text for text in b32_texts(macs)], strict=True)
+        if len(bases) == len(outcomes):  # no invalid value
+            return list(tokens)
+        return [next(tokens) if outcome is None else outcome for outcome in outcomes]
+
+    def _encoded(
+        self, kind: IdentifierKind, values: Sequence[str]
+    ) -> tuple[list[InvalidIdentifier | None], list[bytes]]:
+        """Each value's error in its place (``None`` for a valid one), and the encodings
+        ``len‖kind‖len‖normalised`` of the valid ones, in order."""
         normaliser, options = kind.normaliser, self.options
         prefix = _KIND_PREFIX.get(kind.name) or _kind_prefix(kind.name)
-        outcomes: list[tuple[bytes, bytes, str] | InvalidIdentifier | None] = []
+        outcomes: list[InvalidIdentifier | None] = []
         messages: list[bytes] = []
         for value in values:
             try:
@@ -114,15 +130,38 @@ class Tokeniser:
                 continue
             outcomes.append(None)
             messages.append(prefix + len(normalised).to_bytes(4, "big") + normalised)
-        bases = self.base_key.mac_many(messages)
-        macs = pseudonym_values(self.domain_key, bases)
-        tokens = zip(bases, macs, [self._prefix + text for text in b32_texts(macs)], strict=True)
-        if len(bases) == len(outcomes):  # no invalid value
-            return list(tokens)
-        return [next(tokens) if outcome is None else outcome for outcome in outcomes]
+        return outcomes, messages
 
     def __repr__(self) -> str:
         return f"<Tokeniser {self.domain.name} v{self.domain_key.version} (keys redacted)>"
+
+
+@dataclass(slots=True, repr=False)
+class ElementTokeniser(Tokeniser):
+    """The ``oprf`` scheme's tokeniser (:mod:`tiers.schemes`): ``B = k·H(enc(x))`` and
+    ``P = (s·k⁻¹)·B``, elements of 32 bytes, texts of 52 letters."""
+
+    element_base: schemes.ElementBase
+    element_key: schemes.ElementKey
+
+    def tokenise(self, kind: IdentifierKind, value: str) -> tuple[bytes, bytes, str]:
+        (token,) = self.tokenise_many(kind, [value])
+        if isinstance(token, InvalidIdentifier):
+            raise token
+        return token
+
+    def tokenise_many(
+        self, kind: IdentifierKind, values: Sequence[str]
+    ) -> list[tuple[bytes, bytes, str] | InvalidIdentifier]:
+        outcomes, messages = self._encoded(kind, values)
+        bases = self.element_base.bases(messages)
+        elements = self.element_key.values(bases)
+        name, version = self.domain.name, self.domain_key.version
+        tokens = iter(
+            (base, value, str(Pseudonym(name, version, value)))
+            for base, value in zip(bases, elements, strict=True)
+        )
+        return [next(tokens) if outcome is None else outcome for outcome in outcomes]
 
 
 @dataclass(slots=True)

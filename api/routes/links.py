@@ -63,7 +63,8 @@ def enrol(
     client: CurrentClient,
     purpose: PurposeHeader = None,
 ) -> EnrolResponse:
-    """Enrol your cards (clear numbers); their pseudonyms in order, errors by index."""
+    """Enrol your cards (clear numbers, or your own pseudonyms of them: blind ones under the
+    oprf scheme); their pseudonyms in the active version in order, errors by index."""
     access = access_with(request, body.purpose or purpose, required=True)
     results = cards.enrol_cards(
         deployment,

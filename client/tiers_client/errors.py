@@ -977,6 +977,18 @@ class DatabaseUnavailableError(DatabaseUnavailable):
     code = "database_unavailable"
 
 
+class UnknownSchemeError(ConfigurationError):
+    """tiers init --scheme takes hmac or oprf."""
+
+    code = "unknown_scheme"
+
+
+class SchemeFixedError(ConfigurationError):
+    """a deployment's scheme is chosen by its first init."""
+
+    code = "scheme_fixed"
+
+
 class JobProcessError(ConfigurationError):
     """a file job's process did not start: see the log."""
 
@@ -1310,6 +1322,8 @@ BY_CODE: dict[str, type[TiersError]] = {
     "witness_state_damaged": WitnessStateDamagedError,
     "database_unavailable": DatabaseUnavailableError,
     "configuration": ConfigurationError,
+    "unknown_scheme": UnknownSchemeError,
+    "scheme_fixed": SchemeFixedError,
     "job_process": JobProcessError,
     "spark_missing": SparkMissingError,
     "spark_failed": SparkFailedError,

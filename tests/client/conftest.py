@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +20,21 @@ class Service:
     env: dict[str, str]
 
 
-def serve(database: Database, output: Path | None = None, **settings: str) -> Service:
+def serve(
+    database: Database,
+    output: Path | None = None,
+    *,
+    init: Sequence[str] = (),
+    blind_only: Sequence[str] = (),
+    **settings: str,
+) -> Service:
+    """The service started on a free port, ``init`` given to ``tiers init`` (``--scheme oprf``,
+    say), the partners of ``blind_only`` made blind-only."""
     env = {**os.environ, **database.env(), "TIERS_ARGON2_PROFILE": "test", **settings}
-    tiers("init", env=env)
+    tiers("init", *init, env=env)
     for name in ("casino", "sncf"):
-        tiers("domain", "add", name, "--role", "partner", env=env)
+        only = ["--blind-only"] if name in blind_only else []
+        tiers("domain", "add", name, "--role", "partner", *only, env=env)
     tiers("domain", "add", "hub", "--role", "hub", env=env)
     keys = {
         name: tiers("client", "add", name, *options, env=env).strip()

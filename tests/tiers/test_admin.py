@@ -37,6 +37,7 @@ def test_initialise_is_idempotent_and_creates_one_development_key(database: Data
     assert (
         "base key",
         "checkpoint signing key",
+        "hmac scheme",
         "audit domain",
         "attachment policy",
         "checkpoint store",

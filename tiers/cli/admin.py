@@ -34,15 +34,25 @@ key_app = typer.Typer(help="Domain keys: versions, rotation, destruction.", no_a
 
 
 @handles_errors
-def init() -> None:
+def init(
+    scheme: Annotated[
+        str | None,
+        typer.Option(
+            help="hmac (the default) or oprf (blind mode throughout); chosen by the first "
+            "init, never changed",
+            metavar="SCHEME",
+        ),
+    ] = None,
+) -> None:
     """Create or check the home, the database schema, the master key and the base key."""
-    report = admin.initialise(load_settings(), access=operator())
+    report = admin.initialise(load_settings(), access=operator(), scheme=scheme)
     if report.generated_development_key:
         out_console.print(f"generated a development master key in {report.home}")
     if report.development_key:
         warn_development_key(report.master_key_source)
     out_console.print(f"database: {report.database}", markup=False)
     out_console.print("created: " + (", ".join(report.created) or "nothing (already initialised)"))
+    out_console.print(f"scheme: {report.scheme}")
     out_console.print("tiers is initialised")
 
 

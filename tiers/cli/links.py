@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from audit import Action
-from errors import InvalidIdentifier, NotFound
+from errors import NotFound, TiersError
 from tiers import cards, links, policies, resolution
 from tiers.cli._common import EXIT_REJECTS, Purpose, deployment, handles_errors, operator
 from tiers.cli._output import (
@@ -49,7 +49,7 @@ def _outcome(result: links.LinkOutcome) -> None:
 @card_app.command("enrol")
 @handles_errors
 def card_enrol(
-    values: Annotated[list[str], typer.Argument(help="card numbers")],
+    values: Annotated[list[str], typer.Argument(help="card numbers, or the partner's pseudonyms")],
     domain: Annotated[str, typer.Option(help="the partner enrolling them")],
     date: Annotated[str | None, typer.Option(help="enrolment date (ISO), default now")] = None,
     purpose: Purpose = None,
@@ -63,9 +63,9 @@ def card_enrol(
         )
     failed = False
     for result in results:
-        failed |= isinstance(result, InvalidIdentifier)
+        failed |= isinstance(result, TiersError)
         out_console.print(
-            f"error:{result.code}" if isinstance(result, InvalidIdentifier) else result,
+            f"error:{result.code}" if isinstance(result, TiersError) else result,
             markup=False,
         )
     if failed:
