@@ -61,13 +61,13 @@ def require_spark() -> None:
 
 
 @contextmanager
-def started(database: Database, root: Path) -> Iterator[Spark]:
-    """A deployment in ``database`` with the domains casino and galeries, and a Spark session
-    whose executors open it."""
+def started(database: Database, root: Path, *, scheme: str | None = None) -> Iterator[Spark]:
+    """A deployment in ``database`` (of ``scheme``) with the domains casino and galeries, and a
+    Spark session whose executors open it."""
     from pyspark.sql import SparkSession  # noqa: PLC0415
 
     settings_ = database.settings()
-    initialise(settings_, access=ACCESS)
+    initialise(settings_, access=ACCESS, scheme=scheme)
     deployment = Deployment.open(settings_)
     for name in ("casino", "galeries"):
         add_domain(deployment, name=name, role="partner", access=ACCESS)
