@@ -15,6 +15,11 @@ answering ``POST /v1/blind/evaluate`` with batches of 10,000 blinded elements, a
 server's ``POST /v1/pseudonymise`` with batches of 10,000 new card numbers (the HMAC mode,
 registering), in the same run.
 
+And the two schemes (:func:`schemes_compared`): the service's tokeniser turning a batch of
+10,000 clear e-mail addresses into domain pseudonyms on one core, in a deployment of the
+``hmac`` scheme and in one of the ``oprf`` scheme (two scalar multiplications and a hash to
+the group per value), in the same run; nothing registered.
+
 And a file end to end (:func:`file_end_to_end`): one customer file's card column tokenised
 through ``tiers serve``, by the service from the clear cards (``tiers-client tokenise``, the
 HMAC mode, nothing registered) and in blind mode by the partner's client (``tiers-client
@@ -40,7 +45,7 @@ from bench.data import write_customer_file
 from keys._hmac import PreparedHmacSha256
 from keys.oprf import Mode, OprfKey, blind, derive_key_pair
 
-__all__ = ["available", "costs", "endpoint", "file_end_to_end"]
+__all__ = ["available", "costs", "endpoint", "file_end_to_end", "schemes_compared"]
 
 BATCH = 10_000
 
@@ -113,6 +118,44 @@ def costs(batch: int = BATCH) -> dict[str, float]:
     results["client_identifiers"] = 1 / per_identifier
     results["client_vs_hmac"] = results["client_identifiers"] / results["hmac_two_layers"]
     return {name: round(value, 3) for name, value in results.items()}
+
+
+def schemes_compared(batch: int = BATCH) -> dict[str, float]:
+    """Clear identifiers tokenised per second on one core under each scheme (see the module's
+    docstring), each batch's pseudonyms checked to be of its scheme's length."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from tiers.admin import add_domain, initialise  # noqa: PLC0415
+    from tiers.auditing import Access  # noqa: PLC0415
+    from tiers.deployment import Deployment  # noqa: PLC0415
+    from tiers.identifiers import get_kind  # noqa: PLC0415
+    from tiers.settings import Settings  # noqa: PLC0415
+    from tiers.tokenisation import Tokeniser  # noqa: PLC0415
+
+    operator = Access("bench", "operator", "benchmark", datetime.now(UTC))
+    values = [f"client{n}@example.fr" for n in range(batch)]
+    rates: dict[str, float] = {}
+    for scheme, length in (("hmac", 20), ("oprf", 32)):
+        with tempfile.TemporaryDirectory(prefix="tiers-bench-scheme-") as home:
+            settings = Settings(home=Path(home), argon2_profile="test")
+            initialise(settings, access=operator, scheme=scheme)
+            deployment = Deployment.open(settings)
+            try:
+                add_domain(deployment, access=operator, name="casino", role="partner")
+                with deployment.reading() as connection:
+                    tokeniser = Tokeniser.open(deployment, connection, "casino")
+            finally:
+                deployment.close()
+        tokens: list[Any] = []
+
+        def tokenise(tokeniser: Tokeniser = tokeniser, tokens: list[Any] = tokens) -> None:
+            tokens[:] = tokeniser.tokenise_many(get_kind("email"), values)
+
+        rates[f"{scheme}_identifiers"] = _rate(batch, tokenise)
+        if {len(token[1]) for token in tokens} != {length}:
+            raise AssertionError(f"the {scheme} scheme gave pseudonyms of another length")
+    rates["oprf_vs_hmac"] = rates["oprf_identifiers"] / rates["hmac_identifiers"]
+    return {name: round(value, 4) for name, value in rates.items()}
 
 
 def _text(element: bytes) -> str:

@@ -393,6 +393,12 @@ def blind_section(options: argparse.Namespace, results: dict[str, Any]) -> None:
     for name, value in figures.items():
         unit = "×" if "_vs_" in name else "/s"
         line(name.replace("_", " "), value, unit)
+    compared = blind_bench.schemes_compared()
+    print("The service's tokeniser under each scheme (clear e-mails, one core)")
+    line("hmac scheme", compared["hmac_identifiers"], "/s")
+    line("oprf scheme", compared["oprf_identifiers"], "/s")
+    line("oprf against hmac", compared["oprf_vs_hmac"], "×")
+    figures["schemes"] = compared
     served = blind_bench.endpoint(5.0 if options.quick else 30.0)
     print(f"Blind mode's endpoint under load (tiers serve, one worker, {served['batch']:,} a call)")
     line("elements evaluated, with the proof", served["endpoint_elements_per_second"], "/s")

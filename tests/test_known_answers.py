@@ -1,6 +1,6 @@
 """The scheme pinned by known answers (tests/vectors/known_answers.json): fixed keys give these
-exact pseudonyms, card references, hub keys, subject references, wrapped key, seal, audit
-entry hash and signed checkpoint, byte for byte.
+exact pseudonyms (of both schemes), card references, hub keys, subject references, wrapped key,
+seal, audit entry hash and signed checkpoint, byte for byte.
 
 The vectors were computed with the standard library's hmac and hashlib (and pyca/cryptography
 for AES-GCM and Ed25519), not with the helpers tested here. They are the compatibility
@@ -19,12 +19,13 @@ import pytest
 
 from audit import CheckpointSigner, leaf_hash
 from audit.entry import AuditEntry, Counts
-from keys import KeyIdentity, Keyring, MasterKey, unwrap_key
+from keys import KeyIdentity, Keyring, MasterKey, length_prefixed, unwrap_key
 from keys.keyring import DomainKey
 from keys.rows import RowSealer
 from tiers.cards import card_ref
 from tiers.identifiers import NormalisationOptions, get_kind
 from tiers.pseudonyms import Pseudonym, base_pseudonym, domain_pseudonym, pseudonym_value
+from tiers.schemes import ElementBase, ElementKey
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "vectors" / "known_answers.json").read_text(encoding="utf-8")
@@ -54,6 +55,21 @@ def test_each_spelling_gives_the_known_pseudonyms(vector: dict[str, Any]) -> Non
         assert vector["card_ref_at_casino"] == ref.hex()
         hub = Pseudonym("hub", 1, pseudonym_value(_key("hub_v1", "hub"), ref))
         assert vector["hub_card_key"] == str(hub)
+
+
+@pytest.mark.parametrize("vector", VECTORS["identifiers"], ids=lambda v: v["kind"])
+def test_the_oprf_scheme_gives_the_known_elements(vector: dict[str, Any]) -> None:
+    """Under ``oprf`` (tiers.schemes): ``B = k·H(x)`` and ``P = s·H(x)``, ``P`` reached from
+    ``B`` and back without the identifier."""
+    base_fn = ElementBase.of(_key("base", "_service"))
+    casino = ElementKey.of("casino", _key("casino_v1", "casino"), base_fn)
+    encoded = length_prefixed(vector["kind"].encode(), vector["normalised"].encode())
+    [base] = base_fn.bases([encoded])
+    assert vector["oprf_base"] == base.hex()
+    [value] = casino.values([base])
+    assert vector["oprf_casino_pseudonym"] == str(Pseudonym("casino", 1, value))
+    assert casino.bases([value]) == [base]
+    assert Pseudonym.parse(vector["oprf_casino_pseudonym"]).value == value
 
 
 def test_the_known_wrapped_key_unwraps_to_its_material() -> None:

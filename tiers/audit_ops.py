@@ -371,11 +371,12 @@ def export_log(deployment: Deployment, *, access: Access, output: Path) -> str:
 def lookup_subject(
     deployment: Deployment, *, access: Access, domain: str, kind: str, value: str
 ) -> list[AuditEntry]:
-    """Entries about one customer. The value is pseudonymised in memory, turned into its subject
-    references (every live audit key version) and dropped; the look-up is itself logged with
-    the customer's reference. Entries that name the customer are found by their columns; those
-    about many customers at once (a batch, a file, an exchange, a campaign, a withdrawal) by
-    the subject index (:mod:`tiers._subject_index`).
+    """Entries about one customer. The value (a clear identifier, or a pseudonym of ``domain``'s:
+    the only way to a blind-only domain's customers) is turned into its subject in memory, then
+    into its subject references (every live audit key version), and dropped; the look-up is
+    itself logged with the customer's reference. Entries that name the customer are found by
+    their columns; those about many customers at once (a batch, a file, an exchange, a
+    campaign, a withdrawal) by the subject index (:mod:`tiers._subject_index`).
 
     A partner's card that is linked to other cards stands for an alliance customer, whose
     entries may name any of its cards (an association is recorded under the card presented

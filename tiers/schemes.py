@@ -100,7 +100,8 @@ class ElementBase:
 
     def bases(self, messages: Sequence[bytes]) -> list[bytes]:
         """``B`` of each encoded identifier ``enc(x)``, in order."""
-        return multiplied(self.secret, [hash_to_group(m, Mode.VOPRF) for m in messages])
+        points = [hash_to_group(m, Mode.VOPRF) for m in messages]
+        return multiplied(self.secret, points, checked=False)  # elements by construction
 
     def __repr__(self) -> str:
         return "<ElementBase (redacted)>"
@@ -122,9 +123,11 @@ class ElementKey:
         return cls(key.version, forward, backward)
 
     def values(self, bases: Sequence[bytes]) -> list[bytes]:
-        return multiplied(self.forward, bases)
+        """The pseudonyms of base pseudonyms the service made (not checked again)."""
+        return multiplied(self.forward, bases, checked=False)
 
     def bases(self, values: Sequence[bytes]) -> list[bytes]:
+        """The subjects of pseudonyms from outside: each checked to be an element first."""
         return multiplied(self.backward, values)
 
     def __repr__(self) -> str:

@@ -304,7 +304,12 @@ def audit_verify_export(
 @audit_app.command("subject")
 @handles_errors
 def audit_subject(
-    value: Annotated[str, typer.Argument(help="the customer's identifier (kept in memory only)")],
+    value: Annotated[
+        str,
+        typer.Argument(
+            help="the customer's identifier (kept in memory only), or its pseudonym in the domain"
+        ),
+    ],
     domain: Annotated[str, typer.Option(help="the domain whose rules normalise the value")],
     kind: Annotated[str, typer.Option(help="card, email, phone or person")],
     purpose: Purpose = None,
