@@ -450,3 +450,8 @@ class BlindKeysResponse(BaseModel):
         examples=["FR"], description="the region of phone numbers written without a country code"
     )
     keys: list[BlindKeyOut] = Field(description="the active version first")
+    scheme: str = Field(
+        examples=["oprf"],
+        description="the deployment's scheme: under oprf a blind pseudonym is the domain's own "
+        "pseudonym (cards, links, exchanges take it); under hmac it is the partner's own",
+    )

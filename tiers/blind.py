@@ -81,12 +81,14 @@ class BlindKey:
 @dataclass(frozen=True, slots=True)
 class BlindKeys:
     """What a partner needs to blind for ``domain``: how the service normalises its
-    identifiers (the partner must give the same canonical form) and the public element of each
-    version of its function that is not destroyed, the active one first."""
+    identifiers (the partner must give the same canonical form), the public element of each
+    version of its function that is not destroyed, the active one first, and the deployment's
+    scheme (under ``oprf`` the blind pseudonyms are the domain's own)."""
 
     domain: str
     normalisation: NormalisationOptions
     keys: list[BlindKey]
+    scheme: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +143,7 @@ def blind_keys(deployment: Deployment, *, access: Access, domain: str) -> BlindK
     with deployment.transaction() as connection:
         deployment.record(connection, access, action=Action.BLIND_KEYS, domains=[domain])
     ordered = sorted(found, key=lambda k: (k.state != "active", -k.version))
-    return BlindKeys(domain, deployment.published_normalisation(record), ordered)
+    return BlindKeys(domain, deployment.published_normalisation(record), ordered, deployment.scheme)
 
 
 def _logged(

@@ -92,7 +92,8 @@ async def keys(
     """The public element of each version of the domain's oblivious function that is not
     destroyed, the active one first: what a partner checks each batch's proof against. With
     them, how the service normalises the domain's identifiers (its card numbers' Luhn check,
-    the region of national phone numbers), which the partner's normalisation must follow."""
+    the region of national phone numbers), which the partner's normalisation must follow, and
+    the deployment's scheme."""
     found = await call(
         deployment, lambda: blind.blind_keys(deployment, access=access, domain=domain), short=True
     )
@@ -104,6 +105,7 @@ async def keys(
             BlindKeyOut(version=k.version, state=k.state, public=_text(k.public))
             for k in found.keys
         ],
+        scheme=found.scheme,
     )
 
 

@@ -196,18 +196,24 @@ class Verification:
 
 @dataclass(frozen=True, slots=True)
 class BlindKeys:
-    """What a partner needs to blind for a domain: how the service normalises its identifiers
-    and the public element of each version of its oblivious function (32 bytes)."""
+    """What a partner needs to blind for a domain: how the service normalises its identifiers,
+    the public element of each version of its oblivious function (32 bytes), and the
+    deployment's scheme (``oprf``: the blind pseudonyms are the domain's own, which card
+    enrolment, links and exchanges take; ``hmac``: they are the partner's own)."""
 
     domain: str
     card_luhn: bool
     phone_region: str
     public: dict[int, bytes]
+    scheme: str = "hmac"
 
     @classmethod
     def of(cls, answer: Any) -> BlindKeys:
         public = {int(k["version"]): unpadded_b64(k["public"]) for k in answer["keys"]}
-        return cls(answer["domain"], bool(answer["card_luhn"]), answer["phone_region"], public)
+        return cls(
+            answer["domain"], bool(answer["card_luhn"]), answer["phone_region"], public,
+            answer.get("scheme", "hmac"),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -113,6 +113,7 @@ def test_the_keys_say_how_the_domain_normalises(database: Database) -> None:
     with api_of(database, phone_region="BE") as api:
         keys = api.http.get("/v1/blind/keys/casino", headers=api.headers("casino-app")).json()
     assert (keys["domain"], keys["card_luhn"], keys["phone_region"]) == ("casino", False, "BE")
+    assert keys["scheme"] == "hmac"  # blind pseudonyms are the partner's own here
     assert [(k["version"], k["state"]) for k in keys["keys"]] == [(1, "active")]
     assert len(raw(keys["keys"][0]["public"])) == 32
 

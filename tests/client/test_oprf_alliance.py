@@ -74,6 +74,7 @@ def _linked(alliance: Alliance) -> tuple[list[str], str]:
     """SNCF enrols its cards by their blind pseudonyms, casino by number, and the customer's
     two cards are linked at SNCF's desk. SNCF's pseudonyms, and casino's of its card."""
     with alliance.client("sncf-app") as sncf, alliance.client("casino-app") as casino:
+        assert sncf.blind_keys().scheme == "oprf"  # its blind pseudonyms are its domain's
         blind = [str(p) for p in sncf.blind_pseudonymise("card", SNCF_CARDS)]
         assert all(ELEMENT_PSEUDONYM.fullmatch(p) for p in blind), blind
         assert sncf.enrol_cards(blind) == blind  # its own pseudonyms, in the active version
