@@ -50,11 +50,16 @@ def serve(
     return Service(f"http://127.0.0.1:{port}", keys, env)
 
 
-@pytest.fixture
-def service(database: Database) -> Iterator[Service]:
-    yield serve(database)
+def stop_started() -> None:
+    """Stop every server the test started."""
     while STARTED:
         server = STARTED.pop()
         if server.poll() is None:
             server.kill()
             server.wait(timeout=30)
+
+
+@pytest.fixture
+def service(database: Database) -> Iterator[Service]:
+    yield serve(database)
+    stop_started()

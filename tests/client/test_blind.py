@@ -24,9 +24,9 @@ from tiers_client.blind import blind_batch, pseudonym_text, unblinded
 from tiers_client.identifiers import normalise
 from tiers_client.models import BlindEvaluation, ValueRefused
 
-from tests.client.conftest import Service, serve
+from tests.client.conftest import Service, serve, stop_started
 from tests.conftest import Database, assert_absent, run_coroutine
-from tests.hardening.service import STARTED, tiers
+from tests.hardening.service import tiers
 from tests.relay import Relay
 
 VECTORS = json.loads(
@@ -117,11 +117,7 @@ def blind(database: Database, tmp_path: Path) -> Iterator[Blind]:
     relay = Relay("127.0.0.1", int(service.url.rsplit(":", 1)[1]))
     yield Blind(service, relay, output)
     relay.cut()
-    while STARTED:
-        server = STARTED.pop()
-        if server.poll() is None:
-            server.kill()
-            server.wait(timeout=30)
+    stop_started()
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ from tiers_client import Client, errors
 from tiers_client.identifiers import normalise
 from tiers_client.models import Resolution
 
-from tests.client.conftest import Service, serve
+from tests.client.conftest import Service, serve, stop_started
 from tests.conftest import Database, assert_absent
-from tests.hardening.service import STARTED, tiers
+from tests.hardening.service import tiers
 from tests.relay import Relay
 
 pytestmark = pytest.mark.slow  # a real server
@@ -55,11 +55,7 @@ def alliance(database: Database, tmp_path: Path) -> Iterator[Alliance]:
     relay = Relay("127.0.0.1", int(service.url.rsplit(":", 1)[1]))
     yield Alliance(service, relay, output)
     relay.cut()
-    while STARTED:
-        server = STARTED.pop()
-        if server.poll() is None:
-            server.kill()
-            server.wait(timeout=30)
+    stop_started()
 
 
 def _inbox_rows(client: Client, kind: str, folder: Path) -> list[list[str]]:
