@@ -15,6 +15,7 @@ import pysodium
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 from tiers_client import oprf as partner_oprf
 from tiers_client.oprf import identifier_input
 
@@ -73,6 +74,20 @@ def test_a_deployment_runs_hmac_unless_its_first_init_said_otherwise(
         deployment, access=ACCESS, domain="casino", kind="email", values=["a@b.fr"]
     )
     assert isinstance(text, str) and len(Pseudonym.parse(text).value) == 20
+
+
+def test_a_deployment_made_before_schemes_runs_hmac(deployment: Deployment) -> None:
+    with deployment.engine.begin() as connection:
+        connection.execute(text("DELETE FROM meta WHERE name = 'scheme'"))
+    with pytest.raises(ConfigurationError) as refused:
+        initialise(deployment.settings, access=ACCESS, scheme="oprf")  # it has keys already
+    assert refused.value.code == "scheme_fixed"
+    assert initialise(deployment.settings, access=ACCESS).created == ("hmac scheme",)
+    reopened = Deployment.open(deployment.settings)
+    try:
+        assert reopened.scheme == "hmac"
+    finally:
+        reopened.close()
 
 
 def _scalars(deployment: Deployment, domain: str) -> tuple[bytes, bytes]:
