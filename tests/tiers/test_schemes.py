@@ -30,7 +30,7 @@ from tiers.files import ColumnSpec, tokenise_file
 from tiers.identifiers import normalise
 from tiers.pseudonyms import Pseudonym
 from tiers.storage import subjects
-from tiers.tokenisation import pseudonymise_values
+from tiers.tokenisation import ElementTokeniser, Tokeniser, pseudonymise_values
 
 EMAILS = st.from_regex(r"[a-z]{1,12}(\.[a-z]{1,8})?@[a-z]{2,10}\.(fr|com|org)", fullmatch=True)
 CARDS = st.from_regex(r"[1-9][0-9]{7,15}", fullmatch=True)
@@ -221,3 +221,13 @@ def test_a_file_under_oprf_gives_the_pseudonyms_of_the_calls(
         values=[f"c{i}@example.fr" for i in range(300)],
     )  # fmt: skip
     assert [row[0] for row in rows] == emails
+
+
+def test_no_scalar_shows_in_a_repr(oprf_deployment: Deployment) -> None:
+    k_base, s_casino = _scalars(oprf_deployment, "casino")
+    with oprf_deployment.reading() as connection:
+        tokeniser = Tokeniser.open(oprf_deployment, connection, "casino")
+    assert isinstance(tokeniser, ElementTokeniser)
+    shown = repr(tokeniser) + repr(tokeniser.element_base) + repr(tokeniser.element_key)
+    for secret in (k_base, s_casino, tokeniser.element_key.forward, tokeniser.element_key.backward):
+        assert secret.hex() not in shown and repr(secret) not in shown
