@@ -30,7 +30,7 @@ from audit.checkpoint import checkpoint_from_note, verify_checkpoint
 from audit.entry import AuditEntry
 from audit.merkle import verify_consistency
 from audit.note import Note
-from errors import AuditIntegrityError, InvalidRequest, NotFound
+from errors import AuditIntegrityError, InvalidRequest, NotFound, TiersError
 from tiers import _checkpointing as checkpointing
 from tiers import _subject_index as subject_index
 from tiers import _witnessing as witnessing
@@ -41,7 +41,6 @@ from tiers.authorisation import require
 from tiers.cards import card_of
 from tiers.deployment import Deployment
 from tiers.identifiers import get_kind
-from tiers.pseudonyms import parse_for_domain
 from tiers.storage import audit_log
 from tiers.storage import links as links_repo
 from tiers.storage.checkpoint_store import StoredCheckpoint
@@ -424,9 +423,9 @@ def _subject_of(
     scheme = schemes.pseudonymiser(deployment, connection)
     if value.startswith(f"{record.name}.v"):
         ring = deployment.domain_keyring(connection, record)
-        pseudonym = parse_for_domain(value.strip(), domain=record.name, keyring=ring)
-        wanted = (pseudonym.version, pseudonym.value)
-        found = scheme.subjects(record, [wanted]).get(wanted)
+        (found,) = schemes.subjects_named(scheme, record, ring, [value])
+        if isinstance(found, TiersError):
+            raise found
         if found is None:
             raise NotFound("no subject has that pseudonym", code="unknown_pseudonym")
         return found

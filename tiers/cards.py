@@ -17,13 +17,8 @@ from sqlalchemy import Connection
 
 from audit import Action, Counts
 from errors import (
-    DomainMismatch,
-    InvalidIdentifier,
-    InvalidPseudonym,
-    KeyDestroyed,
     NotFound,
     TiersError,
-    UnknownKeyVersion,
 )
 from keys import DomainKey, length_prefixed
 from tiers import _hub_keys as hub_keys
@@ -32,8 +27,7 @@ from tiers import schemes
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment, unknown_domain
-from tiers.identifiers import NormalisationOptions, get_kind
-from tiers.pseudonyms import Pseudonym, parse_for_domain
+from tiers.pseudonyms import Pseudonym
 from tiers.storage import inbox as inbox_repo
 from tiers.storage import links as links_repo
 from tiers.storage import subjects
@@ -183,36 +177,23 @@ def _card_subjects(
     order: the error of a value in its place, ``None`` for a pseudonym with no subject (under
     ``hmac``, one the service never issued). A clear number asks the domain's normalisation
     first, which a blind-only domain refuses for the whole call."""
-    kind = get_kind("card")
-    options: NormalisationOptions | None = None
-    parsed: list[tuple[int, bytes] | str | TiersError] = []
-    for value in values:
-        try:
-            if ".v" in value:
-                ring = deployment.domain_keyring(connection, partner)
-                pseudonym = parse_for_domain(value.strip(), domain=partner.name, keyring=ring)
-                parsed.append((pseudonym.version, pseudonym.value))
-            else:
-                options = options or deployment.normalisation(partner)
-                parsed.append(kind.normaliser(value, options))
-        except _NAMING_ERRORS as error:
-            parsed.append(error)
-    clear = iter(scheme.bases("card", [p for p in parsed if isinstance(p, str)]))
-    named = scheme.subjects(partner, [p for p in parsed if isinstance(p, tuple)])
-    return [
-        next(clear) if isinstance(p, str) else named.get(p) if isinstance(p, tuple) else p
-        for p in parsed
-    ]
-
-
-# What makes one value of a batch unusable, not the whole call.
-_NAMING_ERRORS = (
-    InvalidIdentifier,
-    InvalidPseudonym,
-    DomainMismatch,
-    UnknownKeyVersion,
-    KeyDestroyed,
-)
+    named = iter(
+        schemes.subjects_named(
+            scheme,
+            partner,
+            deployment.domain_keyring(connection, partner),
+            [value for value in values if ".v" in value],
+        )
+    )
+    clear = iter(
+        schemes.clear_bases(
+            scheme,
+            "card",
+            functools.partial(deployment.normalisation, partner),
+            [value for value in values if ".v" not in value],
+        )
+    )
+    return [next(named) if ".v" in value else next(clear) for value in values]
 
 
 def partner_domain(deployment: Deployment, connection: Connection, name: str) -> DomainRecord:

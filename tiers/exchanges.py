@@ -23,14 +23,10 @@ from sqlalchemy import Connection
 from audit import Action, Counts
 from errors import (
     InvalidFile,
-    InvalidIdentifier,
-    InvalidPseudonym,
     InvalidRequest,
-    KeyDestroyed,
     NotFound,
     PolicyViolation,
     TiersError,
-    UnknownKeyVersion,
 )
 from policy.exchanges import ExchangeSchema, load_exchanges, row_problems
 from tiers import _parquet as formats
@@ -54,7 +50,7 @@ from tiers.identifiers import NormalisationOptions, get_kind
 from tiers.inbox import PendingDelivery, staged_delivery
 from tiers.pseudonyms import (
     Pseudonym,
-    parse_for_domain,
+    parse_many_for_domain,
 )
 from tiers.storage import bulk_load, subjects
 from tiers.storage import inbox as inbox_repo
@@ -92,12 +88,6 @@ class ExchangeReport:
     rows_rejected: int = 0
     delivery: str = ""
     first_rejects: list[Reject] = field(default_factory=list)
-
-
-# What a row's identifier can be refused with: the row is rejected with its code, the file goes
-# on (a malformed pseudonym, or one of a key version that never existed or was destroyed, is
-# the row's problem, not the file's).
-_ROW_ERRORS = (InvalidIdentifier, InvalidPseudonym, UnknownKeyVersion, KeyDestroyed, NotFound)
 
 
 class _HubKeys:
@@ -190,24 +180,43 @@ class _HubKeys:
     ) -> list[bytes | TiersError | None]:
         """The subject of each value: a clear identifier is registered (in the partner's
         domain, as its pseudonym would be), a pseudonym of the partner's is looked up. A value
-        not ``keyed`` is checked only: None for a valid one, and nothing registered."""
-        parsed: list[bytes | TiersError | tuple[int, bytes]] = []
-        for value in values:
-            try:
-                parsed.append(self._base_or_pseudonym(value))
-            except _ROW_ERRORS as error:
-                parsed.append(error)
+        not ``keyed`` is checked only: None for a valid one, and nothing registered. A value
+        that is refused (a malformed identifier or pseudonym, one of a key version that never
+        existed or was destroyed) has its error in its place: the row's problem, not the
+        file's."""
+        prefix = self.partner.name + ".v"
+        named = [value.startswith(prefix) for value in values]
+        pseudonyms = iter(
+            parse_many_for_domain(
+                [v for v, n in zip(values, named, strict=True) if n],
+                domain=self.partner.name,
+                keyring=self.partner_ring,
+            )
+        )
+        clear = iter(
+            schemes.clear_bases(
+                self.scheme,
+                self.kind.name,
+                self._normalisation,
+                [v for v, n in zip(values, named, strict=True) if not n],
+            )
+        )
+        parsed = [next(pseudonyms) if n else next(clear) for n in named]
         # Looked up before this batch registers anything; then, row by row, what a row
         # registers is known to the rows after it (and only to them), as if one by one.
         found = self.scheme.subjects(self.partner, [p for p in parsed if isinstance(p, tuple)])
-        registered: dict[bytes, bytes] = {}
+        new = list(
+            dict.fromkeys(
+                p for p, keep in zip(parsed, keyed, strict=True) if keep and isinstance(p, bytes)
+            )
+        )
+        registered = dict(
+            zip(new, self.scheme.values(self.partner, self.partner_key, new), strict=True)
+        )
         bases: list[bytes | TiersError | None] = []
         for item, keep in zip(parsed, keyed, strict=True):
             if isinstance(item, bytes):
-                if keep and item not in registered:
-                    (registered[item],) = self.scheme.values(
-                        self.partner, self.partner_key, [item]
-                    )
+                if keep:
                     found.setdefault((self.partner_key.version, registered[item]), item)
                 bases.append(item if keep else None)
             elif isinstance(item, tuple):
@@ -233,16 +242,6 @@ class _HubKeys:
         if self._options is None:
             self._options = self.deployment.normalisation(self.partner)
         return self._options
-
-    def _base_or_pseudonym(self, value: str) -> bytes | tuple[int, bytes]:
-        """The base pseudonym of a clear identifier, or ``(version, value)`` of a pseudonym of
-        the partner's domain; raises one of :data:`_ROW_ERRORS`."""
-        if ".v" in value and value.startswith(self.partner.name + ".v"):
-            pseudonym = parse_for_domain(value, domain=self.partner.name, keyring=self.partner_ring)
-            return pseudonym.version, pseudonym.value
-        normalised = self.kind.normaliser(value, self._normalisation())
-        (base,) = self.scheme.bases(self.kind.name, [normalised])
-        return base
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from errors import DomainMismatch, InvalidPseudonym
+from errors import DomainMismatch, InvalidPseudonym, KeyDestroyed, TiersError, UnknownKeyVersion
 from keys import DomainKey, Keyring, length_prefixed
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "base_pseudonym",
     "domain_pseudonym",
     "parse_for_domain",
+    "parse_many_for_domain",
     "pseudonym_value",
     "pseudonym_values",
 ]
@@ -185,3 +186,23 @@ def parse_for_domain(text: str, *, domain: str, keyring: Keyring) -> Pseudonym:
         raise DomainMismatch(f"expected a pseudonym of domain {domain}")
     keyring.key(pseudonym.version)
     return pseudonym
+
+
+# What :func:`parse_for_domain` raises: one pseudonym is unusable, not the call.
+_PARSE_ERRORS = (InvalidPseudonym, DomainMismatch, UnknownKeyVersion, KeyDestroyed)
+
+
+def parse_many_for_domain(
+    texts: Sequence[str], *, domain: str, keyring: Keyring
+) -> list[tuple[int, bytes] | TiersError]:
+    """``(version, value)`` of each text parsed by :func:`parse_for_domain` (surrounding
+    spaces ignored), in order, or in its place the error that refuses it."""
+    parsed: list[tuple[int, bytes] | TiersError] = []
+    for text in texts:
+        try:
+            pseudonym = parse_for_domain(text.strip(), domain=domain, keyring=keyring)
+        except _PARSE_ERRORS as error:
+            parsed.append(error)
+        else:
+            parsed.append((pseudonym.version, pseudonym.value))
+    return parsed

@@ -25,14 +25,14 @@ runs is a row of the ``meta`` table, written by the first ``tiers init`` and nev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Connection
 
-from errors import ConfigurationError, InvalidRequest
-from keys import DomainKey, length_prefixed
+from errors import ConfigurationError, InvalidIdentifier, InvalidRequest, TiersError
+from keys import DomainKey, Keyring, length_prefixed
 from keys.oprf import (
     ELEMENT_BYTES,
     Mode,
@@ -42,7 +42,8 @@ from keys.oprf import (
     multiplied,
     scalar_ratio,
 )
-from tiers.pseudonyms import pseudonym_values
+from tiers.identifiers import NormalisationOptions, get_kind
+from tiers.pseudonyms import parse_many_for_domain, pseudonym_values
 from tiers.storage import subjects
 from tiers.storage.domains import DomainRecord
 
@@ -57,8 +58,10 @@ __all__ = [
     "ElementKey",
     "Pseudonymiser",
     "check_scheme",
+    "clear_bases",
     "oprf_key",
     "pseudonymiser",
+    "subjects_named",
 ]
 
 HMAC = "hmac"
@@ -226,3 +229,37 @@ def pseudonymiser(deployment: Deployment, connection: Connection) -> Pseudonymis
     if deployment.scheme == OPRF:
         return _Oprf(deployment, connection)
     return _Hmac(deployment, connection)
+
+
+def subjects_named(
+    scheme: Pseudonymiser, record: DomainRecord, keyring: Keyring, texts: Sequence[str]
+) -> list[bytes | TiersError | None]:
+    """The subject of each pseudonym of ``record``'s in ``texts``, in order: in its place the
+    error of a text that is not a usable pseudonym of the domain (``keyring`` its keys), or
+    ``None`` for one with no subject (under ``hmac``, one the service never issued)."""
+    parsed = parse_many_for_domain(texts, domain=record.name, keyring=keyring)
+    found = scheme.subjects(record, [p for p in parsed if isinstance(p, tuple)])
+    return [found.get(p) if isinstance(p, tuple) else p for p in parsed]
+
+
+def clear_bases(
+    scheme: Pseudonymiser,
+    kind: str,
+    options: Callable[[], NormalisationOptions],
+    values: Sequence[str],
+) -> list[bytes | TiersError]:
+    """The base pseudonym of each clear identifier of ``kind`` in ``values``, in order, or in
+    its place the error that refuses it. ``options`` gives the domain's normalisation and is
+    asked only if there is a value (a blind-only domain refuses them for the whole call)."""
+    if not values:
+        return []
+    normaliser = get_kind(kind).normaliser
+    settings = options()
+    normalised: list[str | TiersError] = []
+    for value in values:
+        try:
+            normalised.append(normaliser(value, settings))
+        except InvalidIdentifier as error:
+            normalised.append(error)
+    bases = iter(scheme.bases(kind, [n for n in normalised if isinstance(n, str)]))
+    return [next(bases) if isinstance(n, str) else n for n in normalised]

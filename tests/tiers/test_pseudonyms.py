@@ -24,6 +24,7 @@ from tiers.pseudonyms import (
     base_pseudonym,
     domain_pseudonym,
     parse_for_domain,
+    parse_many_for_domain,
     pseudonym_value,
     pseudonym_values,
 )
@@ -153,6 +154,28 @@ def test_unknown_and_destroyed_versions_are_refused() -> None:
     first = Pseudonym("casino", 1, old.value)
     with pytest.raises(KeyDestroyed):
         parse_for_domain(str(first), domain="casino", keyring=ring.destroyed(1, T0))
+
+
+def test_many_texts_parse_each_in_its_place() -> None:
+    ring = keyring().rotated(new_key_material(), T0).destroyed(1, T0)
+    good = domain_pseudonym(ring.active, "casino", base_pseudonym(BASE, "card", "497010123456"))
+    texts = [
+        f"  {good} ",
+        "casino.v2.not-a-pseudonym",
+        str(Pseudonym("sncf", 2, good.value)),
+        str(Pseudonym("casino", 9, good.value)),
+        str(Pseudonym("casino", 1, good.value)),
+        str(good),
+    ]
+    parsed = parse_many_for_domain(texts, domain="casino", keyring=ring)
+    assert parsed[0] == parsed[5] == (2, good.value)
+    assert [type(p) for p in parsed[1:5]] == [
+        InvalidPseudonym,
+        DomainMismatch,
+        UnknownKeyVersion,
+        KeyDestroyed,
+    ]
+    assert parse_many_for_domain([], domain="casino", keyring=ring) == []
 
 
 @given(st.binary(min_size=20, max_size=20))
