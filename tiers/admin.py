@@ -41,6 +41,7 @@ from tiers.storage import (
     audit_log,
     bulk_load,
     domains,
+    keystore,
     make_engine,
     migrate,
     scrub_deleted,
@@ -100,7 +101,10 @@ def _ensure_audit_domain(connection: Connection, master: KeyEncryptionKey, acces
             code="audit_domain_taken",
         )
     if existing is None:
-        domains.add(connection, name=AUDIT_DOMAIN, role="audit", card_luhn=False, now=access.now)
+        record = domains.add(
+            connection, name=AUDIT_DOMAIN, role="audit", card_luhn=False, now=access.now
+        )
+        sealing.seal_domain(connection, RowSealer(master), record)
     return _ensure_keyring(
         connection, master, owner=AUDIT_DOMAIN, purpose=keyrings.PSEUDONYM_PURPOSE, access=access
     )
@@ -166,17 +170,24 @@ def _service_rows(
     """Create what is missing of the service's own rows: its keyrings, the audit domain, the
     seals of rows of power, the attachment policy, the log's origin, the scheme. Returns what
     it made."""
+    fresh = not keystore.load(
+        connection, owner=keyrings.SERVICE_OWNER, purpose=keyrings.BASE_PURPOSE
+    )
+    had_scheme = meta_repo.get(connection, name=schemes.META_SCHEME) is not None
+    running = _scheme_row(connection, scheme, fresh=fresh)
+    # The rows of a database made before seals are sealed before any is read (what is made
+    # below is sealed by its maker), and after the scheme's row, which domains' seals bind.
     sealed = sealing.seal_unsealed(connection, RowSealer(master))
     created = [
         name
-        for name, purpose, owner in (
-            ("base key", keyrings.BASE_PURPOSE, keyrings.SERVICE_OWNER),
-            ("checkpoint signing key", keyrings.SIGNING_PURPOSE, keyrings.SERVICE_OWNER),
+        for name, purpose in (
+            ("base key", keyrings.BASE_PURPOSE),
+            ("checkpoint signing key", keyrings.SIGNING_PURPOSE),
         )
-        if _ensure_keyring(connection, master, owner=owner, purpose=purpose, access=access)
+        if _ensure_keyring(
+            connection, master, owner=keyrings.SERVICE_OWNER, purpose=purpose, access=access
+        )
     ]
-    had_scheme = meta_repo.get(connection, name=schemes.META_SCHEME) is not None
-    running = _scheme_row(connection, scheme, fresh="base key" in created)
     if not had_scheme:
         created.append(f"{running} scheme")
     if _ensure_audit_domain(connection, master, access):
@@ -283,6 +294,7 @@ def add_domain(
                 connection, name=name, role=role, card_luhn=card_luhn, now=access.now,
                 blind_only=blind_only,
             )  # fmt: skip
+            record_ = sealing.seal_domain(connection, deployment.sealer(), record_)
             keyrings.create_keyring(
                 connection,
                 deployment.master,

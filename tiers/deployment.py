@@ -28,7 +28,7 @@ from keys.rows import RowSealer
 from tiers import _checkpointing as checkpointing
 from tiers import _keyrings as keyrings
 from tiers import _witnessing as witnessing
-from tiers import auditing, schemes, storage
+from tiers import auditing, schemes, sealing, storage
 from tiers.auditing import AUDIT_DOMAIN, Access
 from tiers.buckets import Buckets, DatabaseBuckets, MemoryBuckets
 from tiers.budgets import IdentifierBudget
@@ -341,7 +341,8 @@ class Deployment:
 
     def domain(self, connection: Connection, name: str) -> DomainRecord:
         """The domain called ``name``, kept as :meth:`_kept` says; raises :class:`NotFound`
-        (a name that is not there is asked again each time)."""
+        (a name that is not there is asked again each time) and :class:`~errors.RowTampered`
+        (its row fails its seal: :mod:`tiers.sealing`)."""
         kept = self._kept(connection)
         record = None if kept is None else kept.domains.get(name)
         if record is not None:
@@ -350,6 +351,7 @@ class Deployment:
         record = domains.get(connection, name=name) if DOMAIN_NAME.fullmatch(name) else None
         if record is None:
             raise unknown_domain()
+        sealing.check_domain(connection, self.sealer(), record)
         if kept is not None:
             kept.domains[name] = record
         return record
@@ -360,6 +362,8 @@ class Deployment:
         if kept is not None and kept.hub_read:
             return kept.hub
         hub = domains.first_with_role(connection, role="hub")
+        if hub is not None:
+            sealing.check_domain(connection, self.sealer(), hub)
         if kept is not None:
             kept.hub, kept.hub_read = hub, True
         return hub

@@ -8,35 +8,44 @@ before the service obeys the row.
 - A keyring's seal binds the owner, the purpose and, for every version, its number, state and
   whether its material is still there: a writer cannot swap the active and previous versions,
   revive a destroyed one, or add or remove a version.
+- A domain's seal binds its id, name, role, card check, blind-only flag and the deployment's
+  pseudonym scheme (the ``meta`` row :mod:`tiers.schemes` reads): a writer cannot let a
+  blind-only domain take clear identifiers, change how its cards are checked, give it another
+  role, or switch the scheme its pseudonyms are computed under.
 
-A row that fails its seal is not obeyed: authentication refuses the client, a keyring does not
-load (``row_tampered``), the event is logged at CRITICAL, and ``tiers check`` lists every such
-row. ``tiers init`` seals the rows of a database made before seals existed (trust on first use,
-logged), and a master-key rotation re-seals everything under the new key.
+A row that fails its seal is not obeyed: authentication refuses the client, a keyring or a
+domain does not load (``row_tampered``), the event is logged at CRITICAL, and ``tiers check``
+lists every such row. ``tiers init`` seals the rows of a database made before seals existed
+(trust on first use, logged), and a master-key rotation re-seals everything under the new key.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection
 
 from errors import RowTampered
 from keys import KeyEncryptionKey
 from keys.rows import RowSealer
+from tiers.schemes import META_SCHEME
 from tiers.storage import clients as clients_repo
-from tiers.storage import keystore
+from tiers.storage import domains, keystore
+from tiers.storage import meta as meta_repo
 from tiers.storage.clients import ClientRecord
+from tiers.storage.domains import DomainRecord
 
 __all__ = [
     "Finding",
     "check_client",
+    "check_domain",
     "check_keyring",
     "client_holds",
     "find_tampered",
     "reseal_all",
     "seal_client",
+    "seal_domain",
     "seal_keyring",
     "seal_unsealed",
 ]
@@ -44,6 +53,7 @@ __all__ = [
 _log = logging.getLogger("tiers.audit")
 CLIENT = "client"
 KEYRING = "keyring"
+DOMAIN = "domain"
 
 
 def client_fields(record: ClientRecord) -> list[str | int | bool | None]:
@@ -107,6 +117,31 @@ def check_keyring(connection: Connection, sealer: RowSealer, *, owner: str, purp
         )
 
 
+def _domain_fields(connection: Connection, record: DomainRecord) -> list[str | int | bool | None]:
+    scheme = meta_repo.get(connection, name=META_SCHEME)
+    return [record.id, record.name, record.role, record.card_luhn, record.blind_only, scheme]
+
+
+def seal_domain(connection: Connection, sealer: RowSealer, record: DomainRecord) -> DomainRecord:
+    """Seal the domain's row as it now stands, under the deployment's scheme as it stands;
+    returns the record with its seal."""
+    seal = sealer.seal(DOMAIN, _domain_fields(connection, record))
+    domains.set_seal(connection, domain_id=record.id, seal=seal)
+    return replace(record, seal=seal)
+
+
+def check_domain(connection: Connection, sealer: RowSealer, record: DomainRecord) -> DomainRecord:
+    """``record``, or :class:`RowTampered` (logged) if its seal fails: the row, or the
+    deployment's scheme, was changed outside the service."""
+    if not sealer.holds(DOMAIN, _domain_fields(connection, record), record.seal):
+        _log.critical("domain %s fails its seal: it is not used", record.name)
+        raise RowTampered(
+            f"domain {record.name} (or the deployment's scheme) was changed outside the service; "
+            "it is not used"
+        )
+    return record
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """A row of power that fails its seal, or that contradicts the access log."""
@@ -120,7 +155,7 @@ class Finding:
 
 
 def find_tampered(connection: Connection, master: KeyEncryptionKey) -> list[Finding]:
-    """Every client and keyring whose seal fails."""
+    """Every client, keyring and domain whose seal fails."""
     sealer = RowSealer(master)
     found = [
         Finding(CLIENT, record.name)
@@ -132,6 +167,17 @@ def find_tampered(connection: Connection, master: KeyEncryptionKey) -> list[Find
             check_keyring(connection, sealer, owner=owner, purpose=purpose)
         except RowTampered:
             found.append(Finding(KEYRING, f"{owner}/{purpose}"))
+    for record in domains.list_all(connection):
+        try:
+            check_domain(connection, sealer, record)
+        except RowTampered:
+            found.append(
+                Finding(
+                    DOMAIN,
+                    record.name,
+                    "fails its seal (it, or the scheme, changed outside the service)",
+                )
+            )
     return found
 
 
@@ -155,5 +201,9 @@ def _seal_rows(connection: Connection, sealer: RowSealer, *, every: bool) -> int
     for owner, purpose in keystore.keyrings(connection):
         if every or keystore.seal_of(connection, owner=owner, purpose=purpose) is None:
             seal_keyring(connection, sealer, owner=owner, purpose=purpose)
+            count += 1
+    for domain in domains.list_all(connection):
+        if every or domain.seal is None:
+            seal_domain(connection, sealer, domain)
             count += 1
     return count

@@ -14,6 +14,7 @@ from sqlalchemy import update
 from errors import KeyDestroyed, NotFound
 from tests.conftest import ACCESS, statements
 from tiers import _keyrings as keyrings
+from tiers import sealing
 from tiers.admin import add_domain, destroy_key, rotate_key
 from tiers.deployment import Deployment
 from tiers.pseudonyms import parse_for_domain
@@ -196,16 +197,23 @@ def test_domain_records_are_read_once_while_nothing_changes(deployment: Deployme
         assert len(reads) == 3  # a name that is not there is asked each time
 
 
+def _change_casino(deployment: Deployment, **values: object) -> None:
+    with deployment.engine.begin() as connection:
+        connection.execute(update(domains).where(domains.c.name == "casino").values(**values))
+        record = domain_repo.get(connection, name="casino")
+        assert record is not None
+        sealing.seal_domain(connection, deployment.sealer(), record)
+
+
 def test_a_domain_changed_by_hand_is_seen_by_the_next_transaction(
     deployment: Deployment,
 ) -> None:
+    """Changed as the service would (the row, then its seal: tiers.sealing), outside it."""
     add_domain(deployment, name="casino", role="partner", access=ACCESS)
     assert _domain(deployment, "casino").card_luhn is False
-    with deployment.engine.begin() as connection:
-        connection.execute(update(domains).where(domains.c.name == "casino").values(card_luhn=True))
+    _change_casino(deployment, card_luhn=True)
     assert _domain(deployment, "casino").card_luhn is True
-    with deployment.engine.begin() as connection:
-        connection.execute(update(domains).where(domains.c.name == "casino").values(role="hub"))
+    _change_casino(deployment, role="hub")
     hub = _hub(deployment)
     assert hub is not None and hub.name == "casino"
 
@@ -227,7 +235,10 @@ def test_a_domain_added_in_a_rolled_back_transaction_is_never_seen_again(
 
     with pytest.raises(Abandon), deployment.transaction() as connection:
         assert deployment.hub_domain(connection) is None  # kept under the committed generation
-        domain_repo.add(connection, name="ghost", role="hub", card_luhn=False, now=ACCESS.now)
+        ghost = domain_repo.add(
+            connection, name="ghost", role="hub", card_luhn=False, now=ACCESS.now
+        )
+        sealing.seal_domain(connection, deployment.sealer(), ghost)
         assert deployment.domain(connection, "ghost").name == "ghost"  # seen inside
         hub = deployment.hub_domain(connection)
         assert hub is not None and hub.name == "ghost"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from errors import InvalidFile, InvalidRequest, RowTampered
+from errors import Forbidden, InvalidFile, InvalidRequest, RowTampered
 from keys import MasterKey, new_key_material
 from tests.archives import read_members, write_members
 from tests.conftest import ACCESS, Cli, Database
@@ -94,6 +94,77 @@ def test_swapped_key_states_are_not_used(deployment: Deployment, database: Datab
         )
     found = check_deployment(deployment, access=ACCESS)
     assert ["keyring casino/pseudonym"] == [f"{f.kind} {f.name}" for f in found]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE domains SET blind_only = :no WHERE name = 'casino'",  # clear identifiers let in
+        "UPDATE domains SET card_luhn = :yes WHERE name = 'casino'",  # cards checked otherwise
+        "UPDATE domains SET role = 'hub' WHERE name = 'casino'",
+        "UPDATE domains SET seal = NULL WHERE name = 'casino'",
+    ],
+)
+def test_a_domain_edited_in_the_database_is_not_used(
+    deployment: Deployment, database: Database, edit: str
+) -> None:
+    add_domain(deployment, access=ACCESS, name="casino", role="partner", blind_only=True)
+    with pytest.raises(Forbidden) as refused:
+        pseudonymise_values(
+            deployment, access=ACCESS, domain="casino", kind="card", values=["12345678"]
+        )
+    assert "blind_only" == refused.value.code
+    assert [] == check_deployment(deployment, access=ACCESS)
+    _edit(database, edit, yes=True, no=False)
+    with pytest.raises(RowTampered) as tampered:  # the running process sees the edit at once
+        pseudonymise_values(
+            deployment, access=ACCESS, domain="casino", kind="card", values=["12345678"]
+        )
+    assert "row_tampered" == tampered.value.code
+    found = check_deployment(deployment, access=ACCESS)
+    assert ["domain casino"] == [f"{f.kind} {f.name}" for f in found]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE meta SET value = 'oprf' WHERE name = 'scheme'",
+        "DELETE FROM meta WHERE name = 'scheme'",
+    ],
+)
+def test_a_scheme_changed_in_the_database_stops_every_domain(
+    deployment: Deployment, database: Database, edit: str
+) -> None:
+    """The domains' seals bind the scheme: pseudonyms computed under another scheme than the
+    deployment's would name no one it knows. The next process to open refuses every domain."""
+    add_domain(deployment, access=ACCESS, name="casino", role="partner")
+    _edit(database, edit)
+    reopened = Deployment.open(database.settings())
+    try:
+        with pytest.raises(RowTampered):
+            pseudonymise_values(
+                reopened, access=ACCESS, domain="casino", kind="card", values=["12345678"]
+            )
+        found = check_deployment(reopened, access=ACCESS)
+    finally:
+        reopened.close()
+    assert {"domain audit", "domain casino"} == {f"{f.kind} {f.name}" for f in found}
+    assert all("scheme" in f.why for f in found)
+
+
+def test_init_seals_the_domains_of_a_database_made_before_their_seals(
+    initialised_cli: Cli, database: Database
+) -> None:
+    """Trust on first use, as for the other rows of power: `tiers init` seals what has no seal
+    (and says so); until then the domain is not used."""
+    _edit(database, "UPDATE domains SET seal = NULL")
+    assert 1 == initialised_cli("check").exit_code
+    refused = initialised_cli("pseudonymise", "--domain", "casino", "--kind", "card", "4970101234")
+    assert "row_tampered" in refused.stderr
+    # audit, casino, hub and sncf
+    assert "seals of 4 rows of power" in initialised_cli.ok("init").stdout
+    assert "no finding" in initialised_cli.ok("check").stdout
+    initialised_cli.ok("pseudonymise", "--domain", "casino", "--kind", "card", "4970101234")
 
 
 def test_tiers_check_exits_1_and_names_the_row(initialised_cli: Cli, database: Database) -> None:

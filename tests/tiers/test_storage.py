@@ -42,7 +42,7 @@ def test_migrating_twice_changes_nothing(deployment: Deployment) -> None:
 def test_no_table_has_a_column_for_clear_identifiers(deployment: Deployment) -> None:
     allowed = {
         "meta": {"name", "value"},
-        "domains": {"id", "name", "role", "card_luhn", "created_at", "blind_only"},
+        "domains": {"id", "name", "role", "card_luhn", "created_at", "blind_only", "seal"},
         "keys": {
             "id",
             "owner",

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from tiers.storage import keystore
 from tiers.storage.tables import domains
 
-__all__ = ["DomainRecord", "add", "first_with_role", "get", "list_all"]
+__all__ = ["DomainRecord", "add", "first_with_role", "get", "list_all", "set_seal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,10 +23,14 @@ class DomainRecord:
     created_at: datetime
     # Blind mode only: its identifiers are refused in clear (tiers.deployment.normalisation).
     blind_only: bool = False
+    # Its seal as a row of power (tiers.sealing); None only before `tiers init` sealed it.
+    seal: str | None = None
 
 
 def _record(row: Any) -> DomainRecord:
-    return DomainRecord(row.id, row.name, row.role, row.card_luhn, row.created_at, row.blind_only)
+    return DomainRecord(
+        row.id, row.name, row.role, row.card_luhn, row.created_at, row.blind_only, row.seal
+    )
 
 
 def add(
@@ -66,6 +70,10 @@ def first_with_role(connection: Connection, *, role: str) -> DomainRecord | None
     """The first domain (by name) with ``role``: the hub, say, of which there is one."""
     row = connection.execute(_WITH_ROLE, {"role": role}).first()
     return None if row is None else _record(row)
+
+
+def set_seal(connection: Connection, *, domain_id: int, seal: str) -> None:
+    connection.execute(update(domains).where(domains.c.id == domain_id).values(seal=seal))
 
 
 def list_all(connection: Connection) -> list[DomainRecord]:

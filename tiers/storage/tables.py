@@ -97,6 +97,9 @@ domains = Table(
     Column("created_at", UTCDateTime, nullable=False),
     # Blind mode only: the service refuses the domain's identifiers in clear (migration 0020).
     Column("blind_only", Boolean, nullable=False, default=False, server_default=false()),
+    # hmac-sha256 seal of the row and the deployment's scheme (tiers.sealing, migration 0021);
+    # NULL only in a database made before it, until `tiers init`.
+    Column("seal", String(80), nullable=True),
 )
 
 keys = Table(
