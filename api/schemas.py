@@ -429,10 +429,21 @@ class BlindTranslateRequest(Strict):
     )
 
 
+class BlindTranslationProof(BaseModel):
+    version: int = Field(description="the key version of the pseudonyms this proof covers")
+    proof: str = Field(
+        description="RFC 9497's GenerateProof with A = that version's public element and "
+        "B = the active one's (64 bytes, base64url)"
+    )
+
+
 class BlindTranslateResponse(BaseModel):
     domain: str
     version: int = Field(description="the active key version they are re-keyed to")
     pseudonyms: list[str] = Field(description="one per pseudonym sent, in order")
+    proofs: list[BlindTranslationProof] = Field(
+        description="one per key version among the pseudonyms sent, by version"
+    )
 
 
 class BlindKeyOut(BaseModel):

@@ -33,6 +33,7 @@ __all__ = [
     "hash_to_group",
     "multiplied",
     "rekeyed",
+    "rekeyed_with_proof",
     "scalar_ratio",
     "verify_proof",
 ]
@@ -191,19 +192,31 @@ def _challenge(mode: Mode, public: bytes, comp: _Composites, t2: bytes, t3: byte
 
 
 def verify_proof(
-    public: bytes, blinded: Sequence[bytes], evaluated: Sequence[bytes], proof: bytes
+    public: bytes,
+    blinded: Sequence[bytes],
+    evaluated: Sequence[bytes],
+    proof: bytes,
+    *,
+    generator: bytes | None = None,
 ) -> bool:
     """VerifyProof: whether ``proof`` shows that ``evaluated`` are ``blinded`` raised to the
-    secret of ``public`` (the verifiable mode). A malformed proof is a wrong one."""
+    secret of ``public`` (the verifiable mode). A malformed proof is a wrong one.
+
+    With ``generator`` (the RFC's ``A``, the group's generator otherwise), whether they are
+    ``blinded`` times the scalar that takes ``generator`` to ``public``: a translation's proof
+    (:func:`rekeyed_with_proof`), with the source version's public element as ``generator``."""
     if len(proof) != 2 * SCALAR_BYTES:
         return False
     sodium = _sodium()
     c, s = proof[:SCALAR_BYTES], proof[SCALAR_BYTES:]
     try:
         comp = _composites(Mode.VOPRF, element(public), blinded, evaluated, None)
-        t2 = sodium.crypto_core_ristretto255_add(
-            sodium.crypto_scalarmult_ristretto255_base(s), _mul(c, public)
+        s_a = (
+            sodium.crypto_scalarmult_ristretto255_base(s)
+            if generator is None
+            else _mul(s, element(generator))
         )
+        t2 = sodium.crypto_core_ristretto255_add(s_a, _mul(c, public))
         t3 = sodium.crypto_core_ristretto255_add(_mul(s, comp.m), _mul(c, comp.z))
     except (InvalidRequest, ValueError):
         return False
@@ -234,6 +247,47 @@ def rekeyed(elements: Sequence[bytes], to: OprfKey, source: OprfKey) -> list[byt
     return multiplied(scalar_ratio(to.secret, source.secret), elements)
 
 
+def rekeyed_with_proof(
+    elements: Sequence[bytes], to: OprfKey, source: OprfKey
+) -> tuple[list[bytes], bytes]:
+    """:func:`rekeyed`, with one proof of the batch: RFC 9497's ``GenerateProof`` with the
+    ratio ``r = b·a⁻¹`` as ``k``, ``source``'s public element as ``A`` and ``to``'s as ``B``
+    (``B = r·A``). It shows that each result is ``r`` times its element, ``r`` being the scalar
+    that takes one published key to the other; :func:`verify_proof` with ``generator=A``."""
+    ratio = scalar_ratio(to.secret, source.secret)
+    moved = multiplied(ratio, elements)
+    proof = _prove(
+        to.mode, ratio, generator=source.public, public=to.public, blinded=elements,
+        evaluated=moved, r=to._random(),
+    )  # fmt: skip
+    return moved, proof
+
+
+def _prove(
+    mode: Mode,
+    secret: bytes,
+    *,
+    generator: bytes | None,
+    public: bytes,
+    blinded: Sequence[bytes],
+    evaluated: Sequence[bytes],
+    r: bytes,
+) -> bytes:
+    """GenerateProof(k, A, B, C, D) with ``A`` the group's generator when ``generator`` is
+    None, and the random scalar ``r``."""
+    sodium = _sodium()
+    comp = _composites(mode, public, blinded, evaluated, secret)
+    t2 = (
+        sodium.crypto_scalarmult_ristretto255_base(r) if generator is None else _mul(r, generator)
+    )
+    t3 = _mul(r, comp.m)
+    c = _challenge(mode, public, comp, t2, t3)
+    s = sodium.crypto_core_ristretto255_scalar_sub(
+        r, sodium.crypto_core_ristretto255_scalar_mul(c, secret)
+    )
+    return bytes(c + s)
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class OprfKey:
     """A domain's key of the oblivious function: its secret scalar and public element (the
@@ -258,13 +312,7 @@ class OprfKey:
 
     def proof(self, blinded: Sequence[bytes], evaluated: Sequence[bytes]) -> bytes:
         """GenerateProof, with the generator, this key's public element, and a random r."""
-        sodium = _sodium()
-        comp = _composites(self.mode, self.public, blinded, evaluated, self.secret)
-        r = self._random()
-        t2 = sodium.crypto_scalarmult_ristretto255_base(r)
-        t3 = _mul(r, comp.m)
-        c = _challenge(self.mode, self.public, comp, t2, t3)
-        s = sodium.crypto_core_ristretto255_scalar_sub(
-            r, sodium.crypto_core_ristretto255_scalar_mul(c, self.secret)
-        )
-        return bytes(c + s)
+        return _prove(
+            self.mode, self.secret, generator=None, public=self.public, blinded=blinded,
+            evaluated=evaluated, r=self._random(),
+        )  # fmt: skip

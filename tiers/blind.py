@@ -17,8 +17,9 @@ query the function for guessed identifiers).
 A partner's *blind pseudonym* is the unblinded element ``s_v·H(x)`` in text,
 ``<domain>.v<version>.<base32 of 32 bytes>`` (:func:`blind_pseudonym_text`, as the client writes
 it). After a key rotation :func:`translate_blinded` re-keys the partner's blind pseudonyms of an
-earlier version to the active one, ``s_active·s_v⁻¹·P``, without the identifier behind them:
-one multiplication an element. A destroyed version's pseudonyms can no longer be translated
+earlier version to the active one, ``s_active·s_v⁻¹·P``, without the identifier behind them,
+with a proof for each source version that the partner checks against the two published keys:
+two multiplications an element. A destroyed version's pseudonyms can no longer be translated
 (crypto-shredding).
 
 In a deployment of the ``oprf`` scheme (:mod:`tiers.schemes`) these blind pseudonyms are the
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from audit import Action, Counts
 from errors import InvalidPseudonym, InvalidRequest
 from keys.keyring import DomainKey, Keyring
-from keys.oprf import ELEMENT_BYTES, element, rekeyed
+from keys.oprf import ELEMENT_BYTES, element, rekeyed_with_proof
 from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
@@ -98,6 +99,9 @@ class BlindTranslation:
     domain: str
     version: int
     pseudonyms: list[str]
+    # One proof per source version: the re-keyed elements of that version are its elements
+    # times the scalar that takes its public element to the active one's (keys.oprf).
+    proofs: dict[int, bytes]
 
 
 @audited(Action.BLIND_EVALUATE)
@@ -193,7 +197,8 @@ def translate_blinded(
     deployment: Deployment, *, access: Access, domain: str, pseudonyms: Sequence[str]
 ) -> BlindTranslation:
     """``domain``'s blind pseudonyms of any version not destroyed, re-keyed to its active
-    version (the same for a pseudonym already of it), without the identifiers. Refused whole
+    version (the same for a pseudonym already of it), without the identifiers, with one proof
+    per source version (:func:`keys.oprf.rekeyed_with_proof`). Refused whole
     if one is not a blind pseudonym of the domain (``bad_pseudonym``, ``domain_mismatch``,
     ``unknown_key_version``, ``key_destroyed``, ``bad_element``)."""
     require(access, Action.BLIND_TRANSLATE, domain)
@@ -209,13 +214,14 @@ def translate_blinded(
         active = ring.active
     target = oprf_key(domain, active)
     out: list[str] = [""] * len(parsed)
+    proofs: dict[int, bytes] = {}
     for version, source in keys.items():
         places = [i for i, (v, _) in enumerate(parsed) if v == version]
-        moved = rekeyed([parsed[i][1] for i in places], target, source)
+        moved, proofs[version] = rekeyed_with_proof([parsed[i][1] for i in places], target, source)
         for i, point in zip(places, moved, strict=True):
             out[i] = blind_pseudonym_text(domain, active.version, point)
     _logged(
         deployment, access, Action.BLIND_TRANSLATE, domain=domain, count=len(out),
         version=active.version,
     )  # fmt: skip
-    return BlindTranslation(domain, active.version, out)
+    return BlindTranslation(domain, active.version, out, proofs)

@@ -19,6 +19,7 @@ from api.schemas import (
     BlindKeysResponse,
     BlindTranslateRequest,
     BlindTranslateResponse,
+    BlindTranslationProof,
 )
 from audit import Action
 from errors import InvalidRequest
@@ -126,7 +127,10 @@ async def translate(
     """Re-key up to 10 000 of the domain's blind pseudonyms (`<domain>.v<version>.<52 base32>`,
     of any key version not destroyed) to its active version, in order, without the
     identifiers behind them: after a key rotation, a partner's stored blind pseudonyms follow
-    the key. One pseudonym that is not one of the domain's refuses the call."""
+    the key. One pseudonym that is not one of the domain's refuses the call. With one proof per
+    source version, which the partner checks with that version's public element as RFC 9497's
+    `A` and the active one's as `B`: the pseudonyms of that version were all re-keyed by the
+    one scalar that takes the first key to the second."""
     access = access_with(request, body.purpose or purpose, required=True)
     domain = body.domain or client.domain or ""
     result = await call(
@@ -137,5 +141,11 @@ async def translate(
         short=False,
     )
     return BlindTranslateResponse(
-        domain=result.domain, version=result.version, pseudonyms=result.pseudonyms
+        domain=result.domain,
+        version=result.version,
+        pseudonyms=result.pseudonyms,
+        proofs=[
+            BlindTranslationProof(version=version, proof=_text(proof))
+            for version, proof in sorted(result.proofs.items())
+        ],
     )

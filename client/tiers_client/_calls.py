@@ -14,6 +14,7 @@ from urllib.parse import quote
 from tiers_client.models import (
     BlindEvaluation,
     BlindKeys,
+    BlindTranslation,
     CampaignReport,
     CardState,
     Delivery,
@@ -88,14 +89,14 @@ def blind_evaluate(
 
 def blind_translate(
     pseudonyms: Sequence[str], domain: str | None, purpose: str | None
-) -> Call[list[str]]:
+) -> Call[BlindTranslation]:
     """Translating again gives the same pseudonyms: idempotent."""
     body: dict[str, Any] = {"pseudonyms": list(pseudonyms)}
     if domain is not None:
         body["domain"] = domain
     return Call(
-        "POST", "/v1/blind/translate", lambda a: list(a["pseudonyms"]), json=body,
-        idempotent=True, purpose=purpose,
+        "POST", "/v1/blind/translate", BlindTranslation.of, json=body, idempotent=True,
+        purpose=purpose,
     )  # fmt: skip
 
 

@@ -30,6 +30,7 @@ from tiers_client.blind import (
     BlindSetupError,
     blind_batch,
     refused_only,
+    translated,
     unblinded,
 )
 from tiers_client.errors import StateConflict, error_for
@@ -379,12 +380,14 @@ class Client(_Base):
     ) -> list[str]:
         """Your blind pseudonyms of an earlier key version re-keyed by the service to the
         active one, in order, by batches of 10,000: after a rotation, without the identifiers.
-        The answer carries no proof; re-blinding a few identifiers you still hold checks it."""
+        Each batch's proofs are checked against the domain's published keys first
+        (:class:`~tiers_client.errors.BadProofError`, ``bad_proof``, if one fails)."""
+        keys = self.blind_keys(domain, purpose=purpose)
         found: list[str] = []
         for start in range(0, len(pseudonyms), BATCH):
             batch = pseudonyms[start : start + BATCH]
-            translated: list[str] = self._run(calls.blind_translate(batch, domain, purpose))
-            found += translated
+            answer = self._run(calls.blind_translate(batch, domain, purpose))
+            found += translated(batch, answer, keys)
         return found
 
     def blind_tokenise_file(

@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from tiers_client import oprf
 from tiers_client.errors import BadProofError
 from tiers_client.identifiers import IdentifierRefused, normalise
-from tiers_client.models import BlindEvaluation, BlindKeys, ValueRefused, unpadded_b64
+from tiers_client.models import (
+    BlindEvaluation,
+    BlindKeys,
+    BlindTranslation,
+    ValueRefused,
+    unpadded_b64,
+)
 
 __all__ = [
     "BATCH",
@@ -39,6 +45,7 @@ __all__ = [
     "pinned_key",
     "pseudonym_text",
     "refused_only",
+    "translated",
     "unblinded",
 ]
 
@@ -109,6 +116,57 @@ def unblinded(
         )
     }
     return [done.get(i) or ValueRefused(i, batch.refused[i]) for i in range(batch.size)]
+
+
+def translated(sent: Sequence[str], answer: BlindTranslation, keys: BlindKeys) -> list[str]:
+    """The answer's pseudonyms, once each source version's proof holds against the two
+    published keys (that version's as RFC 9497's ``A``, the active one's as ``B``): every
+    pseudonym of that version was re-keyed by the one scalar between the two keys. Else
+    :class:`BadProofError` (``bad_proof``): no pseudonym of the batch is used."""
+    groups: dict[int, list[int]] = {}
+    for index, text in enumerate(sent):
+        groups.setdefault(_version_of(text), []).append(index)
+    target = keys.public.get(answer.version)
+    holds = target is not None and len(answer.pseudonyms) == len(sent)
+    for version, places in groups.items():
+        if not holds:
+            break
+        source, proof = keys.public.get(version), answer.proofs.get(version)
+        holds = (
+            source is not None
+            and proof is not None
+            and target is not None
+            and oprf.verify_proof(
+                target,
+                [_element_of(sent[i]) for i in places],
+                [_element_of(answer.pseudonyms[i]) for i in places],
+                proof,
+                generator=source,
+            )
+        )
+    if not holds:
+        raise BadProofError(
+            f"the service's proof of a translation fails against {answer.domain}'s public keys: "
+            "no pseudonym of the batch is used",
+            code="bad_proof",
+        )
+    return list(answer.pseudonyms)
+
+
+def _version_of(text: str) -> int:
+    """The key version of a blind pseudonym's text (0 when it has none: no key matches)."""
+    parts = text.strip().split(".")
+    version = parts[1][1:] if len(parts) == 3 and parts[1].startswith("v") else ""
+    return int(version) if version.isdigit() else 0
+
+
+def _element_of(text: str) -> bytes:
+    """The element in a blind pseudonym's text (empty when malformed: its proof then fails)."""
+    encoded = text.strip().rsplit(".", 1)[-1].upper()
+    try:
+        return base64.b32decode(encoded + "=" * (-len(encoded) % 8))
+    except ValueError:
+        return b""
 
 
 def pseudonym_text(domain: str, version: int, element: bytes) -> str:

@@ -234,6 +234,24 @@ class BlindEvaluation:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class BlindTranslation:
+    """The service's re-keying of blind pseudonyms to the domain's active ``version``: the
+    pseudonyms in order, and one proof per source version."""
+
+    domain: str
+    version: int
+    pseudonyms: list[str]
+    proofs: dict[int, bytes]
+
+    @classmethod
+    def of(cls, answer: Any) -> BlindTranslation:
+        proofs = {int(p["version"]): unpadded_b64(p["proof"]) for p in answer.get("proofs", [])}
+        return cls(
+            answer["domain"], int(answer["version"]), list(answer["pseudonyms"]), proofs
+        )
+
+
 def unpadded_b64(text: str) -> bytes:
     """Bytes from unpadded base64url, as the service writes elements."""
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -152,16 +152,27 @@ def verify_proof(
     evaluated: Sequence[bytes],
     proof: bytes,
     mode: int = VOPRF,
+    *,
+    generator: bytes | None = None,
 ) -> bool:
     """VerifyProof: whether ``proof`` shows that each of ``evaluated`` is its ``blinded``
-    element times the secret behind ``public``. Anything malformed is a proof that fails."""
+    element times the secret behind ``public``. Anything malformed is a proof that fails.
+
+    With ``generator`` (the RFC's ``A``; the group's generator otherwise): times the scalar
+    that takes ``generator`` to ``public``, as a translation's proof shows with the source
+    version's public element as ``generator`` and the active one's as ``public``."""
     if len(proof) != 2 * SCALAR_BYTES:
         return False
     c, s = proof[:SCALAR_BYTES], proof[SCALAR_BYTES:]
     sodium = _sodium()
     try:
         m, z = _composites(_checked(public), blinded, evaluated, mode)
-        t2 = _add(bytes(sodium.crypto_scalarmult_ristretto255_base(s)), _times(c, public))
+        s_a = (
+            bytes(sodium.crypto_scalarmult_ristretto255_base(s))
+            if generator is None
+            else _times(s, _checked(generator))
+        )
+        t2 = _add(s_a, _times(c, public))
         t3 = _add(_times(s, m), _times(c, z))
     except ValueError:  # BadElement, or libsodium refusing a scalar
         return False

@@ -16,6 +16,7 @@ from tiers.admin import destroy_key, rotate_key
 from tiers.blind import blind_pseudonym_text
 from tiers.clients import add_client
 from tiers.deployment import Deployment
+from tiers.pseudonyms import Pseudonym
 
 CLEAR = [b"anne.leroy@example.fr", b"4970101234567890", b"+33612345678"]
 
@@ -225,6 +226,18 @@ def test_a_rotation_re_keys_blind_pseudonyms_without_the_identifiers(api: Api) -
     assert (entry.action, entry.counts.records_in, entry.detail["version"]) == (
         "blind_translate", 4, 2,
     )  # fmt: skip
+    # One proof per source version, against the two published keys (RFC 9497's A and B).
+    published = api.http.get("/v1/blind/keys/casino", headers=api.headers("casino-app")).json()
+    public = {k["version"]: raw(k["public"]) for k in published["keys"]}
+    sent = [*before, after[0][1]]
+    assert [p["version"] for p in body["proofs"]] == [1, 2]
+    for given in body["proofs"]:
+        places = [i for i, t in enumerate(sent) if t.startswith(f"casino.v{given['version']}.")]
+        elements = [Pseudonym.parse(sent[i]).value for i in places]
+        moved = [Pseudonym.parse(body["pseudonyms"][i]).value for i in places]
+        proof = raw(given["proof"])
+        assert verify_proof(public[2], elements, moved, proof, generator=public[given["version"]])
+        assert not verify_proof(public[2], elements, moved[::-1], proof, generator=public[1])
     # Crypto-shredding: once version 1 is destroyed, its pseudonyms cannot be moved on.
     deployment = Deployment.open(api.database.settings())
     try:

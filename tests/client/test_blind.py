@@ -20,10 +20,11 @@ from typing import Any
 import httpx
 import pytest
 from tiers_client import AsyncClient, Client, errors, oprf
-from tiers_client.blind import blind_batch, pseudonym_text, unblinded
+from tiers_client.blind import blind_batch, pseudonym_text, translated, unblinded
 from tiers_client.identifiers import normalise
-from tiers_client.models import BlindEvaluation, ValueRefused
+from tiers_client.models import BlindEvaluation, BlindKeys, BlindTranslation, ValueRefused
 
+from keys.oprf import Mode, OprfKey, derive_key_pair, rekeyed_with_proof
 from tests.client.conftest import Service, serve, stop_started
 from tests.conftest import Database, assert_absent, run_coroutine
 from tests.hardening.service import tiers
@@ -88,6 +89,46 @@ def test_a_proof_that_does_not_hold_is_seen() -> None:
         oprf.unblind(bytes.fromhex(vector["blind"][0]), bytes(32))
     with pytest.raises(oprf.BadElement):
         oprf.unblind(bytes.fromhex(vector["blind"][0]), b"\xff" * 32)
+
+
+def test_a_translation_is_used_only_when_its_proofs_hold() -> None:
+    """The service's proofs (keys.oprf, the server's code) checked by the client's own
+    implementation: a translation from versions 1 and 2 to 3 holds; one pseudonym moved by
+    another scalar, a proof altered, missing, or of the other version, and an unknown key are
+    each refused whole (``bad_proof``)."""
+    v1, v2, v3, other = (
+        OprfKey(*derive_key_pair(seed * 32, b"casino", Mode.VOPRF))
+        for seed in (b"1", b"2", b"3", b"x")
+    )
+    keys = BlindKeys("casino", False, "FR", {3: v3.public, 2: v2.public, 1: v1.public}, "oprf")
+    points = [oprf.hash_to_group(bytes([i])) for i in range(4)]
+    old = [v1.evaluate(points[:2]), v2.evaluate(points[2:])]
+    sent = [pseudonym_text("casino", 1, e) for e in old[0]]
+    sent += [pseudonym_text("casino", 2, e) for e in old[1]]
+    (moved1, proof1), (moved2, proof2) = (
+        rekeyed_with_proof(old[0], v3, v1),
+        rekeyed_with_proof(old[1], v3, v2),
+    )
+    texts = [pseudonym_text("casino", 3, e) for e in moved1 + moved2]
+    assert texts == [pseudonym_text("casino", 3, e) for e in v3.evaluate(points)]
+
+    def answer(pseudonyms: list[str], proofs: dict[int, bytes]) -> BlindTranslation:
+        return BlindTranslation("casino", 3, pseudonyms, proofs)
+
+    assert translated(sent, answer(texts, {1: proof1, 2: proof2}), keys) == texts
+    forged = [*texts[:3], pseudonym_text("casino", 3, other.evaluate(points[3:])[0])]
+    flipped = proof1[:5] + bytes([proof1[5] ^ 1]) + proof1[6:]
+    for bad, proofs, known in (
+        (forged, {1: proof1, 2: proof2}, keys),
+        (texts, {1: flipped, 2: proof2}, keys),
+        (texts, {1: proof1}, keys),
+        (texts, {1: proof2, 2: proof1}, keys),
+        (texts[:3], {1: proof1, 2: proof2}, keys),
+        (texts, {1: proof1, 2: proof2}, dataclasses.replace(keys, public={3: v3.public})),
+    ):
+        with pytest.raises(errors.BadProofError) as refused:
+            translated(sent, answer(bad, proofs), known)
+        assert refused.value.code == "bad_proof"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,7 @@ from keys.oprf import (
     finalize,
     hash_to_group,
     rekeyed,
+    rekeyed_with_proof,
     verify_proof,
 )
 
@@ -157,3 +158,33 @@ def test_re_keying_refuses_what_is_not_an_element() -> None:
         with pytest.raises(InvalidRequest) as refused:
             rekeyed([bad], new, old)
         assert refused.value.code == "bad_element"
+
+
+@settings(max_examples=20)
+@given(
+    data=st.lists(IDENTIFIERS, min_size=1, max_size=5),
+    victim=st.integers(0, 4),
+    flip=st.integers(0, 63),
+)
+def test_a_translation_proves_itself_against_the_two_published_keys(
+    data: list[bytes], victim: int, flip: int
+) -> None:
+    """The proof of a re-keying (GenerateProof with A the source key's public element) holds
+    for the translation, and fails for one result re-keyed otherwise, an altered proof, or
+    the proof checked with the generator or with the keys swapped."""
+    old, new, other = (
+        OprfKey(*derive_key_pair(seed * 32, b"casino", Mode.VOPRF)) for seed in (b"o", b"n", b"x")
+    )
+    points = old.evaluate([hash_to_group(item, Mode.VOPRF) for item in data])
+    moved, proof = rekeyed_with_proof(points, new, old)
+    assert moved == rekeyed(points, new, old)
+    assert verify_proof(new.public, points, moved, proof, generator=old.public)
+    victim %= len(data)
+    forged = list(moved)
+    forged[victim] = rekeyed([points[victim]], other, old)[0]  # one result under another key
+    assert not verify_proof(new.public, points, forged, proof, generator=old.public)
+    altered = proof[:flip] + bytes([proof[flip] ^ 1]) + proof[flip + 1 :]
+    assert not verify_proof(new.public, points, moved, altered, generator=old.public)
+    assert not verify_proof(new.public, points, moved, proof)  # A the generator: not this proof
+    assert not verify_proof(old.public, points, moved, proof, generator=new.public)
+    assert not verify_proof(new.public, points, moved, proof, generator=bytes(32))  # identity
