@@ -638,6 +638,35 @@ class AsyncClient(_Base):
             found += unblinded(batch, answer, public)
         return found
 
+    async def blind_translate(
+        self, pseudonyms: Sequence[str], *, domain: str | None = None, purpose: str | None = None
+    ) -> list[str]:
+        """As :meth:`Client.blind_translate`: each batch's proofs checked first."""
+        keys = await self.blind_keys(domain, purpose=purpose)
+        found: list[str] = []
+        for start in range(0, len(pseudonyms), BATCH):
+            batch = pseudonyms[start : start + BATCH]
+            answer = await self._run(calls.blind_translate(batch, domain, purpose))
+            found += translated(batch, answer, keys)
+        return found
+
+    async def blind_tokenise_file(
+        self, source: Path | str, output: Path | str, **options: Any
+    ) -> BlindFileReport:
+        """As :meth:`Client.blind_tokenise_file` (the same options), run in a worker thread by
+        a :class:`Client` of the same address, key and settings: reading, blinding and
+        writing the file is work of this machine's that would otherwise hold the event loop.
+        ``progress`` is called from that thread."""
+
+        def run() -> BlindFileReport:
+            with Client(
+                self.base_url, self._api_key, purpose=self.purpose, timeout=self._timeout,
+                retries=self.retries, backoff=self.backoff,
+            ) as client:  # fmt: skip
+                return client.blind_tokenise_file(source, output, **options)
+
+        return await asyncio.to_thread(run)
+
     async def send_exchange(
         self,
         source: Path | str,

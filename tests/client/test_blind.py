@@ -290,6 +290,17 @@ def test_the_file_command(blind: Blind, tmp_path: Path) -> None:
     for i, row in enumerate(rows[1:]):
         assert row == [*(str(expected[kind][i]) for kind in CLEAR), str(100 * (i + 1))]
     assert len(rows) == 3
+
+    async def asynchronously() -> int:
+        async with AsyncClient(blind.url, blind.service.keys["casino-app"], purpose=PURPOSE) as c:
+            report = await c.blind_tokenise_file(
+                source, tmp_path / "async.csv", columns=COLUMNS[1::2][:4], keep=["points"],
+                delimiter=";",
+            )  # fmt: skip
+        return report.rows_rejected
+
+    assert run_coroutine(asynchronously()) == 2  # the bad card, the short row
+    assert _read(tmp_path / "async.csv") == rows  # the same file as the command's
     assert _read(Path(f"{out}.rejects.csv"), ",") == [
         ["line", "column", "code"], ["4", "card", "bad_length"], ["5", "", "field_count"],
     ]  # fmt: skip
@@ -352,8 +363,9 @@ def test_the_domain_s_rules_and_keys_follow_the_service(blind: Blind) -> None:
         with pytest.raises(errors.BadProofError):  # a pin of the old key fails after a rotation
             casino.blind_pseudonymise("phone", CLEAR["phone"], public_key=old_key)
 
-    async def asynchronously() -> list[str | ValueRefused]:
+    async def asynchronously() -> tuple[list[str | ValueRefused], list[str]]:
         async with AsyncClient(blind.url, blind.service.keys["casino-app"], purpose=PURPOSE) as c:
-            return await c.blind_pseudonymise("phone", CLEAR["phone"])
+            found = await c.blind_pseudonymise("phone", CLEAR["phone"])
+            return found, await c.blind_translate([str(p) for p in before])
 
-    assert run_coroutine(asynchronously()) == after
+    assert run_coroutine(asynchronously()) == (after, after)
