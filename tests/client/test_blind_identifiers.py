@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from tiers_client._blind_file import _delimiter, _kept
 from tiers_client.identifiers import IdentifierRefused
 from tiers_client.identifiers import normalise as client_normalise
 
 from errors import InvalidIdentifier
+from tiers._csvio import detect_delimiter
+from tiers._file_rows import neutralise_formula
 from tiers.identifiers import NormalisationOptions
 from tiers.identifiers import normalise as service_normalise
 
@@ -97,3 +100,27 @@ def test_people(value: str) -> None:
 @given(kind=st.text(max_size=8), value=st.text(max_size=8))
 def test_an_unknown_kind_is_refused_alike(kind: str, value: str) -> None:
     assert service(kind, value) == client(kind, value)
+
+
+# The blind file command's two file rules, held to the service's in the same way: a drift would
+# split a partner's file into other columns, or let a formula through, in blind mode only.
+_CELLS = st.text(alphabet=st.sampled_from(list('=+-@\t\r0123456789.,;|"ab ')), max_size=12)
+
+
+@settings(max_examples=300)
+@given(line=_CELLS)
+@example(line='"a;b",c')
+@example(line="a\tb;c\td")
+@example(line="a;b\tc|d,e")  # a tie of four: the first candidate wins
+@example(line="")
+def test_the_client_finds_the_delimiter_the_service_finds(line: str) -> None:
+    assert _delimiter(line) == detect_delimiter(line)
+
+
+@settings(max_examples=300)
+@given(cell=_CELLS)
+@example(cell="-12.50")
+@example(cell="=SUM(A1)")
+@example(cell="+33612345678")
+def test_the_client_neutralises_the_formulas_the_service_neutralises(cell: str) -> None:
+    assert _kept(cell) == neutralise_formula(cell)
