@@ -4,7 +4,8 @@ operator.
 - Rows of power whose seal fails (:mod:`tiers.sealing`): changed outside the service.
 - Rows of power that contradict the access log: a seal binds what a row says, not when, so a
   database writer who kept an older row with its seal (a client before its revocation or key
-  rotation, a key version before its destruction) could put both back. The log, which its
+  rotation, a key version before its destruction) could put both back; and a seal cannot
+  show that a row was deleted (a domain the log shows made). The log, which its
   checkpoints, witnesses and auditors protect, says what the service last did to each: the
   row must agree. (Entries purged from the log can no longer be compared.)
 - What the schema no longer checks (:mod:`tiers.storage.integrity`): index entries and cards
@@ -25,7 +26,7 @@ from tiers.auditing import Access, audited
 from tiers.authorisation import require
 from tiers.deployment import Deployment
 from tiers.sealing import Finding, find_tampered
-from tiers.storage import audit_log, integrity, keystore
+from tiers.storage import audit_log, domains, integrity, keystore
 from tiers.storage import clients as clients_repo
 
 __all__ = [
@@ -87,8 +88,21 @@ class _ClientHistory:
 
 
 def find_rollbacks(connection: Connection) -> list[Finding]:
-    """Clients and keyrings whose rows say less than the log (a rollback)."""
-    return _client_rollbacks(connection) + _key_rollbacks(connection)
+    """Clients and keyrings whose rows say less than the log (a rollback), and domains the
+    log shows made that the database no longer holds."""
+    return _client_rollbacks(connection) + _key_rollbacks(connection) + _lost_domains(connection)
+
+
+def _lost_domains(connection: Connection) -> list[Finding]:
+    """A domain row deleted by hand: the service never removes one (its customers' pseudonyms
+    are then refused as of an unknown domain)."""
+    held = {record.name for record in domains.list_all(connection)}
+    added = sorted({e.domains[0] for e in _logged(connection, Action.DOMAIN_ADD) if e.domains})
+    return [
+        Finding("domain", name, "the access log shows it made, but the database has no row")
+        for name in added
+        if name not in held
+    ]
 
 
 def _client_rollbacks(connection: Connection) -> list[Finding]:

@@ -152,6 +152,18 @@ def test_a_scheme_changed_in_the_database_stops_every_domain(
     assert all("scheme" in f.why for f in found)
 
 
+def test_a_domain_deleted_in_the_database_is_found_by_the_log(
+    deployment: Deployment, database: Database
+) -> None:
+    add_domain(deployment, access=ACCESS, name="casino", role="partner")
+    add_domain(deployment, access=ACCESS, name="sncf", role="partner")
+    assert [] == check_deployment(deployment, access=ACCESS)
+    _edit(database, "DELETE FROM domains WHERE name = 'casino'")
+    (finding,) = check_deployment(deployment, access=ACCESS)
+    assert ("domain", "casino") == (finding.kind, finding.name)
+    assert "no row" in finding.why
+
+
 def test_init_seals_the_domains_of_a_database_made_before_their_seals(
     initialised_cli: Cli, database: Database
 ) -> None:
