@@ -127,7 +127,16 @@ def translated(sent: Sequence[str], answer: BlindTranslation, keys: BlindKeys) -
     for index, text in enumerate(sent):
         groups.setdefault(_version_of(text), []).append(index)
     target = keys.public.get(answer.version)
-    holds = target is not None and len(answer.pseudonyms) == len(sent)
+    moved = [_element_of(text) for text in answer.pseudonyms]
+    holds = (
+        target is not None
+        and answer.domain == keys.domain
+        and len(moved) == len(sent)
+        and all(  # each in the canonical text of the domain's active version
+            text == pseudonym_text(keys.domain, answer.version, element)
+            for text, element in zip(answer.pseudonyms, moved, strict=True)
+        )
+    )
     for version, places in groups.items():
         if not holds:
             break
@@ -139,7 +148,7 @@ def translated(sent: Sequence[str], answer: BlindTranslation, keys: BlindKeys) -
             and oprf.verify_proof(
                 target,
                 [_element_of(sent[i]) for i in places],
-                [_element_of(answer.pseudonyms[i]) for i in places],
+                [moved[i] for i in places],
                 proof,
                 generator=source,
             )

@@ -125,6 +125,9 @@ def test_a_translation_is_used_only_when_its_proofs_hold() -> None:
         (texts, {1: proof2, 2: proof1}, keys),
         (texts[:3], {1: proof1, 2: proof2}, keys),
         (texts, {1: proof1, 2: proof2}, dataclasses.replace(keys, public={3: v3.public})),
+        ([t.replace("casino.v3.", "casino.v2.") for t in texts], {1: proof1, 2: proof2}, keys),
+        ([t.upper() for t in texts], {1: proof1, 2: proof2}, keys),
+        (texts, {1: proof1, 2: proof2}, dataclasses.replace(keys, domain="sncf")),
     ):
         with pytest.raises(errors.BadProofError) as refused:
             translated(sent, answer(bad, proofs), known)
