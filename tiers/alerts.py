@@ -20,7 +20,7 @@ And the alarms of the log's own integrity, raised now (their hour is the current
 
 - ``log_inconsistent`` or ``checkpoint_store_…``: the service cannot sign the log (see
   :mod:`tiers._checkpointing`); the scan is then not logged, since nothing can be;
-- ``row_tampered``: a client or keyring whose seal fails (:mod:`tiers.sealing`).
+- ``row_tampered``: a client, keyring or domain whose seal fails (:mod:`tiers.sealing`).
 
 The scan reads the log, not a counter in one process, so it sees every worker and every host.
 Run it from cron or a monitor: ``tiers audit alerts`` exits 3 when it finds something.
