@@ -117,24 +117,35 @@ def check_keyring(connection: Connection, sealer: RowSealer, *, owner: str, purp
         )
 
 
-def _domain_fields(connection: Connection, record: DomainRecord) -> list[str | int | bool | None]:
-    scheme = meta_repo.get(connection, name=META_SCHEME)
+def _scheme(connection: Connection) -> str | None:
+    """The scheme's row as stored (None if deleted), which every domain's seal binds."""
+    return meta_repo.get(connection, name=META_SCHEME)
+
+
+def _domain_fields(record: DomainRecord, scheme: str | None) -> list[str | int | bool | None]:
     return [record.id, record.name, record.role, record.card_luhn, record.blind_only, scheme]
 
 
 def seal_domain(connection: Connection, sealer: RowSealer, record: DomainRecord) -> DomainRecord:
     """Seal the domain's row as it now stands, under the deployment's scheme as it stands;
     returns the record with its seal."""
-    seal = sealer.seal(DOMAIN, _domain_fields(connection, record))
+    seal = sealer.seal(DOMAIN, _domain_fields(record, _scheme(connection)))
     domains.set_seal(connection, domain_id=record.id, seal=seal)
     return replace(record, seal=seal)
+
+
+def _domain_holds(sealer: RowSealer, record: DomainRecord, scheme: str | None) -> bool:
+    """Whether the domain's seal holds under ``scheme``; a failure is logged at CRITICAL."""
+    if sealer.holds(DOMAIN, _domain_fields(record, scheme), record.seal):
+        return True
+    _log.critical("domain %s fails its seal: it is not used", record.name)
+    return False
 
 
 def check_domain(connection: Connection, sealer: RowSealer, record: DomainRecord) -> DomainRecord:
     """``record``, or :class:`RowTampered` (logged) if its seal fails: the row, or the
     deployment's scheme, was changed outside the service."""
-    if not sealer.holds(DOMAIN, _domain_fields(connection, record), record.seal):
-        _log.critical("domain %s fails its seal: it is not used", record.name)
+    if not _domain_holds(sealer, record, _scheme(connection)):
         raise RowTampered(
             f"domain {record.name} (or the deployment's scheme) was changed outside the service; "
             "it is not used"
@@ -167,17 +178,13 @@ def find_tampered(connection: Connection, master: KeyEncryptionKey) -> list[Find
             check_keyring(connection, sealer, owner=owner, purpose=purpose)
         except RowTampered:
             found.append(Finding(KEYRING, f"{owner}/{purpose}"))
-    for record in domains.list_all(connection):
-        try:
-            check_domain(connection, sealer, record)
-        except RowTampered:
-            found.append(
-                Finding(
-                    DOMAIN,
-                    record.name,
-                    "fails its seal (it, or the scheme, changed outside the service)",
-                )
-            )
+    scheme = _scheme(connection)
+    why = "fails its seal (it, or the scheme, changed outside the service)"
+    found += [
+        Finding(DOMAIN, record.name, why)
+        for record in domains.list_all(connection)
+        if not _domain_holds(sealer, record, scheme)
+    ]
     return found
 
 
