@@ -136,23 +136,17 @@ def translated(sent: Sequence[str], answer: BlindTranslation, keys: BlindKeys) -
             text == pseudonym_text(keys.domain, answer.version, element)
             for text, element in zip(answer.pseudonyms, moved, strict=True)
         )
-    )
-    for version, places in groups.items():
-        if not holds:
-            break
-        source, proof = keys.public.get(version), answer.proofs.get(version)
-        holds = (
-            source is not None
-            and proof is not None
-            and target is not None
-            and oprf.verify_proof(
+        and all(
+            _proof_holds(
                 target,
+                keys.public.get(version),
+                answer.proofs.get(version),
                 [_element_of(sent[i]) for i in places],
                 [moved[i] for i in places],
-                proof,
-                generator=source,
             )
+            for version, places in groups.items()
         )
+    )
     if not holds:
         raise BadProofError(
             f"the service's proof of a translation fails against {answer.domain}'s public keys: "
@@ -160,6 +154,22 @@ def translated(sent: Sequence[str], answer: BlindTranslation, keys: BlindKeys) -
             code="bad_proof",
         )
     return list(answer.pseudonyms)
+
+
+def _proof_holds(
+    target: bytes,
+    source: bytes | None,
+    proof: bytes | None,
+    elements: list[bytes],
+    moved: list[bytes],
+) -> bool:
+    """Whether ``proof`` shows ``moved`` are ``elements`` re-keyed from ``source`` to
+    ``target`` (False when the key of the source version, or its proof, is missing)."""
+    return (
+        source is not None
+        and proof is not None
+        and oprf.verify_proof(target, elements, moved, proof, generator=source)
+    )
 
 
 def _version_of(text: str) -> int:
