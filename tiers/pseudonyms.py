@@ -202,7 +202,7 @@ def parse_many_for_domain(
         try:
             pseudonym = parse_for_domain(text.strip(), domain=domain, keyring=keyring)
         except _PARSE_ERRORS as error:
-            parsed.append(error)
+            parsed.append(error.with_traceback(None))  # kept without this frame: no cycle
         else:
             parsed.append((pseudonym.version, pseudonym.value))
     return parsed

@@ -260,6 +260,6 @@ def clear_bases(
         try:
             normalised.append(normaliser(value, settings))
         except InvalidIdentifier as error:
-            normalised.append(error)
+            normalised.append(error.with_traceback(None))  # kept without this frame: no cycle
     bases = iter(scheme.bases(kind, [n for n in normalised if isinstance(n, str)]))
     return [next(bases) if isinstance(n, str) else n for n in normalised]
