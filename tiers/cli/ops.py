@@ -77,8 +77,8 @@ def check() -> None:
     if found:
         raise typer.Exit(EXIT_ERROR)
     out_console.print(
-        "no finding: every client and keyring holds its seal and agrees with the log; the "
-        "index and the cards are whole",
+        "no finding: every client, keyring and domain holds its seal and agrees with the log; "
+        "the index and the cards are whole",
         markup=False,
     )
 
