@@ -1,6 +1,6 @@
-"""Rows of power, sealed: clients and keyrings carry a MAC under a key derived from the master
-key (:class:`keys.rows.RowSealer`), written with every change the service makes and checked
-before the service obeys the row.
+"""Rows of power, sealed: clients, keyrings and domains carry a MAC under a key derived from the
+master key (:class:`keys.rows.RowSealer`), written with every change the service makes and
+checked before the service obeys the row.
 
 - A client's seal binds its id, name, role, domain, key prefix, key hash, credential version
   and state: a database writer cannot give a partner's client the operator's role, move it to

@@ -66,9 +66,9 @@ def restore(
 
 @handles_errors
 def check() -> None:
-    """List every row of power (client, keyring) changed outside the service or contradicting
-    the access log, and every integrity fault of the index and cards. Exits 1 when there is
-    any."""
+    """List every row of power (client, keyring, domain) changed outside the service or
+    contradicting the access log, and every integrity fault of the index and cards. Exits 1
+    when there is any."""
     access = operator("integrity check")
     with deployment(access, Action.CHECK) as dep:
         found = checks.check_deployment(dep, access=access)
